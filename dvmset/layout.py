@@ -1,0 +1,61 @@
+"""Where things live under a data root (see DESIGN.md, "On disk")."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Refuse ids that could escape a directory (``..``, slashes, NUL) before they become paths."""
+    if not _SAFE_ID.fullmatch(value) or ".." in value:
+        raise ValueError(f"invalid {what} {value!r}: use letters, digits, '-', '_' and '.' only")
+    return value
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path).expanduser().resolve())
+
+    @property
+    def catalog_url(self) -> str:
+        return f"sqlite:///{self.path / 'catalog.sqlite'}"
+
+    @property
+    def sources_dir(self) -> Path:
+        return self.path / "sources"
+
+    def source_dir(self, video_id: str) -> Path:
+        return self.sources_dir / check_id(video_id, "video id")
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.path / "clips"
+
+    def clip_path(self, clip_id: str) -> Path:
+        return self.clips_dir / f"{check_id(clip_id, 'clip id')}.mp4"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.path / "features"
+
+    def shard_path(self, n: int) -> Path:
+        return self.features_dir / f"shard-{n:05d}.safetensors"
+
+    @property
+    def index_path(self) -> Path:
+        return self.features_dir / "index.parquet"
+
+    def export_dir(self, name: str) -> Path:
+        return self.path / "exports" / check_id(name, "export name")
+
+    def ensure(self) -> DataRoot:
+        for d in (self.path, self.sources_dir, self.clips_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self

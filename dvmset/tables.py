@@ -1,0 +1,129 @@
+"""The catalog's tables (SQLAlchemy 2 ORM). The catalog is the source of truth for what is done."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Source(Base):
+    """One source video: where it came from and how far it got."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # yt-dlp id, or a hash of the URL
+    url: Mapped[str] = mapped_column(Text)
+    query: Mapped[str | None] = mapped_column(String(256), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)  # SourceStatus
+    stage: Mapped[str | None] = mapped_column(String(32))  # the stage that failed, when failed
+    error: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    uploader: Mapped[str | None] = mapped_column(Text)
+    license: Mapped[str | None] = mapped_column(Text)
+    webpage_url: Mapped[str | None] = mapped_column(Text)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    media_path: Mapped[str | None] = mapped_column(Text)  # relative to the data root
+    music_path: Mapped[str | None] = mapped_column(Text)  # separated + normalised music
+    separator: Mapped[str | None] = mapped_column(String(64))  # "htdemucs", "none" (skipped on purpose)
+    vocal_energy: Mapped[float | None] = mapped_column(Float)  # vocal stem energy / mix energy
+    loudness_in_lufs: Mapped[float | None] = mapped_column(Float)
+    loudness_out_lufs: Mapped[float | None] = mapped_column(Float)
+    gain_db: Mapped[float | None] = mapped_column(Float)
+    gain_limited: Mapped[bool | None] = mapped_column(Boolean)  # gain lowered to avoid clipping
+    meta: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Clip(Base):
+    """One 60 s clip cut from a source; what annotators review and trainers consume."""
+
+    __tablename__ = "clips"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)  # {video_id}-{start_s:05d}
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"), index=True)
+    start_s: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    path: Mapped[str | None] = mapped_column(Text)  # relative to the data root
+    status: Mapped[str] = mapped_column(String(32), index=True)  # ClipStatus
+    error: Mapped[str | None] = mapped_column(Text)
+    split: Mapped[str | None] = mapped_column(String(16))
+    silence_ratio: Mapped[float | None] = mapped_column(Float)
+    static_ratio: Mapped[float | None] = mapped_column(Float)
+    scene_cuts: Mapped[int | None] = mapped_column(Integer)
+    loudness_lufs: Mapped[float | None] = mapped_column(Float)
+    vocal_energy: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Annotator(Base):
+    __tablename__ = "annotators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Decision(Base):
+    """Append-only: a verdict is never updated; an undo is a new row that voids an earlier one."""
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))  # Verdict, or "undo"
+    reasons: Mapped[list | None] = mapped_column(JSON)  # [RejectReason, ...]
+    note: Mapped[str | None] = mapped_column(Text)
+    voids: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))  # for undo rows
+    seconds_spent: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Lease(Base):
+    """A clip handed to an annotator, so no two annotators get it at once; expires."""
+
+    __tablename__ = "leases"
+
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Run(Base):
+    """One stage run for one key (a source or clip id): what ran, with which params, how it ended."""
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("stage", "key", "params_hash"), Index("ix_runs_key", "key"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(160))
+    params_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # "done" | "failed"
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

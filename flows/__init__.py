@@ -1,0 +1,1 @@
+"""Prefect flows and the `vidmusician` command line: the only layer that orchestrates and reads settings."""

@@ -1,0 +1,21 @@
+"""Settings from argv and the environment, resolved in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dvmset.catalog import Catalog
+from dvmset.layout import DataRoot
+
+DEFAULT_ROOT = "./dvm-data"
+
+
+def resolve_root(root: str | os.PathLike[str] | None) -> DataRoot:
+    """``--root``, else ``VIDMUSICIAN_ROOT``, else ``./dvm-data``."""
+    return DataRoot(Path(root or os.environ.get("VIDMUSICIAN_ROOT") or DEFAULT_ROOT)).ensure()
+
+
+def open_catalog(root: DataRoot) -> Catalog:
+    """``VIDMUSICIAN_DB`` (any SQLAlchemy URL, e.g. Postgres) wins over the root's SQLite file."""
+    return Catalog(os.environ.get("VIDMUSICIAN_DB") or root.catalog_url)
