@@ -59,3 +59,12 @@ def catalog(data_root: DataRoot):
     cat = Catalog(data_root.catalog_url)
     yield cat
     cat.dispose()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for the whole session (starting one costs ~15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
