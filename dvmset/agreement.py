@@ -1,0 +1,206 @@
+"""Inter-annotator agreement (Cohen's and Fleiss' kappa) and the effective-verdict rule.
+
+The effective-verdict rule (documented here once, used by the review tool and the dataset card):
+
+* A decision row is *live* unless a later ``undo`` row voids it; ``undo`` rows are never live.
+* Each annotator counts once per clip: their latest live verdict.
+* A clip needs ``required`` live verdicts (1 by default; N in overlap mode). With fewer it stays
+  ``pending_review``.
+* With enough verdicts, the clip is **accepted only when a strict majority accept**; a tie or a
+  majority of rejects rejects it (a doubtful clip costs less than a bad training example).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dvmset.records import RejectReason, Verdict
+from dvmset.tables import Annotator, Decision
+
+UNDO = "undo"
+
+EFFECTIVE_VERDICT_RULE = (
+    "Each annotator's latest live (not undone) verdict counts once. A clip needs `required` "
+    "verdicts (1, or N in overlap mode); then it is accepted only if a strict majority accept, "
+    "otherwise rejected. With fewer verdicts it stays pending_review."
+)
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """The fields of a ``decisions`` row that the rule and the statistics need."""
+
+    id: int
+    clip_id: str
+    annotator_id: int
+    verdict: str
+    reasons: tuple[str, ...] = ()
+    voids: int | None = None
+    seconds_spent: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.verdict not in (Verdict.ACCEPT, Verdict.REJECT, UNDO):
+            raise ValueError(f"decision {self.id}: unknown verdict {self.verdict!r}")
+        if self.verdict == UNDO and self.voids is None:
+            raise ValueError(f"decision {self.id}: an undo row must name the row it voids")
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
+    """Cohen's kappa of two raters' labels on the same items; NaN when undefined (chance agreement 1)."""
+    if len(a) != len(b):
+        raise ValueError(f"cohen_kappa: {len(a)} labels vs {len(b)}: both raters must label the same items")
+    if not a:
+        raise ValueError("cohen_kappa: no items rated by both raters")
+    n = len(a)
+    p_o = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    ca, cb = Counter(a), Counter(b)
+    p_e = sum(ca[k] * cb[k] for k in ca) / (n * n)
+    if p_e >= 1.0:
+        return float("nan")
+    return (p_o - p_e) / (1.0 - p_e)
+
+
+def fleiss_kappa(counts: np.ndarray) -> float:
+    """Fleiss' kappa from counts [items, categories]; every item needs the same number (≥ 2) of ratings.
+
+    NaN when undefined (every rating in one category).
+    """
+    counts = np.asarray(counts, dtype=np.float64)  # [N, K]
+    if counts.ndim != 2 or counts.shape[0] == 0 or counts.shape[1] == 0:
+        raise ValueError(f"fleiss_kappa: counts must be a non-empty [items, categories] array, got {counts.shape}")
+    if (counts < 0).any():
+        raise ValueError("fleiss_kappa: counts must be non-negative")
+    per_item = counts.sum(axis=1)  # [N]
+    m = per_item[0]
+    if m < 2 or not np.all(per_item == m):
+        raise ValueError(
+            f"fleiss_kappa: every item needs the same number (>= 2) of ratings, got {sorted(set(per_item.tolist()))}"
+        )
+    n_items = counts.shape[0]
+    p_j = counts.sum(axis=0) / (n_items * m)  # [K]
+    p_i = ((counts * (counts - 1)).sum(axis=1)) / (m * (m - 1))  # [N]
+    p_bar = float(p_i.mean())
+    p_e = float((p_j**2).sum())
+    if p_e >= 1.0:
+        return float("nan")
+    return (p_bar - p_e) / (1.0 - p_e)
+
+
+def live_verdicts(rows: Iterable[DecisionRow]) -> dict[str, dict[int, DecisionRow]]:
+    """clip id → annotator id → that annotator's latest live verdict row (undo rows applied)."""
+    rows = sorted(rows, key=lambda r: r.id)
+    voided = {r.voids for r in rows if r.verdict == UNDO}
+    out: dict[str, dict[int, DecisionRow]] = defaultdict(dict)
+    for r in rows:
+        if r.verdict != UNDO and r.id not in voided:
+            out[r.clip_id][r.annotator_id] = r
+    return dict(out)
+
+
+def effective_verdict(verdicts: Sequence[str], required: int = 1) -> str | None:
+    """The clip's verdict from its live verdicts (one per annotator), or None while too few exist."""
+    if required < 1:
+        raise ValueError(f"required verdicts must be >= 1, got {required}")
+    bad = [v for v in verdicts if v not in (Verdict.ACCEPT, Verdict.REJECT)]
+    if bad:
+        raise ValueError(f"unknown verdicts {bad}: expected 'accept' or 'reject'")
+    if len(verdicts) < required:
+        return None
+    accepts = sum(v == Verdict.ACCEPT for v in verdicts)
+    return Verdict.ACCEPT.value if accepts * 2 > len(verdicts) else Verdict.REJECT.value
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if np.isnan(x) else round(float(x), 4)
+
+
+def _agreement_for(labels: Mapping[str, Mapping[int, str]], names: Mapping[int, str]) -> dict:
+    """Pairwise Cohen and Fleiss for one labelling: clip → annotator → label."""
+    pairs = []
+    annotators = sorted({a for per in labels.values() for a in per})
+    for x, y in combinations(annotators, 2):
+        shared = [c for c, per in labels.items() if x in per and y in per]
+        if not shared:
+            continue
+        k = cohen_kappa([labels[c][x] for c in shared], [labels[c][y] for c in shared])
+        pairs.append({"a": names.get(x, str(x)), "b": names.get(y, str(y)), "items": len(shared),
+                      "kappa": _nan_to_none(k)})
+    # Fleiss needs a constant rater count: use the most common count >= 2 (items with more are cut
+    # to their first m raters by annotator id, so no item is dropped for having extra verdicts).
+    sizes = Counter(len(per) for per in labels.values() if len(per) >= 2)
+    fleiss: dict = {"kappa": None, "items": 0, "raters_per_item": None}
+    if sizes:
+        m = max(sizes.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        cats = sorted({v for per in labels.values() for v in per.values()})
+        rows = []
+        for per in labels.values():
+            if len(per) >= m:
+                chosen = [per[a] for a in sorted(per)[:m]]
+                rows.append([chosen.count(c) for c in cats])
+        fleiss = {"kappa": _nan_to_none(fleiss_kappa(np.array(rows))), "items": len(rows), "raters_per_item": m}
+    return {"pairs": pairs, "fleiss": fleiss}
+
+
+def agreement_from_rows(rows: Iterable[DecisionRow], names: Mapping[int, str]) -> dict:
+    """The agreement report (see ``agreement_report``) from decision rows; pure."""
+    rows = list(rows)
+    live = live_verdicts(rows)
+    overall = {c: {a: r.verdict for a, r in per.items()} for c, per in live.items()}
+    per_reason = {}
+    for reason in RejectReason:
+        lab = {c: {a: ("yes" if reason.value in r.reasons else "no") for a, r in per.items()}
+               for c, per in live.items()}
+        per_reason[reason.value] = _agreement_for(lab, names)
+    undone = Counter(r.annotator_id for r in rows if r.verdict == UNDO)
+    mine: dict[int, list[DecisionRow]] = defaultdict(list)
+    for per in live.values():
+        for a, r in per.items():
+            mine[a].append(r)
+    people = []
+    for a in sorted(set(names) | set(mine)):
+        rs = mine.get(a, [])
+        secs = [r.seconds_spent for r in rs if r.seconds_spent is not None and r.seconds_spent > 0]
+        med = statistics.median(secs) if secs else None
+        people.append({
+            "name": names.get(a, str(a)),
+            "decisions": len(rs),
+            "accepted": sum(r.verdict == Verdict.ACCEPT for r in rs),
+            "rejected": sum(r.verdict == Verdict.REJECT for r in rs),
+            "undone": undone.get(a, 0),
+            "median_seconds": None if med is None else round(med, 2),
+            "clips_per_hour": None if not secs else round(3600.0 * len(secs) / sum(secs), 1),
+        })
+    return {
+        "rule": EFFECTIVE_VERDICT_RULE,
+        "clips_rated": len(live),
+        "clips_multi_rated": sum(len(per) >= 2 for per in live.values()),
+        "overall": _agreement_for(overall, names),
+        "per_reason": per_reason,
+        "annotators": people,
+    }
+
+
+def load_decision_rows(session: Session) -> list[DecisionRow]:
+    """Every decision row in the catalog, oldest first."""
+    out = []
+    for d in session.scalars(select(Decision).order_by(Decision.id)):
+        out.append(DecisionRow(id=d.id, clip_id=d.clip_id, annotator_id=d.annotator_id, verdict=d.verdict,
+                               reasons=tuple(d.reasons or ()), voids=d.voids, seconds_spent=d.seconds_spent))
+    return out
+
+
+def agreement_report(session: Session) -> dict:
+    """Overall and per-reason agreement (Cohen per pair, Fleiss for all), each annotator's count and pace.
+
+    Kappas are None where undefined (too few shared items, or every label the same).
+    """
+    names = dict(session.execute(select(Annotator.id, Annotator.name)).tuples().all())
+    return agreement_from_rows(load_decision_rows(session), names)
