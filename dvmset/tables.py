@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -98,7 +99,7 @@ class Decision(Base):
     verdict: Mapped[str] = mapped_column(String(16))  # Verdict, or "undo"
     reasons: Mapped[list | None] = mapped_column(JSON)  # [RejectReason, ...]
     note: Mapped[str | None] = mapped_column(Text)
-    voids: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))  # for undo rows
+    voids: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), index=True)  # for undo rows
     seconds_spent: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -111,6 +112,8 @@ class Lease(Base):
     clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), primary_key=True)
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # A skip: the clip leaves this annotator's queue until expiry but blocks nobody else.
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Run(Base):
