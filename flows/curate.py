@@ -1,0 +1,392 @@
+"""The curate flow: query or URL → download → separate → loudness → clips → QC → `pending_review`.
+
+One Prefect task per source; only the download is retried (with back-off, and only for faults
+that a retry can fix). A failed source or clip becomes a catalog row with its error and the run
+goes on. The catalog records each finished step, so a killed run, re-run, redoes nothing finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy import select
+
+from dvmset.catalog import Catalog
+from dvmset.layout import DataRoot
+from dvmset.records import ClipStatus, SourceStatus
+from dvmset.tables import Clip, Run, Source
+from pipeline import clip as clipping
+from pipeline import download as dl
+from pipeline import loudness, qc
+from pipeline.audio import load_audio, save_audio
+from pipeline.errors import StageError
+from pipeline.probe import probe, require_streams
+
+log = logging.getLogger(__name__)
+
+#: Events sent to ``on_event``: ("source", source_id, status) and ("clip", clip_id, status).
+EventHook = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """What a curate run does to each source; its hash keys the steps recorded in `runs`."""
+
+    separator: str = "demucs"  # "demucs" | "none" (skipped on purpose, recorded per source)
+    demucs_name: str = "htdemucs"
+    demucs_repo: str | None = None  # a local Demucs repo dir (name.yaml + .th), else the torch-hub cache
+    demucs_shifts: int = 1
+    demucs_segment_s: float | None = None
+    device: str = "cpu"
+    target_lufs: float = -14.0
+    clip_seconds: float = 60.0
+    fps: int = 25
+    max_clips_per_source: int | None = None
+    min_duration_s: float | None = None  # default: one clip
+    max_duration_s: float | None = 1800.0
+    download_retries: int = 3
+    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+
+    def __post_init__(self) -> None:
+        if self.separator not in ("demucs", "none"):
+            raise ValueError(f"unknown separator {self.separator!r}: use 'demucs' or 'none'")
+        if self.clip_seconds <= 0:
+            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+
+    @property
+    def separator_label(self) -> str:
+        return self.demucs_name if self.separator == "demucs" else "none"
+
+    def audio_params_hash(self) -> str:
+        keys = ("separator", "demucs_name", "demucs_shifts", "demucs_segment_s", "target_lufs")
+        return _hash({k: getattr(self, k) for k in keys})
+
+    def clip_params_hash(self) -> str:
+        return _hash({"audio": self.audio_params_hash(), "clip_seconds": self.clip_seconds, "fps": self.fps})
+
+    def download_options(self) -> dl.DownloadOptions:
+        return dl.DownloadOptions(
+            min_duration_s=self.min_duration_s if self.min_duration_s is not None else self.clip_seconds,
+            max_duration_s=self.max_duration_s,
+            retries=self.download_retries,
+        )
+
+
+@dataclass(frozen=True)
+class Item:
+    """One source to curate: a URL, the query that found it, and its id when already known."""
+
+    url: str
+    query: str | None = None
+    id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.id or dl.url_key(self.url)
+
+
+def _hash(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog bookkeeping
+
+
+def _upsert_source(cat: Catalog, source_id: str, **values) -> None:
+    with cat.session() as s:
+        row = s.get(Source, source_id)
+        if row is None:
+            values.setdefault("status", SourceStatus.PENDING)
+            s.add(Source(id=source_id, **values))
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+
+
+def _fail_source(cat: Catalog, item: Item, source_id: str, err: BaseException) -> None:
+    stage = getattr(err, "stage", None)
+    reason = str(err) if isinstance(err, StageError) else f"{type(err).__name__}: {err}"
+    log.warning("source %s failed: %s", source_id, reason)
+    _upsert_source(cat, source_id, url=item.url, query=item.query, status=SourceStatus.FAILED,
+                   stage=stage, error=reason)
+
+
+def _run_done(cat: Catalog, stage: str, key: str, params_hash: str) -> bool:
+    with cat.session() as s:
+        return s.scalar(
+            select(Run.id).where(Run.stage == stage, Run.key == key, Run.params_hash == params_hash,
+                                 Run.status == "done")
+        ) is not None
+
+
+def _record_run(cat: Catalog, stage: str, key: str, params_hash: str, status: str, seconds: float,
+                error: str | None = None) -> None:
+    with cat.session() as s:
+        row = s.scalar(select(Run).where(Run.stage == stage, Run.key == key, Run.params_hash == params_hash))
+        if row is None:
+            s.add(Run(stage=stage, key=key, params_hash=params_hash, status=status, error=error,
+                      duration_s=seconds))
+        else:
+            row.status, row.error, row.duration_s = status, error, seconds
+
+
+def done_source_ids(cat: Catalog) -> set[str]:
+    with cat.session() as s:
+        return set(s.scalars(select(Source.id).where(Source.status == SourceStatus.DONE)))
+
+
+def known_source_ids(cat: Catalog) -> set[str]:
+    with cat.session() as s:
+        return set(s.scalars(select(Source.id)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+
+def _retry_transient(task_, task_run, state) -> bool:
+    """Retry a download only when the fault is not permanent (a 404 stays a 404)."""
+    try:
+        state.result()
+    except StageError as err:
+        return not err.permanent
+    except Exception:  # noqa: BLE001 - an unexpected fault: let the retry policy decide
+        return True
+    return False
+
+
+@task(name="download", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16], retry_condition_fn=_retry_transient)
+def download_task(url: str, sources_dir: Path, opts: dl.DownloadOptions) -> dl.Downloaded:
+    return dl.download(url, sources_dir, opts)
+
+
+class _Resources:
+    """Per-run shared state: the loaded separator and a lock so CPU separations do not contend."""
+
+    def __init__(self, cfg: CurateConfig) -> None:
+        self.cfg = cfg
+        self.lock = threading.Lock()
+        self.separator_cfg = None
+        self.separator = None
+        if cfg.separator == "demucs":
+            from pipeline import separate
+
+            self.separator_cfg = separate.SeparatorConfig(
+                name=cfg.demucs_name,
+                repo=Path(cfg.demucs_repo) if cfg.demucs_repo else None,
+                shifts=cfg.demucs_shifts,
+                segment_s=cfg.demucs_segment_s,
+                device=cfg.device,
+            )
+            self.separator = separate.load_separator(self.separator_cfg)
+
+
+def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str, media: Path) -> dict:
+    """Separate and normalise the source's audio once; on a re-run read the recorded result."""
+    cfg = res.cfg
+    music_path = root.source_dir(source_id) / "music.wav"
+    key_hash = cfg.audio_params_hash()
+    if music_path.exists() and _run_done(cat, "audio", source_id, key_hash):
+        with cat.session() as s:
+            return {"music_path": music_path, "vocal_energy": s.get(Source, source_id).vocal_energy}
+    t0 = time.perf_counter()
+    wav, sr = load_audio(media)  # [C, N]
+    vocal_energy = None
+    if res.separator is not None:
+        from pipeline import separate
+
+        with res.lock:
+            sep = separate.separate(res.separator, wav, sr, res.separator_cfg)
+        wav, vocal_energy = sep.music, sep.vocal_energy
+    plan = loudness.plan_gain(wav, sr, target_lufs=cfg.target_lufs)
+    save_audio(music_path, loudness.apply_gain(wav, plan), sr)
+    _upsert_source(
+        cat, source_id, music_path=str(music_path.relative_to(root.path)), separator=cfg.separator_label,
+        vocal_energy=vocal_energy, loudness_in_lufs=plan.input_lufs, loudness_out_lufs=plan.target_lufs,
+        gain_db=plan.gain_db, gain_limited=plan.limited,
+    )
+    _record_run(cat, "audio", source_id, key_hash, "done", time.perf_counter() - t0)
+    return {"music_path": music_path, "vocal_energy": vocal_energy}
+
+
+def _finished_clip_ids(cat: Catalog, source_id: str, root: DataRoot) -> set[str]:
+    with cat.session() as s:
+        rows = s.execute(select(Clip.id, Clip.status).where(Clip.source_id == source_id)).all()
+    return {cid for cid, status in rows if status != ClipStatus.FAILED and root.clip_path(cid).exists()}
+
+
+def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, media: Path,
+               music: Path, span: clipping.ClipSpan, vocal_energy: float | None,
+               on_event: EventHook | None) -> str:
+    cid = clipping.clip_id(source_id, span.start_s)
+    dest = root.clip_path(cid)
+    t0 = time.perf_counter()
+    try:
+        clipping.cut_clip(media, music, span, dest, fps=cfg.fps)
+        report = qc.qc_clip(dest, vocal_energy=vocal_energy)
+        values = dict(status=ClipStatus.PENDING_REVIEW, error=None, path=str(dest.relative_to(root.path)),
+                      silence_ratio=report.silence_ratio, static_ratio=report.static_ratio,
+                      scene_cuts=report.scene_cuts, loudness_lufs=report.loudness_lufs,
+                      vocal_energy=report.vocal_energy)
+        status = "done"
+    except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
+        dest.unlink(missing_ok=True)
+        reason = str(err) if isinstance(err, StageError) else f"{type(err).__name__}: {err}"
+        log.warning("clip %s failed: %s", cid, reason)
+        values, status = dict(status=ClipStatus.FAILED, error=reason, path=None), "failed"
+    with cat.session() as s:
+        row = s.get(Clip, cid)
+        if row is None:
+            s.add(Clip(id=cid, source_id=source_id, start_s=span.start_s, duration_s=span.duration_s, **values))
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+    _record_run(cat, "clip", cid, cfg.clip_params_hash(), status, time.perf_counter() - t0, values.get("error"))
+    if on_event:
+        on_event("clip", cid, values["status"])
+    return values["status"]
+
+
+@task(name="curate-source", cache_policy=NO_CACHE)
+def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, res: _Resources,
+                  on_event: EventHook | None = None) -> str:
+    """Take one source as far as it goes; returns its final status. Never raises."""
+    root, cat = DataRoot(Path(root_path)), _catalog(db_url)
+    source_id = item.key
+    try:
+        got = download_task(item.url, root.sources_dir, cfg.download_options())
+        if got.id != source_id:  # the URL's real id is known now: the row moves to it
+            _drop_placeholder(cat, source_id)
+            source_id = got.id
+        _upsert_source(
+            cat, source_id, url=item.url, query=item.query, title=got.title, uploader=got.uploader,
+            license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
+            media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
+        )
+        info = probe(got.media_path)
+        require_streams(info, got.media_path)
+        spans = clipping.plan_clips(info.duration_s, cfg.clip_seconds, max_clips=cfg.max_clips_per_source,
+                                    fps=cfg.fps)
+        if not spans:
+            raise StageError("clip", f"source is {info.duration_s:.1f} s, shorter than one "
+                                     f"{cfg.clip_seconds:g} s clip")
+        audio = _process_audio(cat, root, res, source_id, got.media_path)
+        finished = _finished_clip_ids(cat, source_id, root)
+        for span in spans:
+            if clipping.clip_id(source_id, span.start_s) in finished:
+                continue
+            _make_clip(cat, root, cfg, source_id, got.media_path, audio["music_path"], span,
+                       audio["vocal_energy"], on_event)
+        _upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
+        status = SourceStatus.DONE
+    except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
+        _fail_source(cat, item, source_id, err)
+        status = SourceStatus.FAILED
+    if on_event:
+        on_event("source", source_id, status)
+    return status
+
+
+def _drop_placeholder(cat: Catalog, key: str) -> None:
+    """Remove the URL-keyed row made before the real id was known (it has no clips)."""
+    with cat.session() as s:
+        row = s.get(Source, key)
+        if row is not None and row.status != SourceStatus.DONE:
+            s.delete(row)
+
+
+_catalogs: dict[str, Catalog] = {}
+_catalogs_lock = threading.Lock()
+
+
+def _catalog(url: str) -> Catalog:
+    """One engine per database URL per process, shared by the task threads."""
+    with _catalogs_lock:
+        if url not in _catalogs:
+            _catalogs[url] = Catalog(url)
+        return _catalogs[url]
+
+
+# ---------------------------------------------------------------------------------------------
+# The flow
+
+
+def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: int,
+                  opts: dl.DownloadOptions, retry_failed: bool = False) -> tuple[list[Item], int]:
+    """Search each query, add the URLs; drop what the catalog already finished. Returns (todo, skipped)."""
+    items: list[Item] = []
+    for q in queries:
+        items += [Item(url=e.url, query=q, id=e.id) for e in dl.search(q, per_query, opts)]
+    items += [Item(url=u) for u in urls]
+    seen: set[str] = set()
+    done = done_source_ids(cat)
+    with cat.session() as s:
+        failed = set(s.scalars(select(Source.id).where(Source.status == SourceStatus.FAILED)))
+        done_urls = set(s.scalars(select(Source.url).where(Source.status == SourceStatus.DONE)))
+    todo, skipped = [], 0
+    for it in items:
+        if it.key in seen:
+            continue
+        seen.add(it.key)
+        if it.key in done or it.url in done_urls or (it.key in failed and not retry_failed):
+            skipped += 1
+            continue
+        todo.append(it)
+    return todo, skipped
+
+
+@flow(name="curate", validate_parameters=False)
+def curate_flow(
+    root_path: str,
+    db_url: str,
+    queries: list[str] | None = None,
+    urls: list[str] | None = None,
+    per_query: int = 10,
+    cfg: CurateConfig | None = None,
+    retry_failed: bool = False,
+    on_event: EventHook | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Curate sources into clips awaiting review; returns counts of this run's outcomes."""
+    cfg = cfg or CurateConfig()
+    root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
+    todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
+                                  retry_failed)
+    for it in todo:
+        if it.key not in known_source_ids(cat):
+            _upsert_source(cat, it.key, url=it.url, query=it.query)
+    if on_plan:
+        on_plan(len(todo), skipped)
+    res = _Resources(cfg)  # loads the separator once, before any source: a missing weight fails fast
+    futures = [curate_source.submit(it, str(root.path), db_url, cfg, res, on_event) for it in todo]
+    statuses = [f.result() for f in futures]
+    return {"planned": len(todo), "skipped": skipped,
+            "done": sum(s == SourceStatus.DONE for s in statuses),
+            "failed": sum(s == SourceStatus.FAILED for s in statuses),
+            "config": asdict(cfg)}
+
+
+def run_curate(root: DataRoot, db_url: str, *, queries: list[str] | None = None, urls: list[str] | None = None,
+               per_query: int = 10, cfg: CurateConfig | None = None, retry_failed: bool = False,
+               on_event: EventHook | None = None, on_plan: Callable[[int, int], None] | None = None) -> dict:
+    """Run the curate flow with ``cfg.workers`` sources in flight at once."""
+    cfg = cfg or CurateConfig()
+    runner = ThreadPoolTaskRunner(max_workers=cfg.workers)
+    return curate_flow.with_options(task_runner=runner)(
+        str(root.path), db_url, queries=queries, urls=urls, per_query=per_query, cfg=cfg,
+        retry_failed=retry_failed, on_event=on_event, on_plan=on_plan,
+    )

@@ -1,0 +1,168 @@
+"""The curate flow end to end on loopback: real yt-dlp, ffmpeg, Prefect, SQLite.
+
+Good sources end as clips in `pending_review`; every kind of bad input ends as a failed row with a
+readable reason while the rest is done; a re-run redoes nothing; a run killed mid-way finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from dvmset.catalog import Catalog
+from dvmset.layout import DataRoot
+from dvmset.records import ClipStatus, SourceStatus
+from dvmset.tables import Clip, Run, Source
+from flows.demo import serve_directory
+from pipeline.synth import make_sample_video
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A loopback server with good and bad sources; yields (base_url, names)."""
+    d = tmp_path_factory.mktemp("served")
+    make_sample_video(d / "good-a.mp4", 65, size="160x120", fps=30, cut_every_s=3)
+    make_sample_video(d / "good-b.mp4", 125, size="160x120", fps=24, cut_every_s=5, bpm=90)
+    make_sample_video(d / "short.mp4", 20, size="160x120")
+    make_sample_video(d / "silent-video.mp4", 65, size="160x120", audio=False)
+    make_sample_video(d / "audio-only.mp4", 65, video=False)
+    (d / "corrupt.mp4").write_bytes(os.urandom(200_000))
+    (d / "empty.mp4").write_bytes(b"")
+    with serve_directory(d) as base:
+        yield base
+
+
+def _cfg(**kw):
+    from flows.curate import CurateConfig
+
+    return CurateConfig(separator="none", workers=2, **kw)
+
+
+def _sources(cat: Catalog) -> dict[str, Source]:
+    with cat.session() as s:
+        return {row.url.rsplit("/", 1)[-1]: row for row in s.scalars(select(Source))}
+
+
+def test_flow_curates_good_sources_and_records_each_bad_one(served, data_root: DataRoot, catalog: Catalog,
+                                                             prefect_harness):
+    from flows.curate import run_curate
+
+    names = ["good-a.mp4", "good-b.mp4", "short.mp4", "silent-video.mp4", "audio-only.mp4", "corrupt.mp4",
+             "empty.mp4", "missing.mp4"]
+    urls = [f"{served}/{n}" for n in names] + [f"http://127.0.0.1:{_free_port()}/gone.mp4"]
+    events: list[tuple[str, str, str]] = []
+    result = run_curate(data_root, catalog.url, urls=urls, cfg=_cfg(),
+                        on_event=lambda *e: events.append(e))
+
+    assert result["done"] == 2 and result["failed"] == len(urls) - 2
+    rows = _sources(catalog)
+    assert len(rows) == len(urls)  # every URL has exactly one row, failed ones included
+    assert rows["good-a.mp4"].status == rows["good-b.mp4"].status == SourceStatus.DONE
+    assert rows["good-a.mp4"].separator == "none"  # skipped on purpose, and recorded
+    assert rows["good-a.mp4"].loudness_out_lufs == pytest.approx(-14.0)
+    reasons = {name: (rows[name].error or "").lower() for name in rows}
+    assert "shorter than" in reasons["short.mp4"]
+    assert "no audio" in reasons["silent-video.mp4"]
+    assert "no video" in reasons["audio-only.mp4"]
+    assert "404" in reasons["missing.mp4"]
+    for bad in ("corrupt.mp4", "empty.mp4", "gone.mp4"):
+        assert rows[bad].status == SourceStatus.FAILED and len(reasons[bad]) > 10, (bad, reasons[bad])
+    assert not any("traceback" in r for r in reasons.values())
+
+    with catalog.session() as s:
+        clips = list(s.scalars(select(Clip).order_by(Clip.id)))
+    # 65 s → one clip, 125 s → two; ids are {video_id}-{start_s:05d}; files exist; QC filled in
+    assert [c.status for c in clips] == [ClipStatus.PENDING_REVIEW] * 3
+    by_source = {}
+    for c in clips:
+        by_source.setdefault(c.source_id, []).append(c)
+        assert c.id == f"{c.source_id}-{int(c.start_s):05d}"
+        assert data_root.clip_path(c.id).stat().st_size > 10_000
+        assert c.scene_cuts is not None and c.scene_cuts >= 5 and c.silence_ratio < 0.5
+    assert sorted(len(v) for v in by_source.values()) == [1, 2]
+    assert sum(1 for e in events if e[0] == "source") == len(urls)
+
+
+def test_rerun_redoes_nothing(served, data_root: DataRoot, catalog: Catalog, prefect_harness):
+    from flows.curate import run_curate
+
+    urls = [f"{served}/good-a.mp4", f"{served}/missing.mp4"]
+    run_curate(data_root, catalog.url, urls=urls, cfg=_cfg())
+    mtimes = {p: p.stat().st_mtime_ns for p in data_root.clips_dir.glob("*.mp4")}
+    with catalog.session() as s:
+        runs_before = s.scalar(select(func.count()).select_from(Run))
+
+    again = run_curate(data_root, catalog.url, urls=urls, cfg=_cfg())
+
+    assert again["skipped"] == 2 and again["planned"] == 0  # done and (permanently) failed are skipped
+    assert {p: p.stat().st_mtime_ns for p in data_root.clips_dir.glob("*.mp4")} == mtimes
+    with catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(Run)) == runs_before
+
+
+def _curate_cli(root: Path, urls: list[str], env: dict) -> subprocess.Popen:
+    args = [sys.executable, "-m", "flows.cli", "curate", "--root", str(root), "--separator", "none",
+            "--workers", "1"]
+    for u in urls:
+        args += ["--url", u]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finished_clips(cat: Catalog) -> list[str]:
+    with cat.session() as s:
+        return list(s.scalars(select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW)))
+
+
+def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path):
+    root = DataRoot(tmp_path / "root").ensure()
+    urls = [f"{served}/good-b.mp4", f"{served}/good-a.mp4"]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(Path.cwd())}
+
+    proc = _curate_cli(root.path, urls, env)
+    cat = Catalog(root.catalog_url)
+    deadline = time.monotonic() + 240
+    while not _finished_clips(cat):  # wait for the first clip the catalog calls finished, then kill
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "no clip was finished"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {f"{cid}.mp4": root.clip_path(cid).stat().st_mtime_ns for cid in _finished_clips(cat)}
+    assert len(first) < 3, "the run finished before it was killed; the test proves nothing"
+
+    out = subprocess.run(_curate_cli(root.path, urls, env).args, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    with cat.session() as s:
+        statuses = {r.id: r.status for r in s.scalars(select(Source))}
+        clips = list(s.scalars(select(Clip)))
+        clip_runs = s.scalars(select(Run).where(Run.stage == "clip")).all()
+    assert sorted(statuses.values()) == [SourceStatus.DONE] * 2, statuses
+    assert len(clips) == 3 and all(c.status == ClipStatus.PENDING_REVIEW for c in clips)
+    assert sorted(p.name for p in root.clips_dir.glob("*.mp4")) == sorted(f"{c.id}.mp4" for c in clips)
+    assert not list(root.clips_dir.glob(".*part*")), "a partial file was left behind"
+    for name, mtime in first.items():  # what was finished before the kill was not redone
+        assert (root.clips_dir / name).stat().st_mtime_ns == mtime
+    assert len(clip_runs) == 3 and all(r.status == "done" for r in clip_runs)
+
+    status = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--root", str(root.path), "--json"],
+                            env=env, capture_output=True, text=True, check=True)
+    assert json.loads(status.stdout)["clips"] == {"pending_review": 3}
