@@ -1,0 +1,1 @@
+"""The review tool: a FastAPI app (server-rendered HTML + plain JS) over the catalog's review queue."""

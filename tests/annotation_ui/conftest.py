@@ -1,0 +1,26 @@
+"""Fixtures for the review tool: real clip files and a TestClient over a fresh app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from annotation_ui.app import create_app
+from dvmset.review import QueuePolicy
+
+
+@pytest.fixture(scope="session")
+def clip_media(media_factory) -> Path:
+    return media_factory("review", duration_s=8.0, size="160x120", fps=25, cut_every_s=2.0)
+
+
+@pytest.fixture
+def make_client(data_root, catalog):
+    """make_client(overlap=1) -> TestClient over a fresh app on the test's catalog."""
+
+    def make(overlap: int = 1, **kw) -> TestClient:
+        return TestClient(create_app(data_root, catalog, QueuePolicy(overlap=overlap, **kw)))
+
+    return make
