@@ -1,0 +1,164 @@
+"""60 s clips: pure window planning plus a frame-accurate ffmpeg cut (H.264 25 fps CFR + AAC music)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from dvmset.io import atomic_path
+from pipeline.errors import StageError
+from pipeline.media import ffprobe_json, run_ffmpeg
+from pipeline.probe import probe, require_streams
+
+log = logging.getLogger(__name__)
+
+STAGE = "clip"
+_EPS = 1e-6
+# Frames of the last source picture repeated when a window ends within a frame or so of the
+# source's end (frame-rate conversion can come up one frame short there); more than this is an error.
+_PAD_S = 1.0
+
+
+@dataclass(frozen=True)
+class ClipSpan:
+    """One window of a source, in seconds on the source's timeline."""
+
+    start_s: float
+    duration_s: float
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.start_s) or self.start_s < 0:
+            raise ValueError(f"clip start must be >= 0 s, got {self.start_s}")
+        if not math.isfinite(self.duration_s) or self.duration_s <= 0:
+            raise ValueError(f"clip duration must be > 0 s, got {self.duration_s}")
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    def frames(self, fps: int) -> int:
+        """Number of frames this window holds at ``fps`` (the duration must be whole frames)."""
+        return _whole_frames(self.duration_s, fps)
+
+
+def _whole_frames(seconds: float, fps: int) -> int:
+    if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
+        raise ValueError(f"fps must be a positive integer, got {fps!r}")
+    frames = seconds * fps
+    if abs(frames - round(frames)) > 1e-6 * max(1.0, frames):
+        raise ValueError(f"{seconds} s is not a whole number of frames at {fps} fps")
+    return round(frames)
+
+
+def plan_clips(
+    duration_s: float, clip_s: float = 60.0, *, max_clips: int | None = None, fps: int = 25
+) -> list[ClipSpan]:
+    """Plan non-overlapping windows of exactly ``clip_s`` seconds inside ``[0, duration_s]`` (pure).
+
+    The windows are consecutive (back to back) and form one block centred in the source: the
+    seconds left over are split before and after it, so intros and end cards are trimmed evenly
+    rather than all from the end. With ``max_clips`` the block holds at most that many windows,
+    still centred. Every start is a whole second (clip ids use whole seconds) and so a whole frame
+    at ``fps``; a ``clip_s`` that is not whole seconds is stepped at the next whole second. A source
+    shorter than one clip gives ``[]``.
+    """
+    if not math.isfinite(duration_s) or duration_s < 0:
+        raise ValueError(f"source duration must be a finite number >= 0, got {duration_s}")
+    if not math.isfinite(clip_s) or clip_s <= 0:
+        raise ValueError(f"clip length must be > 0 s, got {clip_s}")
+    if max_clips is not None and max_clips < 0:
+        raise ValueError(f"max_clips must be >= 0 or None, got {max_clips}")
+    clip_frames = _whole_frames(clip_s, fps)
+    step_frames = math.ceil(clip_s - _EPS) * fps
+    total_frames = math.floor(duration_s * fps + _EPS)
+    if total_frames < clip_frames:
+        return []
+    n = (total_frames - clip_frames) // step_frames + 1
+    if max_clips is not None:
+        n = min(n, max_clips)
+    if n == 0:
+        return []
+    block_frames = (n - 1) * step_frames + clip_frames
+    offset_s = (total_frames - block_frames) // (2 * fps)
+    return [ClipSpan(float(offset_s + k * step_frames // fps), clip_frames / fps) for k in range(n)]
+
+
+def clip_id(video_id: str, start_s: float) -> str:
+    """``{video_id}-{start:05d}``: the id of the clip starting ``start_s`` seconds into the source."""
+    if start_s < 0:
+        raise ValueError(f"clip start must be >= 0 s, got {start_s}")
+    return f"{video_id}-{int(start_s):05d}"
+
+
+def _check_output(path: Path, frames: int, duration_s: float) -> None:
+    """Refuse a cut whose frame count or audio length is off (read from the MP4 header, no decode)."""
+    data = ffprobe_json(path, stage=STAGE)
+    streams = data.get("streams") or []
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None or audio is None:
+        raise StageError(STAGE, f"{path.name}: cut is missing its video or audio stream")
+    got = int(video.get("nb_frames") or 0)
+    if got != frames:
+        raise StageError(STAGE, f"cut has {got} video frames, expected {frames}: the source ends early")
+    sr = int(audio.get("sample_rate") or 0) or 48000
+    a_dur = float(audio.get("duration") or 0.0)
+    if abs(a_dur - duration_s) > 1024 / sr + _EPS:
+        raise StageError(STAGE, f"cut has {a_dur:.3f} s of audio, expected {duration_s:.3f} s")
+
+
+def cut_clip(
+    video_path: Path,
+    music_path: Path | None,
+    span: ClipSpan,
+    dest: Path,
+    *,
+    fps: int = 25,
+    crf: int = 23,
+    preset: str = "veryfast",
+) -> Path:
+    """Cut ``span`` from ``video_path`` into ``dest`` (MP4), frame-accurately, by re-encoding.
+
+    Video: H.264 yuv420p, exactly ``fps`` frames per second CFR and ``span.duration_s * fps``
+    frames. Audio: AAC of ``music_path`` (a WAV of the processed music on the source's timeline)
+    cut to the same window, or of the source's own audio when ``music_path`` is None; silence pads
+    it to the exact length if the music ends a hair early. ``+faststart`` so browsers can seek.
+    Written atomically; the result is checked (frame count, audio length) before it lands.
+    """
+    video_path, dest = Path(video_path), Path(dest)
+    frames = span.frames(fps)
+    info = probe(video_path)
+    require_streams(info, video_path, video=True, audio=music_path is None)
+    if span.end_s > info.duration_s + 1.0 / fps + _EPS:
+        raise StageError(
+            STAGE,
+            f"window {span.start_s:.2f}-{span.end_s:.2f} s exceeds {video_path.name} ({info.duration_s:.2f} s)",
+        )
+    if music_path is not None:
+        require_streams(probe(Path(music_path)), Path(music_path), video=False, audio=True)
+    start, dur = f"{span.start_s:.6f}", f"{span.duration_s:.6f}"
+    args = ["-ss", start, "-t", dur, "-i", str(video_path)]
+    audio_map = "0:a:0"
+    if music_path is not None:
+        args += ["-ss", start, "-t", dur, "-i", str(music_path)]
+        audio_map = "1:a:0"
+    vf = (
+        f"fps={fps},scale=trunc(iw/2)*2:trunc(ih/2)*2,setsar=1,format=yuv420p,"
+        f"tpad=stop_mode=clone:stop_duration={_PAD_S},trim=end_frame={frames}"
+    )
+    args += [
+        "-map", "0:v:0", "-map", audio_map,
+        "-vf", vf, "-af", f"apad=whole_dur={dur}",
+        "-fps_mode", "cfr", "-r", str(fps),
+        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", str(2 * fps),
+        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", "-ac", "2",
+        "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
+        "-movflags", "+faststart",
+    ]  # fmt: skip
+    with atomic_path(dest) as tmp:
+        run_ffmpeg([*args, str(tmp)], stage=STAGE)
+        _check_output(tmp, frames, span.duration_s)
+    log.debug("cut %s [%s s +%s s] -> %s", video_path.name, start, dur, dest)
+    return dest

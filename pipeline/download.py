@@ -1,0 +1,387 @@
+"""Find and fetch sources with yt-dlp (its Python API): ``ytsearchN:query`` hits and plain URLs.
+
+Layout: ``download(url, sources_dir, opts)`` writes ``sources_dir/{id}/source.{ext}`` and
+``sources_dir/{id}/info.json`` (yt-dlp's info dict plus a ``"vidmusician"`` entry) and remembers
+the URL in ``sources_dir/.by-url/{url_key(url)}``, so a second call for the same URL returns the
+finished download without touching the network. Work happens in a temporary folder in
+``sources_dir``; media and info.json land only when complete, info.json last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dvmset.io import atomic_write_text
+from dvmset.layout import check_id
+from pipeline.errors import StageError
+from pipeline.probe import probe
+
+log = logging.getLogger(__name__)
+
+STAGE = "download"
+INFO_JSON = "info.json"
+MEDIA_STEM = "source"
+_BY_URL = ".by-url"
+_OUR_KEY = "vidmusician"
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    """Filters and network settings for yt-dlp.
+
+    ``retries`` is handed to yt-dlp (HTTP, fragment and extractor retries inside one call); the
+    flow adds its own retries with back-off for non-permanent errors.
+    """
+
+    min_duration_s: float = 60.0
+    max_duration_s: float | None = 1800.0
+    retries: int = 3
+    socket_timeout_s: float = 20.0
+    format: str = "bv*[height<=720]+ba/b[height<=720]/b"
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.min_duration_s) or self.min_duration_s < 0:
+            raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
+        if self.max_duration_s is not None and not (
+            math.isfinite(self.max_duration_s) and self.max_duration_s > self.min_duration_s
+        ):
+            raise ValueError(
+                f"max_duration_s must be None or above min_duration_s ({self.min_duration_s}), "
+                f"got {self.max_duration_s}"
+            )
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be an integer >= 0, got {self.retries!r}")
+        if not math.isfinite(self.socket_timeout_s) or self.socket_timeout_s <= 0:
+            raise ValueError(f"socket_timeout_s must be > 0, got {self.socket_timeout_s}")
+        if not self.format.strip():
+            raise ValueError("format must be a yt-dlp format selector such as 'b'")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A search hit, not yet downloaded."""
+
+    id: str
+    url: str
+    title: str | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    id: str
+    media_path: Path
+    info_json_path: Path
+    title: str | None
+    uploader: str | None
+    license: str | None
+    duration_s: float | None
+    webpage_url: str
+
+
+# ---------------------------------------------------------------------------------------- pure parts
+
+
+def search_query(query: str, n: int) -> str:
+    """The yt-dlp search URL for the first ``n`` YouTube hits of ``query``."""
+    query = " ".join(query.split())
+    if not query:
+        raise ValueError("search query is empty")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"number of search hits must be a positive integer, got {n!r}")
+    return f"ytsearch{n}:{query}"
+
+
+def duration_problem(duration_s: float | None, opts: DownloadOptions) -> str | None:
+    """Why a source of ``duration_s`` is refused by the min/max filters, or None (unknown passes)."""
+    if duration_s is None:
+        return None
+    if duration_s < opts.min_duration_s:
+        return f"source is {duration_s:.1f} s, shorter than the {opts.min_duration_s:g} s minimum"
+    if opts.max_duration_s is not None and duration_s > opts.max_duration_s:
+        return f"source is {duration_s:.1f} s, longer than the {opts.max_duration_s:g} s maximum"
+    return None
+
+
+def safe_id(raw: str) -> str:
+    """yt-dlp's id when it is a safe folder name (YouTube's are); else a cleaned id plus a hash."""
+    raw = str(raw)
+    try:
+        return check_id(raw, "video id")
+    except ValueError:
+        cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", raw).strip("_")[:80] or "id"
+        return f"{cleaned}-{hashlib.sha1(raw.encode('utf-8')).hexdigest()[:8]}"
+
+
+def url_key(url: str) -> str:
+    """A stable, filesystem-safe key for a URL before yt-dlp has told us its id."""
+    return "url-" + hashlib.sha1(url.strip().encode("utf-8")).hexdigest()[:16]
+
+
+def entries_from_search(result: dict[str, Any], opts: DownloadOptions) -> list[Entry]:
+    """Turn yt-dlp's flat search result into entries, dropping hits whose known duration fails the filters."""
+    out: list[Entry] = []
+    for raw in result.get("entries") or []:
+        if not raw or not raw.get("id"):
+            continue
+        duration = raw.get("duration")
+        duration = float(duration) if isinstance(duration, int | float) else None
+        if (why := duration_problem(duration, opts)) is not None:
+            log.info("search hit %s skipped: %s", raw["id"], why)
+            continue
+        url = raw.get("webpage_url") or raw.get("url") or raw["id"]
+        out.append(Entry(id=safe_id(raw["id"]), url=url, title=raw.get("title"), duration_s=duration))
+    return out
+
+
+# ---------------------------------------------------------------------------------- yt-dlp wrapper
+
+
+class _Logger:
+    """Routes yt-dlp's messages to ``logging``; its errors come back as exceptions, so they go to debug."""
+
+    def debug(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def info(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def warning(self, msg: str) -> None:
+        log.warning("yt-dlp: %s", msg)
+
+    def error(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+
+def _ydl_params(opts: DownloadOptions, workdir: Path | None = None, **extra: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "quiet": True,
+        "no_warnings": False,
+        "noprogress": True,
+        "no_color": True,
+        "logger": _Logger(),
+        "cachedir": False,
+        "noplaylist": True,
+        "socket_timeout": opts.socket_timeout_s,
+        "retries": opts.retries,
+        "fragment_retries": opts.retries,
+        "extractor_retries": opts.retries,
+        "format": opts.format,
+        "merge_output_format": "mp4/mkv",
+        "outtmpl": f"{MEDIA_STEM}.%(ext)s",
+        "overwrites": True,
+        "updatetime": False,
+    }
+    if workdir is not None:
+        params["paths"] = {"home": str(workdir), "temp": str(workdir)}
+    params.update(extra)
+    return params
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and every exception behind it (yt-dlp's ``exc_info``/``cause``, Python's ``__cause__``)."""
+    seen: list[BaseException] = []
+    todo: list[Any] = [err]
+    while todo and len(seen) < 20:
+        cur = todo.pop(0)
+        if not isinstance(cur, BaseException) or any(cur is s for s in seen):
+            continue
+        seen.append(cur)
+        exc_info = getattr(cur, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) > 1:
+            todo.append(exc_info[1])
+        todo += [getattr(cur, "cause", None), cur.__cause__, cur.__context__, *getattr(cur, "args", ())]
+    return seen
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def classify(err: BaseException, url: str) -> tuple[str, bool]:
+    """A readable reason for a yt-dlp failure, and whether it is permanent (a retry cannot help)."""
+    from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, TransportError
+    from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError
+
+    chain = _chain(err)
+    text = " ".join(str(e) for e in chain).lower()
+    for e in chain:
+        if isinstance(e, HTTPError):
+            where = getattr(e.response, "url", None) or url
+            permanent = 400 <= e.status < 500 and e.status not in (408, 425, 429)
+            return f"HTTP Error {e.status}: {e.reason} for {where}", permanent
+    for e in chain:
+        if isinstance(e, UnsupportedError):
+            return f"unsupported URL (no extractor and no video found on the page): {url}", True
+        if isinstance(e, CertificateVerifyError):
+            return f"TLS certificate check failed for {_host(url)}: {e}", True
+    for e in chain:
+        if isinstance(e, TransportError | ContentTooShortError | ConnectionError | TimeoutError):
+            if any(isinstance(c, ConnectionRefusedError) for c in chain) or "connection refused" in text:
+                why = "connection refused"
+            elif any(isinstance(c, TimeoutError) for c in chain) or "timed out" in text:
+                why = "timed out"
+            elif "name or service not known" in text or "resolve" in text or "getaddrinfo" in text:
+                why = "host name not resolved"
+            elif isinstance(e, ContentTooShortError):
+                why = "the transfer stopped before the end of the file"
+            else:
+                why = str(e).strip() or type(e).__name__
+            return f"cannot reach host {_host(url)} ({why}) for {url}", False
+    for e in chain:
+        if isinstance(e, ExtractorError):
+            reason = re.sub(r"^ERROR:\s*", "", getattr(e, "orig_msg", None) or str(e)).strip()
+            return f"{reason} ({url})", True
+    message = re.sub(r"^ERROR:\s*", "", str(err)).strip() or type(err).__name__
+    return f"{message} ({url})", False
+
+
+def _fail(err: BaseException, url: str) -> StageError:
+    message, permanent = classify(err, url)
+    return StageError(STAGE, message, permanent=permanent)
+
+
+def search(query: str, n: int, opts: DownloadOptions) -> list[Entry]:
+    """The first ``n`` YouTube hits for ``query`` (flat: nothing downloaded), filtered by duration when known."""
+    import yt_dlp
+
+    target = search_query(query, n)
+    try:
+        with yt_dlp.YoutubeDL(_ydl_params(opts, extract_flat="in_playlist")) as ydl:
+            result = ydl.extract_info(target, download=False)
+    except yt_dlp.utils.YoutubeDLError as err:
+        raise _fail(err, target) from err
+    return entries_from_search(result or {}, opts)
+
+
+def _load(folder: Path) -> Downloaded | None:
+    """A finished download in ``folder`` (info.json and its media present), else None."""
+    info_path = folder / INFO_JSON
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        media = folder / info[_OUR_KEY]["media"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not media.is_file() or media.stat().st_size == 0:
+        return None
+    return _downloaded(folder.name, media, info_path, info)
+
+
+def _downloaded(vid: str, media: Path, info_path: Path, info: dict[str, Any]) -> Downloaded:
+    duration = info.get("duration")
+    return Downloaded(
+        id=vid,
+        media_path=media,
+        info_json_path=info_path,
+        title=info.get("title"),
+        uploader=info.get("uploader"),
+        license=info.get("license"),
+        duration_s=float(duration) if isinstance(duration, int | float) else None,
+        webpage_url=info.get("webpage_url") or info.get(_OUR_KEY, {}).get("url") or "",
+    )
+
+
+def find_downloaded(url: str, sources_dir: Path) -> Downloaded | None:
+    """The finished download of ``url`` under ``sources_dir``, found without any network access."""
+    index = Path(sources_dir) / _BY_URL / url_key(url)
+    try:
+        vid = check_id(index.read_text(encoding="utf-8").strip(), "video id")
+    except (OSError, ValueError):
+        return None
+    return _load(Path(sources_dir) / vid)
+
+
+def download(url: str, sources_dir: Path, opts: DownloadOptions) -> Downloaded:
+    """Download ``url`` into ``sources_dir/{id}/`` (``source.{ext}`` + ``info.json``) and return it.
+
+    Idempotent: a URL (or an id) already complete on disk is returned as is. Duration filters are
+    applied before downloading when the site reports a duration, else on the probed file.
+    Raises ``StageError("download", reason, permanent=...)``: permanent for HTTP 4xx, unsupported
+    URLs, too short or too long sources; not permanent for connection errors and timeouts.
+    """
+    import yt_dlp
+
+    sources_dir = Path(sources_dir)
+    if (done := find_downloaded(url, sources_dir)) is not None:
+        log.debug("already downloaded: %s -> %s", url, done.id)
+        return done
+    sources_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".dl-{url_key(url)}-", dir=sources_dir))
+    try:
+        with yt_dlp.YoutubeDL(_ydl_params(opts, workdir)) as ydl:
+            try:
+                info = ydl.extract_info(url, download=False)
+            except yt_dlp.utils.YoutubeDLError as err:
+                raise _fail(err, url) from err
+            if not info:
+                raise StageError(STAGE, f"yt-dlp found nothing at {url}")
+            if info.get("_type") in ("playlist", "multi_video"):
+                raise StageError(STAGE, f"{url} is a playlist: pass the URLs of single videos")
+            vid = safe_id(info.get("id") or url_key(url))
+            folder = sources_dir / vid
+            if (done := _load(folder)) is not None:
+                _remember(sources_dir, url, vid)
+                return done
+            if (why := duration_problem(_num(info.get("duration")), opts)) is not None:
+                raise StageError(STAGE, why)
+            try:
+                result = ydl.process_ie_result(info, download=True)
+            except yt_dlp.utils.YoutubeDLError as err:
+                raise _fail(err, url) from err
+        got = _downloaded_file(result, workdir)
+        duration = probe(got).duration_s
+        if (why := duration_problem(duration, opts)) is not None:
+            raise StageError(STAGE, why)
+        return _commit(sources_dir, vid, got, ydl.sanitize_info(result), url, duration)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _downloaded_file(result: dict[str, Any], workdir: Path) -> Path:
+    for item in result.get("requested_downloads") or []:
+        path = Path(item.get("filepath") or "")
+        if path.is_file():
+            return path
+    found = [p for p in workdir.glob(f"{MEDIA_STEM}.*") if p.is_file() and ".part" not in p.suffixes]
+    if len(found) != 1:
+        raise StageError(STAGE, f"yt-dlp reported success but left no media file in {workdir}", permanent=False)
+    return found[0]
+
+
+def _commit(
+    sources_dir: Path, vid: str, media_tmp: Path, info: dict[str, Any], url: str, duration: float
+) -> Downloaded:
+    """Move the media into place, then write info.json (last, so its presence means complete)."""
+    folder = sources_dir / vid
+    folder.mkdir(parents=True, exist_ok=True)
+    media = folder / f"{MEDIA_STEM}{media_tmp.suffix}"
+    os.replace(media_tmp, media)
+    if _num(info.get("duration")) is None:
+        info["duration"] = duration  # a direct file link reports none: keep the probed one
+    for key in ("requested_downloads", "filepath", "_filename", "filename"):
+        info.pop(key, None)  # paths into the deleted work folder
+    info[_OUR_KEY] = {"media": media.name, "url": url, "probed_duration_s": duration}
+    info_path = folder / INFO_JSON
+    atomic_write_text(info_path, json.dumps(info, ensure_ascii=False, indent=1, default=str))
+    _remember(sources_dir, url, vid)
+    log.info("downloaded %s -> %s (%.1f s)", url, media, duration)
+    return _downloaded(vid, media, info_path, info)
+
+
+def _remember(sources_dir: Path, url: str, vid: str) -> None:
+    atomic_write_text(sources_dir / _BY_URL / url_key(url), vid)
