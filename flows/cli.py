@@ -12,6 +12,7 @@ from importlib import import_module
 # Each module defines ``register(subparsers)`` adding its subcommands with ``func=handler``.
 COMMAND_MODULES = (
     "flows.curate_cmd",
+    "flows.review_cmd",
 )
 
 

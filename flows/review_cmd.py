@@ -1,0 +1,110 @@
+"""`vidmusician review | annotators add/list | decisions export`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flows.settings import open_catalog, resolve_root
+
+ROOT_HELP = "data root (default $VIDMUSICIAN_ROOT or ./dvm-data)"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("review", help="serve the review tool (FastAPI) for annotators")
+    p.add_argument("--root", help=ROOT_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (8000)")
+    p.add_argument("--overlap", type=int, default=1, metavar="N",
+                   help="independent verdicts each clip needs (1; >1 for agreement studies)")
+    p.add_argument("--lease-seconds", type=float, default=600.0, help="how long a handed-out clip is reserved (600)")
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("annotators", help="add or list annotators")
+    asub = p.add_subparsers(dest="annotators_command", required=True, metavar="ACTION")
+    a = asub.add_parser("add", help="create an annotator and print their personal login link")
+    a.add_argument("name")
+    a.add_argument("--root", help=ROOT_HELP)
+    a.add_argument("--url", default="http://127.0.0.1:8000", help="the review tool's base URL for the link")
+    a.set_defaults(func=cmd_annotators_add)
+    a = asub.add_parser("list", help="annotators and their decision counts")
+    a.add_argument("--root", help=ROOT_HELP)
+    a.set_defaults(func=cmd_annotators_list)
+
+    p = sub.add_parser("decisions", help="export review decisions")
+    dsub = p.add_subparsers(dest="decisions_command", required=True, metavar="ACTION")
+    e = dsub.add_parser("export", help="every decision row (undo rows too, with a 'live' column)")
+    e.add_argument("--root", help=ROOT_HELP)
+    e.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    e.add_argument("--out", type=Path, required=True, help="output file")
+    e.set_defaults(func=cmd_decisions_export)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from annotation_ui.app import create_app
+    from dvmset.review import QueuePolicy
+
+    root = resolve_root(args.root)
+    policy = QueuePolicy(overlap=args.overlap, lease_s=args.lease_seconds)
+    app = create_app(root, open_catalog(root), policy)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}; anyone who can reach it still needs a token", file=sys.stderr)
+    print(f"review tool on http://{args.host}:{args.port}/ (overlap {policy.overlap}); "
+          "annotators sign in with their login link", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_annotators_add(args: argparse.Namespace) -> int:
+    from urllib.parse import urlencode
+
+    from dvmset.review import Conflict, add_annotator
+
+    catalog = open_catalog(resolve_root(args.root))
+    try:
+        with catalog.session() as s:
+            ann, token = add_annotator(s, args.name)
+            name = ann.name
+    except (Conflict, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"annotator {name}: token {token}")
+    print(f"login link: {args.url.rstrip('/')}/login?{urlencode({'token': token})}")
+    print("keep it private: the token is shown only once (the catalog stores its hash)", file=sys.stderr)
+    return 0
+
+
+def cmd_annotators_list(args: argparse.Namespace) -> int:
+    from dvmset.agreement import agreement_report
+
+    catalog = open_catalog(resolve_root(args.root))
+    with catalog.session() as s:
+        rep = agreement_report(s)
+    for p in rep["annotators"]:
+        print(f"{p['name']}\t{p['decisions']} decisions\t{p['undone']} undone")
+    return 0
+
+
+def cmd_decisions_export(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from dvmset.io import atomic_path
+    from dvmset.review import decision_records
+
+    catalog = open_catalog(resolve_root(args.root))
+    with catalog.session() as s:
+        rows = decision_records(s)
+    cols = ["id", "clip_id", "annotator", "verdict", "reasons", "note", "voids", "live", "seconds_spent",
+            "created_at"]
+    df = pd.DataFrame(rows, columns=cols).astype({"voids": "Int64"})
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
+    with atomic_path(args.out) as tmp:
+        if args.format == "csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    print(f"{len(df)} decisions -> {args.out}")
+    return 0
