@@ -1,0 +1,150 @@
+"""Rhythm conditioning module (Eq. 5-6) and its in-attention injection into the frozen LM.
+
+d [B, T] (50 Hz, one value per codec frame) -> O (Linear 1->dim, zero-init) -> L_1..L_M (Linear dim->dim,
+identity weight, zero bias); F_Rj = L_j(...L_1(O(d))) is added to the hidden state entering block j
+(`layers_per_block` layers each) for the first M = 3/4 of the blocks: h_{j+1} = B(h_j + F_Rj).
+
+Alignment with the codebook delay pattern: the LM's input position s predicts sequence step s+1; we give
+position s the value of the latest frame that step s+1 predicts (for MusicGen's delay pattern: frame s,
+whose coarsest codebook is predicted there; the tail steps past T repeat frame T-1). Positions that
+predict nothing get 0. In streaming generation the transformer's own position offset selects the slice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from audiocraft.modules.codebooks_patterns import Pattern
+from audiocraft.modules.transformer import StreamingTransformer
+from torch import nn
+
+from model.config import RhythmConfig
+
+
+def frame_index_per_position(pattern: Pattern) -> torch.Tensor:
+    """For each LM input position s of `pattern`, the codec frame whose rhythm it receives; -1 for none."""
+    S = len(pattern.layout)
+    idx = torch.full((S,), -1, dtype=torch.long)
+    for s in range(S - 1):
+        frames = [c.t for c in pattern.layout[s + 1] if c.t < pattern.timesteps]
+        if frames:
+            idx[s] = max(frames)
+    return idx  # [S]
+
+
+def align_to_pattern(d: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    """d [B, T] at the codec frame rate -> [B, S] along the LM's interleaved sequence (zeros where unused)."""
+    if d.dim() != 2 or d.shape[1] < pattern.timesteps:
+        raise ValueError(f"rhythm must be [B, >= {pattern.timesteps}] frames, got {tuple(d.shape)}")
+    idx = frame_index_per_position(pattern).to(d.device)
+    aligned = d[:, idx.clamp(min=0)]
+    return torch.where(idx[None, :] >= 0, aligned, torch.zeros_like(aligned))  # [B, S]
+
+
+class RhythmModule(nn.Module):
+    """O and L_1..L_M. style "musicongen": one O shared by all M blocks (no L chain); the first
+    self-attention of each block is trained instead (see `musicongen_trainable`)."""
+
+    def __init__(self, cfg: RhythmConfig, dim: int, num_blocks: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_blocks = num_blocks
+        self.proj = nn.Linear(1, dim)  # O
+        n_chain = num_blocks if cfg.style == "vidmusician" else 0
+        self.chain = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_chain))  # L_1..L_M
+        if cfg.init_technique:
+            self.reset_to_identity()
+
+    @torch.no_grad()
+    def reset_to_identity(self) -> None:
+        """Zero O, identity L_j with zero bias: every F_Rj is exactly 0 (the frozen model's output)."""
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        for lin in self.chain:
+            lin.weight.copy_(torch.eye(lin.in_features, dtype=lin.weight.dtype, device=lin.weight.device))
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, d: torch.Tensor) -> list[torch.Tensor]:
+        """d [B, S] -> M tensors F_Rj [B, S, dim]."""
+        h = self.proj(d.unsqueeze(-1).to(self.proj.weight.dtype))  # [B, S, dim]
+        if not len(self.chain):
+            return [h] * self.num_blocks
+        out = []
+        for lin in self.chain:
+            h = lin(h)
+            out.append(h)
+        return out
+
+
+def block_entry_layers(transformer: StreamingTransformer, cfg: RhythmConfig) -> list[nn.Module]:
+    """The first layer of each rhythm-conditioned block."""
+    n = cfg.conditioned_blocks(len(transformer.layers))
+    return [transformer.layers[j * cfg.layers_per_block] for j in range(n)]
+
+
+def musicongen_trainable(transformer: StreamingTransformer, cfg: RhythmConfig) -> list[nn.Module]:
+    """MusiConGen-style: the self-attention of the first layer of each conditioned block is trained."""
+    return [layer.self_attn for layer in block_entry_layers(transformer, cfg)]
+
+
+class RhythmInjector:
+    """Adds F_Rj to the input of block j through forward pre-hooks on the LM's layers.
+
+    The signal (aligned to the interleaved sequence, [B, S]) is supplied with `feeding(...)`; outside it
+    the hooks do nothing. Within one transformer call, block 0's hook computes all F_Rj for the current
+    slice [offset, offset + T) (offset = the transformer's streaming position, 0 when not streaming).
+    """
+
+    def __init__(self, transformer: StreamingTransformer, module: RhythmModule, cfg: RhythmConfig) -> None:
+        self.transformer = transformer
+        self.module = module
+        self._signal: torch.Tensor | None = None
+        self._feats: list[torch.Tensor] = []
+        self._handles = [
+            layer.register_forward_pre_hook(self._make_hook(j), with_kwargs=True)
+            for j, layer in enumerate(block_entry_layers(transformer, cfg))
+        ]
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    @contextlib.contextmanager
+    def feeding(self, signal: torch.Tensor) -> Iterator[None]:
+        """signal [B, S]: rhythm per LM input position (rows of zeros for unconditional samples)."""
+        if signal.dim() != 2:
+            raise ValueError(f"rhythm signal must be [B, S], got {tuple(signal.shape)}")
+        if self._signal is not None:
+            raise RuntimeError("RhythmInjector.feeding is not re-entrant")
+        self._signal = signal
+        try:
+            yield
+        finally:
+            self._signal = None
+            self._feats = []
+
+    def _offset(self) -> int:
+        offsets = self.transformer._streaming_state.get("offsets")
+        return 0 if offsets is None else int(offsets[0])
+
+    def _make_hook(self, j: int):
+        def hook(layer: nn.Module, args: tuple, kwargs: dict):
+            if self._signal is None:
+                return None
+            x = args[0]  # [B, T, dim]
+            if j == 0:
+                B, T, _ = x.shape
+                start = self._offset()
+                sig = self._signal[:, start:start + T]
+                if sig.shape != (B, T):
+                    raise RuntimeError(
+                        f"rhythm signal {tuple(self._signal.shape)} does not cover batch {B}, positions "
+                        f"[{start}, {start + T})"
+                    )
+                self._feats = self.module(sig)
+            return (x + self._feats[j].to(x.dtype),) + tuple(args[1:]), kwargs
+
+        return hook
