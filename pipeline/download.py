@@ -359,7 +359,9 @@ def _downloaded_file(result: dict[str, Any], workdir: Path) -> Path:
             return path
     found = [p for p in workdir.glob(f"{MEDIA_STEM}.*") if p.is_file() and ".part" not in p.suffixes]
     if len(found) != 1:
-        raise StageError(STAGE, f"yt-dlp reported success but left no media file in {workdir}", permanent=False)
+        raise StageError(
+            STAGE, f"yt-dlp reported success but left no media file in {workdir}", permanent=False
+        )
     return found[0]
 
 

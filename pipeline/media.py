@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,17 +19,22 @@ log = logging.getLogger(__name__)
 
 _QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 _STDERR_LINES = 5
+_CTX = re.compile(r"\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*")
 
 
 def _tool(name: str, stage: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise StageError(stage, f"{name} is not on PATH: install Debian's ffmpeg package (apt-get install ffmpeg)")
+        raise StageError(
+            stage, f"{name} is not on PATH: install Debian's ffmpeg package (apt-get install ffmpeg)"
+        )
     return path
 
 
 def _tail(stderr: str, n: int = _STDERR_LINES) -> str:
-    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    """The last ``n`` non-empty lines of ffmpeg's stderr, without its ``[demuxer @ 0x…]`` prefixes."""
+    lines = [_CTX.sub("", ln).strip() for ln in stderr.strip().splitlines()]
+    lines = [ln for ln in lines if ln]
     return " | ".join(lines[-n:]) if lines else "no error output"
 
 

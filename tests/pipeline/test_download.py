@@ -134,7 +134,9 @@ def test_too_short_source_is_refused_and_not_kept(served, tmp_path):
 
 def test_too_long_source_is_refused(served, tmp_path):
     with pytest.raises(StageError) as err:
-        download(served.url("sample.mp4"), tmp_path / "s", DownloadOptions(min_duration_s=0, max_duration_s=2.0))
+        download(
+            served.url("sample.mp4"), tmp_path / "s", DownloadOptions(min_duration_s=0, max_duration_s=2.0)
+        )
     assert err.value.permanent is True and "longer than" in str(err.value)
 
 
@@ -169,10 +171,30 @@ def test_search_filters_flat_entries_by_known_duration():
     flat = {
         "_type": "playlist",
         "entries": [
-            {"id": "aaaaaaaaaaa", "url": "https://www.youtube.com/watch?v=aaaaaaaaaaa", "title": "ok", "duration": 125.0},
-            {"id": "bbbbbbbbbbb", "url": "https://www.youtube.com/watch?v=bbbbbbbbbbb", "title": "short", "duration": 42},
-            {"id": "ccccccccccc", "url": "https://www.youtube.com/watch?v=ccccccccccc", "title": "long", "duration": 3600},
-            {"id": "ddddddddddd", "url": "https://www.youtube.com/watch?v=ddddddddddd", "title": "live", "duration": None},
+            {
+                "id": "aaaaaaaaaaa",
+                "url": "https://www.youtube.com/watch?v=aaaaaaaaaaa",
+                "title": "ok",
+                "duration": 125.0,
+            },
+            {
+                "id": "bbbbbbbbbbb",
+                "url": "https://www.youtube.com/watch?v=bbbbbbbbbbb",
+                "title": "short",
+                "duration": 42,
+            },
+            {
+                "id": "ccccccccccc",
+                "url": "https://www.youtube.com/watch?v=ccccccccccc",
+                "title": "long",
+                "duration": 3600,
+            },
+            {
+                "id": "ddddddddddd",
+                "url": "https://www.youtube.com/watch?v=ddddddddddd",
+                "title": "live",
+                "duration": None,
+            },
             {"id": "eeeeeeeeeee", "title": "edge", "duration": 60},
             None,
             {"title": "no id"},
