@@ -9,7 +9,14 @@ import pytest
 
 from pipeline.audio import load_audio
 from pipeline.errors import StageError
-from pipeline.loudness import GainPlan, apply_gain, integrated_loudness, normalize_file, plan_gain, sample_peak_dbfs
+from pipeline.loudness import (
+    GainPlan,
+    apply_gain,
+    integrated_loudness,
+    normalize_file,
+    plan_gain,
+    sample_peak_dbfs,
+)
 
 
 def _tone(sr: int = 44100, seconds: float = 3.0, amp: float = 0.1) -> np.ndarray:
