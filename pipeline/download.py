@@ -9,6 +9,8 @@ finished download without touching the network. Work happens in a temporary fold
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -17,6 +19,8 @@ import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,8 @@ INFO_JSON = "info.json"
 MEDIA_STEM = "source"
 _BY_URL = ".by-url"
 _OUR_KEY = "vidmusician"
+_WORK_PREFIX = ".dl-"
+_LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,20 @@ def safe_id(raw: str) -> str:
         return f"{cleaned}-{hashlib.sha1(raw.encode('utf-8')).hexdigest()[:8]}"
 
 
+def source_id(info: dict[str, Any], url: str) -> str:
+    """The folder id of an extracted video: yt-dlp's id for site extractors (YouTube's are canonical).
+
+    The generic extractor names a direct file by its file name, which two hosts can share
+    (``video.mp4``), so its id gets a hash of the page URL: different files never share a folder.
+    """
+    raw = str(info.get("id") or "") or url_key(url)
+    if info.get("extractor_key") != "Generic":
+        return safe_id(raw)
+    page = str(info.get("webpage_url") or url)
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", raw).strip("_")[:80] or "video"
+    return f"{stem}-{hashlib.sha1(page.encode('utf-8')).hexdigest()[:8]}"
+
+
 def url_key(url: str) -> str:
     """A stable, filesystem-safe key for a URL before yt-dlp has told us its id."""
     return "url-" + hashlib.sha1(url.strip().encode("utf-8")).hexdigest()[:16]
@@ -151,17 +171,8 @@ def entries_from_search(result: dict[str, Any], opts: DownloadOptions) -> list[E
 class _Logger:
     """Routes yt-dlp's messages to ``logging``; its errors come back as exceptions, so they go to debug."""
 
-    def debug(self, msg: str) -> None:
-        log.debug("yt-dlp: %s", msg)
-
-    def info(self, msg: str) -> None:
-        log.debug("yt-dlp: %s", msg)
-
-    def warning(self, msg: str) -> None:
-        log.warning("yt-dlp: %s", msg)
-
-    def error(self, msg: str) -> None:
-        log.debug("yt-dlp: %s", msg)
+    debug = info = error = staticmethod(lambda msg: log.debug("yt-dlp: %s", msg))
+    warning = staticmethod(lambda msg: log.warning("yt-dlp: %s", msg))
 
 
 def _ydl_params(opts: DownloadOptions, workdir: Path | None = None, **extra: Any) -> dict[str, Any]:
@@ -279,7 +290,7 @@ def _load(folder: Path) -> Downloaded | None:
 
 
 def _downloaded(vid: str, media: Path, info_path: Path, info: dict[str, Any]) -> Downloaded:
-    duration = info.get("duration")
+    duration = (info.get(_OUR_KEY) or {}).get("probed_duration_s", info.get("duration"))
     return Downloaded(
         id=vid,
         media_path=media,
@@ -317,35 +328,73 @@ def download(url: str, sources_dir: Path, opts: DownloadOptions) -> Downloaded:
         log.debug("already downloaded: %s -> %s", url, done.id)
         return done
     sources_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".dl-{url_key(url)}-", dir=sources_dir))
-    try:
-        with yt_dlp.YoutubeDL(_ydl_params(opts, workdir)) as ydl:
-            try:
-                info = ydl.extract_info(url, download=False)
-            except yt_dlp.utils.YoutubeDLError as err:
-                raise _fail(err, url) from err
-            if not info:
-                raise StageError(STAGE, f"yt-dlp found nothing at {url}")
-            if info.get("_type") in ("playlist", "multi_video"):
-                raise StageError(STAGE, f"{url} is a playlist: pass the URLs of single videos")
-            vid = safe_id(info.get("id") or url_key(url))
-            folder = sources_dir / vid
-            if (done := _load(folder)) is not None:
-                _remember(sources_dir, url, vid)
-                return done
-            if (why := duration_problem(_num(info.get("duration")), opts)) is not None:
-                raise StageError(STAGE, why)
-            try:
-                result = ydl.process_ie_result(info, download=True)
-            except yt_dlp.utils.YoutubeDLError as err:
-                raise _fail(err, url) from err
+    sweep_stale_workdirs(sources_dir)
+    with _workdir(sources_dir, url) as workdir, yt_dlp.YoutubeDL(_ydl_params(opts, workdir)) as ydl:
+        try:
+            info = ydl.extract_info(url, download=False)
+        except yt_dlp.utils.YoutubeDLError as err:
+            raise _fail(err, url) from err
+        if not info:
+            raise StageError(STAGE, f"yt-dlp found nothing at {url}")
+        if info.get("_type") in ("playlist", "multi_video"):
+            raise StageError(STAGE, f"{url} is a playlist: pass the URLs of single videos")
+        vid = source_id(info, url)
+        if (done := _load(sources_dir / vid)) is not None:
+            _remember(sources_dir, url, vid)
+            return done
+        if (why := duration_problem(_num(info.get("duration")), opts)) is not None:
+            raise StageError(STAGE, why)
+        try:
+            result = ydl.process_ie_result(info, download=True)
+        except yt_dlp.utils.YoutubeDLError as err:
+            raise _fail(err, url) from err
         got = _downloaded_file(result, workdir)
         duration = probe(got).duration_s
         if (why := duration_problem(duration, opts)) is not None:
             raise StageError(STAGE, why)
         return _commit(sources_dir, vid, got, ydl.sanitize_info(result), url, duration)
+
+
+@contextlib.contextmanager
+def _workdir(sources_dir: Path, url: str) -> Iterator[Path]:
+    """A private temporary folder in ``sources_dir``, flock-ed while in use and removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{url_key(url)}-", dir=sources_dir))
+    fd = os.open(workdir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield workdir
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        os.close(fd)
+
+
+def sweep_stale_workdirs(sources_dir: Path, *, grace_s: float = 60.0) -> list[Path]:
+    """Remove work folders left by killed downloads (nobody holds their lock); returns what went.
+
+    A folder without a lock file is left alone for ``grace_s`` (its owner may be creating it).
+    """
+    removed: list[Path] = []
+    for folder in Path(sources_dir).glob(f"{_WORK_PREFIX}*"):
+        try:
+            fd = os.open(folder / _LOCK, os.O_RDWR)
+        except FileNotFoundError:
+            if folder.is_dir() and time.time() - folder.stat().st_mtime > grace_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live download owns it
+        finally:
+            os.close(fd)  # closing drops the lock we may have taken
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d work folder(s) of interrupted downloads in %s", len(removed), sources_dir)
+    return removed
 
 
 def _num(value: Any) -> float | None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from pipeline.download import (
     find_downloaded,
     safe_id,
     search_query,
+    sweep_stale_workdirs,
     url_key,
 )
 from pipeline.errors import StageError
@@ -38,24 +42,25 @@ def _leftovers(sources: Path) -> list[Path]:
     return [p for p in sources.iterdir() if p.name.startswith(".dl-")] if sources.exists() else []
 
 
-def test_download_keeps_info_json_and_fills_title_and_duration(served, tmp_path):
+def test_download_keeps_info_json_and_fills_title_and_duration(served, tmp_path, capfd):
     sources = tmp_path / "sources"
     url = served.url("sample.mp4")
     got = download(url, sources, SHORT_OK)
 
     assert isinstance(got, Downloaded)
-    assert got.id == "sample"
-    assert got.media_path == sources / "sample" / "source.mp4"
+    assert got.id.startswith("sample-") and check_id(got.id) == got.id
+    assert got.media_path == sources / got.id / "source.mp4"
     assert got.media_path.read_bytes() == (served.root / "sample.mp4").read_bytes()
     assert got.title == "sample"
     assert got.duration_s == pytest.approx(3.0, abs=0.1)
     assert got.webpage_url == url
     info = json.loads(got.info_json_path.read_text())
-    assert got.info_json_path == sources / "sample" / "info.json"
+    assert got.info_json_path == sources / got.id / "info.json"
     assert info["id"] == "sample" and info["title"] == "sample"
     assert info["duration"] == pytest.approx(3.0, abs=0.1)
     assert info["vidmusician"]["media"] == "source.mp4"
     assert not _leftovers(sources), "the temporary work folder must be removed"
+    assert capfd.readouterr() == ("", ""), "yt-dlp and ffmpeg print nothing; messages go to logging"
 
 
 def test_second_call_does_not_download_again(served, tmp_path):
@@ -90,10 +95,44 @@ def test_complete_folder_found_by_id_after_url_index_is_lost(served, tmp_path):
 
 def test_half_written_folder_is_downloaded_again(served, tmp_path):
     sources = tmp_path / "sources"
-    (sources / "sample").mkdir(parents=True)
-    (sources / "sample" / "source.mp4").write_bytes(b"partial")  # no info.json: not complete
-    got = download(served.url("sample.mp4"), sources, SHORT_OK)
+    url = served.url("sample.mp4")
+    vid = download(url, tmp_path / "elsewhere", SHORT_OK).id
+    (sources / vid).mkdir(parents=True)
+    (sources / vid / "source.mp4").write_bytes(b"partial")  # no info.json: not complete
+    got = download(url, sources, SHORT_OK)
+    assert got.id == vid
     assert got.media_path.read_bytes() == (served.root / "sample.mp4").read_bytes()
+
+
+def test_same_file_name_on_two_paths_gets_two_folders(served, tmp_path):
+    for sub in ("a", "b"):
+        (served.root / sub).mkdir()
+        shutil.copy(served.root / "sample.mp4", served.root / sub / "video.mp4")
+    a = download(served.url("a/video.mp4"), tmp_path / "sources", SHORT_OK)
+    b = download(served.url("b/video.mp4"), tmp_path / "sources", SHORT_OK)
+    assert a.id != b.id and a.id.startswith("video-") and b.id.startswith("video-")
+    assert a.media_path.is_file() and b.media_path.is_file()
+    assert b.webpage_url == served.url("b/video.mp4")
+
+
+def test_work_folders_of_killed_downloads_are_swept(served, tmp_path):
+    sources = tmp_path / "sources"
+    dead = sources / ".dl-url-0000000000000000-dead"
+    dead.mkdir(parents=True)
+    (dead / ".lock").touch()
+    (dead / "source.mp4.part").write_bytes(b"x" * 1000)
+    alive = sources / ".dl-url-0000000000000000-alive"
+    alive.mkdir()
+    fd = os.open(alive / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a download running in another process would
+        download(served.url("sample.mp4"), sources, SHORT_OK)
+        assert not dead.exists(), "nobody holds its lock: the download that made it was killed"
+        assert alive.is_dir(), "a folder whose lock is held belongs to a live download"
+        assert sweep_stale_workdirs(sources) == []
+    finally:
+        os.close(fd)
+    assert sweep_stale_workdirs(sources) == [alive] and not alive.exists()
 
 
 def test_http_404_is_permanent_and_says_404(http_server, tmp_path):
@@ -122,14 +161,25 @@ def test_dead_host_is_retryable_with_readable_text(dead_port, tmp_path):
     assert "connection refused" in str(err.value)
 
 
+def test_host_that_never_answers_times_out(tmp_path):
+    with socket.socket() as listener:  # accepts connections (kernel backlog) but never replies
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/video.mp4"
+        opts = DownloadOptions(min_duration_s=1.0, retries=0, socket_timeout_s=0.5)
+        with pytest.raises(StageError) as err:
+            download(url, tmp_path / "sources", opts)
+    assert err.value.permanent is False
+    assert "cannot reach host" in str(err.value) and "timed out" in str(err.value)
+
+
 def test_too_short_source_is_refused_and_not_kept(served, tmp_path):
     sources = tmp_path / "sources"
     with pytest.raises(StageError) as err:
         download(served.url("sample.mp4"), sources, DownloadOptions(min_duration_s=60.0))
     assert err.value.permanent is True
     assert "shorter than" in str(err.value) and "60 s" in str(err.value)
-    assert not (sources / "sample").exists()
-    assert not _leftovers(sources)
+    assert [p.name for p in sources.iterdir()] == [], "no folder, no work folder, no URL index"
 
 
 def test_too_long_source_is_refused(served, tmp_path):
