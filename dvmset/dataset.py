@@ -1,0 +1,84 @@
+"""The Dataset trainers read: aligned windows of global / rhythm / codes cut from feature shards.
+
+A window of W seconds starting at a whole second o is global[o : o+W] (1 fps), rhythm and codes
+[:, 50*o : 50*(o+W)] (50 Hz), so the three tensors always cover the same span of the clip
+(paper §5.1: 30 s windows from the 60 s clips). Offsets are random per (seed, epoch, index) or
+fixed; any sampler works, ``DistributedSampler`` included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dvmset.shards import ShardReader
+
+log = logging.getLogger(__name__)
+
+
+class FeatureWindows(Dataset):
+    """Items: {"clip_id", "offset_s", "global" [W, D] f32, "rhythm" [W*50] f32, "codes" [K, W*50] i64}."""
+
+    def __init__(
+        self,
+        features_dir: str | Path,
+        split: str | None = None,
+        window_s: int = 30,
+        offset_s: int | None = None,
+        seed: int = 0,
+        clip_ids: Sequence[str] | None = None,
+    ) -> None:
+        if window_s < 1:
+            raise ValueError(f"window_s must be >= 1, got {window_s}")
+        if offset_s is not None and offset_s < 0:
+            raise ValueError(f"offset_s must be >= 0 or None (random), got {offset_s}")
+        self.reader = ShardReader(features_dir, framework="np")
+        self.window_s, self.offset_s, self.seed, self.epoch = window_s, offset_s, seed, 0
+        idx = self.reader.index
+        if split is not None:
+            idx = idx[idx.split == split]
+        if clip_ids is not None:
+            missing = set(clip_ids) - set(idx.clip_id)
+            if missing:
+                raise KeyError(f"clips without features{f' in split {split!r}' if split else ''}: {sorted(missing)[:5]}")
+            idx = idx.loc[list(clip_ids)]
+        need = window_s + (offset_s or 0)
+        short = idx[idx.clip_s < need]
+        if len(short):
+            log.warning("skipping %d clips shorter than %d s: %s", len(short), need, list(short.clip_id[:5]))
+        idx = idx[idx.clip_s >= need]
+        if idx.empty:
+            raise ValueError(f"no clips in {features_dir} (split={split!r}) can give a {need} s window")
+        self.clip_ids: list[str] = list(idx.clip_id) if clip_ids is not None else sorted(idx.clip_id)
+        self._clip_s = dict(zip(idx.clip_id, idx.clip_s.astype(int), strict=True))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new random offsets for the next epoch (like ``DistributedSampler.set_epoch``)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def offset_for(self, i: int) -> int:
+        clip_id = self.clip_ids[i]
+        if self.offset_s is not None:
+            return self.offset_s
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        return int(rng.integers(0, self._clip_s[clip_id] - self.window_s + 1))
+
+    def __getitem__(self, i: int) -> dict:
+        clip_id = self.clip_ids[i]
+        off = self.offset_for(i)
+        w = self.reader.window(clip_id, off, self.window_s)
+        return {
+            "clip_id": clip_id,
+            "offset_s": off,
+            "global": torch.from_numpy(np.asarray(w["global"], dtype=np.float32)),  # [W, D]
+            "rhythm": torch.from_numpy(np.asarray(w["rhythm"], dtype=np.float32)),  # [W*50]
+            "codes": torch.from_numpy(np.asarray(w["codes"], dtype=np.int64)),  # [K, W*50]
+        }

@@ -1,0 +1,237 @@
+"""Feature shards: safetensors files of a fixed number of clips plus ``features/index.parquet``.
+
+A shard holds ``{clip_id}/global`` [T, D] fp16, ``{clip_id}/rhythm`` [T*50] fp32 and
+``{clip_id}/codes`` [4, T*50] int16, and repeats each clip's index row in its header metadata, so
+the index can be rebuilt from the shards (a kill between shard and index write loses nothing).
+Everything reads with ``safetensors`` + ``pandas`` alone; writes are atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from dvmset.io import atomic_path
+from dvmset.layout import check_id
+
+log = logging.getLogger(__name__)
+
+SHARD_FORMAT = "vidmusician-features/1"
+TENSOR_NAMES = ("global", "rhythm", "codes")
+TOKEN_RATE_HZ = 50
+INDEX_COLUMNS = ["clip_id", "shard", "split", "query", "source_id", "clip_s", "embed_dim", "sha256", "config"]
+_DTYPES = {"global": np.float16, "rhythm": np.float32, "codes": np.int16}
+
+
+def tensors_sha256(tensors: Mapping[str, np.ndarray]) -> str:
+    """A checksum over name, dtype, shape and bytes of the three tensors, in a fixed order."""
+    h = hashlib.sha256()
+    for name in TENSOR_NAMES:
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One clip's tensors and the index fields that travel with them."""
+
+    clip_id: str
+    tensors: Mapping[str, np.ndarray] = field(repr=False)
+    config: str  # the extractor config, JSON
+    query: str | None = None
+    source_id: str | None = None
+    split: str | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.clip_id, "clip id")
+        if set(self.tensors) != set(TENSOR_NAMES):
+            raise ValueError(f"clip {self.clip_id}: tensors must be exactly {TENSOR_NAMES}, got {sorted(self.tensors)}")
+        for name, dtype in _DTYPES.items():
+            if self.tensors[name].dtype != dtype:
+                raise ValueError(f"clip {self.clip_id}: {name} must be {np.dtype(dtype)}, got {self.tensors[name].dtype}")
+        g, r, c = (self.tensors[n] for n in TENSOR_NAMES)
+        t = g.shape[0]
+        if g.ndim != 2 or r.shape != (t * TOKEN_RATE_HZ,) or c.ndim != 2 or c.shape[1] != t * TOKEN_RATE_HZ:
+            raise ValueError(
+                f"clip {self.clip_id}: misaligned tensors global {g.shape}, rhythm {r.shape}, codes {c.shape}: "
+                f"need [T, D], [T*{TOKEN_RATE_HZ}], [K, T*{TOKEN_RATE_HZ}]"
+            )
+        json.loads(self.config)
+
+    def row(self, shard: str) -> dict:
+        return {
+            "clip_id": self.clip_id, "shard": shard, "split": self.split, "query": self.query,
+            "source_id": self.source_id, "clip_s": int(self.tensors["global"].shape[0]),
+            "embed_dim": int(self.tensors["global"].shape[1]), "sha256": tensors_sha256(self.tensors),
+            "config": self.config,
+        }
+
+
+def write_shard(path: str | Path, entries: Sequence[ShardEntry]) -> list[dict]:
+    """Write ``entries`` to one shard atomically; returns their index rows."""
+    path = Path(path)
+    if not entries:
+        raise ValueError("a shard needs at least one clip")
+    ids = [e.clip_id for e in entries]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate clip ids in one shard: {sorted({i for i in ids if ids.count(i) > 1})}")
+    rows = [e.row(path.name) for e in entries]
+    arrays = {f"{e.clip_id}/{n}": np.ascontiguousarray(e.tensors[n]) for e in entries for n in TENSOR_NAMES}
+    meta = {"format": SHARD_FORMAT, "clips": json.dumps(rows)}
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp), metadata=meta)
+    return rows
+
+
+def read_shard_rows(path: str | Path) -> list[dict]:
+    """The index rows stored in a shard's header."""
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != SHARD_FORMAT:
+        raise ValueError(f"{path}: not a {SHARD_FORMAT} shard (format={meta.get('format')!r})")
+    rows = json.loads(meta["clips"])
+    for r in rows:
+        r["shard"] = Path(path).name
+    return rows
+
+
+def _frame(rows: Iterable[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(list(rows), columns=INDEX_COLUMNS)
+    return df.astype({"clip_s": "int64", "embed_dim": "int64"})
+
+
+class FeatureStore:
+    """The ``features/`` directory: shard numbering, the index, crash recovery, split updates."""
+
+    def __init__(self, features_dir: str | Path) -> None:
+        self.dir = Path(features_dir)
+        self.index_path = self.dir / "index.parquet"
+
+    def shard_path(self, n: int) -> Path:
+        return self.dir / f"shard-{n:05d}.safetensors"
+
+    def shard_files(self) -> list[Path]:
+        return sorted(self.dir.glob("shard-[0-9][0-9][0-9][0-9][0-9].safetensors"))
+
+    def next_shard_number(self) -> int:
+        files = self.shard_files()
+        return int(files[-1].stem.split("-")[1]) + 1 if files else 0
+
+    def index(self) -> pd.DataFrame:
+        if not self.index_path.exists():
+            return _frame([])
+        return pd.read_parquet(self.index_path)
+
+    def _save(self, df: pd.DataFrame) -> None:
+        df = df.sort_values(["shard", "clip_id"]).reset_index(drop=True)
+        with atomic_path(self.index_path) as tmp:
+            df.to_parquet(tmp, index=False)
+
+    def append(self, rows: Sequence[dict]) -> pd.DataFrame:
+        df = self.index()
+        new = _frame(rows)
+        dup = set(new.clip_id) & set(df.clip_id)
+        if dup:
+            raise ValueError(f"clips already in the index: {sorted(dup)[:5]}")
+        df = new if df.empty else pd.concat([df, new], ignore_index=True)
+        self._save(df)
+        return df
+
+    def recover(self) -> list[str]:
+        """Index the shards a crash left out; drop rows whose shard is gone. Returns recovered names."""
+        df = self.index()
+        present = {p.name for p in self.shard_files()}
+        gone = set(df.shard) - present
+        if gone:
+            log.warning("index rows point at missing shards %s; dropping them", sorted(gone))
+            df = df[~df.shard.isin(gone)]
+        orphans = sorted(present - set(df.shard))
+        rows = [r for name in orphans for r in read_shard_rows(self.dir / name)]
+        if orphans or gone:
+            dup = set(_frame(rows).clip_id) & set(df.clip_id)
+            if dup:
+                raise ValueError(f"shards {orphans} repeat clips already indexed: {sorted(dup)[:5]}")
+            self._save(pd.concat([df, _frame(rows)], ignore_index=True) if rows else df)
+        return orphans
+
+    def set_splits(self, splits: Mapping[str, str]) -> int:
+        """Write clip splits (from an export) into the index; returns how many rows changed."""
+        df = self.index()
+        if df.empty:
+            return 0
+        new = df.clip_id.map(splits)
+        changed = new.notna() & (new != df.split)
+        df.loc[new.notna(), "split"] = new[new.notna()]
+        if changed.any():
+            self._save(df)
+        return int(changed.sum())
+
+
+class ShardReader:
+    """Random access to clips by id through memory-mapped ``safe_open`` handles (opened lazily).
+
+    Picklable for DataLoader workers: each process opens its own handles.
+    """
+
+    def __init__(self, features_dir: str | Path, framework: str = "np") -> None:
+        self.dir = Path(features_dir)
+        self.framework = framework
+        self.index = FeatureStore(self.dir).index().set_index("clip_id", drop=False)
+        self._handles: dict[str, object] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handles": {}}
+
+    def __contains__(self, clip_id: str) -> bool:
+        return clip_id in self.index.index
+
+    @property
+    def clip_ids(self) -> list[str]:
+        return list(self.index.clip_id)
+
+    def _handle(self, clip_id: str):  # noqa: ANN202 - safetensors' handle type is not public
+        if clip_id not in self:
+            raise KeyError(f"clip {clip_id} has no features in {self.dir}: run `vidmusician features`")
+        shard = self.index.at[clip_id, "shard"]
+        if shard not in self._handles:
+            self._handles[shard] = safe_open(str(self.dir / shard), framework=self.framework)
+        return self._handles[shard]
+
+    def get(self, clip_id: str) -> dict:
+        """All three tensors of a clip: {"global": [T, D], "rhythm": [T*50], "codes": [K, T*50]}."""
+        f = self._handle(clip_id)
+        return {n: f.get_tensor(f"{clip_id}/{n}") for n in TENSOR_NAMES}
+
+    def window(self, clip_id: str, start_s: int, window_s: int) -> dict:
+        """Aligned slices [start_s, start_s + window_s) of the three tensors, read without the rest."""
+        clip_s = int(self.index.at[clip_id, "clip_s"]) if clip_id in self else 0
+        if not (0 <= start_s and start_s + window_s <= clip_s and window_s > 0):
+            raise ValueError(f"clip {clip_id}: window [{start_s}, {start_s + window_s}) s outside [0, {clip_s}] s")
+        f = self._handle(clip_id)
+        a, b = start_s * TOKEN_RATE_HZ, (start_s + window_s) * TOKEN_RATE_HZ
+        return {
+            "global": f.get_slice(f"{clip_id}/global")[start_s : start_s + window_s],
+            "rhythm": f.get_slice(f"{clip_id}/rhythm")[a:b],
+            "codes": f.get_slice(f"{clip_id}/codes")[:, a:b],
+        }
+
+    def verify(self, clip_id: str) -> bool:
+        """True when the stored tensors still match the index checksum."""
+        tensors = self.get(clip_id)
+        if self.framework != "np":
+            tensors = {k: v.numpy() for k, v in tensors.items()}
+        return tensors_sha256(tensors) == self.index.at[clip_id, "sha256"]
+
+    def close(self) -> None:
+        self._handles.clear()

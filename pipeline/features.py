@@ -1,0 +1,261 @@
+"""Features of one clip from a single decode at 25 fps and one CLIP forward per frame (DESIGN step 7).
+
+``global`` [clip_s, D] fp16: pooled CLS embedding of frames 0, 25, 50, ... (1 fps, Eq. 1);
+``rhythm`` [clip_s*50] fp32: Eq. 4 + Algorithm 1 on the patch tokens of every frame;
+``codes``  [4, clip_s*50] int16: MusicGen EnCodec tokens of the clip's audio at 32 kHz mono.
+A producer thread decodes (ffmpeg rawvideo pipe, resized and cropped by ffmpeg) into a bounded
+queue while the model runs on the previous batch; no frame is decoded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dvmset.shards import ShardEntry, write_shard
+from pipeline.clip_encoder import ClipImageEncoder
+from pipeline.codec import FRAME_RATE, SAMPLE_RATE, encode_waveform
+from pipeline.errors import StageError
+from pipeline.rhythm import VIDEO_FPS, distance_sequence, pairwise_similarity, unit_tokens
+
+log = logging.getLogger(__name__)
+STAGE = "features"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How a clip is read; ``max_short_s`` of missing tail is padded (last frame / silence)."""
+
+    clip_s: int = 60
+    batch_size: int = 32
+    queue_batches: int = 4
+    max_short_s: float = 1.0
+    decoder_threads: int = 0  # ffmpeg -threads; 0 = ffmpeg's choice
+
+    def __post_init__(self) -> None:
+        if self.clip_s < 1:
+            raise ValueError(f"clip_s must be >= 1 s, got {self.clip_s}")
+        if self.batch_size < 1 or self.queue_batches < 1:
+            raise ValueError("batch_size and queue_batches must be >= 1")
+        if not 0 <= self.max_short_s < self.clip_s:
+            raise ValueError(f"max_short_s must be in [0, clip_s), got {self.max_short_s}")
+
+    @property
+    def n_frames(self) -> int:
+        return self.clip_s * VIDEO_FPS
+
+    @property
+    def n_tokens(self) -> int:
+        return self.clip_s * FRAME_RATE
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """The three aligned tensors of one clip (numpy, ready for a shard)."""
+
+    global_: np.ndarray  # [clip_s, D] float16
+    rhythm: np.ndarray  # [clip_s * 50] float32
+    codes: np.ndarray  # [4, clip_s * 50] int16
+
+    def __post_init__(self) -> None:
+        t = self.global_.shape[0]
+        if self.global_.ndim != 2 or self.global_.dtype != np.float16:
+            raise ValueError(f"global must be [T, D] float16, got {self.global_.shape} {self.global_.dtype}")
+        if self.rhythm.shape != (t * FRAME_RATE,) or self.rhythm.dtype != np.float32:
+            raise ValueError(f"rhythm must be [{t * FRAME_RATE}] float32, got {self.rhythm.shape} {self.rhythm.dtype}")
+        if self.codes.ndim != 2 or self.codes.shape[1] != t * FRAME_RATE or self.codes.dtype != np.int16:
+            raise ValueError(f"codes must be [K, {t * FRAME_RATE}] int16, got {self.codes.shape} {self.codes.dtype}")
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"global": self.global_, "rhythm": self.rhythm, "codes": self.codes}
+
+
+def _ffmpeg(*args: str) -> list[str]:
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *args]
+
+
+def iter_frame_batches(path: Path, size: int, cfg: ExtractConfig) -> Iterator[np.ndarray]:
+    """Decode ``path`` once at 25 fps, scaled to cover ``size`` and centre-cropped: [B, S, S, 3] uint8."""
+    vf = (f"fps={VIDEO_FPS},scale={size}:{size}:force_original_aspect_ratio=increase:flags=bicubic,"
+          f"crop={size}:{size}")
+    cmd = _ffmpeg("-threads", str(cfg.decoder_threads), "-i", str(path), "-map", "0:v:0", "-an", "-vf", vf,
+                  "-frames:v", str(cfg.n_frames), "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1")
+    frame_bytes = size * size * 3
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while True:
+            batch = np.empty((cfg.batch_size, size, size, 3), np.uint8)  # filled in place, writable
+            view, got = memoryview(batch).cast("B"), 0
+            while got < len(view):
+                n = proc.stdout.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            if got // frame_bytes:
+                yield batch[: got // frame_bytes]
+            if got < len(view):
+                break
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace").strip()
+        proc.stderr.close()
+        rc = proc.wait()
+    if rc != 0:
+        raise StageError(STAGE, f"{path.name}: ffmpeg could not decode the video: {err[-500:]}")
+
+
+def _prefetch(it: Iterator[np.ndarray], maxsize: int) -> Iterator[np.ndarray]:
+    """Run ``it`` in a producer thread feeding a bounded queue; errors re-raise in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=maxsize)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, re-raised there
+            q.put(err)
+            return
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # stops the decoder process when the consumer quits early
+        q.put(done)
+
+    thread = threading.Thread(target=produce, name="frame-decoder", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.1)
+
+
+def video_features(path: Path, encoder: ClipImageEncoder, cfg: ExtractConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the frames: (global [clip_s, D] float16, rhythm [clip_s*50] float32)."""
+    n_frames = cfg.n_frames
+    sims: list[torch.Tensor] = []  # chunks of [b] inter-frame similarities (Eq. 4)
+    pooled_1fps: list[torch.Tensor] = []  # [D] each
+    prev: torch.Tensor | None = None  # unit patch tokens of the last frame seen, [1, K, C]
+    seen = 0
+    for frames in _prefetch(iter_frame_batches(path, encoder.image_size, cfg), cfg.queue_batches):
+        pooled, tokens = encoder(frames)  # [B, D], [B, K, C]
+        tokens = unit_tokens(tokens)
+        chain = tokens if prev is None else torch.cat([prev, tokens])  # [B(+1), K, C]
+        if chain.shape[0] > 1:
+            sims.append(pairwise_similarity(chain[:-1], chain[1:]).cpu())
+        prev = tokens[-1:]
+        first = (-seen) % VIDEO_FPS  # first index in this batch on a whole second
+        pooled_1fps.extend(pooled[first::VIDEO_FPS].cpu())
+        seen += frames.shape[0]
+    short = n_frames - seen
+    if seen == 0 or short > cfg.max_short_s * VIDEO_FPS:
+        raise StageError(STAGE, f"{path.name}: {seen} frames at {VIDEO_FPS} fps, need {n_frames}")
+    if short:
+        log.warning("%s: %d frames short of %d; repeating the last frame", path.name, short, n_frames)
+    sim = torch.cat(sims).double().numpy() if sims else np.zeros(0)
+    sim = np.concatenate([sim, np.ones(short)])  # repeated frames: similarity 1, distance 0
+    glob = torch.stack(pooled_1fps)
+    if glob.shape[0] < cfg.clip_s:
+        glob = torch.cat([glob, glob[-1:].expand(cfg.clip_s - glob.shape[0], -1)])
+    return glob.numpy().astype(np.float16), distance_sequence(sim)
+
+
+def read_audio(path: Path, cfg: ExtractConfig) -> np.ndarray:
+    """The clip's audio as [clip_s * 32000] float32 mono at 32 kHz (short tails padded with silence)."""
+    cmd = _ffmpeg("-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+                  "-t", str(cfg.clip_s), "-f", "f32le", "pipe:1")
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip()[-300:]
+        raise StageError(STAGE, f"{path.name}: could not read the audio stream (none?): {msg}")
+    wav = np.frombuffer(proc.stdout, np.float32)
+    want = cfg.clip_s * SAMPLE_RATE
+    if want - wav.shape[0] > cfg.max_short_s * SAMPLE_RATE:
+        raise StageError(STAGE, f"{path.name}: {wav.shape[0] / SAMPLE_RATE:.2f} s of audio, need {cfg.clip_s} s")
+    out = np.zeros(want, np.float32)
+    out[: min(want, wav.shape[0])] = wav[:want]
+    return out
+
+
+def extract_clip(
+    path: str | Path, encoder: ClipImageEncoder, codec: torch.nn.Module, cfg: ExtractConfig = ExtractConfig()
+) -> ClipFeatures:
+    """All three features of one clip file; raises StageError with a reason on unreadable media."""
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(STAGE, f"clip file {path} is missing")
+    glob, rhythm = video_features(path, encoder, cfg)
+    codes = encode_waveform(codec, read_audio(path, cfg))  # [4, clip_s * 50]
+    return ClipFeatures(global_=glob, rhythm=rhythm, codes=codes)
+
+
+@dataclass(frozen=True)
+class ShardClip:
+    """A clip to extract into a shard, with the index fields that travel with it."""
+
+    clip_id: str
+    path: Path
+    query: str | None = None
+    source_id: str | None = None
+    split: str | None = None
+
+
+def build_shard(
+    dest: Path,
+    clips: list[ShardClip],
+    encoder: ClipImageEncoder,
+    codec: torch.nn.Module,
+    cfg: ExtractConfig,
+    config_json: str,
+    on_clip: Callable[[str, str | None], None] | None = None,
+) -> tuple[list[dict], dict[str, str]]:
+    """Extract ``clips`` and write them as one shard at ``dest`` (atomically).
+
+    Returns (index rows of the clips written, {clip id: error} for clips that failed). A failed clip
+    is reported, never dropped silently; no shard is written when every clip failed.
+    """
+    entries: list[ShardEntry] = []
+    failed: dict[str, str] = {}
+    for c in clips:
+        try:
+            feats = extract_clip(c.path, encoder, codec, cfg)
+        except StageError as err:
+            log.warning("clip %s: %s", c.clip_id, err)
+            failed[c.clip_id] = str(err)
+        else:
+            entries.append(ShardEntry(c.clip_id, feats.tensors(), config_json, c.query, c.source_id, c.split))
+        if on_clip is not None:
+            on_clip(c.clip_id, failed.get(c.clip_id))
+    rows = write_shard(dest, entries) if entries else []
+    return rows, failed

@@ -1,0 +1,96 @@
+"""Shard round trip, the index, random access by id, checksums, crash recovery, plain-library reading."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from feature_helpers import CONFIG, entry, synthetic
+
+from dvmset.shards import FeatureStore, ShardEntry, ShardReader, tensors_sha256, write_shard
+
+
+def test_round_trip_and_random_access(tmp_path):
+    store = FeatureStore(tmp_path)
+    store.append(write_shard(store.shard_path(0), [entry("a-00000", 0, query="q1", source_id="a"),
+                                                   entry("a-00060", 1, query="q1", source_id="a")]))
+    store.append(write_shard(store.shard_path(1), [entry("b-00000", 2, query="q2", source_id="b", split="test")]))
+    assert store.next_shard_number() == 2
+    idx = store.index()
+    assert list(idx.clip_id) == ["a-00000", "a-00060", "b-00000"]
+    assert list(idx.shard) == ["shard-00000.safetensors"] * 2 + ["shard-00001.safetensors"]
+    assert idx.set_index("clip_id").at["b-00000", "split"] == "test"
+    reader = ShardReader(tmp_path)
+    for cid, seed in [("b-00000", 2), ("a-00000", 0), ("a-00060", 1)]:  # any order
+        got = reader.get(cid)
+        for k, v in synthetic(seed=seed).items():
+            np.testing.assert_array_equal(got[k], v)
+            assert got[k].dtype == v.dtype
+        assert reader.verify(cid)
+    w = reader.window("a-00060", 2, 3)
+    assert w["global"].shape == (3, 8) and w["rhythm"].shape == (150,) and w["codes"].shape == (2, 150)
+    assert w["rhythm"][0] == 2.0 and w["codes"][0, 0] == 100 and int(w["global"][0, 0]) == 2
+    with pytest.raises(KeyError, match="features"):
+        reader.get("zzz-00000")
+    with pytest.raises(ValueError, match="window"):
+        reader.window("a-00000", 4, 3)
+
+
+def test_entries_refuse_misaligned_or_mistyped_tensors():
+    t = synthetic()
+    with pytest.raises(ValueError, match="misaligned"):
+        ShardEntry("x-00000", {**t, "rhythm": t["rhythm"][:-50]}, CONFIG)
+    with pytest.raises(ValueError, match="float16"):
+        ShardEntry("x-00000", {**t, "global": t["global"].astype(np.float32)}, CONFIG)
+    with pytest.raises(ValueError, match="invalid clip id"):
+        ShardEntry("../x", t, CONFIG)
+
+
+def test_checksum_detects_a_changed_tensor():
+    t = synthetic()
+    t2 = {**t, "rhythm": t["rhythm"].copy()}
+    t2["rhythm"][7] += 1
+    assert tensors_sha256(t) != tensors_sha256(t2)
+
+
+def test_recover_indexes_an_orphan_shard_and_drops_missing_ones(tmp_path):
+    store = FeatureStore(tmp_path)
+    store.append(write_shard(store.shard_path(0), [entry("a-00000")]))
+    write_shard(store.shard_path(1), [entry("b-00000", 1, query="q")])  # killed before the index write
+    assert set(store.index().clip_id) == {"a-00000"}
+    assert store.recover() == ["shard-00001.safetensors"]
+    assert set(store.index().clip_id) == {"a-00000", "b-00000"}
+    assert store.index().set_index("clip_id").at["b-00000", "query"] == "q"
+    store.shard_path(0).unlink()
+    store.recover()
+    assert set(store.index().clip_id) == {"b-00000"}
+
+
+def test_set_splits_updates_the_index(tmp_path):
+    store = FeatureStore(tmp_path)
+    store.append(write_shard(store.shard_path(0), [entry("a-00000"), entry("b-00000", 1)]))
+    assert store.set_splits({"a-00000": "train", "b-00000": "test", "c-00000": "test"}) == 2
+    assert dict(zip(store.index().clip_id, store.index().split, strict=True)) == {"a-00000": "train", "b-00000": "test"}
+
+
+def test_readable_with_safetensors_and_pandas_alone(tmp_path):
+    store = FeatureStore(tmp_path)
+    store.append(write_shard(store.shard_path(0), [entry("a-00000", 3)]))
+    code = f"""
+import sys
+sys.modules['torch'] = None  # torch must not be needed
+sys.modules['dvmset'] = None
+import json, pandas as pd
+from safetensors.numpy import load_file
+idx = pd.read_parquet({str(store.index_path)!r})
+row = idx[idx.clip_id == 'a-00000'].iloc[0]
+t = load_file({str(tmp_path)!r} + '/' + row.shard)
+print(row.sha256[:8], json.dumps({{k: list(v.shape) for k, v in t.items()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    checksum, shapes = out.split(" ", 1)
+    assert json.loads(shapes) == {"a-00000/global": [6, 8], "a-00000/rhythm": [300], "a-00000/codes": [2, 300]}
+    assert checksum == tensors_sha256(synthetic(seed=3))[:8]
