@@ -1,6 +1,7 @@
 """The review app: routes only; the queue, decisions and agreement live in dvmset.review / dvmset.agreement."""
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "vm_token"
+BY_QUERY_TTL_S = 5.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -163,11 +165,19 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
             },
         }
 
-    def next_payload(ann: Annotator) -> dict:
+    by_query_cache: dict = {"at": -1e9, "rows": []}
+
+    def progress(s, annotator_id: int) -> dict:  # noqa: ANN001 - Session
+        """Overall counts are exact; the per-query table may be up to BY_QUERY_TTL_S old (it joins every clip)."""
+        now = time.monotonic()
+        if now - by_query_cache["at"] > BY_QUERY_TTL_S:
+            by_query_cache.update(at=now, rows=review.progress_by_query(s))
+        return {**review.progress_overall(s, annotator_id), "by_query": by_query_cache["rows"]}
+
+    def next_clip(ann: Annotator) -> dict | None:
         with catalog.session() as s:
             clip_id = review.claim_next(s, ann.id, policy)
-        with catalog.session() as s:
-            return {"clip": clip_payload(s, clip_id), "progress": review.progress(s, ann.id)}
+            return clip_payload(s, clip_id)
 
     @app.get("/login")
     def login(request: Request, token: Annotated[str, Query(max_length=256)] = "") -> Response:
@@ -188,7 +198,9 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, ann: Who) -> Response:
-        data = next_payload(ann)
+        clip = next_clip(ann)
+        with catalog.session() as s:
+            data = {"clip": clip, "progress": progress(s, ann.id)}
         data["annotator"] = ann.name
         data["overlap"] = policy.overlap
         data["reasons"] = [{"code": r.value, "label": REASON_LABELS[r]} for r in RejectReason]
@@ -197,12 +209,13 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
 
     @app.get("/api/next")
     def api_next(ann: Who) -> dict:
-        return next_payload(ann)
+        """The clip to review now (leased to the caller); progress comes from /api/progress, off the hot path."""
+        return {"clip": next_clip(ann)}
 
     @app.get("/api/progress")
     def api_progress(ann: Who) -> dict:
         with catalog.session() as s:
-            return review.progress(s, ann.id)
+            return progress(s, ann.id)
 
     @app.post("/api/decisions", status_code=201)
     def api_decide(body: DecisionIn, ann: Who) -> dict:

@@ -143,6 +143,24 @@ def _claimable(annotator_id: int, policy: QueuePolicy, now: dt.datetime):
     )
 
 
+def _first_claimable(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime,
+                     page: int = 200) -> str | None:
+    """Walk the pending clips in id order a page at a time, so the per-clip checks run on a page, not
+    on the whole queue (a single ORDER BY ... LIMIT 1 made SQLite check all 10,000 clips first)."""
+    after = ""
+    while True:
+        ids = session.scalars(
+            select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW.value, Clip.id > after)
+            .order_by(Clip.id).limit(page)
+        ).all()
+        if not ids:
+            return None
+        found = session.scalar(_claimable(annotator_id, policy, now).where(Clip.id.in_(ids)).limit(1))
+        if found is not None:
+            return found
+        after = ids[-1]
+
+
 def claim_next(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime | None = None) -> str | None:
     """Lease the next clip to this annotator (or renew the one it holds); None when its queue is empty."""
     now = now or utcnow()
@@ -162,7 +180,7 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy, now: dt
                     session.delete(other)
             return lease.clip_id
         session.delete(lease)
-    clip_id = session.scalar(_claimable(annotator_id, policy, now).limit(1))
+    clip_id = _first_claimable(session, annotator_id, policy, now)
     if clip_id is None:
         return None
     session.add(Lease(clip_id=clip_id, annotator_id=annotator_id, expires_at=until, skipped=False))
@@ -290,8 +308,8 @@ def sync_statuses(session: Session, policy: QueuePolicy) -> int:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def progress(session: Session, annotator_id: int | None = None) -> dict:
-    """Done / left overall and per query (done = accepted or rejected; left = pending_review)."""
+def progress_by_query(session: Session) -> list[dict]:
+    """Done / left per query (done = accepted or rejected; left = pending_review)."""
     rows = session.execute(
         select(Source.query, Clip.status, func.count())
         .join(Source, Source.id == Clip.source_id)
@@ -303,10 +321,15 @@ def progress(session: Session, annotator_id: int | None = None) -> dict:
     for query, status, n in rows:
         q = by_query.setdefault(query or "(url)", {"done": 0, "left": 0})
         q["left" if status == ClipStatus.PENDING_REVIEW else "done"] += n
+    return [{"query": k, **v} for k, v in sorted(by_query.items())]
+
+
+def progress_overall(session: Session, annotator_id: int | None = None) -> dict:
+    """Done / left over all clips, and how many live verdicts this annotator has given."""
+    counts = dict(session.execute(select(Clip.status, func.count()).group_by(Clip.status)).tuples().all())
     out = {
-        "done": sum(q["done"] for q in by_query.values()),
-        "left": sum(q["left"] for q in by_query.values()),
-        "by_query": [{"query": k, **v} for k, v in sorted(by_query.items())],
+        "done": counts.get(ClipStatus.ACCEPTED.value, 0) + counts.get(ClipStatus.REJECTED.value, 0),
+        "left": counts.get(ClipStatus.PENDING_REVIEW.value, 0),
     }
     if annotator_id is not None:
         u = aliased(Decision)
@@ -316,6 +339,11 @@ def progress(session: Session, annotator_id: int | None = None) -> dict:
                 ~exists().where(u.voids == Decision.id))
         )
     return out
+
+
+def progress(session: Session, annotator_id: int | None = None) -> dict:
+    """Done / left overall and per query, and this annotator's count ("mine") when given."""
+    return {**progress_overall(session, annotator_id), "by_query": progress_by_query(session)}
 
 
 def decision_records(session: Session) -> list[dict]:

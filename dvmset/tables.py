@@ -92,6 +92,8 @@ class Decision(Base):
     """Append-only: a verdict is never updated; an undo is a new row that voids an earlier one."""
 
     __tablename__ = "decisions"
+    # "has this annotator a verdict on this clip" is asked for every candidate in the review queue
+    __table_args__ = (Index("ix_decisions_clip_annotator", "clip_id", "annotator_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), index=True)

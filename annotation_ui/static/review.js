@@ -83,8 +83,12 @@
     $("time").textContent = fmt(video.currentTime) + " / " + fmt(video.duration);
   }
 
+  function refreshProgress() {
+    api("GET", "/api/progress").then(renderProgress).catch((e) => say("progress: " + e.message, true));
+  }
+
   function show(next) {
-    renderProgress(next.progress);
+    if (next.progress) renderProgress(next.progress); else refreshProgress();
     clip = next.clip;
     hideNote();
     if (!clip) {

@@ -137,12 +137,15 @@ def test_decision_flow_undo_and_append_only_rows(make_client, catalog, data_root
     client = make_client()
     h = bearer(token)
     first = client.get("/api/next", headers=h).json()
-    assert first["clip"]["id"] == ids[0] and first["progress"]["left"] == 3
+    assert first["clip"]["id"] == ids[0]
+    assert client.get("/api/progress", headers=h).json()["left"] == 3
     assert client.get("/api/next", headers=h).json()["clip"]["id"] == ids[0]  # same lease on reload
     r = client.post("/api/decisions", json={"clip_id": ids[0], "verdict": "accept", "seconds_spent": 4.5}, headers=h)
     assert r.status_code == 201 and r.json()["clip_status"] == "accepted"
     nxt = client.get("/api/next", headers=h).json()
-    assert nxt["clip"]["id"] == ids[1] and nxt["progress"]["done"] == 1 and nxt["progress"]["mine"] == 1
+    assert nxt["clip"]["id"] == ids[1]
+    prog = client.get("/api/progress", headers=h).json()
+    assert (prog["done"], prog["left"], prog["mine"]) == (1, 2, 1)
     r = client.post("/api/decisions", json={"clip_id": ids[1], "verdict": "reject", "reasons": ["noise", "static"]},
                     headers=h)
     assert r.json()["clip_status"] == "rejected"
@@ -278,3 +281,17 @@ def test_peaks_from_samples_pure():
     assert p.shape == (10,) and p[2] == pytest.approx(1.0) and p[9] == pytest.approx(0.5) and p[0] == 0
     assert peaks_from_samples(np.zeros(0), 5).tolist() == [0] * 5
     assert len(peaks_from_samples(np.ones(3), 8)) == 8  # more peaks than samples still works
+
+
+def test_progress_per_query(make_client, catalog, data_root):
+    seed(catalog, data_root, 3, source_id="vidA", query="food commercial")
+    seed(catalog, data_root, 2, source_id="vidB", query="city video guide")
+    a, token = make_annotator(catalog, "ann")
+    with catalog.session() as s:
+        review.decide(s, a, "vidB-00000", "reject", ["static"])
+    with catalog.session() as s:
+        s.get(Clip, "vidA-00060").status = "failed"  # failed clips are neither done nor left
+    prog = make_client().get("/api/progress", headers=bearer(token)).json()
+    assert (prog["done"], prog["left"], prog["mine"]) == (1, 3, 1)
+    assert prog["by_query"] == [{"query": "city video guide", "done": 1, "left": 1},
+                                {"query": "food commercial", "done": 0, "left": 2}]

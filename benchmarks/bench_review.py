@@ -1,0 +1,114 @@
+"""Review-tool latency on SQLite: p50/p95 of the next-clip and decision requests with a large queue.
+
+Run by hand:  python benchmarks/bench_review.py [--clips 10000] [--predecided 5000] [--requests 400]
+It seeds a fresh catalog in a temp dir (clips spread over 47 queries), serves the real app with
+uvicorn on loopback, and drives it with httpx clients (one per annotator, in parallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from sqlalchemy import insert
+
+from annotation_ui.app import create_app
+from dvmset.catalog import Catalog
+from dvmset.layout import DataRoot
+from dvmset.review import QueuePolicy, add_annotator
+from dvmset.tables import Clip, Decision, Source
+
+
+def seed(catalog: Catalog, n_clips: int, n_decided: int, annotator_id: int) -> None:
+    per_source = 5
+    n_sources = (n_clips + per_source - 1) // per_source
+    now = dt.datetime.now(dt.UTC)
+    with catalog.session() as s:
+        s.execute(insert(Source), [
+            {"id": f"src{i:06d}", "url": f"https://example.org/{i}", "status": "done", "query": f"query {i % 47}",
+             "title": f"video {i}", "created_at": now, "updated_at": now} for i in range(n_sources)])
+        s.execute(insert(Clip), [
+            {"id": f"src{i // per_source:06d}-{(i % per_source) * 60:05d}", "source_id": f"src{i // per_source:06d}",
+             "start_s": (i % per_source) * 60.0, "duration_s": 60.0,
+             "status": "accepted" if i < n_decided else "pending_review",
+             "silence_ratio": 0.01, "static_ratio": 0.1, "scene_cuts": 5, "loudness_lufs": -14.0,
+             "vocal_energy": 0.02, "created_at": now, "updated_at": now} for i in range(n_clips)])
+        s.execute(insert(Decision), [
+            {"clip_id": f"src{i // per_source:06d}-{(i % per_source) * 60:05d}", "annotator_id": annotator_id,
+             "verdict": "accept", "reasons": [], "seconds_spent": 12.0, "created_at": now} for i in range(n_decided)])
+
+
+def drive(base: str, token: str, n: int, t_next: list[float], t_decide: list[float]) -> None:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = c.get("/api/next")
+            t1 = time.perf_counter()
+            r.raise_for_status()
+            clip = r.json()["clip"]
+            if clip is None:
+                return
+            r = c.post("/api/decisions", json={"clip_id": clip["id"], "verdict": "accept", "seconds_spent": 1.0})
+            t2 = time.perf_counter()
+            r.raise_for_status()
+            t_next.append(t1 - t0)
+            t_decide.append(t2 - t1)
+
+
+def pct(xs: list[float], q: float) -> float:
+    return 1000 * statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if len(xs) > 1 else 1000 * xs[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=10_000)
+    ap.add_argument("--predecided", type=int, default=5_000, help="clips already decided before timing")
+    ap.add_argument("--requests", type=int, default=400, help="next+decide pairs per client")
+    ap.add_argument("--clients", type=int, default=2, help="annotators working at once")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = DataRoot(Path(tmp) / "root").ensure()
+        catalog = Catalog(root.catalog_url)
+        tokens = []
+        with catalog.session() as s:
+            for i in range(args.clients):
+                ann, tok = add_annotator(s, f"bench{i}")
+                tokens.append(tok)
+            first_id = ann.id
+        t0 = time.perf_counter()
+        seed(catalog, args.clips, args.predecided, first_id)
+        print(f"seeded {args.clips} clips ({args.predecided} decided) in {time.perf_counter() - t0:.1f} s")
+        server = uvicorn.Server(uvicorn.Config(create_app(root, catalog, QueuePolicy()), host="127.0.0.1", port=0,
+                                               log_level="warning", access_log=False))
+        th = threading.Thread(target=server.run, daemon=True)
+        th.start()
+        while not server.started:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        t_next: list[float] = []
+        t_decide: list[float] = []
+        drive(base, tokens[0], 10, [], [])  # warm-up
+        clients = [threading.Thread(target=drive, args=(base, t, args.requests, t_next, t_decide)) for t in tokens]
+        t0 = time.perf_counter()
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        wall = time.perf_counter() - t0
+        server.should_exit = True
+        th.join(timeout=10)
+        print(f"{len(t_next)} next + {len(t_decide)} decision requests from {args.clients} clients in {wall:.1f} s")
+        for name, xs in (("next-clip", t_next), ("decision", t_decide)):
+            print(f"{name:9s}  p50 {pct(xs, 50):6.1f} ms   p95 {pct(xs, 95):6.1f} ms   max {1000 * max(xs):6.1f} ms")
+        catalog.dispose()
+
+
+if __name__ == "__main__":
+    main()
