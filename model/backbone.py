@@ -269,6 +269,8 @@ def build_backbone(scale: str, device: str | torch.device = "cpu", seed: int = 0
     backbone; `small|medium|large` on device "meta" serve to count parameters without allocating."""
     device = str(device)
     cfg = lm_config(scale, device=device)
+    if device == "meta":  # shapes only: skip audiocraft's (slow, meaningless on meta) weight init
+        cfg.transformer_lm.update(weight_init=None, depthwise_init=None, zero_bias_init=False)
     torch.manual_seed(seed)
     with torch.device(device):
         lm = _build_lm(cfg, device)
