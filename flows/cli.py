@@ -12,6 +12,7 @@ from importlib import import_module
 # Each module defines ``register(subparsers)`` adding its subcommands with ``func=handler``.
 COMMAND_MODULES = (
     "flows.curate_cmd",
+    "flows.features_cmd",
     "flows.review_cmd",
 )
 
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # Prefect's INFO chatter would tear the progress bars; its warnings and errors still show.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The temporary API server Prefect starts per run needs longer than its 20 s default on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

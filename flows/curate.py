@@ -55,7 +55,8 @@ class CurateConfig:
     max_clips_per_source: int | None = None
     min_duration_s: float | None = None  # default: one clip
     max_duration_s: float | None = 1800.0
-    download_retries: int = 3
+    download_retries: int = 3  # Prefect retries of a download that failed for a transient reason
+    download_backoff_s: float = 2.0  # first retry delay; each next one is 4× longer
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
 
     def __post_init__(self) -> None:
@@ -81,8 +82,10 @@ class CurateConfig:
         return dl.DownloadOptions(
             min_duration_s=self.min_duration_s if self.min_duration_s is not None else self.clip_seconds,
             max_duration_s=self.max_duration_s,
-            retries=self.download_retries,
         )
+
+    def retry_delays(self) -> list[float]:
+        return [self.download_backoff_s * 4**i for i in range(self.download_retries)]
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ def _retry_transient(task_, task_run, state) -> bool:
     return False
 
 
-@task(name="download", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16], retry_condition_fn=_retry_transient)
+@task(name="download", cache_policy=NO_CACHE, retry_condition_fn=_retry_transient)
 def download_task(url: str, sources_dir: Path, opts: dl.DownloadOptions) -> dl.Downloaded:
     return dl.download(url, sources_dir, opts)
 
@@ -268,7 +271,9 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
     root, cat = DataRoot(Path(root_path)), _catalog(db_url)
     source_id = item.key
     try:
-        got = download_task(item.url, root.sources_dir, cfg.download_options())
+        retrying = download_task.with_options(retries=cfg.download_retries,
+                                              retry_delay_seconds=cfg.retry_delays())
+        got = retrying(item.url, root.sources_dir, cfg.download_options())
         if got.id != source_id:  # the URL's real id is known now: the row moves to it
             _drop_placeholder(cat, source_id)
             source_id = got.id

@@ -52,7 +52,7 @@ def served(tmp_path_factory):
 def _cfg(**kw):
     from flows.curate import CurateConfig
 
-    return CurateConfig(separator="none", workers=2, **kw)
+    return CurateConfig(separator="none", workers=2, download_retries=1, download_backoff_s=0.1, **kw)
 
 
 def _sources(cat: Catalog) -> dict[str, Source]:
@@ -130,10 +130,13 @@ def _finished_clips(cat: Catalog) -> list[str]:
         return list(s.scalars(select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW)))
 
 
-def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path):
+def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
     root = DataRoot(tmp_path / "root").ensure()
     urls = [f"{served}/good-b.mp4", f"{served}/good-a.mp4"]
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(Path.cwd())}
+    # The CLI runs talk to the session's Prefect server instead of each starting their own.
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path.cwd())}
 
     proc = _curate_cli(root.path, urls, env)
     cat = Catalog(root.catalog_url)
