@@ -47,7 +47,8 @@ class DownloadOptions:
     """Filters and network settings for yt-dlp.
 
     ``retries`` is handed to yt-dlp (HTTP, fragment and extractor retries inside one call); the
-    flow adds its own retries with back-off for non-permanent errors.
+    flow adds its own retries with back-off for non-permanent errors. ``js_runtimes`` are the
+    JavaScript runtimes yt-dlp may use for YouTube's player code (with the ``yt-dlp-ejs`` package).
     """
 
     min_duration_s: float = 60.0
@@ -55,6 +56,7 @@ class DownloadOptions:
     retries: int = 3
     socket_timeout_s: float = 20.0
     format: str = "bv*[height<=720]+ba/b[height<=720]/b"
+    js_runtimes: tuple[str, ...] = ("deno", "node")
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.min_duration_s) or self.min_duration_s < 0:
@@ -72,6 +74,11 @@ class DownloadOptions:
             raise ValueError(f"socket_timeout_s must be > 0, got {self.socket_timeout_s}")
         if not self.format.strip():
             raise ValueError("format must be a yt-dlp format selector such as 'b'")
+        unknown = set(self.js_runtimes) - {"deno", "node", "bun", "quickjs"}
+        if unknown:
+            raise ValueError(
+                f"unknown JavaScript runtime(s) {sorted(unknown)}: use deno, node, bun or quickjs"
+            )
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,7 @@ def _ydl_params(opts: DownloadOptions, workdir: Path | None = None, **extra: Any
         "fragment_retries": opts.retries,
         "extractor_retries": opts.retries,
         "format": opts.format,
+        "js_runtimes": {name: {} for name in opts.js_runtimes},
         "merge_output_format": "mp4/mkv",
         "outtmpl": f"{MEDIA_STEM}.%(ext)s",
         "overwrites": True,

@@ -273,6 +273,7 @@ def test_options_are_validated():
         {"retries": 1.5},
         {"socket_timeout_s": 0},
         {"format": " "},
+        {"js_runtimes": ("rhino",)},
     ):
         with pytest.raises(ValueError):
             DownloadOptions(**bad)
