@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from annotation_ui.app import create_app
 from dvmset.catalog import Catalog
@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--predecided", type=int, default=5_000, help="clips already decided before timing")
     ap.add_argument("--requests", type=int, default=400, help="next+decide pairs per client")
     ap.add_argument("--clients", type=int, default=2, help="annotators working at once")
+    ap.add_argument("--status-id-index", action="store_true",
+                    help="add an index on clips (status, id) first (proposed for dvmset.tables.Clip)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = DataRoot(Path(tmp) / "root").ensure()
@@ -84,6 +86,9 @@ def main() -> None:
             first_id = ann.id
         t0 = time.perf_counter()
         seed(catalog, args.clips, args.predecided, first_id)
+        if args.status_id_index:
+            with catalog.engine.begin() as conn:
+                conn.execute(text("CREATE INDEX IF NOT EXISTS ix_clips_status_id ON clips (status, id)"))
         print(f"seeded {args.clips} clips ({args.predecided} decided) in {time.perf_counter() - t0:.1f} s")
         server = uvicorn.Server(uvicorn.Config(create_app(root, catalog, QueuePolicy()), host="127.0.0.1", port=0,
                                                log_level="warning", access_log=False))

@@ -11,13 +11,14 @@ to more than N (overlap mode), and no decision is lost.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, func, select, text
+from sqlalchemy import bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from dvmset.agreement import UNDO, DecisionRow, effective_verdict, live_verdicts
@@ -116,30 +117,48 @@ def _set_status(clip: Clip, live: dict[int, DecisionRow], policy: QueuePolicy) -
         clip.status = new.value
 
 
-def _claimable(annotator_id: int, policy: QueuePolicy, now: dt.datetime):
-    """Clip ids this annotator may be handed now, in queue order."""
-    d, u, mine_d, mine_u = aliased(Decision), aliased(Decision), aliased(Decision), aliased(Decision)
+@functools.cache
+def _claimable_stmt():
+    """Pending clips among :ids that :me may be handed at :now, first by id (one statement, built once,
+    with bound parameters, so SQLAlchemy compiles it once)."""
+    clips, leases = Clip.__table__, Lease.__table__
+    d, u, md, mu = (Decision.__table__.alias(n) for n in ("d", "u", "md", "mu"))
+    me, now = bindparam("me"), bindparam("now", type_=Lease.__table__.c.expires_at.type)
     live_count = (
         select(func.count()).select_from(d)
-        .where(d.clip_id == Clip.id, d.verdict != UNDO, ~exists().where(u.voids == d.id))
+        .where(d.c.clip_id == clips.c.id, d.c.verdict != UNDO, ~exists().where(u.c.voids == d.c.id))
         .scalar_subquery()
     )
+    others = leases.alias("o")
     others_leased = (
-        select(func.count()).select_from(Lease)
-        .where(Lease.clip_id == Clip.id, Lease.annotator_id != annotator_id,
-               Lease.skipped.is_(False), Lease.expires_at > now)
+        select(func.count()).select_from(others)
+        .where(others.c.clip_id == clips.c.id, others.c.annotator_id != me,
+               others.c.skipped.is_(False), others.c.expires_at > now)
         .scalar_subquery()
     )
-    mine = exists().where(mine_d.clip_id == Clip.id, mine_d.annotator_id == annotator_id,
-                          mine_d.verdict != UNDO, ~exists().where(mine_u.voids == mine_d.id))
-    my_lease = aliased(Lease)
-    skipped = exists().where(my_lease.clip_id == Clip.id, my_lease.annotator_id == annotator_id,
-                             my_lease.skipped.is_(True), my_lease.expires_at > now)
+    mine = exists().where(md.c.clip_id == clips.c.id, md.c.annotator_id == me,
+                          md.c.verdict != UNDO, ~exists().where(mu.c.voids == md.c.id))
+    mine_l = leases.alias("ml")
+    skipped = exists().where(mine_l.c.clip_id == clips.c.id, mine_l.c.annotator_id == me,
+                             mine_l.c.skipped.is_(True), mine_l.c.expires_at > now)
     return (
-        select(Clip.id)
-        .where(Clip.status == ClipStatus.PENDING_REVIEW.value, ~mine, ~skipped,
-               live_count + others_leased < policy.overlap)
-        .order_by(Clip.id)
+        select(clips.c.id)
+        .where(clips.c.id.in_(bindparam("ids", expanding=True)),
+               clips.c.status == ClipStatus.PENDING_REVIEW.value, ~mine, ~skipped,
+               live_count + others_leased < bindparam("overlap"))
+        .order_by(clips.c.id)
+        .limit(1)
+    )
+
+
+@functools.cache
+def _pending_page_stmt(page: int):
+    clips = Clip.__table__
+    return (
+        select(clips.c.id)
+        .where(clips.c.status == ClipStatus.PENDING_REVIEW.value, clips.c.id > bindparam("after"))
+        .order_by(clips.c.id)
+        .limit(page)
     )
 
 
@@ -149,13 +168,11 @@ def _first_claimable(session: Session, annotator_id: int, policy: QueuePolicy, n
     on the whole queue (a single ORDER BY ... LIMIT 1 made SQLite check all 10,000 clips first)."""
     after = ""
     while True:
-        ids = session.scalars(
-            select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW.value, Clip.id > after)
-            .order_by(Clip.id).limit(page)
-        ).all()
+        ids = session.scalars(_pending_page_stmt(page), {"after": after}).all()
         if not ids:
             return None
-        found = session.scalar(_claimable(annotator_id, policy, now).where(Clip.id.in_(ids)).limit(1))
+        found = session.scalar(_claimable_stmt(), {"ids": list(ids), "me": annotator_id, "now": now,
+                                                   "overlap": policy.overlap})
         if found is not None:
             return found
         after = ids[-1]
