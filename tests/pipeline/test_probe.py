@@ -117,3 +117,20 @@ def test_media_info_is_validated():
         MediaInfo(0.0, True, True, 25.0, 1, 1, 1, 1)
     with pytest.raises(ValueError):
         MediaInfo(1.0, True, True, 0.0, 1, 1, 1, 1)
+
+
+# ------------------------------------------------------------------------------- ffmpeg wrapper
+
+
+def test_run_ffmpeg_failure_carries_stage_and_ffmpeg_words(tmp_path):
+    with pytest.raises(StageError) as err:
+        run_ffmpeg(["-i", str(tmp_path / "missing.mp4"), str(tmp_path / "out.mp4")], stage="clip")
+    assert err.value.stage == "clip" and err.value.permanent
+    assert "No such file or directory" in str(err.value) and " @ 0x" not in str(err.value)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_run_ffmpeg_timeout_is_retryable(tmp_path):
+    with pytest.raises(StageError, match="longer than 0.5 s") as err:
+        run_ffmpeg(["-re", "-f", "lavfi", "-i", "sine", "-f", "null", "-"], stage="clip", timeout_s=0.5)
+    assert err.value.permanent is False
