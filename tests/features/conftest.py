@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from dvmset.records import ClipStatus, SourceStatus
-from dvmset.tables import Clip, Source
 from pipeline.synth import make_sample_video
 
 
@@ -55,21 +52,3 @@ def tiny_codec():
     from pipeline.codec import load_codec
 
     return load_codec("tiny")
-
-
-def add_clips(catalog, root, clip_file: Path, layout: dict[str, tuple[str, int]],
-              status: str = ClipStatus.ACCEPTED) -> list[str]:
-    """Insert sources {source_id: (query, n_clips)} with n clips each (files copied from ``clip_file``)."""
-    ids = []
-    with catalog.session() as s:
-        for source_id, (query, n) in layout.items():
-            s.add(Source(id=source_id, url=f"https://example.invalid/{source_id}", query=query,
-                         status=SourceStatus.DONE, title=f"title {source_id}"))
-            for k in range(n):
-                clip_id = f"{source_id}-{k * 60:05d}"
-                dest = root.clip_path(clip_id)
-                shutil.copyfile(clip_file, dest)
-                s.add(Clip(id=clip_id, source_id=source_id, start_s=k * 60.0, duration_s=4.0,
-                           path=str(dest.relative_to(root.path)), status=status))
-                ids.append(clip_id)
-    return ids

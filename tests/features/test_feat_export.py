@@ -1,0 +1,132 @@
+"""Export: split by source video and stratified by query; manifest, audiocraft JSONL, card, split write-back."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+import pytest
+from feature_helpers import add_clips, entry
+from sqlalchemy import select
+
+from dvmset.export import DEFAULT_TEST_FRACTION, SplitItem, export_dataset, plan_split
+from dvmset.records import ClipStatus
+from dvmset.shards import FeatureStore, write_shard
+from dvmset.tables import Annotator, Clip, Decision
+
+
+def random_items(seed: int, n_queries: int = 12, max_sources: int = 25) -> list[SplitItem]:
+    rng = np.random.default_rng(seed)
+    items = []
+    for q in range(n_queries):
+        for s in range(int(rng.integers(1, max_sources))):
+            for c in range(int(rng.integers(1, 5))):
+                items.append(SplitItem(f"q{q}s{s}-{c * 60:05d}", f"q{q}s{s}", f"query {q}"))
+    return items
+
+
+def sources_by_split(items, split):
+    out = defaultdict(set)
+    for it in items:
+        out[it.source_id].add(split[it.clip_id])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_source_in_two_splits_and_every_query_in_both(seed):
+    items = random_items(seed)
+    split = plan_split(items, seed=seed)
+    assert set(split) == {it.clip_id for it in items}
+    assert all(len(s) == 1 for s in sources_by_split(items, split).values())
+    per_query = defaultdict(lambda: defaultdict(set))
+    for it in items:
+        per_query[it.query][split[it.clip_id]].add(it.source_id)
+    for q, parts in per_query.items():
+        n_sources = len(parts["train"] | parts["test"])
+        if n_sources >= 2:
+            assert parts["train"] and parts["test"], q
+        else:
+            assert not parts["test"], q  # a lone source trains
+
+
+def test_test_fraction_close_to_target_on_a_paper_sized_set():
+    rng = np.random.default_rng(7)
+    items = []
+    for q in range(47):  # 47 queries, ~2000 videos, ~3800 clips like DVMSet
+        for s in range(43):
+            for c in range(int(rng.integers(1, 4))):
+                items.append(SplitItem(f"q{q}s{s}-{c:05d}", f"q{q}s{s}", f"q{q}"))
+    split = plan_split(items, DEFAULT_TEST_FRACTION, seed=0)
+    frac = sum(v == "test" for v in split.values()) / len(split)
+    assert abs(frac - DEFAULT_TEST_FRACTION) < 0.015, frac
+    assert plan_split(items, DEFAULT_TEST_FRACTION, seed=0) == split  # deterministic
+    assert plan_split(items, DEFAULT_TEST_FRACTION, seed=1) != split
+
+
+def test_fixed_sources_keep_their_split():
+    items = random_items(3)
+    first = plan_split(items, 0.3, seed=0)
+    fixed = {it.source_id: first[it.clip_id] for it in items[::3]}
+    again = plan_split(items, 0.3, seed=5, fixed=fixed)
+    for it in items:
+        if it.source_id in fixed:
+            assert again[it.clip_id] == fixed[it.source_id]
+    assert all(len(s) == 1 for s in sources_by_split(items, again).values())
+    with pytest.raises(ValueError):
+        plan_split(items, 1.0)
+
+
+def test_export_writes_manifest_jsonl_card_and_the_split(data_root, catalog, clip_factory):
+    clip = clip_factory(4.0, cut_every_s=2.0)
+    layout = {f"v{i}": (f"query {i % 3}", 1 + i % 2) for i in range(9)}
+    ids = add_clips(catalog, data_root, clip, layout)
+    add_clips(catalog, data_root, clip, {"r0": ("query 0", 2)}, status=ClipStatus.REJECTED)
+    store = FeatureStore(data_root.features_dir)
+    store.append(write_shard(store.shard_path(0), [entry(c) for c in ids[:5]]))
+    with catalog.session() as s:
+        s.add_all([Annotator(id=1, name="ann", token_hash="h1"), Annotator(id=2, name="bob", token_hash="h2")])
+        s.flush()
+        for k, c in enumerate(ids[:4]):
+            s.add(Decision(clip_id=c, annotator_id=1, verdict="accept"))
+            s.add(Decision(clip_id=c, annotator_id=2, verdict="accept" if k else "reject", reasons=["noise"]))
+    summary = export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0)
+    out = data_root.export_dir("v1")
+    m = pd.read_parquet(out / "manifest.parquet")
+    assert sorted(m.clip_id) == sorted(ids) and summary.train + summary.test == len(ids)
+    assert (m.groupby("source_id").split.nunique() == 1).all()
+    assert set(m[m.split == "test"]["query"]) == set(m["query"])  # every query tested
+    with catalog.session() as s:
+        db = dict(s.execute(select(Clip.id, Clip.split)).tuples().all())
+    assert all(db[c] == sp for c, sp in zip(m.clip_id, m.split, strict=True))
+    assert db["r0-00000"] is None  # rejected clips are not split
+    idx = store.index().set_index("clip_id")
+    assert all(idx.at[c, "split"] == db[c] for c in ids[:5])
+    assert m.set_index("clip_id").at[ids[0], "shard"] == "shard-00000.safetensors"
+    assert m.set_index("clip_id").shard.isna().sum() == len(ids) - 5
+
+    from audiocraft.data.audio_dataset import load_audio_meta
+
+    metas = {p: load_audio_meta(out / f"{p}.jsonl") for p in ("train", "test")}
+    assert len(metas["train"]) == summary.train and len(metas["test"]) == summary.test
+    for meta in metas["train"] + metas["test"]:
+        assert meta.sample_rate == 44100 and meta.duration == pytest.approx(4.0, abs=0.1)
+        info = json.loads(open(meta.path[:-4] + ".json").read())  # where MusicDataset looks
+        assert info["clip_id"] + ".mp4" == meta.path.rsplit("/", 1)[1]
+        assert open(meta.path, "rb").read() == clip.read_bytes()
+    card = (out / "DATASET.md").read_text()
+    assert "| query 0 |" in card and "acceptance rate" in card and "Fleiss" in card
+    assert "not available" not in card.lower()
+
+    # a re-export with more accepted clips never moves a video across splits
+    add_clips(catalog, data_root, clip, {"w0": ("query 1", 2), "w1": ("query 2", 1)})
+    export_dataset(data_root, catalog, "v2", test_fraction=0.3, seed=9)
+    m2 = pd.read_parquet(data_root.export_dir("v2") / "manifest.parquet").set_index("clip_id")
+    assert all(m2.at[c, "split"] == sp for c, sp in zip(m.clip_id, m.split, strict=True))
+    assert len(m2) == len(ids) + 3
+
+
+def test_export_without_accepted_clips_is_refused(data_root, catalog):
+    with pytest.raises(ValueError, match="no accepted clips"):
+        export_dataset(data_root, catalog, "empty")

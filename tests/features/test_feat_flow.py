@@ -1,0 +1,116 @@
+"""`vidmusician features` / `export` end to end, and a SIGKILL while a shard is being written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from feature_helpers import add_clips
+from sqlalchemy import select
+
+from dvmset.dataset import FeatureWindows
+from dvmset.shards import FeatureStore, ShardReader
+from dvmset.tables import Run
+from flows.cli import main
+from flows.features_cmd import FeaturesConfig, run_features
+
+TINY = ["--clip-model", "tiny", "--codec", "tiny", "--clip-seconds", "4"]
+
+
+@pytest.mark.slow
+def test_features_then_export_then_dataset(data_root, catalog, clip_factory, prefect_harness, tiny_codec):
+    clip = clip_factory(4.0, cut_every_s=2.0)
+    ids = add_clips(catalog, data_root, clip, {"a": ("q1", 2), "b": ("q1", 1), "c": ("q2", 1), "d": ("q2", 1)})
+    add_clips(catalog, data_root, clip, {"r": ("q1", 1)}, status="rejected")
+    data_root.clip_path("d-00000").write_bytes(b"broken")  # an accepted clip that cannot be read
+    root = ["--root", str(data_root.path)]
+
+    assert main(["features", *root, *TINY, "--clips-per-shard", "2"]) == 1  # one clip failed
+    store = FeatureStore(data_root.features_dir)
+    idx = store.index()
+    assert sorted(idx.clip_id) == sorted(set(ids) - {"d-00000"})
+    # [a-00000, a-00060], [b-00000, c-00000]; the last shard would hold only the broken clip: not written
+    assert [p.name for p in store.shard_files()] == ["shard-00000.safetensors", "shard-00001.safetensors"]
+    with catalog.session() as s:
+        runs = {r.key: (r.status, r.error) for r in s.scalars(select(Run).where(Run.stage == "features"))}
+    assert runs["d-00000"][0] == "failed" and "d-00000" in runs["d-00000"][1]
+    assert all(runs[c] == ("done", None) for c in idx.clip_id)
+    assert json.loads(idx.config[0])["identity"]["clip_model"] == "tiny"
+
+    reader = ShardReader(data_root.features_dir)
+    a = reader.get("a-00000")
+    assert a["global"].shape == (4, 32) and a["rhythm"].shape == (200,) and a["codes"].shape == (4, 200)
+    assert abs(int(np.argmax(a["rhythm"])) - 100) <= 1  # the cut at 2 s
+    np.testing.assert_array_equal(a["codes"], reader.get("a-00060")["codes"])  # same media, same codes
+    assert all(reader.verify(c) for c in idx.clip_id)
+
+    # a second run finds nothing new to do; a different model is refused
+    assert main(["features", *root, *TINY]) == 1  # the broken clip is retried and fails again
+    assert len(store.index()) == len(idx)
+    assert main(["features", *root, "--clip-model", "tiny", "--codec", "tiny", "--clip-seconds", "3"]) == 2
+
+    assert main(["export", *root, "--name", "v1", "--test-fraction", "0.4"]) == 0
+    ds_train = FeatureWindows(data_root.features_dir, split="train", window_s=2)
+    ds_test = FeatureWindows(data_root.features_dir, split="test", window_s=2)
+    assert len(ds_train) + len(ds_test) == len(idx)
+    item = ds_train[0]
+    full = reader.get(item["clip_id"])
+    o = item["offset_s"]
+    np.testing.assert_array_equal(item["codes"].numpy(), full["codes"][:, 50 * o : 50 * (o + 2)])
+    np.testing.assert_array_equal(item["rhythm"].numpy(), full["rhythm"][50 * o : 50 * (o + 2)])
+    np.testing.assert_array_equal(item["global"].numpy(), full["global"][o : o + 2].astype(np.float32))
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    sys.path[:0] = {paths!r}
+    import dvmset.shards as shards
+    from dvmset.layout import DataRoot
+    from flows.features_cmd import FeaturesConfig, run_features
+
+    real, calls = shards.save_file, []
+
+    def dying_save_file(arrays, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 2:  # the second shard: half of it reaches the disk, then kill -9
+            with open(path, "wb") as f:
+                f.write(b"partial shard bytes")
+                f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(arrays, path, metadata=metadata)
+
+    shards.save_file = dying_save_file
+    cfg = FeaturesConfig(clip_model="tiny", pretrained=None, codec="tiny", clip_s=4, clips_per_shard=2)
+    run_features(DataRoot({root!r}), {db!r}, cfg)
+""")
+
+
+@pytest.mark.slow
+def test_kill_while_writing_a_shard_leaves_no_partial_shard(data_root, catalog, clip_factory, tiny_codec):
+    clip = clip_factory(4.0, cut_every_s=2.0)
+    ids = add_clips(catalog, data_root, clip, {"a": ("q", 2), "b": ("q", 2), "c": ("q", 1)})
+    here = os.path.dirname(__file__)
+    code = CHILD.format(paths=[os.path.dirname(os.path.dirname(here))], root=str(data_root.path), db=catalog.url)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+    store = FeatureStore(data_root.features_dir)
+    assert [p.name for p in store.shard_files()] == ["shard-00000.safetensors"]  # no partial shard
+    assert list(data_root.features_dir.glob(".shard-00001.*.part.safetensors"))  # the killed write's temp
+    assert sorted(store.index().clip_id) == ids[:2]
+    assert all(ShardReader(data_root.features_dir).verify(c) for c in ids[:2])
+
+    cfg = FeaturesConfig(clip_model="tiny", pretrained=None, codec="tiny", clip_s=4, clips_per_shard=2)
+    result = run_features(data_root, catalog.url, cfg)
+    assert result["already"] == 2 and result["done"] == 3 and not result["failed"]
+    assert sorted(store.index().clip_id) == ids
+    assert [p.name for p in store.shard_files()] == [f"shard-0000{i}.safetensors" for i in range(3)]
+    assert not list(data_root.features_dir.glob(".shard-*"))  # temp files swept
+    reader = ShardReader(data_root.features_dir)
+    assert all(reader.verify(c) for c in ids)
