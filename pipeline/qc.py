@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 ANALYSIS_WIDTH = 160  # frames are scaled to this width (at most) for the cut and motion scores
 STATIC_DIFF = 1.0  # mean |Δgrey| (0–255) below which two consecutive frames count as the same picture
 CUT_THRESHOLD = 27.0  # PySceneDetect ContentDetector's default HSV score threshold
+LRA_MIN_S = 1.5  # shortest audio with a loudness range (EBU Tech 3342 short-term blocks are 3 s)
 MIN_SCENE_S = 0.6  # shortest scene ContentDetector may emit (its default 15 frames at 25 fps)
 
 
@@ -173,6 +174,8 @@ def _audio_scores(wav: np.ndarray, sr: int) -> tuple[float, float | None, float 
     lufs = float(meter.integrated_loudness(data))
     if not math.isfinite(lufs):
         return silence, None, None
+    if wav.shape[1] < int(LRA_MIN_S * sr):
+        return silence, lufs, None  # pyloudnorm's 3 s short-term blocks need this much (plus its 1.5 s pad)
     lra = float(meter.loudness_range(data))
     return silence, lufs, lra if math.isfinite(lra) else None
 

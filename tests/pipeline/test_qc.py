@@ -117,3 +117,8 @@ def test_clip_without_video_is_a_stage_error(odd_media: dict[str, Path]) -> None
 def test_corrupt_clip_is_a_stage_error(odd_media: dict[str, Path]) -> None:
     with pytest.raises(StageError):
         qc_clip(odd_media["corrupt"])
+
+
+def test_one_second_clip_has_loudness_but_no_loudness_range(media_factory) -> None:
+    report = qc_clip(media_factory("one_second", duration_s=1.0, cut_every_s=None))
+    assert report.loudness_lufs is not None and report.loudness_range_lu is None

@@ -128,7 +128,8 @@ def no_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "hf"
 
 
-def test_offline_without_weights_fails_fast_with_how_to(no_caches: Path) -> None:
+def test_offline_without_weights_fails_fast_with_how_to(no_caches: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
     with pytest.raises(WeightsUnavailable) as err:
         load_separator(SeparatorConfig(name="htdemucs"), hf_cache_dir=no_caches)
