@@ -318,7 +318,7 @@ def separate(model: torch.nn.Module, wav: np.ndarray, sr: int, cfg: SeparatorCon
             model, ((mix - mean) / std)[None], shifts=cfg.shifts, split=cfg.split, overlap=cfg.overlap,
             device=cfg.device, num_workers=cfg.jobs, segment=cfg.segment_s, progress=False,
         )[0]  # [S, Cm, M]
-    stems = stems * std + mean
+    stems.mul_(std).add_(mean)  # in place: the stems are the largest array here (4× the mix)
     vocals = stems[sources.index(VOCALS)]  # [Cm, M]
     music = stems.sum(0) - vocals  # [Cm, M]
     mix_energy = float(mix.double().pow(2).sum())
