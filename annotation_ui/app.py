@@ -185,7 +185,9 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
             ann = review.annotator_for_token(s, token)
         if ann is None:
             raise Unauthorized("unknown token: ask for a new login link")
-        resp = RedirectResponse("/", status_code=303)
+        # Not a redirect: a SameSite=Strict cookie set during a cross-site navigation (a link in a mail)
+        # is not sent on the redirected request; this page's own refresh to / is same-site.
+        resp = templates.TemplateResponse(request, "signed_in.html", {"annotator": ann.name})
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=30 * 86400, path="/",
                         secure=request.url.scheme == "https")
         return resp

@@ -52,7 +52,8 @@ def _run(app, tokens: list[str]) -> tuple[list[list[str]], list[str]]:
 
 
 @pytest.mark.slow
-def test_two_annotators_200_clips_none_lost_none_double_assigned(catalog, data_root):
+def test_two_annotators_200_clips_none_lost_none_double_assigned(any_catalog, data_root):
+    catalog = any_catalog
     ids = seed(catalog, data_root, 200)
     (a, ta), (b, tb) = make_annotator(catalog, "ann"), make_annotator(catalog, "bob")
     handed, errors = _run(create_app(data_root, catalog, QueuePolicy()), [ta, tb])
