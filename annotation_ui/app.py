@@ -54,7 +54,7 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     clip_id: str = Field(max_length=160)
     verdict: Literal["accept", "reject"]
-    reasons: list[str] = Field(default_factory=list, max_length=len(RejectReason))
+    reasons: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=len(RejectReason))
     note: str | None = Field(default=None, max_length=review.MAX_NOTE_CHARS)
     seconds_spent: float | None = Field(default=None, ge=0, le=86400)
 

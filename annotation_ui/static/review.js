@@ -146,7 +146,15 @@
       seconds_spent: Math.round((performance.now() - shownAt) / 100) / 10,
     };
     run("decision", async () => {
-      const r = await api("POST", "/api/decisions", body);
+      let r;
+      try {
+        r = await api("POST", "/api/decisions", body);
+      } catch (e) {
+        // e.g. the lease ran out and the clip went to someone else: move on rather than get stuck.
+        say("decision not saved: " + e.message, true);
+        show(await api("GET", "/api/next"));
+        return;
+      }
       say((verdict === "accept" ? "accepted " : "rejected (" + reason + ") ") + r.clip_id + " — U undoes");
       show(await api("GET", "/api/next"));
     });
@@ -251,6 +259,18 @@
   video.addEventListener("loadedmetadata", drawWave);
   video.addEventListener("seeked", drawWave);
   video.addEventListener("click", togglePlay);
+
+  // Keep the lease alive while a clip is open (it expires after the server's lease time otherwise).
+  setInterval(() => {
+    if (!clip || busy) return;
+    const held = clip.id;
+    api("GET", "/api/next").then((next) => {
+      if (clip && clip.id === held && (!next.clip || next.clip.id !== held)) {
+        say("this clip's reservation ran out; here is the next one", true);
+        show(next);
+      }
+    }).catch(() => {});
+  }, 120000);
 
   setSpeed(1);
   show(data);

@@ -177,6 +177,8 @@ def test_bad_decisions_are_4xx_and_write_nothing(make_client, catalog, data_root
         ({"clip_id": ids[0], "verdict": "accept", "admin": True}, 422),
         ({"clip_id": ids[0], "verdict": "accept", "seconds_spent": -1}, 422),
         ({"clip_id": ids[0], "verdict": "accept", "note": "x" * 5000}, 422),
+        ({"clip_id": ids[0], "verdict": "reject", "reasons": ["x" * 10_000]}, 422),
+        ({"clip_id": ids[0], "verdict": "reject", "reasons": "noise"}, 422),
         ({"verdict": "accept"}, 422),
     ]
     for body, code in cases:

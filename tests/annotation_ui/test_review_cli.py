@@ -12,7 +12,7 @@ from review_helpers import seed
 
 from annotation_ui.app import create_app
 from dvmset.catalog import Catalog
-from flows.cli import main
+from flows.cli import build_parser, main
 
 
 def test_annotators_and_export(data_root, capsys, tmp_path, monkeypatch):
@@ -52,3 +52,8 @@ def test_annotators_and_export(data_root, capsys, tmp_path, monkeypatch):
 def test_export_refuses_unknown_format(data_root):
     with pytest.raises(SystemExit):
         main(["decisions", "export", "--root", str(data_root.path), "--format", "xlsx", "--out", "x"])
+
+
+def test_review_command_defaults_to_localhost():
+    args = build_parser().parse_args(["review", "--overlap", "3"])
+    assert (args.host, args.port, args.overlap) == ("127.0.0.1", 8000, 3)

@@ -52,8 +52,7 @@ def _run(app, tokens: list[str]) -> tuple[list[list[str]], list[str]]:
 
 
 @pytest.mark.slow
-def test_two_annotators_200_clips_none_lost_none_double_assigned(any_catalog, data_root):
-    catalog = any_catalog
+def test_two_annotators_200_clips_none_lost_none_double_assigned(catalog, data_root):
     ids = seed(catalog, data_root, 200)
     (a, ta), (b, tb) = make_annotator(catalog, "ann"), make_annotator(catalog, "bob")
     handed, errors = _run(create_app(data_root, catalog, QueuePolicy()), [ta, tb])
@@ -73,7 +72,9 @@ def test_two_annotators_200_clips_none_lost_none_double_assigned(any_catalog, da
 
 
 @pytest.mark.slow
-def test_overlap_two_of_three_annotators_each_clip_exactly_two_verdicts(catalog, data_root):
+def test_overlap_two_of_three_annotators_each_clip_exactly_two_verdicts(any_catalog, data_root):
+    """Also on PostgreSQL, where the claim is serialised by a table lock instead of SQLite's write lock."""
+    catalog = any_catalog
     ids = seed(catalog, data_root, 30)
     tokens = [make_annotator(catalog, n)[1] for n in ("ann", "bob", "cyd")]
     handed, errors = _run(create_app(data_root, catalog, QueuePolicy(overlap=2)), tokens)
