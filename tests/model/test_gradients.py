@@ -6,7 +6,6 @@ import pytest
 import torch
 
 
-
 def _backward(model, inputs):
     model.train()
     loss, per_k = model.loss(**inputs)

@@ -7,7 +7,6 @@ import torch
 from model.generation import SamplingParams
 
 
-
 def test_teacher_forcing_logits_equal_model_without_rhythm(inputs, make_model, exactly_equal):
     with_rhythm, without = make_model(), make_model(enabled=False)
     assert with_rhythm.rhythm is not None and without.rhythm is None

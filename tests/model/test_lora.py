@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 
-
 def _t5_out(model, feats):
     with torch.no_grad():
         emb = model.semantic.embedding_manager(feats)
