@@ -365,9 +365,11 @@ def curate_flow(
     retry_failed: bool = False,
     on_event: EventHook | None = None,
     on_plan: Callable[[int, int], None] | None = None,
+    res: _Resources | None = None,
 ) -> dict:
     """Curate sources into clips awaiting review; returns counts of this run's outcomes."""
     cfg = cfg or CurateConfig()
+    res = res or _Resources(cfg)
     root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
     todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
                                   retry_failed)
@@ -376,7 +378,6 @@ def curate_flow(
             _upsert_source(cat, it.key, url=it.url, query=it.query)
     if on_plan:
         on_plan(len(todo), skipped)
-    res = _Resources(cfg)  # loads the separator once, before any source: a missing weight fails fast
     futures = [curate_source.submit(it, str(root.path), db_url, cfg, res, on_event) for it in todo]
     statuses = [f.result() for f in futures]
     return {"planned": len(todo), "skipped": skipped,
@@ -390,8 +391,9 @@ def run_curate(root: DataRoot, db_url: str, *, queries: list[str] | None = None,
                on_event: EventHook | None = None, on_plan: Callable[[int, int], None] | None = None) -> dict:
     """Run the curate flow with ``cfg.workers`` sources in flight at once."""
     cfg = cfg or CurateConfig()
+    res = _Resources(cfg)  # loads the separator once, before Prefect starts: missing weights fail fast
     runner = ThreadPoolTaskRunner(max_workers=cfg.workers)
     return curate_flow.with_options(task_runner=runner)(
         str(root.path), db_url, queries=queries, urls=urls, per_query=per_query, cfg=cfg,
-        retry_failed=retry_failed, on_event=on_event, on_plan=on_plan,
+        retry_failed=retry_failed, on_event=on_event, on_plan=on_plan, res=res,
     )

@@ -47,6 +47,8 @@ class FeaturesConfig:
     limit: int | None = None
 
     def __post_init__(self) -> None:
+        if self.clip_model == "tiny":
+            object.__setattr__(self, "pretrained", None)  # random weights only
         if self.clips_per_shard < 1:
             raise ValueError(f"clips_per_shard must be >= 1, got {self.clips_per_shard}")
         if self.limit is not None and self.limit < 0:
@@ -193,6 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips-per-shard", type=int, default=64, help="clips per shard (64)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per CLIP forward (32)")
     p.add_argument("--limit", type=int, help="extract at most this many clips this run")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads; on a small CPU box leave a core to the decoder (default: torch's)")
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("export", help="split accepted clips by source and write manifest, JSONL and DATASET.md")
@@ -207,6 +211,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_features(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     root = resolve_root(args.root)
     cat = open_catalog(root)
     cfg = FeaturesConfig(clip_model=args.clip_model, pretrained=args.pretrained, codec=args.codec, device=args.device,

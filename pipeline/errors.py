@@ -15,5 +15,12 @@ class StageError(RuntimeError):
         self.stage = stage
         self.permanent = permanent
 
+    def __reduce__(self):
+        # Keeps stage and permanent across pickling (Prefect results, process pools).
+        return (type(self), (self.stage, self.args[0]), {"permanent": self.permanent})
+
+    def __setstate__(self, state: dict) -> None:
+        self.permanent = state["permanent"]
+
     def __str__(self) -> str:
         return f"{self.stage}: {self.args[0]}"

@@ -52,7 +52,8 @@ def served(tmp_path_factory):
 def _cfg(**kw):
     from flows.curate import CurateConfig
 
-    return CurateConfig(separator="none", workers=2, download_retries=1, download_backoff_s=0.1, **kw)
+    return CurateConfig(**{"separator": "none", "workers": 2, "download_retries": 1, "download_backoff_s": 0.1,
+                           **kw})
 
 
 def _sources(cat: Catalog) -> dict[str, Source]:
@@ -169,3 +170,34 @@ def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefe
     status = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--root", str(root.path), "--json"],
                             env=env, capture_output=True, text=True, check=True)
     assert json.loads(status.stdout)["clips"] == {"pending_review": 3}
+
+
+def test_demucs_path_through_the_flow_from_a_local_repo(served, data_root: DataRoot, catalog: Catalog,
+                                                        tmp_path: Path, prefect_harness):
+    """The real Demucs code (a random tiny HTDemucs saved as a local repo dir) runs inside the flow."""
+    from flows.curate import run_curate
+    from pipeline.separate import save_separator_repo, tiny_htdemucs
+
+    repo = save_separator_repo(tiny_htdemucs(), tmp_path / "demucs-repo", "tiny")
+    cfg = _cfg(separator="demucs", demucs_name="tiny", demucs_repo=str(repo), demucs_segment_s=2.0)
+    result = run_curate(data_root, catalog.url, urls=[f"{served}/good-a.mp4"], cfg=cfg)
+
+    assert result["done"] == 1
+    with catalog.session() as s:
+        src = s.scalars(select(Source)).one()
+        clip = s.scalars(select(Clip)).one()
+    assert src.separator == "tiny" and src.vocal_energy is not None and src.vocal_energy >= 0
+    assert clip.vocal_energy == src.vocal_energy and clip.status == ClipStatus.PENDING_REVIEW
+
+
+def test_missing_demucs_weights_fail_fast_with_how_to(served, tmp_path: Path, capsys, monkeypatch):
+    from flows.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    code = main(["curate", "--root", str(tmp_path / "root"), "--url", f"{served}/good-a.mp4"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--demucs-repo" in err and "--separator none" in err
+    assert not list((tmp_path / "root" / "clips").glob("*.mp4"))
