@@ -219,7 +219,7 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
     save_audio(music_path, loudness.apply_gain(wav, plan), sr)
     _upsert_source(
         cat, source_id, music_path=str(music_path.relative_to(root.path)), separator=cfg.separator_label,
-        vocal_energy=vocal_energy, loudness_in_lufs=plan.input_lufs, loudness_out_lufs=plan.target_lufs,
+        vocal_energy=vocal_energy, loudness_in_lufs=plan.input_lufs, loudness_out_lufs=plan.output_lufs,
         gain_db=plan.gain_db, gain_limited=plan.limited,
     )
     _record_run(cat, "audio", source_id, key_hash, "done", time.perf_counter() - t0)

@@ -163,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"making sample sources with ffmpeg in {media_dir} ...")
     paths = make_demo_media(media_dir)
     try:
-        load_separator(SeparatorConfig())
+        load_separator(SeparatorConfig(allow_download=False))  # the demo stays offline
         separator = "demucs"
     except WeightsUnavailable:
         separator = "none"
