@@ -1,7 +1,10 @@
 """The review app: routes only; the queue, decisions and agreement live in dvmset.review / dvmset.agreement."""
 
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -12,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from annotation_ui import media
@@ -141,7 +145,7 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
             raise review.NotFound(f"clip {clip.id!r} has no media file")
         return path
 
-    def clip_payload(s, clip_id: str | None) -> dict | None:  # noqa: ANN001 - Session
+    def clip_payload(s: Session, clip_id: str | None) -> dict | None:
         if clip_id is None:
             return None
         clip = s.get(Clip, clip_id)
@@ -167,16 +171,27 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
 
     by_query_cache: dict = {"at": -1e9, "rows": []}
 
-    def progress(s, annotator_id: int) -> dict:  # noqa: ANN001 - Session
+    def progress(s: Session, annotator_id: int) -> dict:
         """Overall counts are exact; the per-query table may be up to BY_QUERY_TTL_S old (it joins every clip)."""
         now = time.monotonic()
         if now - by_query_cache["at"] > BY_QUERY_TTL_S:
             by_query_cache.update(at=now, rows=review.progress_by_query(s))
         return {**review.progress_overall(s, annotator_id), "by_query": by_query_cache["rows"]}
 
+    # Writers in this process queue on a lock before the database's own: SQLite's busy handler polls
+    # with sleeps of up to 100 ms, which made the tail latency with two annotators; the database still
+    # serialises writers from other processes (see dvmset.review).
+    write_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def writing() -> Iterator[Session]:
+        with write_lock, catalog.session() as s:
+            yield s
+
     def next_clip(ann: Annotator) -> dict | None:
-        with catalog.session() as s:
+        with writing() as s:
             clip_id = review.claim_next(s, ann.id, policy)
+        with catalog.session() as s:
             return clip_payload(s, clip_id)
 
     @app.get("/login")
@@ -221,7 +236,7 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
 
     @app.post("/api/decisions", status_code=201)
     def api_decide(body: DecisionIn, ann: Who) -> dict:
-        with catalog.session() as s:
+        with writing() as s:
             row = review.decide(s, ann.id, body.clip_id, body.verdict, body.reasons, body.note,
                                 body.seconds_spent, policy)
             status = s.get(Clip, body.clip_id).status
@@ -229,14 +244,14 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
 
     @app.post("/api/undo")
     def api_undo(ann: Who) -> dict:
-        with catalog.session() as s:
+        with writing() as s:
             row = review.undo_last(s, ann.id, policy)
             status = s.get(Clip, row.clip_id).status
         return {"undo_id": row.id, "voided": row.voids, "clip_id": row.clip_id, "clip_status": status}
 
     @app.post("/api/skip")
     def api_skip(body: SkipIn, ann: Who) -> dict:
-        with catalog.session() as s:
+        with writing() as s:
             review.skip(s, ann.id, body.clip_id, policy)
         return {"skipped": body.clip_id}
 
