@@ -2,13 +2,16 @@
 
 Run by hand:  python benchmarks/bench_review.py [--clips 10000] [--predecided 5000] [--requests 400]
 It seeds a fresh catalog in a temp dir (clips spread over 47 queries), serves the real app with
-uvicorn on loopback, and drives it with httpx clients (one per annotator, in parallel).
+uvicorn on loopback in its own process, and drives it with httpx clients (one per annotator, in
+parallel threads).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing
+import socket
 import statistics
 import tempfile
 import threading
@@ -62,6 +65,29 @@ def drive(base: str, token: str, n: int, t_next: list[float], t_decide: list[flo
             t_decide.append(t2 - t1)
 
 
+def _serve(root: str, port: int) -> None:
+    data_root = DataRoot(Path(root))
+    app = create_app(data_root, Catalog(data_root.catalog_url), QueuePolicy())
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_up(base: str, proc: multiprocessing.Process) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.is_alive():
+        try:
+            httpx.get(f"{base}/login", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("review server did not start")
+
+
 def pct(xs: list[float], q: float) -> float:
     return 1000 * statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if len(xs) > 1 else 1000 * xs[0]
 
@@ -90,13 +116,13 @@ def main() -> None:
             with catalog.engine.begin() as conn:
                 conn.execute(text("CREATE INDEX IF NOT EXISTS ix_clips_status_id ON clips (status, id)"))
         print(f"seeded {args.clips} clips ({args.predecided} decided) in {time.perf_counter() - t0:.1f} s")
-        server = uvicorn.Server(uvicorn.Config(create_app(root, catalog, QueuePolicy()), host="127.0.0.1", port=0,
-                                               log_level="warning", access_log=False))
-        th = threading.Thread(target=server.run, daemon=True)
-        th.start()
-        while not server.started:
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        catalog.dispose()
+        port = _free_port()
+        server = multiprocessing.get_context("spawn").Process(target=_serve, args=(str(root.path), port),
+                                                              daemon=True)
+        server.start()  # its own process: the clients' threads do not share its GIL
+        base = f"http://127.0.0.1:{port}"
+        _wait_up(base, server)
         t_next: list[float] = []
         t_decide: list[float] = []
         drive(base, tokens[0], 10, [], [])  # warm-up
@@ -107,12 +133,11 @@ def main() -> None:
         for c in clients:
             c.join()
         wall = time.perf_counter() - t0
-        server.should_exit = True
-        th.join(timeout=10)
+        server.terminate()
+        server.join(timeout=10)
         print(f"{len(t_next)} next + {len(t_decide)} decision requests from {args.clients} clients in {wall:.1f} s")
         for name, xs in (("next-clip", t_next), ("decision", t_decide)):
             print(f"{name:9s}  p50 {pct(xs, 50):6.1f} ms   p95 {pct(xs, 95):6.1f} ms   max {1000 * max(xs):6.1f} ms")
-        catalog.dispose()
 
 
 if __name__ == "__main__":
