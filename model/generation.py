@@ -53,7 +53,8 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     return tokens.reshape(*probs.shape[:-1], 1)
 
 
-StepCallback = Callable[[int, torch.Tensor], None]  # (input position, conditional logits [B, K, card])
+# (input position, conditional logits [B, K, card], unconditional logits [B, K, card] or None without CFG)
+StepCallback = Callable[[int, torch.Tensor, "torch.Tensor | None"], None]
 
 
 @torch.no_grad()
@@ -85,9 +86,10 @@ def stream_generate(lm: LMModel, condition_tensors: dict[str, ConditionType], ba
                 cond, uncond = logits.split(batch, dim=0)
                 guided = uncond + (cond - uncond) * params.cfg_coef
             else:
-                cond = guided = logits
+                cond, uncond = logits, None
+                guided = logits
             if on_step is not None:
-                on_step(offset - 1, cond)
+                on_step(offset - 1, cond, uncond)
             nxt = sample_next(guided, params, generator)  # [B, K, 1]
             valid = mask[..., offset:offset + 1].expand(batch, -1, -1)
             nxt[~valid] = lm.special_token_id

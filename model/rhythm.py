@@ -101,6 +101,7 @@ class RhythmInjector:
         self.transformer = transformer
         self.module = module
         self._signal: torch.Tensor | None = None
+        self._active: torch.Tensor | None = None
         self._feats: list[torch.Tensor] = []
         self._handles = [
             layer.register_forward_pre_hook(self._make_hook(j), with_kwargs=True)
@@ -113,17 +114,22 @@ class RhythmInjector:
         self._handles = []
 
     @contextlib.contextmanager
-    def feeding(self, signal: torch.Tensor) -> Iterator[None]:
-        """signal [B, S]: rhythm per LM input position (rows of zeros for unconditional samples)."""
+    def feeding(self, signal: torch.Tensor, active: torch.Tensor | None = None) -> Iterator[None]:
+        """signal [B, S]: rhythm per LM input position. active [B] bool: rows with False (the unconditional
+        half of classifier-free guidance, or CFG dropout in training) get F_Rj = 0, not F_Rj(d = 0)."""
         if signal.dim() != 2:
             raise ValueError(f"rhythm signal must be [B, S], got {tuple(signal.shape)}")
+        if active is not None and active.shape != signal.shape[:1]:
+            raise ValueError(f"active must be [B]={signal.shape[0]} booleans, got {tuple(active.shape)}")
         if self._signal is not None:
             raise RuntimeError("RhythmInjector.feeding is not re-entrant")
         self._signal = signal
+        self._active = active
         try:
             yield
         finally:
             self._signal = None
+            self._active = None
             self._feats = []
 
     def _offset(self) -> int:
@@ -144,7 +150,11 @@ class RhythmInjector:
                         f"rhythm signal {tuple(self._signal.shape)} does not cover batch {B}, positions "
                         f"[{start}, {start + T})"
                     )
-                self._feats = self.module(sig)
+                feats = self.module(sig)
+                if self._active is not None:
+                    row = self._active.to(device=sig.device, dtype=feats[0].dtype)[:, None, None]
+                    feats = [f * row for f in feats]
+                self._feats = feats
             return (x + self._feats[j].to(x.dtype),) + tuple(args[1:]), kwargs
 
         return hook

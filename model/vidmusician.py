@@ -7,6 +7,7 @@ and the rhythm module (O, L_j; or MusiConGen's trained self-attentions) require 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 
@@ -104,18 +105,21 @@ class VidMusician(nn.Module):
         """{"description": (F_S [B, N, dim], mask [B, N])}; rows with keep=False are the null condition."""
         return {"description": self.semantic(self.semantic.tokenize(global_feats, keep))}
 
-    def _rhythm_signal(self, rhythm: torch.Tensor | None, batch: int, n_frames: int,
-                       keep: torch.Tensor | None) -> torch.Tensor:
+    def _rhythm_signal(self, rhythm: torch.Tensor | None, batch: int, n_frames: int) -> torch.Tensor:
+        """rhythm [B, >= n_frames] at 50 Hz -> [B, S] along the interleaved sequence (zeros if None)."""
         pattern = self.lm.pattern_provider.get_pattern(n_frames)
         device = next(self.lm.parameters()).device
         if rhythm is None:
             return torch.zeros(batch, len(pattern.layout), device=device)
         if rhythm.shape[0] != batch:
             raise ValueError(f"rhythm batch {rhythm.shape[0]} != {batch}")
-        signal = align_to_pattern(rhythm.to(device=device, dtype=torch.float32)[:, :n_frames], pattern)
-        if keep is not None:
-            signal = signal * keep.to(device=device, dtype=signal.dtype)[:, None]
-        return signal  # [B, S]
+        return align_to_pattern(rhythm.to(device=device, dtype=torch.float32)[:, :n_frames], pattern)
+
+    def _feeding(self, rhythm: torch.Tensor | None, batch: int, n_frames: int, keep: torch.Tensor | None):
+        if self._injector is None:
+            return contextlib.nullcontext()
+        active = None if keep is None else keep.to(next(self.lm.parameters()).device)
+        return self._injector.feeding(self._rhythm_signal(rhythm, batch, n_frames), active)
 
     # --- teacher forcing ------------------------------------------------------------------------------
     def forward(self, global_feats: torch.Tensor, rhythm: torch.Tensor | None, codes: torch.Tensor,
@@ -126,18 +130,14 @@ class VidMusician(nn.Module):
         if rhythm is not None and rhythm.shape[-1] < T:
             raise ValueError(f"rhythm has {rhythm.shape[-1]} frames, codes have {T}")
         conds = self.condition_tensors(global_feats, keep)
-        if self._injector is None:
-            return self.lm.compute_predictions(codes, [], condition_tensors=conds)
-        with self._injector.feeding(self._rhythm_signal(rhythm, B, T, keep)):
+        with self._feeding(rhythm, B, T, keep):
             return self.lm.compute_predictions(codes, [], condition_tensors=conds)
 
     def sequence_logits(self, global_feats: torch.Tensor, rhythm: torch.Tensor | None, sequence: torch.Tensor,
                         n_frames: int) -> torch.Tensor:
         """Logits on an interleaved sequence [B, K, S'] (a prefix of the pattern for n_frames): [B, K, S', card]."""
         conds = self.condition_tensors(global_feats)
-        if self._injector is None:
-            return self.lm(sequence, [], condition_tensors=conds)
-        with self._injector.feeding(self._rhythm_signal(rhythm, sequence.shape[0], n_frames, None)):
+        with self._feeding(rhythm, sequence.shape[0], n_frames, None):
             return self.lm(sequence, [], condition_tensors=conds)
 
     def loss(self, global_feats: torch.Tensor, rhythm: torch.Tensor | None, codes: torch.Tensor,
@@ -172,9 +172,7 @@ class VidMusician(nn.Module):
         gen = None
         if seed is not None:
             gen = torch.Generator(device=device).manual_seed(seed)
-        if self._injector is None:
-            return stream_generate(self.lm, conds, B, n_frames, params, gen, on_step)
-        with self._injector.feeding(self._rhythm_signal(sig_in, feats.shape[0], n_frames, keep)):
+        with self._feeding(sig_in, feats.shape[0], n_frames, keep):
             return stream_generate(self.lm, conds, B, n_frames, params, gen, on_step)
 
     @torch.no_grad()

@@ -23,7 +23,7 @@ def _stream(model, inputs, cfg_coef):
     steps: dict[int, torch.Tensor] = {}
     codes = model.generate_codes(inputs["global_feats"], inputs["rhythm"], DURATION_S,
                                  SamplingParams(top_k=20, cfg_coef=cfg_coef), seed=0,
-                                 on_step=lambda pos, lg: steps.__setitem__(pos, lg.clone()))
+                                 on_step=lambda pos, lg, _: steps.__setitem__(pos, lg.clone()))
     return codes, steps
 
 
@@ -52,3 +52,20 @@ def test_a_one_frame_rhythm_shift_is_detected(trained_like, inputs):
     full = _teacher(trained_like, inputs, codes, shifted)
     mismatched = [p for p, lg in steps.items() if not torch.allclose(lg, full[:, :, p], rtol=1e-4, atol=1e-4)]
     assert len(mismatched) >= len(steps) // 2
+
+
+def test_unconditional_half_gets_null_semantics_and_zero_rhythm(trained_like, inputs):
+    """CFG's unconditional rows must equal the bare LM with the null condition and no rhythm at all."""
+    uncond: dict[int, torch.Tensor] = {}
+    codes = trained_like.generate_codes(inputs["global_feats"], inputs["rhythm"], DURATION_S,
+                                        SamplingParams(top_k=20, cfg_coef=3.0), seed=0,
+                                        on_step=lambda pos, _, un: uncond.__setitem__(pos, un.clone()))
+    pattern = trained_like.lm.pattern_provider.get_pattern(codes.shape[-1])
+    seq, _, _ = pattern.build_pattern_sequence(codes, trained_like.lm.special_token_id)
+    keep = torch.zeros(codes.shape[0], dtype=torch.bool)
+    with torch.no_grad():
+        null = trained_like.condition_tensors(inputs["global_feats"], keep)
+        assert torch.equal(null["description"][0], torch.zeros_like(null["description"][0]))
+        full = trained_like.lm(seq[..., :-1], [], condition_tensors=null)  # no rhythm fed: hooks inactive
+    for pos, logits in uncond.items():
+        torch.testing.assert_close(logits, full[:, :, pos], rtol=1e-4, atol=1e-4, msg=f"position {pos}")
