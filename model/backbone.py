@@ -271,8 +271,8 @@ def build_backbone(scale: str, device: str | torch.device = "cpu", seed: int = 0
     cfg = lm_config(scale, device=device)
     if device == "meta":  # shapes only: skip audiocraft's (slow, meaningless on meta) weight init
         cfg.transformer_lm.update(weight_init=None, depthwise_init=None, zero_bias_init=False)
-    torch.manual_seed(seed)
-    with torch.device(device):
+    with torch.random.fork_rng(devices=[]), torch.device(device):  # seeded, global RNG left untouched
+        torch.manual_seed(seed)
         lm = _build_lm(cfg, device)
         text_dim = DEBUG_TEXT_DIM if scale == "debug" else 768
         proj = torch.nn.Linear(text_dim, lm.dim)

@@ -45,8 +45,9 @@ def build_t5_encoder(name: str, load_weights: bool, seed: int = 0) -> T5EncoderM
     if load_weights and name != "debug":
         logger.info("loading T5 encoder weights from %s", name)
         return T5EncoderModel.from_pretrained(name)
-    torch.manual_seed(seed)
-    return T5EncoderModel(t5_config(name))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return T5EncoderModel(t5_config(name))
 
 
 class EmbeddingManager(nn.Module):

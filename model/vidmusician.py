@@ -63,8 +63,9 @@ class VidMusician(nn.Module):
                              f"{config.semantic.t5}")
         load = load_t5_weights and not config.semantic.from_scratch
         t5 = build_t5_encoder(config.semantic.t5, load_weights=load, seed=seed).to(device)
-        torch.manual_seed(seed)
-        return cls(config, backbone, t5).to(device)
+        with torch.random.fork_rng(devices=[]):  # seeded init of the new modules; global RNG untouched
+            torch.manual_seed(seed)
+            return cls(config, backbone, t5).to(device)
 
     # --- trainable set -------------------------------------------------------------------------------
     def _trainable_modules(self, stage: int) -> list[nn.Module]:

@@ -106,3 +106,9 @@ def test_saved_config_is_audiocraft_readable(saved_dir):
     pkg = _safe_load(saved_dir / LM_FILE)
     assert set(pkg) == {"xp.cfg", "best_state"}
     assert OmegaConf.create(pkg["xp.cfg"]).transformer_lm.num_layers == 16
+
+
+def test_hub_name_offline_fails_with_an_actionable_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneError, match="local directory"):
+        load_backbone("facebook/musicgen-small")
