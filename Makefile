@@ -4,14 +4,20 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 ROOT ?= ./dvm-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := ffmpeg chromium python3-venv
 PYTEST_ARGS ?=
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: system-deps install install-test demo test lint clean
+.PHONY: system-deps test-system-deps install install-test demo test lint clean
 
+# Installs each Debian package only when its command is missing.
 system-deps:
-	@missing=""; for c in ffmpeg ffprobe chromium; do command -v $$c >/dev/null || missing=1; done; \
-	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PKGS); fi
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && python3 -c "import ensurepip" 2>/dev/null || \
+	{ $(SUDO) apt-get update -q && $(APT) install -y -q ffmpeg python3-venv; }
+
+# Chromium for the browser tests, PostgreSQL server binaries for the catalog tests on a real Postgres.
+test-system-deps: system-deps
+	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	{ $(SUDO) apt-get update -q && $(APT) install -y -q chromium postgresql; }
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -23,14 +29,14 @@ install: system-deps $(PY)
 	$(PIP) install -q -c constraints.txt -e '.[model]'
 	$(PIP) install -q --no-deps audiocraft==1.3.0
 
-install-test: install
+install-test: test-system-deps install
 	$(PIP) install -q -c constraints.txt -e '.[model,test]'
 
 demo: install
 	$(VENV)/bin/vidmusician demo --root $(ROOT)
 
 test: install-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -n 1)" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -61,6 +61,7 @@ class Clip(Base):
     """One 60 s clip cut from a source; what annotators review and trainers consume."""
 
     __tablename__ = "clips"
+    __table_args__ = (Index("ix_clips_status_id", "status", "id"),)  # the review queue's next-clip scan
 
     id: Mapped[str] = mapped_column(String(160), primary_key=True)  # {video_id}-{start_s:05d}
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"), index=True)
