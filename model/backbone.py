@@ -284,8 +284,9 @@ def build_backbone(scale: str, device: str | torch.device = "cpu", seed: int = 0
     return Backbone(name=scale, lm=lm, codec=codec, text_proj=text_proj, t5_name=None if scale == "debug" else "t5-base")
 
 
-def save_backbone(backbone: Backbone, directory: Path, scale: str = "debug") -> Path:
-    """Write a backbone in audiocraft's on-disk format (the format of the hub's MusicGen repos)."""
+def save_backbone(backbone: Backbone, directory: Path, scale: str = "debug", yaml_cfg: bool = False) -> Path:
+    """Write a backbone in audiocraft's on-disk format (the format of the hub's MusicGen repos): `xp.cfg`
+    as a pickled DictConfig (early releases), or as YAML text like `audiocraft.utils.export` (`yaml_cfg`)."""
     if backbone.codec is None:
         raise BackboneError("cannot save a backbone without its codec")
     from dvmset.io import atomic_path
@@ -297,8 +298,13 @@ def save_backbone(backbone: Backbone, directory: Path, scale: str = "debug") -> 
     if cfg.conditioners.description.model == "lut":
         lut = cfg.conditioners.description.lut
         state["condition_provider.conditioners.description.embed.weight"] = torch.zeros(lut.n_bins, lut.dim)
+    codec_cfg = debug_codec_config()
+    extra: dict = {}
+    if yaml_cfg:
+        cfg, codec_cfg = OmegaConf.to_yaml(cfg), OmegaConf.to_yaml(codec_cfg)
+        extra = {"version": "1.3.0", "exported": True}
     with atomic_path(directory / LM_FILE) as tmp:
-        torch.save({"xp.cfg": cfg, "best_state": state}, tmp)
+        torch.save({"xp.cfg": cfg, "best_state": state, **extra}, tmp)
     with atomic_path(directory / CODEC_FILE) as tmp:
-        torch.save({"xp.cfg": debug_codec_config(), "best_state": backbone.codec.state_dict()}, tmp)
+        torch.save({"xp.cfg": codec_cfg, "best_state": backbone.codec.state_dict(), **extra}, tmp)
     return directory

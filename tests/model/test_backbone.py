@@ -108,6 +108,17 @@ def test_saved_config_is_audiocraft_readable(saved_dir):
     assert OmegaConf.create(pkg["xp.cfg"]).transformer_lm.num_layers == 16
 
 
+def test_exported_yaml_format_loads_to_the_same_weights(tmp_path):
+    """`audiocraft.utils.export` writes xp.cfg as YAML text (plus version/exported): also loadable."""
+    save_backbone(build_backbone("debug", seed=11), tmp_path, yaml_cfg=True)
+    assert isinstance(torch.load(tmp_path / LM_FILE, weights_only=True)["xp.cfg"], str)
+    loaded, ref = load_backbone(str(tmp_path)), build_backbone("debug", seed=11)
+    for (name, a), (_, b) in zip(ref.lm.state_dict().items(), loaded.lm.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert all(torch.equal(a, b) for a, b in zip(ref.codec.state_dict().values(),
+                                                 loaded.codec.state_dict().values(), strict=True))
+
+
 def test_hub_name_offline_fails_with_an_actionable_message(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(BackboneError, match="local directory"):
