@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 class VidMusician(nn.Module):
+    """Frozen MusicGen LM + codec, the semantic conditioner (cross-attention) and the rhythm module
+    (in-attention hooks). Build with `from_config`; `forward`/`loss` teacher-force, `generate` samples."""
+
     def __init__(self, config: VidMusicianConfig, backbone: Backbone, t5: nn.Module) -> None:
         super().__init__()
         self.config = config
