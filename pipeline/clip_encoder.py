@@ -116,7 +116,7 @@ def _open_clip_visual(spec: ClipEncoderSpec) -> tuple[torch.nn.Module, tuple, tu
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.seed)
             model = open_clip.create_model(spec.model, pretrained=None if schema else pretrained)
-    except RuntimeError as err:
+    except (RuntimeError, OSError, ValueError) as err:
         raise RuntimeError(
             f"could not load CLIP {spec.model!r} with pretrained={pretrained!r}: {err}. Offline, pass a "
             "local checkpoint file as --pretrained, a 'local-dir:/path' model, or --clip-model tiny"

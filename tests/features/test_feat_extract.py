@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.clip_encoder import ClipEncoderSpec, load_clip_encoder
+from pipeline.clip_encoder import ClipEncoderSpec, ClipImageEncoder, load_clip_encoder
 from pipeline.codec import check_codec, encode_waveform
 from pipeline.errors import StageError
 from pipeline.features import ExtractConfig, extract_clip, iter_frame_batches, read_audio, video_features
@@ -120,3 +120,27 @@ def test_unknown_clip_model_is_refused():
         load_clip_encoder(ClipEncoderSpec("no-such-model", pretrained=None))
     with pytest.raises(FileNotFoundError):
         load_clip_encoder(ClipEncoderSpec("ViT-B-32", pretrained="/nonexistent/clip.bin"))
+
+
+def test_local_checkpoint_dir_loads_its_weights(tmp_path):
+    """The real loading path (open_clip ``local-dir:``) on a tiny config saved to disk."""
+    import json
+
+    import open_clip
+
+    model_cfg = {"embed_dim": 32,
+                 "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+                 "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}}
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
+    torch.manual_seed(123)
+    saved = open_clip.model.CLIP(**model_cfg).eval()
+    torch.save(saved.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+
+    enc = load_clip_encoder(ClipEncoderSpec(f"local-dir:{tmp_path}", pretrained=None, seed=7))
+    x = np.random.default_rng(1).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    pooled, tokens = enc(x)
+    ref = ClipImageEncoder(saved.visual, 32)(x)  # the saved weights, wrapped directly
+    torch.testing.assert_close(pooled, ref[0])
+    torch.testing.assert_close(tokens, ref[1])
+    assert pooled.shape == (3, 32) and tokens.shape == (3, 16, 64)
+
