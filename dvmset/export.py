@@ -158,6 +158,9 @@ def export_dataset(
     records, jsonl, missing = [], {TRAIN: [], TEST: []}, 0
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
+    for stale in audio_dir.iterdir():  # an earlier export under this name may list other clips
+        if stale.is_symlink() or stale.suffix == ".json":
+            stale.unlink()
     for r in sorted(rows, key=lambda r: r.id):
         clip_path = root.clip_path(r.id)
         if not clip_path.is_file():
