@@ -1,4 +1,4 @@
-"""The `vidmusician` command: each subcommand lives in its own flows module with a ``register``."""
+"""vidmusician: curate video-music datasets, review clips, extract features (see README.md)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ PlanHook = Callable[[int, int], None]  # (clips to extract, clips already in sha
 class FeaturesConfig:
     """A features run; ``identity()`` is what must match across the shards of one features dir."""
 
-    clip_model: str = "ViT-B-32"
+    clip_model: str = "ViT-L-14"  # D = 768, the width the model presets assume (model/README.md)
     pretrained: str | None = "openai"
     codec: str = "facebook/musicgen-small"
     device: str = "cpu"
@@ -185,7 +185,7 @@ def features_flow(root_path: str, db_url: str, cfg: FeaturesConfig, on_plan: Pla
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="CLIP + EnCodec features of accepted clips into safetensors shards")
     p.add_argument("--root", help="data root (default $VIDMUSICIAN_ROOT or ./dvm-data)")
-    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model name, local-dir:/hf-hub: id, or 'tiny'")
+    p.add_argument("--clip-model", default="ViT-L-14", help="open_clip model name (ViT-L-14: D=768), local-dir:/hf-hub: id, or 'tiny'")
     p.add_argument("--pretrained", default="openai", help="open_clip pretrained tag or a local checkpoint file")
     p.add_argument("--codec", default="facebook/musicgen-small",
                    help="MusicGen name or local dir (its EnCodec), facebook/encodec_32khz, or 'tiny'")

@@ -26,7 +26,7 @@ _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 class ClipEncoderSpec:
     """Which CLIP image tower to load; ``tiny()`` is a 2-layer random ViT for tests."""
 
-    model: str = "ViT-B-32"
+    model: str = "ViT-L-14"
     pretrained: str | None = "openai"  # a tag, a checkpoint file, or None for random weights
     seed: int = 0  # used only for random weights
 
