@@ -14,10 +14,12 @@ system-deps:
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && python3 -c "import ensurepip" 2>/dev/null || \
 	{ $(SUDO) apt-get update -q && $(APT) install -y -q ffmpeg python3-venv; }
 
-# Chromium for the browser tests, PostgreSQL server binaries for the catalog tests on a real Postgres.
+# Chromium for the browser tests, PostgreSQL server binaries for the catalog tests on a real Postgres,
+# docker-compose for the Compose schema the compose-file test validates against (no engine needed).
 test-system-deps: system-deps
-	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	{ $(SUDO) apt-get update -q && $(APT) install -y -q chromium postgresql; }
+	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
+	command -v docker-compose >/dev/null || \
+	{ $(SUDO) apt-get update -q && $(APT) install -y -q chromium postgresql docker-compose; }
 
 $(PY):
 	python3 -m venv $(VENV)
