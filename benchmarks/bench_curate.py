@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
 
 from dvmset.catalog import Catalog  # noqa: E402
 from dvmset.layout import DataRoot  # noqa: E402

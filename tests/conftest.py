@@ -18,6 +18,7 @@ SHARED_MEDIA = Path(os.environ.get("VIDMUSICIAN_SHARED_MEDIA", REPO.parent / "sh
 # Keep every test offline and out of the user's Prefect profile.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def pytest_configure(config: pytest.Config) -> None:
