@@ -75,6 +75,7 @@ class Clip(Base):
     static_ratio: Mapped[float | None] = mapped_column(Float)
     scene_cuts: Mapped[int | None] = mapped_column(Integer)
     loudness_lufs: Mapped[float | None] = mapped_column(Float)
+    loudness_range_lu: Mapped[float | None] = mapped_column(Float)
     vocal_energy: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

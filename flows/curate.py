@@ -56,7 +56,7 @@ class CurateConfig:
     min_duration_s: float | None = None  # default: one clip
     max_duration_s: float | None = 1800.0
     download_retries: int = 3  # Prefect retries of a download that failed for a transient reason
-    download_backoff_s: float = 2.0  # first retry delay; each next one is 4× longer
+    download_backoff_s: float = 1.0  # first retry delay; each next one is 4× longer (1, 4, 16 s)
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
 
     def __post_init__(self) -> None:
@@ -244,6 +244,7 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
         values = dict(status=ClipStatus.PENDING_REVIEW, error=None, path=str(dest.relative_to(root.path)),
                       silence_ratio=report.silence_ratio, static_ratio=report.static_ratio,
                       scene_cuts=report.scene_cuts, loudness_lufs=report.loudness_lufs,
+                      loudness_range_lu=report.loudness_range_lu,
                       vocal_energy=report.vocal_energy)
         status = "done"
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash

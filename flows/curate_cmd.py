@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,11 @@ def _run_with_progress(root, db_url: str, *, queries, urls, per_query, cfg, retr
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows.curate import run_curate
+
+    # A failed source is expected and recorded with its reason (flows.curate logs one line for it);
+    # Prefect's own task-failure log would add a traceback per dead URL. -v keeps it.
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
 
     clips = {"ok": 0, "failed": 0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

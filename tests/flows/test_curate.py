@@ -98,6 +98,7 @@ def test_flow_curates_good_sources_and_records_each_bad_one(served, data_root: D
         assert c.id == f"{c.source_id}-{int(c.start_s):05d}"
         assert data_root.clip_path(c.id).stat().st_size > 10_000
         assert c.scene_cuts is not None and c.scene_cuts >= 5 and c.silence_ratio < 0.5
+        assert c.loudness_lufs == pytest.approx(-14.0, abs=1.0) and c.loudness_range_lu is not None
     assert sorted(len(v) for v in by_source.values()) == [1, 2]
     assert sum(1 for e in events if e[0] == "source") == len(urls)
 
