@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import subprocess
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,68 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL cluster on a Unix socket (no TCP); skips where Postgres or psycopg is absent."""
+    pytest.importorskip("psycopg")
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not on PATH")
+    base = Path(tempfile.mkdtemp(prefix="vidmusician-pg-"))  # outside pytest's root-only tmp tree
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and no 'postgres' user to run the server")
+        for p in (base, sock):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root and no runuser to start the server as 'postgres'")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    made = subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"initdb failed: {made.stderr[-300:]}")
+    opts = f"-k {sock} -c listen_addresses='' -c fsync=off -c max_connections=60"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-w", "-t", "60", "-l", str(base / "log"),
+                    "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@/{{db}}?host={sock}"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _new_postgres_catalog(server_template: str) -> Catalog:
+    """A catalog on a fresh database of the throwaway cluster."""
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_template.replace("postgresql+psycopg", "postgresql").format(db="postgres"),
+                         autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return Catalog(server_template.format(db=name))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_catalog(request, data_root):
+    """The test's catalog on SQLite (the data root's file) and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        cat = Catalog(data_root.catalog_url)
+    else:
+        cat = _new_postgres_catalog(request.getfixturevalue("postgres_server"))
+    yield cat
+    cat.dispose()
+
+
+@pytest.fixture
+def postgres_catalog(postgres_server):
+    """A catalog on a fresh PostgreSQL database (skips where Postgres is absent)."""
+    cat = _new_postgres_catalog(postgres_server)
+    yield cat
+    cat.dispose()

@@ -103,6 +103,19 @@ def test_flow_curates_good_sources_and_records_each_bad_one(served, data_root: D
     assert sum(1 for e in events if e[0] == "source") == len(urls)
 
 
+def test_curate_on_a_postgres_catalog(served, data_root: DataRoot, postgres_catalog: Catalog, prefect_harness):
+    """VIDMUSICIAN_DB may point at Postgres: the same flow, rows and skip-on-re-run there."""
+    from flows.curate import run_curate
+
+    urls = [f"{served}/good-a.mp4", f"{served}/short.mp4"]
+    first = run_curate(data_root, postgres_catalog.url, urls=urls, cfg=_cfg())
+    again = run_curate(data_root, postgres_catalog.url, urls=urls, cfg=_cfg())
+    counts = postgres_catalog.counts()
+    assert (first["done"], first["failed"]) == (1, 1)
+    assert again["skipped"] == 2 and again["planned"] == 0
+    assert counts["clips"] == {"pending_review": 1} and counts["sources"] == {"done": 1, "failed": 1}
+
+
 def test_rerun_redoes_nothing(served, data_root: DataRoot, catalog: Catalog, prefect_harness):
     from flows.curate import run_curate
 
