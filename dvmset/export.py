@@ -238,7 +238,9 @@ def _card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: float, se
         lines += [f"**{missing} accepted clips had no file and were left out.**", ""]
     lines += ["| query | train | test | accepted | rejected | all clips | acceptance |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    counts = m.groupby(["query", "split"]).size().unstack(fill_value=0) if len(m) else pd.DataFrame()
+    # URL-sourced clips have no query; the catalog's counts call that group "(url)", and so must this.
+    counts = (m.assign(query=m["query"].fillna("(url)")).groupby(["query", "split"]).size()
+              .unstack(fill_value=0) if len(m) else pd.DataFrame())
     for q in sorted(set(by_query) | set(counts.index)):
         st = by_query.get(q, {})
         a, r = st.get(ClipStatus.ACCEPTED, 0), st.get(ClipStatus.REJECTED, 0)

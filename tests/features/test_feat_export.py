@@ -127,6 +127,19 @@ def test_export_writes_manifest_jsonl_card_and_the_split(data_root, catalog, cli
     assert len(m2) == len(ids) + 3
 
 
+def test_card_counts_url_sourced_clips_under_their_own_row(data_root, catalog, clip_factory):
+    """Clips curated from plain URLs have no query; the card's table must still count their splits."""
+    clip = clip_factory(4.0, cut_every_s=2.0)
+    ids = add_clips(catalog, data_root, clip, {f"u{i}": (None, 1) for i in range(4)})
+    summary = export_dataset(data_root, catalog, "urls", test_fraction=0.25, seed=0)
+
+    card = (data_root.export_dir("urls") / "DATASET.md").read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| (url) |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert (int(cells[1]), int(cells[2]), int(cells[3])) == (summary.train, summary.test, len(ids))
+    assert summary.train + summary.test == len(ids) and summary.test >= 1
+
+
 def test_export_without_accepted_clips_is_refused(data_root, catalog):
     with pytest.raises(ValueError, match="no accepted clips"):
         export_dataset(data_root, catalog, "empty")
