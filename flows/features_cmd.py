@@ -238,6 +238,8 @@ def cmd_features(args: argparse.Namespace) -> int:
             return 2
     print(f"{result['done']} clips extracted into {len(result['shards'])} shards "
           f"({result['already']} already done, {len(result['failed'])} failed) in {root.features_dir}")
+    if not (result["done"] or result["already"] or result["failed"]):
+        print(f"no accepted clips yet: review some first (vidmusician review --root {root.path})")
     return 1 if result["failed"] else 0
 
 
