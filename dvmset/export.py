@@ -150,9 +150,9 @@ def export_dataset(
                 raise ValueError(f"source {r.source_id} already has clips in both splits; re-export with keep_existing=False")
     split = plan_split([SplitItem(r.id, r.source_id, r.query) for r in rows], test_fraction, seed, fixed)
     with catalog.session() as s:
-        for clip in s.scalars(select(Clip).where(Clip.id.in_(list(split)))):
-            clip.split = split[clip.id]
-    FeatureStore(root.features_dir).set_splits(split)
+        for clip in s.scalars(select(Clip).where(Clip.id.in_(list(split)) | Clip.split.is_not(None))):
+            clip.split = split.get(clip.id)  # None for a clip no longer accepted (rejected since)
+    FeatureStore(root.features_dir).set_splits(split, exclusive=True)
     index = FeatureStore(root.features_dir).index().set_index("clip_id")
 
     records, jsonl, missing = [], {TRAIN: [], TEST: []}, 0

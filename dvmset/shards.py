@@ -165,13 +165,22 @@ class FeatureStore:
             self._save(pd.concat([df, _frame(rows)], ignore_index=True) if rows else df)
         return orphans
 
-    def set_splits(self, splits: Mapping[str, str]) -> int:
-        """Write clip splits (from an export) into the index; returns how many rows changed."""
+    def set_splits(self, splits: Mapping[str, str], *, exclusive: bool = False) -> int:
+        """Write clip splits (from an export) into the index; returns how many rows changed.
+
+        ``exclusive``: the mapping is the whole dataset, so clips missing from it (rejected since an
+        earlier export) lose their split and no split-filtered reader serves them any more.
+        """
         df = self.index()
         if df.empty:
             return 0
         new = df.clip_id.map(splits)
-        changed = new.notna() & (new != df.split)
+        if exclusive:
+            dropped = new.isna() & df.split.notna()
+            df.loc[dropped, "split"] = None
+        else:
+            dropped = pd.Series(False, index=df.index)
+        changed = (new.notna() & (new != df.split)) | dropped
         df.loc[new.notna(), "split"] = new[new.notna()]
         if changed.any():
             self._save(df)

@@ -140,6 +140,31 @@ def test_card_counts_url_sourced_clips_under_their_own_row(data_root, catalog, c
     assert summary.train + summary.test == len(ids) and summary.test >= 1
 
 
+def test_a_clip_rejected_after_an_export_leaves_its_split(data_root, catalog, clip_factory):
+    """Re-exporting after a verdict changed: the clip leaves the catalog split and the index split."""
+    from dvmset.dataset import FeatureWindows
+
+    clip = clip_factory(4.0, cut_every_s=2.0)
+    ids = add_clips(catalog, data_root, clip, {f"v{i}": ("query 0", 1) for i in range(6)})
+    store = FeatureStore(data_root.features_dir)
+    store.append(write_shard(store.shard_path(0), [entry(c, seed=k) for k, c in enumerate(ids)]))
+    export_dataset(data_root, catalog, "before", test_fraction=0.2, seed=0)
+    gone = next(c for c in ids if store.index().set_index("clip_id").at[c, "split"] == "train")
+    with catalog.session() as s:
+        s.get(Clip, gone).status = ClipStatus.REJECTED
+
+    export_dataset(data_root, catalog, "after", test_fraction=0.2, seed=0)
+
+    with catalog.session() as s:
+        assert s.get(Clip, gone).split is None
+    index = store.index().set_index("clip_id")
+    assert pd.isna(index.at[gone, "split"])
+    assert index.split.notna().sum() == len(ids) - 1
+    served = {FeatureWindows(data_root.features_dir, split="train", window_s=2, offset_s=0)[i]["clip_id"]
+              for i in range(len(FeatureWindows(data_root.features_dir, split="train", window_s=2, offset_s=0)))}
+    assert gone not in served and served
+
+
 def test_export_without_accepted_clips_is_refused(data_root, catalog):
     with pytest.raises(ValueError, match="no accepted clips"):
         export_dataset(data_root, catalog, "empty")
