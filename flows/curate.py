@@ -342,13 +342,16 @@ def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: 
     done = done_source_ids(cat)
     with cat.session() as s:
         failed = set(s.scalars(select(Source.id).where(Source.status == SourceStatus.FAILED)))
+        # A URL's row moves to the video's real id once downloaded, so match finished rows by URL too.
+        failed_urls = set(s.scalars(select(Source.url).where(Source.status == SourceStatus.FAILED)))
         done_urls = set(s.scalars(select(Source.url).where(Source.status == SourceStatus.DONE)))
     todo, skipped = [], 0
     for it in items:
         if it.key in seen:
             continue
         seen.add(it.key)
-        if it.key in done or it.url in done_urls or (it.key in failed and not retry_failed):
+        if it.key in done or it.url in done_urls or (
+                (it.key in failed or it.url in failed_urls) and not retry_failed):
             skipped += 1
             continue
         todo.append(it)
@@ -380,7 +383,9 @@ def curate_flow(
     if on_plan:
         on_plan(len(todo), skipped)
     futures = [curate_source.submit(it, str(root.path), db_url, cfg, res, on_event) for it in todo]
-    statuses = [f.result() for f in futures]
+    # curate_source records its own failures; a crash past that (the catalog down) counts as failed
+    statuses = [f.result(raise_on_failure=False) for f in futures]
+    statuses = [st if isinstance(st, str) else SourceStatus.FAILED for st in statuses]
     return {"planned": len(todo), "skipped": skipped,
             "done": sum(s == SourceStatus.DONE for s in statuses),
             "failed": sum(s == SourceStatus.FAILED for s in statuses),

@@ -119,7 +119,9 @@ def test_curate_on_a_postgres_catalog(served, data_root: DataRoot, postgres_cata
 def test_rerun_redoes_nothing(served, data_root: DataRoot, catalog: Catalog, prefect_harness):
     from flows.curate import run_curate
 
-    urls = [f"{served}/good-a.mp4", f"{served}/missing.mp4"]
+    # failures before (404) and after the download (no audio, corrupt) are all remembered by URL
+    urls = [f"{served}/good-a.mp4", f"{served}/missing.mp4", f"{served}/silent-video.mp4",
+            f"{served}/corrupt.mp4"]
     run_curate(data_root, catalog.url, urls=urls, cfg=_cfg())
     mtimes = {p: p.stat().st_mtime_ns for p in data_root.clips_dir.glob("*.mp4")}
     with catalog.session() as s:
@@ -127,7 +129,7 @@ def test_rerun_redoes_nothing(served, data_root: DataRoot, catalog: Catalog, pre
 
     again = run_curate(data_root, catalog.url, urls=urls, cfg=_cfg())
 
-    assert again["skipped"] == 2 and again["planned"] == 0  # done and (permanently) failed are skipped
+    assert again["skipped"] == 4 and again["planned"] == 0  # done and failed are skipped
     assert {p: p.stat().st_mtime_ns for p in data_root.clips_dir.glob("*.mp4")} == mtimes
     with catalog.session() as s:
         assert s.scalar(select(func.count()).select_from(Run)) == runs_before
@@ -165,6 +167,8 @@ def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefe
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first = {f"{cid}.mp4": root.clip_path(cid).stat().st_mtime_ns for cid in _finished_clips(cat)}
+    music = {p: p.stat().st_mtime_ns for p in root.sources_dir.glob("*/music.wav")}
+    assert music, "the killed run had separated and normalised at least one source"
     assert len(first) < 4, "the run finished before it was killed; the test proves nothing"
 
     out = subprocess.run(_curate_cli(root.path, urls, env).args, env=env, capture_output=True, text=True,
@@ -181,6 +185,8 @@ def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefe
     assert not list(root.clips_dir.glob(".*part*")), "a partial file was left behind"
     for name, mtime in first.items():  # what was finished before the kill was not redone
         assert (root.clips_dir / name).stat().st_mtime_ns == mtime
+    for path, mtime in music.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was processed again"
     assert len(clip_runs) == 4 and all(r.status == "done" for r in clip_runs)
 
     status = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--root", str(root.path), "--json"],
