@@ -23,6 +23,7 @@ from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Run, Source
 from flows.demo import serve_directory
+from pipeline.errors import StageError
 from pipeline.synth import make_sample_video
 
 pytestmark = pytest.mark.slow
@@ -223,3 +224,16 @@ def test_missing_demucs_weights_fail_fast_with_how_to(served, tmp_path: Path, ca
     assert code == 2
     assert "--demucs-repo" in err and "--separator none" in err
     assert not list((tmp_path / "root" / "clips").glob("*.mp4"))
+
+
+@pytest.mark.parametrize(("error", "retried"), [
+    (StageError("download", "HTTP Error 404: Not Found", permanent=True), False),
+    (StageError("download", "cannot reach host (connection refused)", permanent=False), True),
+    (OSError("disk full"), True),
+])
+def test_download_retries_only_what_a_retry_can_fix(error, retried):
+    from prefect.states import Failed
+
+    from flows.curate import _retry_transient
+
+    assert _retry_transient(None, None, Failed(data=error)) is retried
