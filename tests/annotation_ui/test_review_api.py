@@ -297,3 +297,26 @@ def test_progress_per_query(make_client, catalog, data_root):
     assert (prog["done"], prog["left"], prog["mine"]) == (1, 3, 1)
     assert prog["by_query"] == [{"query": "city video guide", "done": 1, "left": 1},
                                 {"query": "food commercial", "done": 0, "left": 2}]
+
+
+def test_every_route_but_login_refuses_a_request_without_a_token(make_client, catalog, data_root, clip_media):
+    """Walk the app's own route table, so a route added later without the login check fails here."""
+    from fastapi.routing import APIRoute
+
+    ids = seed(catalog, data_root, 1, clip_media)
+    client = make_client()
+    open_routes = {"/login", "/logout"}
+    checked = 0
+    for route in client.app.routes:
+        if not isinstance(route, APIRoute) or route.path in open_routes:
+            continue
+        path = re.sub(r"\{[^}]+\}", ids[0], route.path)
+        for method in route.methods - {"HEAD", "OPTIONS"}:
+            r = client.request(method, path, json={"clip_id": ids[0], "verdict": "accept"},
+                               headers={"Authorization": "Bearer not-a-token"}, follow_redirects=False)
+            assert r.status_code == 401, (method, route.path, r.status_code)
+            checked += 1
+    assert checked >= 8
+    with catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(Decision)) == 0
+        assert s.scalar(select(func.count()).select_from(Lease)) == 0
