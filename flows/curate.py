@@ -377,8 +377,9 @@ def curate_flow(
     root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
     todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
                                   retry_failed)
-    for it in todo:
-        if it.key not in known_source_ids(cat):
+    known = known_source_ids(cat)
+    for it in todo:  # a row per source before any work, so a killed run leaves it pending, not unknown
+        if it.key not in known:
             _upsert_source(cat, it.key, url=it.url, query=it.query)
     if on_plan:
         on_plan(len(todo), skipped)
