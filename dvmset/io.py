@@ -29,6 +29,26 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def partial_paths(directory: str | os.PathLike[str], stem_glob: str = "*") -> list[Path]:
+    """The temp files :func:`atomic_path` left in ``directory`` for stems matching ``stem_glob``.
+
+    A process killed inside an ``atomic_path`` block cannot run its cleanup, so its temp file stays.
+    Whoever owns those stems again (the re-run) removes them with :func:`remove_partials`.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob(f".{stem_glob}.*.part*") if p.is_file())
+
+
+def remove_partials(directory: str | os.PathLike[str], stem_glob: str = "*") -> list[Path]:
+    """Delete the temp files a killed writer left (see :func:`partial_paths`); returns what it removed."""
+    removed = partial_paths(directory, stem_glob)
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
 def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)

@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
+from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Run, Source
@@ -283,6 +284,7 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
             license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
             media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
         )
+        _remove_leftovers(root, source_id)
         info = probe(got.media_path)
         require_streams(info, got.media_path)
         spans = clipping.plan_clips(info.duration_s, cfg.clip_seconds, max_clips=cfg.max_clips_per_source,
@@ -305,6 +307,13 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
     if on_event:
         on_event("source", source_id, status)
     return status
+
+
+def _remove_leftovers(root: DataRoot, source_id: str) -> None:
+    """Delete the half-written files a killed run left for this source (its clips and its audio)."""
+    gone = remove_partials(root.clips_dir, f"{source_id}-[0-9][0-9][0-9][0-9][0-9]") + remove_partials(root.source_dir(source_id))
+    for p in gone:
+        log.info("removed %s left by an interrupted run", p.name)
 
 
 def _drop_placeholder(cat: Catalog, key: str) -> None:

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
+from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
 from dvmset.shards import SHARD_FORMAT, FeatureStore
@@ -71,9 +72,8 @@ def _exclusive(features_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             raise RuntimeError(f"another `vidmusician features` run holds {features_dir}/.lock") from err
-        for tmp in features_dir.glob(".shard-*.part.safetensors"):
-            log.info("removing %s left by an interrupted run", tmp.name)
-            tmp.unlink()
+        for tmp in remove_partials(features_dir, "shard-*"):
+            log.info("removed %s left by an interrupted run", tmp.name)
         yield
 
 

@@ -171,6 +171,9 @@ def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefe
     music = {p: p.stat().st_mtime_ns for p in root.sources_dir.glob("*/music.wav")}
     assert music, "the killed run had separated and normalised at least one source"
     assert len(first) < 4, "the run finished before it was killed; the test proves nothing"
+    # A kill inside ffmpeg leaves a temp file beside the clip; plant one so the sweep is always tested.
+    killed_mid_write = root.clips_dir / f".{next(iter(first)).rsplit('-', 1)[0]}-00099.k1ll3d.part.mp4"
+    killed_mid_write.write_bytes(b"half a clip")
 
     out = subprocess.run(_curate_cli(root.path, urls, env).args, env=env, capture_output=True, text=True,
                          timeout=300)
@@ -184,6 +187,7 @@ def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefe
     assert len(clips) == 4 and all(c.status == ClipStatus.PENDING_REVIEW for c in clips)
     assert sorted(p.name for p in root.clips_dir.glob("*.mp4")) == sorted(f"{c.id}.mp4" for c in clips)
     assert not list(root.clips_dir.glob(".*part*")), "a partial file was left behind"
+    assert not killed_mid_write.exists()
     for name, mtime in first.items():  # what was finished before the kill was not redone
         assert (root.clips_dir / name).stat().st_mtime_ns == mtime
     for path, mtime in music.items():
