@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -57,3 +58,18 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
 
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], *, blocking: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if absent) for the block.
+
+    Each call opens its own file description, so the lock excludes other threads of this process
+    as well as other processes; the kernel drops it when a holder dies, so a killed run never
+    leaves a stale lock. ``blocking=False`` raises ``BlockingIOError`` at once if it is held.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        yield

@@ -21,9 +21,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from dvmset.catalog import Catalog
-from dvmset.io import remove_partials
+from dvmset.io import file_lock, remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Run, Source
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 #: Events sent to ``on_event``: ("source", source_id, status) and ("clip", clip_id, status).
 EventHook = Callable[[str, str, str], None]
+SOURCE_LOCK = ".lock"  # in each source folder: held while a worker processes that source
 
 
 @dataclass(frozen=True)
@@ -111,14 +113,19 @@ def _hash(obj: dict) -> str:
 
 
 def _upsert_source(cat: Catalog, source_id: str, **values) -> None:
-    with cat.session() as s:
-        row = s.get(Source, source_id)
-        if row is None:
-            values.setdefault("status", SourceStatus.PENDING)
-            s.add(Source(id=source_id, **values))
-        else:
-            for k, v in values.items():
-                setattr(row, k, v)
+    for attempt in range(2):  # another run may insert the same row between our read and our insert
+        try:
+            with cat.session() as s:
+                row = s.get(Source, source_id)
+                if row is None:
+                    s.add(Source(id=source_id, **{"status": SourceStatus.PENDING, **values}))
+                else:
+                    for k, v in values.items():
+                        setattr(row, k, v)
+            return
+        except IntegrityError:
+            if attempt:
+                raise
 
 
 def _fail_source(cat: Catalog, item: Item, source_id: str, err: BaseException) -> None:
@@ -284,23 +291,8 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
             license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
             media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
         )
-        _remove_leftovers(root, source_id)
-        info = probe(got.media_path)
-        require_streams(info, got.media_path)
-        spans = clipping.plan_clips(info.duration_s, cfg.clip_seconds, max_clips=cfg.max_clips_per_source,
-                                    fps=cfg.fps)
-        if not spans:
-            raise StageError("clip", f"source is {info.duration_s:.1f} s, shorter than one "
-                                     f"{cfg.clip_seconds:g} s clip")
-        audio = _process_audio(cat, root, res, source_id, got.media_path)
-        finished = _finished_clip_ids(cat, source_id, root)
-        for span in spans:
-            if clipping.clip_id(source_id, span.start_s) in finished:
-                continue
-            _make_clip(cat, root, cfg, source_id, got.media_path, audio["music_path"], span,
-                       audio["vocal_energy"], on_event)
-        _upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
-        status = SourceStatus.DONE
+        with file_lock(root.source_dir(source_id) / SOURCE_LOCK):  # one worker per source, across runs
+            status = _process_source(cat, root, cfg, res, source_id, got, on_event)
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
         _fail_source(cat, item, source_id, err)
         status = SourceStatus.FAILED
@@ -309,10 +301,32 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
     return status
 
 
+def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resources, source_id: str,
+                    got: dl.Downloaded, on_event: EventHook | None) -> str:
+    """Audio, clips and QC of one downloaded source; the caller holds the source's lock."""
+    _remove_leftovers(root, source_id)
+    info = probe(got.media_path)
+    require_streams(info, got.media_path)
+    spans = clipping.plan_clips(info.duration_s, cfg.clip_seconds, max_clips=cfg.max_clips_per_source,
+                                fps=cfg.fps)
+    if not spans:
+        raise StageError("clip", f"source is {info.duration_s:.1f} s, shorter than one "
+                                 f"{cfg.clip_seconds:g} s clip")
+    audio = _process_audio(cat, root, res, source_id, got.media_path)
+    finished = _finished_clip_ids(cat, source_id, root)
+    for span in spans:
+        if clipping.clip_id(source_id, span.start_s) in finished:
+            continue
+        _make_clip(cat, root, cfg, source_id, got.media_path, audio["music_path"], span,
+                   audio["vocal_energy"], on_event)
+    _upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
+    return SourceStatus.DONE
+
+
 def _remove_leftovers(root: DataRoot, source_id: str) -> None:
     """Delete the half-written files a killed run left for this source (its clips and its audio)."""
-    gone = remove_partials(root.clips_dir, f"{source_id}-[0-9][0-9][0-9][0-9][0-9]") + remove_partials(root.source_dir(source_id))
-    for p in gone:
+    clips = remove_partials(root.clips_dir, f"{source_id}-[0-9][0-9][0-9][0-9][0-9]")
+    for p in clips + remove_partials(root.source_dir(source_id)):
         log.info("removed %s left by an interrupted run", p.name)
 
 

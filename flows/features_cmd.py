@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -19,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
-from dvmset.io import remove_partials
+from dvmset.io import file_lock, remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
 from dvmset.shards import SHARD_FORMAT, FeatureStore
@@ -66,10 +65,9 @@ class FeaturesConfig:
 @contextlib.contextmanager
 def _exclusive(features_dir: Path) -> Iterator[None]:
     """One features run per directory at a time; clears temp files a killed run left behind."""
-    features_dir.mkdir(parents=True, exist_ok=True)
-    with open(features_dir / ".lock", "w") as lock:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(file_lock(features_dir / ".lock", blocking=False))
         except BlockingIOError as err:
             raise RuntimeError(f"another `vidmusician features` run holds {features_dir}/.lock") from err
         for tmp in remove_partials(features_dir, "shard-*"):

@@ -199,6 +199,71 @@ def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefe
     assert json.loads(status.stdout)["clips"] == {"pending_review": 4}
 
 
+def test_two_runs_on_one_root_at_once_do_each_source_once(served, tmp_path: Path, prefect_harness):
+    """Two curate processes started together on the same URLs: a source is worked on by one at a time,
+    so both end cleanly and the catalog and clips/ look exactly like one run's."""
+    from prefect.settings import PREFECT_API_URL
+
+    root = DataRoot(tmp_path / "root").ensure()
+    urls = [f"{served}/good-a.mp4", f"{served}/good-b.mp4"]
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path.cwd())}
+    procs = [_curate_cli(root.path, urls, env) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+
+    cat = Catalog(root.catalog_url)
+    with cat.session() as s:
+        sources = list(s.scalars(select(Source)))
+        clips = list(s.scalars(select(Clip)))
+        runs = s.execute(select(Run.stage, Run.key, Run.status)).all()
+    assert [(r.status, r.error) for r in sources] == [(SourceStatus.DONE, None)] * 2, outs
+    assert len(clips) == 4 and all(c.status == ClipStatus.PENDING_REVIEW for c in clips)
+    assert sorted(p.name for p in root.clips_dir.iterdir()) == sorted(f"{c.id}.mp4" for c in clips)
+    clip_runs = [(key, st) for stage, key, st in runs if stage == "clip"]
+    assert sorted(clip_runs) == sorted((c.id, "done") for c in clips)
+
+
+def test_a_source_another_run_holds_waits_for_it(served, tmp_path: Path, prefect_harness):
+    """While one run works on a source (holds its lock), another run neither cuts its clips nor
+    sweeps its temp files; once the lock is free it finishes the source."""
+    from prefect.settings import PREFECT_API_URL
+
+    from dvmset.io import file_lock
+    from flows.curate import SOURCE_LOCK
+    from pipeline.download import DownloadOptions, download
+
+    root = DataRoot(tmp_path / "root").ensure()
+    url = f"{served}/good-a.mp4"
+    vid = download(url, root.sources_dir, DownloadOptions()).id  # the run will find it downloaded
+    in_flight = root.clips_dir / f".{vid}-00012.h0ld3r.part.mp4"  # the other run's clip being written
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path.cwd())}
+    cat = Catalog(root.catalog_url)
+
+    with file_lock(root.source_dir(vid) / SOURCE_LOCK):
+        in_flight.parent.mkdir(parents=True, exist_ok=True)
+        in_flight.write_bytes(b"being written")
+        proc = _curate_cli(root.path, [url], env)
+        deadline = time.monotonic() + 120
+        while True:  # the run has its source row with the media: it is at the lock now
+            with cat.session() as s:
+                row = s.get(Source, vid)
+            if row is not None and row.media_path:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the run never reached the source"
+            time.sleep(0.2)
+        time.sleep(3)
+        with cat.session() as s:
+            assert s.scalar(select(func.count()).select_from(Clip)) == 0
+        assert in_flight.exists() and proc.poll() is None
+    out = proc.communicate(timeout=240)[0]
+    assert proc.returncode == 0, out
+    with cat.session() as s:
+        assert s.get(Source, vid).status == SourceStatus.DONE
+        assert [c.status for c in s.scalars(select(Clip))] == [ClipStatus.PENDING_REVIEW] * 2
+    assert not in_flight.exists(), "left by a dead writer once the lock was free: swept"
+
+
 def test_demucs_path_through_the_flow_from_a_local_repo(served, data_root: DataRoot, catalog: Catalog,
                                                         tmp_path: Path, prefect_harness):
     """The real Demucs code (a random tiny HTDemucs saved as a local repo dir) runs inside the flow."""
