@@ -15,6 +15,7 @@ from feature_helpers import add_clips
 from sqlalchemy import select
 
 from dvmset.dataset import FeatureWindows
+from dvmset.io import file_lock
 from dvmset.shards import FeatureStore, ShardReader
 from dvmset.tables import Run
 from flows.cli import main
@@ -107,6 +108,9 @@ def test_kill_while_writing_a_shard_leaves_no_partial_shard(data_root, catalog, 
     assert all(ShardReader(data_root.features_dir).verify(c) for c in ids[:2])
 
     cfg = FeaturesConfig(clip_model="tiny", pretrained=None, codec="tiny", clip_s=4, clips_per_shard=2)
+    with file_lock(data_root.features_dir / ".lock"), pytest.raises(RuntimeError, match="another"):
+        run_features(data_root, catalog.url, cfg)  # a live run holds the folder: refused, nothing swept
+    assert list(data_root.features_dir.glob(".shard-00001.*.part.safetensors"))
     result = run_features(data_root, catalog.url, cfg)
     assert result["already"] == 2 and result["done"] == 3 and not result["failed"]
     assert sorted(store.index().clip_id) == ids
