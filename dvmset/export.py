@@ -149,10 +149,12 @@ def export_dataset(
             if r.split in (TRAIN, TEST) and fixed.setdefault(r.source_id, r.split) != r.split:
                 raise ValueError(f"source {r.source_id} already has clips in both splits; re-export with keep_existing=False")
     split = plan_split([SplitItem(r.id, r.source_id, r.query) for r in rows], test_fraction, seed, fixed)
-    with catalog.session() as s:
-        for clip in s.scalars(select(Clip).where(Clip.id.in_(list(split)) | Clip.split.is_not(None))):
-            clip.split = split.get(clip.id)  # None for a clip no longer accepted (rejected since)
-    FeatureStore(root.features_dir).set_splits(split, exclusive=True)
+    store = FeatureStore(root.features_dir)
+    with store.exclusive("`vidmusician export`"):  # checked before the catalog changes: all or nothing
+        with catalog.session() as s:
+            for clip in s.scalars(select(Clip).where(Clip.id.in_(list(split)) | Clip.split.is_not(None))):
+                clip.split = split.get(clip.id)  # None for a clip no longer accepted (rejected since)
+        store.set_splits(split, exclusive=True)
     index = FeatureStore(root.features_dir).index().set_index("clip_id")
 
     records, jsonl, missing = [], {TRAIN: [], TEST: []}, 0

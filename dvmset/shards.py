@@ -8,10 +8,11 @@ Everything reads with ``safetensors`` + ``pandas`` alone; writes are atomic.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pandas as pd
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from dvmset.io import atomic_path
+from dvmset.io import atomic_path, file_lock
 from dvmset.layout import check_id
 
 log = logging.getLogger(__name__)
@@ -111,12 +112,32 @@ def _frame(rows: Iterable[dict]) -> pd.DataFrame:
     return df.astype({"clip_s": "int64", "embed_dim": "int64"})
 
 
+class StoreBusy(RuntimeError):
+    """Another process is writing the feature store; the message says what to do."""
+
+
 class FeatureStore:
-    """The ``features/`` directory: shard numbering, the index, crash recovery, split updates."""
+    """The ``features/`` directory: shard numbering, the index, crash recovery, split updates.
+
+    Writers (a features run, an export updating splits) hold :meth:`exclusive` so that neither
+    rewrites ``index.parquet`` from a copy the other has since changed.
+    """
 
     def __init__(self, features_dir: str | Path) -> None:
         self.dir = Path(features_dir)
         self.index_path = self.dir / "index.parquet"
+
+    @contextlib.contextmanager
+    def exclusive(self, who: str) -> Iterator[None]:
+        """Be the only writer of this store for the block, or raise :class:`StoreBusy` at once."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(file_lock(self.dir / ".lock", blocking=False))
+            except BlockingIOError as err:
+                raise StoreBusy(f"another process (a `vidmusician features` run?) is writing {self.dir}; "
+                                f"run {who} again when it has finished") from err
+            yield
 
     def shard_path(self, n: int) -> Path:
         return self.dir / f"shard-{n:05d}.safetensors"

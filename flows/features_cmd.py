@@ -18,10 +18,10 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
-from dvmset.io import file_lock, remove_partials
+from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
-from dvmset.shards import SHARD_FORMAT, FeatureStore
+from dvmset.shards import SHARD_FORMAT, FeatureStore, StoreBusy
 from dvmset.tables import Clip, Run, Source
 from flows.settings import open_catalog, resolve_root
 
@@ -45,6 +45,7 @@ class FeaturesConfig:
     clips_per_shard: int = 64
     batch_size: int = 32
     limit: int | None = None
+    retry_failed: bool = False  # try again the clips this extractor failed on in earlier runs
 
     def __post_init__(self) -> None:
         if self.clip_model == "tiny":
@@ -65,11 +66,7 @@ class FeaturesConfig:
 @contextlib.contextmanager
 def _exclusive(features_dir: Path) -> Iterator[None]:
     """One features run per directory at a time; clears temp files a killed run left behind."""
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(file_lock(features_dir / ".lock", blocking=False))
-        except BlockingIOError as err:
-            raise RuntimeError(f"another `vidmusician features` run holds {features_dir}/.lock") from err
+    with FeatureStore(features_dir).exclusive("`vidmusician features`"):
         for tmp in remove_partials(features_dir, "shard-*"):
             log.info("removed %s left by an interrupted run", tmp.name)
         yield
@@ -131,8 +128,19 @@ def _extract_shard(root: DataRoot, db_url: str, n: int, clips: list, models: tup
 extract_shard_task = task(name="features-shard", cache_policy=NO_CACHE)(_extract_shard)
 
 
-def pending_clips(root: DataRoot, cat: Catalog, store: FeatureStore, limit: int | None = None) -> tuple[list, int]:
-    """Accepted clips without features, in id order, and how many accepted clips already have them."""
+@dataclass(frozen=True)
+class Plan:
+    todo: list  # [ShardClip] to extract this run, in id order
+    already: int  # accepted clips already in shards
+    failed_before: dict  # {clip_id: error} failed with this extractor before, left out (retry_failed=False)
+
+
+def pending_clips(root: DataRoot, cat: Catalog, store: FeatureStore, cfg: FeaturesConfig) -> Plan:
+    """Accepted clips without features, in id order, up to ``cfg.limit``.
+
+    Clips that failed with this extractor config are left out unless ``cfg.retry_failed``: a clip
+    that always fails (a broken file) must not take a ``--limit`` run's whole budget every time.
+    """
     from pipeline.features import ShardClip
 
     done = set(store.index().clip_id)
@@ -140,8 +148,13 @@ def pending_clips(root: DataRoot, cat: Catalog, store: FeatureStore, limit: int 
         rows = s.execute(select(Clip.id, Clip.source_id, Clip.split, Source.query)
                          .join(Source, Source.id == Clip.source_id)
                          .where(Clip.status == ClipStatus.ACCEPTED).order_by(Clip.id)).all()
-    todo = [ShardClip(r.id, root.clip_path(r.id), r.query, r.source_id, r.split) for r in rows if r.id not in done]
-    return (todo if limit is None else todo[:limit]), len(rows) - len(todo)
+        failed = {} if cfg.retry_failed else dict(s.execute(
+            select(Run.key, Run.error).where(Run.stage == STAGE, Run.params_hash == cfg.params_hash(),
+                                             Run.status == "failed")).all())
+    todo = [ShardClip(r.id, root.clip_path(r.id), r.query, r.source_id, r.split)
+            for r in rows if r.id not in done and r.id not in failed]
+    skipped = {r.id: failed[r.id] for r in rows if r.id in failed and r.id not in done}
+    return Plan(todo if cfg.limit is None else todo[:cfg.limit], sum(r.id in done for r in rows), skipped)
 
 
 def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: PlanHook | None = None,
@@ -155,12 +168,14 @@ def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: Plan
         _check_compatible(store, cfg)
         cat = Catalog(db_url)
         try:
-            todo, already = pending_clips(root, cat, store, cfg.limit)
+            plan = pending_clips(root, cat, store, cfg)
         finally:
             cat.dispose()
+        todo = plan.todo
         if on_plan is not None:
-            on_plan(len(todo), already)
-        result = {"shards": [], "done": 0, "failed": {}, "already": already, "recovered": recovered}
+            on_plan(len(todo), plan.already)
+        result = {"shards": [], "done": 0, "failed": {}, "already": plan.already,
+                  "failed_before": plan.failed_before, "recovered": recovered}
         if not todo:
             return result
         models = _load_models(cfg)
@@ -193,6 +208,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips-per-shard", type=int, default=64, help="clips per shard (64)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per CLIP forward (32)")
     p.add_argument("--limit", type=int, help="extract at most this many clips this run")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="try again the clips that failed with this extractor in earlier runs")
     p.add_argument("--threads", type=int,
                    help="torch CPU threads; on a small CPU box leave a core to the decoder (default: torch's)")
     p.set_defaults(func=cmd_features)
@@ -217,7 +234,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     cat = open_catalog(root)
     cfg = FeaturesConfig(clip_model=args.clip_model, pretrained=args.pretrained, codec=args.codec, device=args.device,
                          precision=args.precision, clip_s=args.clip_seconds, clips_per_shard=args.clips_per_shard,
-                         batch_size=args.batch_size, limit=args.limit)
+                         batch_size=args.batch_size, limit=args.limit,
+                         retry_failed=args.retry_failed)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         tid = bar.add_task("planning", total=None)
 
@@ -236,7 +254,12 @@ def cmd_features(args: argparse.Namespace) -> int:
             return 2
     print(f"{result['done']} clips extracted into {len(result['shards'])} shards "
           f"({result['already']} already done, {len(result['failed'])} failed) in {root.features_dir}")
-    if not (result["done"] or result["already"] or result["failed"]):
+    if result["failed_before"]:
+        print(f"{len(result['failed_before'])} clips that failed in earlier runs were left out "
+              "(--retry-failed tries them again):")
+        for clip_id, error in list(result["failed_before"].items())[:5]:
+            print(f"  {clip_id}: {error}")
+    if not (result["done"] or result["already"] or result["failed"] or result["failed_before"]):
         print(f"no accepted clips yet: review some first (vidmusician review --root {root.path})")
     return 1 if result["failed"] else 0
 
@@ -248,7 +271,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     cat = open_catalog(root)
     try:
         s = export_dataset(root, cat, args.name, args.test_fraction, args.seed, keep_existing=not args.reshuffle)
-    except ValueError as err:
+    except (ValueError, StoreBusy) as err:
         print(f"export: {err}", file=sys.stderr)
         return 2
     print(f"export {s.name}: {s.train} train / {s.test} test clips from {s.sources} sources -> {s.path}"

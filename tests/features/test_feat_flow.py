@@ -17,7 +17,7 @@ from sqlalchemy import select
 from dvmset.dataset import FeatureWindows
 from dvmset.io import file_lock
 from dvmset.shards import FeatureStore, ShardReader
-from dvmset.tables import Run
+from dvmset.tables import Clip, Run
 from flows.cli import main
 from flows.features_cmd import FeaturesConfig, run_features
 
@@ -25,7 +25,7 @@ TINY = ["--clip-model", "tiny", "--codec", "tiny", "--clip-seconds", "4"]
 
 
 @pytest.mark.slow
-def test_features_then_export_then_dataset(data_root, catalog, clip_factory, prefect_harness, tiny_codec):
+def test_features_then_export_then_dataset(data_root, catalog, clip_factory, prefect_harness, tiny_codec, capsys):
     clip = clip_factory(4.0, cut_every_s=2.0)
     ids = add_clips(catalog, data_root, clip, {"a": ("q1", 2), "b": ("q1", 1), "c": ("q2", 1), "d": ("q2", 1)})
     add_clips(catalog, data_root, clip, {"r": ("q1", 1)}, status="rejected")
@@ -51,11 +51,21 @@ def test_features_then_export_then_dataset(data_root, catalog, clip_factory, pre
     np.testing.assert_array_equal(a["codes"], reader.get("a-00060")["codes"])  # same media, same codes
     assert all(reader.verify(c) for c in idx.clip_id)
 
-    # a second run finds nothing new to do; a different model is refused
-    assert main(["features", *root, *TINY]) == 1  # the broken clip is retried and fails again
+    # a second run finds nothing new to do and leaves the broken clip out, saying so (a --limit run
+    # is never spent on it again); --retry-failed tries it; a different model is refused
+    capsys.readouterr()
+    assert main(["features", *root, *TINY, "--limit", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "0 clips extracted" in said and "1 clips that failed in earlier runs" in said and "d-00000" in said
+    assert main(["features", *root, *TINY, "--retry-failed"]) == 1  # tried again, fails again
     assert len(store.index()) == len(idx)
     assert main(["features", *root, "--clip-model", "tiny", "--codec", "tiny", "--clip-seconds", "3"]) == 2
 
+    with file_lock(data_root.features_dir / ".lock"):  # a features run is writing the index
+        assert main(["export", *root, "--name", "v1", "--test-fraction", "0.4"]) == 2
+    assert "when it has finished" in capsys.readouterr().err
+    with catalog.session() as s:
+        assert s.scalars(select(Clip.split).where(Clip.split.is_not(None))).all() == []  # nothing half-done
     assert main(["export", *root, "--name", "v1", "--test-fraction", "0.4"]) == 0
     ds_train = FeatureWindows(data_root.features_dir, split="train", window_s=2)
     ds_test = FeatureWindows(data_root.features_dir, split="test", window_s=2)
