@@ -20,9 +20,16 @@ from dvmset.shards import ShardReader
 
 log = logging.getLogger(__name__)
 
+#: the model's rhythm source (``RhythmConfig.source``) -> the shard tensor that holds it
+RHYTHM_KEYS = {"all_tokens": "rhythm", "global": "rhythm_global"}
+
 
 class FeatureWindows(Dataset):
-    """Items: {"clip_id", "offset_s", "global" [W, D] f32, "rhythm" [W*50] f32, "codes" [K, W*50] i64}."""
+    """Items: {"clip_id", "offset_s", "global" [W, D] f32, "rhythm" [W*50] f32, "codes" [K, W*50] i64}.
+
+    ``rhythm_source`` picks the rhythm signal, as the model's ``RhythmConfig.source`` names it:
+    "all_tokens" (the paper's, from patch tokens) or "global" (pooled embedding only, ablation AT off).
+    """
 
     def __init__(
         self,
@@ -32,7 +39,11 @@ class FeatureWindows(Dataset):
         offset_s: int | None = None,
         seed: int = 0,
         clip_ids: Sequence[str] | None = None,
+        rhythm_source: str = "all_tokens",
     ) -> None:
+        if rhythm_source not in RHYTHM_KEYS:
+            raise ValueError(f"rhythm_source must be one of {sorted(RHYTHM_KEYS)}, got {rhythm_source!r}")
+        self.rhythm_key = RHYTHM_KEYS[rhythm_source]
         if window_s < 1:
             raise ValueError(f"window_s must be >= 1, got {window_s}")
         if offset_s is not None and offset_s < 0:
@@ -56,6 +67,10 @@ class FeatureWindows(Dataset):
             raise ValueError(f"no clips in {features_dir} (split={split!r}) can give a {need} s window")
         self.clip_ids: list[str] = list(idx.clip_id) if clip_ids is not None else sorted(idx.clip_id)
         self._clip_s = dict(zip(idx.clip_id, idx.clip_s.astype(int), strict=True))
+        old = [c for c in self.clip_ids[:1] if self.rhythm_key not in self.reader.tensor_names(c)]
+        if old:
+            raise ValueError(f"{features_dir} was extracted before `{self.rhythm_key}` existed (shard format 1): "
+                             "re-run `vidmusician features` into a new --root for the global-rhythm ablation")
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new random offsets for the next epoch (like ``DistributedSampler.set_epoch``)."""
@@ -79,6 +94,6 @@ class FeatureWindows(Dataset):
             "clip_id": clip_id,
             "offset_s": off,
             "global": torch.from_numpy(np.asarray(w["global"], dtype=np.float32)),  # [W, D]
-            "rhythm": torch.from_numpy(np.asarray(w["rhythm"], dtype=np.float32)),  # [W*50]
+            "rhythm": torch.from_numpy(np.asarray(w[self.rhythm_key], dtype=np.float32)),  # [W*50]
             "codes": torch.from_numpy(np.asarray(w["codes"], dtype=np.int64)),  # [K, W*50]
         }

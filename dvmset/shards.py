@@ -1,9 +1,10 @@
 """Feature shards: safetensors files of a fixed number of clips plus ``features/index.parquet``.
 
-A shard holds ``{clip_id}/global`` [T, D] fp16, ``{clip_id}/rhythm`` [T*50] fp32 and
-``{clip_id}/codes`` [4, T*50] int16, and repeats each clip's index row in its header metadata, so
+A shard holds ``{clip_id}/global`` [T, D] fp16, ``{clip_id}/rhythm`` and ``{clip_id}/rhythm_global``
+[T*50] fp32 and ``{clip_id}/codes`` [4, T*50] int16, and repeats each clip's index row in its header metadata, so
 the index can be rebuilt from the shards (a kill between shard and index write loses nothing).
-Everything reads with ``safetensors`` + ``pandas`` alone; writes are atomic.
+Everything reads with ``safetensors`` + ``pandas`` alone; writes are atomic. Format 1 shards (no
+``rhythm_global``) still read.
 """
 
 from __future__ import annotations
@@ -26,17 +27,20 @@ from dvmset.layout import check_id
 
 log = logging.getLogger(__name__)
 
-SHARD_FORMAT = "vidmusician-features/1"
-TENSOR_NAMES = ("global", "rhythm", "codes")
+SHARD_FORMAT = "vidmusician-features/2"
+TENSOR_NAMES = ("global", "rhythm", "codes", "rhythm_global")  # checksum order: format 1's three first
+#: the tensors each readable format holds
+FORMAT_TENSORS = {"vidmusician-features/1": TENSOR_NAMES[:3], SHARD_FORMAT: TENSOR_NAMES}
+RHYTHM_TENSORS = ("rhythm", "rhythm_global")  # [T*50] each, 50 Hz
 TOKEN_RATE_HZ = 50
 INDEX_COLUMNS = ["clip_id", "shard", "split", "query", "source_id", "clip_s", "embed_dim", "sha256", "config"]
-_DTYPES = {"global": np.float16, "rhythm": np.float32, "codes": np.int16}
+_DTYPES = {"global": np.float16, "rhythm": np.float32, "rhythm_global": np.float32, "codes": np.int16}
 
 
 def tensors_sha256(tensors: Mapping[str, np.ndarray]) -> str:
-    """A checksum over name, dtype, shape and bytes of the three tensors, in a fixed order."""
+    """A checksum over name, dtype, shape and bytes of the tensors present, in a fixed order."""
     h = hashlib.sha256()
-    for name in TENSOR_NAMES:
+    for name in (n for n in TENSOR_NAMES if n in tensors):
         a = np.ascontiguousarray(tensors[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
@@ -61,11 +65,13 @@ class ShardEntry:
         for name, dtype in _DTYPES.items():
             if self.tensors[name].dtype != dtype:
                 raise ValueError(f"clip {self.clip_id}: {name} must be {np.dtype(dtype)}, got {self.tensors[name].dtype}")
-        g, r, c = (self.tensors[n] for n in TENSOR_NAMES)
+        g, c = self.tensors["global"], self.tensors["codes"]
         t = g.shape[0]
-        if g.ndim != 2 or r.shape != (t * TOKEN_RATE_HZ,) or c.ndim != 2 or c.shape[1] != t * TOKEN_RATE_HZ:
+        rhythm = {n: self.tensors[n].shape for n in RHYTHM_TENSORS}
+        if (g.ndim != 2 or any(shape != (t * TOKEN_RATE_HZ,) for shape in rhythm.values())
+                or c.ndim != 2 or c.shape[1] != t * TOKEN_RATE_HZ):
             raise ValueError(
-                f"clip {self.clip_id}: misaligned tensors global {g.shape}, rhythm {r.shape}, codes {c.shape}: "
+                f"clip {self.clip_id}: misaligned tensors global {g.shape}, {rhythm}, codes {c.shape}: "
                 f"need [T, D], [T*{TOKEN_RATE_HZ}], [K, T*{TOKEN_RATE_HZ}]"
             )
         json.loads(self.config)
@@ -99,7 +105,7 @@ def read_shard_rows(path: str | Path) -> list[dict]:
     """The index rows stored in a shard's header."""
     with safe_open(str(path), framework="np") as f:
         meta = f.metadata() or {}
-    if meta.get("format") != SHARD_FORMAT:
+    if meta.get("format") not in FORMAT_TENSORS:
         raise ValueError(f"{path}: not a {SHARD_FORMAT} shard (format={meta.get('format')!r})")
     rows = json.loads(meta["clips"])
     for r in rows:
@@ -235,26 +241,31 @@ class ShardReader:
             raise KeyError(f"clip {clip_id} has no features in {self.dir}: run `vidmusician features`")
         shard = self.index.at[clip_id, "shard"]
         if shard not in self._handles:
-            self._handles[shard] = safe_open(str(self.dir / shard), framework=self.framework)
+            handle = safe_open(str(self.dir / shard), framework=self.framework)
+            names = FORMAT_TENSORS.get((handle.metadata() or {}).get("format"), TENSOR_NAMES[:3])
+            self._handles[shard] = (handle, names)
         return self._handles[shard]
 
+    def tensor_names(self, clip_id: str) -> tuple[str, ...]:
+        """The tensors stored for a clip (format 1 shards have no ``rhythm_global``)."""
+        return self._handle(clip_id)[1]
+
     def get(self, clip_id: str) -> dict:
-        """All three tensors of a clip: {"global": [T, D], "rhythm": [T*50], "codes": [K, T*50]}."""
-        f = self._handle(clip_id)
-        return {n: f.get_tensor(f"{clip_id}/{n}") for n in TENSOR_NAMES}
+        """A clip's tensors: {"global": [T, D], "rhythm", "rhythm_global": [T*50], "codes": [K, T*50]}."""
+        f, names = self._handle(clip_id)
+        return {n: f.get_tensor(f"{clip_id}/{n}") for n in names}
 
     def window(self, clip_id: str, start_s: int, window_s: int) -> dict:
         """Aligned slices [start_s, start_s + window_s) of the three tensors, read without the rest."""
         clip_s = int(self.index.at[clip_id, "clip_s"]) if clip_id in self else 0
         if not (0 <= start_s and start_s + window_s <= clip_s and window_s > 0):
             raise ValueError(f"clip {clip_id}: window [{start_s}, {start_s + window_s}) s outside [0, {clip_s}] s")
-        f = self._handle(clip_id)
+        f, names = self._handle(clip_id)
         a, b = start_s * TOKEN_RATE_HZ, (start_s + window_s) * TOKEN_RATE_HZ
-        return {
-            "global": f.get_slice(f"{clip_id}/global")[start_s : start_s + window_s],
-            "rhythm": f.get_slice(f"{clip_id}/rhythm")[a:b],
-            "codes": f.get_slice(f"{clip_id}/codes")[:, a:b],
-        }
+        out = {"global": f.get_slice(f"{clip_id}/global")[start_s : start_s + window_s],
+               "codes": f.get_slice(f"{clip_id}/codes")[:, a:b]}
+        out.update({n: f.get_slice(f"{clip_id}/{n}")[a:b] for n in RHYTHM_TENSORS if n in names})
+        return out
 
     def verify(self, clip_id: str) -> bool:
         """True when the stored tensors still match the index checksum."""

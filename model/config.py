@@ -63,7 +63,9 @@ class RhythmConfig:
     enabled: bool = True
     style: RhythmStyle = "vidmusician"  # "musicongen": shared O, first self-attention of each block trained
     init_technique: bool = True  # zero O + identity L_j; False: PyTorch's default Linear init (ablation IT)
-    source: RhythmSource = "all_tokens"  # provenance of d (ablation AT: "global" = CLS-token similarity)
+    # provenance of d (ablation AT: "global" = CLS-token similarity); train on the matching signal with
+    # dvmset.dataset.FeatureWindows(..., rhythm_source=config.rhythm.source)
+    source: RhythmSource = "all_tokens"
     layers_per_block: int = 4
     block_fraction: float = 0.75  # the first 3/4 of the blocks get the rhythm signal
 

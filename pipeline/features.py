@@ -2,6 +2,8 @@
 
 ``global`` [clip_s, D] fp16: pooled CLS embedding of frames 0, 25, 50, ... (1 fps, Eq. 1);
 ``rhythm`` [clip_s*50] fp32: Eq. 4 + Algorithm 1 on the patch tokens of every frame;
+``rhythm_global`` [clip_s*50] fp32: the same on the pooled (CLS) embedding alone, the paper's
+    "global features for rhythm" ablation (Table 2, AT off), from the same forward;
 ``codes``  [4, clip_s*50] int16: MusicGen EnCodec tokens of the clip's audio at 32 kHz mono.
 A producer thread decodes (ffmpeg rawvideo pipe, resized and cropped by ffmpeg) into a bounded
 queue while the model runs on the previous batch; no frame is decoded twice.
@@ -66,20 +68,24 @@ class ClipFeatures:
     """The three aligned tensors of one clip (numpy, ready for a shard)."""
 
     global_: np.ndarray  # [clip_s, D] float16
-    rhythm: np.ndarray  # [clip_s * 50] float32
+    rhythm: np.ndarray  # [clip_s * 50] float32, from the patch tokens (Eq. 4)
+    rhythm_global: np.ndarray  # [clip_s * 50] float32, from the pooled embedding (ablation AT off)
     codes: np.ndarray  # [4, clip_s * 50] int16
 
     def __post_init__(self) -> None:
         t = self.global_.shape[0]
         if self.global_.ndim != 2 or self.global_.dtype != np.float16:
             raise ValueError(f"global must be [T, D] float16, got {self.global_.shape} {self.global_.dtype}")
-        if self.rhythm.shape != (t * FRAME_RATE,) or self.rhythm.dtype != np.float32:
-            raise ValueError(f"rhythm must be [{t * FRAME_RATE}] float32, got {self.rhythm.shape} {self.rhythm.dtype}")
+        for name in ("rhythm", "rhythm_global"):
+            r = getattr(self, name)
+            if r.shape != (t * FRAME_RATE,) or r.dtype != np.float32:
+                raise ValueError(f"{name} must be [{t * FRAME_RATE}] float32, got {r.shape} {r.dtype}")
         if self.codes.ndim != 2 or self.codes.shape[1] != t * FRAME_RATE or self.codes.dtype != np.int16:
             raise ValueError(f"codes must be [K, {t * FRAME_RATE}] int16, got {self.codes.shape} {self.codes.dtype}")
 
     def tensors(self) -> dict[str, np.ndarray]:
-        return {"global": self.global_, "rhythm": self.rhythm, "codes": self.codes}
+        return {"global": self.global_, "rhythm": self.rhythm, "rhythm_global": self.rhythm_global,
+                "codes": self.codes}
 
 
 def _ffmpeg(*args: str) -> list[str]:
@@ -161,20 +167,27 @@ def _prefetch(it: Iterator[np.ndarray], maxsize: int) -> Iterator[np.ndarray]:
                 thread.join(timeout=0.1)
 
 
-def video_features(path: Path, encoder: ClipImageEncoder, cfg: ExtractConfig) -> tuple[np.ndarray, np.ndarray]:
-    """One pass over the frames: (global [clip_s, D] float16, rhythm [clip_s*50] float32)."""
+def video_features(path: Path, encoder: ClipImageEncoder,
+                   cfg: ExtractConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the frames: global [clip_s, D] float16, rhythm and rhythm_global [clip_s*50] float32.
+
+    ``rhythm`` compares every patch token of a frame with the next frame's (Eq. 4); ``rhythm_global``
+    compares the pooled embeddings alone (one "token" per frame), for the AT-off ablation.
+    """
     n_frames = cfg.n_frames
     sims: list[torch.Tensor] = []  # chunks of [b] inter-frame similarities (Eq. 4)
+    sims_global: list[torch.Tensor] = []  # the same on the pooled embedding
     pooled_1fps: list[torch.Tensor] = []  # [D] each
     prev: torch.Tensor | None = None  # unit patch tokens of the last frame seen, [1, K, C]
+    prev_pooled: torch.Tensor | None = None  # [1, 1, D]
     seen = 0
     for frames in _prefetch(iter_frame_batches(path, encoder.image_size, cfg), cfg.queue_batches):
         pooled, tokens = encoder(frames)  # [B, D], [B, K, C]
-        tokens = unit_tokens(tokens)
-        chain = tokens if prev is None else torch.cat([prev, tokens])  # [B(+1), K, C]
-        if chain.shape[0] > 1:
-            sims.append(pairwise_similarity(chain[:-1], chain[1:]).cpu())
-        prev = tokens[-1:]
+        for toks, last, out in ((unit_tokens(tokens), prev, sims), (unit_tokens(pooled[:, None]), prev_pooled, sims_global)):
+            chain = toks if last is None else torch.cat([last, toks])  # [B(+1), K, C]
+            if chain.shape[0] > 1:
+                out.append(pairwise_similarity(chain[:-1], chain[1:]).cpu())
+        prev, prev_pooled = unit_tokens(tokens[-1:]), unit_tokens(pooled[-1:, None])
         first = (-seen) % VIDEO_FPS  # first index in this batch on a whole second
         pooled_1fps.extend(pooled[first::VIDEO_FPS].cpu())
         seen += frames.shape[0]
@@ -183,12 +196,14 @@ def video_features(path: Path, encoder: ClipImageEncoder, cfg: ExtractConfig) ->
         raise StageError(STAGE, f"{path.name}: {seen} frames at {VIDEO_FPS} fps, need {n_frames}")
     if short:
         log.warning("%s: %d frames short of %d; repeating the last frame", path.name, short, n_frames)
-    sim = torch.cat(sims).double().numpy() if sims else np.zeros(0)
-    sim = np.concatenate([sim, np.ones(short)])  # repeated frames: similarity 1, distance 0
+    def rhythm(chunks: list[torch.Tensor]) -> np.ndarray:
+        sim = torch.cat(chunks).double().numpy() if chunks else np.zeros(0)
+        return distance_sequence(np.concatenate([sim, np.ones(short)]))  # repeated frames: distance 0
+
     glob = torch.stack(pooled_1fps)
     if glob.shape[0] < cfg.clip_s:
         glob = torch.cat([glob, glob[-1:].expand(cfg.clip_s - glob.shape[0], -1)])
-    return glob.numpy().astype(np.float16), distance_sequence(sim)
+    return glob.numpy().astype(np.float16), rhythm(sims), rhythm(sims_global)
 
 
 def read_audio(path: Path, cfg: ExtractConfig) -> np.ndarray:
@@ -215,9 +230,9 @@ def extract_clip(
     path = Path(path)
     if not path.is_file():
         raise StageError(STAGE, f"clip file {path} is missing")
-    glob, rhythm = video_features(path, encoder, cfg)
+    glob, rhythm, rhythm_global = video_features(path, encoder, cfg)
     codes = encode_waveform(codec, read_audio(path, cfg))  # [4, clip_s * 50]
-    return ClipFeatures(global_=glob, rhythm=rhythm, codes=codes)
+    return ClipFeatures(global_=glob, rhythm=rhythm, rhythm_global=rhythm_global, codes=codes)
 
 
 @dataclass(frozen=True)

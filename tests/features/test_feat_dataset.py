@@ -83,3 +83,14 @@ def test_dataloader_workers_open_their_own_handles(features_dir):
     (batch,) = list(loader)
     assert sorted(batch["clip_id"]) == sorted(ds.clip_ids)
     assert (batch["codes"][:, 0, 0] == 50).all()
+
+
+def test_the_global_rhythm_ablation_reads_its_own_aligned_signal(features_dir):
+    ds = FeatureWindows(features_dir, window_s=2, seed=3, rhythm_source="global")
+    for i in range(len(ds)):
+        item = ds[i]
+        o = item["offset_s"]  # rhythm_global[i] = rhythm[i] + 1000 in the synthetic tensors
+        np.testing.assert_allclose(item["rhythm"].numpy(), np.arange(50 * o, 50 * (o + 2)) / 50 + 1000)
+        np.testing.assert_array_equal(item["codes"][0].numpy(), np.arange(50 * o, 50 * (o + 2)))
+    with pytest.raises(ValueError, match="rhythm_source"):
+        FeatureWindows(features_dir, rhythm_source="cls")

@@ -10,6 +10,7 @@ from pipeline.clip_encoder import ClipEncoderSpec, ClipImageEncoder, load_clip_e
 from pipeline.codec import check_codec, encode_waveform
 from pipeline.errors import StageError
 from pipeline.features import ExtractConfig, extract_clip, iter_frame_batches, read_audio, video_features
+from pipeline.rhythm import distance_sequence
 
 
 class CountingEncoder:
@@ -28,7 +29,7 @@ def test_every_frame_decoded_once_and_seen_once(clip_factory, tiny_encoder):
     clip = clip_factory(4.0, cut_every_s=2.0)
     cfg = ExtractConfig(clip_s=4, batch_size=7, queue_batches=2)
     counting = CountingEncoder(tiny_encoder)
-    glob, rhythm = video_features(clip, counting, cfg)
+    glob, rhythm, rhythm_global = video_features(clip, counting, cfg)
     seen = np.concatenate(counting.frames)
     assert seen.shape == (100, 32, 32, 3)  # 4 s x 25 fps, each exactly once, in order
     decoded = np.concatenate(list(iter_frame_batches(clip, 32, cfg)))
@@ -38,37 +39,45 @@ def test_every_frame_decoded_once_and_seen_once(clip_factory, tiny_encoder):
     np.testing.assert_allclose(glob.astype(np.float32), pooled.numpy(), rtol=1e-2, atol=1e-3)
     assert glob.shape == (4, 32) and glob.dtype == np.float16
     assert rhythm.shape == (200,) and rhythm.dtype == np.float32
+    # rhythm_global: Algorithm 1 on the cosine similarity of consecutive pooled embeddings
+    every, _ = tiny_encoder(decoded)
+    cos = torch.nn.functional.cosine_similarity(every[:-1].double(), every[1:].double(), dim=-1)
+    np.testing.assert_allclose(rhythm_global, distance_sequence(cos.numpy()), atol=1e-5)
+    assert rhythm_global.dtype == np.float32 and not np.allclose(rhythm_global, rhythm)
 
 
 def test_batching_does_not_change_the_rhythm(clip_factory, tiny_encoder):
     clip = clip_factory(4.0, cut_every_s=2.0)
-    _, a = video_features(clip, tiny_encoder, ExtractConfig(clip_s=4, batch_size=100))
-    _, b = video_features(clip, tiny_encoder, ExtractConfig(clip_s=4, batch_size=3))
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    a = video_features(clip, tiny_encoder, ExtractConfig(clip_s=4, batch_size=100))
+    b = video_features(clip, tiny_encoder, ExtractConfig(clip_s=4, batch_size=3))
+    for x, y in zip(a[1:], b[1:], strict=True):  # both rhythm signals
+        np.testing.assert_allclose(x, y, atol=1e-5)
 
 
 def test_rhythm_peaks_at_the_cut_with_random_weights(clip_factory):
     clip = clip_factory(4.0, cut_every_s=2.0)  # hue flips at 2.0 s = frame 50 -> 50 Hz index 100
     for seed in (0, 1):
         enc = load_clip_encoder(ClipEncoderSpec.tiny(seed=seed))
-        _, d = video_features(clip, enc, ExtractConfig(clip_s=4))
+        _, d, d_global = video_features(clip, enc, ExtractConfig(clip_s=4))
         assert abs(int(np.argmax(d)) - 100) <= 1
-        assert np.all(d[1::2] == 0.0)  # Algorithm 1's interleaved zeros
-        assert d[0] == 0.0
+        for x in (d, d_global):  # the pooled embedding alone need not peak there (the paper's AT finding)
+            assert np.all(x[1::2] == 0.0)  # Algorithm 1's interleaved zeros
+            assert x[0] == 0.0
 
 
 def test_rhythm_is_zero_across_static_frames(static_clip, tiny_encoder):
-    _, d = video_features(static_clip, tiny_encoder, ExtractConfig(clip_s=4))
-    assert int(np.argmax(d)) == 100 and d[100] > 0.01
-    rest = np.delete(d, 100)
-    assert np.abs(rest).max() < 1e-5
+    _, *both = video_features(static_clip, tiny_encoder, ExtractConfig(clip_s=4))
+    for d in both:
+        assert int(np.argmax(d)) == 100 and d[100] > 0.01
+        rest = np.delete(d, 100)
+        assert np.abs(rest).max() < 1e-5
 
 
 def test_extract_clip_aligns_three_tensors(clip_factory, tiny_encoder, tiny_codec):
     clip = clip_factory(4.0, cut_every_s=2.0)
     f = extract_clip(clip, tiny_encoder, tiny_codec, ExtractConfig(clip_s=4))
     assert f.global_.shape == (4, 32)
-    assert f.rhythm.shape == (200,)
+    assert f.rhythm.shape == f.rhythm_global.shape == (200,)
     assert f.codes.shape == (4, 200) and f.codes.dtype == np.int16
     wav = read_audio(clip, ExtractConfig(clip_s=4))
     assert wav.shape == (4 * 32000,) and np.abs(wav).max() > 0.05  # the synthetic beat is there

@@ -92,5 +92,27 @@ print(row.sha256[:8], json.dumps({{k: list(v.shape) for k, v in t.items()}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     checksum, shapes = out.split(" ", 1)
-    assert json.loads(shapes) == {"a-00000/global": [6, 8], "a-00000/rhythm": [300], "a-00000/codes": [2, 300]}
+    assert json.loads(shapes) == {"a-00000/global": [6, 8], "a-00000/rhythm": [300], "a-00000/rhythm_global": [300],
+                                  "a-00000/codes": [2, 300]}
     assert checksum == tensors_sha256(synthetic(seed=3))[:8]
+
+
+def test_format_1_shards_still_read_without_rhythm_global(tmp_path):
+    """Shards written before rhythm_global existed: read, verified, windowed; the ablation says why not."""
+    from safetensors.numpy import save_file
+
+    from dvmset.dataset import FeatureWindows
+
+    t = {k: v for k, v in synthetic().items() if k != "rhythm_global"}
+    row = {"clip_id": "old-00000", "shard": "shard-00000.safetensors", "split": "train", "query": "q",
+           "source_id": "old", "clip_s": 6, "embed_dim": 8, "sha256": tensors_sha256(t), "config": CONFIG}
+    save_file({f"old-00000/{k}": v for k, v in t.items()}, str(tmp_path / "shard-00000.safetensors"),
+              metadata={"format": "vidmusician-features/1", "clips": json.dumps([row])})
+    store = FeatureStore(tmp_path)
+    assert store.recover() == ["shard-00000.safetensors"]
+    reader = ShardReader(tmp_path)
+    assert sorted(reader.get("old-00000")) == ["codes", "global", "rhythm"]
+    assert reader.verify("old-00000") and "rhythm_global" not in reader.window("old-00000", 1, 2)
+    assert FeatureWindows(tmp_path, window_s=2)[0]["rhythm"].shape == (100,)
+    with pytest.raises(ValueError, match="format 1"):
+        FeatureWindows(tmp_path, window_s=2, rhythm_source="global")
