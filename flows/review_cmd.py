@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (8000)")
+    p.add_argument("--forwarded-allow-ips", default=os.environ.get("VIDMUSICIAN_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                   help="addresses of the TLS reverse proxy whose X-Forwarded-Proto/-For are trusted, comma "
+                        "separated, '*' for any (default 127.0.0.1 or $VIDMUSICIAN_FORWARDED_ALLOW_IPS); behind "
+                        "a trusted https proxy the sign-in cookie is marked Secure")
     p.add_argument("--overlap", type=int, default=1, metavar="N",
                    help="independent verdicts each clip needs (1; >1 for agreement studies)")
     p.add_argument("--lease-seconds", type=float, default=600.0, help="how long a handed-out clip is reserved (600)")
@@ -54,7 +59,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         print(f"warning: serving on {args.host}; anyone who can reach it still needs a token", file=sys.stderr)
     print(f"review tool on http://{args.host}:{args.port}/ (overlap {policy.overlap}); "
           "annotators sign in with their login link", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=True,
+                forwarded_allow_ips=args.forwarded_allow_ips)
     return 0
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +19,7 @@ from review_helpers import seed
 
 from annotation_ui.app import create_app
 from dvmset.catalog import Catalog
+from dvmset.review import add_annotator
 from flows.cli import build_parser, main
 
 
@@ -57,3 +65,35 @@ def test_export_refuses_unknown_format(data_root):
 def test_review_command_defaults_to_localhost():
     args = build_parser().parse_args(["review", "--overlap", "3"])
     assert (args.host, args.port, args.overlap) == ("127.0.0.1", 8000, 3)
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [("127.0.0.1", True), ("10.9.9.9", False)])
+def test_sign_in_cookie_is_secure_behind_a_trusted_https_proxy(data_root, monkeypatch, trusted, secure):
+    """The real `vidmusician review` server (uvicorn): X-Forwarded-Proto counts only from a trusted proxy."""
+    monkeypatch.delenv("VIDMUSICIAN_DB", raising=False)
+    catalog = Catalog(data_root.catalog_url)
+    with catalog.session() as s:
+        _, token = add_annotator(s, "ann")
+    catalog.dispose()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "review", "--root", str(data_root.path), "--port",
+                             str(port), "--forwarded-allow-ips", trusted], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/login", params={"token": token},
+                              headers={"X-Forwarded-Proto": "https"})
+                break
+            except httpx.ConnectError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the review server did not start"
+                time.sleep(0.2)
+        cookie = r.headers["set-cookie"].lower()
+        assert r.status_code == 200 and "httponly" in cookie and "samesite=strict" in cookie
+        assert ("secure" in cookie.split("; ")) is secure
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
