@@ -104,6 +104,12 @@ class Item:
         return self.id or dl.url_key(self.url)
 
 
+def _origin(item: Item) -> dict:
+    """Where a source came from, for its row. A video a query found keeps that query when it is also
+    reached by a plain URL (its query drives the per-query counts and the stratified split)."""
+    return {"url": item.url, **({"query": item.query} if item.query is not None else {})}
+
+
 def _hash(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -132,7 +138,7 @@ def _fail_source(cat: Catalog, item: Item, source_id: str, err: BaseException) -
     stage = getattr(err, "stage", None)
     reason = str(err) if isinstance(err, StageError) else f"{type(err).__name__}: {err}"
     log.warning("source %s failed: %s", source_id, reason)
-    _upsert_source(cat, source_id, url=item.url, query=item.query, status=SourceStatus.FAILED,
+    _upsert_source(cat, source_id, **_origin(item), status=SourceStatus.FAILED,
                    stage=stage, error=reason)
 
 
@@ -287,7 +293,7 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
             _drop_placeholder(cat, source_id)
             source_id = got.id
         _upsert_source(
-            cat, source_id, url=item.url, query=item.query, title=got.title, uploader=got.uploader,
+            cat, source_id, **_origin(item), title=got.title, uploader=got.uploader,
             license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
             media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
         )
@@ -403,7 +409,7 @@ def curate_flow(
     known = known_source_ids(cat)
     for it in todo:  # a row per source before any work, so a killed run leaves it pending, not unknown
         if it.key not in known:
-            _upsert_source(cat, it.key, url=it.url, query=it.query)
+            _upsert_source(cat, it.key, **_origin(it))
     if on_plan:
         on_plan(len(todo), skipped)
     futures = [curate_source.submit(it, str(root.path), db_url, cfg, res, on_event) for it in todo]

@@ -150,6 +150,27 @@ def _finished_clips(cat: Catalog) -> list[str]:
         return list(s.scalars(select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW)))
 
 
+def test_a_video_found_by_a_query_and_given_as_a_url_is_curated_once_under_its_query(
+        served, data_root: DataRoot, catalog: Catalog, prefect_harness, monkeypatch):
+    """A search hit and a plain URL of the same video in one run: one source row that keeps the
+    query (the split is stratified by it), its clips made once."""
+    from flows.curate import run_curate
+    from pipeline import download as dl
+
+    url = f"{served}/good-a.mp4"
+    vid = dl.download(url, data_root.sources_dir, dl.DownloadOptions()).id
+    # yt-dlp's YouTube search cannot run offline; the hit it would return is all that is replaced
+    monkeypatch.setattr(dl, "search", lambda q, n, opts: [dl.Entry(id=vid, url=url, title="a", duration_s=65.0)])
+    result = run_curate(data_root, catalog.url, queries=["city promo"], urls=[url], cfg=_cfg(workers=1))
+    assert result["planned"] == 2 and result["done"] == 2 and result["failed"] == 0
+    with catalog.session() as s:
+        sources = list(s.scalars(select(Source)))
+        clips = s.scalars(select(Clip.id)).all()
+        clip_runs = s.scalars(select(Run.key).where(Run.stage == "clip")).all()
+    assert [(r.id, r.query, r.status) for r in sources] == [(vid, "city promo", SourceStatus.DONE)]
+    assert len(clips) == 1 and clip_runs == clips
+
+
 def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
