@@ -84,6 +84,37 @@ def add_annotator(session: Session, name: str) -> tuple[Annotator, str]:
     return ann, token
 
 
+#: token_hash prefix of a revoked annotator: never equal to a SHA-256 hex digest, so no token matches
+REVOKED = "revoked-"
+
+
+def _annotator_named(session: Session, name: str) -> Annotator:
+    ann = session.scalars(select(Annotator).where(Annotator.name == name.strip())).first()
+    if ann is None:
+        raise NotFound(f"no annotator named {name!r} (`vidmusician annotators list` shows them)")
+    return ann
+
+
+def new_token(session: Session, name: str) -> str:
+    """Give an annotator a fresh token (a lost or leaked link); the old one stops working at once."""
+    ann = _annotator_named(session, name)
+    token = secrets.token_urlsafe(32)
+    ann.token_hash = hash_token(token)
+    return token
+
+
+def revoke_annotator(session: Session, name: str) -> int:
+    """No token of this annotator works any more; their decisions stay. Returns the leases released
+    (their reserved clips go back to the queue at once instead of when the lease expires)."""
+    ann = _annotator_named(session, name)
+    ann.token_hash = REVOKED + secrets.token_hex(16)
+    return session.execute(delete(Lease).where(Lease.annotator_id == ann.id)).rowcount or 0
+
+
+def is_revoked(ann: Annotator) -> bool:
+    return ann.token_hash.startswith(REVOKED)
+
+
 def annotator_for_token(session: Session, token: str | None) -> Annotator | None:
     if not token or len(token) > 256:
         return None

@@ -26,13 +26,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lease-seconds", type=float, default=600.0, help="how long a handed-out clip is reserved (600)")
     p.set_defaults(func=cmd_review)
 
-    p = sub.add_parser("annotators", help="add or list annotators")
+    p = sub.add_parser("annotators", help="add, list, re-link or revoke annotators")
     asub = p.add_subparsers(dest="annotators_command", required=True, metavar="ACTION")
     a = asub.add_parser("add", help="create an annotator and print their personal login link")
     a.add_argument("name")
     a.add_argument("--root", help=ROOT_HELP)
     a.add_argument("--url", default="http://127.0.0.1:8000", help="the review tool's base URL for the link")
     a.set_defaults(func=cmd_annotators_add)
+    a = asub.add_parser("link", help="a new login link for an annotator (the old one stops working)")
+    a.add_argument("name")
+    a.add_argument("--root", help=ROOT_HELP)
+    a.add_argument("--url", default="http://127.0.0.1:8000", help="the review tool's base URL for the link")
+    a.set_defaults(func=cmd_annotators_link)
+    a = asub.add_parser("revoke", help="sign an annotator out for good (their decisions stay)")
+    a.add_argument("name")
+    a.add_argument("--root", help=ROOT_HELP)
+    a.set_defaults(func=cmd_annotators_revoke)
     a = asub.add_parser("list", help="annotators and their decision counts")
     a.add_argument("--root", help=ROOT_HELP)
     a.set_defaults(func=cmd_annotators_list)
@@ -65,8 +74,6 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_annotators_add(args: argparse.Namespace) -> int:
-    from urllib.parse import urlencode
-
     from dvmset.review import Conflict, add_annotator
 
     catalog = open_catalog(resolve_root(args.root))
@@ -77,20 +84,61 @@ def cmd_annotators_add(args: argparse.Namespace) -> int:
     except (Conflict, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    _print_link(name, token, args.url)
+    return 0
+
+
+def _print_link(name: str, token: str, base_url: str) -> None:
+    from urllib.parse import urlencode
+
     print(f"annotator {name}: token {token}")
-    print(f"login link: {args.url.rstrip('/')}/login?{urlencode({'token': token})}")
+    print(f"login link: {base_url.rstrip('/')}/login?{urlencode({'token': token})}")
     print("keep it private: the token is shown only once (the catalog stores its hash)", file=sys.stderr)
+
+
+def cmd_annotators_link(args: argparse.Namespace) -> int:
+    from dvmset.review import NotFound, new_token
+
+    catalog = open_catalog(resolve_root(args.root))
+    try:
+        with catalog.session() as s:
+            token = new_token(s, args.name)
+    except NotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_link(args.name.strip(), token, args.url)
+    return 0
+
+
+def cmd_annotators_revoke(args: argparse.Namespace) -> int:
+    from dvmset.review import NotFound, revoke_annotator
+
+    catalog = open_catalog(resolve_root(args.root))
+    try:
+        with catalog.session() as s:
+            released = revoke_annotator(s, args.name)
+    except NotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"annotator {args.name.strip()} revoked: no link of theirs works now; their decisions stay; "
+          f"{released} reserved clip(s) back in the queue (`annotators link` signs them in again)")
     return 0
 
 
 def cmd_annotators_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
     from dvmset.agreement import agreement_report
+    from dvmset.review import is_revoked
+    from dvmset.tables import Annotator
 
     catalog = open_catalog(resolve_root(args.root))
     with catalog.session() as s:
         rep = agreement_report(s)
+        revoked = {a.name for a in s.scalars(select(Annotator)) if is_revoked(a)}
     for p in rep["annotators"]:
-        print(f"{p['name']}\t{p['decisions']} decisions\t{p['undone']} undone")
+        print(f"{p['name']}\t{p['decisions']} decisions\t{p['undone']} undone"
+              + ("\trevoked" if p["name"] in revoked else ""))
     return 0
 
 

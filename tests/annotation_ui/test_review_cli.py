@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from review_helpers import seed
+from sqlalchemy import func, select
 
 from annotation_ui.app import create_app
 from dvmset.catalog import Catalog
@@ -97,3 +98,48 @@ def test_sign_in_cookie_is_secure_behind_a_trusted_https_proxy(data_root, monkey
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_new_link_replaces_the_old_and_revoke_signs_out_for_good(data_root, capsys, monkeypatch):
+    from dvmset.tables import Decision, Lease
+
+    monkeypatch.delenv("VIDMUSICIAN_DB", raising=False)
+    root = ["--root", str(data_root.path)]
+
+    def token_from(out: str) -> str:
+        return parse_qs(urlsplit(re.search(r"login link: (\S+)", out).group(1)).query)["token"][0]
+
+    assert main(["annotators", "add", "ann", *root]) == 0
+    old = token_from(capsys.readouterr().out)
+    catalog = Catalog(data_root.catalog_url)
+    ids = seed(catalog, data_root, 3)
+    app = create_app(data_root, catalog)
+    h_old = {"Authorization": f"Bearer {old}"}
+    assert TestClient(app).post("/api/decisions", json={"clip_id": ids[0], "verdict": "accept"},
+                                headers=h_old).status_code == 201
+
+    assert main(["annotators", "link", "ann", *root]) == 0
+    new = token_from(capsys.readouterr().out)
+    assert new != old
+    assert TestClient(app).get("/api/next", headers=h_old).status_code == 401  # the old link is dead
+    h_new = {"Authorization": f"Bearer {new}"}
+    held = TestClient(app).get("/api/next", headers=h_new).json()["clip"]["id"]  # leased to ann now
+
+    assert main(["annotators", "revoke", "ann", *root]) == 0
+    assert "1 reserved clip(s) back in the queue" in capsys.readouterr().out
+    assert TestClient(app).get("/api/next", headers=h_new).status_code == 401
+    assert TestClient(app).get(f"/login?token={new}").status_code == 401
+    with catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(Lease)) == 0  # `held` is free for others
+        assert s.scalars(select(Decision.clip_id)).all() == [ids[0]]  # the verdict stays
+    assert held in ids[1:]
+    assert main(["annotators", "list", *root]) == 0
+    assert re.search(r"^ann\t1 decisions\t0 undone\trevoked$", capsys.readouterr().out, re.M)
+
+    assert main(["annotators", "link", "ann", *root]) == 0  # signs them in again
+    assert TestClient(app).get("/api/next", headers={"Authorization": f"Bearer {token_from(capsys.readouterr().out)}"}
+                               ).status_code == 200
+    for action in ("link", "revoke"):
+        assert main(["annotators", action, "nobody", *root]) == 2
+        assert "no annotator named 'nobody'" in capsys.readouterr().err
+    catalog.dispose()
