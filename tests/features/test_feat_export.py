@@ -116,8 +116,20 @@ def test_export_writes_manifest_jsonl_card_and_the_split(data_root, catalog, cli
         assert info["clip_id"] + ".mp4" == meta.path.rsplit("/", 1)[1]
         assert open(meta.path, "rb").read() == clip.read_bytes()
     card = (out / "DATASET.md").read_text()
-    assert "| query 0 |" in card and "acceptance rate" in card and "Fleiss" in card
     assert "not available" not in card.lower()
+    # the per-query table, cell by cell, against numbers worked out here from the layout and the manifest
+    table = {cells[0]: cells[1:] for line in card.splitlines() if line.startswith("| query ")
+             for cells in [[c.strip() for c in line.strip("|").split("|")]] if cells[0] != "query"}
+    assert sorted(table) == ["query 0", "query 1", "query 2"]
+    for q, row in table.items():
+        accepted = sum(n for qq, n in layout.values() if qq == q)
+        rejected = 2 if q == "query 0" else 0
+        in_split = m[m["query"] == q].split.value_counts()
+        assert row == [str(in_split.get("train", 0)), str(in_split.get("test", 0)), str(accepted), str(rejected),
+                       str(accepted + rejected), f"{accepted / (accepted + rejected):.1%}"], q
+    assert f"{len(ids) + 2} clips cut, {len(ids) + 2} reviewed, {len(ids)} accepted" in card
+    # 4 clips, 2 raters, one disagreement: p(accept) = 7/8, P_e = 50/64, P = 3/4 -> kappa = -1/7
+    assert "Fleiss' kappa (accept/reject): -0.143 over 4 clips" in card
 
     # a re-export with more accepted clips never moves a video across splits
     add_clips(catalog, data_root, clip, {"w0": ("query 1", 2), "w1": ("query 2", 1)})

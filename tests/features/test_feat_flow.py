@@ -60,6 +60,9 @@ def test_features_then_export_then_dataset(data_root, catalog, clip_factory, pre
     assert main(["features", *root, *TINY, "--retry-failed"]) == 1  # tried again, fails again
     assert len(store.index()) == len(idx)
     assert main(["features", *root, "--clip-model", "tiny", "--codec", "tiny", "--clip-seconds", "3"]) == 2
+    refused = capsys.readouterr().err
+    assert "holds features made with" in refused and "'clip_s': 4" in refused and "'clip_s': 3" in refused
+    assert len(store.index()) == len(idx) and len(store.shard_files()) == 2  # nothing written
 
     with file_lock(data_root.features_dir / ".lock"):  # a features run is writing the index
         assert main(["export", *root, "--name", "v1", "--test-fraction", "0.4"]) == 2
