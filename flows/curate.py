@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dvmset.catalog import Catalog
-from dvmset.io import file_lock, remove_partials
+from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Run, Source
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Events sent to ``on_event``: ("source", source_id, status) and ("clip", clip_id, status).
 EventHook = Callable[[str, str, str], None]
-SOURCE_LOCK = ".lock"  # in each source folder: held while a worker processes that source
 
 
 @dataclass(frozen=True)
@@ -297,7 +296,7 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
             license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
             media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
         )
-        with file_lock(root.source_dir(source_id) / SOURCE_LOCK):  # one worker per source, across runs
+        with dl.source_lock(root.sources_dir, source_id):  # one worker per source, across runs
             status = _process_source(cat, root, cfg, res, source_id, got, on_event)
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
         _fail_source(cat, item, source_id, err)
@@ -330,7 +329,11 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
 
 
 def _remove_leftovers(root: DataRoot, source_id: str) -> None:
-    """Delete the half-written files a killed run left for this source (its clips and its audio)."""
+    """Delete the half-written files a killed run left for this source (its clips and its audio).
+
+    Safe only under the source's lock: every write into the source folder and every clip of this
+    source happens under it (the download's info.json included), so no live writer owns these.
+    """
     clips = remove_partials(root.clips_dir, f"{source_id}-[0-9][0-9][0-9][0-9][0-9]")
     for p in clips + remove_partials(root.source_dir(source_id)):
         log.info("removed %s left by an interrupted run", p.name)

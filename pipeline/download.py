@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dvmset.io import atomic_write_text
+from dvmset.io import atomic_write_text, file_lock
 from dvmset.layout import check_id
 from pipeline.errors import StageError
 from pipeline.probe import probe
@@ -40,6 +40,9 @@ _BY_URL = ".by-url"
 _OUR_KEY = "vidmusician"
 _WORK_PREFIX = ".dl-"
 _LOCK = ".lock"
+#: sources/.locks/{id}: held by whoever downloads or processes that source (one at a time); kept
+#: outside the source folder so a refused download leaves no folder behind
+_LOCKS = ".locks"
 
 
 @dataclass(frozen=True)
@@ -347,20 +350,28 @@ def download(url: str, sources_dir: Path, opts: DownloadOptions) -> Downloaded:
         if info.get("_type") in ("playlist", "multi_video"):
             raise StageError(STAGE, f"{url} is a playlist: pass the URLs of single videos")
         vid = source_id(info, url)
-        if (done := _load(sources_dir / vid)) is not None:
-            _remember(sources_dir, url, vid)
-            return done
-        if (why := duration_problem(_num(info.get("duration")), opts)) is not None:
-            raise StageError(STAGE, why)
-        try:
-            result = ydl.process_ie_result(info, download=True)
-        except yt_dlp.utils.YoutubeDLError as err:
-            raise _fail(err, url) from err
-        got = _downloaded_file(result, workdir)
-        duration = probe(got).duration_s
-        if (why := duration_problem(duration, opts)) is not None:
-            raise StageError(STAGE, why)
-        return _commit(sources_dir, vid, got, ydl.sanitize_info(result), url, duration)
+        # Another worker (this run or another) may hold the video: wait, then use what it finished.
+        with source_lock(sources_dir, vid):
+            if (done := _load(sources_dir / vid)) is not None:
+                _remember(sources_dir, url, vid)
+                return done
+            if (why := duration_problem(_num(info.get("duration")), opts)) is not None:
+                raise StageError(STAGE, why)
+            try:
+                result = ydl.process_ie_result(info, download=True)
+            except yt_dlp.utils.YoutubeDLError as err:
+                raise _fail(err, url) from err
+            got = _downloaded_file(result, workdir)
+            duration = probe(got).duration_s
+            if (why := duration_problem(duration, opts)) is not None:
+                raise StageError(STAGE, why)
+            return _commit(sources_dir, vid, got, ydl.sanitize_info(result), url, duration)
+
+
+def source_lock(sources_dir: Path, vid: str) -> contextlib.AbstractContextManager[None]:
+    """The lock of one source folder: one downloader or processor of that video at a time, across
+    threads and processes (flock; released by the kernel if the holder dies)."""
+    return file_lock(Path(sources_dir) / _LOCKS / check_id(vid, "video id"))
 
 
 @contextlib.contextmanager

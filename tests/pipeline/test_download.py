@@ -179,7 +179,7 @@ def test_too_short_source_is_refused_and_not_kept(served, tmp_path):
         download(served.url("sample.mp4"), sources, DownloadOptions(min_duration_s=60.0))
     assert err.value.permanent is True
     assert "shorter than" in str(err.value) and "60 s" in str(err.value)
-    assert [p.name for p in sources.iterdir()] == [], "no folder, no work folder, no URL index"
+    assert [p.name for p in sources.iterdir() if p.name != ".locks"] == [], "no folder, no work folder, no URL index"
 
 
 def test_too_long_source_is_refused(served, tmp_path):
@@ -292,3 +292,29 @@ def test_safe_id_keeps_good_ids_and_hashes_bad_ones():
     assert all(check_id(x) == x for x in bad)
     assert len(set(bad)) == len(bad)
     assert safe_id("a b") != safe_id("a_b")
+
+
+def test_a_video_someone_else_holds_is_waited_for_not_downloaded_twice(served, tmp_path):
+    """While another worker holds the video's folder, a download of it waits; once that worker has
+    finished the download, the waiting one uses it instead of fetching the file again."""
+    import threading
+    import time
+
+    from pipeline.download import source_lock
+
+    url = served.url("sample.mp4")
+    vid = download(url, tmp_path / "probe", SHORT_OK).id  # ids depend only on the URL
+    sources = tmp_path / "sources"
+    results: list = []
+    with source_lock(sources, vid):
+        waiter = threading.Thread(target=lambda: results.append(download(url, sources, SHORT_OK)))
+        waiter.start()
+        time.sleep(2.0)
+        assert waiter.is_alive() and not (sources / vid / "info.json").exists()
+        # the holder finishes the download itself (here: the same call, from this thread's work dir)
+        shutil.copytree(tmp_path / "probe" / vid, sources / vid, dirs_exist_ok=True)
+        finished = {p.name: p.stat().st_mtime_ns for p in (sources / vid).iterdir()}
+    waiter.join(timeout=30)
+    assert results and results[0].id == vid
+    assert {p.name: p.stat().st_mtime_ns for p in (sources / vid).iterdir()} == finished  # not fetched again
+    assert not _leftovers(sources)
