@@ -17,10 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (8000)")
-    p.add_argument("--forwarded-allow-ips", default=os.environ.get("VIDMUSICIAN_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+    p.add_argument("--forwarded-allow-ips", default=os.environ.get("VIDMUSICIAN_FORWARDED_ALLOW_IPS"),
                    help="addresses of the TLS reverse proxy whose X-Forwarded-Proto/-For are trusted, comma "
-                        "separated, '*' for any (default 127.0.0.1 or $VIDMUSICIAN_FORWARDED_ALLOW_IPS); behind "
-                        "a trusted https proxy the sign-in cookie is marked Secure")
+                        "separated, '*' for any (default $VIDMUSICIAN_FORWARDED_ALLOW_IPS, else uvicorn's: "
+                        "$FORWARDED_ALLOW_IPS or 127.0.0.1,::1); behind a trusted https proxy the sign-in "
+                        "cookie is marked Secure")
     p.add_argument("--overlap", type=int, default=1, metavar="N",
                    help="independent verdicts each clip needs (1; >1 for agreement studies)")
     p.add_argument("--lease-seconds", type=float, default=600.0, help="how long a handed-out clip is reserved (600)")
