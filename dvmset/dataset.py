@@ -1,7 +1,7 @@
 """The Dataset trainers read: aligned windows of global / rhythm / codes cut from feature shards.
 
 A window of W seconds starting at a whole second o is global[o : o+W] (1 fps), rhythm and codes
-[:, 50*o : 50*(o+W)] (50 Hz), so the three tensors always cover the same span of the clip
+[:, 50*o : 50*(o+W)] (50 Hz), so the tensors always cover the same span of the clip
 (paper §5.1: 30 s windows from the 60 s clips). Offsets are random per (seed, epoch, index) or
 fixed; any sampler works, ``DistributedSampler`` included.
 """
@@ -67,10 +67,12 @@ class FeatureWindows(Dataset):
             raise ValueError(f"no clips in {features_dir} (split={split!r}) can give a {need} s window")
         self.clip_ids: list[str] = list(idx.clip_id) if clip_ids is not None else sorted(idx.clip_id)
         self._clip_s = dict(zip(idx.clip_id, idx.clip_s.astype(int), strict=True))
-        old = [c for c in self.clip_ids[:1] if self.rhythm_key not in self.reader.tensor_names(c)]
+        one_per_shard = idx.drop_duplicates("shard").clip_id  # one header read per shard
+        old = [c for c in one_per_shard if self.rhythm_key not in self.reader.tensor_names(c)]
         if old:
-            raise ValueError(f"{features_dir} was extracted before `{self.rhythm_key}` existed (shard format 1): "
-                             "re-run `vidmusician features` into a new --root for the global-rhythm ablation")
+            raise ValueError(f"{features_dir} has shards made before `{self.rhythm_key}` existed (shard format 1, "
+                             f"e.g. {self.reader.index.at[old[0], 'shard']}): move {features_dir} aside and run "
+                             "`vidmusician features` again for the global-rhythm ablation")
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new random offsets for the next epoch (like ``DistributedSampler.set_epoch``)."""

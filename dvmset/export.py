@@ -272,5 +272,6 @@ def _card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: float, se
               "sample_rate, shard, title, url, license).",
               "- `train.jsonl`, `test.jsonl`: audiocraft AudioMeta lines; `audio/{clip_id}.json` holds MusicInfo.",
               "- Features: `features/index.parquet` + `features/shard-*.safetensors` under the data root "
-              "(global [T, D] fp16 at 1 fps, rhythm and rhythm_global [T*50] fp32, codes [4, T*50] int16).", ""]
+              "(global [T, D] fp16 at 1 fps, rhythm [T*50] fp32 and, from shard format 2, rhythm_global [T*50] fp32, "
+              "codes [4, T*50] int16).", ""]
     return "\n".join(lines)

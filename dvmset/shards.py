@@ -106,7 +106,8 @@ def read_shard_rows(path: str | Path) -> list[dict]:
     with safe_open(str(path), framework="np") as f:
         meta = f.metadata() or {}
     if meta.get("format") not in FORMAT_TENSORS:
-        raise ValueError(f"{path}: not a {SHARD_FORMAT} shard (format={meta.get('format')!r})")
+        raise ValueError(f"{path}: not a feature shard this version reads (format={meta.get('format')!r}; "
+                         f"reads {sorted(FORMAT_TENSORS)})")
     rows = json.loads(meta["clips"])
     for r in rows:
         r["shard"] = Path(path).name
@@ -242,8 +243,11 @@ class ShardReader:
         shard = self.index.at[clip_id, "shard"]
         if shard not in self._handles:
             handle = safe_open(str(self.dir / shard), framework=self.framework)
-            names = FORMAT_TENSORS.get((handle.metadata() or {}).get("format"), TENSOR_NAMES[:3])
-            self._handles[shard] = (handle, names)
+            fmt = (handle.metadata() or {}).get("format")
+            if fmt not in FORMAT_TENSORS:
+                raise ValueError(f"{self.dir / shard}: shard format {fmt!r} is not one this version reads "
+                                 f"({sorted(FORMAT_TENSORS)})")
+            self._handles[shard] = (handle, FORMAT_TENSORS[fmt])
         return self._handles[shard]
 
     def tensor_names(self, clip_id: str) -> tuple[str, ...]:
@@ -256,7 +260,7 @@ class ShardReader:
         return {n: f.get_tensor(f"{clip_id}/{n}") for n in names}
 
     def window(self, clip_id: str, start_s: int, window_s: int) -> dict:
-        """Aligned slices [start_s, start_s + window_s) of the three tensors, read without the rest."""
+        """Aligned slices [start_s, start_s + window_s) of the clip's tensors, read without the rest."""
         clip_s = int(self.index.at[clip_id, "clip_s"]) if clip_id in self else 0
         if not (0 <= start_s and start_s + window_s <= clip_s and window_s > 0):
             raise ValueError(f"clip {clip_id}: window [{start_s}, {start_s + window_s}) s outside [0, {clip_s}] s")

@@ -67,7 +67,7 @@ class FeaturesConfig:
 def _exclusive(features_dir: Path) -> Iterator[None]:
     """One features run per directory at a time; clears temp files a killed run left behind."""
     with FeatureStore(features_dir).exclusive("`vidmusician features`"):
-        for tmp in remove_partials(features_dir, "shard-*"):
+        for tmp in remove_partials(features_dir, "shard-*") + remove_partials(features_dir, "index"):
             log.info("removed %s left by an interrupted run", tmp.name)
         yield
 
@@ -77,10 +77,16 @@ def _check_compatible(store: FeatureStore, cfg: FeaturesConfig) -> None:
     want = cfg.identity()
     for raw in index.config.unique():
         have = json.loads(raw).get("identity", {})
+        if have.get("format") != want["format"]:
+            raise ValueError(
+                f"{store.dir} holds shard format {have.get('format')!r}; this version writes {want['format']!r}. "
+                f"It still reads them; to extract more, move {store.dir} aside and run `vidmusician features` "
+                "again, which re-extracts every accepted clip"
+            )
         if have != want:
             raise ValueError(
-                f"{store.dir} holds features made with {have}, this run uses {want}: use another --root "
-                "or move features/ aside before extracting with a different model"
+                f"{store.dir} holds features made with {have}, this run uses {want}: extract with the same "
+                f"options, or move {store.dir} aside to re-extract every accepted clip with the new ones"
             )
 
 

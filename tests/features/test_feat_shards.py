@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from feature_helpers import CONFIG, entry, synthetic
 
-from dvmset.shards import FeatureStore, ShardEntry, ShardReader, tensors_sha256, write_shard
+from dvmset.shards import FeatureStore, ShardEntry, ShardReader, read_shard_rows, tensors_sha256, write_shard
 
 
 def test_round_trip_and_random_access(tmp_path):
@@ -102,10 +102,15 @@ def test_format_1_shards_still_read_without_rhythm_global(tmp_path):
     from safetensors.numpy import save_file
 
     from dvmset.dataset import FeatureWindows
+    from flows.features_cmd import FeaturesConfig, _check_compatible
 
-    t = {k: v for k, v in synthetic().items() if k != "rhythm_global"}
+    t = {k: v for k, v in synthetic(seed=3).items() if k != "rhythm_global"}
+    # the digest format 1 wrote for these tensors (pinned: a change to the checksum breaks old stores)
+    assert tensors_sha256(t) == "7f0c450ee3168ddc3e5662fb2c4b8a93e06548fad009ccf37b5e11eb2867e71c"
+    cfg = FeaturesConfig(clip_model="tiny", codec="tiny", clip_s=6)
+    config = json.dumps({"identity": {**cfg.identity(), "format": "vidmusician-features/1"}})
     row = {"clip_id": "old-00000", "shard": "shard-00000.safetensors", "split": "train", "query": "q",
-           "source_id": "old", "clip_s": 6, "embed_dim": 8, "sha256": tensors_sha256(t), "config": CONFIG}
+           "source_id": "old", "clip_s": 6, "embed_dim": 8, "sha256": tensors_sha256(t), "config": config}
     save_file({f"old-00000/{k}": v for k, v in t.items()}, str(tmp_path / "shard-00000.safetensors"),
               metadata={"format": "vidmusician-features/1", "clips": json.dumps([row])})
     store = FeatureStore(tmp_path)
@@ -114,5 +119,21 @@ def test_format_1_shards_still_read_without_rhythm_global(tmp_path):
     assert sorted(reader.get("old-00000")) == ["codes", "global", "rhythm"]
     assert reader.verify("old-00000") and "rhythm_global" not in reader.window("old-00000", 1, 2)
     assert FeatureWindows(tmp_path, window_s=2)[0]["rhythm"].shape == (100,)
-    with pytest.raises(ValueError, match="format 1"):
+    with pytest.raises(ValueError, match="format 1.*move .* aside"):
         FeatureWindows(tmp_path, window_s=2, rhythm_source="global")
+    with pytest.raises(ValueError, match="shard format 'vidmusician-features/1'.*still reads them.*aside"):
+        _check_compatible(store, cfg)  # a features run into this folder says exactly why it cannot
+
+
+def test_a_shard_of_an_unknown_format_is_refused_not_guessed(tmp_path):
+    from safetensors.numpy import save_file
+
+    store = FeatureStore(tmp_path)
+    store.append(write_shard(store.shard_path(0), [entry("a-00000")]))
+    t = synthetic()
+    save_file({f"a-00000/{k}": v for k, v in t.items()}, str(store.shard_path(0)),
+              metadata={"format": "vidmusician-features/9", "clips": "[]"})
+    with pytest.raises(ValueError, match="features/9"):
+        ShardReader(tmp_path).get("a-00000")
+    with pytest.raises(ValueError, match="features/9"):
+        read_shard_rows(store.shard_path(0))
