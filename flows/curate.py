@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -24,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dvmset.catalog import Catalog
-from dvmset.io import remove_partials
+from dvmset.io import atomic_path, remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Run, Source
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 #: Events sent to ``on_event``: ("source", source_id, status) and ("clip", clip_id, status).
 EventHook = Callable[[str, str, str], None]
+VOCAL_ENERGY_FILE = "vocal_energy.npz"  # per source: per-second vocal and mix energy from the separator
 
 
 @dataclass(frozen=True)
@@ -215,19 +217,24 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
     """Separate and normalise the source's audio once; on a re-run read the recorded result."""
     cfg = res.cfg
     music_path = root.source_dir(source_id) / "music.wav"
+    energy_path = root.source_dir(source_id) / VOCAL_ENERGY_FILE
     key_hash = cfg.audio_params_hash()
     if music_path.exists() and _run_done(cat, "audio", source_id, key_hash):
         with cat.session() as s:
-            return {"music_path": music_path, "vocal_energy": s.get(Source, source_id).vocal_energy}
+            vocal_energy = s.get(Source, source_id).vocal_energy
+        per_s = np.load(energy_path)["energy_per_s"] if energy_path.exists() else None
+        return {"music_path": music_path, "vocal_energy": vocal_energy, "energy_per_s": per_s}
     t0 = time.perf_counter()
     wav, sr = load_audio(media)  # [C, N]
-    vocal_energy = None
+    vocal_energy = per_s = None
     if res.separator is not None:
         from pipeline import separate
 
         with res.lock:
             sep = separate.separate(res.separator, wav, sr, res.separator_cfg)
-        wav, vocal_energy = sep.music, sep.vocal_energy
+        wav, vocal_energy, per_s = sep.music, sep.vocal_energy, sep.energy_per_s
+        with atomic_path(energy_path) as tmp:
+            np.savez(tmp, energy_per_s=per_s)  # per-second vocal / mix energy, for each clip's share
     plan = loudness.plan_gain(wav, sr, target_lufs=cfg.target_lufs)
     save_audio(music_path, loudness.apply_gain(wav, plan), sr)
     _upsert_source(
@@ -236,7 +243,7 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
         gain_db=plan.gain_db, gain_limited=plan.limited,
     )
     _record_run(cat, "audio", source_id, key_hash, "done", time.perf_counter() - t0)
-    return {"music_path": music_path, "vocal_energy": vocal_energy}
+    return {"music_path": music_path, "vocal_energy": vocal_energy, "energy_per_s": per_s}
 
 
 def _finished_clip_ids(cat: Catalog, source_id: str, root: DataRoot) -> set[str]:
@@ -322,8 +329,9 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
     for span in spans:
         if clipping.clip_id(source_id, span.start_s) in finished:
             continue
-        _make_clip(cat, root, cfg, source_id, got.media_path, audio["music_path"], span,
-                   audio["vocal_energy"], on_event)
+        per_s = audio["energy_per_s"]  # None without a separator, or for audio made before it was kept
+        vocal = audio["vocal_energy"] if per_s is None else qc.vocal_share(per_s, span.start_s, span.end_s)
+        _make_clip(cat, root, cfg, source_id, got.media_path, audio["music_path"], span, vocal, on_event)
     _upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
     return SourceStatus.DONE
 

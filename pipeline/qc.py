@@ -180,6 +180,14 @@ def _audio_scores(wav: np.ndarray, sr: int) -> tuple[float, float | None, float 
     return silence, lufs, lra if math.isfinite(lra) else None
 
 
+def vocal_share(energy_per_s: np.ndarray, start_s: float, end_s: float) -> float:
+    """E(vocals) / E(mix) over the whole seconds [start_s, end_s) touches, from the separator's
+    per-second energies [2, seconds] (``Separation.energy_per_s``); 0 for silence."""
+    a, b = max(0, int(np.floor(start_s))), int(np.ceil(end_s))
+    vocal, mix = float(energy_per_s[0, a:b].sum()), float(energy_per_s[1, a:b].sum())
+    return vocal / mix if mix > 1e-12 else 0.0
+
+
 def qc_clip(clip_path: Path, *, vocal_energy: float | None = None) -> QCReport:
     """Score one clip: audio decoded once (silence, loudness, loudness range), frames decoded once.
 

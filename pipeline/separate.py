@@ -88,10 +88,15 @@ class SeparatorConfig:
 
 @dataclass(frozen=True)
 class Separation:
-    """``music`` [C, N] at the input's rate and channel count; ``vocal_energy`` = E(vocals) / E(mix)."""
+    """``music`` [C, N] at the input's rate and channel count; ``vocal_energy`` = E(vocals) / E(mix).
+
+    ``energy_per_s`` [2, ceil(N / sr)]: E(vocals) and E(mix) in each second of the input, so the
+    residual-vocal share of any window (a clip) is ``pipeline.qc.vocal_share(energy_per_s, start_s, end_s)``.
+    """
 
     music: np.ndarray
     vocal_energy: float
+    energy_per_s: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.music, np.ndarray) or self.music.ndim != 2:
@@ -321,13 +326,22 @@ def separate(model: torch.nn.Module, wav: np.ndarray, sr: int, cfg: SeparatorCon
     stems.mul_(std).add_(mean)  # in place: the stems are the largest array here (4× the mix)
     vocals = stems[sources.index(VOCALS)]  # [Cm, M]
     music = stems.sum(0) - vocals  # [Cm, M]
+    per_s = torch.stack([_energy_per_second(vocals, model_sr), _energy_per_second(mix, model_sr)]).numpy()
     mix_energy = float(mix.double().pow(2).sum())
     vocal_energy = float(vocals.double().pow(2).sum()) / mix_energy if mix_energy > 1e-12 else 0.0
     if sr != model_sr:
         music = julius.resample_frac(music, model_sr, sr, output_length=length)  # [Cm, N]
     if channels == 1:
         music = music.mean(0, keepdim=True)  # [1, N]
-    return Separation(music=music.numpy().astype(np.float32), vocal_energy=vocal_energy)
+    return Separation(music=music.numpy().astype(np.float32), vocal_energy=vocal_energy, energy_per_s=per_s)
+
+
+def _energy_per_second(x: torch.Tensor, sr: int) -> torch.Tensor:
+    """[C, M] -> [ceil(M / sr)] float64: the signal's energy (all channels) in each second."""
+    e = x.double().pow(2).sum(0)  # [M]
+    seconds = -(-e.shape[0] // sr)
+    return torch.nn.functional.pad(e, (0, seconds * sr - e.shape[0])).view(seconds, sr).sum(1)
+
 
 
 def separate_file(model: torch.nn.Module, src: Path, dest_wav: Path, cfg: SeparatorConfig) -> Separation:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -288,6 +289,7 @@ def test_demucs_path_through_the_flow_from_a_local_repo(served, data_root: DataR
                                                         tmp_path: Path, prefect_harness):
     """The real Demucs code (a random tiny HTDemucs saved as a local repo dir) runs inside the flow."""
     from flows.curate import run_curate
+    from pipeline.qc import vocal_share
     from pipeline.separate import save_separator_repo, tiny_htdemucs
 
     repo = save_separator_repo(tiny_htdemucs(), tmp_path / "demucs-repo", "tiny")
@@ -299,7 +301,13 @@ def test_demucs_path_through_the_flow_from_a_local_repo(served, data_root: DataR
         src = s.scalars(select(Source)).one()
         clip = s.scalars(select(Clip)).one()
     assert src.separator == "tiny" and src.vocal_energy is not None and src.vocal_energy >= 0
-    assert clip.vocal_energy == src.vocal_energy and clip.status == ClipStatus.PENDING_REVIEW
+    assert clip.status == ClipStatus.PENDING_REVIEW
+    # the clip's residual-vocal hint is its own window's share, from the separator's per-second energies
+    per_s = np.load(data_root.source_dir(src.id) / "vocal_energy.npz")["energy_per_s"]
+    assert per_s.shape[0] == 2 and abs(per_s.shape[1] - src.duration_s) <= 1.1  # a bin per second of audio
+    assert per_s[0].sum() / per_s[1].sum() == pytest.approx(src.vocal_energy, rel=1e-6)
+    assert clip.vocal_energy == pytest.approx(vocal_share(per_s, clip.start_s, clip.start_s + clip.duration_s))
+    assert clip.vocal_energy != src.vocal_energy  # 60 s of a 65 s source: not the whole source's number
 
 
 def test_missing_demucs_weights_fail_fast_with_how_to(served, tmp_path: Path, capsys, monkeypatch):

@@ -122,3 +122,13 @@ def test_corrupt_clip_is_a_stage_error(odd_media: dict[str, Path]) -> None:
 def test_one_second_clip_has_loudness_but_no_loudness_range(media_factory) -> None:
     report = qc_clip(media_factory("one_second", duration_s=1.0, cut_every_s=None))
     assert report.loudness_lufs is not None and report.loudness_range_lu is None
+
+
+def test_vocal_share_of_a_window_weighs_each_second_by_its_energy():
+    from pipeline.qc import vocal_share
+
+    per_s = np.array([[1.0, 0.0, 3.0, 0.0], [2.0, 0.0, 4.0, 10.0]])  # vocals, mix; second 1 silent
+    assert vocal_share(per_s, 0.0, 3.0) == pytest.approx(4.0 / 6.0)
+    assert vocal_share(per_s, 2.4, 3.6) == pytest.approx(3.0 / 14.0)  # touches seconds 2 and 3
+    assert vocal_share(per_s, 1.0, 2.0) == 0.0  # silence: no vocals, not a division by zero
+    assert vocal_share(per_s, 0.0, 99.0) == pytest.approx(4.0 / 16.0)  # past the end: what exists

@@ -60,6 +60,10 @@ def test_music_is_the_sum_of_non_vocal_stems(sr: int, channels: int) -> None:
     tol = 1e-5 if sr == model.samplerate else 2e-3
     np.testing.assert_allclose(result.music[:, edge:-edge], expected[:, edge:-edge], atol=tol)
     assert result.vocal_energy == pytest.approx(0.16, rel=1e-3)
+    per_s = result.energy_per_s  # [2, seconds]: vocals then mix, each second at the model's rate
+    assert per_s.shape == (2, 2)
+    assert per_s[0].sum() / per_s[1].sum() == pytest.approx(result.vocal_energy, rel=1e-9)
+    np.testing.assert_allclose(per_s[0] / per_s[1], 0.16, rtol=1e-3)  # 0.4² in every second
 
 
 def test_silent_input_gives_silent_music_and_zero_vocal_energy() -> None:
