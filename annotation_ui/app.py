@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
@@ -23,7 +24,7 @@ from dvmset import review
 from dvmset.agreement import EFFECTIVE_VERDICT_RULE, agreement_report
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot, check_id
-from dvmset.records import RejectReason
+from dvmset.records import ClipStatus, RejectReason
 from dvmset.tables import Annotator, Clip, Source
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 COOKIE = "vm_token"
 BY_QUERY_TTL_S = 5.0
+WARM_AHEAD = 2  # clips whose waveform peaks are computed ahead of the annotator
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -97,6 +99,16 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     with catalog.session() as s:
         review.sync_statuses(s, policy)
+
+    def upcoming(clip_id: str) -> list[Path]:
+        """The clips the queue hands out after ``clip_id`` (it serves pending clips in id order)."""
+        with catalog.session() as s:
+            ids = s.scalars(select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW, Clip.id > clip_id)
+                            .order_by(Clip.id).limit(WARM_AHEAD)).all()
+        return [p for p in (root.clip_path(c) for c in ids) if p.is_file()]
+
+    app.state.peaks_warmer = media.PeaksWarmer(upcoming)
+    app.router.on_shutdown.append(app.state.peaks_warmer.close)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette signature
@@ -269,7 +281,9 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
     @app.get("/api/clips/{clip_id}/peaks")
     def api_peaks(clip_id: str, ann: Who, n: Annotated[int, Query(ge=1, le=media.MAX_PEAKS)] = 1000) -> dict:
         path = clip_file(known_clip(clip_id))
-        return {"clip_id": clip_id, "n": n, "peaks": media.waveform_peaks(path, n)}
+        peaks = media.waveform_peaks(path, n)
+        app.state.peaks_warmer.after(clip_id, n)  # the next clips' waveforms, while this one plays
+        return {"clip_id": clip_id, "n": n, "peaks": peaks}
 
     @app.get("/media/{clip_id}")
     def api_media(clip_id: str, request: Request, ann: Who) -> Response:

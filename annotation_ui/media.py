@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import re
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +124,40 @@ def waveform_peaks(path: Path, n: int) -> list[float]:
         raise ValueError(f"n={n}: ask for 1..{MAX_PEAKS} peaks")
     st = path.stat()
     return list(_cached_peaks(str(path), st.st_mtime_ns, st.st_size, n))
+
+
+class PeaksWarmer:
+    """Computes the waveform peaks of the clips an annotator will most likely open next, in one
+    background thread, while they watch the current clip: the next clip's waveform is then served
+    from memory instead of after a decode (~0.3 s for 60 s of audio).
+
+    ``upcoming(clip_id)`` returns the files to warm; at most one job waits, so requests never queue up
+    work. Errors are logged and dropped: warming is an optimisation, never a failure.
+    """
+
+    def __init__(self, upcoming: Callable[[str], list[Path]]) -> None:
+        self._upcoming = upcoming
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="peaks-warmer")
+        self._pending: concurrent.futures.Future | None = None
+        self._lock = threading.Lock()
+
+    def after(self, clip_id: str, n: int) -> concurrent.futures.Future | None:
+        """Warm the peaks (with ``n`` buckets) of the clips expected after ``clip_id``."""
+        with self._lock:
+            if self._pending is not None and not self._pending.running() and not self._pending.done():
+                return None  # one job already waits; it will cover the queue's head as well
+            self._pending = self._pool.submit(self._warm, clip_id, n)
+            return self._pending
+
+    def _warm(self, clip_id: str, n: int) -> int:
+        warmed = 0
+        try:
+            for path in self._upcoming(clip_id):
+                waveform_peaks(path, n)
+                warmed += 1
+        except Exception as err:  # noqa: BLE001 - an optimisation must not fail the server
+            log.warning("warming peaks after %s stopped: %s", clip_id, err)
+        return warmed
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

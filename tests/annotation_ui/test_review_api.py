@@ -320,3 +320,25 @@ def test_every_route_but_login_refuses_a_request_without_a_token(make_client, ca
     with catalog.session() as s:
         assert s.scalar(select(func.count()).select_from(Decision)) == 0
         assert s.scalar(select(func.count()).select_from(Lease)) == 0
+
+
+def test_the_next_clips_waveforms_are_ready_before_they_are_asked_for(make_client, catalog, data_root, clip_media):
+    """While clip 0 plays, the peaks of the clips the queue hands out next are computed in the background."""
+    from annotation_ui import media
+
+    ids = seed(catalog, data_root, 4, clip_media)
+    with catalog.session() as s:
+        s.get(Clip, ids[1]).status = "accepted"  # decided already: the queue skips it, so must the warmer
+    _, token = make_annotator(catalog, "ann")
+    client = make_client()
+    media._cached_peaks.cache_clear()
+    client.get(f"/api/clips/{ids[0]}/peaks", params={"n": 300}, headers=bearer(token))
+    job = client.app.state.peaks_warmer._pending
+    assert job is not None and job.result(timeout=60) == 2  # ids[2] and ids[3]
+    before = media._cached_peaks.cache_info()
+    for c in ids[2:]:
+        r = client.get(f"/api/clips/{c}/peaks", params={"n": 300}, headers=bearer(token))
+        assert r.status_code == 200 and len(r.json()["peaks"]) == 300
+    after = media._cached_peaks.cache_info()
+    assert after.misses == before.misses and after.hits >= before.hits + 2  # served from memory, no decode
+    assert media.PeaksWarmer(lambda _c: [data_root.path / "missing.mp4"]).after("x", 10).result(timeout=10) == 0
