@@ -171,3 +171,15 @@ def test_codec_loads_from_a_local_musicgen_dir(tmp_path, tiny_codec):
     np.testing.assert_array_equal(encode_waveform(loaded, wav), encode_waveform(tiny_codec, wav))
     with pytest.raises(RuntimeError, match="compression_state_dict.bin"):
         load_codec(str(tmp_path / "nothing-here"))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rhythm_peaks_at_the_hard_cuts_of_a_real_video(shared_media, seed):
+    """bikes_cuts_10s.mp4 (real footage, hard cuts at 1.2, 3.04, 5.48, 7.48 and 9.68 s): even with
+    random CLIP weights the five largest rhythm values are the five cuts, at the new shot's first frame."""
+    enc = load_clip_encoder(ClipEncoderSpec.tiny(seed=seed))
+    _, d, _ = video_features(shared_media / "bikes_cuts_10s.mp4", enc, ExtractConfig(clip_s=10))
+    cuts_s = np.array([1.2, 3.04, 5.48, 7.48, 9.68])
+    top = np.sort(np.argsort(d)[::-1][:5])  # 50 Hz indices
+    np.testing.assert_allclose(top / 50, cuts_s, atol=0.041)  # within one 25 fps frame
+    assert d[top].min() > 10 * np.median(d[0::2])  # cuts stand far above motion within a shot
