@@ -1,11 +1,16 @@
-"""Open the catalog: SQLite in WAL mode by default, any SQLAlchemy URL (Postgres) when given."""
+"""Open the catalog: SQLite in WAL mode by default, any SQLAlchemy URL (Postgres) when given.
+
+The schema is versioned with Alembic (``dvmset/migrations``). Opening a catalog creates a new one at
+the newest revision; one made before migrations existed is stamped when its schema matches; any other
+version is refused with what to do (``vidmusician db upgrade``), never altered behind the user's back.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import Connection, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +26,111 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connec
     cur.close()
 
 
+class CatalogSchemaError(RuntimeError):
+    """The catalog's schema is not the one this version uses; the message says what to do."""
+
+
+def _alembic(conn: Connection | None = None):  # noqa: ANN202 - alembic.config.Config
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "dvmset:migrations")
+    if conn is not None:
+        cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic()).get_current_head()
+
+
+def _revision(conn: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _serialise(conn: Connection) -> None:
+    """Schema changes one process at a time (Postgres: an advisory lock; SQLite locks the file itself)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(4711007)"))
+
+
+def check_schema(engine: Engine) -> str:
+    """Create a new catalog at the head revision, stamp a pre-migration one that matches, refuse the rest."""
+    from alembic import command
+
+    head = head_revision()
+    with engine.begin() as conn:
+        _serialise(conn)
+        current = _revision(conn)
+        if current == head:
+            return head
+        if current is None and not inspect(conn).has_table("sources"):
+            command.upgrade(_alembic(conn), "head")  # a new catalog
+            return head
+        if current is None:  # made by create_all before migrations existed
+            _adopt_unversioned(conn)
+            return head
+    from alembic.script import ScriptDirectory
+
+    known = {r.revision for r in ScriptDirectory.from_config(_alembic()).walk_revisions()}
+    where = engine.url.render_as_string(hide_password=True)
+    if current in known:
+        raise CatalogSchemaError(f"the catalog at {where} has schema {current}; this version uses {head}: back it "
+                                 "up, then run `vidmusician db upgrade` (with the same --root / VIDMUSICIAN_DB)")
+    raise CatalogSchemaError(f"the catalog at {where} has schema {current}, which this version does not know "
+                             "(made by a newer vidmusician?): upgrade vidmusician")
+
+
+def _adopt_unversioned(conn: Connection) -> None:
+    """Stamp a catalog made before migrations existed, if its tables are exactly this version's."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    if diffs:
+        where = conn.engine.url.render_as_string(hide_password=True)
+        raise CatalogSchemaError(
+            f"the catalog at {where} predates schema versions and differs from this version's tables "
+            f"({len(diffs)} differences, e.g. {diffs[0]}): back it up, record the revision its tables match "
+            "with `vidmusician db stamp REVISION`, then run `vidmusician db upgrade`")
+    command.stamp(_alembic(conn), "head")
+
+
+def upgrade_schema(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the catalog at ``url`` to ``revision``; returns (before, after)."""
+    from alembic import command
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            _serialise(conn)
+            before = _revision(conn)
+            if before is None and inspect(conn).has_table("sources"):
+                _adopt_unversioned(conn)  # stamps it, or says why not
+            else:
+                command.upgrade(_alembic(conn), revision)
+            return before, _revision(conn)
+    finally:
+        engine.dispose()
+
+
+def stamp_schema(url: str, revision: str) -> None:
+    """Record that the catalog at ``url`` is at ``revision`` without changing it (for pre-migration catalogs)."""
+    from alembic import command
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.stamp(_alembic(conn), revision)
+    finally:
+        engine.dispose()
+
+
 class Catalog:
     """A handle on the catalog database; create one per process and share it."""
 
@@ -34,7 +144,7 @@ class Catalog:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        check_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager

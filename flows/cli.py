@@ -9,11 +9,14 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 
+from dvmset.catalog import CatalogSchemaError
+
 # Each module defines ``register(subparsers)`` adding its subcommands with ``func=handler``.
 COMMAND_MODULES = (
     "flows.curate_cmd",
     "flows.features_cmd",
     "flows.review_cmd",
+    "flows.db_cmd",
 )
 
 
@@ -39,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
+    except CatalogSchemaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to finish the remaining work", file=sys.stderr)
         return 130

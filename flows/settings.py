@@ -16,6 +16,10 @@ def resolve_root(root: str | os.PathLike[str] | None) -> DataRoot:
     return DataRoot(Path(root or os.environ.get("VIDMUSICIAN_ROOT") or DEFAULT_ROOT)).ensure()
 
 
-def open_catalog(root: DataRoot) -> Catalog:
+def catalog_url(root: DataRoot) -> str:
     """``VIDMUSICIAN_DB`` (any SQLAlchemy URL, e.g. Postgres) wins over the root's SQLite file."""
-    return Catalog(os.environ.get("VIDMUSICIAN_DB") or root.catalog_url)
+    return os.environ.get("VIDMUSICIAN_DB") or root.catalog_url
+
+
+def open_catalog(root: DataRoot) -> Catalog:
+    return Catalog(catalog_url(root))
