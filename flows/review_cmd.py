@@ -97,29 +97,34 @@ def _print_link(name: str, token: str, base_url: str) -> None:
     print("keep it private: the token is shown only once (the catalog stores its hash)", file=sys.stderr)
 
 
-def cmd_annotators_link(args: argparse.Namespace) -> int:
-    from dvmset.review import NotFound, new_token
+def _on_annotator(args: argparse.Namespace, action):  # noqa: ANN001, ANN202 - action(session, name) -> T
+    """Run ``action`` on the named annotator in one transaction; None, after saying why, if unknown."""
+    from dvmset.review import NotFound
 
     catalog = open_catalog(resolve_root(args.root))
     try:
         with catalog.session() as s:
-            token = new_token(s, args.name)
+            return action(s, args.name)
     except NotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_annotators_link(args: argparse.Namespace) -> int:
+    from dvmset.review import new_token
+
+    token = _on_annotator(args, new_token)
+    if token is None:
         return 2
     _print_link(args.name.strip(), token, args.url)
     return 0
 
 
 def cmd_annotators_revoke(args: argparse.Namespace) -> int:
-    from dvmset.review import NotFound, revoke_annotator
+    from dvmset.review import revoke_annotator
 
-    catalog = open_catalog(resolve_root(args.root))
-    try:
-        with catalog.session() as s:
-            released = revoke_annotator(s, args.name)
-    except NotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    released = _on_annotator(args, revoke_annotator)
+    if released is None:
         return 2
     print(f"annotator {args.name.strip()} revoked: no link of theirs works now; their decisions stay; "
           f"{released} reserved clip(s) back in the queue (`annotators link` signs them in again)")
