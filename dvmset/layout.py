@@ -52,8 +52,12 @@ class DataRoot:
     def index_path(self) -> Path:
         return self.features_dir / "index.parquet"
 
+    @property
+    def exports_dir(self) -> Path:
+        return self.path / "exports"
+
     def export_dir(self, name: str) -> Path:
-        return self.path / "exports" / check_id(name, "export name")
+        return self.exports_dir / check_id(name, "export name")
 
     def ensure(self) -> DataRoot:
         for d in (self.path, self.sources_dir, self.clips_dir):

@@ -143,6 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         failures = [{"id": r.id, "url": r.url, "stage": r.stage, "error": r.error}
                     for r in s.scalars(select(Source).where(Source.status == "failed").order_by(Source.id))]
     counts["failed_sources"] = failures
+    counts["features"] = _features_status(root, cat)
     counts["root"] = str(root.path)
     if args.json:
         json.dump(counts, sys.stdout, indent=2, sort_keys=True)
@@ -155,7 +156,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {query}: " + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
     for f in failures:
         print(f"  failed {f['id']}: {f['error']}")
+    feats = counts["features"]
+    if feats["accepted"]:
+        print(f"features: {feats['in_shards']} of {feats['accepted']} accepted clips in shards, "
+              f"{feats['pending']} to extract, {len(feats['failed'])} failed"
+              + (f"; exports: {', '.join(feats['exports'])}" if feats["exports"] else ""))
+        for f in feats["failed"][:10]:
+            print(f"  failed {f['clip_id']}: {f['error']}")
     return 0
+
+
+def _features_status(root, cat) -> dict:  # noqa: ANN001 - DataRoot, Catalog
+    """Accepted clips: how many have features, how many wait, which failed (and why), what was exported."""
+    from sqlalchemy import select
+
+    from dvmset.records import ClipStatus
+    from dvmset.shards import FeatureStore
+    from dvmset.tables import Clip, Run
+
+    with cat.session() as s:
+        accepted = set(s.scalars(select(Clip.id).where(Clip.status == ClipStatus.ACCEPTED)))
+        runs = s.execute(select(Run.key, Run.status, Run.error, Run.finished_at)
+                         .where(Run.stage == "features").order_by(Run.finished_at)).all()
+    in_shards = accepted & set(FeatureStore(root.features_dir).index().clip_id)
+    last = {key: (status, error) for key, status, error, _ in runs}  # the latest run of each clip
+    failed = [{"clip_id": c, "error": last[c][1]} for c in sorted(accepted - in_shards)
+              if last.get(c, ("",))[0] == "failed"]
+    exports = sorted(p.parent.name for p in root.exports_dir.glob("*/manifest.parquet"))
+    return {"accepted": len(accepted), "in_shards": len(in_shards), "failed": failed,
+            "pending": len(accepted) - len(in_shards) - len(failed), "exports": exports}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -70,6 +70,15 @@ def test_features_then_export_then_dataset(data_root, catalog, clip_factory, pre
     with catalog.session() as s:
         assert s.scalars(select(Clip.split).where(Clip.split.is_not(None))).all() == []  # nothing half-done
     assert main(["export", *root, "--name", "v1", "--test-fraction", "0.4"]) == 0
+    capsys.readouterr()
+    assert main(["status", *root, "--json"]) == 0  # the whole pipeline's state in one place
+    feats = json.loads(capsys.readouterr().out)["features"]
+    assert {k: feats[k] for k in ("accepted", "in_shards", "pending", "exports")} == {
+        "accepted": len(ids), "in_shards": len(idx), "pending": 0, "exports": ["v1"]}
+    assert [f["clip_id"] for f in feats["failed"]] == ["d-00000"] and "d-00000" in feats["failed"][0]["error"]
+    assert main(["status", *root]) == 0
+    assert f"features: {len(idx)} of {len(ids)} accepted clips in shards, 0 to extract, 1 failed; exports: v1" \
+        in capsys.readouterr().out
     ds_train = FeatureWindows(data_root.features_dir, split="train", window_s=2)
     ds_test = FeatureWindows(data_root.features_dir, split="test", window_s=2)
     assert len(ds_train) + len(ds_test) == len(idx)
