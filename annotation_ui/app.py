@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
@@ -24,7 +23,7 @@ from dvmset import review
 from dvmset.agreement import EFFECTIVE_VERDICT_RULE, agreement_report
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot, check_id
-from dvmset.records import ClipStatus, RejectReason
+from dvmset.records import RejectReason
 from dvmset.tables import Annotator, Clip, Source
 
 log = logging.getLogger(__name__)
@@ -100,11 +99,11 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
     with catalog.session() as s:
         review.sync_statuses(s, policy)
 
-    def upcoming(clip_id: str) -> list[Path]:
-        """The clips the queue hands out after ``clip_id`` (it serves pending clips in id order)."""
+    def upcoming(clip_id: str, annotator_id: int) -> list[Path]:
+        """The clips this annotator's queue would hand out after ``clip_id`` (leases, overlap and their
+        own verdicts and skips taken into account)."""
         with catalog.session() as s:
-            ids = s.scalars(select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW, Clip.id > clip_id)
-                            .order_by(Clip.id).limit(WARM_AHEAD)).all()
+            ids = review.likely_next(s, annotator_id, policy, clip_id, WARM_AHEAD)
         return [p for p in (root.clip_path(c) for c in ids) if p.is_file()]
 
     app.state.peaks_warmer = media.PeaksWarmer(upcoming)
@@ -282,7 +281,7 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
     def api_peaks(clip_id: str, ann: Who, n: Annotated[int, Query(ge=1, le=media.MAX_PEAKS)] = 1000) -> dict:
         path = clip_file(known_clip(clip_id))
         peaks = media.waveform_peaks(path, n)
-        app.state.peaks_warmer.after(clip_id, n)  # the next clips' waveforms, while this one plays
+        app.state.peaks_warmer.after(clip_id, ann.id, n)  # the next clips' waveforms, while this one plays
         return {"clip_id": clip_id, "n": n, "peaks": peaks}
 
     @app.get("/media/{clip_id}")

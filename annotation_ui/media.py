@@ -131,28 +131,31 @@ class PeaksWarmer:
     background thread, while they watch the current clip: the next clip's waveform is then served
     from memory instead of after a decode (~0.3 s for 60 s of audio).
 
-    ``upcoming(clip_id)`` returns the files to warm; at most one job waits, so requests never queue up
-    work. Errors are logged and dropped: warming is an optimisation, never a failure.
+    ``upcoming(clip_id, annotator_id)`` returns the files to warm; at most one job waits, so requests
+    never queue up work. Errors are logged and dropped: warming is an optimisation, never a failure.
     """
 
-    def __init__(self, upcoming: Callable[[str], list[Path]]) -> None:
+    def __init__(self, upcoming: Callable[[str, int], list[Path]]) -> None:
         self._upcoming = upcoming
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="peaks-warmer")
         self._pending: concurrent.futures.Future | None = None
         self._lock = threading.Lock()
 
-    def after(self, clip_id: str, n: int) -> concurrent.futures.Future | None:
-        """Warm the peaks (with ``n`` buckets) of the clips expected after ``clip_id``."""
+    def after(self, clip_id: str, annotator_id: int, n: int) -> concurrent.futures.Future | None:
+        """Warm the peaks (with ``n`` buckets) of the clips expected after ``clip_id`` for this annotator."""
         with self._lock:
             if self._pending is not None and not self._pending.running() and not self._pending.done():
                 return None  # one job already waits; it will cover the queue's head as well
-            self._pending = self._pool.submit(self._warm, clip_id, n)
+            try:
+                self._pending = self._pool.submit(self._warm, clip_id, annotator_id, n)
+            except RuntimeError:  # shut down (the server is stopping)
+                return None
             return self._pending
 
-    def _warm(self, clip_id: str, n: int) -> int:
+    def _warm(self, clip_id: str, annotator_id: int, n: int) -> int:
         warmed = 0
         try:
-            for path in self._upcoming(clip_id):
+            for path in self._upcoming(clip_id, annotator_id):
                 waveform_peaks(path, n)
                 warmed += 1
         except Exception as err:  # noqa: BLE001 - an optimisation must not fail the server

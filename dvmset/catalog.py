@@ -53,9 +53,13 @@ def _revision(conn: Connection) -> str | None:
 
 
 def _serialise(conn: Connection) -> None:
-    """Schema changes one process at a time (Postgres: an advisory lock; SQLite locks the file itself)."""
+    """Schema changes one process at a time, in one transaction: Postgres takes an advisory lock; SQLite
+    takes the write lock at once (the sqlite3 driver would otherwise open no transaction before DDL, so
+    two processes creating a new catalog together would interleave their CREATE TABLEs)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(4711007)"))
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def check_schema(engine: Engine) -> str:
@@ -63,9 +67,12 @@ def check_schema(engine: Engine) -> str:
     from alembic import command
 
     head = head_revision()
+    with engine.connect() as conn:  # the usual case, read-only: no lock taken
+        if _revision(conn) == head:
+            return head
     with engine.begin() as conn:
         _serialise(conn)
-        current = _revision(conn)
+        current = _revision(conn)  # again, under the lock: another process may have just made it
         if current == head:
             return head
         if current is None and not inspect(conn).has_table("sources"):
@@ -74,11 +81,8 @@ def check_schema(engine: Engine) -> str:
         if current is None:  # made by create_all before migrations existed
             _adopt_unversioned(conn)
             return head
-    from alembic.script import ScriptDirectory
-
-    known = {r.revision for r in ScriptDirectory.from_config(_alembic()).walk_revisions()}
     where = engine.url.render_as_string(hide_password=True)
-    if current in known:
+    if current in _known_revisions():
         raise CatalogSchemaError(f"the catalog at {where} has schema {current}; this version uses {head}: back it "
                                  "up, then run `vidmusician db upgrade` (with the same --root / VIDMUSICIAN_DB)")
     raise CatalogSchemaError(f"the catalog at {where} has schema {current}, which this version does not know "
@@ -101,6 +105,12 @@ def _adopt_unversioned(conn: Connection) -> None:
     command.stamp(_alembic(conn), "head")
 
 
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {r.revision for r in ScriptDirectory.from_config(_alembic()).walk_revisions()}
+
+
 def upgrade_schema(url: str, revision: str = "head") -> tuple[str | None, str | None]:
     """Bring the catalog at ``url`` to ``revision``; returns (before, after)."""
     from alembic import command
@@ -110,6 +120,9 @@ def upgrade_schema(url: str, revision: str = "head") -> tuple[str | None, str | 
         with engine.begin() as conn:
             _serialise(conn)
             before = _revision(conn)
+            if before is not None and before not in _known_revisions():
+                raise CatalogSchemaError(f"the catalog has schema {before}, which this version does not know "
+                                         "(made by a newer vidmusician?): upgrade vidmusician")
             if before is None and inspect(conn).has_table("sources"):
                 _adopt_unversioned(conn)  # stamps it, or says why not
             else:
@@ -123,9 +136,15 @@ def stamp_schema(url: str, revision: str) -> None:
     """Record that the catalog at ``url`` is at ``revision`` without changing it (for pre-migration catalogs)."""
     from alembic import command
 
+    if revision not in _known_revisions():
+        raise CatalogSchemaError(f"no schema revision {revision!r}; this version knows {sorted(_known_revisions())}")
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
+            _serialise(conn)
+            if not inspect(conn).has_table("sources"):
+                raise CatalogSchemaError("there is no catalog there to stamp (no tables); "
+                                         "`vidmusician db upgrade` creates a new one")
             command.stamp(_alembic(conn), revision)
     finally:
         engine.dispose()

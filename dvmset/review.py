@@ -209,6 +209,27 @@ def _first_claimable(session: Session, annotator_id: int, policy: QueuePolicy, n
         after = ids[-1]
 
 
+def likely_next(session: Session, annotator_id: int, policy: QueuePolicy, exclude: str, n: int = 2) -> list[str]:
+    """Read-only: the clips this annotator's queue would most likely hand out after ``exclude`` (the
+    one they hold now), as things stand; used to prepare them (waveforms) ahead of time."""
+    now, found, page_after = utcnow(), [], ""
+    skip = {exclude}
+    while len(found) < n:
+        ids = session.scalars(_pending_page_stmt(200), {"after": page_after}).all()
+        if not ids:
+            break
+        while len(found) < n:
+            candidates = [c for c in ids if c not in skip]
+            hit = session.scalar(_claimable_stmt(), {"ids": candidates, "me": annotator_id, "now": now,
+                                                     "overlap": policy.overlap}) if candidates else None
+            if hit is None:
+                break
+            found.append(hit)
+            skip.add(hit)
+        page_after = ids[-1]
+    return found
+
+
 def claim_next(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime | None = None) -> str | None:
     """Lease the next clip to this annotator (or renew the one it holds); None when its queue is empty."""
     now = now or utcnow()

@@ -222,7 +222,10 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
     if music_path.exists() and _run_done(cat, "audio", source_id, key_hash):
         with cat.session() as s:
             vocal_energy = s.get(Source, source_id).vocal_energy
-        per_s = np.load(energy_path)["energy_per_s"] if energy_path.exists() else None
+        per_s = None
+        if vocal_energy is not None and energy_path.exists():  # separated: its per-second energies
+            with np.load(energy_path) as z:
+                per_s = z["energy_per_s"]
         return {"music_path": music_path, "vocal_energy": vocal_energy, "energy_per_s": per_s}
     t0 = time.perf_counter()
     wav, sr = load_audio(media)  # [C, N]
@@ -235,6 +238,8 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
         wav, vocal_energy, per_s = sep.music, sep.vocal_energy, sep.energy_per_s
         with atomic_path(energy_path) as tmp:
             np.savez(tmp, energy_per_s=per_s)  # per-second vocal / mix energy, for each clip's share
+    else:
+        energy_path.unlink(missing_ok=True)  # an earlier run's separation no longer describes music.wav
     plan = loudness.plan_gain(wav, sr, target_lufs=cfg.target_lufs)
     save_audio(music_path, loudness.apply_gain(wav, plan), sr)
     _upsert_source(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dvmset.catalog import head_revision, stamp_schema, upgrade_schema
 from flows.settings import catalog_url, resolve_root
@@ -33,10 +34,15 @@ def _where(url: str) -> str:
 
 def cmd_current(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
 
     from dvmset.catalog import _revision
 
-    url = catalog_url(resolve_root(args.root))
+    url = catalog_url(resolve_root(args.root, create=False))  # a read: a mistyped --root creates nothing
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and not Path(database).exists():
+        print(f"no catalog at {_where(url)} (check --root / VIDMUSICIAN_DB)")
+        return 1
     engine = create_engine(url)
     try:
         with engine.connect() as conn:

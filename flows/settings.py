@@ -11,9 +11,10 @@ from dvmset.layout import DataRoot
 DEFAULT_ROOT = "./dvm-data"
 
 
-def resolve_root(root: str | os.PathLike[str] | None) -> DataRoot:
-    """``--root``, else ``VIDMUSICIAN_ROOT``, else ``./dvm-data``."""
-    return DataRoot(Path(root or os.environ.get("VIDMUSICIAN_ROOT") or DEFAULT_ROOT)).ensure()
+def resolve_root(root: str | os.PathLike[str] | None, *, create: bool = True) -> DataRoot:
+    """``--root``, else ``VIDMUSICIAN_ROOT``, else ``./dvm-data`` (its folders made unless ``create=False``)."""
+    found = DataRoot(Path(root or os.environ.get("VIDMUSICIAN_ROOT") or DEFAULT_ROOT))
+    return found.ensure() if create else found
 
 
 def catalog_url(root: DataRoot) -> str:

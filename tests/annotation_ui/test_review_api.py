@@ -323,22 +323,32 @@ def test_every_route_but_login_refuses_a_request_without_a_token(make_client, ca
 
 
 def test_the_next_clips_waveforms_are_ready_before_they_are_asked_for(make_client, catalog, data_root, clip_media):
-    """While clip 0 plays, the peaks of the clips the queue hands out next are computed in the background."""
+    """While clip 0 plays, the peaks of the clips this annotator's queue hands out next are computed in
+    the background: not a decided clip, not another annotator's leased one."""
     from annotation_ui import media
 
-    ids = seed(catalog, data_root, 4, clip_media)
+    ids = seed(catalog, data_root, 5, clip_media)
     with catalog.session() as s:
         s.get(Clip, ids[1]).status = "accepted"  # decided already: the queue skips it, so must the warmer
-    _, token = make_annotator(catalog, "ann")
+    _, ann = make_annotator(catalog, "ann")
+    _, bob = make_annotator(catalog, "bob")
     client = make_client()
+    assert client.get("/api/next", headers=bearer(ann)).json()["clip"]["id"] == ids[0]
+    assert client.get("/api/next", headers=bearer(bob)).json()["clip"]["id"] == ids[2]  # bob holds ids[2]
     media._cached_peaks.cache_clear()
-    client.get(f"/api/clips/{ids[0]}/peaks", params={"n": 300}, headers=bearer(token))
+    client.get(f"/api/clips/{ids[0]}/peaks", params={"n": 300}, headers=bearer(ann))
     job = client.app.state.peaks_warmer._pending
-    assert job is not None and job.result(timeout=60) == 2  # ids[2] and ids[3]
+    assert job is not None and job.result(timeout=60) == 2  # ids[3] and ids[4]
     before = media._cached_peaks.cache_info()
-    for c in ids[2:]:
-        r = client.get(f"/api/clips/{c}/peaks", params={"n": 300}, headers=bearer(token))
+    for c in ids[3:]:
+        r = client.get(f"/api/clips/{c}/peaks", params={"n": 300}, headers=bearer(ann))
         assert r.status_code == 200 and len(r.json()["peaks"]) == 300
     after = media._cached_peaks.cache_info()
     assert after.misses == before.misses and after.hits >= before.hits + 2  # served from memory, no decode
-    assert media.PeaksWarmer(lambda _c: [data_root.path / "missing.mp4"]).after("x", 10).result(timeout=10) == 0
+    client.get(f"/api/clips/{ids[2]}/peaks", params={"n": 300}, headers=bearer(bob))
+    assert media._cached_peaks.cache_info().misses == before.misses + 1  # bob's clip was not warmed for ann
+
+    broken = media.PeaksWarmer(lambda _c, _a: [data_root.path / "missing.mp4"])
+    assert broken.after("x", 1, 10).result(timeout=10) == 0  # a failure is logged, not raised
+    broken.close()
+    assert broken.after("x", 1, 10) is None  # a stopping server does not fail requests

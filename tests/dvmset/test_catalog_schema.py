@@ -136,3 +136,35 @@ def test_an_older_catalog_is_refused_until_db_upgrade_migrates_it_keeping_its_ro
         assert s.get(Source, "v1").status == "done"
         assert s.execute(text("SELECT reviewed_by_model FROM clips")).all() == []  # the new column exists
     cat.dispose()
+
+
+_OPEN_NEW = """
+import sys
+from dvmset.catalog import Catalog
+Catalog(sys.argv[1]).dispose()
+"""
+
+
+def test_processes_opening_a_new_catalog_together_all_get_it(tmp_path):
+    """Four processes open the same not-yet-existing catalog at once: one creates it, all use it."""
+    import subprocess
+    import sys
+
+    for trial in range(3):
+        url = f"sqlite:///{tmp_path}/new-{trial}.sqlite"
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_NEW, url], stderr=subprocess.PIPE, text=True,
+                                  cwd=Path(__file__).resolve().parents[2]) for _ in range(4)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, errors
+        assert _version(url) == head_revision()
+
+
+def test_stamp_and_current_refuse_what_is_not_there(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VIDMUSICIAN_DB", raising=False)
+    missing = tmp_path / "typo"
+    assert main(["db", "current", "--root", str(missing)]) == 1
+    assert "no catalog at" in capsys.readouterr().out and not missing.exists()  # a read creates nothing
+    assert main(["db", "stamp", "0001", "--root", str(tmp_path / "empty")]) == 2
+    assert "no catalog there to stamp" in capsys.readouterr().err
+    assert main(["db", "stamp", "9999", "--root", str(tmp_path / "empty")]) == 2
+    assert "no schema revision '9999'" in capsys.readouterr().err

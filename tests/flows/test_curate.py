@@ -309,6 +309,13 @@ def test_demucs_path_through_the_flow_from_a_local_repo(served, data_root: DataR
     assert clip.vocal_energy == pytest.approx(vocal_share(per_s, clip.start_s, clip.start_s + clip.duration_s))
     assert clip.vocal_energy != src.vocal_energy  # 60 s of a 65 s source: not the whole source's number
 
+    # a run killed before the source was done, re-run without a separator: the audio is redone and the
+    # old separation's energies go with it (they no longer describe music.wav)
+    with catalog.session() as s:
+        s.get(Source, src.id).status = SourceStatus.PENDING
+    assert run_curate(data_root, catalog.url, urls=[f"{served}/good-a.mp4"], cfg=_cfg())["done"] == 1
+    assert not (data_root.source_dir(src.id) / "vocal_energy.npz").exists()
+
 
 def test_missing_demucs_weights_fail_fast_with_how_to(served, tmp_path: Path, capsys, monkeypatch):
     from flows.cli import main
