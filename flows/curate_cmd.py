@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows.settings import open_catalog, resolve_root
+from flows.settings import add_root_arg, open_catalog, resolve_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,17 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_curate)
 
     p = sub.add_parser("status", help="counts of sources and clips by status and query")
-    p.add_argument("--root", help="data root (default $VIDMUSICIAN_ROOT or ./dvm-data)")
+    add_root_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("demo", help="curate ffmpeg-made sample videos served on loopback (offline)")
-    p.add_argument("--root", help="data root (default $VIDMUSICIAN_ROOT or ./dvm-data)")
+    add_root_arg(p)
     p.set_defaults(func=cmd_demo)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", help="data root (default $VIDMUSICIAN_ROOT or ./dvm-data)")
+    add_root_arg(p)
     p.add_argument("--separator", choices=("demucs", "none"), default="demucs",
                    help="vocal removal; 'none' skips it (recorded per source)")
     p.add_argument("--demucs-model", default="htdemucs", help="Demucs model name (htdemucs)")

@@ -6,23 +6,21 @@ import argparse
 from pathlib import Path
 
 from dvmset.catalog import head_revision, stamp_schema, upgrade_schema
-from flows.settings import catalog_url, resolve_root
-
-ROOT_HELP = "data root (default $VIDMUSICIAN_ROOT or ./dvm-data); $VIDMUSICIAN_DB wins for the catalog"
+from flows.settings import add_root_arg, catalog_url, resolve_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("db", help="the catalog's schema version: show it, upgrade it")
     dsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     a = dsub.add_parser("current", help="the catalog's schema revision and this version's")
-    a.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(a)
     a.set_defaults(func=cmd_current)
     a = dsub.add_parser("upgrade", help="migrate the catalog to this version's schema (back it up first)")
-    a.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(a)
     a.set_defaults(func=cmd_upgrade)
     a = dsub.add_parser("stamp", help="record a pre-migration catalog's revision without changing it")
     a.add_argument("revision", help="the revision the catalog's tables already match (e.g. 0001)")
-    a.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(a)
     a.set_defaults(func=cmd_stamp)
 
 

@@ -23,7 +23,7 @@ from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
 from dvmset.shards import SHARD_FORMAT, FeatureStore, StoreBusy
 from dvmset.tables import Clip, Run, Source
-from flows.settings import open_catalog, resolve_root
+from flows.settings import add_root_arg, open_catalog, resolve_root
 
 log = logging.getLogger(__name__)
 STAGE = "features"
@@ -203,7 +203,7 @@ def features_flow(root_path: str, db_url: str, cfg: FeaturesConfig, on_plan: Pla
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="CLIP + EnCodec features of accepted clips into safetensors shards")
-    p.add_argument("--root", help="data root (default $VIDMUSICIAN_ROOT or ./dvm-data)")
+    add_root_arg(p)
     p.add_argument("--clip-model", default="ViT-L-14", help="open_clip model name (ViT-L-14: D=768), local-dir:/hf-hub: id, or 'tiny'")
     p.add_argument("--pretrained", default="openai", help="open_clip pretrained tag or a local checkpoint file")
     p.add_argument("--codec", default="facebook/musicgen-small",
@@ -221,7 +221,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("export", help="split accepted clips by source and write manifest, JSONL and DATASET.md")
-    p.add_argument("--root", help="data root (default $VIDMUSICIAN_ROOT or ./dvm-data)")
+    add_root_arg(p)
     p.add_argument("--name", required=True, help="export name: exports/NAME/")
     p.add_argument("--test-fraction", type=float, default=268 / 3839, help="test share of clips (268/3839)")
     p.add_argument("--seed", type=int, default=0, help="split seed (0)")

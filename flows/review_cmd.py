@@ -7,14 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from flows.settings import open_catalog, resolve_root
-
-ROOT_HELP = "data root (default $VIDMUSICIAN_ROOT or ./dvm-data)"
+from flows.settings import add_root_arg, open_catalog, resolve_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="serve the review tool (FastAPI) for annotators")
-    p.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (8000)")
     p.add_argument("--forwarded-allow-ips", default=os.environ.get("VIDMUSICIAN_FORWARDED_ALLOW_IPS"),
@@ -31,26 +29,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     asub = p.add_subparsers(dest="annotators_command", required=True, metavar="ACTION")
     a = asub.add_parser("add", help="create an annotator and print their personal login link")
     a.add_argument("name")
-    a.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(a)
     a.add_argument("--url", default="http://127.0.0.1:8000", help="the review tool's base URL for the link")
     a.set_defaults(func=cmd_annotators_add)
     a = asub.add_parser("link", help="a new login link for an annotator (the old one stops working)")
     a.add_argument("name")
-    a.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(a)
     a.add_argument("--url", default="http://127.0.0.1:8000", help="the review tool's base URL for the link")
     a.set_defaults(func=cmd_annotators_link)
     a = asub.add_parser("revoke", help="sign an annotator out for good (their decisions stay)")
     a.add_argument("name")
-    a.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(a)
     a.set_defaults(func=cmd_annotators_revoke)
     a = asub.add_parser("list", help="annotators and their decision counts")
-    a.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(a)
     a.set_defaults(func=cmd_annotators_list)
 
     p = sub.add_parser("decisions", help="export review decisions")
     dsub = p.add_subparsers(dest="decisions_command", required=True, metavar="ACTION")
     e = dsub.add_parser("export", help="every decision row (undo rows too, with a 'live' column)")
-    e.add_argument("--root", help=ROOT_HELP)
+    add_root_arg(e)
     e.add_argument("--format", choices=("csv", "parquet"), default="csv")
     e.add_argument("--out", type=Path, required=True, help="output file")
     e.set_defaults(func=cmd_decisions_export)

@@ -11,6 +11,12 @@ from dvmset.layout import DataRoot
 DEFAULT_ROOT = "./dvm-data"
 
 
+def add_root_arg(parser) -> None:  # noqa: ANN001 - argparse.ArgumentParser
+    """The ``--root`` option every command takes."""
+    parser.add_argument("--root", help="data root (default $VIDMUSICIAN_ROOT or ./dvm-data); "
+                                       "$VIDMUSICIAN_DB, when set, names the catalog instead of its SQLite file")
+
+
 def resolve_root(root: str | os.PathLike[str] | None, *, create: bool = True) -> DataRoot:
     """``--root``, else ``VIDMUSICIAN_ROOT``, else ``./dvm-data`` (its folders made unless ``create=False``)."""
     found = DataRoot(Path(root or os.environ.get("VIDMUSICIAN_ROOT") or DEFAULT_ROOT))
