@@ -7,8 +7,6 @@ goes on. The catalog records each finished step, so a killed run, re-run, redoes
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import threading
@@ -28,7 +26,8 @@ from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
-from dvmset.tables import Clip, Run, Source
+from dvmset.runs import params_hash, record_run, run_done
+from dvmset.tables import Clip, Source
 from pipeline import clip as clipping
 from pipeline import download as dl
 from pipeline import loudness, qc
@@ -77,10 +76,10 @@ class CurateConfig:
 
     def audio_params_hash(self) -> str:
         keys = ("separator", "demucs_name", "demucs_shifts", "demucs_segment_s", "target_lufs")
-        return _hash({k: getattr(self, k) for k in keys})
+        return params_hash({k: getattr(self, k) for k in keys})
 
     def clip_params_hash(self) -> str:
-        return _hash({"audio": self.audio_params_hash(), "clip_seconds": self.clip_seconds, "fps": self.fps})
+        return params_hash({"audio": self.audio_params_hash(), "clip_seconds": self.clip_seconds, "fps": self.fps})
 
     def download_options(self) -> dl.DownloadOptions:
         return dl.DownloadOptions(
@@ -111,10 +110,6 @@ def _origin(item: Item) -> dict:
     return {"url": item.url, **({"query": item.query} if item.query is not None else {})}
 
 
-def _hash(obj: dict) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 # ---------------------------------------------------------------------------------------------
 # Catalog bookkeeping
 
@@ -141,25 +136,6 @@ def _fail_source(cat: Catalog, item: Item, source_id: str, err: BaseException) -
     log.warning("source %s failed: %s", source_id, reason)
     _upsert_source(cat, source_id, **_origin(item), status=SourceStatus.FAILED,
                    stage=stage, error=reason)
-
-
-def _run_done(cat: Catalog, stage: str, key: str, params_hash: str) -> bool:
-    with cat.session() as s:
-        return s.scalar(
-            select(Run.id).where(Run.stage == stage, Run.key == key, Run.params_hash == params_hash,
-                                 Run.status == "done")
-        ) is not None
-
-
-def _record_run(cat: Catalog, stage: str, key: str, params_hash: str, status: str, seconds: float,
-                error: str | None = None) -> None:
-    with cat.session() as s:
-        row = s.scalar(select(Run).where(Run.stage == stage, Run.key == key, Run.params_hash == params_hash))
-        if row is None:
-            s.add(Run(stage=stage, key=key, params_hash=params_hash, status=status, error=error,
-                      duration_s=seconds))
-        else:
-            row.status, row.error, row.duration_s = status, error, seconds
 
 
 def done_source_ids(cat: Catalog) -> set[str]:
@@ -219,7 +195,7 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
     music_path = root.source_dir(source_id) / "music.wav"
     energy_path = root.source_dir(source_id) / VOCAL_ENERGY_FILE
     key_hash = cfg.audio_params_hash()
-    if music_path.exists() and _run_done(cat, "audio", source_id, key_hash):
+    if music_path.exists() and run_done(cat, "audio", source_id, key_hash):
         with cat.session() as s:
             vocal_energy = s.get(Source, source_id).vocal_energy
         per_s = None
@@ -228,7 +204,7 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
                 per_s = z["energy_per_s"]
         return {"music_path": music_path, "vocal_energy": vocal_energy, "energy_per_s": per_s}
     t0 = time.perf_counter()
-    wav, sr = load_audio(media)  # [C, N]
+    wav, sr = load_audio(media, max_channels=2)  # [C, N]; 5.1 etc. downmixed: music is stereo at most
     vocal_energy = per_s = None
     if res.separator is not None:
         from pipeline import separate
@@ -247,7 +223,7 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
         vocal_energy=vocal_energy, loudness_in_lufs=plan.input_lufs, loudness_out_lufs=plan.output_lufs,
         gain_db=plan.gain_db, gain_limited=plan.limited,
     )
-    _record_run(cat, "audio", source_id, key_hash, "done", time.perf_counter() - t0)
+    record_run(cat, "audio", source_id, key_hash, time.perf_counter() - t0)
     return {"music_path": music_path, "vocal_energy": vocal_energy, "energy_per_s": per_s}
 
 
@@ -271,12 +247,11 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
                       scene_cuts=report.scene_cuts, loudness_lufs=report.loudness_lufs,
                       loudness_range_lu=report.loudness_range_lu,
                       vocal_energy=report.vocal_energy)
-        status = "done"
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
         dest.unlink(missing_ok=True)
         reason = str(err) if isinstance(err, StageError) else f"{type(err).__name__}: {err}"
         log.warning("clip %s failed: %s", cid, reason)
-        values, status = dict(status=ClipStatus.FAILED, error=reason, path=None), "failed"
+        values = dict(status=ClipStatus.FAILED, error=reason, path=None)
     with cat.session() as s:
         row = s.get(Clip, cid)
         if row is None:
@@ -284,7 +259,7 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
         else:
             for k, v in values.items():
                 setattr(row, k, v)
-    _record_run(cat, "clip", cid, cfg.clip_params_hash(), status, time.perf_counter() - t0, values.get("error"))
+    record_run(cat, "clip", cid, cfg.clip_params_hash(), time.perf_counter() - t0, values.get("error"))
     if on_event:
         on_event("clip", cid, values["status"])
     return values["status"]

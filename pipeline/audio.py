@@ -84,11 +84,13 @@ def probe_streams(path: Path, stage: str = "audio") -> StreamInfo:
     )
 
 
-def load_audio(path: Path, sr: int | None = None, channels: int | None = None) -> tuple[np.ndarray, int]:
+def load_audio(path: Path, sr: int | None = None, channels: int | None = None,
+               max_channels: int | None = None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of any container to ``([C, N] float32, sr)`` through ffmpeg.
 
-    ``sr`` / ``channels`` resample / remix with ffmpeg (None keeps the stream's own); a file with
-    no audio stream, or one ffmpeg cannot decode, is a ``StageError("audio", ...)``.
+    ``sr`` / ``channels`` resample / remix with ffmpeg (None keeps the stream's own);
+    ``max_channels`` downmixes only wider streams (5.1 -> stereo) and keeps narrower ones. A file
+    with no audio stream, or one ffmpeg cannot decode, is a ``StageError("audio", ...)``.
     """
     path = Path(path)
     if sr is not None and sr <= 0:
@@ -100,6 +102,8 @@ def load_audio(path: Path, sr: int | None = None, channels: int | None = None) -
         raise StageError("audio", f"{path.name}: no audio stream")
     out_sr = sr or info.audio_sr
     out_ch = channels or info.audio_channels
+    if max_channels is not None and out_ch is not None:
+        out_ch = min(out_ch, max_channels)
     assert out_sr is not None and out_ch is not None  # has_audio guarantees both
     cmd = [*_FFMPEG, "-i", str(path), "-map", "0:a:0", "-vn", "-f", "f32le", "-acodec", "pcm_f32le",
            "-ac", str(out_ch), "-ar", str(out_sr), "pipe:1"]  # fmt: skip

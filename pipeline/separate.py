@@ -346,9 +346,7 @@ def _energy_per_second(x: torch.Tensor, sr: int) -> torch.Tensor:
 
 def separate_file(model: torch.nn.Module, src: Path, dest_wav: Path, cfg: SeparatorConfig) -> Separation:
     """load_audio → separate → save_audio(dest_wav), written atomically; returns the Separation."""
-    wav, sr = load_audio(src)
-    if wav.shape[0] not in (1, int(model.audio_channels)):
-        wav, sr = load_audio(src, channels=int(model.audio_channels))  # let ffmpeg downmix 5.1 etc.
+    wav, sr = load_audio(src, max_channels=int(model.audio_channels))  # ffmpeg downmixes 5.1 etc.
     result = separate(model, wav, sr, cfg)
     save_audio(dest_wav, result.music, sr)
     log.info("separated %s: vocal energy %.3f", Path(src).name, result.vocal_energy)

@@ -102,3 +102,16 @@ def test_save_rejects_bad_arrays_and_writes_nothing(tmp_path: Path, bad: np.ndar
     with pytest.raises(ValueError):
         save_audio(tmp_path / "bad.wav", bad, 44100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_max_channels_downmixes_only_wider_streams(tmp_path: Path) -> None:
+    """A 5.1 source (what loudness and the separator cannot take) comes in as stereo; mono stays mono."""
+    six = tmp_path / "six.wav"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+                    "-af", "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0", "-ar", "22050", str(six)], check=True)
+    assert probe_streams(six).audio_channels == 6
+    wav, sr = load_audio(six, max_channels=2)
+    assert wav.shape[0] == 2 and sr == 22050 and abs(_dominant_hz(wav[0], sr) - 440) < 5
+    mono = tmp_path / "mono.wav"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(six), "-ac", "1", str(mono)], check=True)
+    assert load_audio(mono, max_channels=2)[0].shape[0] == 1
