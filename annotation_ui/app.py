@@ -229,8 +229,6 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
         clip = next_clip(ann)
         with catalog.session() as s:
             data = {"clip": clip, "progress": progress(s, ann.id)}
-        data["annotator"] = ann.name
-        data["overlap"] = policy.overlap
         data["reasons"] = [{"code": r.value, "label": REASON_LABELS[r]} for r in RejectReason]
         return templates.TemplateResponse(request, "review.html", {"data": data, "annotator": ann.name,
                                                                    "reasons": data["reasons"]})

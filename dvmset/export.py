@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
+from dvmset.agreement import agreement_report
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import DataRoot
@@ -155,7 +156,7 @@ def export_dataset(
             for clip in s.scalars(select(Clip).where(Clip.id.in_(list(split)) | Clip.split.is_not(None))):
                 clip.split = split.get(clip.id)  # None for a clip no longer accepted (rejected since)
         store.set_splits(split, exclusive=True)
-    index = FeatureStore(root.features_dir).index().set_index("clip_id")
+    index = store.index().set_index("clip_id")
 
     records, jsonl, missing = [], {TRAIN: [], TEST: []}, 0
     audio_dir = out / "audio"
@@ -195,13 +196,9 @@ def export_dataset(
                          int(manifest.source_id.nunique()) if len(manifest) else 0, missing)
 
 
-def _review_stats(catalog: Catalog) -> tuple[dict[str, dict[str, int]], dict | None]:
-    """Clip counts by query and status, and the annotator agreement report (None if unavailable)."""
+def _review_stats(catalog: Catalog) -> tuple[dict[str, dict[str, int]], dict]:
+    """Clip counts by query and status, and the annotator agreement report."""
     by_query = catalog.counts()["clips_by_query"]
-    try:
-        from dvmset.agreement import agreement_report
-    except ImportError:
-        return by_query, None
     with catalog.session() as s:
         return by_query, agreement_report(s)
 
@@ -251,22 +248,19 @@ def _card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: float, se
         rate = f"{a / (a + r):.1%}" if a + r else "n/a"
         lines.append(f"| {q} | {tr} | {te} | {a} | {r} | {sum(st.values())} | {rate} |")
     lines += ["", "## Annotator agreement", ""]
-    if agree is None:
-        lines.append("Not available (dvmset.agreement is not installed).")
-    else:
-        ov = agree["overall"]
-        lines += [f"Effective verdict: {agree['rule'].rstrip('.')}.",
-                  f"{agree['clips_rated']} clips rated, {agree['clips_multi_rated']} by two or more annotators. "
-                  f"Fleiss' kappa (accept/reject): {_kappa(ov['fleiss']['kappa'])} over {ov['fleiss']['items']} clips.", ""]
-        if ov["pairs"]:
-            lines += ["| annotators | shared clips | Cohen's kappa |", "|---|---:|---:|"]
-            lines += [f"| {p.get('a')} / {p.get('b')} | {p.get('items', p.get('n', ''))} | {_kappa(p.get('kappa'))} |"
-                      for p in ov["pairs"]]
-        lines += ["", "| reason | Fleiss' kappa |", "|---|---:|"]
-        lines += [f"| {k} | {_kappa(v['fleiss']['kappa'])} |" for k, v in agree["per_reason"].items()]
-        lines += ["", "| annotator | decisions | accepted | rejected | median s/clip |", "|---|---:|---:|---:|---:|"]
-        lines += [f"| {p['name']} | {p['decisions']} | {p['accepted']} | {p['rejected']} | "
-                  f"{p['median_seconds'] if p['median_seconds'] is not None else 'n/a'} |" for p in agree["annotators"]]
+    ov = agree["overall"]
+    lines += [f"Effective verdict: {agree['rule'].rstrip('.')}.",
+              f"{agree['clips_rated']} clips rated, {agree['clips_multi_rated']} by two or more annotators. "
+              f"Fleiss' kappa (accept/reject): {_kappa(ov['fleiss']['kappa'])} over {ov['fleiss']['items']} clips.", ""]
+    if ov["pairs"]:
+        lines += ["| annotators | shared clips | Cohen's kappa |", "|---|---:|---:|"]
+        lines += [f"| {p['a']} / {p['b']} | {p['items']} | {_kappa(p['kappa'])} |"
+                  for p in ov["pairs"]]
+    lines += ["", "| reason | Fleiss' kappa |", "|---|---:|"]
+    lines += [f"| {k} | {_kappa(v['fleiss']['kappa'])} |" for k, v in agree["per_reason"].items()]
+    lines += ["", "| annotator | decisions | accepted | rejected | median s/clip |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {p['name']} | {p['decisions']} | {p['accepted']} | {p['rejected']} | "
+              f"{p['median_seconds'] if p['median_seconds'] is not None else 'n/a'} |" for p in agree["annotators"]]
     lines += ["", "## Files", "",
               "- `manifest.parquet`: one row per clip (clip_id, source_id, query, split, path, start_s, duration_s, "
               "sample_rate, shard, title, url, license).",

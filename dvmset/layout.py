@@ -45,13 +45,6 @@ class DataRoot:
     def features_dir(self) -> Path:
         return self.path / "features"
 
-    def shard_path(self, n: int) -> Path:
-        return self.features_dir / f"shard-{n:05d}.safetensors"
-
-    @property
-    def index_path(self) -> Path:
-        return self.features_dir / "index.parquet"
-
     @property
     def exports_dir(self) -> Path:
         return self.path / "exports"

@@ -193,41 +193,33 @@ def _pending_page_stmt(page: int):
     )
 
 
-def _first_claimable(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime,
-                     page: int = 200) -> str | None:
-    """Walk the pending clips in id order a page at a time, so the per-clip checks run on a page, not
-    on the whole queue (a single ORDER BY ... LIMIT 1 made SQLite check all 10,000 clips first)."""
+def _claimable(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime, n: int = 1,
+               exclude: frozenset[str] = frozenset(), page: int = 200) -> list[str]:
+    """The first ``n`` clips this annotator may be handed, in id order, ``exclude`` left out. Walks the
+    pending clips a page at a time, so the per-clip checks run on a page, not on the whole queue (a
+    single ORDER BY ... LIMIT 1 made SQLite check all 10,000 clips first)."""
+    found: list[str] = []
     after = ""
-    while True:
+    while len(found) < n:
         ids = session.scalars(_pending_page_stmt(page), {"after": after}).all()
         if not ids:
-            return None
-        found = session.scalar(_claimable_stmt(), {"ids": list(ids), "me": annotator_id, "now": now,
-                                                   "overlap": policy.overlap})
-        if found is not None:
-            return found
+            break
+        candidates = [c for c in ids if c not in exclude]
+        while len(found) < n and candidates:
+            hit = session.scalar(_claimable_stmt(), {"ids": candidates, "me": annotator_id, "now": now,
+                                                     "overlap": policy.overlap})
+            if hit is None:
+                break
+            found.append(hit)
+            candidates.remove(hit)
         after = ids[-1]
+    return found
 
 
 def likely_next(session: Session, annotator_id: int, policy: QueuePolicy, exclude: str, n: int = 2) -> list[str]:
     """Read-only: the clips this annotator's queue would most likely hand out after ``exclude`` (the
     one they hold now), as things stand; used to prepare them (waveforms) ahead of time."""
-    now, found, page_after = utcnow(), [], ""
-    skip = {exclude}
-    while len(found) < n:
-        ids = session.scalars(_pending_page_stmt(200), {"after": page_after}).all()
-        if not ids:
-            break
-        while len(found) < n:
-            candidates = [c for c in ids if c not in skip]
-            hit = session.scalar(_claimable_stmt(), {"ids": candidates, "me": annotator_id, "now": now,
-                                                     "overlap": policy.overlap}) if candidates else None
-            if hit is None:
-                break
-            found.append(hit)
-            skip.add(hit)
-        page_after = ids[-1]
-    return found
+    return _claimable(session, annotator_id, policy, utcnow(), n, frozenset({exclude}))
 
 
 def claim_next(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime | None = None) -> str | None:
@@ -249,9 +241,10 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy, now: dt
                     session.delete(other)
             return lease.clip_id
         session.delete(lease)
-    clip_id = _first_claimable(session, annotator_id, policy, now)
-    if clip_id is None:
+    first = _claimable(session, annotator_id, policy, now)
+    if not first:
         return None
+    clip_id = first[0]
     session.add(Lease(clip_id=clip_id, annotator_id=annotator_id, expires_at=until, skipped=False))
     session.flush()
     return clip_id

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import sys
@@ -21,6 +20,7 @@ from dvmset.catalog import Catalog
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
+from dvmset.runs import params_hash, record_run
 from dvmset.shards import SHARD_FORMAT, FeatureStore, StoreBusy
 from dvmset.tables import Clip, Run, Source
 from flows.settings import add_root_arg, open_catalog, resolve_root
@@ -60,7 +60,7 @@ class FeaturesConfig:
                 "codec": self.codec, "clip_s": self.clip_s, "fps": 25, "token_rate": 50, "sample_rate": 32000}
 
     def params_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+        return params_hash(self.identity())
 
 
 @contextlib.contextmanager
@@ -90,16 +90,6 @@ def _check_compatible(store: FeatureStore, cfg: FeaturesConfig) -> None:
             )
 
 
-def _record_run(cat: Catalog, key: str, params_hash: str, error: str | None, seconds: float) -> None:
-    with cat.session() as s:
-        row = s.scalar(select(Run).where(Run.stage == STAGE, Run.key == key, Run.params_hash == params_hash))
-        status = "failed" if error else "done"
-        if row is None:
-            s.add(Run(stage=STAGE, key=key, params_hash=params_hash, status=status, error=error, duration_s=seconds))
-        else:
-            row.status, row.error, row.duration_s = status, error, seconds
-
-
 def _load_models(cfg: FeaturesConfig):  # noqa: ANN202 - (ClipImageEncoder, codec module)
     from pipeline.clip_encoder import ClipEncoderSpec, load_clip_encoder
     from pipeline.codec import load_codec
@@ -125,7 +115,7 @@ def _extract_shard(root: DataRoot, db_url: str, n: int, clips: list, models: tup
             store.append(rows)
         per_clip = (time.monotonic() - t0) / max(1, len(clips))
         for c in clips:
-            _record_run(cat, c.clip_id, cfg.params_hash(), failed.get(c.clip_id), per_clip)
+            record_run(cat, STAGE, c.clip_id, cfg.params_hash(), per_clip, failed.get(c.clip_id))
     finally:
         cat.dispose()
     return {"shard": store.shard_path(n).name if rows else None, "done": len(rows), "failed": failed}

@@ -147,10 +147,6 @@ class Backbone:
         return len(self.lm.transformer.layers)
 
     @property
-    def text_dim(self) -> int:
-        return int(self.text_proj["weight"].shape[1])
-
-    @property
     def sample_rate(self) -> int:
         return 32000 if self.codec is None else int(self.codec.sample_rate)
 

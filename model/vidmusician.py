@@ -39,6 +39,7 @@ class VidMusician(nn.Module):
         self.backbone_name = backbone.name
         self.lm = backbone.lm
         self.codec = backbone.codec
+        self.frame_rate = backbone.frame_rate  # tokens per second (MusicGen: 50)
         self.lm.requires_grad_(False)
         if self.codec is not None:
             self.codec.requires_grad_(False)
@@ -163,8 +164,7 @@ class VidMusician(nn.Module):
             raise RuntimeError("call .eval() before generating")
         params = params or SamplingParams()
         B = global_feats.shape[0]
-        frame_rate = self.codec.frame_rate if self.codec is not None else 50
-        n_frames = int(math.ceil(duration_s * frame_rate))
+        n_frames = int(math.ceil(duration_s * self.frame_rate))
         device = next(self.lm.parameters()).device
         use_cfg = params.cfg_coef != 1.0
         feats, sig_in, keep = global_feats, rhythm, None

@@ -40,9 +40,6 @@ class ClipEncoderSpec:
     def tiny(cls, seed: int = 0) -> ClipEncoderSpec:
         return cls(model=TINY, pretrained=None, seed=seed)
 
-    def describe(self) -> dict:
-        return {"model": self.model, "pretrained": self.pretrained, "seed": self.seed}
-
 
 @dataclass
 class ClipImageEncoder:
@@ -66,11 +63,6 @@ class ClipImageEncoder:
     @property
     def embed_dim(self) -> int:
         return int(self.visual.output_dim)
-
-    @property
-    def num_patches(self) -> int:
-        gh, gw = self.visual.grid_size
-        return int(gh * gw)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":

@@ -378,13 +378,11 @@ def source_lock(sources_dir: Path, vid: str) -> contextlib.AbstractContextManage
 def _workdir(sources_dir: Path, url: str) -> Iterator[Path]:
     """A private temporary folder in ``sources_dir``, flock-ed while in use and removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{url_key(url)}-", dir=sources_dir))
-    fd = os.open(workdir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield workdir
+        with file_lock(workdir / _LOCK):
+            yield workdir
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)  # a sweeper racing us here removes the same thing
 
 
 def sweep_stale_workdirs(sources_dir: Path, *, grace_s: float = 60.0) -> list[Path]:

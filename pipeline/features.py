@@ -11,13 +11,12 @@ queue while the model runs on the previous batch; no frame is decoded twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,13 +53,6 @@ class ExtractConfig:
     @property
     def n_frames(self) -> int:
         return self.clip_s * VIDEO_FPS
-
-    @property
-    def n_tokens(self) -> int:
-        return self.clip_s * FRAME_RATE
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
 
 @dataclass(frozen=True)

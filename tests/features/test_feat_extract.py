@@ -10,7 +10,7 @@ from pipeline.clip_encoder import ClipEncoderSpec, ClipImageEncoder, load_clip_e
 from pipeline.codec import check_codec, encode_waveform
 from pipeline.errors import StageError
 from pipeline.features import ExtractConfig, extract_clip, iter_frame_batches, read_audio, video_features
-from pipeline.rhythm import distance_sequence
+from pipeline.rhythm import distance_sequence, rhythm_from_tokens
 
 
 class CountingEncoder:
@@ -40,7 +40,9 @@ def test_every_frame_decoded_once_and_seen_once(clip_factory, tiny_encoder):
     assert glob.shape == (4, 32) and glob.dtype == np.float16
     assert rhythm.shape == (200,) and rhythm.dtype == np.float32
     # rhythm_global: Algorithm 1 on the cosine similarity of consecutive pooled embeddings
-    every, _ = tiny_encoder(decoded)
+    every, tokens = tiny_encoder(decoded)
+    # rhythm: Eq. 4 + Algorithm 1 over every frame's patch tokens, whatever the batch boundaries
+    np.testing.assert_allclose(rhythm, rhythm_from_tokens(tokens), atol=1e-5)
     cos = torch.nn.functional.cosine_similarity(every[:-1].double(), every[1:].double(), dim=-1)
     np.testing.assert_allclose(rhythm_global, distance_sequence(cos.numpy()), atol=1e-5)
     assert rhythm_global.dtype == np.float32 and not np.allclose(rhythm_global, rhythm)
