@@ -41,6 +41,10 @@ class DataRoot:
     def clip_path(self, clip_id: str) -> Path:
         return self.clips_dir / f"{check_id(clip_id, 'clip id')}.mp4"
 
+    def peaks_path(self, clip_id: str) -> Path:
+        """The clip's stored waveform peaks (dvmset.peaks), written by curation beside the clip."""
+        return self.clips_dir / f"{check_id(clip_id, 'clip id')}.peaks.npy"
+
     @property
     def features_dir(self) -> Path:
         return self.path / "features"
