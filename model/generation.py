@@ -53,6 +53,15 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     return tokens.reshape(*probs.shape[:-1], 1)
 
 
+def _check_prompt(prompt: torch.Tensor, batch: int, n_q: int, n_frames: int, card: int) -> None:
+    if prompt.dim() != 3 or prompt.shape[:2] != (batch, n_q):
+        raise ValueError(f"prompt must be [B={batch}, K={n_q}, P] codes, got {tuple(prompt.shape)}")
+    if prompt.shape[-1] >= n_frames:
+        raise ValueError(f"prompt has {prompt.shape[-1]} frames; it must be shorter than the {n_frames} generated")
+    if prompt.is_floating_point() or prompt.numel() and (prompt.min() < 0 or prompt.max() >= card):
+        raise ValueError(f"prompt must hold integer codes in [0, {card})")
+
+
 # (input position, conditional logits [B, K, card], unconditional logits [B, K, card] or None without CFG)
 StepCallback = Callable[[int, torch.Tensor, "torch.Tensor | None"], None]
 
@@ -60,9 +69,12 @@ StepCallback = Callable[[int, torch.Tensor, "torch.Tensor | None"], None]
 @torch.no_grad()
 def stream_generate(lm: LMModel, condition_tensors: dict[str, ConditionType], batch: int, n_frames: int,
                     params: SamplingParams, generator: torch.Generator | None = None,
-                    on_step: StepCallback | None = None) -> torch.Tensor:
+                    on_step: StepCallback | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
     """Generate codes [B, K, n_frames]. With classifier-free guidance (cfg_coef != 1) the condition
-    tensors must hold 2B rows: the conditional samples, then their unconditional (null) counterparts."""
+    tensors must hold 2B rows: the conditional samples, then their unconditional (null) counterparts.
+
+    prompt [B, K, P] (P < n_frames): the first P frames are given, as in `LMModel.generate`; they are
+    fed in one streaming call and kept verbatim in the output, and sampling starts at frame P."""
     use_cfg = params.cfg_coef != 1.0
     rows = 2 * batch if use_cfg else batch
     for name, (cond, _) in condition_tensors.items():
@@ -71,10 +83,15 @@ def stream_generate(lm: LMModel, condition_tensors: dict[str, ConditionType], ba
     device = next(lm.parameters()).device
     pattern = lm.pattern_provider.get_pattern(n_frames)
     gen_codes = torch.full((batch, lm.num_codebooks, n_frames), UNKNOWN, dtype=torch.long, device=device)
+    n_prompt = 0
+    if prompt is not None:
+        _check_prompt(prompt, batch, lm.num_codebooks, n_frames, lm.card)
+        n_prompt = prompt.shape[-1]
+        gen_codes[..., :n_prompt] = prompt.to(device=device, dtype=torch.long)
     gen_sequence, _, mask = pattern.build_pattern_sequence(gen_codes, lm.special_token_id)  # [B, K, S]
-    start = pattern.get_first_step_with_timesteps(0)
+    start = pattern.get_first_step_with_timesteps(n_prompt)
     if start is None:
-        raise RuntimeError("codebook pattern has no step for timestep 0")
+        raise RuntimeError(f"codebook pattern has no step for timestep {n_prompt}")
     with lm.streaming():
         prev = 0
         for offset in range(start, gen_sequence.shape[-1]):

@@ -156,15 +156,16 @@ class VidMusician(nn.Module):
     @torch.no_grad()
     def generate_codes(self, global_feats: torch.Tensor, rhythm: torch.Tensor | None, duration_s: float = 30.0,
                        params: SamplingParams | None = None, seed: int | None = None,
-                       on_step: StepCallback | None = None) -> torch.Tensor:
-        """codes [B, K, duration_s * 50]; the unconditional CFG half gets null semantics and zero rhythm."""
+                       on_step: StepCallback | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """codes [B, K, duration_s * 50]; the unconditional CFG half gets null semantics and zero rhythm.
+        prompt [B, K, P]: given first frames (long-form windows); `global_feats`/`rhythm` cover them too."""
         if not 0 < duration_s <= self.config.max_duration_s:
             raise ValueError(f"duration_s must be in (0, {self.config.max_duration_s}], got {duration_s}")
         if self.training:
             raise RuntimeError("call .eval() before generating")
         params = params or SamplingParams()
         B = global_feats.shape[0]
-        n_frames = int(math.ceil(duration_s * self.frame_rate))
+        n_frames = int(math.ceil(round(duration_s * self.frame_rate, 6)))  # 0.14 s -> 7 frames, not 8
         device = next(self.lm.parameters()).device
         use_cfg = params.cfg_coef != 1.0
         feats, sig_in, keep = global_feats, rhythm, None
@@ -177,7 +178,7 @@ class VidMusician(nn.Module):
         if seed is not None:
             gen = torch.Generator(device=device).manual_seed(seed)
         with self._feeding(sig_in, feats.shape[0], n_frames, keep):
-            return stream_generate(self.lm, conds, B, n_frames, params, gen, on_step)
+            return stream_generate(self.lm, conds, B, n_frames, params, gen, on_step, prompt)
 
     @torch.no_grad()
     def generate(self, global_feats: torch.Tensor, rhythm: torch.Tensor | None, duration_s: float = 30.0,
