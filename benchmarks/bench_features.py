@@ -22,7 +22,7 @@ import torch
 
 from pipeline.clip_encoder import ClipEncoderSpec, ClipImageEncoder, load_clip_encoder
 from pipeline.codec import encode_waveform, load_codec
-from pipeline.features import ExtractConfig, iter_frame_batches, read_audio, video_features
+from pipeline.features import ExtractConfig, clip_audio, iter_frame_batches, video_features
 from pipeline.synth import make_sample_video
 
 
@@ -81,7 +81,7 @@ def run_once(args: argparse.Namespace, clip: Path, enc: ClipImageEncoder, cfg: E
         "ratio_c_over_max_ab": round(t_extract / max(t_decode, t_forward), 3),
     }
     if codec is not None:
-        t_audio, wav = timed(lambda: read_audio(clip, cfg))
+        t_audio, wav = timed(lambda: clip_audio(clip, cfg))
         t_codes, _ = timed(lambda: encode_waveform(codec, wav))
         row.update(codec=args.codec, audio_decode_s=round(t_audio, 2), codes_s=round(t_codes, 2))
     return row

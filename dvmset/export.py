@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from dvmset.agreement import agreement_report
 from dvmset.catalog import Catalog
+from dvmset.constants import TEST_FRACTION
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
@@ -32,7 +33,6 @@ from dvmset.tables import Clip, Source
 log = logging.getLogger(__name__)
 
 TRAIN, TEST = "train", "test"
-DEFAULT_TEST_FRACTION = 268 / 3839  # the paper's split
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class SplitItem:
 
 def plan_split(
     items: Sequence[SplitItem],
-    test_fraction: float = DEFAULT_TEST_FRACTION,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     fixed: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
@@ -130,7 +130,7 @@ def export_dataset(
     root: DataRoot,
     catalog: Catalog,
     name: str,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     keep_existing: bool = True,
 ) -> ExportSummary:

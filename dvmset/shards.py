@@ -22,6 +22,7 @@ import pandas as pd
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from dvmset.constants import TOKEN_RATE_HZ
 from dvmset.io import atomic_path, file_lock
 from dvmset.layout import check_id
 
@@ -32,7 +33,6 @@ TENSOR_NAMES = ("global", "rhythm", "codes", "rhythm_global")  # checksum order:
 #: the tensors each readable format holds
 FORMAT_TENSORS = {"vidmusician-features/1": TENSOR_NAMES[:3], SHARD_FORMAT: TENSOR_NAMES}
 RHYTHM_TENSORS = ("rhythm", "rhythm_global")  # [T*50] each, 50 Hz
-TOKEN_RATE_HZ = 50
 INDEX_COLUMNS = ["clip_id", "shard", "split", "query", "source_id", "clip_s", "embed_dim", "sha256", "config"]
 _DTYPES = {"global": np.float16, "rhythm": np.float32, "rhythm_global": np.float32, "codes": np.int16}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dvmset.constants import CLIP_SECONDS, SAMPLE_RATE_HZ, TOKEN_RATE_HZ, VIDEO_FPS
 from dvmset.shards import ShardEntry, write_shard
 from pipeline.clip_encoder import ClipImageEncoder
-from pipeline.codec import FRAME_RATE, SAMPLE_RATE, encode_waveform
+from pipeline.codec import encode_waveform
 from pipeline.errors import StageError
-from pipeline.rhythm import VIDEO_FPS, distance_sequence, pairwise_similarity, unit_tokens
+from pipeline.media import iter_frames, read_audio
+from pipeline.rhythm import distance_sequence, pairwise_similarity, unit_tokens
 
 log = logging.getLogger(__name__)
 STAGE = "features"
@@ -36,7 +37,7 @@ STAGE = "features"
 class ExtractConfig:
     """How a clip is read; ``max_short_s`` of missing tail is padded (last frame / silence)."""
 
-    clip_s: int = 60
+    clip_s: int = CLIP_SECONDS
     batch_size: int = 32
     queue_batches: int = 4
     max_short_s: float = 1.0
@@ -70,48 +71,20 @@ class ClipFeatures:
             raise ValueError(f"global must be [T, D] float16, got {self.global_.shape} {self.global_.dtype}")
         for name in ("rhythm", "rhythm_global"):
             r = getattr(self, name)
-            if r.shape != (t * FRAME_RATE,) or r.dtype != np.float32:
-                raise ValueError(f"{name} must be [{t * FRAME_RATE}] float32, got {r.shape} {r.dtype}")
-        if self.codes.ndim != 2 or self.codes.shape[1] != t * FRAME_RATE or self.codes.dtype != np.int16:
-            raise ValueError(f"codes must be [K, {t * FRAME_RATE}] int16, got {self.codes.shape} {self.codes.dtype}")
+            if r.shape != (t * TOKEN_RATE_HZ,) or r.dtype != np.float32:
+                raise ValueError(f"{name} must be [{t * TOKEN_RATE_HZ}] float32, got {r.shape} {r.dtype}")
+        if self.codes.ndim != 2 or self.codes.shape[1] != t * TOKEN_RATE_HZ or self.codes.dtype != np.int16:
+            raise ValueError(f"codes must be [K, {t * TOKEN_RATE_HZ}] int16, got {self.codes.shape} {self.codes.dtype}")
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {"global": self.global_, "rhythm": self.rhythm, "rhythm_global": self.rhythm_global,
                 "codes": self.codes}
 
 
-def _ffmpeg(*args: str) -> list[str]:
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *args]
-
-
 def iter_frame_batches(path: Path, size: int, cfg: ExtractConfig) -> Iterator[np.ndarray]:
     """Decode ``path`` once at 25 fps, scaled to cover ``size`` and centre-cropped: [B, S, S, 3] uint8."""
-    vf = (f"fps={VIDEO_FPS},scale={size}:{size}:force_original_aspect_ratio=increase:flags=bicubic,"
-          f"crop={size}:{size}")
-    cmd = _ffmpeg("-threads", str(cfg.decoder_threads), "-i", str(path), "-map", "0:v:0", "-an", "-vf", vf,
-                  "-frames:v", str(cfg.n_frames), "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1")
-    frame_bytes = size * size * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        while True:
-            batch = np.empty((cfg.batch_size, size, size, 3), np.uint8)  # filled in place, writable
-            view, got = memoryview(batch).cast("B"), 0
-            while got < len(view):
-                n = proc.stdout.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-            if got // frame_bytes:
-                yield batch[: got // frame_bytes]
-            if got < len(view):
-                break
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip()
-        proc.stderr.close()
-        rc = proc.wait()
-    if rc != 0:
-        raise StageError(STAGE, f"{path.name}: ffmpeg could not decode the video: {err[-500:]}")
+    return iter_frames(path, size=(size, size), stage=STAGE, fps=VIDEO_FPS, cover=True, scale_flags="bicubic",
+                       max_frames=cfg.n_frames, batch_size=cfg.batch_size, threads=cfg.decoder_threads)
 
 
 def _prefetch(it: Iterator[np.ndarray], maxsize: int) -> Iterator[np.ndarray]:
@@ -198,18 +171,12 @@ def video_features(path: Path, encoder: ClipImageEncoder,
     return glob.numpy().astype(np.float16), rhythm(sims), rhythm(sims_global)
 
 
-def read_audio(path: Path, cfg: ExtractConfig) -> np.ndarray:
+def clip_audio(path: Path, cfg: ExtractConfig) -> np.ndarray:
     """The clip's audio as [clip_s * 32000] float32 mono at 32 kHz (short tails padded with silence)."""
-    cmd = _ffmpeg("-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
-                  "-t", str(cfg.clip_s), "-f", "f32le", "pipe:1")
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip()[-300:]
-        raise StageError(STAGE, f"{path.name}: could not read the audio stream (none?): {msg}")
-    wav = np.frombuffer(proc.stdout, np.float32)
-    want = cfg.clip_s * SAMPLE_RATE
-    if want - wav.shape[0] > cfg.max_short_s * SAMPLE_RATE:
-        raise StageError(STAGE, f"{path.name}: {wav.shape[0] / SAMPLE_RATE:.2f} s of audio, need {cfg.clip_s} s")
+    wav = read_audio(path, rate=SAMPLE_RATE_HZ, channels=1, stage=STAGE, duration_s=cfg.clip_s)[0]  # [T]
+    want = cfg.clip_s * SAMPLE_RATE_HZ
+    if want - wav.shape[0] > cfg.max_short_s * SAMPLE_RATE_HZ:
+        raise StageError(STAGE, f"{path.name}: {wav.shape[0] / SAMPLE_RATE_HZ:.2f} s of audio, need {cfg.clip_s} s")
     out = np.zeros(want, np.float32)
     out[: min(want, wav.shape[0])] = wav[:want]
     return out
@@ -223,7 +190,7 @@ def extract_clip(
     if not path.is_file():
         raise StageError(STAGE, f"clip file {path} is missing")
     glob, rhythm, rhythm_global = video_features(path, encoder, cfg)
-    codes = encode_waveform(codec, read_audio(path, cfg))  # [4, clip_s * 50]
+    codes = encode_waveform(codec, clip_audio(path, cfg))  # [4, clip_s * 50]
     return ClipFeatures(global_=glob, rhythm=rhythm, rhythm_global=rhythm_global, codes=codes)
 
 

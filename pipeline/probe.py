@@ -57,7 +57,7 @@ def _int(value: object) -> int | None:
         return None
 
 
-def info_from_ffprobe(data: dict, name: str = "file") -> MediaInfo:
+def info_from_ffprobe(data: dict, name: str = "file", *, stage: str = STAGE) -> MediaInfo:
     """Pure: turn ffprobe's JSON into a :class:`MediaInfo`; ``StageError`` when it has no usable content.
 
     Cover art (an attached picture in an audio file) does not count as a video stream.
@@ -73,13 +73,13 @@ def info_from_ffprobe(data: dict, name: str = "file") -> MediaInfo:
     )
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if video is None and audio is None:
-        raise StageError(STAGE, f"{name}: no audio or video stream")
+        raise StageError(stage, f"{name}: no audio or video stream")
     duration = _float((data.get("format") or {}).get("duration"))
     if duration is None or duration <= 0:
         known = [d for s in (video, audio) if s is not None and (d := _float(s.get("duration"))) is not None]
         duration = max(known, default=None)
     if duration is None or duration <= 0:
-        raise StageError(STAGE, f"{name}: zero-length media (no duration found)")
+        raise StageError(stage, f"{name}: zero-length media (no duration found)")
     fps = None
     if video is not None:
         fps = parse_rate(video.get("avg_frame_rate")) or parse_rate(video.get("r_frame_rate"))
@@ -95,10 +95,10 @@ def info_from_ffprobe(data: dict, name: str = "file") -> MediaInfo:
     )
 
 
-def probe(path: Path) -> MediaInfo:
-    """Probe ``path`` with ffprobe; zero-length, corrupt or unreadable files raise ``StageError("probe", ...)``."""
+def probe(path: Path, *, stage: str = STAGE) -> MediaInfo:
+    """Probe ``path`` with ffprobe; zero-length, corrupt or unreadable files raise ``StageError(stage, ...)``."""
     path = Path(path)
-    return info_from_ffprobe(ffprobe_json(path, stage=STAGE), path.name)
+    return info_from_ffprobe(ffprobe_json(path, stage=stage), path.name, stage=stage)
 
 
 def require_streams(info: MediaInfo, path: Path, *, video: bool = True, audio: bool = True) -> None:

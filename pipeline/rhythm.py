@@ -10,9 +10,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-RHYTHM_RATE_HZ = 50  # MusicGen token rate
-VIDEO_FPS = 25
-
 
 def unit_tokens(tokens: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Patch tokens scaled to unit length (float32), so Eq. 4 becomes a mean of dot products."""

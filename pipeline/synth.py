@@ -5,10 +5,10 @@ Used by the demo and the tests, so both exercise the real tools on media whose t
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from dvmset.io import atomic_path
+from pipeline.media import run_ffmpeg
 
 
 def make_sample_video(
@@ -33,7 +33,7 @@ def make_sample_video(
     if not video and not audio:
         raise ValueError("a sample needs a video or an audio stream")
     dest = Path(dest)
-    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    args: list = []
     if video:
         args += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={duration_s}"]
     if audio:
@@ -54,5 +54,5 @@ def make_sample_video(
     if audio:
         args += ["-c:a", "aac", "-b:a", "128k"]
     with atomic_path(dest) as tmp:
-        subprocess.run([*args, str(tmp)], check=True, capture_output=True)
+        run_ffmpeg([*args, tmp], stage="synth")
     return dest

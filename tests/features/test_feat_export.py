@@ -11,7 +11,8 @@ import pytest
 from feature_helpers import add_clips, entry
 from sqlalchemy import select
 
-from dvmset.export import DEFAULT_TEST_FRACTION, SplitItem, export_dataset, plan_split
+from dvmset.constants import TEST_FRACTION
+from dvmset.export import SplitItem, export_dataset, plan_split
 from dvmset.records import ClipStatus
 from dvmset.shards import FeatureStore, write_shard
 from dvmset.tables import Annotator, Clip, Decision
@@ -58,11 +59,11 @@ def test_test_fraction_close_to_target_on_a_paper_sized_set():
         for s in range(43):
             for c in range(int(rng.integers(1, 4))):
                 items.append(SplitItem(f"q{q}s{s}-{c:05d}", f"q{q}s{s}", f"q{q}"))
-    split = plan_split(items, DEFAULT_TEST_FRACTION, seed=0)
+    split = plan_split(items, TEST_FRACTION, seed=0)
     frac = sum(v == "test" for v in split.values()) / len(split)
-    assert abs(frac - DEFAULT_TEST_FRACTION) < 0.015, frac
-    assert plan_split(items, DEFAULT_TEST_FRACTION, seed=0) == split  # deterministic
-    assert plan_split(items, DEFAULT_TEST_FRACTION, seed=1) != split
+    assert abs(frac - TEST_FRACTION) < 0.015, frac
+    assert plan_split(items, TEST_FRACTION, seed=0) == split  # deterministic
+    assert plan_split(items, TEST_FRACTION, seed=1) != split
 
 
 def test_fixed_sources_keep_their_split():

@@ -9,7 +9,7 @@ import torch
 from pipeline.clip_encoder import ClipEncoderSpec, ClipImageEncoder, load_clip_encoder
 from pipeline.codec import check_codec, encode_waveform
 from pipeline.errors import StageError
-from pipeline.features import ExtractConfig, extract_clip, iter_frame_batches, read_audio, video_features
+from pipeline.features import ExtractConfig, clip_audio, extract_clip, iter_frame_batches, video_features
 from pipeline.rhythm import distance_sequence, rhythm_from_tokens
 
 
@@ -81,7 +81,7 @@ def test_extract_clip_aligns_three_tensors(clip_factory, tiny_encoder, tiny_code
     assert f.global_.shape == (4, 32)
     assert f.rhythm.shape == f.rhythm_global.shape == (200,)
     assert f.codes.shape == (4, 200) and f.codes.dtype == np.int16
-    wav = read_audio(clip, ExtractConfig(clip_s=4))
+    wav = clip_audio(clip, ExtractConfig(clip_s=4))
     assert wav.shape == (4 * 32000,) and np.abs(wav).max() > 0.05  # the synthetic beat is there
     np.testing.assert_array_equal(f.codes, encode_waveform(tiny_codec, wav))
     # the codec is causal per 640-sample hop closely enough that half the audio -> about half the codes

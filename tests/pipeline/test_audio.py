@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import load_audio, probe_streams, save_audio
+from pipeline.audio import load_audio, save_audio
 from pipeline.errors import StageError
+from pipeline.probe import probe
 
 # Left 440 Hz, right 660 Hz, 1.5 s: channel order and pitch are checkable after any codec.
 TONE = "aevalsrc='0.5*sin(2*PI*440*t)|0.5*sin(2*PI*660*t)':s=44100:d=1.5"
@@ -80,8 +81,8 @@ def test_missing_file_is_a_stage_error(tmp_path: Path) -> None:
 
 
 def test_probe_reports_both_streams(media_factory) -> None:
-    info = probe_streams(media_factory("short", duration_s=2.0, cut_every_s=None))
-    assert (info.audio_sr, info.audio_channels, info.width, info.height) == (44100, 2, 320, 240)
+    info = probe(media_factory("short", duration_s=2.0, cut_every_s=None))
+    assert (info.audio_sample_rate, info.audio_channels, info.width, info.height) == (44100, 2, 320, 240)
     assert info.fps == pytest.approx(30.0) and info.duration_s == pytest.approx(2.0, abs=0.1)
 
 
@@ -109,7 +110,7 @@ def test_max_channels_downmixes_only_wider_streams(tmp_path: Path) -> None:
     six = tmp_path / "six.wav"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
                     "-af", "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0", "-ar", "22050", str(six)], check=True)
-    assert probe_streams(six).audio_channels == 6
+    assert probe(six).audio_channels == 6
     wav, sr = load_audio(six, max_channels=2)
     assert wav.shape[0] == 2 and sr == 22050 and abs(_dominant_hz(wav[0], sr) - 440) < 5
     mono = tmp_path / "mono.wav"

@@ -85,7 +85,7 @@ def test_ffprobe_json_has_format_and_streams(media_factory):
 def test_parse_rate():
     assert parse_rate("30000/1001") == pytest.approx(29.97002997)
     assert parse_rate("25/1") == 25.0 and parse_rate("25") == 25.0
-    for bad in ("0/0", "", None, "abc", "-25/1"):
+    for bad in ("0/0", "25/0", "", None, "abc", "-25/1"):
         assert parse_rate(bad) is None
 
 

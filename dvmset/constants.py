@@ -1,0 +1,18 @@
+"""The rates and sizes every layer agrees on, written once (**[paper §3–4]**, MusicGen's geometry).
+
+The rhythm feature, the conditioning tensors and MusicGen's codes all run at ``TOKEN_RATE_HZ``;
+frames are read at ``VIDEO_FPS`` (two tokens per frame, Algorithm 1).
+"""
+
+from __future__ import annotations
+
+TOKEN_RATE_HZ = 50  # MusicGen EnCodec frames per second = rhythm feature rate
+VIDEO_FPS = 25  # frames per second the clips are cut at and the features read at
+SAMPLE_RATE_HZ = 32_000  # MusicGen's EnCodec input, mono
+TOKENS_PER_FRAME = TOKEN_RATE_HZ // VIDEO_FPS  # 2: Algorithm 1 upsamples 25 fps -> 50 Hz
+CLIP_SECONDS = 60  # length of a curated clip
+TRAIN_WINDOW_S = 30  # the window a training item covers (MusicGen's 30 s segments)
+TEST_FRACTION = 268 / 3839  # the paper's test split: 268 of 3,839 clips
+
+if TOKEN_RATE_HZ % VIDEO_FPS:
+    raise ImportError("TOKEN_RATE_HZ must be a whole multiple of VIDEO_FPS")  # Algorithm 1's upsampling
