@@ -15,7 +15,7 @@ from dvmset.catalog import CatalogSchemaError
 COMMAND_MODULES = (
     "flows.curate_cmd",
     "flows.features_cmd",
-    "flows.review_cmd",
+    "flows.commands.review",
     "flows.db_cmd",
 )
 

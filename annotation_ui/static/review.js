@@ -6,6 +6,8 @@
   const $ = (id) => document.getElementById(id);
   const video = $("video"), canvas = $("wave"), ctx = canvas.getContext("2d");
   let clip = null, peaks = [], shownAt = 0, busy = false;
+  const STILL_WARN_S = 10;  // a still picture this long is worth a look (rejection: "static images")
+  const LIMITING_SHOW_DB = 1, LIMITING_WARN_DB = 3;  // limiter gain reduction, shown above 1 dB
 
   function say(msg, isError) {
     $("status").textContent = msg;
@@ -49,14 +51,23 @@
     }
   }
 
+  const known = (v) => v !== null && v !== undefined;
+
   function renderQc(qc) {
+    // Seconds of still picture when curation measured them; the older frame-step ratio otherwise.
+    const still = known(qc.still_s)
+      ? ["still picture", fmtNum(qc.still_s, 0) + " s", qc.still_s >= STILL_WARN_S]
+      : ["static image", fmtNum(known(qc.static_ratio) ? qc.static_ratio * 100 : null, 0) + " %", qc.static_ratio > 0.3];
     const rows = [
-      ["non-music / silence", fmtNum(qc.silence_ratio === null ? null : qc.silence_ratio * 100, 0) + " %", qc.silence_ratio > 0.08],
-      ["static image", fmtNum(qc.static_ratio === null ? null : qc.static_ratio * 100, 0) + " %", qc.static_ratio > 0.3],
+      ["non-music / silence", fmtNum(known(qc.silence_ratio) ? qc.silence_ratio * 100 : null, 0) + " %", qc.silence_ratio > 0.08],
+      still,
       ["scene cuts", qc.scene_cuts ?? "–", qc.scene_cuts === 0],
-      ["loudness", fmtNum(qc.loudness_lufs, 1) + " LUFS", qc.loudness_lufs !== null && (qc.loudness_lufs < -30 || qc.loudness_lufs > -8)],
-      ["residual vocals", fmtNum(qc.vocal_energy, 2), qc.vocal_energy > 0.1],
+      ["loudness", fmtNum(qc.loudness_lufs, 1) + " LUFS", known(qc.loudness_lufs) && (qc.loudness_lufs < -30 || qc.loudness_lufs > -8)],
     ];
+    if (known(qc.limiting_db) && qc.limiting_db > LIMITING_SHOW_DB) {  // heavy limiting is audible
+      rows.push(["limiting", fmtNum(qc.limiting_db, 1) + " dB", qc.limiting_db > LIMITING_WARN_DB]);
+    }
+    rows.push(["residual vocals", fmtNum(qc.vocal_energy, 2), qc.vocal_energy > 0.1]);
     const dl = $("qc");
     dl.replaceChildren();
     for (const [k, v, warn] of rows) {

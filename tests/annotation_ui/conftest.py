@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from annotation_ui.app import create_app
 from dvmset.review import QueuePolicy
+from flows.commands.review import clip_peaks
 
 
 @pytest.fixture(scope="session")
@@ -18,9 +19,11 @@ def clip_media(media_factory) -> Path:
 
 @pytest.fixture
 def make_client(data_root, catalog):
-    """make_client(overlap=1) -> TestClient over a fresh app on the test's catalog."""
+    """make_client(overlap=1, compute_peaks=clip_peaks, **policy) -> TestClient over a fresh app on the
+    test's catalog; by default missing peaks files are computed by the review command's own decoder."""
 
-    def make(overlap: int = 1, **kw) -> TestClient:
-        return TestClient(create_app(data_root, catalog, QueuePolicy(overlap=overlap, **kw)))
+    def make(overlap: int = 1, compute_peaks=clip_peaks, **kw) -> TestClient:  # noqa: ANN001
+        return TestClient(create_app(data_root, catalog, QueuePolicy(overlap=overlap, **kw),
+                                     compute_peaks=compute_peaks))
 
     return make

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from annotation_ui.app import create_app
 from dvmset.tables import Clip, Decision
+from flows.commands.review import clip_peaks
 
 CHROMIUM = Path(os.environ.get("VIDMUSICIAN_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -26,7 +27,7 @@ def test_keyboard_only_review_in_chromium(catalog, data_root, clip_media):
         pytest.skip(f"no Chromium at {CHROMIUM}")
     ids = seed(catalog, data_root, 4, clip_media, title="<b>Cooking</b> & co")
     _, token = make_annotator(catalog, "ann")
-    app = create_app(data_root, catalog)
+    app = create_app(data_root, catalog, compute_peaks=clip_peaks)
     problems: list[str] = []
     media_status: list[int] = []
     with LiveServer(app) as base, sync_api.sync_playwright() as pw:

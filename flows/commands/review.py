@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows.settings import add_root_arg, open_catalog, resolve_root
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +58,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_decisions_export)
 
 
+def clip_peaks(path: Path) -> np.ndarray:
+    """[STORED_PEAKS] waveform peaks of a clip file, for clips curated before curation stored them."""
+    from dvmset.constants import SAMPLE_RATE_HZ
+    from dvmset.peaks import STORED_PEAKS, peaks_from_samples
+    from pipeline.media import read_audio
+
+    samples = read_audio(path, rate=SAMPLE_RATE_HZ, channels=1, stage="review peaks")  # [1, T]
+    return peaks_from_samples(samples[0], STORED_PEAKS)
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -62,7 +76,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     root = resolve_root(args.root)
     policy = QueuePolicy(overlap=args.overlap, lease_s=args.lease_seconds)
-    app = create_app(root, open_catalog(root), policy)
+    app = create_app(root, open_catalog(root), policy, compute_peaks=clip_peaks)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}; anyone who can reach it still needs a token", file=sys.stderr)
     print(f"review tool on http://{args.host}:{args.port}/ (overlap {policy.overlap}); "

@@ -1,0 +1,41 @@
+"""A clip's media, with HTTP byte ranges, and its waveform peaks (stored by curation)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from annotation_ui import media
+from annotation_ui.context import Ctx, Who
+from annotation_ui.peaks import MAX_PEAKS
+
+router = APIRouter()
+DEFAULT_PEAKS = 1000
+
+
+@router.get("/api/clips/{clip_id}/peaks")
+def api_peaks(clip_id: str, ctx: Ctx, ann: Who,
+              n: Annotated[int, Query(ge=1, le=MAX_PEAKS)] = DEFAULT_PEAKS) -> dict:
+    clip = ctx.clip(clip_id)
+    peaks = ctx.peaks.peaks(ctx.root.peaks_path(clip.id), ctx.media_file(clip), n)  # [n]
+    if ctx.warmer is not None:
+        ctx.warmer.after(clip_id, ann.id)  # the next clips' missing peaks files, while this one plays
+    return {"clip_id": clip_id, "n": n, "peaks": [round(float(v), 3) for v in peaks]}
+
+
+@router.get("/media/{clip_id}")
+def api_media(clip_id: str, request: Request, ctx: Ctx, ann: Who) -> Response:
+    path = ctx.media_file(ctx.clip(clip_id))
+    size = path.stat().st_size
+    base = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4", "Cache-Control": "private, max-age=3600"}
+    header = request.headers.get("range")
+    if header is None:
+        return StreamingResponse(media.iter_file(path, 0, size), headers={**base, "Content-Length": str(size)})
+    try:
+        rng = media.parse_range(header, size)
+    except media.RangeNotSatisfiable as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    return StreamingResponse(media.iter_file(path, rng.start, rng.length), status_code=206,
+                             headers={**base, "Content-Range": rng.content_range, "Content-Length": str(rng.length)})

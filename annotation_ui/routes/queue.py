@@ -1,0 +1,102 @@
+"""The annotator's queue: the clip to review now (leased), skip, and progress counts."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.orm import Session
+
+from annotation_ui.context import Ctx, ReviewContext, Who
+from dvmset import review
+from dvmset.layout import check_id
+from dvmset.tables import Clip, Source
+
+router = APIRouter()
+
+
+class SkipIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    clip_id: str = Field(max_length=160)
+
+    @field_validator("clip_id")
+    @classmethod
+    def _safe_id(cls, v: str) -> str:
+        return check_id(v, "clip id")
+
+
+def safe_link(url: str | None) -> str | None:
+    """Only http(s) links reach an href; anything else (javascript:, data:) is dropped."""
+    if not url:
+        return None
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return None
+    return url if scheme in ("http", "https") else None
+
+
+def qc_hints(clip: Clip) -> dict:
+    """The automatic QC hints shown beside the player (None where curation did not measure one)."""
+    # still_s, limiting_db and clip_gain_db arrive with a later catalog revision: None until then.
+    return {
+        "silence_ratio": clip.silence_ratio, "static_ratio": clip.static_ratio,
+        "still_s": getattr(clip, "still_s", None), "scene_cuts": clip.scene_cuts,
+        "loudness_lufs": clip.loudness_lufs, "limiting_db": getattr(clip, "limiting_db", None),
+        "clip_gain_db": getattr(clip, "clip_gain_db", None), "vocal_energy": clip.vocal_energy,
+    }
+
+
+def clip_payload(s: Session, clip_id: str | None) -> dict | None:
+    """What the page needs to show one clip; None for an empty queue."""
+    if clip_id is None:
+        return None
+    clip = s.get(Clip, clip_id)
+    src = s.get(Source, clip.source_id)
+    return {
+        "id": clip.id,
+        "media_url": f"/media/{clip.id}",
+        "peaks_url": f"/api/clips/{clip.id}/peaks",
+        "start_s": clip.start_s,
+        "duration_s": clip.duration_s,
+        "qc": qc_hints(clip),
+        "source": {
+            "id": src.id if src else None,
+            "title": (src.title if src else None) or "",
+            "query": (src.query if src else None) or "",
+            "link": safe_link((src.webpage_url or src.url) if src else None),
+        },
+    }
+
+
+def next_clip(ctx: ReviewContext, annotator_id: int) -> dict | None:
+    """Lease the caller's next clip (or renew their current lease) and describe it."""
+    with ctx.writer.session() as s:
+        clip_id = review.claim_next(s, annotator_id, ctx.policy)
+    with ctx.catalog.session() as s:
+        return clip_payload(s, clip_id)
+
+
+def progress(ctx: ReviewContext, s: Session, annotator_id: int) -> dict:
+    """Overall counts are exact; the per-query table may be up to the cache's TTL old (it joins every clip)."""
+    return {**review.progress_overall(s, annotator_id), "by_query": ctx.by_query.get(lambda: review.progress_by_query(s))}
+
+
+@router.get("/api/next")
+def api_next(ctx: Ctx, ann: Who) -> dict:
+    """The clip to review now (leased to the caller); progress comes from /api/progress, off the hot path."""
+    return {"clip": next_clip(ctx, ann.id)}
+
+
+@router.get("/api/progress")
+def api_progress(ctx: Ctx, ann: Who) -> dict:
+    with ctx.catalog.session() as s:
+        return progress(ctx, s, ann.id)
+
+
+@router.post("/api/skip")
+def api_skip(body: SkipIn, ctx: Ctx, ann: Who) -> dict:
+    with ctx.writer.session() as s:
+        review.skip(s, ann.id, body.clip_id, ctx.policy)
+    return {"skipped": body.clip_id}
