@@ -8,20 +8,35 @@ fixed; any sampler works, ``DistributedSampler`` included.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler
 
-from dvmset.shards import ShardReader
+from dvmset.shards import TOKEN_RATE_HZ, ShardReader
 
 log = logging.getLogger(__name__)
 
 #: the model's rhythm source (``RhythmConfig.source``) -> the shard tensor that holds it
 RHYTHM_KEYS = {"all_tokens": "rhythm", "global": "rhythm_global"}
+#: the keys of an item (and of a collated batch) that the model's ``batch_loss`` reads
+GLOBAL, RHYTHM, CODES = "global", "rhythm", "codes"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the features were made with, as far as a model must match it (from the shard index)."""
+
+    clip_dim: int  # D of global [T, D]
+    clip_model: str | None  # the CLIP the features stage used (``vidmusician features --clip-model``)
+    codec: str | None  # the codec that made ``codes`` (``vidmusician features --codec``)
+    token_rate: int  # codes / rhythm frames per second
+    n_codebooks: int  # K of codes [K, T*50]
 
 
 class FeatureWindows(Dataset):
@@ -74,6 +89,20 @@ class FeatureWindows(Dataset):
                              f"e.g. {self.reader.index.at[old[0], 'shard']}): move {features_dir} aside and run "
                              "`vidmusician features` again for the global-rhythm ablation")
 
+    def spec(self) -> FeatureSpec:
+        """The CLIP width, CLIP model, codec, token rate and codebooks of these clips; one of each or an error."""
+        idx = self.reader.index.loc[self.clip_ids]
+        dims = sorted(set(idx.embed_dim.astype(int)))
+        identities = {raw: json.loads(raw).get("identity", {}) for raw in idx.config.unique()}
+        keys = {(i.get("clip_model"), i.get("codec"), int(i.get("token_rate", TOKEN_RATE_HZ)))
+                for i in identities.values()}
+        if len(dims) != 1 or len(keys) != 1:
+            raise ValueError(f"the clips mix features made differently (CLIP widths {dims}, "
+                             f"(clip model, codec, token rate) {sorted(keys, key=str)}): train on one features run")
+        (clip_model, codec, rate), = keys
+        k = int(self.reader.window(self.clip_ids[0], 0, 1)["codes"].shape[0])
+        return FeatureSpec(clip_dim=dims[0], clip_model=clip_model, codec=codec, token_rate=rate, n_codebooks=k)
+
     def set_epoch(self, epoch: int) -> None:
         """Draw new random offsets for the next epoch (like ``DistributedSampler.set_epoch``)."""
         self.epoch = int(epoch)
@@ -99,3 +128,28 @@ class FeatureWindows(Dataset):
             "rhythm": torch.from_numpy(np.asarray(w[self.rhythm_key], dtype=np.float32)),  # [W*50]
             "codes": torch.from_numpy(np.asarray(w["codes"], dtype=np.int64)),  # [K, W*50]
         }
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                  start: int = 0) -> list[list[int]]:
+    """This rank's batches of one epoch, from batch ``start`` on (a resume mid-epoch).
+
+    The order is ``DistributedSampler``'s: a permutation of ``range(n)`` drawn from ``seed + epoch``
+    only, dealt to the ranks in turn; ``batch_size`` is the global batch (``batch_size // world`` per
+    rank), so global batch b is the same set of items for any ``world``. Incomplete batches are dropped.
+    """
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"rank {rank} out of world size {world}")
+    if batch_size % world:
+        raise ValueError(f"batch size {batch_size} does not split over {world} processes: use a multiple of {world}")
+    local = batch_size // world
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    order = list(sampler)
+    batches = [order[i : i + local] for i in range(0, len(order) - local + 1, local)]
+    return batches[start:]
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Full global batches in one epoch of ``n`` items (the same for every world size)."""
+    return n // batch_size

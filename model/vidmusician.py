@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from audiocraft.models.lm import LMOutput
 from audiocraft.modules.conditioners import ConditionType
 from torch import nn
 
+from dvmset.dataset import CODES, GLOBAL, RHYTHM
 from model.backbone import Backbone, load_backbone
 from model.config import VidMusicianConfig
 from model.generation import SamplingParams, StepCallback, stream_generate
@@ -151,6 +153,18 @@ class VidMusician(nn.Module):
         Returns (loss, per-codebook CE [K])."""
         out = self(global_feats, rhythm, codes, keep)
         return codebook_cross_entropy(out.logits, codes, out.mask)
+
+    def batch_loss(self, batch: Mapping[str, torch.Tensor], keep: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`loss` on a collated `dvmset.dataset.FeatureWindows` batch ({"global" [B, W, D], "rhythm" [B, W*50],
+        "codes" [B, K, W*50]}, any device). In stage 1 the rhythm module stays out of the graph, so an
+        untrained (ablation: randomly initialised) rhythm module cannot disturb the semantic stage."""
+        device = next(self.lm.parameters()).device
+        codes = batch[CODES].to(device, non_blocking=True)
+        if self.stage == 1 or self._injector is None:
+            out = self.lm.compute_predictions(codes, [], condition_tensors=self.condition_tensors(batch[GLOBAL], keep))
+            return codebook_cross_entropy(out.logits, codes, out.mask)
+        return self.loss(batch[GLOBAL], batch[RHYTHM], codes, keep)
 
     # --- generation -----------------------------------------------------------------------------------
     @torch.no_grad()
