@@ -102,6 +102,7 @@
     if (next.progress) renderProgress(next.progress); else refreshProgress();
     clip = next.clip;
     hideNote();
+    document.querySelectorAll(".clip-only").forEach((el) => { el.hidden = !clip; });
     if (!clip) {
       $("empty").hidden = false;
       $("clip-view").hidden = true;

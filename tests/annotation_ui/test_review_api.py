@@ -268,6 +268,18 @@ def test_progress_per_query(make_client, catalog, data_root):
                                 {"query": "food commercial", "done": 0, "left": 2}]
 
 
+def test_per_query_progress_shows_this_servers_own_verdicts_at_once(make_client, catalog, data_root):
+    ids = seed(catalog, data_root, 2)
+    _, token = make_annotator(catalog, "ann")
+    client = make_client()
+    assert client.get("/api/progress", headers=bearer(token)).json()["by_query"][0]["done"] == 0  # cached now
+    client.post("/api/decisions", json={"clip_id": ids[0], "verdict": "accept"}, headers=bearer(token))
+    prog = client.get("/api/progress", headers=bearer(token)).json()
+    assert (prog["done"], prog["by_query"][0]["done"], prog["by_query"][0]["left"]) == (1, 1, 1)
+    client.post("/api/undo", headers=bearer(token))
+    assert client.get("/api/progress", headers=bearer(token)).json()["by_query"][0]["done"] == 0
+
+
 def test_every_route_but_login_refuses_a_request_without_a_token(make_client, catalog, data_root, clip_media):
     """Walk the app's own route table, so a route added later without the login check fails here."""
     ids = seed(catalog, data_root, 1, clip_media)

@@ -1,9 +1,16 @@
-"""A real browser (Debian's headless Chromium via Playwright): review three clips with the keyboard, undo one."""
+"""A real browser (Debian's headless Chromium via Playwright): every page the tool serves reads right,
+and three clips are reviewed with the keyboard, one undone.
+
+A failing page check saves a screenshot (under the test's tmp_path, or $VIDMUSICIAN_SCREENSHOTS when
+set, which also keeps the screenshots of passing pages) and names it in the failure.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,33 +18,148 @@ from review_helpers import LiveServer, make_annotator, seed
 from sqlalchemy import select
 
 from annotation_ui.app import create_app
+from dvmset import review
 from dvmset.tables import Clip, Decision
 from flows.commands.review import clip_peaks
 
 CHROMIUM = Path(os.environ.get("VIDMUSICIAN_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic", "--autoplay-policy=no-user-gesture-required"]
-SCREENSHOT = Path(os.environ.get("VIDMUSICIAN_SCREENSHOT", "/tmp/vidmusician-review.png"))
+KEEP = os.environ.get("VIDMUSICIAN_SCREENSHOTS")  # a folder: keep every page's screenshot there
+# Text that means a template printed a Python object, an undefined value or its own syntax.
+LEAKS = re.compile(r"object at 0x|<built-in|<bound method|Traceback|\bNone\b|\bundefined\b|\bNaN\b|\{\{|\{%|%\}")
+
+
+@pytest.fixture(scope="module")
+def sync_api():
+    api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    return api
+
+
+@pytest.fixture(scope="module")
+def browser(sync_api) -> Iterator:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class PageCheck:
+    """One browser tab that records console errors, page errors and failed responses per visit."""
+
+    def __init__(self, browser, artefacts: Path) -> None:  # noqa: ANN001 - a Playwright Browser
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.page = self.context.new_page()
+        self.artefacts = artefacts
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
+        self.page.on("response", lambda r: self.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+
+    def visit(self, name: str, url: str, *, status: int, must_show: list[str], ready: str | None = None) -> str:
+        """Open ``url``; its visible text must show each of ``must_show`` and no leaked object; no errors
+        but the page's own expected status. Returns the visible text."""
+        self.problems.clear()
+        try:
+            resp = self.page.goto(url, wait_until="load")
+            if ready:
+                self.page.wait_for_function(ready, timeout=15000)
+            self.page.wait_for_load_state("networkidle")
+            text = self.page.inner_text("body")
+            assert resp is not None and resp.status == status, (resp and resp.status, text[:300])
+            for want in must_show:
+                assert want in text, f"{want!r} not shown; page reads:\n{text}"
+            leak = LEAKS.search(text)
+            assert leak is None, f"{leak.group(0)!r} shown; page reads:\n{text}"
+            own = f"{status} {url}" if status >= 400 else None  # the page's own answer, e.g. a 401 sign-in page
+            unexpected = [p for p in self.problems if p != own and not (own and f"status of {status}" in p)]
+            assert unexpected == [], unexpected
+        except Exception as exc:
+            shot = self.artefacts / f"{name}.png"
+            self.page.screenshot(path=str(shot), full_page=True)
+            raise AssertionError(f"page {name!r} ({url}): {exc}\nscreenshot: {shot}") from exc
+        if KEEP:
+            Path(KEEP).mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(Path(KEEP) / f"{name}.png"), full_page=True)
+        return text
+
+    def close(self) -> None:
+        self.context.close()
+
+
+CLIP_SHOWN = "() => document.getElementById('clip-id').textContent.length > 0"
+WAVE_DRAWN = ("() => { const c = document.getElementById('wave'); const d = c.getContext('2d')"
+              ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+              " for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n > 2000; }")
 
 
 @pytest.mark.slow
-def test_keyboard_only_review_in_chromium(catalog, data_root, clip_media):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+def test_every_page_reads_right_in_chromium(browser, catalog, data_root, clip_media, tmp_path):
+    ids = seed(catalog, data_root, 3, clip_media, title="A <i>food</i> commercial")
+    with catalog.session() as s:  # the QC hints as annotators read them
+        c = s.get(Clip, ids[0])
+        still = hasattr(Clip, "still_s")
+        if still:  # the still-picture seconds and limiting columns (newer catalogs)
+            c.still_s, c.limiting_db, c.clip_gain_db = 12.0, 2.5, 6.0
+    ann_id, token = make_annotator(catalog, "ann")
+    bob_id, _ = make_annotator(catalog, "bob")
+    app = create_app(data_root, catalog, review.QueuePolicy(overlap=2), compute_peaks=clip_peaks)
+    with LiveServer(app) as base:
+        tab = PageCheck(browser, tmp_path)
+        try:
+            sign_in = "sign in with your personal login link"
+            tab.visit("review-signed-out", f"{base}/", status=401, must_show=["Sign in", sign_in])
+            tab.visit("agreement-signed-out", f"{base}/agreement", status=401, must_show=["Sign in", sign_in])
+            tab.visit("login-unknown-token", f"{base}/login?token=not-a-token", status=401,
+                      must_show=["Sign in", "unknown token: ask for a new login link"])
+            qc = ["still picture", "12 s", "limiting", "2.5 dB"] if still else ["static image", "50 %"]
+            tab.visit("review", f"{base}/login?token={token}", status=200, ready=f"() => ({CLIP_SHOWN})()",
+                      must_show=["signed in as ann", ids[0], "A <i>food</i> commercial", "food commercial",
+                                 "QC hints", "scene cuts", "3", "-14.2 LUFS", *qc, "Accept", "persistent noise",
+                                 "0 done", "3 left", "0 by you", "Keys"])
+            tab.page.wait_for_function(WAVE_DRAWN, timeout=15000)  # peaks computed, stored and drawn
+            assert data_root.peaks_path(ids[0]).is_file()
+
+            with catalog.session() as s:
+                review.decide(s, ann_id, ids[0], "accept", policy=review.QueuePolicy(overlap=2))
+            text = tab.visit("agreement-one-verdict", f"{base}/agreement", status=200,
+                             must_show=["Agreement", "0 clips decided, 3 left", "1 clip has a verdict, 0 have two",
+                                        "accept / reject", "reason: static", "ann", "bob"])
+            assert "1 clips" not in text
+            with catalog.session() as s:
+                review.decide(s, bob_id, ids[0], "reject", ["noise"], policy=review.QueuePolicy(overlap=2))
+                review.decide(s, bob_id, ids[1], "accept", policy=review.QueuePolicy(overlap=2))
+                review.decide(s, ann_id, ids[1], "accept", policy=review.QueuePolicy(overlap=2))
+            tab.visit("agreement", f"{base}/agreement", status=200,
+                      must_show=["2 clips decided, 1 left", "2 clips have a verdict, 2 have two or more",
+                                 "2 clips × 2 raters", "ann–bob", "(2 shared clips)"])
+            cells = tab.page.locator("tbody tr td:nth-child(3)").all_inner_texts()[:6]
+            assert cells and all(re.fullmatch(r"–|\d+ clips? × \d+ raters?", c) for c in cells), cells
+
+            with catalog.session() as s:
+                review.decide(s, ann_id, ids[2], "accept", policy=review.QueuePolicy(overlap=2))
+            text = tab.visit("review-queue-empty", f"{base}/", status=200, ready="() => !document.getElementById('empty').hidden",
+                      must_show=["Queue empty: nothing left for you to review", "Progress"])
+            assert "QC hints" not in text and "clip at" not in text  # no empty clip cards
+        finally:
+            tab.close()
+
+
+@pytest.mark.slow
+def test_keyboard_only_review_in_chromium(browser, sync_api, catalog, data_root, clip_media, tmp_path):
     ids = seed(catalog, data_root, 4, clip_media, title="<b>Cooking</b> & co")
     _, token = make_annotator(catalog, "ann")
     app = create_app(data_root, catalog, compute_peaks=clip_peaks)
-    problems: list[str] = []
     media_status: list[int] = []
-    with LiveServer(app) as base, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+    with LiveServer(app) as base:
+        tab = PageCheck(browser, tmp_path)
+        page = tab.page
+        page.on("response", lambda r: media_status.append(r.status) if "/media/" in r.url else None)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("response", lambda r: media_status.append(r.status) if "/media/" in r.url else None)
-            page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             page.goto(f"{base}/login?token={token}")
             clip_id = page.locator("#clip-id")
             sync_api.expect(clip_id).to_have_text(ids[0])
@@ -55,10 +177,7 @@ def test_keyboard_only_review_in_chromium(catalog, data_root, clip_media):
             page.wait_for_function("() => !document.getElementById('video').paused")
             page.keyboard.press("k")  # pause
             page.wait_for_function("() => document.getElementById('video').paused")
-            page.wait_for_function(  # the waveform has been drawn from server peaks
-                "() => { const c = document.getElementById('wave'); const d = c.getContext('2d')"
-                ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
-                " for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n > 2000; }")
+            page.wait_for_function(WAVE_DRAWN)  # the waveform has been drawn from server peaks
 
             page.keyboard.press("a")  # accept
             sync_api.expect(clip_id).to_have_text(ids[1])
@@ -74,9 +193,13 @@ def test_keyboard_only_review_in_chromium(catalog, data_root, clip_media):
             sync_api.expect(clip_id).to_have_text(ids[2])
             sync_api.expect(page.locator("#done")).to_have_text("2")
             page.wait_for_function("() => document.getElementById('video').readyState >= 1", timeout=15000)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        except Exception as exc:
+            shot = tmp_path / "keyboard-review.png"
+            page.screenshot(path=str(shot), full_page=True)
+            raise AssertionError(f"keyboard review: {exc}\nscreenshot: {shot}") from exc
         finally:
-            browser.close()
+            problems = list(tab.problems)
+            tab.close()
     assert problems == []
     assert media_status and all(s == 206 for s in media_status), media_status  # never a whole-file download
     with catalog.session() as s:

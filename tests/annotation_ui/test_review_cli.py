@@ -69,10 +69,12 @@ def test_review_command_defaults_to_localhost():
 
 
 @pytest.mark.parametrize(("trusted", "secure"), [("127.0.0.1", True), ("10.9.9.9", False)])
-def test_sign_in_cookie_is_secure_behind_a_trusted_https_proxy(data_root, monkeypatch, trusted, secure):
-    """The real `vidmusician review` server (uvicorn): X-Forwarded-Proto counts only from a trusted proxy."""
+def test_sign_in_cookie_is_secure_behind_a_trusted_https_proxy(data_root, monkeypatch, trusted, secure, clip_media):
+    """The real `vidmusician review` server (uvicorn): X-Forwarded-Proto counts only from a trusted proxy;
+    a clip curated before peaks were stored gets its peaks file from the command's own decoder."""
     monkeypatch.delenv("VIDMUSICIAN_DB", raising=False)
     catalog = Catalog(data_root.catalog_url)
+    ids = seed(catalog, data_root, 1, clip_media)
     with catalog.session() as s:
         _, token = add_annotator(s, "ann")
     catalog.dispose()
@@ -95,6 +97,10 @@ def test_sign_in_cookie_is_secure_behind_a_trusted_https_proxy(data_root, monkey
         cookie = r.headers["set-cookie"].lower()
         assert r.status_code == 200 and "httponly" in cookie and "samesite=strict" in cookie
         assert ("secure" in cookie.split("; ")) is secure
+        r = httpx.get(f"http://127.0.0.1:{port}/api/clips/{ids[0]}/peaks", params={"n": 100},
+                      headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and len(r.json()["peaks"]) == 100
+        assert data_root.peaks_path(ids[0]).is_file()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
