@@ -3,59 +3,32 @@
 A MusicGen checkpoint is audiocraft's on-disk format: `state_dict.bin` (`{'xp.cfg', 'best_state'}` of the
 LM) and `compression_state_dict.bin` (same for the EnCodec codec). We rebuild the LM from `xp.cfg` with
 audiocraft's builders but *without* its text conditioner (which would download T5 and hide it from
-autograd); the conditioner's `output_proj` weights are kept aside to initialise our projector.
+autograd); the conditioner's `output_proj` weights are kept aside to initialise our projector. Both files
+are read by `dvmset.checkpoints` (either `xp.cfg` format, weights-only loading), the codec's loader included,
+so the features stage (`pipeline.codec.load_codec`) and the model read a checkpoint the same way.
 """
 
 from __future__ import annotations
 
-import collections
 import copy
 import logging
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-import omegaconf
 import torch
 from audiocraft.models import builders
 from audiocraft.models.encodec import CompressionModel
 from audiocraft.models.lm import LMModel
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from dvmset import checkpoints
+from dvmset.checkpoints import CODEC_FILE, LM_FILE, CheckpointFileError
+from dvmset.constants import SAMPLE_RATE_HZ, TOKEN_RATE_HZ
 from model.config import BACKBONE_NAMES
 
 logger = logging.getLogger(__name__)
 
-LM_FILE = "state_dict.bin"
-CODEC_FILE = "compression_state_dict.bin"
 PROJ_PREFIX = "condition_provider.conditioners.description.output_proj."
-
-# What audiocraft's checkpoints pickle besides tensors: an omegaconf DictConfig and its node types.
-# Allowed only inside `_safe_load`, never globally.
-_SAFE_GLOBALS: list = [
-    DictConfig,
-    ListConfig,
-    omegaconf.base.ContainerMetadata,
-    omegaconf.base.Metadata,
-    omegaconf.nodes.AnyNode,
-    omegaconf.nodes.StringNode,
-    omegaconf.nodes.IntegerNode,
-    omegaconf.nodes.FloatNode,
-    omegaconf.nodes.BooleanNode,
-    omegaconf.nodes.EnumNode,
-    typing.Any,
-    dict,
-    list,
-    tuple,
-    set,
-    int,
-    float,
-    str,
-    bool,
-    type(None),
-    collections.defaultdict,
-    collections.OrderedDict,
-]
 
 # Architecture of the released MusicGen LMs (audiocraft's `xp.cfg.transformer_lm`).
 _SCALES = {
@@ -65,7 +38,7 @@ _SCALES = {
     "large": dict(dim=2048, num_heads=32, num_layers=48),
 }
 DEBUG_TEXT_DIM = 32  # the debug backbone's "T5" width: matches SemanticConfig(t5="debug")
-CARD = 2048
+CARD = checkpoints.CODEBOOK_SIZE
 
 
 class BackboneError(RuntimeError):
@@ -106,20 +79,6 @@ def lm_config(scale: str, device: str = "cpu") -> DictConfig:
     })
 
 
-def debug_codec_config(device: str = "cpu") -> DictConfig:
-    """A tiny EnCodec like MusicGen's: 32 kHz mono, hop 640 (8*5*4*4) = 50 Hz, 4 codebooks of 2048."""
-    return OmegaConf.create({
-        "compression_model": "encodec",
-        "device": device,
-        "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": 32000, "channels": 1,
-                    "causal": False, "renormalize": False},
-        "seanet": {"dimension": 16, "channels": 1, "n_filters": 2, "n_residual_layers": 1,
-                   "ratios": [8, 5, 4, 4], "norm": "weight_norm", "lstm": 0, "encoder": {},
-                   "decoder": {"trim_right_ratio": 1.0}},
-        "rvq": {"n_q": 4, "bins": CARD, "q_dropout": False, "kmeans_init": False, "decay": 0.99},
-    })
-
-
 @dataclass(frozen=True)
 class Backbone:
     """A frozen MusicGen: the LM, its codec (None when built only to count parameters) and the
@@ -148,42 +107,26 @@ class Backbone:
 
     @property
     def sample_rate(self) -> int:
-        return 32000 if self.codec is None else int(self.codec.sample_rate)
+        return SAMPLE_RATE_HZ if self.codec is None else int(self.codec.sample_rate)
 
     @property
     def frame_rate(self) -> float:
-        return 50.0 if self.codec is None else float(self.codec.frame_rate)
+        return float(TOKEN_RATE_HZ) if self.codec is None else float(self.codec.frame_rate)
 
 
-def _safe_load(path: Path) -> dict:
-    """torch.load with weights_only=True, allowing only what audiocraft's checkpoints contain."""
-    if not path.is_file():
-        raise BackboneError(f"{path}: no such checkpoint file")
-    with torch.serialization.safe_globals(_SAFE_GLOBALS):
-        try:
-            pkg = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises UnpicklingError or RuntimeError here
-            raise BackboneError(f"{path}: cannot be read with weights_only loading ({err})") from err
-    if not isinstance(pkg, dict):
-        raise BackboneError(f"{path}: expected a dict checkpoint, got {type(pkg).__name__}")
-    return pkg
+def _read(path: Path) -> checkpoints.AudiocraftCheckpoint:
+    try:
+        return checkpoints.read_checkpoint(path)
+    except CheckpointFileError as err:
+        raise BackboneError(str(err)) from err
 
 
 def _resolve(name_or_dir: str, filename: str) -> Path:
     """A local file inside a checkpoint directory, or the hub file of a MusicGen name."""
-    local = Path(name_or_dir).expanduser()
-    if local.is_dir():
-        return local / filename
-    repo = BACKBONE_NAMES.get(name_or_dir, name_or_dir)
-    from huggingface_hub import hf_hub_download
-
     try:
-        return Path(hf_hub_download(repo_id=repo, filename=filename, library_name="audiocraft"))
-    except Exception as err:  # offline, unknown repo, ...: huggingface_hub raises many types
-        raise BackboneError(
-            f"{name_or_dir!r} is not a local directory and {repo}/{filename} could not be fetched ({err}); "
-            f"pass a directory holding {LM_FILE} and {CODEC_FILE}"
-        ) from err
+        return checkpoints.resolve_file(name_or_dir, filename, repo=BACKBONE_NAMES.get(name_or_dir, name_or_dir))
+    except CheckpointFileError as err:
+        raise BackboneError(f"{err}; a local directory must hold {LM_FILE} and {CODEC_FILE}") from err
 
 
 def _check_cross_attention(name: str, cfg: DictConfig) -> None:
@@ -233,11 +176,13 @@ def load_backbone(name_or_dir: str, device: str = "cpu") -> Backbone:
     if "melody" in name_or_dir.lower():
         raise BackboneError(f"{name_or_dir}: MusicGen-melody has no cross-attention to a description; "
                             "use facebook/musicgen-small|medium|large")
-    pkg = _safe_load(_resolve(name_or_dir, LM_FILE))
-    cfg = OmegaConf.create(pkg["xp.cfg"])
+    ckpt = _read(_resolve(name_or_dir, LM_FILE))
+    if ckpt.cfg is None:
+        raise BackboneError(f"{ckpt.path}: points to a pretrained model ({ckpt.pretrained}), not an LM checkpoint")
+    cfg = ckpt.cfg
     _check_cross_attention(name_or_dir, cfg)
     lm = _build_lm(cfg, device)
-    lm_state, proj = _split_state(name_or_dir, pkg["best_state"])
+    lm_state, proj = _split_state(name_or_dir, ckpt.state)
     lm.load_state_dict(lm_state, strict=True)
     codec = _load_codec(_resolve(name_or_dir, CODEC_FILE), device)
     _freeze(lm)
@@ -248,15 +193,10 @@ def load_backbone(name_or_dir: str, device: str = "cpu") -> Backbone:
 
 
 def _load_codec(path: Path, device: str) -> CompressionModel:
-    pkg = _safe_load(path)
-    if "pretrained" in pkg:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            return CompressionModel.get_pretrained(pkg["pretrained"], device=device)
-    cfg = OmegaConf.create(pkg["xp.cfg"])
-    cfg.device = device
-    codec = builders.get_compression_model(cfg)
-    codec.load_state_dict(pkg["best_state"])
-    return codec.eval()
+    try:
+        return checkpoints.load_compression_model(path, device=device)
+    except CheckpointFileError as err:
+        raise BackboneError(str(err)) from err
 
 
 def build_backbone(scale: str, device: str | torch.device = "cpu", seed: int = 0,
@@ -272,7 +212,7 @@ def build_backbone(scale: str, device: str | torch.device = "cpu", seed: int = 0
         lm = _build_lm(cfg, device)
         text_dim = DEBUG_TEXT_DIM if scale == "debug" else 768
         proj = torch.nn.Linear(text_dim, lm.dim)
-        codec = builders.get_compression_model(debug_codec_config(device)) if with_codec else None
+    codec = checkpoints.build_tiny_codec(seed=seed, device=device) if with_codec else None  # seeds itself
     _freeze(lm)
     if codec is not None:
         _freeze(codec)
@@ -282,11 +222,10 @@ def build_backbone(scale: str, device: str | torch.device = "cpu", seed: int = 0
 
 def save_backbone(backbone: Backbone, directory: Path, scale: str = "debug", yaml_cfg: bool = False) -> Path:
     """Write a backbone in audiocraft's on-disk format (the format of the hub's MusicGen repos): `xp.cfg`
-    as a pickled DictConfig (early releases), or as YAML text like `audiocraft.utils.export` (`yaml_cfg`)."""
+    as a pickled DictConfig (early releases), or as YAML text like `audiocraft.utils.export` (`yaml_cfg`).
+    The codec must be the tiny test codec (its config is what is written)."""
     if backbone.codec is None:
         raise BackboneError("cannot save a backbone without its codec")
-    from dvmset.io import atomic_path
-
     directory.mkdir(parents=True, exist_ok=True)
     cfg = lm_config(scale)
     state = dict(backbone.lm.state_dict())
@@ -294,13 +233,7 @@ def save_backbone(backbone: Backbone, directory: Path, scale: str = "debug", yam
     if cfg.conditioners.description.model == "lut":
         lut = cfg.conditioners.description.lut
         state["condition_provider.conditioners.description.embed.weight"] = torch.zeros(lut.n_bins, lut.dim)
-    codec_cfg = debug_codec_config()
-    extra: dict = {}
-    if yaml_cfg:
-        cfg, codec_cfg = OmegaConf.to_yaml(cfg), OmegaConf.to_yaml(codec_cfg)
-        extra = {"version": "1.3.0", "exported": True}
-    with atomic_path(directory / LM_FILE) as tmp:
-        torch.save({"xp.cfg": cfg, "best_state": state, **extra}, tmp)
-    with atomic_path(directory / CODEC_FILE) as tmp:
-        torch.save({"xp.cfg": codec_cfg, "best_state": backbone.codec.state_dict(), **extra}, tmp)
+    checkpoints.write_checkpoint(directory / LM_FILE, cfg, state, yaml_cfg=yaml_cfg)
+    checkpoints.write_checkpoint(directory / CODEC_FILE, checkpoints.tiny_codec_config(),
+                                 backbone.codec.state_dict(), yaml_cfg=yaml_cfg)
     return directory

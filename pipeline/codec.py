@@ -1,47 +1,34 @@
 """MusicGen's EnCodec (32 kHz mono, 50 Hz, 4 codebooks) behind a thin wrapper: waveform in, tokens out.
 
-Loads the compression model of a MusicGen checkpoint (``facebook/musicgen-small`` or a local dir
-holding ``compression_state_dict.bin``) through audiocraft's own loader, ``facebook/encodec_32khz``
-through ``CompressionModel.get_pretrained``, or ``tiny``: a seeded random audiocraft
-``EncodecModel`` with MusicGen's geometry (hop 640 at 32 kHz = 50 Hz, 4 codebooks of 2048).
-audiocraft's ``debug_compression_model`` runs at 25 Hz and is refused.
+`load_codec(name_or_dir)` is the features stage's entry point: the compression model of a MusicGen
+checkpoint (``facebook/musicgen-small`` from the hub, or a local dir / file holding
+``compression_state_dict.bin``) read by `dvmset.checkpoints` — the same loader the model uses, so any
+checkpoint the model loads loads here (xp.cfg as YAML text or as a pickled DictConfig);
+``facebook/encodec_32khz`` through audiocraft's ``CompressionModel.get_pretrained``; or ``tiny``: the seeded
+random codec of `dvmset.checkpoints.build_tiny_codec`. audiocraft's ``debug_compression_model`` runs at
+25 Hz and is refused.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from dvmset.constants import SAMPLE_RATE_HZ, TOKEN_RATE_HZ
+
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
-SAMPLE_RATE = 32_000
-FRAME_RATE = 50
+SAMPLE_RATE = SAMPLE_RATE_HZ
+FRAME_RATE = TOKEN_RATE_HZ
 NUM_CODEBOOKS = 4
 _HF_CODECS = ("facebook/encodec_32khz",)
 
 
-def tiny_codec(seed: int = 0) -> torch.nn.Module:
-    """A random audiocraft EncodecModel with MusicGen's rates: 32 kHz, ratios 8*5*4*4 = 640 -> 50 Hz."""
-    from audiocraft.models.encodec import EncodecModel
-    from audiocraft.modules import SEANetDecoder, SEANetEncoder
-    from audiocraft.quantization import ResidualVectorQuantizer
-
-    seanet = {"n_filters": 4, "n_residual_layers": 1, "dimension": 32, "ratios": [8, 5, 4, 4]}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        quantizer = ResidualVectorQuantizer(dimension=32, bins=2048, n_q=NUM_CODEBOOKS, kmeans_iters=1)
-        encoder = SEANetEncoder(**seanet)
-        with torch.no_grad():  # codebooks drawn from the encoder's own outputs on 4 s of noise
-            quantizer(encoder(0.1 * torch.randn(1, 1, 4 * SAMPLE_RATE)), FRAME_RATE)
-        model = EncodecModel(
-            encoder, SEANetDecoder(**seanet), quantizer,
-            frame_rate=FRAME_RATE, sample_rate=SAMPLE_RATE, channels=1,
-        )
-    return model.eval()
+class CodecLoadError(RuntimeError):
+    """The codec named for a features run cannot be loaded (a whole-run error: nothing can be extracted)."""
 
 
 def check_codec(model: torch.nn.Module, name: str = "codec") -> torch.nn.Module:
@@ -56,29 +43,27 @@ def check_codec(model: torch.nn.Module, name: str = "codec") -> torch.nn.Module:
     return model
 
 
-def load_codec(name: str = "facebook/musicgen-small", device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The compression model by MusicGen name / local dir / HF EnCodec name, or ``tiny``; frozen, eval."""
-    if name == TINY:
-        model = tiny_codec()
-    else:
-        from audiocraft.models import CompressionModel, loaders
+def load_codec(name_or_dir: str = "facebook/musicgen-small", device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The compression model by MusicGen name / local dir or file / HF EnCodec name, or ``tiny``; frozen, eval."""
+    from dvmset import checkpoints
 
-        try:
-            if name in _HF_CODECS:
-                model = CompressionModel.get_pretrained(name, device=device)
-            else:
-                if Path(name).exists() and not (Path(name) / "compression_state_dict.bin").exists() \
-                        and not Path(name).is_file():
-                    raise FileNotFoundError(f"{name}: no compression_state_dict.bin in this directory")
-                model = loaders.load_compression_model(name, device=device)
-        except (OSError, RuntimeError, ValueError) as err:
-            raise RuntimeError(
-                f"could not load the codec {name!r}: {err}. Offline, pass a local MusicGen directory "
-                "(with compression_state_dict.bin) or 'tiny'"
-            ) from err
-    model = check_codec(model.to(device).eval(), name)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    try:
+        if name_or_dir == TINY:
+            model = checkpoints.build_tiny_codec()
+        elif name_or_dir in _HF_CODECS:
+            from audiocraft.models import CompressionModel
+
+            model = CompressionModel.get_pretrained(name_or_dir, device=device)
+        else:
+            path = checkpoints.resolve_file(name_or_dir, checkpoints.CODEC_FILE)
+            model = checkpoints.load_compression_model(path, device=device)
+    except (checkpoints.CheckpointFileError, OSError) as err:
+        raise CodecLoadError(
+            f"could not load the codec {name_or_dir!r}: {err}. Offline, pass a local MusicGen directory "
+            f"(with {checkpoints.CODEC_FILE}) or 'tiny'"
+        ) from err
+    model = check_codec(model.to(device).eval(), name_or_dir)
+    model.requires_grad_(False)
     return model
 
 
