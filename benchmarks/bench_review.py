@@ -4,6 +4,11 @@ Run by hand:  python benchmarks/bench_review.py [--clips 10000] [--predecided 50
 It seeds a fresh catalog in a temp dir (clips spread over 47 queries), serves the real app with
 uvicorn on loopback in its own process, and drives it with httpx clients (one per annotator, in
 parallel threads).
+
+       python benchmarks/bench_review.py --peaks [--peak-clips 6]
+times the waveform request of 60 s clips through the real app: from the stored peaks file (what
+curation writes) against the first request of a clip without one (decoded by the review command's
+decoder, then stored), and prints the ratio.
 """
 
 from __future__ import annotations
@@ -92,8 +97,52 @@ def pct(xs: list[float], q: float) -> float:
     return 1000 * statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if len(xs) > 1 else 1000 * xs[0]
 
 
+def bench_peaks(n_clips: int) -> None:
+    """p50 of the peaks request: stored file vs first request without one (decode + store), same run."""
+    from fastapi.testclient import TestClient
+
+    from flows.commands.review import clip_peaks
+    from pipeline.synth import make_sample_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = DataRoot(Path(tmp) / "root").ensure()
+        catalog = Catalog(root.catalog_url)
+        media = make_sample_video(Path(tmp) / "clip.mp4", 60.0, size="320x240", fps=25)
+        now = dt.datetime.now(dt.UTC)
+        ids = [f"src000000-{i * 60:05d}" for i in range(n_clips)]
+        with catalog.session() as s:
+            s.execute(insert(Source), [{"id": "src000000", "url": "https://example.org/0", "status": "done",
+                                        "query": "q", "title": "t", "created_at": now, "updated_at": now}])
+            s.execute(insert(Clip), [{"id": c, "source_id": "src000000", "start_s": i * 60.0, "duration_s": 60.0,
+                                      "status": "pending_review", "created_at": now, "updated_at": now}
+                                     for i, c in enumerate(ids)])
+            _, token = add_annotator(s, "bench")
+        for c in ids:
+            root.clip_path(c).write_bytes(media.read_bytes())
+        client = TestClient(create_app(root, catalog, compute_peaks=clip_peaks))
+        client.app.state.review.warmer.close()  # time the requests alone, not the background fill-in
+        h = {"Authorization": f"Bearer {token}"}
+
+        def timed(c: str) -> float:
+            t0 = time.perf_counter()
+            r = client.get(f"/api/clips/{c}/peaks", params={"n": 960}, headers=h)
+            dt_s = time.perf_counter() - t0
+            r.raise_for_status()
+            return dt_s
+
+        first = [timed(c) for c in ids]  # no file yet: decode, store
+        stored = [timed(c) for c in ids for _ in range(5)]  # the file curation (or the first request) wrote
+        catalog.dispose()
+    p_first, p_stored = statistics.median(first), statistics.median(stored)
+    print(f"peaks of a 60 s clip, n=960, {n_clips} clips: first request without a stored file "
+          f"p50 {1000 * p_first:.1f} ms; from the stored file p50 {1000 * p_stored:.2f} ms "
+          f"({p_first / p_stored:.0f}x faster)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--peaks", action="store_true", help="time waveform peaks (stored vs computed) instead")
+    ap.add_argument("--peak-clips", type=int, default=6, help="clips for --peaks")
     ap.add_argument("--clips", type=int, default=10_000)
     ap.add_argument("--predecided", type=int, default=5_000, help="clips already decided before timing")
     ap.add_argument("--requests", type=int, default=400, help="next+decide pairs per client")
@@ -101,6 +150,9 @@ def main() -> None:
     ap.add_argument("--status-id-index", action="store_true",
                     help="add an index on clips (status, id) first (proposed for dvmset.tables.Clip)")
     args = ap.parse_args()
+    if args.peaks:
+        bench_peaks(args.peak_clips)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = DataRoot(Path(tmp) / "root").ensure()
         catalog = Catalog(root.catalog_url)
