@@ -22,7 +22,7 @@ def api_peaks(clip_id: str, ctx: Ctx, ann: Who,
     peaks = ctx.peaks.peaks(ctx.root.peaks_path(clip.id), ctx.media_file(clip), n)  # [n]
     if ctx.warmer is not None:
         ctx.warmer.after(clip_id, ann.id)  # the next clips' missing peaks files, while this one plays
-    return {"clip_id": clip_id, "n": n, "peaks": [round(float(v), 3) for v in peaks]}
+    return {"clip_id": clip_id, "n": len(peaks), "peaks": [round(float(v), 3) for v in peaks]}
 
 
 @router.get("/media/{clip_id}")

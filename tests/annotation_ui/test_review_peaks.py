@@ -132,6 +132,8 @@ def test_a_read_only_root_still_serves_computed_peaks(tmp_path):
     target = tmp_path / "a-file" / "c.peaks.npy"  # cannot be written (its folder is a file)
     assert store.peaks(target, media, 4).tolist() == pytest.approx([0.25, 0.5, 0.75, 1.0], abs=1e-3)
     assert store.computed == 0 and not target.exists()
+    short = write_peaks(tmp_path / "short.peaks.npy", np.array([0.5, 1.0], dtype=np.float32))
+    assert store.peaks(short, media, 100).tolist() == [0.5, 1.0]  # fewer stored than asked: all of them
     damaged = tmp_path / "damaged.peaks.npy"
     damaged.write_bytes(b"not numpy")
     assert store.peaks(damaged, media, 2).tolist() == pytest.approx([0.5, 1.0], abs=1e-3)  # computed anew
