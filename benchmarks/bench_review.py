@@ -29,6 +29,7 @@ from sqlalchemy import insert, text
 
 from annotation_ui.app import create_app
 from dvmset.catalog import Catalog
+from dvmset.constants import CLIP_SECONDS, VIDEO_FPS
 from dvmset.layout import DataRoot
 from dvmset.review import QueuePolicy, add_annotator
 from dvmset.tables import Clip, Decision, Source
@@ -107,13 +108,14 @@ def bench_peaks(n_clips: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = DataRoot(Path(tmp) / "root").ensure()
         catalog = Catalog(root.catalog_url)
-        media = make_sample_video(Path(tmp) / "clip.mp4", 60.0, size="320x240", fps=25)
+        media = make_sample_video(Path(tmp) / "clip.mp4", float(CLIP_SECONDS), size="320x240", fps=VIDEO_FPS)
         now = dt.datetime.now(dt.UTC)
-        ids = [f"src000000-{i * 60:05d}" for i in range(n_clips)]
+        ids = [f"src000000-{i * CLIP_SECONDS:05d}" for i in range(n_clips)]
         with catalog.session() as s:
             s.execute(insert(Source), [{"id": "src000000", "url": "https://example.org/0", "status": "done",
                                         "query": "q", "title": "t", "created_at": now, "updated_at": now}])
-            s.execute(insert(Clip), [{"id": c, "source_id": "src000000", "start_s": i * 60.0, "duration_s": 60.0,
+            s.execute(insert(Clip), [{"id": c, "source_id": "src000000", "start_s": i * float(CLIP_SECONDS),
+                                      "duration_s": float(CLIP_SECONDS),
                                       "status": "pending_review", "created_at": now, "updated_at": now}
                                      for i, c in enumerate(ids)])
             _, token = add_annotator(s, "bench")
