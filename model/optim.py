@@ -57,11 +57,11 @@ def build_optimizer(model: VidMusician, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 def lr_factor(step: int, warmup_steps: int) -> float:
-    """Multiplier of the peak lr for update `step` (0-based): (step + 1) / warmup, then 1 (constant).
-    Update 0 already moves (a factor of 0 would waste it); update warmup - 1 is the first at the peak."""
+    """Multiplier of the peak lr for update `step` (0-based): step / warmup, then 1 (constant), as
+    audiocraft's LinearWarmupLRScheduler (init lr 0): update 0 runs at 0, update `warmup` at the peak."""
     if warmup_steps <= 0:
         return 1.0
-    return min(1.0, (step + 1) / warmup_steps)
+    return min(1.0, step / warmup_steps)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
