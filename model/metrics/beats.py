@@ -1,0 +1,47 @@
+"""Beat times of music with librosa's dynamic-programming tracker (Ellis 2007), no weights needed.
+
+Pinned parameters. ``hop_length`` is 256 at 22 050 Hz (11.6 ms frames), not librosa's 512: on
+the real 140 BPM amen break, hop 512 settles on 92 BPM and finds 5 of its 16 beats, hop 256 finds
+140 BPM and all 16. ``trim`` is explicit: librosa drops leading/trailing beats whose onset
+strength is weak, so beats the tracker extrapolates into silence do not count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BeatConfig:
+    sample_rate: int = 22050
+    hop_length: int = 256
+    start_bpm: float = 120.0
+    tightness: float = 100.0
+    trim: bool = True
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.hop_length <= 0:
+            raise ValueError(f"sample_rate and hop_length must be positive: {self}")
+        if self.start_bpm <= 0 or self.tightness <= 0:
+            raise ValueError(f"start_bpm and tightness must be positive: {self}")
+
+    def describe(self) -> dict:
+        import librosa
+
+        return {"tracker": "librosa.beat.beat_track", "librosa": librosa.__version__, **asdict(self)}
+
+
+def track_beats(mono: np.ndarray, sr: int, config: BeatConfig = BeatConfig()) -> np.ndarray:
+    """Beat times in seconds [B] of mono audio [N] already at ``config.sample_rate``."""
+    import librosa
+
+    if sr != config.sample_rate:
+        raise ValueError(f"the beat tracker runs at {config.sample_rate} Hz, got audio at {sr} Hz (resample first)")
+    y = np.asarray(mono, dtype=np.float32)
+    if y.ndim != 1 or not np.isfinite(y).all():
+        raise ValueError(f"need finite mono audio [N], got shape {y.shape}")
+    _, beats = librosa.beat.beat_track(y=y, sr=sr, hop_length=config.hop_length, start_bpm=config.start_bpm,
+                                       tightness=config.tightness, trim=config.trim, units="time")
+    return np.asarray(beats, dtype=np.float64)

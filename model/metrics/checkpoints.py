@@ -1,0 +1,87 @@
+"""Local checkpoints for the metric embedders: nothing is downloaded, a missing file says what to pass."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import logging
+import pickle
+import sys
+import types
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class EmbedderUnavailable(RuntimeError):
+    """An embedder cannot run here (no checkpoint, or its package is missing); the metric is skipped."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require_checkpoint(path: Path | None, *, what: str, flag: str, env: str) -> Path:
+    """The checkpoint path, or ``EmbedderUnavailable`` naming the flag and variable that set it."""
+    if path is None:
+        raise EmbedderUnavailable(f"no {what} checkpoint given: pass {flag} PATH or set {env}")
+    path = Path(path)
+    if not path.is_file():
+        raise EmbedderUnavailable(f"{what} checkpoint not found at {path}: pass {flag} PATH or set {env}")
+    return path
+
+
+def load_state_dict(path: Path, *, keys: tuple[str, ...] = ("model", "state_dict")) -> dict:
+    """A checkpoint's tensors: the first of ``keys`` present in a dict checkpoint, else the dict itself.
+
+    Loads with ``weights_only=True`` first; a checkpoint that pickles other Python objects (some
+    published ones hold argparse namespaces or numpy scalars beside the weights) is retried with
+    ``weights_only=False`` and a warning: the user named this local file explicitly.
+    """
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        log.warning("%s holds more than tensors; loading it with weights_only=False", path)
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a state-dict checkpoint (a {type(ckpt).__name__})")
+    for key in keys:
+        if isinstance(ckpt.get(key), dict):
+            return ckpt[key]
+    return ckpt
+
+
+def strip_prefix(state: dict, prefix: str) -> dict:
+    """Drop ``prefix`` (e.g. DataParallel's ``module.``) from every key that has it."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def import_skipping_package_init(package: str, module: str) -> types.ModuleType:
+    """Import ``package.module`` without running ``package/__init__.py``.
+
+    laion_clap's ``__init__`` builds nothing we need but imports wget/webdataset and its text
+    tokenizer; imagebind's imports pytorchvideo, which no longer imports with torchvision ≥ 0.17.
+    The model code itself needs neither, so the package is registered as a bare namespace.
+    """
+    name = f"{package}.{module}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderUnavailable(f"the {package} package is not installed (pip install the 'eval' extra)")
+    if package not in sys.modules:
+        bare = types.ModuleType(package)
+        bare.__path__ = list(spec.submodule_search_locations)
+        bare.__spec__ = spec
+        sys.modules[package] = bare
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise EmbedderUnavailable(f"{name} cannot be imported here: {err}") from err

@@ -1,0 +1,54 @@
+"""KL divergence on classifier outputs and cosine scores on embeddings, per pair.
+
+KL follows audioldm_eval / av-benchmark: softmax over the 527 PANNs AudioSet logits of each
+clip, KL(real‖generated) per pair of the same clip id, averaged over pairs. The reverse
+direction is reported beside it. Log-probabilities come from a log-softmax, so the value is
+exact where a probability underflows (audioldm_eval adds 1e-6 before the log instead).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of ``logits`` [N, K] (float64); a constant added to a row changes nothing."""
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"logits must be [N, K], got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("logits hold NaN or infinite values")
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def kl_per_pair(p_logits: np.ndarray, q_logits: np.ndarray) -> np.ndarray:
+    """KL(softmax(p_i) ‖ softmax(q_i)) for each row pair i: [N] nats, each ≥ 0."""
+    log_p, log_q = log_softmax(p_logits), log_softmax(q_logits)
+    if log_p.shape != log_q.shape:
+        raise ValueError(f"paired logits must have one shape, got {log_p.shape} and {log_q.shape}")
+    values = (np.exp(log_p) * (log_p - log_q)).sum(axis=1)  # [N]
+    return np.clip(values, 0.0, None)
+
+
+def cosine_per_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """cos(a_i, b_i) along the embedding axis for each row pair: [N] in [−1, 1]."""
+    x, y = _unit_rows(a), _unit_rows(b)
+    if x.shape != y.shape:
+        raise ValueError(f"paired embeddings must have one shape, got {x.shape} and {y.shape}")
+    return np.clip((x * y).sum(axis=1), -1.0, 1.0)
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """cos(a_i, b_j) for every i, j: [N, M]; its diagonal is :func:`cosine_per_pair`."""
+    return np.clip(_unit_rows(a) @ _unit_rows(b).T, -1.0, 1.0)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    v = np.asarray(x, dtype=np.float64)
+    if v.ndim != 2:
+        raise ValueError(f"embeddings must be [N, D], got shape {v.shape}")
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    if not np.isfinite(v).all() or (norms == 0).any():
+        raise ValueError("an embedding is zero, NaN or infinite: its cosine is undefined")
+    return v / norms
