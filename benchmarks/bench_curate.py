@@ -25,10 +25,10 @@ from dvmset.catalog import Catalog  # noqa: E402
 from dvmset.layout import DataRoot  # noqa: E402
 from flows.curate import CurateConfig, run_curate  # noqa: E402
 from flows.demo import serve_directory  # noqa: E402
-from pipeline import loudness, qc  # noqa: E402
-from pipeline.audio import load_audio, save_audio  # noqa: E402
+from pipeline import qc  # noqa: E402
 from pipeline.clip import cut_clip, plan_clips  # noqa: E402
 from pipeline.probe import probe  # noqa: E402
+from pipeline.process import process_audio  # noqa: E402
 from pipeline.synth import make_sample_video  # noqa: E402
 
 
@@ -43,14 +43,13 @@ def tools_direct(url: str, work: Path, clip_s: float) -> dict[str, float]:
 
     t0 = time.perf_counter()
     info = probe(media)
-    wav, sr = load_audio(media)
-    plan = loudness.plan_gain(wav, sr)
-    music = save_audio(work / "music.wav", loudness.apply_gain(wav, plan), sr)
+    music = process_audio(media, work, target_lufs=CurateConfig().target_lufs).music_path  # as the flow does
     t["audio+loudness"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    clips = [cut_clip(media, music, span, work / f"clip-{i}.mp4") for i, span in
-             enumerate(plan_clips(info.duration_s, clip_s))]
+    clips = [work / f"clip-{i}.mp4" for i, _ in enumerate(plan_clips(info.duration_s, clip_s))]
+    for dest, span in zip(clips, plan_clips(info.duration_s, clip_s), strict=True):
+        cut_clip(media, music, span, dest)
     t["ffmpeg cut"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -29,6 +29,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connec
 class CatalogSchemaError(RuntimeError):
     """The catalog's schema is not the one this version uses; the message says what to do."""
 
+    whole_run = True  # no item can be recorded (pipeline.errors policy)
+
 
 def _alembic(conn: Connection | None = None):  # noqa: ANN202 - alembic.config.Config
     from alembic.config import Config

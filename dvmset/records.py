@@ -31,3 +31,6 @@ class RejectReason(enum.StrEnum):
     STATIC = "static"  # static images
     MISMATCH = "mismatch"  # background music does not match the video
     OTHER = "other"  # see the decision's note
+
+
+TRAIN, TEST = "train", "test"  # the export's split names, stored in clips.split and the feature index

@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, exists, func, select, text
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from dvmset.agreement import UNDO, DecisionRow, effective_verdict, live_verdicts
@@ -140,6 +140,13 @@ def _live_rows(session: Session, clip_id: str) -> dict[int, DecisionRow]:
     return live_verdicts(rows).get(clip_id, {})
 
 
+def in_force(decision) -> ColumnElement[bool]:  # noqa: ANN001 - the Decision class or an alias of its table
+    """The clause "this decision row is in force": a verdict (not an undo row) that no undo row voids."""
+    cols = getattr(decision, "c", decision)
+    voider = Decision.__table__.alias()
+    return and_(cols.verdict != UNDO, ~exists().where(voider.c.voids == cols.id))
+
+
 def _set_status(clip: Clip, live: dict[int, DecisionRow], policy: QueuePolicy) -> None:
     eff = effective_verdict([r.verdict for r in live.values()], policy.overlap)
     new = {None: ClipStatus.PENDING_REVIEW, Verdict.ACCEPT: ClipStatus.ACCEPTED,
@@ -153,11 +160,11 @@ def _claimable_stmt():
     """Pending clips among :ids that :me may be handed at :now, first by id (one statement, built once,
     with bound parameters, so SQLAlchemy compiles it once)."""
     clips, leases = Clip.__table__, Lease.__table__
-    d, u, md, mu = (Decision.__table__.alias(n) for n in ("d", "u", "md", "mu"))
+    d, md = (Decision.__table__.alias(n) for n in ("d", "md"))
     me, now = bindparam("me"), bindparam("now", type_=Lease.__table__.c.expires_at.type)
     live_count = (
         select(func.count()).select_from(d)
-        .where(d.c.clip_id == clips.c.id, d.c.verdict != UNDO, ~exists().where(u.c.voids == d.c.id))
+        .where(d.c.clip_id == clips.c.id, in_force(d))
         .scalar_subquery()
     )
     others = leases.alias("o")
@@ -167,8 +174,7 @@ def _claimable_stmt():
                others.c.skipped.is_(False), others.c.expires_at > now)
         .scalar_subquery()
     )
-    mine = exists().where(md.c.clip_id == clips.c.id, md.c.annotator_id == me,
-                          md.c.verdict != UNDO, ~exists().where(mu.c.voids == md.c.id))
+    mine = exists().where(md.c.clip_id == clips.c.id, md.c.annotator_id == me, in_force(md))
     mine_l = leases.alias("ml")
     skipped = exists().where(mine_l.c.clip_id == clips.c.id, mine_l.c.annotator_id == me,
                              mine_l.c.skipped.is_(True), mine_l.c.expires_at > now)
@@ -318,10 +324,8 @@ def undo_last(session: Session, annotator_id: int, policy: QueuePolicy = QueuePo
     """Void this annotator's latest live verdict with an undo row; the clip comes back to them next."""
     now = now or utcnow()
     _serialise_writers(session, now)
-    u = aliased(Decision)
     last = session.scalars(
-        select(Decision).where(Decision.annotator_id == annotator_id, Decision.verdict != UNDO,
-                               ~exists().where(u.voids == Decision.id))
+        select(Decision).where(Decision.annotator_id == annotator_id, in_force(Decision))
         .order_by(Decision.id.desc()).limit(1)
     ).first()
     if last is None:
@@ -355,7 +359,7 @@ def sync_statuses(session: Session, policy: QueuePolicy) -> int:
     d = aliased(Decision)
     ids = session.scalars(
         select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW.value,
-                              exists().where(d.clip_id == Clip.id, d.verdict != UNDO))
+                              exists().where(d.clip_id == Clip.id, in_force(d)))
     ).all()
     changed = 0
     for clip_id in ids:
@@ -394,11 +398,9 @@ def progress_overall(session: Session, annotator_id: int | None = None) -> dict:
         "left": counts.get(ClipStatus.PENDING_REVIEW.value, 0),
     }
     if annotator_id is not None:
-        u = aliased(Decision)
         out["mine"] = session.scalar(
-            select(func.count()).select_from(Decision).where(
-                Decision.annotator_id == annotator_id, Decision.verdict != UNDO,
-                ~exists().where(u.voids == Decision.id))
+            select(func.count()).select_from(Decision).where(Decision.annotator_id == annotator_id,
+                                                             in_force(Decision))
         )
     return out
 

@@ -122,6 +122,8 @@ def _frame(rows: Iterable[dict]) -> pd.DataFrame:
 class StoreBusy(RuntimeError):
     """Another process is writing the feature store; the message says what to do."""
 
+    whole_run = True  # a refused lock stops the run (pipeline.errors policy)
+
 
 class FeatureStore:
     """The ``features/`` directory: shard numbering, the index, crash recovery, split updates.

@@ -11,12 +11,17 @@ from importlib import import_module
 
 from dvmset.catalog import CatalogSchemaError
 
-# Each module defines ``register(subparsers)`` adding its subcommands with ``func=handler``.
+# Each module defines ``register(subparsers)`` adding its subcommands with ``func=handler``;
+# a new command group is one module under flows/commands/ and one line here.
 COMMAND_MODULES = (
-    "flows.curate_cmd",
-    "flows.features_cmd",
+    "flows.commands.curate",
+    "flows.commands.features",
     "flows.commands.review",
-    "flows.db_cmd",
+    "flows.commands.db",
+    "flows.commands.demo",
+    "flows.commands.generate",
+    "flows.commands.train",
+    "flows.commands.evaluate",
 )
 
 
@@ -41,13 +46,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except CatalogSchemaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to finish the remaining work", file=sys.stderr)
         return 130
+
+
+def _reader_gone() -> int:
+    """``vidmusician status --json | head``: the reader left; exit quietly, as a command-line tool does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit must not raise again
+    os.close(devnull)
+    return 128 + 13  # killed by SIGPIPE, as the shell reports it for coreutils
 
 
 if __name__ == "__main__":

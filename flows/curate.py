@@ -15,31 +15,28 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
+from dvmset import sources
 from dvmset.catalog import Catalog
-from dvmset.io import atomic_path, remove_partials
+from dvmset.constants import CLIP_SECONDS, VIDEO_FPS
+from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
-from dvmset.records import ClipStatus, SourceStatus
+from dvmset.records import SourceStatus
 from dvmset.runs import params_hash, record_run, run_done
-from dvmset.tables import Clip, Source
 from pipeline import clip as clipping
 from pipeline import download as dl
-from pipeline import loudness, qc
-from pipeline.audio import load_audio, save_audio
-from pipeline.errors import StageError
+from pipeline import qc
+from pipeline.errors import StageError, failure_reason, is_whole_run, item_failure
 from pipeline.probe import probe, require_streams
+from pipeline.process import MUSIC_FILE, ProcessedAudio, Separator, load_processed, process_audio
 
 log = logging.getLogger(__name__)
 
 #: Events sent to ``on_event``: ("source", source_id, status) and ("clip", clip_id, status).
 EventHook = Callable[[str, str, str], None]
-VOCAL_ENERGY_FILE = "vocal_energy.npz"  # per source: per-second vocal and mix energy from the separator
 
 
 @dataclass(frozen=True)
@@ -53,8 +50,8 @@ class CurateConfig:
     demucs_segment_s: float | None = None
     device: str = "cpu"
     target_lufs: float = -14.0
-    clip_seconds: float = 60.0
-    fps: int = 25
+    clip_seconds: float = float(CLIP_SECONDS)
+    fps: int = VIDEO_FPS
     max_clips_per_source: int | None = None
     min_duration_s: float | None = None  # default: one clip
     max_duration_s: float | None = 1800.0
@@ -111,44 +108,6 @@ def _origin(item: Item) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Catalog bookkeeping
-
-
-def _upsert_source(cat: Catalog, source_id: str, **values) -> None:
-    for attempt in range(2):  # another run may insert the same row between our read and our insert
-        try:
-            with cat.session() as s:
-                row = s.get(Source, source_id)
-                if row is None:
-                    s.add(Source(id=source_id, **{"status": SourceStatus.PENDING, **values}))
-                else:
-                    for k, v in values.items():
-                        setattr(row, k, v)
-            return
-        except IntegrityError:
-            if attempt:
-                raise
-
-
-def _fail_source(cat: Catalog, item: Item, source_id: str, err: BaseException) -> None:
-    stage = getattr(err, "stage", None)
-    reason = str(err) if isinstance(err, StageError) else f"{type(err).__name__}: {err}"
-    log.warning("source %s failed: %s", source_id, reason)
-    _upsert_source(cat, source_id, **_origin(item), status=SourceStatus.FAILED,
-                   stage=stage, error=reason)
-
-
-def done_source_ids(cat: Catalog) -> set[str]:
-    with cat.session() as s:
-        return set(s.scalars(select(Source.id).where(Source.status == SourceStatus.DONE)))
-
-
-def known_source_ids(cat: Catalog) -> set[str]:
-    with cat.session() as s:
-        return set(s.scalars(select(Source.id)))
-
-
-# ---------------------------------------------------------------------------------------------
 # Steps
 
 
@@ -169,106 +128,69 @@ def download_task(url: str, sources_dir: Path, opts: dl.DownloadOptions) -> dl.D
 
 
 class _Resources:
-    """Per-run shared state: the loaded separator and a lock so CPU separations do not contend."""
+    """Per-run shared state: the separator, loaded once (missing weights fail before any source)."""
 
     def __init__(self, cfg: CurateConfig) -> None:
         self.cfg = cfg
-        self.lock = threading.Lock()
-        self.separator_cfg = None
-        self.separator = None
+        self.separator: Separator | None = None
         if cfg.separator == "demucs":
             from pipeline import separate
 
-            self.separator_cfg = separate.SeparatorConfig(
+            sep_cfg = separate.SeparatorConfig(
                 name=cfg.demucs_name,
                 repo=Path(cfg.demucs_repo) if cfg.demucs_repo else None,
                 shifts=cfg.demucs_shifts,
                 segment_s=cfg.demucs_segment_s,
                 device=cfg.device,
             )
-            self.separator = separate.load_separator(self.separator_cfg)
+            self.separator = Separator(separate.load_separator(sep_cfg), sep_cfg, threading.Lock())
 
 
-def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str, media: Path) -> dict:
+def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str, media: Path) -> ProcessedAudio:
     """Separate and normalise the source's audio once; on a re-run read the recorded result."""
-    cfg = res.cfg
-    music_path = root.source_dir(source_id) / "music.wav"
-    energy_path = root.source_dir(source_id) / VOCAL_ENERGY_FILE
+    cfg, source_dir = res.cfg, root.source_dir(source_id)
     key_hash = cfg.audio_params_hash()
-    if music_path.exists() and run_done(cat, "audio", source_id, key_hash):
-        with cat.session() as s:
-            vocal_energy = s.get(Source, source_id).vocal_energy
-        per_s = None
-        if vocal_energy is not None and energy_path.exists():  # separated: its per-second energies
-            with np.load(energy_path) as z:
-                per_s = z["energy_per_s"]
-        return {"music_path": music_path, "vocal_energy": vocal_energy, "energy_per_s": per_s}
+    if (source_dir / MUSIC_FILE).exists() and run_done(cat, "audio", source_id, key_hash):
+        return load_processed(source_dir, sources.source_vocal_energy(cat, source_id))
     t0 = time.perf_counter()
-    wav, sr = load_audio(media, max_channels=2)  # [C, N]; 5.1 etc. downmixed: music is stereo at most
-    vocal_energy = per_s = None
-    if res.separator is not None:
-        from pipeline import separate
-
-        with res.lock:
-            sep = separate.separate(res.separator, wav, sr, res.separator_cfg)
-        wav, vocal_energy, per_s = sep.music, sep.vocal_energy, sep.energy_per_s
-        with atomic_path(energy_path) as tmp:
-            np.savez(tmp, energy_per_s=per_s)  # per-second vocal / mix energy, for each clip's share
-    else:
-        energy_path.unlink(missing_ok=True)  # an earlier run's separation no longer describes music.wav
-    plan = loudness.plan_gain(wav, sr, target_lufs=cfg.target_lufs)
-    save_audio(music_path, loudness.apply_gain(wav, plan), sr)
-    _upsert_source(
-        cat, source_id, music_path=str(music_path.relative_to(root.path)), separator=cfg.separator_label,
-        vocal_energy=vocal_energy, loudness_in_lufs=plan.input_lufs, loudness_out_lufs=plan.output_lufs,
-        gain_db=plan.gain_db, gain_limited=plan.limited,
-    )
+    audio = process_audio(media, source_dir, target_lufs=cfg.target_lufs, separator=res.separator)
+    sources.upsert_source(cat, source_id, music_path=str(audio.music_path.relative_to(root.path)),
+                          separator=cfg.separator_label, **audio.source_values())
     record_run(cat, "audio", source_id, key_hash, time.perf_counter() - t0)
-    return {"music_path": music_path, "vocal_energy": vocal_energy, "energy_per_s": per_s}
+    return audio
 
 
 def _finished_clip_ids(cat: Catalog, source_id: str, root: DataRoot) -> set[str]:
-    with cat.session() as s:
-        rows = s.execute(select(Clip.id, Clip.status).where(Clip.source_id == source_id)).all()
-    return {cid for cid, status in rows if status != ClipStatus.FAILED and root.clip_path(cid).exists()}
+    return {cid for cid in sources.clip_ids_of(cat, source_id) if root.clip_path(cid).exists()}
 
 
 def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, media: Path,
-               music: Path, span: clipping.ClipSpan, vocal_energy: float | None,
-               on_event: EventHook | None) -> str:
+               audio: ProcessedAudio, span: clipping.ClipSpan, on_event: EventHook | None) -> str:
     cid = clipping.clip_id(source_id, span.start_s)
     dest = root.clip_path(cid)
     t0 = time.perf_counter()
+    report = error = None
     try:
-        clipping.cut_clip(media, music, span, dest, fps=cfg.fps)
-        report = qc.qc_clip(dest, vocal_energy=vocal_energy)
-        values = dict(status=ClipStatus.PENDING_REVIEW, error=None, path=str(dest.relative_to(root.path)),
-                      silence_ratio=report.silence_ratio, static_ratio=report.static_ratio,
-                      scene_cuts=report.scene_cuts, loudness_lufs=report.loudness_lufs,
-                      loudness_range_lu=report.loudness_range_lu,
-                      vocal_energy=report.vocal_energy)
+        clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps)
+        report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s))
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
         dest.unlink(missing_ok=True)
-        reason = str(err) if isinstance(err, StageError) else f"{type(err).__name__}: {err}"
-        log.warning("clip %s failed: %s", cid, reason)
-        values = dict(status=ClipStatus.FAILED, error=reason, path=None)
-    with cat.session() as s:
-        row = s.get(Clip, cid)
-        if row is None:
-            s.add(Clip(id=cid, source_id=source_id, start_s=span.start_s, duration_s=span.duration_s, **values))
-        else:
-            for k, v in values.items():
-                setattr(row, k, v)
-    record_run(cat, "clip", cid, cfg.clip_params_hash(), time.perf_counter() - t0, values.get("error"))
+        error = item_failure(err)
+        log.warning("clip %s failed: %s", cid, error)
+    path = str(dest.relative_to(root.path)) if error is None else None
+    status = sources.record_clip(cat, cid, source_id, span.start_s, span.duration_s, path=path, report=report,
+                                 error=error)
+    record_run(cat, "clip", cid, cfg.clip_params_hash(), time.perf_counter() - t0, error)
     if on_event:
-        on_event("clip", cid, values["status"])
-    return values["status"]
+        on_event("clip", cid, status)
+    return status
 
 
 @task(name="curate-source", cache_policy=NO_CACHE)
 def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, res: _Resources,
                   on_event: EventHook | None = None) -> str:
-    """Take one source as far as it goes; returns its final status. Never raises."""
+    """Take one source as far as it goes; returns its final status. A fault of this source, of any
+    type, is its failed row; only errors of the whole run (pipeline.errors.is_whole_run) raise."""
     root, cat = DataRoot(Path(root_path)), _catalog(db_url)
     source_id = item.key
     try:
@@ -276,9 +198,9 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
                                               retry_delay_seconds=cfg.retry_delays())
         got = retrying(item.url, root.sources_dir, cfg.download_options())
         if got.id != source_id:  # the URL's real id is known now: the row moves to it
-            _drop_placeholder(cat, source_id)
+            sources.drop_placeholder(cat, source_id)
             source_id = got.id
-        _upsert_source(
+        sources.upsert_source(
             cat, source_id, **_origin(item), title=got.title, uploader=got.uploader,
             license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
             media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
@@ -286,7 +208,7 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
         with dl.source_lock(root.sources_dir, source_id):  # one worker per source, across runs
             status = _process_source(cat, root, cfg, res, source_id, got, on_event)
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
-        _fail_source(cat, item, source_id, err)
+        sources.fail_source(cat, source_id, item_failure(err), getattr(err, "stage", None), **_origin(item))
         status = SourceStatus.FAILED
     if on_event:
         on_event("source", source_id, status)
@@ -307,12 +229,9 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
     audio = _process_audio(cat, root, res, source_id, got.media_path)
     finished = _finished_clip_ids(cat, source_id, root)
     for span in spans:
-        if clipping.clip_id(source_id, span.start_s) in finished:
-            continue
-        per_s = audio["energy_per_s"]  # None without a separator, or for audio made before it was kept
-        vocal = audio["vocal_energy"] if per_s is None else qc.vocal_share(per_s, span.start_s, span.end_s)
-        _make_clip(cat, root, cfg, source_id, got.media_path, audio["music_path"], span, vocal, on_event)
-    _upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
+        if clipping.clip_id(source_id, span.start_s) not in finished:
+            _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event)
+    sources.upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
     return SourceStatus.DONE
 
 
@@ -325,14 +244,6 @@ def _remove_leftovers(root: DataRoot, source_id: str) -> None:
     clips = remove_partials(root.clips_dir, f"{source_id}-[0-9][0-9][0-9][0-9][0-9]")
     for p in clips + remove_partials(root.source_dir(source_id)):
         log.info("removed %s left by an interrupted run", p.name)
-
-
-def _drop_placeholder(cat: Catalog, key: str) -> None:
-    """Remove the URL-keyed row made before the real id was known (it has no clips)."""
-    with cat.session() as s:
-        row = s.get(Source, key)
-        if row is not None and row.status != SourceStatus.DONE:
-            s.delete(row)
 
 
 _catalogs: dict[str, Catalog] = {}
@@ -359,12 +270,9 @@ def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: 
         items += [Item(url=e.url, query=q, id=e.id) for e in dl.search(q, per_query, opts)]
     items += [Item(url=u) for u in urls]
     seen: set[str] = set()
-    done = done_source_ids(cat)
-    with cat.session() as s:
-        failed = set(s.scalars(select(Source.id).where(Source.status == SourceStatus.FAILED)))
-        # A URL's row moves to the video's real id once downloaded, so match finished rows by URL too.
-        failed_urls = set(s.scalars(select(Source.url).where(Source.status == SourceStatus.FAILED)))
-        done_urls = set(s.scalars(select(Source.url).where(Source.status == SourceStatus.DONE)))
+    done, failed = sources.source_ids(cat, SourceStatus.DONE), sources.source_ids(cat, SourceStatus.FAILED)
+    # A URL's row moves to the video's real id once downloaded, so match finished rows by URL too.
+    done_urls, failed_urls = sources.source_urls(cat, SourceStatus.DONE), sources.source_urls(cat, SourceStatus.FAILED)
     todo, skipped = [], 0
     for it in items:
         if it.key in seen:
@@ -397,15 +305,20 @@ def curate_flow(
     root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
     todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
                                   retry_failed)
-    known = known_source_ids(cat)
+    known = sources.source_ids(cat)
     for it in todo:  # a row per source before any work, so a killed run leaves it pending, not unknown
         if it.key not in known:
-            _upsert_source(cat, it.key, **_origin(it))
+            sources.upsert_source(cat, it.key, **_origin(it))
     if on_plan:
         on_plan(len(todo), skipped)
     futures = [curate_source.submit(it, str(root.path), db_url, cfg, res, on_event) for it in todo]
     # curate_source records its own failures; a crash past that (the catalog down) counts as failed
     statuses = [f.result(raise_on_failure=False) for f in futures]
+    for st in statuses:
+        if isinstance(st, BaseException) and is_whole_run(st):
+            raise st  # e.g. the disk filled up: every later source would fail the same way
+        if isinstance(st, BaseException):
+            log.warning("a source task crashed past its own error handling: %s", failure_reason(st))
     statuses = [st if isinstance(st, str) else SourceStatus.FAILED for st in statuses]
     return {"planned": len(todo), "skipped": skipped,
             "done": sum(s == SourceStatus.DONE for s in statuses),

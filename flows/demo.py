@@ -31,6 +31,17 @@ DEMO_SOURCES = (
 )
 
 
+def demo_separator() -> str:
+    """"demucs" when its weights are already in the torch-hub cache, else "none": the demo stays offline."""
+    from pipeline.separate import SeparatorConfig, WeightsUnavailable, load_separator
+
+    try:
+        load_separator(SeparatorConfig(allow_download=False))
+    except WeightsUnavailable:
+        return "none"
+    return "demucs"
+
+
 def make_demo_media(dest_dir: Path, sources: tuple[DemoSource, ...] = DEMO_SOURCES) -> list[Path]:
     """Make the sample MP4s once; a re-run reuses them."""
     paths = []

@@ -1,6 +1,9 @@
-"""The stage contract's error: a failed item becomes a catalog row with this message."""
+"""The stage contract's error (a failed item becomes a catalog row with this message) and the one
+failure policy: which errors fail one item and which stop the whole run."""
 
 from __future__ import annotations
+
+import errno
 
 
 class StageError(RuntimeError):
@@ -24,3 +27,45 @@ class StageError(RuntimeError):
 
     def __str__(self) -> str:
         return f"{self.stage}: {self.args[0]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The failure policy every stage follows (curate, features, and the stages to come)
+
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+class RunError(RuntimeError):
+    """An error that concerns the whole run, not one item (no weights, no disk, a refused lock):
+    the run stops instead of recording every remaining item as failed. Classes that cannot
+    subclass it (lower layers) set a class attribute ``whole_run = True`` instead."""
+
+    whole_run = True
+
+
+def is_whole_run(err: BaseException) -> bool:
+    """True for errors no other item would escape: interrupts, out of memory, a full or read-only
+    disk, and errors marked ``whole_run`` (:class:`RunError`, ``StoreBusy``, missing weights, ...)."""
+    if not isinstance(err, Exception) or isinstance(err, MemoryError):
+        return True
+    if isinstance(err, OSError) and err.errno in _NO_ROOM:
+        return True
+    if type(err).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+        return True
+    return bool(getattr(err, "whole_run", False))
+
+
+def failure_reason(err: BaseException) -> str:
+    """What a failed row says: a StageError's own text, else ``"<Type>: <message>"``."""
+    if isinstance(err, StageError):
+        return str(err)
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def item_failure(err: BaseException) -> str:
+    """The policy in one call, for an ``except Exception`` around one item: re-raise ``err`` when
+    it concerns the whole run, else return the readable reason to record on the item's row."""
+    if is_whole_run(err):
+        raise err
+    return failure_reason(err)

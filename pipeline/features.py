@@ -25,7 +25,7 @@ from dvmset.constants import CLIP_SECONDS, SAMPLE_RATE_HZ, TOKEN_RATE_HZ, VIDEO_
 from dvmset.shards import ShardEntry, write_shard
 from pipeline.clip_encoder import ClipImageEncoder
 from pipeline.codec import encode_waveform
-from pipeline.errors import StageError
+from pipeline.errors import StageError, item_failure
 from pipeline.media import iter_frames, read_audio
 from pipeline.rhythm import distance_sequence, pairwise_similarity, unit_tokens
 
@@ -216,17 +216,18 @@ def build_shard(
 ) -> tuple[list[dict], dict[str, str]]:
     """Extract ``clips`` and write them as one shard at ``dest`` (atomically).
 
-    Returns (index rows of the clips written, {clip id: error} for clips that failed). A failed clip
-    is reported, never dropped silently; no shard is written when every clip failed.
+    Returns (index rows of the clips written, {clip id: error} for clips that failed). A clip that
+    raises anything (pipeline.errors policy) is reported, never dropped silently, and the others
+    go on; no shard is written when every clip failed.
     """
     entries: list[ShardEntry] = []
     failed: dict[str, str] = {}
     for c in clips:
         try:
             feats = extract_clip(c.path, encoder, codec, cfg)
-        except StageError as err:
-            log.warning("clip %s: %s", c.clip_id, err)
-            failed[c.clip_id] = str(err)
+        except Exception as err:  # noqa: BLE001 - the stage contract: one clip fails, the shard goes on
+            failed[c.clip_id] = item_failure(err)  # whole-run errors (out of memory, ...) re-raise
+            log.warning("clip %s: %s", c.clip_id, failed[c.clip_id])
         else:
             entries.append(ShardEntry(c.clip_id, feats.tensors(), config_json, c.query, c.source_id, c.split))
         if on_clip is not None:

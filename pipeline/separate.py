@@ -25,6 +25,7 @@ import yaml
 
 from dvmset.io import atomic_write_bytes, atomic_write_text
 from pipeline.audio import check_wav, load_audio, save_audio
+from pipeline.errors import RunError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ DEBUG_NAME = "debug"  # a tiny random HTDemucs: exercises the real path in tests
 _HF_NAMESPACE = "adefossez"
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(RunError):
     """The separator's weights are neither local nor downloadable; the message says how to supply them."""
 
 

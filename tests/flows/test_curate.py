@@ -347,7 +347,7 @@ def test_a_source_row_another_run_inserts_meanwhile_is_updated_not_lost(catalog:
     """Two runs planning the same new source: the one whose insert collides updates the row instead."""
     from sqlalchemy import event
 
-    from flows.curate import _upsert_source
+    from dvmset.sources import upsert_source
 
     other = Catalog(catalog.url)  # the other run's own connection
     collided: list[bool] = []
@@ -359,7 +359,7 @@ def test_a_source_row_another_run_inserts_meanwhile_is_updated_not_lost(catalog:
                 s.add(Source(id="vid", url="https://other.invalid/v", status=SourceStatus.PENDING, query="q"))
 
     event.listen(catalog._sessions, "before_flush", other_run_inserts_first)
-    _upsert_source(catalog, "vid", url="https://mine.invalid/v", title="T")
+    upsert_source(catalog, "vid", url="https://mine.invalid/v", title="T")
     with catalog.session() as s:
         row = s.get(Source, "vid")
         assert s.scalar(select(func.count()).select_from(Source)) == 1

@@ -1,12 +1,10 @@
-"""`vidmusician features` (Prefect flow, resumable shard by shard) and `vidmusician export`."""
+"""The features flow: accepted clips -> CLIP + EnCodec feature shards, resumable shard by shard."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -17,16 +15,17 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
+from dvmset.constants import CLIP_SECONDS, SAMPLE_RATE_HZ, TOKEN_RATE_HZ, VIDEO_FPS
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
 from dvmset.runs import params_hash, record_run
-from dvmset.shards import SHARD_FORMAT, FeatureStore, StoreBusy
+from dvmset.shards import SHARD_FORMAT, FeatureStore
+from dvmset.status import FEATURES_STAGE
 from dvmset.tables import Clip, Run, Source
-from flows.settings import add_root_arg, open_catalog, resolve_root
 
 log = logging.getLogger(__name__)
-STAGE = "features"
+STAGE = FEATURES_STAGE
 
 ClipHook = Callable[[str, str | None], None]  # (clip id, error or None) after each clip
 PlanHook = Callable[[int, int], None]  # (clips to extract, clips already in shards)
@@ -41,7 +40,7 @@ class FeaturesConfig:
     codec: str = "facebook/musicgen-small"
     device: str = "cpu"
     precision: str = "auto"
-    clip_s: int = 60
+    clip_s: int = CLIP_SECONDS
     clips_per_shard: int = 64
     batch_size: int = 32
     limit: int | None = None
@@ -57,7 +56,8 @@ class FeaturesConfig:
 
     def identity(self) -> dict:
         return {"format": SHARD_FORMAT, "clip_model": self.clip_model, "pretrained": self.pretrained,
-                "codec": self.codec, "clip_s": self.clip_s, "fps": 25, "token_rate": 50, "sample_rate": 32000}
+                "codec": self.codec, "clip_s": self.clip_s, "fps": VIDEO_FPS,
+                "token_rate": TOKEN_RATE_HZ, "sample_rate": SAMPLE_RATE_HZ}
 
     def params_hash(self) -> str:
         return params_hash(self.identity())
@@ -154,8 +154,14 @@ def pending_clips(root: DataRoot, cat: Catalog, store: FeatureStore, cfg: Featur
 
 
 def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: PlanHook | None = None,
-                 on_clip: ClipHook | None = None, shard_fn: Callable = _extract_shard) -> dict:
-    """Extract every accepted clip not yet in a shard, ``cfg.clips_per_shard`` clips per shard."""
+                 on_clip: ClipHook | None = None, shard_fn: Callable = _extract_shard,
+                 models: tuple | None = None) -> dict:
+    """Extract every accepted clip not yet in a shard, ``cfg.clips_per_shard`` clips per shard.
+
+    ``models`` (CLIP image encoder, codec) already loaded are used as they are; by default they
+    are loaded from ``cfg``. A clip that fails for any reason is recorded failed and the run goes
+    on; errors of the whole run (out of memory, a full disk, no weights) stop it (pipeline.errors).
+    """
     store = FeatureStore(root.features_dir)
     with _exclusive(store.dir):
         recovered = store.recover()
@@ -174,7 +180,7 @@ def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: Plan
                   "failed_before": plan.failed_before, "recovered": recovered}
         if not todo:
             return result
-        models = _load_models(cfg)
+        models = models or _load_models(cfg)
         for i in range(0, len(todo), cfg.clips_per_shard):
             out = shard_fn(root, db_url, store.next_shard_number(), todo[i : i + cfg.clips_per_shard],
                            models, cfg, on_clip)
@@ -189,87 +195,3 @@ def features_flow(root_path: str, db_url: str, cfg: FeaturesConfig, on_plan: Pla
                   on_clip: ClipHook | None = None) -> dict:
     """Accepted clips -> feature shards; one Prefect task per shard, resumable shard by shard."""
     return run_features(DataRoot(Path(root_path)), db_url, cfg, on_plan, on_clip, shard_fn=extract_shard_task)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("features", help="CLIP + EnCodec features of accepted clips into safetensors shards")
-    add_root_arg(p)
-    p.add_argument("--clip-model", default="ViT-L-14", help="open_clip model name (ViT-L-14: D=768), local-dir:/hf-hub: id, or 'tiny'")
-    p.add_argument("--pretrained", default="openai", help="open_clip pretrained tag or a local checkpoint file")
-    p.add_argument("--codec", default="facebook/musicgen-small",
-                   help="MusicGen name or local dir (its EnCodec), facebook/encodec_32khz, or 'tiny'")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (fp16 autocast on cuda)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
-    p.add_argument("--clip-seconds", type=int, default=60, help="clip length in seconds (60)")
-    p.add_argument("--clips-per-shard", type=int, default=64, help="clips per shard (64)")
-    p.add_argument("--batch-size", type=int, default=32, help="frames per CLIP forward (32)")
-    p.add_argument("--limit", type=int, help="extract at most this many clips this run")
-    p.add_argument("--retry-failed", action="store_true",
-                   help="try again the clips that failed with this extractor in earlier runs")
-    p.add_argument("--threads", type=int,
-                   help="torch CPU threads; on a small CPU box leave a core to the decoder (default: torch's)")
-    p.set_defaults(func=cmd_features)
-
-    p = sub.add_parser("export", help="split accepted clips by source and write manifest, JSONL and DATASET.md")
-    add_root_arg(p)
-    p.add_argument("--name", required=True, help="export name: exports/NAME/")
-    p.add_argument("--test-fraction", type=float, default=268 / 3839, help="test share of clips (268/3839)")
-    p.add_argument("--seed", type=int, default=0, help="split seed (0)")
-    p.add_argument("--reshuffle", action="store_true", help="ignore splits recorded by earlier exports")
-    p.set_defaults(func=cmd_export)
-
-
-def cmd_features(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    root = resolve_root(args.root)
-    cat = open_catalog(root)
-    cfg = FeaturesConfig(clip_model=args.clip_model, pretrained=args.pretrained, codec=args.codec, device=args.device,
-                         precision=args.precision, clip_s=args.clip_seconds, clips_per_shard=args.clips_per_shard,
-                         batch_size=args.batch_size, limit=args.limit,
-                         retry_failed=args.retry_failed)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-        tid = bar.add_task("planning", total=None)
-
-        def on_plan(todo: int, already: int) -> None:
-            bar.update(tid, description=f"clips ({already} already in shards)", total=todo)
-
-        def on_clip(clip_id: str, error: str | None) -> None:
-            bar.advance(tid)
-            if error:
-                bar.console.print(f"[red]failed[/red] {clip_id}: {error}")
-
-        try:
-            result = features_flow(str(root.path), cat.url, cfg, on_plan, on_clip)
-        except (ValueError, RuntimeError, FileNotFoundError) as err:
-            print(f"features: {err}", file=sys.stderr)
-            return 2
-    print(f"{result['done']} clips extracted into {len(result['shards'])} shards "
-          f"({result['already']} already done, {len(result['failed'])} failed) in {root.features_dir}")
-    if result["failed_before"]:
-        print(f"{len(result['failed_before'])} clips that failed in earlier runs were left out "
-              "(--retry-failed tries them again):")
-        for clip_id, error in list(result["failed_before"].items())[:5]:
-            print(f"  {clip_id}: {error}")
-    if not (result["done"] or result["already"] or result["failed"] or result["failed_before"]):
-        print(f"no accepted clips yet: review some first (vidmusician review --root {root.path})")
-    return 1 if result["failed"] else 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from dvmset.export import export_dataset
-
-    root = resolve_root(args.root)
-    cat = open_catalog(root)
-    try:
-        s = export_dataset(root, cat, args.name, args.test_fraction, args.seed, keep_existing=not args.reshuffle)
-    except (ValueError, StoreBusy) as err:
-        print(f"export: {err}", file=sys.stderr)
-        return 2
-    print(f"export {s.name}: {s.train} train / {s.test} test clips from {s.sources} sources -> {s.path}"
-          + (f" ({s.missing} accepted clips without a file left out)" if s.missing else ""))
-    return 0

@@ -16,6 +16,7 @@ from dvmset.export import SplitItem, export_dataset, plan_split
 from dvmset.records import ClipStatus
 from dvmset.shards import FeatureStore, write_shard
 from dvmset.tables import Annotator, Clip, Decision
+from pipeline.probe import probe
 
 
 def random_items(seed: int, n_queries: int = 12, max_sources: int = 25) -> list[SplitItem]:
@@ -92,7 +93,8 @@ def test_export_writes_manifest_jsonl_card_and_the_split(data_root, catalog, cli
         for k, c in enumerate(ids[:4]):
             s.add(Decision(clip_id=c, annotator_id=1, verdict="accept"))
             s.add(Decision(clip_id=c, annotator_id=2, verdict="accept" if k else "reject", reasons=["noise"]))
-    summary = export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0)
+    summary = export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0,
+                             audio_rate=lambda p: probe(p).audio_sample_rate)
     out = data_root.export_dir("v1")
     m = pd.read_parquet(out / "manifest.parquet")
     assert sorted(m.clip_id) == sorted(ids) and summary.train + summary.test == len(ids)
@@ -181,3 +183,45 @@ def test_a_clip_rejected_after_an_export_leaves_its_split(data_root, catalog, cl
 def test_export_without_accepted_clips_is_refused(data_root, catalog):
     with pytest.raises(ValueError, match="no accepted clips"):
         export_dataset(data_root, catalog, "empty")
+
+
+def test_audiocraft_reads_the_export_through_its_own_layout(data_root, catalog, clip_factory):
+    """MusicGen's solver trains on ``dset=<export>/egs``: AudioDataset.from_meta(egs/train) reads data.jsonl,
+    each line's info_path opens the clip's MusicInfo, and MusicDataset yields the clip's audio with its query."""
+    from audiocraft.data.audio_dataset import AudioDataset
+    from audiocraft.data.music_dataset import MusicDataset
+    from audiocraft.data.zip import PathInZip, open_file_in_zip
+
+    clip = clip_factory(4.0, cut_every_s=2.0)
+    ids = add_clips(catalog, data_root, clip, {f"v{i}": (f"query {i % 2}", 1) for i in range(6)})
+    summary = export_dataset(data_root, catalog, "ac", test_fraction=0.3, seed=0)
+    out = data_root.export_dir("ac")
+    for part, n in (("train", summary.train), ("test", summary.test)):
+        ds = AudioDataset.from_meta(out / "egs" / part, segment_duration=2.0, sample_rate=32000, channels=1,
+                                    num_samples=4, return_info=True)
+        assert len(ds.meta) == n and n > 0
+        assert (out / "egs" / part / "data.jsonl").read_text() == (out / f"{part}.jsonl").read_text()
+        for meta in ds.meta:
+            assert isinstance(meta.info_path, PathInZip)
+            with open_file_in_zip(meta.info_path) as f:
+                info = json.loads(f.read())
+            assert info == json.loads(open(meta.path[:-4] + ".json").read())  # the JSON beside the audio
+            assert info["clip_id"] in ids and meta.duration == 4.0  # the catalog's duration
+        wav, seg = ds[0]
+        assert wav.shape == (1, 64000) and seg.sample_rate == 32000 and float(wav.abs().max()) > 0.01
+    music = MusicDataset.from_meta(out / "egs" / "train", segment_duration=2.0, sample_rate=32000, channels=1,
+                                   num_samples=2, return_info=True)
+    _, info = music[0]
+    assert info.description in {"query 0", "query 1"} and info.title.startswith("title v")
+
+
+def test_export_takes_durations_from_the_catalog_and_decodes_nothing(data_root, catalog, tmp_path):
+    """A clip file no decoder can read still exports, with the catalog's duration (nothing probes it)."""
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    ids = add_clips(catalog, data_root, junk, {f"v{i}": ("q", 1) for i in range(3)})
+    with catalog.session() as s:
+        s.get(Clip, ids[0]).duration_s = 59.96
+    export_dataset(data_root, catalog, "raw", test_fraction=0.3, seed=0)
+    m = pd.read_parquet(data_root.export_dir("raw") / "manifest.parquet").set_index("clip_id")
+    assert m.at[ids[0], "duration_s"] == 59.96 and m.at[ids[1], "duration_s"] == 4.0

@@ -1,4 +1,5 @@
-"""`vidmusician features` / `export` end to end, and a SIGKILL while a shard is being written."""
+"""`vidmusician features` / `export` end to end, a SIGKILL while a shard is being written, and the failure
+policy: one clip fails alone, an error of the whole run stops it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from feature_helpers import add_clips
 from sqlalchemy import select
 
@@ -19,7 +23,9 @@ from dvmset.io import file_lock
 from dvmset.shards import FeatureStore, ShardReader
 from dvmset.tables import Clip, Run
 from flows.cli import main
-from flows.features_cmd import FeaturesConfig, run_features
+from flows.features import FeaturesConfig, run_features
+from pipeline.errors import RunError
+from pipeline.media import run_ffmpeg
 
 TINY = ["--clip-model", "tiny", "--codec", "tiny", "--clip-seconds", "4"]
 
@@ -95,7 +101,9 @@ CHILD = textwrap.dedent("""
     sys.path[:0] = {paths!r}
     import dvmset.shards as shards
     from dvmset.layout import DataRoot
-    from flows.features_cmd import FeaturesConfig, run_features
+    from flows.features import FeaturesConfig, run_features
+from pipeline.errors import RunError
+from pipeline.media import run_ffmpeg
 
     real, calls = shards.save_file, []
 
@@ -140,3 +148,63 @@ def test_kill_while_writing_a_shard_leaves_no_partial_shard(data_root, catalog, 
     assert not list(data_root.features_dir.glob(".shard-*"))  # temp files swept
     reader = ShardReader(data_root.features_dir)
     assert all(reader.verify(c) for c in ids)
+
+
+class SilenceRefusingCodec(torch.nn.Module):
+    """The tiny EnCodec, except that it raises ValueError on all-silent audio, as a codec may on input it
+    cannot take; counts the waveforms it was given."""
+
+    def __init__(self, inner: torch.nn.Module, error: type[BaseException] = ValueError) -> None:
+        super().__init__()
+        self.inner, self.error, self.calls = inner, error, 0
+
+    def encode(self, x: torch.Tensor):  # noqa: ANN201 - audiocraft's (codes, scale)
+        self.calls += 1
+        if float(x.abs().max()) == 0.0:
+            raise self.error("codec cannot take an all-silent waveform")
+        return self.inner.encode(x)
+
+
+@pytest.fixture(scope="module")
+def silent_clip(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("silent") / "silent.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=4", "-f", "lavfi", "-i",
+                "anullsrc=r=32000:cl=mono", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast",
+                "-pix_fmt", "yuv420p", "-c:a", "aac", dest], stage="test")  # fmt: skip
+    return dest
+
+
+def test_a_clip_the_codec_raises_on_fails_alone_and_is_not_retried(data_root, catalog, clip_factory, silent_clip,
+                                                                   tiny_encoder, tiny_codec):
+    """Issue 9 item 6: a ValueError for one clip is that clip's failed row with the reason; the others reach
+    the shards; a re-run leaves it out unless retry_failed; an error of the whole run stops the run."""
+    ids = add_clips(catalog, data_root, clip_factory(4.0, cut_every_s=2.0), {"a": ("q", 2), "b": ("q", 1)})
+    bad = add_clips(catalog, data_root, silent_clip, {"s": ("q", 1)})[0]
+    cfg = FeaturesConfig(clip_model="tiny", codec="tiny", clip_s=4, clips_per_shard=2)
+    codec = SilenceRefusingCodec(tiny_codec)
+
+    result = run_features(data_root, catalog.url, cfg, models=(tiny_encoder, codec))
+    assert result["failed"] == {bad: "ValueError: codec cannot take an all-silent waveform"}
+    assert result["done"] == 3 and sorted(FeatureStore(data_root.features_dir).index().clip_id) == ids
+    with catalog.session() as s:
+        run = s.scalars(select(Run).where(Run.stage == "features", Run.key == bad)).one()
+    assert (run.status, run.error) == ("failed", result["failed"][bad])
+
+    calls = codec.calls
+    again = run_features(data_root, catalog.url, cfg, models=(tiny_encoder, codec))
+    assert again["done"] == 0 and not again["failed"] and set(again["failed_before"]) == {bad}
+    assert codec.calls == calls  # not tried again
+    retried = run_features(data_root, catalog.url, replace(cfg, retry_failed=True), models=(tiny_encoder, codec))
+    assert set(retried["failed"]) == {bad} and codec.calls == calls + 1
+
+
+@pytest.mark.parametrize("error", [MemoryError, RunError])
+def test_an_error_of_the_whole_run_stops_it_and_fails_no_clip(data_root, catalog, silent_clip, tiny_encoder,
+                                                              tiny_codec, error):
+    ids = add_clips(catalog, data_root, silent_clip, {"s": ("q", 2)})
+    cfg = FeaturesConfig(clip_model="tiny", codec="tiny", clip_s=4, clips_per_shard=2)
+    with pytest.raises(error):
+        run_features(data_root, catalog.url, cfg, models=(tiny_encoder, SilenceRefusingCodec(tiny_codec, error)))
+    with catalog.session() as s:
+        assert s.scalars(select(Run).where(Run.stage == "features")).all() == []  # nobody blamed
+    assert not FeatureStore(data_root.features_dir).shard_files() and ids

@@ -1,0 +1,45 @@
+"""The status report of a data root: sources and clips by status and query, failures with their
+reasons, and how far accepted clips got through features and export."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from dvmset.catalog import Catalog
+from dvmset.layout import DataRoot
+from dvmset.records import ClipStatus, SourceStatus
+from dvmset.shards import FeatureStore
+from dvmset.tables import Clip, Run, Source
+
+FEATURES_STAGE = "features"  # the runs-table stage name of feature extraction
+
+
+def failed_sources(cat: Catalog) -> list[dict]:
+    """Failed sources in id order, each with the stage that failed and why."""
+    with cat.session() as s:
+        rows = s.scalars(select(Source).where(Source.status == SourceStatus.FAILED).order_by(Source.id))
+        return [{"id": r.id, "url": r.url, "stage": r.stage, "error": r.error} for r in rows]
+
+
+def features_status(root: DataRoot, cat: Catalog) -> dict:
+    """Accepted clips: how many have features, how many wait, which failed (and why), what was exported."""
+    with cat.session() as s:
+        accepted = set(s.scalars(select(Clip.id).where(Clip.status == ClipStatus.ACCEPTED)))
+        runs = s.execute(select(Run.key, Run.status, Run.error, Run.finished_at)
+                         .where(Run.stage == FEATURES_STAGE).order_by(Run.finished_at)).all()
+    in_shards = accepted & set(FeatureStore(root.features_dir).index().clip_id)
+    last = {key: (status, error) for key, status, error, _ in runs}  # the latest run of each clip
+    failed = [{"clip_id": c, "error": last[c][1]} for c in sorted(accepted - in_shards)
+              if last.get(c, ("",))[0] == "failed"]
+    exports = sorted(p.parent.name for p in root.exports_dir.glob("*/manifest.parquet"))
+    return {"accepted": len(accepted), "in_shards": len(in_shards), "failed": failed,
+            "pending": len(accepted) - len(in_shards) - len(failed), "exports": exports}
+
+
+def status_report(root: DataRoot, cat: Catalog) -> dict:
+    """Everything ``vidmusician status`` shows, as plain JSON-able values."""
+    report = cat.counts()
+    report["failed_sources"] = failed_sources(cat)
+    report["features"] = features_status(root, cat)
+    report["root"] = str(root.path)
+    return report

@@ -1,0 +1,146 @@
+"""`vidmusician curate | status`: parse argv, run the curate flow or read the status report, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from dvmset.catalog import Catalog
+from dvmset.status import status_report
+from flows.curate import CurateConfig, run_curate
+from flows.progress import progress_bar
+from flows.settings import add_root_arg, open_catalog, resolve_root
+
+_D = CurateConfig(workers=1)  # the defaults shown in --help (workers: see its own help)
+_PER_QUERY = 10
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("curate", help="search/download sources and cut clips for review")
+    src = p.add_argument_group("sources (at least one)")
+    src.add_argument("--query", action="append", default=[], metavar="Q", help="a search query (repeatable)")
+    src.add_argument("--queries-file", type=Path, metavar="F", help="one query per line (# comments)")
+    src.add_argument("--url", action="append", default=[], metavar="U", help="a video URL (repeatable)")
+    p.add_argument("--per-query", type=int, default=_PER_QUERY, metavar="N",
+                   help=f"search hits per query ({_PER_QUERY})")
+    add_curate_options(p)
+    p.add_argument("--retry-failed", action="store_true", help="try failed sources again")
+    p.set_defaults(func=cmd_curate)
+
+    p = sub.add_parser("status", help="counts of sources and clips by status and query")
+    add_root_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+
+def add_curate_options(p: argparse.ArgumentParser) -> None:
+    """--root and the options of a :class:`CurateConfig`; unset ones keep the config's defaults."""
+    add_root_arg(p)
+    p.add_argument("--separator", choices=("demucs", "none"),
+                   help=f"vocal removal; 'none' skips it, recorded per source ({_D.separator})")
+    p.add_argument("--demucs-model", help=f"Demucs model name ({_D.demucs_name})")
+    p.add_argument("--demucs-repo", help="local Demucs repo dir with <name>.yaml and .th weights")
+    p.add_argument("--shifts", type=int, help=f"Demucs random shifts ({_D.demucs_shifts})")
+    p.add_argument("--device", help=f"cpu or cuda ({_D.device})")
+    p.add_argument("--clip-seconds", type=float, help=f"clip length in seconds ({_D.clip_seconds:g})")
+    p.add_argument("--target-lufs", type=float, help=f"loudness target ({_D.target_lufs:g} LUFS)")
+    p.add_argument("--max-clips", type=int, help="at most this many clips per source")
+    p.add_argument("--workers", type=int, help="sources processed at once (default: cores, at most 4)")
+
+
+def config_from_args(args: argparse.Namespace) -> CurateConfig:
+    """A :class:`CurateConfig` of the options given on the command line, defaults for the rest."""
+    given = {"separator": args.separator, "demucs_name": args.demucs_model, "demucs_repo": args.demucs_repo,
+             "demucs_shifts": args.shifts, "device": args.device, "clip_seconds": args.clip_seconds,
+             "target_lufs": args.target_lufs, "max_clips_per_source": args.max_clips, "workers": args.workers}
+    return CurateConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def _read_queries(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def curate_with_progress(root, db_url: str, *, queries: list[str], urls: list[str], per_query: int,  # noqa: ANN001
+                         cfg: CurateConfig, retry_failed: bool) -> dict:
+    """Run the flow with a progress bar over sources (and a count of clips made)."""
+    # A failed source is expected and recorded with its reason (flows.curate logs one line for it);
+    # Prefect's own task-failure log would add a traceback per dead URL. -v keeps it.
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
+    clips = {"ok": 0, "failed": 0}
+    with progress_bar("searching") as bar:
+
+        def on_plan(todo: int, skipped: int) -> None:
+            bar.plan(f"sources ({skipped} already done)" if skipped else "sources", todo)
+
+        def on_event(kind: str, key: str, status: str) -> None:
+            if kind == "clip":
+                clips["ok" if status != "failed" else "failed"] += 1
+                bar.note(f"clips: {clips['ok']} made, {clips['failed']} failed")
+            else:
+                bar.advance()
+
+        return run_curate(root, db_url, queries=queries, urls=urls, per_query=per_query, cfg=cfg,
+                          retry_failed=retry_failed, on_event=on_event, on_plan=on_plan)
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    queries = list(args.query) + _read_queries(args.queries_file)
+    if not queries and not args.url:
+        print("nothing to curate: give --query, --queries-file or --url", file=sys.stderr)
+        return 2
+    from pipeline.separate import WeightsUnavailable  # torch: imported only when curating
+
+    root = resolve_root(args.root)
+    cat = open_catalog(root)
+    try:
+        result = curate_with_progress(root, cat.url, queries=queries, urls=list(args.url),
+                                      per_query=args.per_query, cfg=config_from_args(args),
+                                      retry_failed=args.retry_failed)
+    except WeightsUnavailable as err:
+        print(f"{err}\nOr run without vocal removal: --separator none (recorded per source in the catalog).",
+              file=sys.stderr)
+        return 2
+    print_summary(result, cat)
+    return 0
+
+
+def print_summary(result: dict, cat: Catalog) -> None:
+    print(f"sources: {result['done']} done, {result['failed']} failed, {result['skipped']} skipped (done before)")
+    print("clips by status: " + _by_status(cat.counts()["clips"]))
+    if result["failed"]:
+        print("see why with: vidmusician status --json (failed sources carry their error)")
+
+
+def _by_status(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    root = resolve_root(args.root)
+    report = status_report(root, open_catalog(root))
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, sort_keys=True)
+        print()
+        return 0
+    print(f"data root: {root.path}")
+    print("sources: " + _by_status(report["sources"]))
+    print("clips:   " + _by_status(report["clips"]))
+    for query, by_status in sorted(report["clips_by_query"].items()):
+        print(f"  {query}: " + _by_status(by_status))
+    for f in report["failed_sources"]:
+        print(f"  failed {f['id']}: {f['error']}")
+    feats = report["features"]
+    if feats["accepted"]:
+        print(f"features: {feats['in_shards']} of {feats['accepted']} accepted clips in shards, "
+              f"{feats['pending']} to extract, {len(feats['failed'])} failed"
+              + (f"; exports: {', '.join(feats['exports'])}" if feats["exports"] else ""))
+        for f in feats["failed"][:10]:
+            print(f"  failed {f['clip_id']}: {f['error']}")
+    return 0

@@ -1,0 +1,41 @@
+"""`vidmusician demo`: curate ffmpeg-made sample videos served on loopback (offline)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from flows.commands.curate import curate_with_progress, print_summary
+from flows.curate import CurateConfig
+from flows.demo import demo_separator, make_demo_media, serve_directory
+from flows.settings import add_root_arg, open_catalog, resolve_root
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="curate ffmpeg-made sample videos served on loopback (offline)")
+    add_root_arg(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    root = resolve_root(args.root)
+    cat = open_catalog(root)
+    t0 = time.perf_counter()
+    media_dir = root.path / "demo-media"
+    print(f"making sample sources with ffmpeg in {media_dir} ...")
+    paths = make_demo_media(media_dir)
+    separator = demo_separator()
+    if separator == "none":
+        print("Demucs weights are not in the torch-hub cache: the demo skips vocal removal "
+              "(--separator none, recorded in the catalog). See README, 'Real weights'.")
+    with serve_directory(media_dir) as base:
+        urls = [f"{base}/{p.name}" for p in paths]
+        print(f"serving {len(urls)} sources on {base}; curating through yt-dlp ...")
+        result = curate_with_progress(root, cat.url, queries=[], urls=urls, per_query=0,
+                                      cfg=CurateConfig(separator=separator), retry_failed=False)
+    print_summary(result, cat)
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s. Next:")
+    print(f"  vidmusician status --root {root.path}")
+    print(f"  vidmusician annotators add alice --root {root.path}   # prints a login link")
+    print(f"  vidmusician review --root {root.path}                 # review the clips in a browser")
+    return 0

@@ -1,0 +1,116 @@
+"""`vidmusician features | export`: parse argv, run the features flow or the export, print."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dvmset.constants import TEST_FRACTION
+from flows.features import FeaturesConfig, features_flow
+from flows.progress import progress_bar
+from flows.settings import add_root_arg, open_catalog, resolve_root
+
+_D = FeaturesConfig()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("features", help="CLIP + EnCodec features of accepted clips into safetensors shards")
+    add_root_arg(p)
+    p.add_argument("--clip-model", help=f"open_clip model name ({_D.clip_model}: D=768), local-dir:/hf-hub: id, "
+                                        "or 'tiny'")
+    p.add_argument("--pretrained", help=f"open_clip pretrained tag or a local checkpoint file ({_D.pretrained})")
+    p.add_argument("--codec", help=f"MusicGen name or local dir (its EnCodec), facebook/encodec_32khz, or 'tiny' "
+                                   f"({_D.codec})")
+    p.add_argument("--device", help=f"cpu or cuda, fp16 autocast on cuda ({_D.device})")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), help=f"({_D.precision})")
+    p.add_argument("--clip-seconds", type=int, help=f"clip length in seconds ({_D.clip_s})")
+    p.add_argument("--clips-per-shard", type=int, help=f"clips per shard ({_D.clips_per_shard})")
+    p.add_argument("--batch-size", type=int, help=f"frames per CLIP forward ({_D.batch_size})")
+    p.add_argument("--limit", type=int, help="extract at most this many clips this run")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="try again the clips that failed with this extractor in earlier runs")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads; on a small CPU box leave a core to the decoder (default: torch's)")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("export", help="split accepted clips by source and write manifest, JSONL and DATASET.md")
+    add_root_arg(p)
+    p.add_argument("--name", required=True, help="export name: exports/NAME/")
+    p.add_argument("--test-fraction", type=float, help=f"test share of clips (268/3839 = {TEST_FRACTION:.4f})")
+    p.add_argument("--seed", type=int, help="split seed (0)")
+    p.add_argument("--reshuffle", action="store_true", help="ignore splits recorded by earlier exports")
+    p.set_defaults(func=cmd_export)
+
+
+def config_from_args(args: argparse.Namespace) -> FeaturesConfig:
+    """A :class:`FeaturesConfig` of the options given on the command line, defaults for the rest."""
+    given = {"clip_model": args.clip_model, "pretrained": args.pretrained, "codec": args.codec,
+             "device": args.device, "precision": args.precision, "clip_s": args.clip_seconds,
+             "clips_per_shard": args.clips_per_shard, "batch_size": args.batch_size, "limit": args.limit,
+             "retry_failed": args.retry_failed or None}
+    return FeaturesConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    root = resolve_root(args.root)
+    cat = open_catalog(root)
+    cfg = config_from_args(args)
+    with progress_bar("planning") as bar:
+
+        def on_plan(todo: int, already: int) -> None:
+            bar.plan(f"clips ({already} already in shards)", todo)
+
+        def on_clip(clip_id: str, error: str | None) -> None:
+            bar.advance()
+            if error:
+                bar.print(f"[red]failed[/red] {clip_id}: {error}")
+
+        try:
+            result = features_flow(str(root.path), cat.url, cfg, on_plan, on_clip)
+        except (ValueError, RuntimeError, FileNotFoundError) as err:
+            print(f"features: {err}", file=sys.stderr)
+            return 2
+    print(f"{result['done']} clips extracted into {len(result['shards'])} shards "
+          f"({result['already']} already done, {len(result['failed'])} failed) in {root.features_dir}")
+    if result["failed_before"]:
+        print(f"{len(result['failed_before'])} clips that failed in earlier runs were left out "
+              "(--retry-failed tries them again):")
+        for clip_id, error in list(result["failed_before"].items())[:5]:
+            print(f"  {clip_id}: {error}")
+    if not (result["done"] or result["already"] or result["failed"] or result["failed_before"]):
+        print(f"no accepted clips yet: review some first (vidmusician review --root {root.path})")
+    return 1 if result["failed"] else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dvmset.export import export_dataset
+    from dvmset.shards import StoreBusy
+
+    root = resolve_root(args.root)
+    given = {"test_fraction": args.test_fraction, "seed": args.seed}
+    try:
+        s = export_dataset(root, open_catalog(root), args.name, keep_existing=not args.reshuffle,
+                           audio_rate=_audio_rate,
+                           **{k: v for k, v in given.items() if v is not None})
+    except (ValueError, StoreBusy) as err:
+        print(f"export: {err}", file=sys.stderr)
+        return 2
+    print(f"export {s.name}: {s.train} train / {s.test} test clips from {s.sources} sources -> {s.path}"
+          + (f" ({s.missing} accepted clips without a file left out)" if s.missing else ""))
+    return 0
+
+
+def _audio_rate(path: Path) -> int | None:
+    """A clip's audio sample rate for the export's AudioMeta lines; None where ffprobe cannot tell."""
+    from pipeline.errors import StageError
+    from pipeline.probe import probe
+
+    try:
+        return probe(path, stage="export").audio_sample_rate
+    except StageError:
+        return None

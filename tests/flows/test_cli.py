@@ -1,0 +1,42 @@
+"""The command line as a user meets it: a reader that goes away, defaults that come from the configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from dvmset.records import SourceStatus
+from dvmset.tables import Source
+from flows.cli import build_parser
+from flows.commands.curate import config_from_args as curate_config
+from flows.commands.features import config_from_args as features_config
+from flows.curate import CurateConfig
+from flows.features import FeaturesConfig
+
+
+def test_status_json_into_head_exits_quietly(data_root, catalog):
+    """``vidmusician status --json | head -1``: far more output than a pipe holds, the reader leaves after
+    one line; the command ends without a BrokenPipeError traceback."""
+    with catalog.session() as s:
+        s.add_all(Source(id=f"v{i:05d}", url=f"https://example.invalid/{i}", status=SourceStatus.FAILED,
+                         stage="download", error="HTTP Error 404: Not Found " + "x" * 200) for i in range(2000))
+    cmd = f"{sys.executable} -m flows.cli status --root {data_root.path} --json | head -1; echo rc=${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[0] == "{"
+    assert proc.stderr == "", proc.stderr  # no traceback, no "Exception ignored ... BrokenPipeError"
+    assert proc.stdout.splitlines()[-1] == "rc=141"  # as a tool killed by SIGPIPE
+    full = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--root", str(data_root.path), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0 and len(json.loads(full.stdout)["failed_sources"]) == 2000
+
+
+def test_unset_options_keep_the_config_defaults():
+    parser = build_parser()
+    args = parser.parse_args(["curate", "--url", "u"])
+    assert curate_config(args) == CurateConfig()
+    args = parser.parse_args(["curate", "--url", "u", "--separator", "none", "--clip-seconds", "30", "--workers", "2"])
+    assert curate_config(args) == CurateConfig(separator="none", clip_seconds=30.0, workers=2)
+    assert features_config(parser.parse_args(["features"])) == FeaturesConfig()
+    tiny = features_config(parser.parse_args(["features", "--clip-model", "tiny", "--retry-failed"]))
+    assert tiny == FeaturesConfig(clip_model="tiny", retry_failed=True) and tiny.pretrained is None
