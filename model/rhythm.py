@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from audiocraft.modules.codebooks_patterns import Pattern
@@ -89,12 +90,27 @@ def musicongen_trainable(transformer: StreamingTransformer, cfg: RhythmConfig) -
     return [layer.self_attn for layer in block_entry_layers(transformer, cfg)]
 
 
-class RhythmInjector:
-    """Adds F_Rj to the input of block j through forward pre-hooks on the LM's layers.
+_PAYLOAD = "_vidmusician_rhythm"  # keyword under which one transformer call's F_Rj reach its layers
 
-    The signal (aligned to the interleaved sequence, [B, S]) is supplied with `feeding(...)`; outside it
-    the hooks do nothing. Within one transformer call, block 0's hook computes all F_Rj for the current
-    slice [offset, offset + T) (offset = the transformer's streaming position, 0 when not streaming).
+
+@dataclass(frozen=True)
+class _CallFeats:
+    """F_Rj of one transformer call: M tensors [B, T, dim] (rows of unconditional samples zeroed)."""
+
+    feats: tuple[torch.Tensor, ...]
+
+
+class RhythmInjector:
+    """Adds F_Rj to the input of block j through forward pre-hooks on the LM's transformer and layers.
+
+    The signal (aligned to the interleaved sequence, [B, S]) is supplied with `feeding(...)`; outside it the
+    hooks do nothing. A pre-hook on the transformer computes every F_Rj once per call for the slice
+    [offset, offset + T) (offset = the transformer's streaming position, 0 when not streaming) and passes
+    them down as a keyword argument, which audiocraft's transformer forwards to every layer call; each
+    layer's pre-hook removes it, and the first layer of block j adds F_Rj to its input. Because the F_Rj
+    travel with the layer call's own arguments, activation checkpointing (`transformer.checkpointing`),
+    which replays a layer call with its saved arguments during backward, adds the same F_Rj after
+    `feeding` has ended, and several forwards may wait for one backward.
     """
 
     def __init__(self, transformer: StreamingTransformer, module: RhythmModule, cfg: RhythmConfig) -> None:
@@ -102,10 +118,11 @@ class RhythmInjector:
         self.module = module
         self._signal: torch.Tensor | None = None
         self._active: torch.Tensor | None = None
-        self._feats: list[torch.Tensor] = []
-        self._handles = [
-            layer.register_forward_pre_hook(self._make_hook(j), with_kwargs=True)
-            for j, layer in enumerate(block_entry_layers(transformer, cfg))
+        entry = {id(layer): j for j, layer in enumerate(block_entry_layers(transformer, cfg))}
+        self._handles = [transformer.register_forward_pre_hook(self._on_transformer, with_kwargs=True)]
+        self._handles += [
+            layer.register_forward_pre_hook(self._make_layer_hook(entry.get(id(layer))), with_kwargs=True)
+            for layer in transformer.layers
         ]
 
     def remove(self) -> None:
@@ -130,31 +147,36 @@ class RhythmInjector:
         finally:
             self._signal = None
             self._active = None
-            self._feats = []
 
     def _offset(self) -> int:
         offsets = self.transformer._streaming_state.get("offsets")
         return 0 if offsets is None else int(offsets[0])
 
-    def _make_hook(self, j: int):
+    def _on_transformer(self, transformer: nn.Module, args: tuple, kwargs: dict):
+        if self._signal is None:
+            return None
+        B, T, _ = args[0].shape  # x [B, T, dim]
+        start = self._offset()
+        sig = self._signal[:, start:start + T]  # [B, T]
+        if sig.shape != (B, T):
+            raise RuntimeError(
+                f"rhythm signal {tuple(self._signal.shape)} does not cover batch {B}, positions [{start}, {start + T})"
+            )
+        feats = self.module(sig)  # M x [B, T, dim]
+        if self._active is not None:
+            row = self._active.to(device=sig.device, dtype=feats[0].dtype)[:, None, None]
+            feats = [f * row for f in feats]
+        return args, {**kwargs, _PAYLOAD: _CallFeats(tuple(feats))}
+
+    @staticmethod
+    def _make_layer_hook(j: int | None):
         def hook(layer: nn.Module, args: tuple, kwargs: dict):
-            if self._signal is None:
+            if _PAYLOAD not in kwargs:
                 return None
+            rest = {k: v for k, v in kwargs.items() if k != _PAYLOAD}
+            if j is None:
+                return args, rest
             x = args[0]  # [B, T, dim]
-            if j == 0:
-                B, T, _ = x.shape
-                start = self._offset()
-                sig = self._signal[:, start:start + T]
-                if sig.shape != (B, T):
-                    raise RuntimeError(
-                        f"rhythm signal {tuple(self._signal.shape)} does not cover batch {B}, positions "
-                        f"[{start}, {start + T})"
-                    )
-                feats = self.module(sig)
-                if self._active is not None:
-                    row = self._active.to(device=sig.device, dtype=feats[0].dtype)[:, None, None]
-                    feats = [f * row for f in feats]
-                self._feats = feats
-            return (x + self._feats[j].to(x.dtype),) + tuple(args[1:]), kwargs
+            return (x + kwargs[_PAYLOAD].feats[j].to(x.dtype),) + tuple(args[1:]), rest
 
         return hook
