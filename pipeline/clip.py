@@ -1,16 +1,37 @@
-"""60 s clips: pure window planning plus a frame-accurate ffmpeg cut (H.264 25 fps CFR + AAC music)."""
+"""60 s clips: pure window planning plus a frame-accurate ffmpeg cut (H.264 25 fps CFR + AAC music).
+
+The clip's music is read as an array (its window only), brought to the loudness target with a
+true-peak limiter (``pipeline.loudness.normalize_clip``), encoded, and checked once more on the
+encoded file: AAC can push peaks a little over what went in, so a clip that measures above
+−1 dBTP or off the target gets its audio redone with the difference taken off.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from dvmset.constants import VIDEO_FPS
 from dvmset.io import atomic_path
+from pipeline.audio import save_audio
 from pipeline.errors import StageError
-from pipeline.media import ffprobe_json, run_ffmpeg
-from pipeline.probe import probe, require_streams
+from pipeline.loudness import (
+    LIMIT_CEILING_DBTP,
+    MAX_CLIP_GAIN_DB,
+    TRUE_PEAK_MAX_DBTP,
+    ClipLoudness,
+    integrated_loudness,
+    normalize_clip,
+    true_peak_dbtp,
+)
+from pipeline.media import ffprobe_json, read_audio, run_ffmpeg
+from pipeline.probe import MediaInfo, probe, require_streams
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +40,11 @@ _EPS = 1e-6
 # Frames of the last source picture repeated when a window ends within a frame or so of the
 # source's end (frame-rate conversion can come up one frame short there); more than this is an error.
 _PAD_S = 1.0
+MAX_AUDIO_RATE = 48_000  # the clip's AAC keeps the music's rate up to this
+AAC_ARGS = ["-c:a", "aac", "-b:a", "192k"]
+_ENCODED_TP_MARGIN_DB = 0.2  # the encoded clip must measure this far under the promised true peak
+_ENCODED_LUFS_TOLERANCE = 0.3  # and this close to the target (the promise is ±0.5 LU)
+_AUDIO_REDOS = 2
 
 
 @dataclass(frozen=True)
@@ -53,7 +79,7 @@ def _whole_frames(seconds: float, fps: int) -> int:
 
 
 def plan_clips(
-    duration_s: float, clip_s: float = 60.0, *, max_clips: int | None = None, fps: int = 25
+    duration_s: float, clip_s: float = 60.0, *, max_clips: int | None = None, fps: int = VIDEO_FPS
 ) -> list[ClipSpan]:
     """Plan non-overlapping windows of exactly ``clip_s`` seconds inside ``[0, duration_s]`` (pure).
 
@@ -109,22 +135,36 @@ def _check_output(path: Path, frames: int, duration_s: float) -> None:
         raise StageError(STAGE, f"cut has {a_dur:.3f} s of audio, expected {duration_s:.3f} s")
 
 
+@dataclass(frozen=True)
+class Cut:
+    """A written clip and what its audio went through (``loudness`` None: audio kept as it was)."""
+
+    path: Path
+    loudness: ClipLoudness | None
+
+    def __fspath__(self) -> str:  # stands for its file wherever a path is expected
+        return str(self.path)
+
+
 def cut_clip(
     video_path: Path,
     music_path: Path | None,
     span: ClipSpan,
     dest: Path,
     *,
-    fps: int = 25,
+    fps: int = VIDEO_FPS,
     crf: int = 23,
     preset: str = "veryfast",
-) -> Path:
+    target_lufs: float | None = -14.0,
+) -> Cut:
     """Cut ``span`` from ``video_path`` into ``dest`` (MP4), frame-accurately, by re-encoding.
 
     Video: H.264 yuv420p, exactly ``fps`` frames per second CFR and ``span.duration_s * fps``
-    frames. Audio: AAC of ``music_path`` (a WAV of the processed music on the source's timeline)
-    cut to the same window, or of the source's own audio when ``music_path`` is None; silence pads
-    it to the exact length if the music ends a hair early. ``+faststart`` so browsers can seek.
+    frames. Audio: stereo AAC of ``music_path`` (a WAV of the processed music on the source's
+    timeline) cut to the same window, or of the source's own audio when ``music_path`` is None;
+    silence pads it to the exact length if the music ends a hair early. With ``target_lufs`` the
+    window is normalised to it with true peak ≤ −1 dBTP, as measured on the encoded file
+    (``pipeline.loudness``); None keeps the audio's level. ``+faststart`` so browsers can seek.
     Written atomically; the result is checked (frame count, audio length) before it lands.
     """
     video_path, dest = Path(video_path), Path(dest)
@@ -136,29 +176,80 @@ def cut_clip(
             STAGE,
             f"window {span.start_s:.2f}-{span.end_s:.2f} s exceeds {video_path.name} ({info.duration_s:.2f} s)",
         )
+    audio_src, audio_info = video_path, info
     if music_path is not None:
-        require_streams(probe(Path(music_path)), Path(music_path), video=False, audio=True)
+        audio_src = Path(music_path)
+        audio_info = probe(audio_src)
+        require_streams(audio_info, audio_src, video=False, audio=True)
+    rate = _audio_rate(audio_info, audio_src)
+    window = _read_window(audio_src, span, rate)  # [2, duration * rate]
+    loud: ClipLoudness | None = None
+    audio = window
+    if target_lufs is not None:
+        audio, loud = normalize_clip(window, rate, target_lufs)
     start, dur = f"{span.start_s:.6f}", f"{span.duration_s:.6f}"
-    args = ["-ss", start, "-t", dur, "-i", str(video_path)]
-    audio_map = "0:a:0"
-    if music_path is not None:
-        args += ["-ss", start, "-t", dur, "-i", str(music_path)]
-        audio_map = "1:a:0"
     vf = (
         f"fps={fps},scale=trunc(iw/2)*2:trunc(ih/2)*2,setsar=1,format=yuv420p,"
         f"tpad=stop_mode=clone:stop_duration={_PAD_S},trim=end_frame={frames}"
     )
-    args += [
-        "-map", "0:v:0", "-map", audio_map,
-        "-vf", vf, "-af", f"apad=whole_dur={dur}",
-        "-fps_mode", "cfr", "-r", str(fps),
-        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", str(2 * fps),
-        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", "-ac", "2",
-        "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
-        "-movflags", "+faststart",
-    ]  # fmt: skip
-    with atomic_path(dest) as tmp:
+    with tempfile.TemporaryDirectory(prefix="vidmusician-cut-") as work, atomic_path(dest) as tmp:
+        wav_path = save_audio(Path(work) / "audio.wav", audio, rate)
+        args = [
+            "-ss", start, "-t", dur, "-i", str(video_path), "-i", str(wav_path),
+            "-map", "0:v:0", "-map", "1:a:0", "-vf", vf, "-fps_mode", "cfr", "-r", str(fps),
+            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", str(2 * fps),
+            "-pix_fmt", "yuv420p", *AAC_ARGS,
+            "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
+            "-movflags", "+faststart",
+        ]  # fmt: skip
         run_ffmpeg([*args, str(tmp)], stage=STAGE)
+        if target_lufs is not None:
+            loud = _settle_encoded_audio(tmp, window, rate, target_lufs, loud, Path(work))
         _check_output(tmp, frames, span.duration_s)
     log.debug("cut %s [%s s +%s s] -> %s", video_path.name, start, dur, dest)
-    return dest
+    return Cut(dest, loud)
+
+
+def _audio_rate(audio_info: MediaInfo, path: Path) -> int:
+    if not audio_info.audio_sample_rate:
+        raise StageError(STAGE, f"{path.name}: no audio sample rate")
+    return min(audio_info.audio_sample_rate, MAX_AUDIO_RATE)
+
+
+def _read_window(path: Path, span: ClipSpan, rate: int) -> np.ndarray:
+    """The span's audio [2, duration * rate] float32, padded with silence where the stream ends early."""
+    wav = read_audio(path, rate=rate, channels=2, stage=STAGE, start_s=span.start_s, duration_s=span.duration_s)
+    n = round(span.duration_s * rate)
+    if wav.shape[1] < n:
+        wav = np.pad(wav, ((0, 0), (0, n - wav.shape[1])))
+    return np.ascontiguousarray(wav[:, :n])
+
+
+def _settle_encoded_audio(clip: Path, window: np.ndarray, rate: int, target_lufs: float,
+                          loud: ClipLoudness | None, work: Path) -> ClipLoudness | None:
+    """Measure the encoded clip's audio; redo it (ceiling lowered by the overshoot, target offset by
+    the miss) until it measures within the promise. A silent window is left as it is."""
+    if loud is None or loud.input_lufs is None:
+        return loud
+    ceiling, aim = LIMIT_CEILING_DBTP, target_lufs
+    for attempt in range(_AUDIO_REDOS + 1):
+        decoded = read_audio(clip, rate=rate, channels=2, stage=STAGE)  # [2, N] what a player hears
+        tp, lufs = true_peak_dbtp(decoded, rate), integrated_loudness(decoded, rate)
+        over = tp - (TRUE_PEAK_MAX_DBTP - _ENCODED_TP_MARGIN_DB)
+        off = target_lufs - lufs
+        if (over <= 0 and abs(off) <= _ENCODED_LUFS_TOLERANCE) or loud.gain_db >= MAX_CLIP_GAIN_DB:
+            return loud
+        if attempt == _AUDIO_REDOS:
+            log.warning("%s: encoded audio measures %.2f LUFS, %.2f dBTP after %d redos", clip.name, lufs, tp,
+                        attempt)
+            return loud
+        ceiling -= max(over, 0.0) + 0.05 * (over > 0)
+        aim += off if abs(off) > _ENCODED_LUFS_TOLERANCE else 0.0
+        audio, loud = normalize_clip(window, rate, min(aim, -0.5), ceiling_dbtp=ceiling)
+        wav_path = save_audio(work / f"audio-{attempt}.wav", audio, rate)
+        redone = work / f"redo-{attempt}.mp4"
+        run_ffmpeg(["-i", str(clip), "-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                    *AAC_ARGS, "-movflags", "+faststart", str(redone)], stage=STAGE)  # fmt: skip
+        shutil.move(redone, clip)
+        log.debug("%s: audio redone (%.2f dBTP, %.2f LUFS encoded)", clip.name, tp, lufs)
+    return loud

@@ -136,7 +136,7 @@ def cut60(media_factory, tmp_path_factory):
     spans = plan_clips(63.0, 60.0, fps=25)
     assert spans == [ClipSpan(1.0, 60.0)]
     dest = base / "clips" / f"{clip_id('clip63', spans[0].start_s)}.mp4"
-    return cut_clip(src, music, spans[0], dest, fps=25)
+    return cut_clip(src, music, spans[0], dest, fps=25).path
 
 
 @pytest.mark.slow
@@ -179,7 +179,7 @@ def test_cut_takes_the_music_from_the_same_window(cut60):
 
 def test_cut_with_source_audio_and_a_short_window(media_factory, tmp_path):
     src = media_factory("short8", duration_s=8.0, size="160x120", fps=30)
-    out = cut_clip(src, None, ClipSpan(2.0, 4.0), tmp_path / "c.mp4")
+    out = cut_clip(src, None, ClipSpan(2.0, 4.0), tmp_path / "c.mp4").path
     data = _ffprobe(out, "-count_frames")
     video = next(s for s in data["streams"] if s["codec_type"] == "video")
     audio = next(s for s in data["streams"] if s["codec_type"] == "audio")
@@ -205,7 +205,7 @@ def test_cut_real_recording_with_separate_music(shared_media, tmp_path):
     shifted by exactly 50 frames (2.0 s), not by a keyframe-snapped amount.
     """
     src = shared_media / "bikes_cuts_10s.mp4"
-    out = cut_clip(src, shared_media / "kick_120bpm.mp3", ClipSpan(2.0, 5.0), tmp_path / "bikes.mp4")
+    out = cut_clip(src, shared_media / "kick_120bpm.mp3", ClipSpan(2.0, 5.0), tmp_path / "bikes.mp4").path
     clip_jumps = np.abs(np.diff(_frames(out), axis=0)).mean(axis=1)  # [124]
     src_jumps = np.abs(np.diff(_frames(src), axis=0)).mean(axis=1)  # [249]
     assert len(clip_jumps) == 124
