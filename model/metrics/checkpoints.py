@@ -58,6 +58,17 @@ def load_state_dict(path: Path, *, keys: tuple[str, ...] = ("model", "state_dict
     return ckpt
 
 
+def load_into(module, state: dict, checkpoint: Path, what: str) -> None:
+    """Load ``state`` into ``module`` with every key and shape matching, else a ValueError saying so."""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches raise even when strict=False
+        raise ValueError(f"{checkpoint}: not a {what} checkpoint of this architecture ({str(err)[:300]})") from err
+    if missing or unexpected:
+        raise ValueError(f"{checkpoint}: not a {what} checkpoint of this architecture "
+                         f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+
+
 def strip_prefix(state: dict, prefix: str) -> dict:
     """Drop ``prefix`` (e.g. DataParallel's ``module.``) from every key that has it."""
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}

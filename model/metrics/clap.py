@@ -20,6 +20,7 @@ import numpy as np
 from model.metrics.audio import fixed_windows
 from model.metrics.checkpoints import (
     import_skipping_package_init,
+    load_into,
     load_state_dict,
     sha256_file,
     strip_prefix,
@@ -134,10 +135,7 @@ class ClapAudioEmbedder:
             raise ValueError(f"{checkpoint}: no audio_branch.* keys: not a laion_clap checkpoint")
         config = config or ClapAudioConfig.from_state_dict(audio)
         module = build_audio_tower(config)
-        missing, unexpected = module.load_state_dict(audio, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{checkpoint}: the audio branch does not match {config} "
-                             f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+        load_into(module, audio, checkpoint, "laion_clap audio branch")
         return cls(module, config, checkpoint, device)
 
     def embed(self, mono: np.ndarray) -> np.ndarray:

@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from model.metrics.checkpoints import import_skipping_package_init, load_state_dict, sha256_file, strip_prefix
+from model.metrics.checkpoints import (
+    import_skipping_package_init,
+    load_into,
+    load_state_dict,
+    sha256_file,
+    strip_prefix,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -152,10 +158,7 @@ class ImageBindEmbedder:
         mod = import_skipping_package_init("imagebind", "models.imagebind_model")
         module = mod.ImageBindModel(**config.model_kwargs)
         state = strip_prefix(load_state_dict(checkpoint), "module.")
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{checkpoint}: not an ImageBindModel checkpoint for {config.model_kwargs} "
-                             f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+        load_into(module, state, checkpoint, "ImageBindModel")
         return cls(module, config, checkpoint, device)
 
     def _forward(self, key: str, x) -> np.ndarray:

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from model.metrics.checkpoints import EmbedderUnavailable, load_state_dict, sha256_file, strip_prefix
+from model.metrics.checkpoints import (
+    EmbedderUnavailable,
+    load_into,
+    load_state_dict,
+    sha256_file,
+    strip_prefix,
+)
 
 
 @dataclass(frozen=True)
@@ -143,10 +149,7 @@ class PannsEmbedder:
             module = _build_cnn14(config)
         except ImportError as err:
             raise EmbedderUnavailable(f"PANNs needs torchlibrosa (the 'eval' extra): {err}") from err
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{checkpoint}: not a Cnn14 checkpoint for {config} "
-                             f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+        load_into(module, state, checkpoint, "PANNs Cnn14")
         return cls(module, config, checkpoint, device)
 
     def embed(self, mono: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
