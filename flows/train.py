@@ -278,8 +278,15 @@ class _Progress:
             self._cm.__exit__(None, None, None)
 
 
-def run_training(run: TrainRun) -> dict[int, Path]:
-    """Every requested stage, in order; returns {stage: best.pt}. Re-running resumes."""
+@dataclass(frozen=True)
+class TrainResult:
+    best: dict[int, Path]  # stage -> best.pt
+    model: VidMusician  # as the last stage left it (this rank's copy)
+    rank: int
+
+
+def run_training(run: TrainRun) -> TrainResult:
+    """Every requested stage, in order. Re-running resumes."""
     rank, world, device = _distributed(run.device)
     try:
         features, ids = features_source(run.data)
@@ -304,7 +311,7 @@ def run_training(run: TrainRun) -> dict[int, Path]:
         for stage in run.stages:
             init = best.get(1) if stage == 2 else None
             best[stage] = train_stage(run, model, stage, train_ds, val_ds, fingerprint, rank, world, device, init)
-        return best
+        return TrainResult(best, model, rank)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -313,4 +320,4 @@ def run_training(run: TrainRun) -> dict[int, Path]:
 @flow(name="train", validate_parameters=False)
 def train_flow(run: TrainRun) -> dict[int, str]:
     """Prefect entry point (a GPU work pool deploys this); the same resumable run as the CLI."""
-    return {s: str(p) for s, p in run_training(run).items()}
+    return {s: str(p) for s, p in run_training(run).best.items()}

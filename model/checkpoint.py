@@ -75,15 +75,23 @@ def load_trainable(model: VidMusician, path: str | Path) -> dict:
 
 
 def load_model(path: str | Path, device: str = "cpu", backbone: str | None = None,
-               load_t5_weights: bool = True) -> VidMusician:
-    """Rebuild a model from a checkpoint: its config's backbone (or `backbone`, e.g. a local copy of the
-    same MusicGen) and T5, then its trainable weights."""
+               load_t5_weights: bool = True, *, ema: bool = False) -> VidMusician:
+    """Rebuild a model from a checkpoint (any file `vidmusician train` writes, or `save_trainable`'s): its
+    config's backbone (or `backbone`, e.g. a local copy of the same MusicGen) and T5, then its trainable
+    weights — or, with `ema`, the EMA of them that a training checkpoint holds when EMA was on."""
     config, pkg = read_checkpoint(path)
     model = VidMusician.from_config(config if backbone is None else _with_backbone(config, backbone),
                                     device=device, load_t5_weights=load_t5_weights)
     model.backbone_name = pkg["backbone"]
     model.config = config
     load_trainable(model, path)
+    if ema:
+        shadow = ((pkg["extra"].get("train") or {}).get("ema") or {}).get("shadow")
+        if shadow is None:
+            raise CheckpointError(f"{path}: holds no EMA weights (train with --ema DECAY)")
+        with torch.no_grad():
+            for name, param in model.trainable_state().items():
+                param.copy_(shadow[name].to(param.device, param.dtype))
     return model.eval()
 
 

@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from model.train_step import NonFiniteLossError
 
     try:
-        best = run_training(_run(args))
+        best = run_training(_run(args)).best
     except (FeatureMismatchError, CheckpointError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

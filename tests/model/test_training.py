@@ -158,6 +158,7 @@ def test_in_process_resume_is_bitwise(tmp_path, batch, make_model):
         train_step(a, batch)
     fp = frozen_fingerprint(a.model)
     path = save_training(a, tmp_path / "ckpt.pt", fp)
+    shadow = {n: t.clone() for n, t in a.ema.shadow.items()}
     b = new_state(make_model(), cfg)
     restore_training(b, path, fp)
     for _ in range(3):
@@ -172,6 +173,9 @@ def test_in_process_resume_is_bitwise(tmp_path, batch, make_model):
     assert rebuilt.config == a.model.config and not rebuilt.training
     with torch.no_grad():
         assert math.isfinite(rebuilt.batch_loss(batch)[0].item())
+    averaged = load_model(path, ema=True).trainable_state()
+    assert all(torch.equal(averaged[n], shadow[n]) for n in shadow)
+    assert not all(torch.equal(averaged[n], rebuilt.trainable_state()[n]) for n in shadow)
 
 
 def test_other_backbone_weights_are_refused_on_resume(tmp_path, batch, make_model, perturb):

@@ -1,0 +1,141 @@
+"""`vidmusician train` through the CLI on the debug model: a SIGKILLed run re-run with the same command ends
+bitwise equal to an uninterrupted one (also with 2 loader workers); both stages; torchrun with gloo."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from training_helpers import REPO, cli_env, debug_train_args, run_cli, write_store
+
+from model.checkpoint import load_model, read_checkpoint
+from model.config import VidMusicianConfig
+from model.vidmusician import VidMusician
+
+STEPS = 24
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_store(tmp_path_factory.mktemp("train") / "features")
+
+
+def _args(store: Path, out: Path, workers: int) -> list[str]:
+    return debug_train_args(store, out, "--stage", "1", "--steps", str(STEPS), "--ckpt-every", "4",
+                            "--val-every", "6", "--keep", "2", "--workers", str(workers))
+
+
+@pytest.fixture(scope="module")
+def straight(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight") / "run"
+    done = run_cli(_args(store, out, workers=0))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def _final(out: Path, stage: int = 1) -> tuple[dict, dict]:
+    _, pkg = read_checkpoint(out / f"stage{stage}" / f"ckpt-{STEPS:08d}.pt")
+    return pkg["state"], pkg["extra"]["train"]
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    state_a, train_a = _final(a)
+    state_b, train_b = _final(b)
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    opt_a, opt_b = train_a["optimizer"]["state"], train_b["optimizer"]["state"]
+    assert opt_a.keys() == opt_b.keys()
+    for k in opt_a:
+        assert all(torch.equal(torch.as_tensor(opt_a[k][f]), torch.as_tensor(opt_b[k][f])) for f in opt_a[k])
+    assert train_a["scheduler"]["_last_lr"] == train_b["scheduler"]["_last_lr"]
+    assert train_a["counters"] == train_b["counters"]
+    assert torch.equal(train_a["rng"]["cfg_dropout"], train_b["rng"]["cfg_dropout"])
+    assert train_a["best"] == train_b["best"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_then_same_command_resumes_bitwise(store, straight, tmp_path, workers):
+    out = tmp_path / "run"
+    args = _args(store, out, workers)
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = out / "stage1" / "ckpt-00000008.pt"
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    still_running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert still_running and first.exists(), "the run ended before it could be killed mid-run"
+    assert not (out / "stage1" / f"ckpt-{STEPS:08d}.pt").exists()
+
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    _assert_same_run(straight, out)
+    with (out / "stage1" / "metrics.csv").open() as fh:
+        steps = [int(r["step"]) for r in csv.DictReader(fh)]
+    assert steps == list(range(1, STEPS + 1))  # rows the killed run wrote past its checkpoint were dropped
+    with (straight / "stage1" / "metrics.csv").open() as fh, (out / "stage1" / "metrics.csv").open() as gh:
+        losses = [(r["loss"], r["val_loss"]) for r in csv.DictReader(fh)]
+        assert losses == [(r["loss"], r["val_loss"]) for r in csv.DictReader(gh)]
+    kept = sorted(p.name for p in (out / "stage1").glob("ckpt-*.pt"))
+    assert kept == [f"ckpt-{STEPS - 4:08d}.pt", f"ckpt-{STEPS:08d}.pt"]  # --keep 2
+
+
+@pytest.mark.slow
+def test_both_stages_then_rerun_is_a_no_op(store, tmp_path):
+    out = tmp_path / "run"
+    args = debug_train_args(store, out, "--stage", "both", "--steps", "6", "--ckpt-every", "3", "--val-every", "3",
+                            "--workers", "0")
+    done = run_cli(args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stage 2: best weights" in done.stdout
+    with (out / "stage2" / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[0]["lr"]) == 0.0 and float(rows[-1]["lr"]) == pytest.approx(1e-4)  # fresh warm-up
+    _, pkg1 = read_checkpoint(out / "stage1" / "best.pt")
+    _, pkg2 = read_checkpoint(out / "stage2" / "ckpt-00000003.pt")
+    rhythm = [k for k in pkg1["state"] if k.startswith("rhythm.")]
+    assert any(not torch.equal(pkg1["state"][k], pkg2["state"][k]) for k in rhythm)  # rhythm trains in stage 2
+    model = load_model(out / "stage2" / "best.pt")
+    assert model.backbone_name == "debug" and model.config.semantic.clip_dim == 16
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == mtimes
+
+
+def test_mismatched_features_are_refused_with_the_flag(tmp_path):
+    data = write_store(tmp_path / "features", n_train=2, n_test=0, dim=24)
+    done = run_cli(debug_train_args(data, tmp_path / "run", "--steps", "1", "--clip-dim", "16", "--workers", "0"))
+    assert done.returncode == 2
+    assert "--clip-dim 24" in done.stderr and not (tmp_path / "run" / "stage1").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_equal_and_match_one_process_with_the_doubled_batch(store, tmp_path):
+    worker = str(Path(__file__).with_name("ddp_train_worker.py"))
+    steps = "4"
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          worker, str(store), str(tmp_path / "ddp"), "4", steps],
+                         cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    one = subprocess.run([sys.executable, worker, str(store), str(tmp_path / "one"), "4", steps],
+                         cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in (0, 1))
+    single = torch.load(tmp_path / "one" / "rank0.pt")
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    fresh = VidMusician.from_config(VidMusicianConfig.debug(clip_dim=16)).trainable_state()
+    assert any(not torch.equal(r0[k], fresh[k]) for k in r0)  # it trained
+    moved = [k for k in r0 if not torch.equal(r0[k], single[k])]
+    assert all(torch.allclose(r0[k], single[k], rtol=1e-4, atol=1e-6) for k in r0), moved
+    _, pkg = read_checkpoint(tmp_path / "ddp" / "stage1" / "ckpt-00000004.pt")  # rank 0 wrote it
+    assert all(torch.equal(pkg["state"][k], r0[k]) for k in r0)
