@@ -41,6 +41,8 @@ TINY_RATIOS = (8, 5, 4, 4)  # hop 640 at 32 kHz = 50 Hz, MusicGen's geometry
 class CheckpointFileError(RuntimeError):
     """A MusicGen checkpoint file that is missing, cannot be fetched, or is not in audiocraft's format."""
 
+    whole_run = True  # no weights: the failure policy (pipeline.errors.is_whole_run) stops the run
+
 
 def safe_globals() -> list:
     """What audiocraft's checkpoints pickle besides tensors: omegaconf's DictConfig and its node types.

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dvmset.constants import SAMPLE_RATE_HZ, TOKEN_RATE_HZ
+from pipeline.errors import RunError
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ NUM_CODEBOOKS = 4
 _HF_CODECS = ("facebook/encodec_32khz",)
 
 
-class CodecLoadError(RuntimeError):
-    """The codec named for a features run cannot be loaded (a whole-run error: nothing can be extracted)."""
+class CodecLoadError(RunError):
+    """The codec named for a features run cannot be loaded: a whole-run error (no clip can be extracted)."""
 
 
 def check_codec(model: torch.nn.Module, name: str = "codec") -> torch.nn.Module:

@@ -158,16 +158,11 @@ def test_local_checkpoint_dir_loads_its_weights(tmp_path):
 
 
 def test_codec_loads_from_a_local_musicgen_dir(tmp_path, tiny_codec):
-    """The real loading path (audiocraft's ``load_compression_model`` on a directory), tiny weights."""
+    """The real loading path (dvmset.checkpoints on a directory), tiny weights; both formats: tests/pipeline/test_codec.py."""
+    from dvmset.checkpoints import CODEC_FILE, tiny_codec_config, write_checkpoint
     from pipeline.codec import load_codec
 
-    cfg = {"compression_model": "encodec", "device": "cpu",
-           "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": 32000, "channels": 1,
-                       "causal": False, "renormalize": False},
-           "seanet": {"n_filters": 4, "n_residual_layers": 1, "dimension": 32, "ratios": [8, 5, 4, 4],
-                      "encoder": {}, "decoder": {}},
-           "rvq": {"n_q": 4, "bins": 2048, "kmeans_iters": 1}}
-    torch.save({"xp.cfg": cfg, "best_state": tiny_codec.state_dict()}, tmp_path / "compression_state_dict.bin")
+    write_checkpoint(tmp_path / CODEC_FILE, tiny_codec_config(), tiny_codec.state_dict())
     loaded = load_codec(str(tmp_path))
     wav = (0.1 * np.random.default_rng(2).standard_normal(32000)).astype(np.float32)
     np.testing.assert_array_equal(encode_waveform(loaded, wav), encode_waveform(tiny_codec, wav))
