@@ -67,3 +67,13 @@ def test_a_garbage_codec_file_is_an_error_naming_it(tmp_path, original):
 def test_a_missing_directory_names_the_file_it_needs(tmp_path):
     with pytest.raises(CodecLoadError, match=f"{tmp_path / 'absent'}.*{CODEC_FILE}"):
         load_codec(str(tmp_path / "absent"))
+
+
+def test_an_unloadable_codec_stops_the_whole_run(tmp_path):
+    """No weights is not one clip's failure: the failure policy stops the run instead of failing every clip."""
+    from pipeline.errors import is_whole_run
+
+    (tmp_path / CODEC_FILE).write_bytes(b"garbage")
+    with pytest.raises(CodecLoadError) as info:
+        load_codec(str(tmp_path))
+    assert is_whole_run(info.value)
