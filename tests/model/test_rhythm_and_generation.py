@@ -66,14 +66,3 @@ def test_sampling_respects_top_k_and_greedy():
     assert int(sample_next(logits, SamplingParams(use_sampling=False), None)) == 1
     draws_p = {int(sample_next(logits, SamplingParams(top_p=0.5), gen)) for _ in range(100)}
     assert draws_p == {1}
-
-
-def test_forward_backward_of_the_tiny_model_is_fast(make_model, inputs):
-    """One teacher-forced forward + backward (B=2, 2 s window) should take well under a second."""
-    import time
-
-    model = make_model().train()
-    model.loss(**inputs)[0].backward()  # warm-up
-    start = time.perf_counter()
-    model.loss(**inputs)[0].backward()
-    assert time.perf_counter() - start < 1.0
