@@ -1,0 +1,127 @@
+"""`vidmusician evaluate` end to end on a tiny folder: ffmpeg-made videos, click tracks, tiny random embedders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from flows.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from evaluate_media import clicks, cut_video, grid, write_clicks  # noqa: E402
+
+D = 6.0
+CUTS = {"a": [1.0, 2.0, 3.5, 5.0], "b": [1.5, 3.0, 4.5], "c": [0.5, 2.5, 4.0, 5.5], "still": []}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    from model.metrics.clap import ClapAudioConfig, build_audio_tower
+    from model.metrics.panns import PannsConfig, _build_cnn14
+
+    root = tmp_path_factory.mktemp("evaluate")
+    gen, ref, vid = (root / n for n in ("gen", "ref", "vid"))
+    for d in (gen, ref, vid):
+        d.mkdir()
+    for i, (cid, cuts) in enumerate(sorted(CUTS.items())):
+        cut_video(vid / f"{cid}.mp4", cuts, D)
+        write_clicks(gen / f"{cid}.wav", grid(0.5, 0.5, D), D, seed=i)  # beats on every cut
+        write_clicks(ref / f"{cid}.flac", grid(0.25, 0.5, D), D, seed=10 + i)  # 0.25 s off every cut
+    for cid in ("silent", "nan"):
+        cut_video(vid / f"{cid}.mp4", [1.0, 2.0, 3.0], D)
+        write_clicks(ref / f"{cid}.flac", grid(0.5, 0.5, D), D)
+    sf.write(gen / "silent.wav", np.zeros(int(D * 44100), np.float32), 44100, subtype="FLOAT")
+    bad = clicks(grid(0.5, 0.5, D), D)
+    bad[1000:1010] = np.nan
+    sf.write(gen / "nan.wav", bad, 44100, subtype="FLOAT")
+    write_clicks(gen / "lonely.wav", grid(0.5, 0.5, D), D)  # no reference, no video
+    torch.manual_seed(0)
+    panns = root / "Cnn14_16k_tiny.pth"
+    torch.save({"model": _build_cnn14(PannsConfig.tiny()).state_dict()}, panns)
+    clap = root / "clap_tiny.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in build_audio_tower(ClapAudioConfig.tiny()).state_dict().items()}},
+               clap)
+    return {"gen": gen, "ref": ref, "vid": vid, "panns": panns, "clap": clap, "root": root}
+
+
+def _run(folders: dict[str, Path], out: Path, capsys, monkeypatch) -> tuple[dict, str]:
+    monkeypatch.delenv("VIDMUSICIAN_IMAGEBIND_CKPT", raising=False)
+    monkeypatch.setenv("VIDMUSICIAN_CLAP_CKPT", str(folders["clap"]))  # from the environment, no flag
+    rc = main(["evaluate", "--generated", str(folders["gen"]), "--reference", str(folders["ref"]),
+               "--videos", str(folders["vid"]), "--out", str(out), "--panns", str(folders["panns"])])
+    assert rc == 0
+    return json.loads((out / "report.json").read_text()), capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_evaluate_end_to_end_through_the_cli(folders, tmp_path, capsys, monkeypatch):
+    report, printed = _run(folders, tmp_path / "r1", capsys, monkeypatch)
+    m = report["metrics"]
+    for name in ("fd", "kl", "clap", "rhythm"):  # every metric that could run did
+        assert m[name]["value"] is not None and m[name]["n"] >= 3, name
+        assert len(m[name]["ci95"]) == 2
+    assert "pass --imagebind PATH or set VIDMUSICIAN_IMAGEBIND_CKPT" in m["imagebind"]["skipped"]
+    assert m["fd"]["embedding_dim"] == 16 and "real_vs_real_split_half" in m["fd"]["chance"] and m["fd"]["warnings"]
+    assert m["kl"]["value"] >= 0 and m["kl"]["reverse_kl_generated_real"] >= 0
+    assert "shuffled_pairs" in m["clap"]["chance"]
+
+    rhythm = m["rhythm"]
+    assert rhythm["value"] == 1.0 and rhythm["n"] == 3  # a, b, c; "still" has stable visuals
+    assert rhythm["excluded_stable_visuals"] == ["still"]
+    assert rhythm["reference_music_recall"] == 0.0  # the real music's beats are 0.25 s off every cut
+    assert 0.3 < rhythm["chance"]["closed_form"] < 0.45  # 2τ × 2 beats/s = 0.4, less the edges
+    assert rhythm["chance"]["shuffled_music"] == 1.0  # every generated track has the same grid here
+
+    excluded = {(e["clip_id"], e["role"]): e["reason"] for e in report["excluded"]}
+    assert "silent" in excluded[("silent", "generated")]
+    assert "NaN" in excluded[("nan", "generated")]
+    assert "unpaired" in excluded[("lonely", "generated")]
+    assert report["clips"] == {"paired": 6, "scored": 4, "excluded": 3}
+
+    settings = report["settings"]
+    assert len(settings["embedders"]["panns"]["sha256"]) == 64 and settings["seed"] == 0
+    assert settings["cuts"]["threshold"] == 27.0 and settings["beats"]["hop_length"] == 256
+    assert settings["resampler"]["library"] == "soxr"
+
+    with (tmp_path / "r1" / "items.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["clip_id"] for r in rows if r["metric"] == "kl"} == {"a", "b", "c", "still"}
+    assert {r["clip_id"] for r in rows if r["metric"] == "excluded"} == {"silent", "nan", "lonely"}
+    md = (tmp_path / "r1" / "report.md").read_text()
+    assert "| this run |" in md and "skipped" in md and "| nan | generated |" in md
+    assert md in printed
+
+    again, printed_again = _run(folders, tmp_path / "r2", capsys, monkeypatch)
+    assert again["metrics"] == report["metrics"]  # two runs, the same numbers
+    assert printed_again.replace("r2", "r1") == printed
+
+
+def test_a_wrong_metric_name_is_refused(folders, tmp_path, capsys):
+    rc = main(["evaluate", "--generated", str(folders["gen"]), "--reference", str(folders["ref"]),
+               "--out", str(tmp_path), "--metrics", "fd,fad"])
+    assert rc == 2 and "unknown metric" in capsys.readouterr().err
+
+
+def test_imagebind_frames_from_a_real_decode(folders):
+    """The frames the flow decodes for ImageBind feed the tiny model: one embedding per video."""
+    from flows.evaluate_inputs import imagebind_clips, probe_video
+    from model.metrics.checkpoints import import_skipping_package_init
+    from model.metrics.imagebind import ImageBindConfig, ImageBindEmbedder
+
+    cfg = ImageBindConfig.tiny()
+    model = import_skipping_package_init("imagebind", "models.imagebind_model").ImageBindModel(**cfg.model_kwargs)
+    path = folders["root"] / "imagebind_tiny.pth"
+    torch.save(model.state_dict(), path)
+    emb = ImageBindEmbedder.load(path, cfg)
+    duration, fps, w, h = probe_video(folders["vid"] / "a.mp4")
+    clips = imagebind_clips(folders["vid"] / "a.mp4", duration, fps, (w, h), cfg)
+    assert len(clips) == 5 and clips[0].shape == (2, h, w, 3)
+    assert clips[0][0, 0, 0].tolist() == [254, 0, 0] or clips[0][0, 0, 0, 0] > 200  # the first scene is red
+    assert emb.embed_video(clips).shape == (8,)
