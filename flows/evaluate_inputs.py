@@ -118,9 +118,8 @@ def imagebind_clips(path: Path, duration_s: float, fps: float, size: tuple[int, 
     needed = {i for clip in wanted for i in clip}
     frames: dict[int, np.ndarray] = {}
     last: np.ndarray | None = None
-    count = 0
     for index, frame in enumerate(iter_frames(path, size=size, stage=STAGE, pix_fmt="rgb24")):
-        last, count = frame, index + 1
+        last = frame
         if index in needed:
             frames[index] = frame.copy()
         if index >= max(needed):
@@ -128,7 +127,7 @@ def imagebind_clips(path: Path, duration_s: float, fps: float, size: tuple[int, 
     if last is None:
         raise StageError(STAGE, f"{path.name}: no frames decoded")
     # A stream shorter than its stated duration: ImageBind's reader clamps to the last frame too.
-    return [np.stack([frames.get(i, frames.get(min(i, count - 1), last)) for i in clip]) for clip in wanted]
+    return [np.stack([frames.get(i, last) for i in clip]) for clip in wanted]
 
 
 def gate_and_extract(ids: list[str], files: dict[str, dict[str, list[Path]]], gate: GateConfig,
@@ -137,7 +136,8 @@ def gate_and_extract(ids: list[str], files: dict[str, dict[str, list[Path]]], ga
                      on_item: Callable[[str], None] | None = None) -> tuple[list[ClipFeatures], list[Exclusion]]:
     """Decode each paired clip once per role, gate it, and let the extractors fill its features.
 
-    A clip any of whose files fails the gate is excluded from every metric, with the reasons.
+    A clip any of whose files fails the gate is excluded from every metric, with the reasons; so
+    is one whose extraction raises a ``StageError`` (role "clip"). Other errors stop the run.
     """
     kept: list[ClipFeatures] = []
     excluded: list[Exclusion] = []
@@ -171,8 +171,8 @@ def gate_and_extract(ids: list[str], files: dict[str, dict[str, list[Path]]], ga
                     extract_audio(cid, role, dec, feats)
                 if video_info is not None and extract_video is not None:
                     extract_video(files["video"][cid][0], video_info, feats)
-            except StageError as err:
-                excluded.append(Exclusion(cid, err.stage, str(err.args[0])))
+            except StageError as err:  # a decoder or detector failure on this clip's files
+                excluded.append(Exclusion(cid, "clip", str(err)))
             else:
                 kept.append(feats)
         if on_item is not None:

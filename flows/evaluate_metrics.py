@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,7 +147,3 @@ def rhythm_metric(feats: list[ClipFeatures], config: RhythmConfig, seed: int) ->
         ref_items = [rhythm_item(f.cuts, f.beats_ref, f.video_duration_s, config) for f, _ in ref_rows]
         res.extra["reference_music_recall"] = summarize(ref_items, config).recall
     return res
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

@@ -45,7 +45,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def report_markdown(report: EvaluationReport) -> str:
     lines = ["# Evaluation", "",
              f"{report.n_scored} clips scored of {report.n_paired} paired; "
-             f"{len({e.clip_id for e in report.excluded})} clip ids left out (see below).", "",
+             + (f"{n_out} clip ids left out (listed below)." if (n_out := len({e.clip_id for e in report.excluded}))
+                else "none left out."), "",
              "| | " + " | ".join(title for _, title in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
     row, ci_row, chance_row, n_row = ["this run"], ["95 % CI"], ["chance / shuffled"], ["n"]

@@ -5,18 +5,15 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from evaluate_media import clicks, cut_video, grid, write_clicks  # tests/flows/, on the path by pytest
 
 from flows.cli import main
-
-sys.path.insert(0, str(Path(__file__).parent))
-from evaluate_media import clicks, cut_video, grid, write_clicks  # noqa: E402
 
 D = 6.0
 HAVE_CLAP = importlib.util.find_spec("laion_clap") is not None  # installed with --no-deps
