@@ -44,3 +44,29 @@ def write_clicks(path: Path, times, duration: float, sr: int = 44100, seed: int 
 
 def grid(start: float, step: float, duration: float) -> np.ndarray:
     return np.arange(start, duration - 1e-9, step)
+
+
+def calibrated_tiny_cnn14(seed: int = 0) -> dict:
+    """A tiny random Cnn14's state dict with BatchNorm statistics measured on a few signals.
+
+    With fresh BatchNorm statistics (mean 0, var 1), the signal vanishes through the untrained
+    conv stack and every input gets one embedding. Measured statistics keep inputs apart, so FD and
+    KL differ between different music, as they do with trained weights.
+    """
+    import torch
+
+    from model.metrics.panns import PannsConfig, _build_cnn14
+
+    torch.manual_seed(seed)
+    module = _build_cnn14(PannsConfig.tiny())
+    t = torch.arange(32000) / 16000.0
+    signals = torch.stack([0.1 * torch.randn(32000), 0.3 * torch.sin(2 * torch.pi * 440 * t),
+                           0.3 * torch.sin(2 * torch.pi * 3000 * t), torch.from_numpy(clicks(grid(0.25, 0.5, 2.0), 2.0, 16000))])
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.reset_running_stats()
+            bn.momentum = None  # a plain average over the calibration batch
+    module.train()
+    with torch.no_grad():
+        module(signals)
+    return module.eval().state_dict()
