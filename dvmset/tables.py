@@ -72,11 +72,15 @@ class Clip(Base):
     error: Mapped[str | None] = mapped_column(Text)
     split: Mapped[str | None] = mapped_column(String(16))
     silence_ratio: Mapped[float | None] = mapped_column(Float)
-    static_ratio: Mapped[float | None] = mapped_column(Float)
+    static_ratio: Mapped[float | None] = mapped_column(Float)  # still_s / duration_s
+    still_s: Mapped[float | None] = mapped_column(Float)  # seconds showing a still picture (QC)
     scene_cuts: Mapped[int | None] = mapped_column(Integer)
     loudness_lufs: Mapped[float | None] = mapped_column(Float)
     loudness_range_lu: Mapped[float | None] = mapped_column(Float)
     vocal_energy: Mapped[float | None] = mapped_column(Float)
+    true_peak_dbtp: Mapped[float | None] = mapped_column(Float)  # of the clip as encoded
+    clip_gain_db: Mapped[float | None] = mapped_column(Float)  # the clip's own gain on top of its source's
+    limiting_db: Mapped[float | None] = mapped_column(Float)  # deepest true-peak limiting (heavy is audible)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -261,10 +261,15 @@ def normalize_clip(wav: np.ndarray, sr: int, target_lufs: float = -14.0, *,
             if above is not None:
                 below = (below[0], target_lufs + (below[1] - target_lufs) / 2)
             above = (gain_db, got)
-    out32, extra, peak = _limit(out, sr, ceiling_dbtp)  # only if the gain's modulation left a hair above
+    if not reduction.any():  # a pure gain: its true peak and loudness are known without measuring again
+        out32, extra, peak, out_lufs = out.astype(np.float32), 0.0, float(need0.max()) + gain_db + ceiling_dbtp, got
+        peak -= _CEILING_MARGIN_DB
+    else:  # the gain curve's own modulation may leave a hair above: _limit settles it
+        out32, extra, peak = _limit(out, sr, ceiling_dbtp)
+        out_lufs = _measure(out32, sr, silent_ok=True)
     limiting = float(reduction.max(initial=0.0)) + extra
-    report = ClipLoudness(input_lufs=lufs, gain_db=gain_db, limiting_db=limiting,
-                          output_lufs=_measure(out32, sr, silent_ok=True), true_peak_dbtp=peak)
+    report = ClipLoudness(input_lufs=lufs, gain_db=gain_db, limiting_db=limiting, output_lufs=out_lufs,
+                          true_peak_dbtp=peak)
     log.debug("clip loudness %.2f -> %s LUFS: gain %+.2f dB, limiting up to %.2f dB, %.2f dBTP",
               lufs, report.output_lufs, gain_db, limiting, peak)
     return out32, report

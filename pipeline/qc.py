@@ -1,28 +1,44 @@
-"""Automatic hints per clip for the annotators (not verdicts): silence, static images, cuts, loudness.
+"""Automatic hints per clip for the annotators (not verdicts): silence, still pictures, cuts, loudness.
 
 **[paper]** rejection criteria: >5 s of non-music content, persistent noise, static images,
-mismatched background music. The scores are pure functions on arrays; ``qc_clip`` decodes the
-clip's audio once and its downscaled frames once (ffmpeg pipes) and feeds both to them.
+mismatched background music. The scores are pure functions on arrays; ``qc_clip`` probes the clip
+once, decodes its audio once (silence, loudness, true peak, and the waveform peaks the review tool
+draws) and its downscaled frames once (cuts and still pictures), all through ``pipeline.media``.
+
+A still picture is measured over a second, not from frame to frame: at 25 fps consecutive frames
+of moving footage often differ by less than a grey level (a slow pan, people walking before a
+fixed camera), while a held still differs by codec noise only, however far apart its frames are.
+So a stretch is still when frames ``STILL_LAG_S`` apart, and every step between them, change fewer
+than ``STILL_MAX_CHANGED`` of their pixels by more than ``STILL_PIXEL_DELTA`` grey levels (measured:
+held stills 0 %, a fixed camera with people walking ≥ 16 %, a 1 px/frame pan ≥ 17 %, bike footage
+≥ 37 %, at 1 s and 160 px wide).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import subprocess
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import StreamInfo, check_wav, load_audio, probe_streams
+from dvmset.peaks import STORED_PEAKS, peaks_from_samples, write_peaks
+from pipeline.audio import check_wav
 from pipeline.errors import StageError
+from pipeline.loudness import ClipLoudness, true_peak_dbtp
+from pipeline.media import iter_frames, read_audio
+from pipeline.probe import MediaInfo, probe
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_WIDTH = 160  # frames are scaled to this width (at most) for the cut and motion scores
-STATIC_DIFF = 1.0  # mean |Δgrey| (0–255) below which two consecutive frames count as the same picture
+STAGE = "qc"
+ANALYSIS_WIDTH = 160  # frames are scaled to this width (at most) for the cut and still scores
+STILL_LAG_S = 1.0  # frames this far apart are compared to find still pictures
+STILL_PIXEL_DELTA = 12  # grey levels (0–255): a pixel changed by more than this is not codec noise
+STILL_MAX_CHANGED = 0.02  # two frames show the same picture when fewer of their pixels changed
 CUT_THRESHOLD = 27.0  # PySceneDetect ContentDetector's default HSV score threshold
 LRA_MIN_S = 1.5  # shortest audio with a loudness range (EBU Tech 3342 short-term blocks are 3 s)
 MIN_SCENE_S = 0.6  # shortest scene ContentDetector may emit (its default 15 frames at 25 fps)
@@ -30,7 +46,12 @@ MIN_SCENE_S = 0.6  # shortest scene ContentDetector may emit (its default 15 fra
 
 @dataclass(frozen=True)
 class QCReport:
-    """Hints for one clip. Ratios are in [0, 1]; loudness fields are None for silent audio."""
+    """Hints for one clip. Ratios are in [0, 1]; loudness fields are None for silent audio.
+
+    ``still_s`` is how many seconds show a still picture; ``static_ratio`` is that share of the
+    clip. ``clip_gain_db``/``limiting_db`` are what the clip stage did to the audio (None: not
+    normalised there); ``true_peak_dbtp`` is measured on the clip as encoded.
+    """
 
     silence_ratio: float
     static_ratio: float
@@ -39,6 +60,10 @@ class QCReport:
     loudness_range_lu: float | None
     vocal_energy: float | None
     cut_times_s: tuple[float, ...] = ()
+    still_s: float = 0.0
+    true_peak_dbtp: float | None = None
+    clip_gain_db: float | None = None
+    limiting_db: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("silence_ratio", "static_ratio"):
@@ -47,7 +72,10 @@ class QCReport:
                 raise ValueError(f"QCReport.{name} must be in [0, 1], got {value}")
         if self.scene_cuts < 0 or (self.cut_times_s and self.scene_cuts != len(self.cut_times_s)):
             raise ValueError(f"scene_cuts={self.scene_cuts} disagrees with {len(self.cut_times_s)} cut times")
-        for name in ("loudness_lufs", "loudness_range_lu", "vocal_energy"):
+        if not math.isfinite(self.still_s) or self.still_s < 0:
+            raise ValueError(f"QCReport.still_s must be >= 0 seconds, got {self.still_s}")
+        for name in ("loudness_lufs", "loudness_range_lu", "vocal_energy", "true_peak_dbtp", "clip_gain_db",
+                     "limiting_db"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"QCReport.{name} must be finite or None, got {value}")
@@ -71,21 +99,35 @@ def silence_ratio(wav: np.ndarray, sr: int, threshold_db: float = -50.0, window_
     return float(np.mean(power < threshold_power))
 
 
-def frame_diffs(frames: np.ndarray) -> np.ndarray:
-    """Mean absolute difference between consecutive grey frames [T, H, W] → [T-1] (0–255 scale)."""
-    if frames.ndim != 3:
-        raise ValueError(f"frames must be [T, H, W] grey images, got shape {frames.shape}")
-    return np.abs(np.diff(frames.astype(np.int16), axis=0)).mean(axis=(1, 2)).astype(np.float64)
+def changed_fraction(a: np.ndarray, b: np.ndarray, delta: int = STILL_PIXEL_DELTA) -> float:
+    """Share of pixels of two grey frames [H, W] that differ by more than ``delta`` grey levels."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"need two grey frames [H, W] of one size, got {a.shape} and {b.shape}")
+    return float(np.count_nonzero(np.abs(a.astype(np.int16) - b.astype(np.int16)) > delta)) / a.size
 
 
-def static_ratio(frame_diffs: np.ndarray, threshold: float = STATIC_DIFF) -> float:
-    """Fraction of frame-to-frame steps whose mean |Δgrey| is below ``threshold`` (1.0 for < 2 frames)."""
-    diffs = np.asarray(frame_diffs, dtype=np.float64)
-    if diffs.ndim != 1:
-        raise ValueError(f"frame_diffs must be 1-D, got shape {diffs.shape}")
-    if diffs.size == 0:
-        return 1.0
-    return float(np.mean(diffs < threshold))
+def still_mask(pair_changed: np.ndarray, step_changed: np.ndarray, lag: int,
+               max_changed: float = STILL_MAX_CHANGED) -> np.ndarray:
+    """Which of T frames belong to a still stretch [T] bool (pure).
+
+    ``step_changed`` [T-1]: changed share from frame t to t+1; ``pair_changed`` [T-lag]: from t to
+    t+lag. Frames t..t+lag are still when that pair and every step between them changed less than
+    ``max_changed``. One frame alone is a still picture.
+    """
+    steps = np.asarray(step_changed, dtype=np.float64)
+    pairs = np.asarray(pair_changed, dtype=np.float64)
+    n = steps.size + 1
+    if n == 1:
+        return np.ones(1, dtype=bool)
+    if lag < 1 or pairs.size != n - lag:
+        raise ValueError(f"{pairs.size} pairs at lag {lag} do not fit {n} frames")
+    moving_steps = np.concatenate([[0], np.cumsum(steps >= max_changed)])  # [T]
+    quiet_between = moving_steps[lag:] - moving_steps[:-lag] == 0  # [T-lag]: no moving step in t..t+lag
+    starts = np.flatnonzero((pairs < max_changed) & quiet_between)
+    cover = np.zeros(n + 1, dtype=np.int64)  # +1 at a still span's first frame, -1 past its last
+    np.add.at(cover, starts, 1)
+    np.add.at(cover, starts + lag + 1, -1)
+    return np.cumsum(cover[:n]) > 0
 
 
 def detect_cuts(frames_bgr: Iterable[np.ndarray], fps: float, *, threshold: float = CUT_THRESHOLD,
@@ -106,61 +148,76 @@ def detect_cuts(frames_bgr: Iterable[np.ndarray], fps: float, *, threshold: floa
     return [round(float(c.seconds), 4) for c in cuts]
 
 
+def vocal_share(energy_per_s: np.ndarray, start_s: float, end_s: float) -> float:
+    """E(vocals) / E(mix) over the whole seconds [start_s, end_s) touches, from the separator's
+    per-second energies [2, seconds] (``Separation.energy_per_s``); 0 for silence."""
+    a, b = max(0, int(np.floor(start_s))), int(np.ceil(end_s))
+    vocal, mix = float(energy_per_s[0, a:b].sum()), float(energy_per_s[1, a:b].sum())
+    return vocal / mix if mix > 1e-12 else 0.0
+
+
+def waveform_peaks(wav: np.ndarray) -> np.ndarray:
+    """[C, N] audio → the [STORED_PEAKS] waveform peaks of its mono mix that the review tool draws."""
+    return peaks_from_samples(np.asarray(wav, dtype=np.float32).mean(axis=0), STORED_PEAKS)
+
+
 # ------------------------------------------------------------------------------------- decoding
 
 
-def _analysis_size(info: StreamInfo, width: int) -> tuple[int, int]:
-    assert info.width is not None and info.height is not None
+@dataclass(frozen=True)
+class VideoScores:
+    cut_times_s: tuple[float, ...]
+    still: np.ndarray  # [T] bool: frames inside a still stretch
+    fps: float
+
+    @property
+    def still_s(self) -> float:
+        return float(np.count_nonzero(self.still)) / self.fps
+
+    @property
+    def static_ratio(self) -> float:
+        return float(np.mean(self.still)) if self.still.size else 0.0
+
+
+def _analysis_size(info: MediaInfo, width: int) -> tuple[int, int]:
+    if info.width is None or info.height is None:
+        raise StageError(STAGE, "the video stream has no picture size")
     w = min(width, info.width)
     w -= w % 2
     h = max(2, round(info.height * w / info.width / 2) * 2)
     return w, h
 
 
-def iter_frames(path: Path, info: StreamInfo, width: int = ANALYSIS_WIDTH) -> Iterator[np.ndarray]:
-    """Yield the video's frames as small BGR images [H, W, 3] uint8, streamed from one ffmpeg decode."""
-    w, h = _analysis_size(info, width)
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0",
-           "-an", "-vf", f"scale={w}:{h}:flags=area", "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]  # fmt: skip
-    size = w * h * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        while chunk := proc.stdout.read(size):
-            if len(chunk) < size:
-                break
-            yield np.frombuffer(chunk, dtype=np.uint8).reshape(h, w, 3)
-        err = proc.stderr.read()
-        if proc.wait() != 0:
-            raise StageError("qc", f"{path.name}: ffmpeg cannot decode its video ({err.decode(errors='replace')[-300:]})")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-
-
-def video_scores(path: Path, info: StreamInfo) -> tuple[np.ndarray, list[float]]:
-    """One decode: per-step grey differences [T-1] and cut times (s)."""
+def video_scores(path: Path, info: MediaInfo, *, lag_s: float = STILL_LAG_S) -> VideoScores:
+    """One decode of small BGR frames: cut times (s) and the still-picture mask."""
     import cv2
 
     if info.fps is None:
-        raise StageError("qc", f"{path.name}: the video stream has no frame rate")
-    diffs: list[float] = []
-    prev: np.ndarray | None = None
+        raise StageError(STAGE, f"{path.name}: the video stream has no frame rate")
+    lag = max(1, round(lag_s * info.fps))
+    recent: deque[np.ndarray] = deque(maxlen=lag + 1)  # the last lag+1 grey frames [H, W]
+    steps: list[float] = []
+    pairs: list[float] = []
 
     def frames() -> Iterator[np.ndarray]:
-        nonlocal prev
-        for frame in iter_frames(path, info):
-            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.int16)  # [H, W]
-            if prev is not None:
-                diffs.append(float(np.abs(grey - prev).mean()))
-            prev = grey
+        for frame in iter_frames(path, size=_analysis_size(info, ANALYSIS_WIDTH), stage=STAGE, pix_fmt="bgr24",
+                                 scale_flags="area"):
+            recent.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+            if len(recent) > 1:
+                steps.append(changed_fraction(recent[-2], recent[-1]))
+            if len(recent) == lag + 1:
+                pairs.append(changed_fraction(recent[0], recent[-1]))
             yield frame
 
     cuts = detect_cuts(frames(), info.fps)
-    return np.asarray(diffs, dtype=np.float64), cuts
+    n = len(steps) + 1 if steps or recent else 0
+    if n == 0:
+        raise StageError(STAGE, f"{path.name}: the video stream decodes to no frames")
+    if n <= lag:  # shorter than the lag: compare its first and last frames
+        lag = n - 1
+        pairs = [changed_fraction(recent[0], recent[-1])] if lag else []
+    still = still_mask(np.asarray(pairs), np.asarray(steps), max(lag, 1)) if n > 1 else np.ones(1, bool)
+    return VideoScores(tuple(cuts), still, float(info.fps))
 
 
 def _audio_scores(wav: np.ndarray, sr: int) -> tuple[float, float | None, float | None]:
@@ -180,32 +237,53 @@ def _audio_scores(wav: np.ndarray, sr: int) -> tuple[float, float | None, float 
     return silence, lufs, lra if math.isfinite(lra) else None
 
 
-def vocal_share(energy_per_s: np.ndarray, start_s: float, end_s: float) -> float:
-    """E(vocals) / E(mix) over the whole seconds [start_s, end_s) touches, from the separator's
-    per-second energies [2, seconds] (``Separation.energy_per_s``); 0 for silence."""
-    a, b = max(0, int(np.floor(start_s))), int(np.ceil(end_s))
-    vocal, mix = float(energy_per_s[0, a:b].sum()), float(energy_per_s[1, a:b].sum())
-    return vocal / mix if mix > 1e-12 else 0.0
+def read_clip_audio(path: Path, info: MediaInfo) -> tuple[np.ndarray, int] | None:
+    """The clip's audio [C, N] at its own rate and channels (known from ``info``), or None without audio."""
+    if not info.has_audio or not info.audio_sample_rate or not info.audio_channels:
+        return None
+    wav = read_audio(path, rate=info.audio_sample_rate, channels=info.audio_channels, stage=STAGE)
+    return (wav, info.audio_sample_rate) if wav.shape[1] else None
 
 
-def qc_clip(clip_path: Path, *, vocal_energy: float | None = None) -> QCReport:
-    """Score one clip: audio decoded once (silence, loudness, loudness range), frames decoded once.
+def clip_waveform_peaks(path: Path) -> np.ndarray:
+    """[STORED_PEAKS] waveform peaks of a clip file (for clips QC stored none for); zeros without audio."""
+    audio = read_clip_audio(Path(path), probe(Path(path), stage=STAGE))
+    return waveform_peaks(audio[0]) if audio is not None else np.zeros(STORED_PEAKS, np.float32)
 
-    A clip without video is a StageError; a clip without audio scores as all silence.
+
+def qc_clip(clip_path: Path, *, vocal_energy: float | None = None, loudness: ClipLoudness | None = None,
+            peaks_path: Path | None = None) -> QCReport:
+    """Score one clip: one probe, its audio decoded once, its frames decoded once.
+
+    ``loudness`` is what the clip stage did to the audio (``Cut.loudness``), copied into the report;
+    ``peaks_path`` (e.g. ``DataRoot.peaks_path(clip_id)``) receives the waveform peaks for the review
+    tool (all zeros for a clip without audio). A clip without video is a StageError; a clip without
+    audio scores as all silence.
     """
     clip_path = Path(clip_path)
-    info = probe_streams(clip_path, stage="qc")
+    info = probe(clip_path, stage=STAGE)
     if not info.has_video:
-        raise StageError("qc", f"{clip_path.name}: no video stream")
-    if info.has_audio:
-        wav, sr = load_audio(clip_path)
+        raise StageError(STAGE, f"{clip_path.name}: no video stream")
+    audio = read_clip_audio(clip_path, info)
+    peak: float | None = None
+    if audio is not None:
+        wav, sr = audio
         silence, lufs, lra = _audio_scores(wav, sr)
+        tp = true_peak_dbtp(wav, sr)
+        peak = tp if math.isfinite(tp) else None
+        peaks = waveform_peaks(wav)
     else:
         silence, lufs, lra = 1.0, None, None
-    diffs, cuts = video_scores(clip_path, info)
+        peaks = np.zeros(STORED_PEAKS, np.float32)
+    video = video_scores(clip_path, info)
+    if peaks_path is not None:
+        write_peaks(peaks_path, peaks)
     report = QCReport(
-        silence_ratio=silence, static_ratio=static_ratio(diffs), scene_cuts=len(cuts), loudness_lufs=lufs,
-        loudness_range_lu=lra, vocal_energy=vocal_energy, cut_times_s=tuple(cuts),
+        silence_ratio=silence, static_ratio=video.static_ratio, scene_cuts=len(video.cut_times_s),
+        loudness_lufs=lufs, loudness_range_lu=lra, vocal_energy=vocal_energy, cut_times_s=video.cut_times_s,
+        still_s=round(video.still_s, 3), true_peak_dbtp=peak,
+        clip_gain_db=loudness.gain_db if loudness is not None else None,
+        limiting_db=loudness.limiting_db if loudness is not None else None,
     )  # fmt: skip
     log.debug("qc %s: %s", clip_path.name, report)
     return report

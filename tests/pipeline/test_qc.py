@@ -1,4 +1,4 @@
-"""QC hints: silence and static ratios, scene cuts (PySceneDetect), loudness, from one decode each."""
+"""QC hints: silence, still pictures, scene cuts (PySceneDetect), loudness, waveform peaks; one probe, one decode each."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pipeline.probe
+from dvmset.peaks import STORED_PEAKS, read_peaks
 from pipeline.errors import StageError
-from pipeline.qc import QCReport, detect_cuts, frame_diffs, qc_clip, silence_ratio, static_ratio
+from pipeline.loudness import ClipLoudness
+from pipeline.qc import (
+    QCReport,
+    changed_fraction,
+    clip_waveform_peaks,
+    detect_cuts,
+    qc_clip,
+    silence_ratio,
+    still_mask,
+)
 
 BIKES_CUTS = [1.2, 5.48, 7.48, 9.68]  # ../shared/media/README.md
 
@@ -51,12 +62,36 @@ def test_silence_threshold_is_in_dbfs_rms() -> None:
     assert silence_ratio(tone, sr, threshold_db=-30.0) == 1.0
 
 
-def test_static_ratio_counts_steps_below_threshold() -> None:
-    assert static_ratio(np.array([0.1, 0.2, 5.0, 9.0])) == 0.5
-    assert static_ratio(np.array([])) == 1.0
-    frames = np.zeros((4, 8, 8), np.uint8)
-    frames[2:] = 100
-    np.testing.assert_array_equal(frame_diffs(frames), [0.0, 100.0, 0.0])
+def test_still_mask_covers_the_frames_of_still_stretches_only() -> None:
+    n, lag = 100, 25
+    steps, pairs = np.zeros(n - 1), np.zeros(n - lag)
+    assert still_mask(pairs, steps, lag).all()  # one held picture
+    cut = steps.copy()
+    cut[49] = 1.0  # a hard cut between two held pictures: both halves are still, so all of it
+    pairs_across = pairs.copy()
+    pairs_across[25:50] = 1.0  # pairs (t, t+25) that straddle the cut see two different pictures
+    assert still_mask(pairs_across, cut, lag).all()
+    moving = steps.copy()
+    moving[30:60] = 0.5  # the picture moves from frame 30 to frame 60, and is held before and after
+    pairs_moving = pairs.copy()
+    pairs_moving[6:60] = 0.5  # every pair (t, t+25) with a moving frame in it
+    mask = still_mask(pairs_moving, moving, lag)
+    assert mask[:31].all() and mask[60:].all() and not mask[31:60].any()
+    assert still_mask(np.zeros(0), np.zeros(0), 1).tolist() == [True]  # one frame is a still picture
+
+
+def test_still_mask_refuses_pairs_that_do_not_fit() -> None:
+    with pytest.raises(ValueError, match="do not fit"):
+        still_mask(np.zeros(10), np.zeros(99), 25)
+
+
+def test_changed_fraction_counts_pixels_beyond_codec_noise() -> None:
+    a = np.full((10, 10), 100, np.uint8)
+    b = a.copy()
+    b[0, :5] = 200  # 5 of 100 pixels changed a lot
+    b[5] = 108  # a row changed by codec-noise levels
+    assert changed_fraction(a, b) == pytest.approx(0.05)
+    assert changed_fraction(a, a) == 0.0
 
 
 def test_detect_cuts_on_synthetic_frames_finds_the_switch() -> None:
@@ -72,6 +107,10 @@ def test_report_validates_its_fields() -> None:
         QCReport(1.5, 0.0, 0, None, None, None)
     with pytest.raises(ValueError):
         QCReport(0.0, 0.0, 2, None, None, None, cut_times_s=(1.0,))
+    with pytest.raises(ValueError):
+        QCReport(0.0, 0.0, 0, None, None, None, still_s=-1.0)
+    with pytest.raises(ValueError):
+        QCReport(0.0, 0.0, 0, None, None, None, limiting_db=float("nan"))
 
 
 # ------------------------------------------------------------------------------------ on clips
@@ -79,14 +118,14 @@ def test_report_validates_its_fields() -> None:
 
 def test_still_image_clip_is_static(still_clip: Path) -> None:
     report = qc_clip(still_clip, vocal_energy=0.02)
-    assert report.static_ratio >= 0.95 and report.scene_cuts == 0
+    assert report.static_ratio == 1.0 and report.still_s == pytest.approx(3.0, abs=0.05) and report.scene_cuts == 0
     assert report.silence_ratio == 0.0 and report.vocal_energy == 0.02
     assert report.loudness_lufs is not None and -25 < report.loudness_lufs < -15
 
 
 def test_moving_test_pattern_is_not_static(media_factory) -> None:
     report = qc_clip(media_factory("motion", duration_s=3.0, cut_every_s=None))
-    assert report.static_ratio <= 0.05 and report.scene_cuts == 0
+    assert report.static_ratio <= 0.05 and report.still_s <= 0.2 and report.scene_cuts == 0
 
 
 def test_scene_cuts_of_a_sample_video_match_its_cut_times(media_factory) -> None:
@@ -132,3 +171,102 @@ def test_vocal_share_of_a_window_weighs_each_second_by_its_energy():
     assert vocal_share(per_s, 2.4, 3.6) == pytest.approx(3.0 / 14.0)  # touches seconds 2 and 3
     assert vocal_share(per_s, 1.0, 2.0) == 0.0  # silence: no vocals, not a division by zero
     assert vocal_share(per_s, 0.0, 99.0) == pytest.approx(4.0 / 16.0)  # past the end: what exists
+
+
+# ------------------------------------------------------------------------------- still pictures
+
+
+def _encode(args: list[str], dest: Path) -> Path:
+    _ffmpeg(*args, "-r", "25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+            str(dest))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two different stills (testsrc2 at 0 s, SMPTE bars), 1280x720, for slideshows and pans."""
+    base = tmp_path_factory.mktemp("pictures")
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-frames:v", "1", str(base / "a.png"))
+    _ffmpeg("-f", "lavfi", "-i", "smptehdbars=size=1280x720", "-frames:v", "1", str(base / "b.png"))
+    return {"a": base / "a.png", "b": base / "b.png", "dir": base}
+
+
+def test_a_slideshow_of_held_stills_is_all_still(pictures) -> None:
+    """Truth: one picture held 10 s, then another held 10 s (H.264, 25 fps): 20 s of still picture."""
+    show = _encode(["-loop", "1", "-t", "10", "-i", str(pictures["a"]), "-loop", "1", "-t", "10",
+                    "-i", str(pictures["b"]), "-filter_complex", "[0][1]concat=n=2:v=1,fps=25,scale=640:360"],
+                   pictures["dir"] / "slideshow.mp4")  # fmt: skip
+    report = qc_clip(show)
+    assert report.still_s == pytest.approx(20.0, abs=0.5) and report.static_ratio >= 0.97
+    assert report.scene_cuts == 1 and report.cut_times_s[0] == pytest.approx(10.0, abs=0.08)
+
+
+def test_a_slow_pan_is_not_still(pictures) -> None:
+    """Truth: the picture moves 1 px every frame (a crop sliding over a still), so nothing is still,
+    although consecutive frames differ by less than a grey level most of the time."""
+    pan = _encode(["-loop", "1", "-i", str(pictures["a"]), "-vf", "crop=640:360:x='n':y=0",
+                   "-frames:v", "250"], pictures["dir"] / "pan.mp4")  # fmt: skip
+    report = qc_clip(pan)
+    assert report.still_s <= 0.5 and report.static_ratio <= 0.05
+
+
+def test_still_seconds_of_a_clip_that_moves_then_holds(pictures) -> None:
+    """Truth: 4 s of moving test pattern, then one picture held for 6 s: 6 s of still picture."""
+    mixed = _encode(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=4", "-loop", "1", "-t", "6",
+                     "-i", str(pictures["b"]), "-filter_complex",
+                     "[1]scale=640:360,fps=25,setsar=1[b];[0]setsar=1[a];[a][b]concat=n=2:v=1"],
+                    pictures["dir"] / "mixed.mp4")  # fmt: skip
+    report = qc_clip(mixed)
+    assert report.still_s == pytest.approx(6.0, abs=0.3)
+    assert report.static_ratio == pytest.approx(0.6, abs=0.03)
+
+
+@pytest.mark.parametrize("name", ["chaplin_fixed_camera_9.6s.mp4", "bikes_cuts_10s.mp4"])
+def test_real_moving_footage_has_no_still_picture(shared_media: Path, name: str) -> None:
+    """Truth (../shared/media/README.md): a fixed camera with people walking, whose consecutive frames
+    differ by < 1 grey level a third of the time; and bike footage with five hard cuts. Neither holds
+    a still picture."""
+    report = qc_clip(shared_media / name)
+    assert report.still_s <= 0.5 and report.static_ratio <= 0.05
+
+
+# ------------------------------------------------------------- one probe, peaks, the clip's loudness
+
+
+def test_qc_probes_once_and_stores_the_waveform_peaks(tmp_path: Path, monkeypatch) -> None:
+    clip = tmp_path / "half.mp4"  # silent for 1.5 s, then a tone: the peaks show exactly that
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=3", "-f", "lavfi", "-i",
+            "aevalsrc='gte(t,1.5)*0.5*sin(2*PI*440*t)':s=44100:c=stereo:d=3", "-c:v", "libx264", "-preset",
+            "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(clip))  # fmt: skip
+    calls: list[Path] = []
+    real = pipeline.probe.ffprobe_json
+
+    def counting(path, **kwargs):  # the real ffprobe, counted
+        calls.append(Path(path))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(pipeline.probe, "ffprobe_json", counting)
+    peaks_path = tmp_path / "half.peaks.npy"
+    report = qc_clip(clip, peaks_path=peaks_path)
+    assert calls == [clip], "one probe per clip"
+    peaks = read_peaks(peaks_path)
+    assert peaks.shape == (STORED_PEAKS,) and peaks.max() == pytest.approx(1.0, abs=1e-3)
+    half = STORED_PEAKS // 2
+    assert peaks[: half - 80].max() < 0.01 and peaks[half + 80 : -80].min() > 0.8  # AAC smears edges
+    np.testing.assert_allclose(clip_waveform_peaks(clip), peaks, atol=2e-3)  # the same for clips made before
+    assert 0.0 < report.silence_ratio < 1.0
+
+
+def test_qc_report_carries_the_clip_stages_loudness(still_clip: Path, tmp_path: Path) -> None:
+    done = ClipLoudness(input_lufs=-30.0, gain_db=15.5, limiting_db=2.25, output_lufs=-14.0, true_peak_dbtp=-1.5)
+    report = qc_clip(still_clip, loudness=done)
+    assert report.clip_gain_db == 15.5 and report.limiting_db == 2.25
+    assert report.true_peak_dbtp is not None and report.true_peak_dbtp < 0  # measured on the clip
+    plain = qc_clip(still_clip, peaks_path=tmp_path / "p.npy")
+    assert plain.clip_gain_db is None and plain.limiting_db is None
+
+
+def test_a_clip_without_audio_stores_flat_peaks(shared_media: Path, tmp_path: Path) -> None:
+    report = qc_clip(shared_media / "bikes_cuts_10s.mp4", peaks_path=tmp_path / "bikes.peaks.npy")
+    assert report.true_peak_dbtp is None
+    assert not read_peaks(tmp_path / "bikes.peaks.npy").any()
