@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.orm import Session
 
 from dvmset.records import RejectReason, Verdict
@@ -103,6 +103,13 @@ def live_verdicts(rows: Iterable[DecisionRow]) -> dict[str, dict[int, DecisionRo
         if r.verdict != UNDO and r.id not in voided:
             out[r.clip_id][r.annotator_id] = r
     return dict(out)
+
+
+def in_force(decision) -> ColumnElement[bool]:  # noqa: ANN001 - the Decision class or an alias of its table
+    """The clause "this decision row is in force": a verdict (not an undo row) that no undo row voids."""
+    cols = getattr(decision, "c", decision)
+    voider = Decision.__table__.alias()
+    return and_(cols.verdict != UNDO, ~exists().where(voider.c.voids == cols.id))
 
 
 def effective_verdict(verdicts: Sequence[str], required: int = 1) -> str | None:

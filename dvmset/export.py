@@ -115,9 +115,11 @@ class _Entry:
 
     @property
     def info(self) -> dict:
-        """The clip's MusicInfo fields (what audiocraft's MusicDataset reads beside the audio)."""
+        """The clip's MusicInfo (what audiocraft's MusicDataset reads beside the audio): every field it
+        requires by default (``info_fields_required``), None where the catalog does not know it."""
         r = self.row
-        return {"title": r.title, "artist": r.uploader, "description": r.query, "keywords": r.query,
+        return {**dict.fromkeys(("key", "bpm", "genre", "moods", "instrument")), "name": r.id,
+                "title": r.title, "artist": r.uploader, "description": r.query, "keywords": r.query,
                 "clip_id": r.id, "source_id": r.source_id, "url": r.webpage_url or r.url, "start_s": r.start_s}
 
 

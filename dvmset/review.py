@@ -1,4 +1,4 @@
-"""The review queue in the catalog: annotators, leases, append-only decisions, undo, progress.
+"""The review queue in the catalog: annotators, leases, append-only decisions, undo (progress: review_stats).
 
 Every function takes an open session and leaves committing to the caller (``Catalog.session()``),
 so each one is one transaction. Writers are serialised before they read: on SQLite the first
@@ -18,12 +18,18 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, select, text
+from sqlalchemy import bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 
-from dvmset.agreement import UNDO, DecisionRow, effective_verdict, live_verdicts
+from dvmset.agreement import UNDO, DecisionRow, effective_verdict, in_force, live_verdicts
 from dvmset.records import ClipStatus, RejectReason, Verdict
-from dvmset.tables import Annotator, Clip, Decision, Lease, Source, utcnow
+from dvmset.review_stats import (  # noqa: F401 - the read side, re-exported where the review server looks
+    decision_records,
+    progress,
+    progress_by_query,
+    progress_overall,
+)
+from dvmset.tables import Annotator, Clip, Decision, Lease, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +144,6 @@ def _live_rows(session: Session, clip_id: str) -> dict[int, DecisionRow]:
         for d in session.scalars(select(Decision).where(Decision.clip_id == clip_id).order_by(Decision.id))
     ]
     return live_verdicts(rows).get(clip_id, {})
-
-
-def in_force(decision) -> ColumnElement[bool]:  # noqa: ANN001 - the Decision class or an alias of its table
-    """The clause "this decision row is in force": a verdict (not an undo row) that no undo row voids."""
-    cols = getattr(decision, "c", decision)
-    voider = Decision.__table__.alias()
-    return and_(cols.verdict != UNDO, ~exists().where(voider.c.voids == cols.id))
 
 
 def _set_status(clip: Clip, live: dict[int, DecisionRow], policy: QueuePolicy) -> None:
@@ -369,58 +368,3 @@ def sync_statuses(session: Session, policy: QueuePolicy) -> int:
     if changed:
         log.info("decided %d pending clips that already had %d verdicts", changed, policy.overlap)
     return changed
-
-
-# --- reading ----------------------------------------------------------------------------------
-
-
-def progress_by_query(session: Session) -> list[dict]:
-    """Done / left per query (done = accepted or rejected; left = pending_review)."""
-    rows = session.execute(
-        select(Source.query, Clip.status, func.count())
-        .join(Source, Source.id == Clip.source_id)
-        .where(Clip.status.in_([ClipStatus.PENDING_REVIEW.value, ClipStatus.ACCEPTED.value,
-                                ClipStatus.REJECTED.value]))
-        .group_by(Source.query, Clip.status)
-    ).all()
-    by_query: dict[str, dict[str, int]] = {}
-    for query, status, n in rows:
-        q = by_query.setdefault(query or "(url)", {"done": 0, "left": 0})
-        q["left" if status == ClipStatus.PENDING_REVIEW else "done"] += n
-    return [{"query": k, **v} for k, v in sorted(by_query.items())]
-
-
-def progress_overall(session: Session, annotator_id: int | None = None) -> dict:
-    """Done / left over all clips, and how many live verdicts this annotator has given."""
-    counts = dict(session.execute(select(Clip.status, func.count()).group_by(Clip.status)).tuples().all())
-    out = {
-        "done": counts.get(ClipStatus.ACCEPTED.value, 0) + counts.get(ClipStatus.REJECTED.value, 0),
-        "left": counts.get(ClipStatus.PENDING_REVIEW.value, 0),
-    }
-    if annotator_id is not None:
-        out["mine"] = session.scalar(
-            select(func.count()).select_from(Decision).where(Decision.annotator_id == annotator_id,
-                                                             in_force(Decision))
-        )
-    return out
-
-
-def progress(session: Session, annotator_id: int | None = None) -> dict:
-    """Done / left overall and per query, and this annotator's count ("mine") when given."""
-    return {**progress_overall(session, annotator_id), "by_query": progress_by_query(session)}
-
-
-def decision_records(session: Session) -> list[dict]:
-    """Every decision row (undo rows included) with its annotator's name and whether it is in force."""
-    names = dict(session.execute(select(Annotator.id, Annotator.name)).tuples().all())
-    rows = session.scalars(select(Decision).order_by(Decision.id)).all()
-    voided = {r.voids for r in rows if r.verdict == UNDO}
-    return [
-        {
-            "id": r.id, "clip_id": r.clip_id, "annotator": names.get(r.annotator_id, str(r.annotator_id)),
-            "verdict": r.verdict, "reasons": ";".join(r.reasons or []), "note": r.note or "",
-            "voids": r.voids, "live": r.verdict != UNDO and r.id not in voided,
-            "seconds_spent": r.seconds_spent, "created_at": r.created_at,
-        }
-        for r in rows
-    ]

@@ -63,14 +63,6 @@ def source_urls(cat: Catalog, status: str) -> set[str]:
         return set(s.scalars(select(Source.url).where(Source.status == status)))
 
 
-def done_source_ids(cat: Catalog) -> set[str]:
-    return source_ids(cat, SourceStatus.DONE)
-
-
-def known_source_ids(cat: Catalog) -> set[str]:
-    return source_ids(cat)
-
-
 def source_vocal_energy(cat: Catalog, source_id: str) -> float | None:
     with cat.session() as s:
         row = s.get(Source, source_id)

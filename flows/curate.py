@@ -171,7 +171,7 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
     t0 = time.perf_counter()
     report = error = None
     try:
-        clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps)
+        clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs)
         report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s))
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
         dest.unlink(missing_ok=True)

@@ -14,18 +14,10 @@ import soundfile as sf
 from dvmset.io import atomic_path
 from pipeline.errors import StageError
 from pipeline.media import read_audio
-from pipeline.probe import MediaInfo, probe
+from pipeline.probe import probe
 
 log = logging.getLogger(__name__)
 STAGE = "audio"
-
-
-def probe_streams(path: Path, stage: str = "audio") -> MediaInfo:
-    """Deprecated alias of :func:`pipeline.probe.probe`, kept until ``pipeline/qc.py`` calls it directly."""
-    return probe(path, stage=stage)
-
-
-StreamInfo = MediaInfo  # deprecated alias, as above
 
 
 def load_audio(path: Path, sr: int | None = None, channels: int | None = None,

@@ -14,7 +14,7 @@ from flows.curate import CurateConfig, run_curate
 from flows.progress import progress_bar
 from flows.settings import add_root_arg, open_catalog, resolve_root
 
-_D = CurateConfig(workers=1)  # the defaults shown in --help (workers: see its own help)
+_D = CurateConfig()  # the defaults shown in --help
 _PER_QUERY = 10
 
 

@@ -185,7 +185,7 @@ def test_export_without_accepted_clips_is_refused(data_root, catalog):
         export_dataset(data_root, catalog, "empty")
 
 
-def test_audiocraft_reads_the_export_through_its_own_layout(data_root, catalog, clip_factory):
+def test_audiocraft_reads_the_export_through_its_own_layout(data_root, catalog, clip_factory, tmp_path, monkeypatch):
     """MusicGen's solver trains on ``dset=<export>/egs``: AudioDataset.from_meta(egs/train) reads data.jsonl,
     each line's info_path opens the clip's MusicInfo, and MusicDataset yields the clip's audio with its query."""
     from audiocraft.data.audio_dataset import AudioDataset
@@ -209,10 +209,18 @@ def test_audiocraft_reads_the_export_through_its_own_layout(data_root, catalog, 
             assert info["clip_id"] in ids and meta.duration == 4.0  # the catalog's duration
         wav, seg = ds[0]
         assert wav.shape == (1, 64000) and seg.sample_rate == 32000 and float(wav.abs().max()) > 0.01
+    # MusicDataset maps paths through audiocraft's team config, which the PyPI wheel does not ship:
+    # a team file without dataset mappers, as a user outside audiocraft's repo points AUDIOCRAFT_CONFIG at
+    from audiocraft.environment import AudioCraftEnvironment
+
+    (tmp_path / "team.yaml").write_text("default:\n  dataset_mappers: {}\n")
+    monkeypatch.setenv("AUDIOCRAFT_CONFIG", str(tmp_path / "team.yaml"))
+    monkeypatch.setenv("AUDIOCRAFT_CLUSTER", "default")
+    monkeypatch.setattr(AudioCraftEnvironment, "_instance", None)
     music = MusicDataset.from_meta(out / "egs" / "train", segment_duration=2.0, sample_rate=32000, channels=1,
                                    num_samples=2, return_info=True)
-    _, info = music[0]
-    assert info.description in {"query 0", "query 1"} and info.title.startswith("title v")
+    _, info = music[0]  # with MusicGen's default info_fields_required: every MusicInfo key is there
+    assert info.description in {"query 0", "query 1"} and info.title.startswith("title v") and info.name in ids
 
 
 def test_export_takes_durations_from_the_catalog_and_decodes_nothing(data_root, catalog, tmp_path):

@@ -341,28 +341,3 @@ def test_download_retries_only_what_a_retry_can_fix(error, retried):
     from flows.curate import _retry_transient
 
     assert _retry_transient(None, None, Failed(data=error)) is retried
-
-
-def test_a_source_row_another_run_inserts_meanwhile_is_updated_not_lost(catalog: Catalog):
-    """Two runs planning the same new source: the one whose insert collides updates the row instead."""
-    from sqlalchemy import event
-
-    from dvmset.sources import upsert_source
-
-    other = Catalog(catalog.url)  # the other run's own connection
-    collided: list[bool] = []
-
-    def other_run_inserts_first(session, _ctx, _instances) -> None:
-        if not collided and any(isinstance(o, Source) for o in session.new):
-            collided.append(True)
-            with other.session() as s:
-                s.add(Source(id="vid", url="https://other.invalid/v", status=SourceStatus.PENDING, query="q"))
-
-    event.listen(catalog._sessions, "before_flush", other_run_inserts_first)
-    upsert_source(catalog, "vid", url="https://mine.invalid/v", title="T")
-    with catalog.session() as s:
-        row = s.get(Source, "vid")
-        assert s.scalar(select(func.count()).select_from(Source)) == 1
-    assert collided and (row.url, row.title, row.query, row.status) == (
-        "https://mine.invalid/v", "T", "q", SourceStatus.PENDING)
-    other.dispose()

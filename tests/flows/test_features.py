@@ -102,8 +102,6 @@ CHILD = textwrap.dedent("""
     import dvmset.shards as shards
     from dvmset.layout import DataRoot
     from flows.features import FeaturesConfig, run_features
-from pipeline.errors import RunError
-from pipeline.media import run_ffmpeg
 
     real, calls = shards.save_file, []
 

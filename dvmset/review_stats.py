@@ -1,0 +1,62 @@
+"""Reading the review's state: progress overall, per query and per annotator, and every decision row."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dvmset.agreement import UNDO, in_force
+from dvmset.records import ClipStatus
+from dvmset.tables import Annotator, Clip, Decision, Source
+
+
+def progress_by_query(session: Session) -> list[dict]:
+    """Done / left per query (done = accepted or rejected; left = pending_review)."""
+    rows = session.execute(
+        select(Source.query, Clip.status, func.count())
+        .join(Source, Source.id == Clip.source_id)
+        .where(Clip.status.in_([ClipStatus.PENDING_REVIEW.value, ClipStatus.ACCEPTED.value,
+                                ClipStatus.REJECTED.value]))
+        .group_by(Source.query, Clip.status)
+    ).all()
+    by_query: dict[str, dict[str, int]] = {}
+    for query, status, n in rows:
+        q = by_query.setdefault(query or "(url)", {"done": 0, "left": 0})
+        q["left" if status == ClipStatus.PENDING_REVIEW else "done"] += n
+    return [{"query": k, **v} for k, v in sorted(by_query.items())]
+
+
+def progress_overall(session: Session, annotator_id: int | None = None) -> dict:
+    """Done / left over all clips, and how many live verdicts this annotator has given."""
+    counts = dict(session.execute(select(Clip.status, func.count()).group_by(Clip.status)).tuples().all())
+    out = {
+        "done": counts.get(ClipStatus.ACCEPTED.value, 0) + counts.get(ClipStatus.REJECTED.value, 0),
+        "left": counts.get(ClipStatus.PENDING_REVIEW.value, 0),
+    }
+    if annotator_id is not None:
+        out["mine"] = session.scalar(
+            select(func.count()).select_from(Decision).where(Decision.annotator_id == annotator_id,
+                                                             in_force(Decision))
+        )
+    return out
+
+
+def progress(session: Session, annotator_id: int | None = None) -> dict:
+    """Done / left overall and per query, and this annotator's count ("mine") when given."""
+    return {**progress_overall(session, annotator_id), "by_query": progress_by_query(session)}
+
+
+def decision_records(session: Session) -> list[dict]:
+    """Every decision row (undo rows included) with its annotator's name and whether it is in force."""
+    names = dict(session.execute(select(Annotator.id, Annotator.name)).tuples().all())
+    rows = session.scalars(select(Decision).order_by(Decision.id)).all()
+    voided = {r.voids for r in rows if r.verdict == UNDO}
+    return [
+        {
+            "id": r.id, "clip_id": r.clip_id, "annotator": names.get(r.annotator_id, str(r.annotator_id)),
+            "verdict": r.verdict, "reasons": ";".join(r.reasons or []), "note": r.note or "",
+            "voids": r.voids, "live": r.verdict != UNDO and r.id not in voided,
+            "seconds_spent": r.seconds_spent, "created_at": r.created_at,
+        }
+        for r in rows
+    ]
