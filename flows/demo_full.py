@@ -19,6 +19,7 @@ import torch
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
+from dvmset.constants import CLIP_SECONDS
 from dvmset.export import export_dataset
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
@@ -45,6 +46,7 @@ class FullDemoConfig:
     """Sizes that keep the whole demo under five minutes on two cores."""
 
     steps_per_stage: int = 24
+    clip_s: int = CLIP_SECONDS  # the curated clips' length (the features stage reads this much)
     window_s: int = 2  # training windows (the debug recipe)
     gen_seconds: float | None = 12.0  # music for the clip's first seconds (None: the whole 60 s clip)
     gen_window_s: int = 6  # long-form windows for generation (< gen_seconds: shows the windowing)
@@ -60,6 +62,7 @@ class FullDemoConfig:
 
 
 Say = Callable[[str], None]
+CurateStep = Callable[[DataRoot, str, Say], dict]  # (root, catalog URL, say) -> {"done": n, "failed": n, ...}
 
 
 def curate_demo(root: DataRoot, db_url: str, say: Say) -> dict:
@@ -87,27 +90,29 @@ def accept_all(catalog: Catalog) -> list[str]:
         return list(s.scalars(select(Clip.id).where(Clip.status == ClipStatus.ACCEPTED).order_by(Clip.id)))
 
 
-def run_full_demo(root: Path, cfg: FullDemoConfig = FullDemoConfig(), say: Say = print) -> Path:
+def run_full_demo(root: Path, cfg: FullDemoConfig = FullDemoConfig(), say: Say = print,
+                  curate: CurateStep = curate_demo) -> Path:
     """Curate -> accept all -> features -> export -> train both stages -> generate; returns the MP4's path.
 
-    `say` receives the progress lines (the CLI passes print). Re-running reuses what is done: curated
+    `say` receives the progress lines (the CLI passes print); `curate` is the first step (the tests pass a
+    smaller one). Re-running reuses what is done: curated
     sources are skipped, extracted clips stay in their shards, and training resumes (finished stages skip).
     """
     before = torch.get_num_threads()
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
     try:
-        return _run(Path(root), cfg, say)
+        return _run(Path(root), cfg, say, curate)
     finally:
         torch.set_num_threads(before)
 
 
-def _run(root: Path, cfg: FullDemoConfig, say: Say) -> Path:
+def _run(root: Path, cfg: FullDemoConfig, say: Say, curate: CurateStep) -> Path:
     t0 = time.perf_counter()
     root_dir = DataRoot(Path(root)).ensure()
     db_url = catalog_url(root_dir)
     say(RANDOM_WEIGHTS)
-    result = curate_demo(root_dir, db_url, say)
+    result = curate(root_dir, db_url, say)
     say(f"      curate: {result['done']} sources done, {result['failed']} failed ({time.perf_counter() - t0:.0f} s)")
 
     catalog = Catalog(db_url)
@@ -120,8 +125,8 @@ def _run(root: Path, cfg: FullDemoConfig, say: Say) -> Path:
 
         say("[3/6] features: DEMO SHORTCUT with the tiny random CLIP and codec (real runs: ViT-L-14 + "
             "MusicGen's EnCodec) ...")
-        feats = run_features(root_dir, db_url, FeaturesConfig(clip_model="tiny", codec="tiny", clips_per_shard=8,
-                                                              batch_size=25))
+        feats = run_features(root_dir, db_url, FeaturesConfig(clip_model="tiny", codec="tiny", clip_s=cfg.clip_s,
+                                                              clips_per_shard=8, batch_size=25))
         if feats["failed"]:
             say(f"      features failed for {sorted(feats['failed'])}")
         say(f"      features: {feats['done']} extracted, {feats['already']} already in shards "
