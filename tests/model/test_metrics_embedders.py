@@ -105,3 +105,23 @@ def test_a_missing_checkpoint_names_the_flag_and_variable(tmp_path):
         require_checkpoint(None, what="clap", flag="--clap", env="VIDMUSICIAN_CLAP_CKPT")
     with pytest.raises(EmbedderUnavailable, match="not found at"):
         require_checkpoint(tmp_path / "nope.pt", what="panns", flag="--panns", env="VIDMUSICIAN_PANNS_CKPT")
+
+
+@pytest.mark.slow
+@needs_laion_clap
+def test_the_default_clap_tower_is_laion_clap_htsat_base():
+    """Key for key and shape for shape, laion_clap's own HTSAT-base (the music checkpoint's) and ours."""
+    from model.metrics.checkpoints import import_skipping_package_init
+    from model.metrics.clap import ClapAudioConfig, build_audio_tower
+
+    htsat = import_skipping_package_init("laion_clap", "clap_module.htsat")
+    clap_model = import_skipping_package_init("laion_clap", "clap_module.model")
+    configs = Path(importlib.util.find_spec("laion_clap").submodule_search_locations[0]) / "clap_module" / "model_configs"
+    spec = json.loads((configs / "HTSAT-base.json").read_text())
+    reference = htsat.create_htsat_model(clap_model.CLAPAudioCfp(**spec["audio_cfg"]))
+    ours = build_audio_tower(ClapAudioConfig())
+    theirs = {f"audio_branch.{k}": tuple(v.shape) for k, v in reference.state_dict().items()}
+    mine = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert {k: v for k, v in mine.items() if k.startswith("audio_branch.")} == theirs
+    assert mine["audio_projection.0.weight"] == (512, spec["embed_dim"])  # CLAP's joint space is 512-d
+    assert ClapAudioConfig.from_state_dict(ours.state_dict()) == ClapAudioConfig()
