@@ -134,3 +134,17 @@ def test_imagebind_frames_from_a_real_decode(folders):
     assert len(clips) == 5 and clips[0].shape == (2, h, w, 3)
     assert clips[0][0, 0, 0].tolist() == [254, 0, 0] or clips[0][0, 0, 0, 0] > 200  # the first scene is red
     assert emb.embed_video(clips).shape == (8,)
+
+
+def test_clip_files_by_id(tmp_path):
+    """Audio files first, a container's audio stream only where an id has no audio file; videos apart."""
+    from flows.evaluate_inputs import list_clips
+
+    for name in ("a.wav", "a.mp4", "b.mp4", "c.wav", "c.flac", ".hidden.wav", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    audio = list_clips(tmp_path, "generated")
+    assert {k: [p.name for p in v] for k, v in audio.items()} == {"a": ["a.wav"], "b": ["b.mp4"],
+                                                                  "c": ["c.flac", "c.wav"]}
+    assert {k: [p.name for p in v] for k, v in list_clips(tmp_path, "video").items()} == {"a": ["a.mp4"], "b": ["b.mp4"]}
+    with pytest.raises(FileNotFoundError, match="--videos"):
+        list_clips(tmp_path / "missing", "video")

@@ -125,3 +125,21 @@ def test_the_default_clap_tower_is_laion_clap_htsat_base():
     assert {k: v for k, v in mine.items() if k.startswith("audio_branch.")} == theirs
     assert mine["audio_projection.0.weight"] == (512, spec["embed_dim"])  # CLAP's joint space is 512-d
     assert ClapAudioConfig.from_state_dict(ours.state_dict()) == ClapAudioConfig()
+
+
+@needs_imagebind
+def test_the_default_imagebind_architecture_is_imagebind_huge(monkeypatch):
+    """imagebind_huge()'s own constructor arguments (recorded, not built: 1.2 B parameters)."""
+    from model.metrics.checkpoints import import_skipping_package_init
+    from model.metrics.imagebind import ImageBindConfig
+
+    mod = import_skipping_package_init("imagebind", "models.imagebind_model")
+    recorded: dict = {}
+
+    class Recorder:
+        def __init__(self, **kwargs) -> None:
+            recorded.update(kwargs)
+
+    monkeypatch.setattr(mod, "ImageBindModel", Recorder)
+    mod.imagebind_huge(pretrained=False)
+    assert recorded == ImageBindConfig().model_kwargs
