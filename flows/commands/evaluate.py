@@ -17,8 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=Path, metavar="DIR", help="the videos, same clip ids (for ImageBind and Rhythm)")
     p.add_argument("--out", required=True, type=Path, metavar="REPORT_DIR",
                    help="where report.json, report.md and items.csv go")
+    published = {"panns": "PANNs Cnn14_16k_mAP=0.438.pth (FD, KL)",
+                 "clap": "laion_clap music_audioset_epoch_15_esc_90.14.pt (CLAP)",
+                 "imagebind": "imagebind_huge.pth (ImageBind; CC-BY-NC-SA)"}
     for name, (flag, env) in CHECKPOINTS.items():
-        p.add_argument(flag, type=Path, metavar="CKPT", help=f"local {name} checkpoint (or ${env})")
+        p.add_argument(flag, type=Path, metavar="CKPT", help=f"local {published[name]} or ${env}; without it the "
+                                                             "metric is skipped")
     p.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
     p.add_argument("--seed", type=int, default=0, help="bootstrap/split seed: the same seed gives the same numbers (0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda, for the embedders")
