@@ -39,12 +39,11 @@ def safe_link(url: str | None) -> str | None:
 
 def qc_hints(clip: Clip) -> dict:
     """The automatic QC hints shown beside the player (None where curation did not measure one)."""
-    # still_s, limiting_db and clip_gain_db arrive with a later catalog revision: None until then.
+    # still_s, limiting_db and clip_gain_db are None for clips curated before catalog revision 0002.
     return {
-        "silence_ratio": clip.silence_ratio, "static_ratio": clip.static_ratio,
-        "still_s": getattr(clip, "still_s", None), "scene_cuts": clip.scene_cuts,
-        "loudness_lufs": clip.loudness_lufs, "limiting_db": getattr(clip, "limiting_db", None),
-        "clip_gain_db": getattr(clip, "clip_gain_db", None), "vocal_energy": clip.vocal_energy,
+        "silence_ratio": clip.silence_ratio, "static_ratio": clip.static_ratio, "still_s": clip.still_s,
+        "scene_cuts": clip.scene_cuts, "loudness_lufs": clip.loudness_lufs, "limiting_db": clip.limiting_db,
+        "clip_gain_db": clip.clip_gain_db, "vocal_energy": clip.vocal_energy,
     }
 
 

@@ -59,13 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def clip_peaks(path: Path) -> np.ndarray:
-    """[STORED_PEAKS] waveform peaks of a clip file, for clips curated before curation stored them."""
-    from dvmset.constants import SAMPLE_RATE_HZ
-    from dvmset.peaks import STORED_PEAKS, peaks_from_samples
-    from pipeline.media import read_audio
+    """[STORED_PEAKS] waveform peaks of a clip file, for clips curated before QC stored them: the
+    same function QC uses, so the file written is the one curation would have written."""
+    from pipeline.qc import clip_waveform_peaks
 
-    samples = read_audio(path, rate=SAMPLE_RATE_HZ, channels=1, stage="review peaks")  # [1, T]
-    return peaks_from_samples(samples[0], STORED_PEAKS)
+    return clip_waveform_peaks(path)
 
 
 def cmd_review(args: argparse.Namespace) -> int:

@@ -100,11 +100,9 @@ WAVE_DRAWN = ("() => { const c = document.getElementById('wave'); const d = c.ge
 @pytest.mark.slow
 def test_every_page_reads_right_in_chromium(browser, catalog, data_root, clip_media, tmp_path):
     ids = seed(catalog, data_root, 3, clip_media, title="A <i>food</i> commercial")
-    with catalog.session() as s:  # the QC hints as annotators read them
+    with catalog.session() as s:  # QC hints as annotators read them (ids[1]: a clip curated before still_s)
         c = s.get(Clip, ids[0])
-        still = hasattr(Clip, "still_s")
-        if still:  # the still-picture seconds and limiting columns (newer catalogs)
-            c.still_s, c.limiting_db, c.clip_gain_db = 12.0, 2.5, 6.0
+        c.still_s, c.limiting_db, c.clip_gain_db = 12.0, 2.5, 6.0
     ann_id, token = make_annotator(catalog, "ann")
     bob_id, _ = make_annotator(catalog, "bob")
     app = create_app(data_root, catalog, review.QueuePolicy(overlap=2), compute_peaks=clip_peaks)
@@ -116,13 +114,18 @@ def test_every_page_reads_right_in_chromium(browser, catalog, data_root, clip_me
             tab.visit("agreement-signed-out", f"{base}/agreement", status=401, must_show=["Sign in", sign_in])
             tab.visit("login-unknown-token", f"{base}/login?token=not-a-token", status=401,
                       must_show=["Sign in", "unknown token: ask for a new login link"])
-            qc = ["still picture", "12 s", "limiting", "2.5 dB"] if still else ["static image", "50 %"]
+            qc = ["still picture", "12 s", "limiting", "2.5 dB"]
             tab.visit("review", f"{base}/login?token={token}", status=200, ready=f"() => ({CLIP_SHOWN})()",
                       must_show=["signed in as ann", ids[0], "A <i>food</i> commercial", "food commercial",
                                  "QC hints", "scene cuts", "3", "-14.2 LUFS", *qc, "Accept", "persistent noise",
                                  "0 done", "3 left", "0 by you", "Keys"])
+            assert "static image" not in tab.page.inner_text("#qc")  # still seconds replace the ratio
             tab.page.wait_for_function(WAVE_DRAWN, timeout=15000)  # peaks computed, stored and drawn
             assert data_root.peaks_path(ids[0]).is_file()
+            tab.page.keyboard.press("s")  # skip to ids[1]: no still seconds, no limiting measured
+            tab.page.wait_for_function(f"() => document.getElementById('clip-id').textContent === '{ids[1]}'")
+            qc_text = tab.page.inner_text("#qc")
+            assert "static image" in qc_text and "50 %" in qc_text and "limiting" not in qc_text, qc_text
 
             with catalog.session() as s:
                 review.decide(s, ann_id, ids[0], "accept", policy=review.QueuePolicy(overlap=2))

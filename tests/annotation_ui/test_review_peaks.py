@@ -10,15 +10,15 @@ import pytest
 from review_helpers import make_annotator, seed
 
 from annotation_ui.peaks import PeaksStore, PeaksUnavailable, PeaksWarmer
-from dvmset.constants import SAMPLE_RATE_HZ
 from dvmset.peaks import STORED_PEAKS, downsample_peaks, peaks_from_samples, read_peaks, write_peaks
 from dvmset.tables import Clip
 from flows.commands.review import clip_peaks
 from pipeline.media import read_audio
+from pipeline.probe import probe
 
 
 class Counting:
-    """The review command's real peaks function, counting its calls (per clip file)."""
+    """The review command's real peaks function (QC's own), counting its calls (per clip file)."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -77,18 +77,29 @@ def test_served_peaks_equal_the_peaks_of_the_decoded_audio(make_client, catalog,
     ids = seed(catalog, data_root, 1, clip_media)
     _, token = make_annotator(catalog, "ann")
     served = make_client().get(f"/api/clips/{ids[0]}/peaks", params={"n": n}, headers=bearer(token)).json()["peaks"]
-    samples = read_audio(clip_media, rate=SAMPLE_RATE_HZ, channels=1, stage="test")[0]  # [T]
-    np.testing.assert_allclose(served, peaks_from_samples(samples, n), atol=2e-3)  # float16 file, 3 decimals
+    info = probe(clip_media)
+    wav = read_audio(clip_media, rate=info.audio_sample_rate, channels=info.audio_channels, stage="test")  # [C, T]
+    np.testing.assert_allclose(served, peaks_from_samples(wav.mean(axis=0), n), atol=2e-3)  # float16 file, 3 decimals
 
 
-def test_peaks_requests_that_cannot_be_served_say_why(make_client, catalog, data_root, media_factory):
+def test_a_clip_without_audio_gets_a_flat_waveform(make_client, catalog, data_root, media_factory):
     silent = media_factory("silent", duration_s=2.0, size="64x48", fps=25, audio=False)
     ids = seed(catalog, data_root, 1, silent)
     _, token = make_annotator(catalog, "ann")
+    r = make_client().get(f"/api/clips/{ids[0]}/peaks", params={"n": 50}, headers=bearer(token))
+    assert r.status_code == 200 and r.json()["peaks"] == [0.0] * 50
+    assert data_root.peaks_path(ids[0]).is_file()  # decoded once, like any other clip
+
+
+def test_peaks_requests_that_cannot_be_served_say_why(make_client, catalog, data_root, clip_media):
+    ids = seed(catalog, data_root, 2, clip_media)
+    data_root.clip_path(ids[1]).unlink()
+    data_root.clip_path(ids[1]).write_bytes(b"not a video")
+    _, token = make_annotator(catalog, "ann")
     h = bearer(token)
-    r = make_client().get(f"/api/clips/{ids[0]}/peaks", headers=h)
-    assert r.status_code == 404 and "no audio stream" in r.json()["detail"]
-    assert not data_root.peaks_path(ids[0]).exists()
+    r = make_client().get(f"/api/clips/{ids[1]}/peaks", headers=h)
+    assert r.status_code == 404 and "no waveform" in r.json()["detail"] and ids[1] in r.json()["detail"]
+    assert not data_root.peaks_path(ids[1]).exists()
     r = make_client(compute_peaks=None).get(f"/api/clips/{ids[0]}/peaks", headers=h)
     assert r.status_code == 404 and "no stored waveform peaks" in r.json()["detail"]
     for n in (0, STORED_PEAKS + 1):
