@@ -3,7 +3,8 @@
 Per video: its conditions through the features stage's own code (`pipeline.video_features`, cached by
 content hash), long-form generation in windows of the video's own time span (`model.longform`), a float
 WAV of exactly round(duration x 32000) samples, and the music muxed under the untouched picture
-(`pipeline.mux`). A video that fails becomes a result with its error; the others go on.
+(`pipeline.mux`). A video that fails becomes a result with its error and the others go on; errors of
+the whole run (out of memory, a full disk, an unloadable checkpoint) stop it (`pipeline.errors`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from model.longform import LongformConfig, decode_to_duration, generate_long
 from model.vidmusician import VidMusician
 from pipeline.audio import save_audio
 from pipeline.clip_encoder import ClipEncoderSpec, ClipImageEncoder, load_clip_encoder
-from pipeline.errors import StageError
+from pipeline.errors import RunError, item_failure
 from pipeline.mux import mux_audio
 from pipeline.video_features import video_conditions
 
 log = logging.getLogger(__name__)
 
 
-class GenerateError(RuntimeError):
+class GenerateError(RunError):
     """Nothing can be generated with these settings (checkpoint, backbone, CLIP): the message says what to fix."""
 
 
@@ -179,9 +180,10 @@ class Generator:
             wav = save_audio(out_dir / f"{job.name}.wav", audio[0].float().cpu().numpy(),
                              int(self.model.codec.sample_rate))
             mp4 = mux_audio(job.video, wav, out_dir / f"{job.name}.mp4") if self.cfg.mux else None
-        except (StageError, ValueError, OSError) as err:
-            log.warning("%s: %s", job.video, err)
-            return VideoResult(job.name, job.video, error=str(err), seconds=time.perf_counter() - t0)
+        except Exception as err:  # noqa: BLE001 - the failure policy: whole-run errors re-raise, others are rows
+            reason = item_failure(err)
+            log.warning("%s: %s", job.video, reason)
+            return VideoResult(job.name, job.video, error=reason, seconds=time.perf_counter() - t0)
         return VideoResult(job.name, job.video, wav, mp4, None, span, len(res.windows), time.perf_counter() - t0)
 
 

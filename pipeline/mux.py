@@ -51,7 +51,7 @@ def _seconds(value: object) -> float | None:
         return None
 
 
-def video_track(probe: dict, name: str = "video") -> VideoTrack:
+def video_track(probe: dict, name: str = "video", *, stage: str = STAGE) -> VideoTrack:
     """Pure: the first real video stream of ffprobe's JSON (cover art excluded) and its duration."""
     for stream in probe.get("streams") or []:
         if stream.get("codec_type") != "video" or (stream.get("disposition") or {}).get("attached_pic"):
@@ -60,10 +60,10 @@ def video_track(probe: dict, name: str = "video") -> VideoTrack:
         if duration is None:
             duration = _seconds((probe.get("format") or {}).get("duration"))
         if not duration or duration <= 0:
-            raise StageError(STAGE, f"{name}: the video stream has no duration")
+            raise StageError(stage, f"{name}: the video stream has no duration (no frames?)")
         return VideoTrack(int(stream["index"]), _seconds(stream.get("start_time")) or 0.0, duration,
                           str(stream.get("codec_name", "?")))
-    raise StageError(STAGE, f"{name}: no video stream to put the music under")
+    raise StageError(stage, f"{name}: no video stream (no picture to put the music under)")
 
 
 def mux_args(video: Path, audio: Path, out: Path, track: VideoTrack, audio_bitrate: str = "192k",

@@ -64,7 +64,7 @@ def content_hash(path: Path, chunk: int = 1 << 20) -> str:
 def conditions_span(path: Path, duration_s: float | None = None) -> tuple[float, float]:
     """(seconds to condition on, the video stream's duration); StageError for unusable input."""
     path = Path(path)
-    track = video_track(ffprobe_json(path, stage=STAGE), path.name)
+    track = video_track(ffprobe_json(path, stage=STAGE), path.name, stage=STAGE)
     if track.duration_s < MIN_DURATION_S:
         raise StageError(STAGE, f"{path.name}: {track.duration_s:.2f} s of video; music needs at least "
                                 f"{MIN_DURATION_S:.0f} s")

@@ -60,6 +60,11 @@ def test_unusable_videos_are_refused_with_the_reason(encoder, tmp_path):
         video_conditions(short, encoder, encoder_key="tiny:None")
     with pytest.raises(StageError, match="longer than the video"):
         video_conditions(_video(tmp_path / "ok.mp4", 2.0), encoder, encoder_key="tiny:None", duration_s=5.0)
+    no_frames = tmp_path / "no_frames.mp4"  # the encoder was given no frame: a file without a picture
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2", "-frames:v", "0", "-c:v", "libx264",
+                str(no_frames)], stage="test")
+    with pytest.raises(StageError, match="video-features: no_frames.mp4"):
+        video_conditions(no_frames, encoder, encoder_key="tiny:None")
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"not a video at all" * 10)
     with pytest.raises(StageError, match="corrupt.mp4"):
