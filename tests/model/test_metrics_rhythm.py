@@ -88,6 +88,7 @@ def cut_clip(tmp_path_factory) -> Path:
     return cut_video(tmp_path_factory.mktemp("rhythm") / "cuts.mp4", CUTS, 6.0)
 
 
+@pytest.mark.slow  # the first beat tracking in a process compiles librosa's numba kernels
 def test_cuts_at_known_times_and_clicks_on_them_score_1(cut_clip):
     cuts = detect_video_cuts(cut_clip)
     np.testing.assert_allclose(cuts.cut_times_s, CUTS, atol=1 / 25 + 1e-6)
@@ -107,6 +108,7 @@ def test_a_static_video_has_no_cuts_and_is_excluded(tmp_path):
 # ------------------------------------------------------------------------------------- real media
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MEDIA / "amen_break_140bpm.flac").exists(), reason="../shared/media absent")
 def test_the_140_bpm_amen_loop_gives_its_16_beats():
     """All 16 beats within 70 ms and none between them; trim drops only the one at 0.0 s.
