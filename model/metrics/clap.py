@@ -144,7 +144,8 @@ class ClapAudioEmbedder:
         import torch.nn.functional as F
 
         windows = fixed_windows(mono, self.config.window_samples)  # [W, samples]
-        quantised = np.round(np.clip(windows, -1.0, 1.0) * 32767.0) / 32767.0  # laion_clap's int16 round trip
+        # laion_clap's int16 round trip: clip to ±1, scale, truncate toward zero, scale back
+        quantised = (np.clip(windows, -1.0, 1.0) * 32767.0).astype(np.int16) / 32767.0
         x = torch.from_numpy(quantised.astype(np.float32)).to(self.device)
         with torch.inference_mode():
             emb = F.normalize(self.module(x), dim=-1)  # [W, joint]
