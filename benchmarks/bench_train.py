@@ -3,6 +3,7 @@ MusicGen-small scale with random weights (CPU unless --device cuda).
 
     python benchmarks/bench_train.py [--clips 32] [--window-s 30] [--batch-size 16] [--steps 3] [--workers 2]
                                      [--small-batch 1] [--skip-small] [--device cpu|cuda] [--precision fp32]
+                                     [--threads 1]
 
 Prints ratios measured in this one run. Goal (issue 10): the loader delivers batches at least 20x faster
 than the training step consumes them. The peak-memory step runs in a fresh process (its own peak RSS, or
@@ -114,8 +115,11 @@ def main() -> None:
     ap.add_argument("--skip-small", action="store_true")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a shared CPU, spinning OpenMP workers slow tiny models 5x)")
     ap.add_argument("--child-small", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if args.child_small:
         print(json.dumps(small_step_memory(args.small_batch, args.window_s, args.device, args.precision)))
         return
@@ -136,6 +140,7 @@ def main() -> None:
     if args.skip_small:
         return
     child = subprocess.run([sys.executable, __file__, "--child-small", "--small-batch", str(args.small_batch),
+                            "--threads", str(args.threads),
                             "--window-s", str(args.window_s), "--device", args.device, "--precision", args.precision],
                            capture_output=True, text=True, check=True)
     mem = json.loads(child.stdout.strip().splitlines()[-1])

@@ -14,6 +14,7 @@ Under torchrun every rank trains (DDP: gloo on CPU, NCCL on GPU), rank 0 alone w
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -131,15 +132,17 @@ def build_model(run: TrainRun, clip_dim: int, device: str) -> VidMusician:
 
 
 def _distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, this process's device); joins torchrun's process group when there is one."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    target = torch.device(device)
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda but torch sees no GPU: train with --device cpu")
+        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(target)  # before NCCL starts, so each rank owns its GPU
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    if device == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device(device)
+    return (dist.get_rank() if world > 1 else 0), world, target
 
 
 def _loader(ds: FeatureWindows, batches: list[list[int]], workers: int, seed: int, device: torch.device) -> DataLoader:
@@ -195,6 +198,9 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
         bar.close()
         if writer is not None:
             writer.close()
+        state.runner = None  # type: ignore[assignment]  # drop DDP's gradient hooks before the next stage wraps
+        del state
+        gc.collect()
     return out / BEST
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,9 +110,9 @@ def restore_training(state: TrainState, path: str | Path, fingerprint: str) -> N
 
     train = read_training(path)
     saved = TrainConfig.from_json(train["config"])
-    if saved != state.cfg:
+    if replace(saved, steps=state.cfg.steps, epochs=state.cfg.epochs) != state.cfg:  # a longer run may resume
         raise CheckpointError(f"{path}: was written with {saved}, this run asks for {state.cfg}; use the same "
-                              "options to resume, or another --out to start a new run")
+                              "options to resume (only --steps / --epochs may change), or another --out for a new run")
     if train["fingerprint"] != fingerprint:
         raise CheckpointError(f"{path}: trained against another frozen backbone/T5 (fingerprint differs); pass "
                               "the same --backbone and --t5 as the run that wrote it")

@@ -139,3 +139,19 @@ def test_torchrun_two_ranks_equal_and_match_one_process_with_the_doubled_batch(s
     assert all(torch.allclose(r0[k], single[k], rtol=1e-4, atol=1e-6) for k in r0), moved
     _, pkg = read_checkpoint(tmp_path / "ddp" / "stage1" / "ckpt-00000004.pt")  # rank 0 wrote it
     assert all(torch.equal(pkg["state"][k], r0[k]) for k in r0)
+
+
+def test_data_may_be_a_features_dir_a_root_or_an_export(tmp_path):
+    import pandas as pd
+
+    from flows.train import features_source
+
+    features = write_store(tmp_path / "root" / "features", n_train=3, n_test=1)
+    export = tmp_path / "root" / "exports" / "mix"
+    export.mkdir(parents=True)
+    pd.DataFrame({"clip_id": ["train-00", "test-00"]}).to_parquet(export / "manifest.parquet")
+    assert features_source(features) == (features, None)
+    assert features_source(tmp_path / "root") == (features, None)
+    assert features_source(export) == (features, ["train-00", "test-00"])
+    with pytest.raises(FileNotFoundError, match="--data ROOT"):
+        features_source(tmp_path)
