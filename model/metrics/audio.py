@@ -36,14 +36,16 @@ def fixed_windows(mono: np.ndarray, window: int) -> np.ndarray:
     """Non-overlapping windows of ``window`` samples from the start: [W, window].
 
     The tail shorter than a window is dropped when at least one whole window exists; a clip
-    shorter than one window is repeated to fill it (laion_clap's "repeatpad"), never cropped at
-    random, so the same file always gives the same windows.
+    shorter than one window is laion_clap's "repeatpad": repeated a whole number of times, then
+    zero-padded to the window. Never a random crop: the same file always gives the same windows.
     """
     x = np.asarray(mono, dtype=np.float32)
     if x.ndim != 1 or x.size == 0 or window <= 0:
         raise ValueError(f"need non-empty mono audio and a positive window, got {x.shape} and {window}")
     if x.size < window:
-        reps = -(-window // x.size)
-        return np.tile(x, reps)[:window][None, :]
+        out = np.zeros((1, window), dtype=np.float32)
+        repeated = np.tile(x, window // x.size)
+        out[0, : repeated.size] = repeated
+        return out
     n = x.size // window
     return x[: n * window].reshape(n, window)

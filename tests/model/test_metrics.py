@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from model.metrics.audio import fixed_windows, resample, to_mono
 from model.metrics.divergence import cosine_matrix, cosine_per_pair, kl_per_pair
 from model.metrics.frechet import (
     GaussianStats,
@@ -170,3 +171,22 @@ def test_pairing_lists_unpaired_and_ambiguous_ids():
     assert "ambiguous" in reasons[("c", "generated")]
     assert "no reference" in reasons[("d", "generated")]
     assert "no generated" in reasons[("e", "reference")]
+
+
+# ----------------------------------------------------------------------------------------- audio
+
+
+def test_fixed_windows_drop_the_tail_and_repeatpad_short_clips():
+    x = np.arange(1, 26, dtype=np.float32)  # 25 samples
+    np.testing.assert_array_equal(fixed_windows(x, 10), [x[:10], x[10:20]])
+    short = fixed_windows(x[:4], 10)  # repeated twice (8 samples), then zeros: laion_clap's repeatpad
+    np.testing.assert_array_equal(short, [[1, 2, 3, 4, 1, 2, 3, 4, 0, 0]])
+
+
+def test_mono_and_resampling():
+    stereo = np.stack([np.ones(100, np.float32), -np.ones(100, np.float32) * 0.5])
+    np.testing.assert_allclose(to_mono(stereo), 0.25)
+    tone = np.sin(2 * np.pi * 440 * np.arange(48000) / 48000).astype(np.float32)
+    down = resample(tone, 48000, 16000)
+    assert down.shape == (16000,) and np.abs(down[100:-100]).max() == pytest.approx(1.0, abs=0.01)
+    np.testing.assert_array_equal(resample(tone, 16000, 16000), tone)
