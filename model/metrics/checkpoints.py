@@ -14,6 +14,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+# Installed without their stale pins (numpy<2; pytorchvideo/decord), like audiocraft (DESIGN.md).
+_NO_DEPS_WHEELS = {"laion_clap": "laion-clap==1.1.7", "imagebind": "imagebind-unofficial==0.1.1"}
+
+
 class EmbedderUnavailable(RuntimeError):
     """An embedder cannot run here (no checkpoint, or its package is missing); the metric is skipped."""
 
@@ -86,7 +90,8 @@ def import_skipping_package_init(package: str, module: str) -> types.ModuleType:
         return sys.modules[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise EmbedderUnavailable(f"the {package} package is not installed (pip install the 'eval' extra)")
+        wheel = _NO_DEPS_WHEELS.get(package, package)
+        raise EmbedderUnavailable(f"the {package} package is not installed: pip install --no-deps {wheel}")
     if package not in sys.modules:
         bare = types.ModuleType(package)
         bare.__path__ = list(spec.submodule_search_locations)

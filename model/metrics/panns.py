@@ -148,7 +148,7 @@ class PannsEmbedder:
         try:
             module = _build_cnn14(config)
         except ImportError as err:
-            raise EmbedderUnavailable(f"PANNs needs torchlibrosa (the 'eval' extra): {err}") from err
+            raise EmbedderUnavailable(f"PANNs needs torchlibrosa (the 'model' extra): {err}") from err
         load_into(module, state, checkpoint, "PANNs Cnn14")
         return cls(module, config, checkpoint, device)
 
