@@ -84,8 +84,8 @@ NEXT_REVISION = '''
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "next"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -101,13 +101,14 @@ def downgrade():
 
 def test_an_older_catalog_is_refused_until_db_upgrade_migrates_it_keeping_its_rows(
         data_root, tmp_path, capsys, monkeypatch):
-    """The path every future schema change takes: a catalog at 0001, a build whose head is 0002."""
+    """The path every future schema change takes: a catalog at today's head, a build with one more revision."""
     import shutil
 
     import dvmset.catalog as catalog_mod
 
     monkeypatch.delenv("VIDMUSICIAN_DB", raising=False)
-    cat = Catalog(data_root.catalog_url)  # at 0001, with a row in it
+    head = head_revision()
+    cat = Catalog(data_root.catalog_url)  # at today's head, with a row in it
     with cat.session() as s:
         s.add(Source(id="v1", url="https://x.invalid/v", status="done"))
     cat.dispose()
@@ -115,7 +116,7 @@ def test_an_older_catalog_is_refused_until_db_upgrade_migrates_it_keeping_its_ro
     scripts = tmp_path / "migrations"  # the next build's migrations: ours plus one more revision
     shutil.copytree(Path(catalog_mod.__file__).parent / "migrations", scripts,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_next.py").write_text(NEXT_REVISION)
+    (scripts / "versions" / "9999_next.py").write_text(NEXT_REVISION.format(head=head))
     real = catalog_mod._alembic
 
     def next_build(conn=None):
@@ -124,13 +125,13 @@ def test_an_older_catalog_is_refused_until_db_upgrade_migrates_it_keeping_its_ro
         return cfg
 
     monkeypatch.setattr(catalog_mod, "_alembic", next_build)
-    assert head_revision() == "0002"
-    with pytest.raises(CatalogSchemaError, match="schema 0001; this version uses 0002.*db upgrade"):
+    assert head_revision() == "next"
+    with pytest.raises(CatalogSchemaError, match=f"schema {head}; this version uses next.*db upgrade"):
         Catalog(data_root.catalog_url)
     assert main(["db", "current", "--root", str(data_root.path)]) == 0
-    assert "schema 0001; this version uses 0002 (run `vidmusician db upgrade`)" in capsys.readouterr().out
+    assert f"schema {head}; this version uses next (run `vidmusician db upgrade`)" in capsys.readouterr().out
     assert main(["db", "upgrade", "--root", str(data_root.path)]) == 0
-    assert "0001 -> 0002" in capsys.readouterr().out
+    assert f"{head} -> next" in capsys.readouterr().out
     cat = Catalog(data_root.catalog_url)  # opens now
     with cat.session() as s:
         assert s.get(Source, "v1").status == "done"
