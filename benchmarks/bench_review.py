@@ -102,7 +102,7 @@ def bench_peaks(n_clips: int) -> None:
     """p50 of the peaks request: stored file vs first request without one (decode + store), same run."""
     from fastapi.testclient import TestClient
 
-    from flows.commands.review import clip_peaks
+    from flows.commands.review import peaks_decoder
     from pipeline.synth import make_sample_video
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +121,7 @@ def bench_peaks(n_clips: int) -> None:
             _, token = add_annotator(s, "bench")
         for c in ids:
             root.clip_path(c).write_bytes(media.read_bytes())
-        client = TestClient(create_app(root, catalog, compute_peaks=clip_peaks))
+        client = TestClient(create_app(root, catalog, compute_peaks=peaks_decoder()))
         client.app.state.review.warmer.close()  # time the requests alone, not the background fill-in
         h = {"Authorization": f"Bearer {token}"}
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from flows.settings import add_root_arg, open_catalog, resolve_root
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
 
@@ -58,12 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_decisions_export)
 
 
-def clip_peaks(path: Path) -> np.ndarray:
-    """[STORED_PEAKS] waveform peaks of a clip file, for clips curated before QC stored them: the
-    same function QC uses, so the file written is the one curation would have written."""
+def peaks_decoder() -> Callable[[Path], np.ndarray]:
+    """``clip file -> [STORED_PEAKS]`` for clips curated before QC stored their waveform peaks: QC's
+    own function, so the file written is the one curation would have written. Imported when the
+    server starts, not on the first waveform request (pipeline.qc brings scipy)."""
     from pipeline.qc import clip_waveform_peaks
 
-    return clip_waveform_peaks(path)
+    return clip_waveform_peaks
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -74,7 +77,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     root = resolve_root(args.root)
     policy = QueuePolicy(overlap=args.overlap, lease_s=args.lease_seconds)
-    app = create_app(root, open_catalog(root), policy, compute_peaks=clip_peaks)
+    app = create_app(root, open_catalog(root), policy, compute_peaks=peaks_decoder())
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}; anyone who can reach it still needs a token", file=sys.stderr)
     print(f"review tool on http://{args.host}:{args.port}/ (overlap {policy.overlap}); "

@@ -9,7 +9,9 @@ from fastapi.testclient import TestClient
 
 from annotation_ui.app import create_app
 from dvmset.review import QueuePolicy
-from flows.commands.review import clip_peaks
+from flows.commands.review import peaks_decoder
+
+CLIP_PEAKS = peaks_decoder()  # what `vidmusician review` passes as compute_peaks
 
 
 @pytest.fixture(scope="session")
@@ -19,10 +21,10 @@ def clip_media(media_factory) -> Path:
 
 @pytest.fixture
 def make_client(data_root, catalog):
-    """make_client(overlap=1, compute_peaks=clip_peaks, **policy) -> TestClient over a fresh app on the
+    """make_client(overlap=1, compute_peaks=CLIP_PEAKS, **policy) -> TestClient over a fresh app on the
     test's catalog; by default missing peaks files are computed by the review command's own decoder."""
 
-    def make(overlap: int = 1, compute_peaks=clip_peaks, **kw) -> TestClient:  # noqa: ANN001
+    def make(overlap: int = 1, compute_peaks=CLIP_PEAKS, **kw) -> TestClient:  # noqa: ANN001
         return TestClient(create_app(data_root, catalog, QueuePolicy(overlap=overlap, **kw),
                                      compute_peaks=compute_peaks))
 

@@ -20,7 +20,9 @@ from sqlalchemy import select
 from annotation_ui.app import create_app
 from dvmset import review
 from dvmset.tables import Clip, Decision
-from flows.commands.review import clip_peaks
+from flows.commands.review import peaks_decoder
+
+CLIP_PEAKS = peaks_decoder()  # what `vidmusician review` passes as compute_peaks
 
 CHROMIUM = Path(os.environ.get("VIDMUSICIAN_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -105,7 +107,7 @@ def test_every_page_reads_right_in_chromium(browser, catalog, data_root, clip_me
         c.still_s, c.limiting_db, c.clip_gain_db = 12.0, 2.5, 6.0
     ann_id, token = make_annotator(catalog, "ann")
     bob_id, _ = make_annotator(catalog, "bob")
-    app = create_app(data_root, catalog, review.QueuePolicy(overlap=2), compute_peaks=clip_peaks)
+    app = create_app(data_root, catalog, review.QueuePolicy(overlap=2), compute_peaks=CLIP_PEAKS)
     with LiveServer(app) as base:
         tab = PageCheck(browser, tmp_path)
         try:
@@ -156,7 +158,7 @@ def test_every_page_reads_right_in_chromium(browser, catalog, data_root, clip_me
 def test_keyboard_only_review_in_chromium(browser, sync_api, catalog, data_root, clip_media, tmp_path):
     ids = seed(catalog, data_root, 4, clip_media, title="<b>Cooking</b> & co")
     _, token = make_annotator(catalog, "ann")
-    app = create_app(data_root, catalog, compute_peaks=clip_peaks)
+    app = create_app(data_root, catalog, compute_peaks=CLIP_PEAKS)
     media_status: list[int] = []
     with LiveServer(app) as base:
         tab = PageCheck(browser, tmp_path)

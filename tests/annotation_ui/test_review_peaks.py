@@ -12,9 +12,11 @@ from review_helpers import make_annotator, seed
 from annotation_ui.peaks import PeaksStore, PeaksUnavailable, PeaksWarmer
 from dvmset.peaks import STORED_PEAKS, downsample_peaks, peaks_from_samples, read_peaks, write_peaks
 from dvmset.tables import Clip
-from flows.commands.review import clip_peaks
+from flows.commands.review import peaks_decoder
 from pipeline.media import read_audio
 from pipeline.probe import probe
+
+CLIP_PEAKS = peaks_decoder()  # what `vidmusician review` passes as compute_peaks
 
 
 class Counting:
@@ -27,7 +29,7 @@ class Counting:
     def __call__(self, path: Path) -> np.ndarray:
         with self._lock:
             self.calls.append(path.name)
-        return clip_peaks(path)
+        return CLIP_PEAKS(path)
 
 
 def bearer(token: str) -> dict:
@@ -183,7 +185,7 @@ def test_the_next_clips_missing_peaks_are_filled_in_ahead(make_client, catalog, 
 
 def test_the_warmer_alone_logs_failures_and_stops_quietly(tmp_path):
     media = tmp_path / "missing.mp4"
-    store = PeaksStore(clip_peaks)
+    store = PeaksStore(CLIP_PEAKS)
     broken = PeaksWarmer(lambda _c, _a: [(tmp_path / "missing.peaks.npy", media)], store)
     assert broken.after("x", 1).result(timeout=30) == 0  # a failure is logged, not raised
     broken.close()
