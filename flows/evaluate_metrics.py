@@ -77,7 +77,7 @@ def kl_metric(feats: list[ClipFeatures], seed: int) -> MetricResult:
     rows = _have(_have(feats, "panns_gen"), "panns_ref")
     res = MetricResult("kl", n=len(rows))
     if not rows:
-        res.skipped = "no scored clip"
+        res.skipped = "no scored clip (see the input gate's list)"
         return res
     gen = np.stack([f.panns_gen[1] for f in rows])  # [N, K] logits
     ref = np.stack([f.panns_ref[1] for f in rows])
@@ -95,7 +95,7 @@ def cosine_metric(name: str, feats: list[ClipFeatures], a_attr: str, b_attr: str
     rows = _have(_have(feats, a_attr), b_attr)
     res = MetricResult(name, n=len(rows))
     if not rows:
-        res.skipped = "no scored clip"
+        res.skipped = "no scored clip (see the input gate's list)"
         return res
     a = np.stack([getattr(f, a_attr) for f in rows])
     b = np.stack([getattr(f, b_attr) for f in rows])
@@ -112,7 +112,7 @@ def rhythm_metric(feats: list[ClipFeatures], config: RhythmConfig, seed: int) ->
     res = MetricResult("rhythm")
     rows = _have(_have(feats, "cuts"), "beats_gen")
     if not rows:
-        res.skipped = "no clip with both a video and generated music"
+        res.skipped = "no scored clip with a video and generated music (see the input gate's list)"
         return res
     scored: list[tuple[ClipFeatures, RhythmItem]] = []
     stable = []
