@@ -37,6 +37,10 @@ class Source(Base):
     url: Mapped[str] = mapped_column(Text)
     query: Mapped[str | None] = mapped_column(String(256), index=True)
     status: Mapped[str] = mapped_column(String(32), index=True)  # SourceStatus
+    # the worker on it (dvmset.leases): who, until when, and claims not yet ended by a finish
+    lease_owner: Mapped[str | None] = mapped_column(String(160))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     stage: Mapped[str | None] = mapped_column(String(32))  # the stage that failed, when failed
     error: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
@@ -53,6 +57,11 @@ class Source(Base):
     gain_db: Mapped[float | None] = mapped_column(Float)
     gain_limited: Mapped[bool | None] = mapped_column(Boolean)  # gain lowered to avoid clipping
     meta: Mapped[dict | None] = mapped_column(JSON)
+    # lineage and takedown (revision 0003)
+    extractor: Mapped[str | None] = mapped_column(String(64))  # yt-dlp's extractor key, e.g. "Youtube"
+    upload_date: Mapped[str | None] = mapped_column(String(16))  # yt-dlp's YYYYMMDD
+    taken_down_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    takedown_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -69,6 +78,10 @@ class Clip(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     path: Mapped[str | None] = mapped_column(Text)  # relative to the data root
     status: Mapped[str] = mapped_column(String(32), index=True)  # ClipStatus
+    # the features worker extracting it (dvmset.leases): who, until when, and claims not yet ended by a finish
+    lease_owner: Mapped[str | None] = mapped_column(String(160))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     split: Mapped[str | None] = mapped_column(String(16))
     silence_ratio: Mapped[float | None] = mapped_column(Float)
@@ -81,8 +94,29 @@ class Clip(Base):
     true_peak_dbtp: Mapped[float | None] = mapped_column(Float)  # of the clip as encoded
     clip_gain_db: Mapped[float | None] = mapped_column(Float)  # the clip's own gain on top of its source's
     limiting_db: Mapped[float | None] = mapped_column(Float)  # deepest true-peak limiting (heavy is audible)
+    # lineage and takedown (revision 0003)
+    lineage: Mapped[dict | None] = mapped_column(JSON)  # dvmset.lineage: every step's version and parameters
+    music_sha256: Mapped[str | None] = mapped_column(String(64))  # of the window's processed music (PCM)
+    music_fingerprint: Mapped[str | None] = mapped_column(Text)  # chromaprint, dvmset.music_groups encoding
+    origin: Mapped[str | None] = mapped_column(String(32))  # "curated" | "release" (rebuilt, not reviewed)
+    taken_down_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    takedown_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Takedown(Base):
+    """A takedown request and how far it got: an audit record, never deleted (dvmset.takedown)."""
+
+    __tablename__ = "takedowns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    video_id: Mapped[str] = mapped_column(String(128), index=True)
+    clip_id: Mapped[str | None] = mapped_column(String(160))  # None: the whole video
+    reason: Mapped[str] = mapped_column(Text)
+    clip_ids: Mapped[list | None] = mapped_column(JSON)  # the clips it removes
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Annotator(Base):
