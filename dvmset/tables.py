@@ -41,10 +41,6 @@ class Source(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(160))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # the worker on it (dvmset.leases): who, until when, and claims not yet ended by a finish
-    lease_owner: Mapped[str | None] = mapped_column(String(160))
-    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     stage: Mapped[str | None] = mapped_column(String(32))  # the stage that failed, when failed
     error: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
@@ -82,10 +78,6 @@ class Clip(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     path: Mapped[str | None] = mapped_column(Text)  # relative to the data root
     status: Mapped[str] = mapped_column(String(32), index=True)  # ClipStatus
-    # the features worker extracting it (dvmset.leases): who, until when, and claims not yet ended by a finish
-    lease_owner: Mapped[str | None] = mapped_column(String(160))
-    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # the features worker extracting it (dvmset.leases): who, until when, and claims not yet ended by a finish
     lease_owner: Mapped[str | None] = mapped_column(String(160))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
