@@ -1,0 +1,168 @@
+"""Clips whose processed music is the same recording (one track under many uploads), found from their
+chromaprint fingerprints, so that an export keeps them in one split. Pure: fingerprints in, groups out.
+
+A fingerprint is chromaprint's raw form, a uint32 per ~0.124 s of audio whose bits encode the signs
+of spectral-band differences. Two fingerprints of one recording agree in most bits at the right
+alignment (re-encoding flips a few); unrelated audio agrees in about half of them. Candidates are found
+through an inverted index of exact values (as AcoustID does), so a dataset is not compared pair by pair.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FORMAT = "cp1"  # chromaprint raw, algorithm 1 (TEST2, fpcalc's default), uint32 little-endian, base64
+SAME_MUSIC_BER = 0.2  # at most this share of differing bits over the overlap: the same recording
+MIN_OVERLAP = 40  # fingerprint items (~5 s) two clips must overlap to be compared
+MIN_SHARED = 8  # equal values at one offset that make two clips a candidate pair
+_TOP_OFFSETS = 3
+
+
+def encode_fingerprint(fp: np.ndarray) -> str:
+    """A fingerprint as text for the catalog and releases: ``cp1:<base64 of uint32 LE>``."""
+    a = np.asarray(fp)
+    if a.ndim != 1 or a.dtype != np.uint32:
+        raise ValueError(f"a fingerprint is a 1-d uint32 array, got {a.dtype} {a.shape}")
+    return f"{FORMAT}:" + base64.b64encode(a.astype("<u4").tobytes()).decode("ascii")
+
+
+def decode_fingerprint(text: str) -> np.ndarray:
+    """The uint32 array of :func:`encode_fingerprint`'s text."""
+    fmt, sep, body = text.partition(":")
+    if fmt != FORMAT or not sep:
+        raise ValueError(f"not a {FORMAT} fingerprint: {text[:16]!r}...")
+    raw = base64.b64decode(body.encode("ascii"), validate=True)
+    if len(raw) % 4:
+        raise ValueError("a cp1 fingerprint's byte length must be a multiple of 4")
+    return np.frombuffer(raw, dtype="<u4").astype(np.uint32)
+
+
+def ber_at(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, int]:
+    """(bit error rate, overlap) of ``a[i]`` against ``b[i - offset]`` where both exist."""
+    lo, hi = max(0, offset), min(len(a), len(b) + offset)
+    n = hi - lo
+    if n <= 0:
+        return 1.0, 0
+    diff = np.bitwise_xor(a[lo:hi], b[lo - offset : hi - offset])
+    return float(np.bitwise_count(diff).sum()) / (32.0 * n), n
+
+
+def bit_error_rate(a: np.ndarray, b: np.ndarray, max_offset: int | None = None,
+                   min_overlap: int = MIN_OVERLAP) -> float:
+    """The lowest bit error rate of ``a`` against ``b`` over offsets ``|k| <= max_offset`` (all when None)
+    with at least ``min_overlap`` items in common; 1.0 when no offset overlaps that much."""
+    a, b = np.asarray(a, np.uint32), np.asarray(b, np.uint32)
+    lo = -(len(b) - 1) if max_offset is None else -max_offset
+    hi = len(a) - 1 if max_offset is None else max_offset
+    best = 1.0
+    for k in range(lo, hi + 1):
+        ber, n = ber_at(a, b, k)
+        if n >= min(min_overlap, len(a), len(b)) and n > 0:
+            best = min(best, ber)
+    return best
+
+
+def _offset_hints(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
+    """(offset, equal values) of the offsets at which the most values of ``a`` and ``b`` are equal."""
+    pos_b: dict[int, list[int]] = defaultdict(list)
+    for j, v in enumerate(b.tolist()):
+        pos_b[v].append(j)
+    votes: Counter[int] = Counter()
+    for i, v in enumerate(a.tolist()):
+        for j in pos_b.get(v, ()):
+            votes[i - j] += 1
+    return votes.most_common(_TOP_OFFSETS)
+
+
+def best_alignment(a: np.ndarray, b: np.ndarray, min_overlap: int = MIN_OVERLAP) -> tuple[float, int] | None:
+    """(bit error rate, offset) at the best-voted alignment, or None when no offset has enough equal values."""
+    best: tuple[float, int] | None = None
+    for k, votes in _offset_hints(a, b):
+        if votes < MIN_SHARED:
+            break
+        ber, n = ber_at(a, b, k)
+        if n >= min(min_overlap, len(a), len(b)) and (best is None or ber < best[0]):
+            best = (ber, k)
+    return best
+
+
+@dataclass(frozen=True)
+class MusicClip:
+    clip_id: str
+    source_id: str
+    fingerprint: np.ndarray  # [items] uint32
+
+
+@dataclass(frozen=True)
+class MusicGroup:
+    """Sources (two or more) whose clips share a recording, and the clips that do."""
+
+    sources: tuple[str, ...]
+    clips: tuple[str, ...]
+
+
+def same_music_pairs(clips: Sequence[MusicClip], threshold: float = SAME_MUSIC_BER) -> list[tuple[str, str, float]]:
+    """(clip a, clip b, bit error rate) of every pair from two different sources with the same music."""
+    index: dict[int, set[int]] = defaultdict(set)
+    for n, c in enumerate(clips):
+        for v in set(c.fingerprint.tolist()):
+            index[v].add(n)
+    shared: Counter[tuple[int, int]] = Counter()
+    for members in index.values():
+        if 1 < len(members) <= 64:  # a value found in very many clips (e.g. silence) says little
+            ms = sorted(members)
+            for x in range(len(ms)):
+                for y in range(x + 1, len(ms)):
+                    shared[ms[x], ms[y]] += 1
+    out = []
+    for (i, j), n_shared in sorted(shared.items()):
+        a, b = clips[i], clips[j]
+        if n_shared < MIN_SHARED or a.source_id == b.source_id:
+            continue
+        found = best_alignment(a.fingerprint, b.fingerprint)
+        if found is not None and found[0] <= threshold:
+            out.append((a.clip_id, b.clip_id, found[0]))
+    return out
+
+
+def group_by_music(clips: Sequence[MusicClip], threshold: float = SAME_MUSIC_BER) -> list[MusicGroup]:
+    """Sources linked by any same-music clip pair, merged transitively; each group has >= 2 sources."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    source_of = {c.clip_id: c.source_id for c in clips}
+    linked: set[str] = set()
+    for a, b, _ in same_music_pairs(clips, threshold):
+        ra, rb = find(source_of[a]), find(source_of[b])
+        parent[max(ra, rb)] = min(ra, rb)
+        linked |= {a, b}
+    groups: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    for c in clips:
+        if c.source_id in parent:
+            srcs, cl = groups[find(c.source_id)]
+            srcs.add(c.source_id)
+            if c.clip_id in linked:
+                cl.add(c.clip_id)
+    return sorted((MusicGroup(tuple(sorted(s)), tuple(sorted(c))) for s, c in groups.values() if len(s) > 1),
+                  key=lambda g: g.sources)
+
+
+def music_clips(rows: Iterable[tuple[str, str, str | None]]) -> list[MusicClip]:
+    """MusicClips of (clip id, source id, encoded fingerprint or None) rows; clips without one are skipped."""
+    return [MusicClip(cid, sid, decode_fingerprint(fp)) for cid, sid, fp in rows if fp]
+
+
+def source_groups(groups: Sequence[MusicGroup]) -> Mapping[str, str]:
+    """source id -> its group's key (the group's first source id), for the sources in a group."""
+    return {s: g.sources[0] for g in groups for s in g.sources}
