@@ -183,7 +183,7 @@ def _claim_compare_and_set(cat: Catalog, kind: LeaseKind, keys: list[str], owner
 
 
 def _log(kind: LeaseKind, out: Claim) -> None:
-    for key, reason in out.exhausted.items():
+    for reason in out.exhausted.values():
         log.warning("%s", reason)
     if out.held:
         log.info("%d %ss held by other workers, left to them: %s", len(out.held), kind.name, out.held[:5])
