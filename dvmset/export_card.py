@@ -1,0 +1,56 @@
+"""An export's DATASET.md with what sharing adds to dvmset.card's: the sources that share music (kept in
+one split) and the release files. Written by the export and again by a takedown (from export.json)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+
+from dvmset.card import dataset_card
+from dvmset.catalog import Catalog
+from dvmset.constants import TEST_FRACTION
+from dvmset.io import atomic_write_text
+from dvmset.music_groups import MusicGroup, group_by_music, music_clips
+from dvmset.release import FILES as RELEASE_FILES
+from dvmset.tables import Clip
+
+EXPORT_PARAMS = "export.json"  # test_fraction, seed, missing: what the card is regenerated with
+
+
+def music_groups_of(cat: Catalog, clip_ids: Iterable[str]) -> list[MusicGroup]:
+    """Groups of sources sharing music among these clips (clips without a fingerprint are left out)."""
+    ids = list(clip_ids)
+    with cat.session() as s:
+        rows = s.execute(select(Clip.id, Clip.source_id, Clip.music_fingerprint).where(Clip.id.in_(ids))).all()
+    return group_by_music(music_clips(rows))
+
+
+def groups_section(groups: list[MusicGroup], split_of: dict[str, str]) -> list[str]:
+    lines = ["## Shared music", ""]
+    if not groups:
+        return [*lines, "No two source videos share music (chromaprint fingerprints of the processed music).", ""]
+    lines += [f"{len(groups)} groups of source videos carry the same music (chromaprint, bit error rate at "
+              "the best alignment); each group is kept in one split.", "",
+              "| group | split | sources | clips sharing it |", "|---:|---|---|---|"]
+    for n, g in enumerate(groups, 1):
+        splits = sorted({split_of[c] for c in g.clips if c in split_of})
+        lines.append(f"| {n} | {', '.join(splits) or '-'} | {', '.join(g.sources)} | {', '.join(g.clips)} |")
+    return [*lines, ""]
+
+
+def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction: float = TEST_FRACTION,
+               seed: int = 0, missing: int = 0, **_: object) -> Path:
+    """DATASET.md of the export at ``out`` for ``manifest``."""
+    card = dataset_card(out.name, manifest, cat, test_fraction, seed, missing)
+    split_of = dict(zip(manifest.clip_id, manifest.split, strict=True)) if len(manifest) else {}
+    extra = groups_section(music_groups_of(cat, split_of), split_of)
+    if (out / RELEASE_FILES[0]).is_file():
+        extra += ["## Release", "",
+                  "`release.parquet` / `release.csv`: ids only (video id, URL, window, split, query, verdict and "
+                  "agreement, licence, checksum and fingerprint of the processed music), no media; "
+                  "`release.json`: the processing parameters. Rebuild with "
+                  "`vidmusician curate --from-release release.parquet --root DIR`.", ""]
+    return atomic_write_text(out / "DATASET.md", card.rstrip("\n") + "\n\n" + "\n".join(extra))

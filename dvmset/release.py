@@ -1,0 +1,166 @@
+"""The ids-only release of an export: what anyone needs to rebuild the dataset from the web, and no media.
+
+``release.parquet`` and ``release.csv`` (the same rows) and ``release.json`` (format, the card's
+processing parameters, tool versions). A row per clip: the video id and URL, the exact window, its
+split, query, effective verdict with its agreement, licence, and the checksum and fingerprint of its
+processed music, so a rebuild can be checked clip by clip (flows/rebuild.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+
+from dvmset.agreement import effective_verdict, live_verdicts, load_decision_rows
+from dvmset.catalog import Catalog
+from dvmset.io import atomic_path, atomic_write_text
+from dvmset.records import TEST, TRAIN, ClipStatus
+from dvmset.tables import Clip, Source
+
+RELEASE_FORMAT = "vidmusician-release/1"
+FILES = ("release.parquet", "release.csv", "release.json")
+COLUMNS = ["clip_id", "video_id", "url", "start_s", "duration_s", "source_duration_s", "split", "query",
+           "verdict", "agreement", "ratings", "license", "separator", "target_lufs", "fps", "music_sha256",
+           "music_fingerprint"]
+_PROCESSING = ("separator", "target_lufs", "fps")
+
+
+class ReleaseError(ValueError):
+    """A release file that cannot be read as one (the message says what is wrong)."""
+
+
+def _step_params(lineage: dict | None, step: str) -> dict:
+    for s in (lineage or {}).get("steps", []):
+        if s.get("step") == step:
+            return s.get("params") or {}
+    return {}
+
+
+def _verdicts(cat: Catalog) -> dict[str, tuple[str | None, float | None, int]]:
+    """clip id -> (effective verdict, share of live verdicts agreeing with it, number of live verdicts)."""
+    with cat.session() as s:
+        live = live_verdicts(load_decision_rows(s))
+    out = {}
+    for cid, by_annotator in live.items():
+        votes = [r.verdict for r in by_annotator.values()]
+        v = effective_verdict(votes)
+        out[cid] = (v, sum(x == v for x in votes) / len(votes), len(votes))
+    return out
+
+
+def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
+    """The release rows of the clips in ``split`` (clip id -> train/test), in clip id order."""
+    verdicts = _verdicts(cat)
+    with cat.session() as s:
+        rows = s.execute(select(Clip, Source).join(Source, Source.id == Clip.source_id)
+                         .where(Clip.id.in_(list(split)))).all()
+        out = []
+        for clip, src in rows:
+            if clip.status != ClipStatus.ACCEPTED:
+                continue  # taken down or rejected since the split was planned: never released
+            verdict, agreement, n = verdicts.get(clip.id, ("accept" if clip.origin == "release" else None, None, 0))
+            out.append({
+                "clip_id": clip.id, "video_id": src.id, "url": src.webpage_url or src.url, "start_s": clip.start_s,
+                "duration_s": clip.duration_s, "source_duration_s": src.duration_s, "split": split[clip.id],
+                "query": src.query, "verdict": verdict, "agreement": agreement, "ratings": n,
+                "license": src.license,
+                "separator": _step_params(clip.lineage, "separate").get("model", src.separator),
+                "target_lufs": _step_params(clip.lineage, "loudness").get("target_lufs"),
+                "fps": _step_params(clip.lineage, "clip").get("fps"),
+                "music_sha256": clip.music_sha256, "music_fingerprint": clip.music_fingerprint,
+            })
+    return pd.DataFrame(out, columns=COLUMNS).sort_values("clip_id").reset_index(drop=True)
+
+
+def processing_parameters(df: pd.DataFrame) -> dict:
+    """The distinct processing parameters of the rows (one value each in a uniformly made release)."""
+    return {k: sorted({v for v in df[k] if v is not None and not pd.isna(v)}, key=str) for k in _PROCESSING}
+
+
+def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping | None = None) -> list[Path]:
+    """The three release files under ``out_dir`` (atomic each); returns their paths."""
+    if list(df.columns) != COLUMNS:
+        raise ReleaseError(f"release rows need the columns {COLUMNS}")
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / FILES[0]) as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(out_dir / FILES[1]) as tmp:
+        df.to_csv(tmp, index=False)
+    meta = {"format": RELEASE_FORMAT, "name": name, "clips": len(df), "videos": int(df.video_id.nunique()),
+            "splits": {p: int((df.split == p).sum()) for p in (TRAIN, TEST)},
+            "processing": processing_parameters(df), **dict(extra or {})}
+    atomic_write_text(out_dir / FILES[2], json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    return [out_dir / f for f in FILES]
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release read back: its rows and its release.json."""
+
+    path: Path
+    rows: pd.DataFrame = field(repr=False)
+    meta: dict
+
+    def videos(self) -> dict[str, pd.DataFrame]:
+        """video id -> its rows, in window order."""
+        return {v: g.sort_values("start_s") for v, g in self.rows.groupby("video_id", sort=True)}
+
+
+def read_release(path: str | Path) -> Release:
+    """A release from its directory, its ``.parquet`` or its ``.csv`` (release.json beside it, if present)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    data = folder / FILES[0] if path.is_dir() else path
+    if not data.is_file():
+        raise ReleaseError(f"no release at {data}: give the release.parquet or release.csv an export wrote")
+    try:
+        df = pd.read_csv(data, dtype={"video_id": str, "clip_id": str}) if data.suffix == ".csv" \
+            else pd.read_parquet(data)
+    except (OSError, ValueError) as err:
+        raise ReleaseError(f"{data}: not a readable release ({err})") from err
+    if missing := [c for c in COLUMNS if c not in df.columns]:
+        raise ReleaseError(f"{data}: missing columns {missing}")
+    if bad := sorted(set(df.split) - {TRAIN, TEST}):
+        raise ReleaseError(f"{data}: unknown splits {bad}")
+    if df.clip_id.duplicated().any():
+        raise ReleaseError(f"{data}: clip ids listed twice: {sorted(df.clip_id[df.clip_id.duplicated()])[:5]}")
+    df = df.astype(object).where(df.notna(), None)
+    meta_path = folder / FILES[2]
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    if meta and meta.get("format") != RELEASE_FORMAT:
+        raise ReleaseError(f"{meta_path}: format {meta.get('format')!r}, this version reads {RELEASE_FORMAT}")
+    return Release(data, df[COLUMNS].reset_index(drop=True), meta)
+
+
+DURATION_TOLERANCE_S = 0.5  # a source this much longer or shorter than the release's is another upload
+
+
+def compare_rebuilt(row: Mapping, *, source_duration_s: float | None, music_sha256: str | None,
+                    music_fingerprint: str | None) -> tuple[str, str]:
+    """("matching" | "different", how) of a rebuilt clip against its release row."""
+    from dvmset.music_groups import SAME_MUSIC_BER, bit_error_rate, decode_fingerprint
+
+    reasons = []
+    want_d = row.get("source_duration_s")
+    if want_d is not None and source_duration_s is not None and abs(source_duration_s - want_d) > DURATION_TOLERANCE_S:
+        reasons.append(f"the video is now {source_duration_s:.1f} s long, {want_d:.1f} s when released "
+                       "(re-uploaded or edited)")
+    if row.get("music_sha256") and music_sha256 == row["music_sha256"]:
+        return ("different", "; ".join(reasons)) if reasons else ("matching", "music identical (sha256)")
+    if row.get("music_fingerprint") and music_fingerprint:
+        ber = bit_error_rate(decode_fingerprint(row["music_fingerprint"]), decode_fingerprint(music_fingerprint),
+                             max_offset=4)
+        if ber <= SAME_MUSIC_BER and not reasons:
+            return "matching", f"music the same by fingerprint (bit error rate {ber:.3f}), not bit-identical"
+        reasons.append(f"processed music differs (sha256 changed, fingerprint bit error rate {ber:.3f})"
+                       if ber > SAME_MUSIC_BER else "processed music not bit-identical (sha256 changed)")
+    elif row.get("music_sha256"):
+        reasons.append("processed music differs (sha256 changed)")
+    else:
+        return ("different", "; ".join(reasons)) if reasons else ("matching", "the release has no checksum to compare")
+    return "different", "; ".join(reasons)

@@ -1,0 +1,209 @@
+"""Takedowns: a video or one clip removed from everything derived from it, the catalog rows kept as an
+audit record (when, why). Every step is idempotent, so a takedown interrupted anywhere and run again
+finishes: the request row is written first and names the clips; then the catalog marks, the feature
+shards (each affected shard rewritten atomically, every other clip's tensors byte for byte the same)
+and the index, the exports (manifest, JSONL, links, info.zip, release, card); media files are deleted
+by flows/takedown.py. A later curate refuses the video (:func:`refusal`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from safetensors import safe_open
+from safetensors.numpy import save_file
+from sqlalchemy import select
+
+from dvmset.catalog import Catalog
+from dvmset.io import atomic_path, atomic_write_text, remove_partials
+from dvmset.release import FILES as RELEASE_FILES
+from dvmset.shards import FeatureStore, read_shard_rows
+from dvmset.tables import Clip, Source, Takedown, utcnow
+
+log = logging.getLogger(__name__)
+
+TAKEN_DOWN = "taken_down"  # the status of a taken-down source or clip (its row stays)
+
+
+class TakedownError(ValueError):
+    """A takedown that cannot be planned (unknown video or clip, no reason)."""
+
+
+@dataclass(frozen=True)
+class TakedownPlan:
+    """What one takedown removes: a whole video, or one clip of it."""
+
+    id: int  # the takedowns row
+    video_id: str
+    clip_id: str | None
+    clip_ids: tuple[str, ...]
+    reason: str
+    finished: bool  # an earlier run already finished it (running it again changes nothing)
+
+
+def plan_takedown(cat: Catalog, *, video: str | None = None, clip: str | None = None, reason: str) -> TakedownPlan:
+    """Write (or find the unfinished) request row for the target and say what it removes."""
+    if (video is None) == (clip is None):
+        raise TakedownError("a takedown names either a video (--video ID) or a clip (--clip ID)")
+    if not reason or not reason.strip():
+        raise TakedownError("a takedown needs a --reason (kept in the catalog as its audit record)")
+    with cat.session() as s:
+        if clip is not None:
+            row = s.get(Clip, clip)
+            if row is None:
+                raise TakedownError(f"clip {clip} is not in the catalog")
+            video_id, clip_ids = row.source_id, [clip]
+        else:
+            if s.get(Source, video) is None:
+                raise TakedownError(f"video {video} is not in the catalog (its id, as `vidmusician status` lists)")
+            video_id = video
+            clip_ids = sorted(s.scalars(select(Clip.id).where(Clip.source_id == video)))
+        same_target = Takedown.clip_id.is_(None) if clip is None else Takedown.clip_id == clip
+        req = s.scalars(select(Takedown).where(Takedown.video_id == video_id, same_target)
+                        .order_by(Takedown.id.desc())).first()
+        if req is None or (req.finished_at is not None and sorted(req.clip_ids or []) != clip_ids):
+            req = Takedown(video_id=video_id, clip_id=clip, reason=reason.strip(), clip_ids=clip_ids)
+            s.add(req)
+            s.flush()
+        return TakedownPlan(req.id, video_id, clip, tuple(sorted(set(req.clip_ids or []) | set(clip_ids))),
+                            req.reason, req.finished_at is not None)
+
+
+def mark_catalog(cat: Catalog, plan: TakedownPlan) -> None:
+    """Clips (and, for a video, its source) marked taken down with when and why; rows are kept."""
+    with cat.session() as s:
+        when = s.get(Takedown, plan.id).requested_at
+        for c in s.scalars(select(Clip).where(Clip.id.in_(plan.clip_ids))):
+            c.status, c.path, c.split = TAKEN_DOWN, None, None
+            c.taken_down_at, c.takedown_reason = c.taken_down_at or when, c.takedown_reason or plan.reason
+        if plan.clip_id is None:
+            src = s.get(Source, plan.video_id)
+            src.status, src.media_path, src.music_path = TAKEN_DOWN, None, None
+            src.taken_down_at, src.takedown_reason = src.taken_down_at or when, src.takedown_reason or plan.reason
+
+
+def finish(cat: Catalog, plan: TakedownPlan) -> None:
+    with cat.session() as s:
+        req = s.get(Takedown, plan.id)
+        req.finished_at = req.finished_at or utcnow()
+
+
+def refusal(cat: Catalog, *, video_id: str | None = None, url: str | None = None) -> str | None:
+    """Why curation must not take this video (a takedown names it), or None."""
+    with cat.session() as s:
+        ids = {video_id} if video_id else set()
+        if url:
+            ids |= set(s.scalars(select(Source.id).where((Source.url == url) | (Source.webpage_url == url))))
+        if not ids:
+            return None
+        req = s.scalars(select(Takedown).where(Takedown.video_id.in_(ids)).order_by(Takedown.id)).first()
+    if req is None:
+        return None
+    what = f"clip {req.clip_id} of video {req.video_id}" if req.clip_id else f"video {req.video_id}"
+    return f"{what} was taken down on {req.requested_at:%Y-%m-%d}: {req.reason}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature shards
+
+
+def _rewrite_shard(path: Path, gone: set[str]) -> bool:
+    """Write ``path`` again without the ``gone`` clips (atomic; deleted when none is left). True if changed."""
+    rows = read_shard_rows(path)
+    keep = [r for r in rows if r["clip_id"] not in gone]
+    if len(keep) == len(rows):
+        return False
+    if not keep:
+        path.unlink()
+        return True
+    with safe_open(str(path), framework="np") as f:
+        meta = dict(f.metadata() or {})
+        arrays = {k: f.get_tensor(k) for k in f.keys() if k.split("/", 1)[0] not in gone}  # noqa: SIM118
+    meta["clips"] = json.dumps(keep)
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp), metadata=meta)
+    return True
+
+
+def scrub_features(store: FeatureStore, clip_ids: Iterable[str]) -> list[str]:
+    """The clips out of the index (first: readers stop serving them) and out of every shard; returns the
+    names of the shards rewritten or deleted. The caller holds ``store.exclusive``."""
+    gone = set(clip_ids)
+    remove_partials(store.dir, "shard-*")  # a rewrite killed mid-write left its temp file
+    df = store.index()
+    if df.clip_id.isin(gone).any():
+        df = df[~df.clip_id.isin(gone)].sort_values(["shard", "clip_id"]).reset_index(drop=True)
+        with atomic_path(store.index_path) as tmp:
+            df.to_parquet(tmp, index=False)
+    return [p.name for p in store.shard_files() if _rewrite_shard(p, gone)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports
+
+
+def _jsonl_without(path: Path, gone: set[str]) -> None:
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [ln for ln in lines if not ln.strip() or Path(json.loads(ln)["path"]).stem not in gone]
+    if len(keep) != len(lines):
+        atomic_write_text(path, "".join(keep))
+
+
+def _zip_without(path: Path, gone: set[str]) -> None:
+    if not path.is_file():
+        return
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    if not any(Path(n).stem in gone for n in members):
+        return
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, data in members.items():
+            if Path(n).stem not in gone:
+                z.writestr(n, data)
+
+
+def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path, pd.DataFrame], None]) -> bool:
+    """One export without the clips: manifest, JSONL (both layouts), audio links and MusicInfo, info.zip,
+    the release, then the card again (``write_card(out, manifest)``). Returns whether it named any of them."""
+    gone = set(clip_ids)
+    manifest_path = out / "manifest.parquet"
+    if not manifest_path.is_file():
+        return False
+    manifest = pd.read_parquet(manifest_path)
+    named = bool(manifest.clip_id.isin(gone).any())
+    for name in RELEASE_FILES[:2]:  # the release may name a clip the manifest already lost (a killed run)
+        p = out / name
+        if p.is_file():
+            rel = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"clip_id": str})
+            if rel.clip_id.isin(gone).any():
+                named = True
+                with atomic_path(p) as tmp:
+                    kept = rel[~rel.clip_id.isin(gone)]
+                    kept.to_parquet(tmp, index=False) if p.suffix == ".parquet" else kept.to_csv(tmp, index=False)
+    for p in [out / "train.jsonl", out / "test.jsonl", *sorted(out.glob("egs/*/data.jsonl"))]:
+        _jsonl_without(p, gone)
+    for cid in gone:
+        for p in (out / "audio" / f"{cid}.mp4", out / "audio" / f"{cid}.json"):
+            if p.is_symlink() or p.exists():
+                p.unlink()
+    _zip_without(out / "audio" / "info.zip", gone)
+    if named:
+        manifest = manifest[~manifest.clip_id.isin(gone)].reset_index(drop=True)
+        write_card(out, manifest)
+        with atomic_path(manifest_path) as tmp:  # last: a re-run sees the export still names them
+            manifest.to_parquet(tmp, index=False)
+    return named
+
+
+def takedown_time(cat: Catalog, plan: TakedownPlan) -> dt.datetime:
+    with cat.session() as s:
+        return s.get(Takedown, plan.id).requested_at
