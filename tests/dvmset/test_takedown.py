@@ -1,0 +1,128 @@
+"""Takedown steps on a root with synthetic shards and a real export: the clip leaves the index, the
+shards (the others' tensors byte for byte the same), the manifest, the JSONL, the links, info.zip and
+the card; the catalog keeps its row with when and why; every step run twice changes nothing more."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from feature_helpers import add_clips, entry
+
+from dvmset.export import export_dataset
+from dvmset.export_card import write_card
+from dvmset.shards import FeatureStore, ShardReader, write_shard
+from dvmset.tables import Clip, Source, Takedown
+from dvmset.takedown import (
+    TAKEN_DOWN,
+    TakedownError,
+    finish,
+    mark_catalog,
+    plan_takedown,
+    refusal,
+    scrub_export,
+    scrub_features,
+)
+
+
+@pytest.fixture
+def exported(data_root, catalog, clip_factory):
+    ids = add_clips(catalog, data_root, clip_factory(4.0), {"a": ("q1", 2), "b": ("q1", 1), "c": ("q2", 2)})
+    store = FeatureStore(data_root.features_dir)
+    rows = write_shard(store.shard_path(0), [entry(i, seed=n) for n, i in enumerate(ids[:3])])
+    rows += write_shard(store.shard_path(1), [entry(i, seed=n + 3) for n, i in enumerate(ids[3:])])
+    store.append(rows)
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0)
+    return ids
+
+
+def _all_tensors(features_dir) -> dict[str, dict[str, bytes]]:
+    r = ShardReader(features_dir)
+    return {c: {k: v.tobytes() for k, v in r.get(c).items()} for c in r.clip_ids}
+
+
+def test_a_clip_is_gone_from_shards_index_and_export_and_the_rest_is_untouched(data_root, catalog, exported):
+    gone = "a-00060"  # shares shard 0 with two other clips
+    before = _all_tensors(data_root.features_dir)
+    out = data_root.export_dir("v1")
+    plan = plan_takedown(catalog, clip=gone, reason="rights holder request #12")
+    assert plan.clip_ids == (gone,) and plan.video_id == "a" and not plan.finished
+    mark_catalog(catalog, plan)
+    store = FeatureStore(data_root.features_dir)
+    assert scrub_features(store, plan.clip_ids) == ["shard-00000.safetensors"]
+
+    after = _all_tensors(data_root.features_dir)
+    assert gone not in after and gone not in ShardReader(data_root.features_dir)
+    assert after == {c: t for c, t in before.items() if c != gone}  # bit-identical, every other clip
+    reader = ShardReader(data_root.features_dir)
+    assert all(reader.verify(c) for c in reader.clip_ids)  # index checksums still hold
+    assert store.recover() == []  # the shard headers agree with the index
+
+    assert scrub_export(out, plan.clip_ids, lambda o, m: write_card(o, m, catalog))
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert gone not in set(manifest.clip_id) and len(manifest) == 4
+    for jsonl in [out / "train.jsonl", out / "test.jsonl", *out.glob("egs/*/data.jsonl")]:
+        assert gone not in jsonl.read_text()
+    assert not (out / "audio" / f"{gone}.mp4").exists() and not (out / "audio" / f"{gone}.json").exists()
+    with zipfile.ZipFile(out / "audio" / "info.zip") as z:
+        assert f"{gone}.json" not in z.namelist() and len(z.namelist()) == 4
+    assert gone not in (out / "DATASET.md").read_text() and "4 clips" in (out / "DATASET.md").read_text()
+    finish(catalog, plan)
+
+    with catalog.session() as s:
+        row = s.get(Clip, gone)
+        assert (row.status, row.takedown_reason, row.path) == (TAKEN_DOWN, "rights holder request #12", None)
+        assert row.taken_down_at is not None
+        assert s.get(Source, "a").status == "done"  # a clip takedown leaves the source's other clips
+        assert s.query(Takedown).one().finished_at is not None
+    assert "rights holder request #12" in refusal(catalog, video_id="a")
+    assert refusal(catalog, url="https://example.invalid/a") == refusal(catalog, video_id="a")
+    assert refusal(catalog, video_id="b") is None
+
+    # all again: nothing else changes, and the same request row is found
+    again = plan_takedown(catalog, clip=gone, reason="another wording")
+    assert again.id == plan.id and again.finished and again.reason == "rights holder request #12"
+    assert scrub_features(store, again.clip_ids) == []
+    assert not scrub_export(out, again.clip_ids, lambda o, m: write_card(o, m, catalog))
+    assert _all_tensors(data_root.features_dir) == after
+
+
+def test_a_video_takedown_takes_every_clip_and_a_lone_shard_is_deleted(data_root, catalog, exported):
+    plan = plan_takedown(catalog, video="c", reason="uploader asked")
+    assert plan.clip_ids == ("c-00000", "c-00060")
+    mark_catalog(catalog, plan)
+    store = FeatureStore(data_root.features_dir)
+    assert scrub_features(store, plan.clip_ids) == ["shard-00001.safetensors"]
+    assert not store.shard_path(1).exists() and set(store.index().clip_id) == {"a-00000", "a-00060", "b-00000"}
+    with catalog.session() as s:
+        src = s.get(Source, "c")
+        assert (src.status, src.takedown_reason) == (TAKEN_DOWN, "uploader asked")
+    assert "video c was taken down" in refusal(catalog, video_id="c")
+
+
+def test_a_shard_rewrite_killed_mid_write_leaves_a_temp_file_the_next_run_sweeps(data_root, catalog, exported):
+    store = FeatureStore(data_root.features_dir)
+    (store.dir / ".shard-00000.x1.part.safetensors").write_bytes(b"half a shard")
+    scrub_features(store, ["b-00000"])
+    assert not list(store.dir.glob(".*part*"))
+    assert "b-00000" not in ShardReader(store.dir)
+
+
+def test_what_cannot_be_planned_is_refused(catalog, exported):
+    with pytest.raises(TakedownError, match="either a video"):
+        plan_takedown(catalog, video="a", clip="a-00000", reason="x")
+    with pytest.raises(TakedownError, match="--reason"):
+        plan_takedown(catalog, clip="a-00000", reason="  ")
+    with pytest.raises(TakedownError, match="not in the catalog"):
+        plan_takedown(catalog, video="zz", reason="x")
+    with pytest.raises(TakedownError, match="not in the catalog"):
+        plan_takedown(catalog, clip="zz-00000", reason="x")
+
+
+def test_tensors_of_a_rewritten_shard_keep_their_dtypes(data_root, catalog, exported):
+    scrub_features(FeatureStore(data_root.features_dir), ["a-00000"])
+    t = ShardReader(data_root.features_dir).get("a-00060")
+    assert {k: v.dtype for k, v in t.items()} == {"global": np.float16, "rhythm": np.float32,
+                                                  "rhythm_global": np.float32, "codes": np.int16}
