@@ -8,11 +8,10 @@ goes on. The catalog records each finished step, so a killed run, re-run, redoes
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prefect import flow, task
@@ -21,11 +20,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from dvmset import sources
 from dvmset.catalog import Catalog
-from dvmset.constants import CLIP_SECONDS, VIDEO_FPS
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import SourceStatus
-from dvmset.runs import params_hash, record_run, run_done
+from dvmset.runs import record_run, run_done
+from flows.config import CurateConfig
 from pipeline import clip as clipping
 from pipeline import download as dl
 from pipeline import qc
@@ -37,55 +36,6 @@ log = logging.getLogger(__name__)
 
 #: Events sent to ``on_event``: ("source", source_id, status) and ("clip", clip_id, status).
 EventHook = Callable[[str, str, str], None]
-
-
-@dataclass(frozen=True)
-class CurateConfig:
-    """What a curate run does to each source; its hash keys the steps recorded in `runs`."""
-
-    separator: str = "demucs"  # "demucs" | "none" (skipped on purpose, recorded per source)
-    demucs_name: str = "htdemucs"
-    demucs_repo: str | None = None  # a local Demucs repo dir (name.yaml + .th), else the torch-hub cache
-    demucs_shifts: int = 1
-    demucs_segment_s: float | None = None
-    device: str = "cpu"
-    target_lufs: float = -14.0
-    clip_seconds: float = float(CLIP_SECONDS)
-    fps: int = VIDEO_FPS
-    max_clips_per_source: int | None = None
-    min_duration_s: float | None = None  # default: one clip
-    max_duration_s: float | None = 1800.0
-    download_retries: int = 3  # Prefect retries of a download that failed for a transient reason
-    download_backoff_s: float = 1.0  # first retry delay; each next one is 4× longer (1, 4, 16 s)
-    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
-
-    def __post_init__(self) -> None:
-        if self.separator not in ("demucs", "none"):
-            raise ValueError(f"unknown separator {self.separator!r}: use 'demucs' or 'none'")
-        if self.clip_seconds <= 0:
-            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
-
-    @property
-    def separator_label(self) -> str:
-        return self.demucs_name if self.separator == "demucs" else "none"
-
-    def audio_params_hash(self) -> str:
-        keys = ("separator", "demucs_name", "demucs_shifts", "demucs_segment_s", "target_lufs")
-        return params_hash({k: getattr(self, k) for k in keys})
-
-    def clip_params_hash(self) -> str:
-        return params_hash({"audio": self.audio_params_hash(), "clip_seconds": self.clip_seconds, "fps": self.fps})
-
-    def download_options(self) -> dl.DownloadOptions:
-        return dl.DownloadOptions(
-            min_duration_s=self.min_duration_s if self.min_duration_s is not None else self.clip_seconds,
-            max_duration_s=self.max_duration_s,
-        )
-
-    def retry_delays(self) -> list[float]:
-        return [self.download_backoff_s * 4**i for i in range(self.download_retries)]
 
 
 @dataclass(frozen=True)
@@ -171,10 +121,12 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
     t0 = time.perf_counter()
     report = error = None
     try:
-        clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs)
-        report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s))
+        cut = clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs)
+        report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s), loudness=cut.loudness,
+                            peaks_path=root.peaks_path(cid))  # waveform peaks stored for the review tool
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
         dest.unlink(missing_ok=True)
+        root.peaks_path(cid).unlink(missing_ok=True)
         error = item_failure(err)
         log.warning("clip %s failed: %s", cid, error)
     path = str(dest.relative_to(root.path)) if error is None else None

@@ -15,52 +15,20 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
-from dvmset.constants import CLIP_SECONDS, SAMPLE_RATE_HZ, TOKEN_RATE_HZ, VIDEO_FPS
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
-from dvmset.runs import params_hash, record_run
-from dvmset.shards import SHARD_FORMAT, FeatureStore
+from dvmset.runs import record_run
+from dvmset.shards import FeatureStore
 from dvmset.status import FEATURES_STAGE
 from dvmset.tables import Clip, Run, Source
+from flows.config import FeaturesConfig
 
 log = logging.getLogger(__name__)
 STAGE = FEATURES_STAGE
 
 ClipHook = Callable[[str, str | None], None]  # (clip id, error or None) after each clip
 PlanHook = Callable[[int, int], None]  # (clips to extract, clips already in shards)
-
-
-@dataclass(frozen=True)
-class FeaturesConfig:
-    """A features run; ``identity()`` is what must match across the shards of one features dir."""
-
-    clip_model: str = "ViT-L-14"  # D = 768, the width the model presets assume (model/README.md)
-    pretrained: str | None = "openai"
-    codec: str = "facebook/musicgen-small"
-    device: str = "cpu"
-    precision: str = "auto"
-    clip_s: int = CLIP_SECONDS
-    clips_per_shard: int = 64
-    batch_size: int = 32
-    limit: int | None = None
-    retry_failed: bool = False  # try again the clips this extractor failed on in earlier runs
-
-    def __post_init__(self) -> None:
-        if self.clip_model == "tiny":
-            object.__setattr__(self, "pretrained", None)  # random weights only
-        if self.clips_per_shard < 1:
-            raise ValueError(f"clips_per_shard must be >= 1, got {self.clips_per_shard}")
-        if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must be >= 0, got {self.limit}")
-
-    def identity(self) -> dict:
-        return {"format": SHARD_FORMAT, "clip_model": self.clip_model, "pretrained": self.pretrained,
-                "codec": self.codec, "clip_s": self.clip_s, "fps": VIDEO_FPS,
-                "token_rate": TOKEN_RATE_HZ, "sample_rate": SAMPLE_RATE_HZ}
-
-    def params_hash(self) -> str:
-        return params_hash(self.identity())
 
 
 @contextlib.contextmanager

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 from dvmset.catalog import Catalog
-from dvmset.status import status_report
-from flows.curate import CurateConfig, run_curate
+from flows.config import CurateConfig
 from flows.progress import progress_bar
 from flows.settings import add_root_arg, open_catalog, resolve_root
 
@@ -69,6 +68,7 @@ def _read_queries(path: Path | None) -> list[str]:
 def curate_with_progress(root, db_url: str, *, queries: list[str], urls: list[str], per_query: int,  # noqa: ANN001
                          cfg: CurateConfig, retry_failed: bool) -> dict:
     """Run the flow with a progress bar over sources (and a count of clips made)."""
+    from flows.curate import run_curate  # Prefect and the stages: loaded only when curating
     # A failed source is expected and recorded with its reason (flows.curate logs one line for it);
     # Prefect's own task-failure log would add a traceback per dead URL. -v keeps it.
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
@@ -123,6 +123,8 @@ def _by_status(counts: dict) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from dvmset.status import status_report
+
     root = resolve_root(args.root)
     report = status_report(root, open_catalog(root))
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from flows.commands.curate import curate_with_progress, print_summary
-from flows.curate import CurateConfig
+from flows.config import CurateConfig
 from flows.demo import demo_separator, make_demo_media, serve_directory
 from flows.settings import add_root_arg, open_catalog, resolve_root
 

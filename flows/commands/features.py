@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dvmset.constants import TEST_FRACTION
-from flows.features import FeaturesConfig, features_flow
+from flows.config import FeaturesConfig
 from flows.progress import progress_bar
 from flows.settings import add_root_arg, open_catalog, resolve_root
 
@@ -53,6 +53,8 @@ def config_from_args(args: argparse.Namespace) -> FeaturesConfig:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    from flows.features import features_flow  # Prefect, torch: loaded only when extracting
+
     if args.threads:
         import torch
 

@@ -101,6 +101,10 @@ def test_flow_curates_good_sources_and_records_each_bad_one(served, data_root: D
         assert data_root.clip_path(c.id).stat().st_size > 10_000
         assert c.scene_cuts is not None and c.scene_cuts >= 5 and c.silence_ratio < 0.5
         assert c.loudness_lufs == pytest.approx(-14.0, abs=1.0) and c.loudness_range_lu is not None
+        # the QC report's newer fields reach their columns, and the review tool's peaks are stored
+        assert c.still_s is not None and c.true_peak_dbtp is not None and c.true_peak_dbtp <= -1.0
+        assert c.clip_gain_db is not None and c.limiting_db is not None
+        assert data_root.peaks_path(c.id).is_file()
     assert sorted(len(v) for v in by_source.values()) == [1, 2]
     assert sum(1 for e in events if e[0] == "source") == len(urls)
 
@@ -241,7 +245,8 @@ def test_two_runs_on_one_root_at_once_do_each_source_once(served, tmp_path: Path
         runs = s.execute(select(Run.stage, Run.key, Run.status)).all()
     assert [(r.status, r.error) for r in sources] == [(SourceStatus.DONE, None)] * 2, outs
     assert len(clips) == 4 and all(c.status == ClipStatus.PENDING_REVIEW for c in clips)
-    assert sorted(p.name for p in root.clips_dir.iterdir()) == sorted(f"{c.id}.mp4" for c in clips)
+    assert sorted(p.name for p in root.clips_dir.iterdir()) == sorted(  # each clip and its peaks, once
+        name for c in clips for name in (f"{c.id}.mp4", root.peaks_path(c.id).name))
     clip_runs = [(key, st) for stage, key, st in runs if stage == "clip"]
     assert sorted(clip_runs) == sorted((c.id, "done") for c in clips)
 

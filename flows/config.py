@@ -1,0 +1,93 @@
+"""The configs of the runs, light to import: the command line builds its options and defaults from them
+without loading the flows (Prefect, the stages) until a command runs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from dvmset.constants import CLIP_SECONDS, SAMPLE_RATE_HZ, TOKEN_RATE_HZ, VIDEO_FPS
+from dvmset.runs import params_hash
+from dvmset.shards import SHARD_FORMAT
+from pipeline.download import DownloadOptions
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """What a curate run does to each source; its hash keys the steps recorded in `runs`."""
+
+    separator: str = "demucs"  # "demucs" | "none" (skipped on purpose, recorded per source)
+    demucs_name: str = "htdemucs"
+    demucs_repo: str | None = None  # a local Demucs repo dir (name.yaml + .th), else the torch-hub cache
+    demucs_shifts: int = 1
+    demucs_segment_s: float | None = None
+    device: str = "cpu"
+    target_lufs: float = -14.0
+    clip_seconds: float = float(CLIP_SECONDS)
+    fps: int = VIDEO_FPS
+    max_clips_per_source: int | None = None
+    min_duration_s: float | None = None  # default: one clip
+    max_duration_s: float | None = 1800.0
+    download_retries: int = 3  # Prefect retries of a download that failed for a transient reason
+    download_backoff_s: float = 1.0  # first retry delay; each next one is 4× longer (1, 4, 16 s)
+    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+
+    def __post_init__(self) -> None:
+        if self.separator not in ("demucs", "none"):
+            raise ValueError(f"unknown separator {self.separator!r}: use 'demucs' or 'none'")
+        if self.clip_seconds <= 0:
+            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+
+    @property
+    def separator_label(self) -> str:
+        return self.demucs_name if self.separator == "demucs" else "none"
+
+    def audio_params_hash(self) -> str:
+        keys = ("separator", "demucs_name", "demucs_shifts", "demucs_segment_s", "target_lufs")
+        return params_hash({k: getattr(self, k) for k in keys})
+
+    def clip_params_hash(self) -> str:
+        return params_hash({"audio": self.audio_params_hash(), "clip_seconds": self.clip_seconds, "fps": self.fps})
+
+    def download_options(self) -> DownloadOptions:
+        return DownloadOptions(
+            min_duration_s=self.min_duration_s if self.min_duration_s is not None else self.clip_seconds,
+            max_duration_s=self.max_duration_s,
+        )
+
+    def retry_delays(self) -> list[float]:
+        return [self.download_backoff_s * 4**i for i in range(self.download_retries)]
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """A features run; ``identity()`` is what must match across the shards of one features dir."""
+
+    clip_model: str = "ViT-L-14"  # D = 768, the width the model presets assume (model/README.md)
+    pretrained: str | None = "openai"
+    codec: str = "facebook/musicgen-small"
+    device: str = "cpu"
+    precision: str = "auto"
+    clip_s: int = CLIP_SECONDS
+    clips_per_shard: int = 64
+    batch_size: int = 32
+    limit: int | None = None
+    retry_failed: bool = False  # try again the clips this extractor failed on in earlier runs
+
+    def __post_init__(self) -> None:
+        if self.clip_model == "tiny":
+            object.__setattr__(self, "pretrained", None)  # random weights only
+        if self.clips_per_shard < 1:
+            raise ValueError(f"clips_per_shard must be >= 1, got {self.clips_per_shard}")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+
+    def identity(self) -> dict:
+        return {"format": SHARD_FORMAT, "clip_model": self.clip_model, "pretrained": self.pretrained,
+                "codec": self.codec, "clip_s": self.clip_s, "fps": VIDEO_FPS,
+                "token_rate": TOKEN_RATE_HZ, "sample_rate": SAMPLE_RATE_HZ}
+
+    def params_hash(self) -> str:
+        return params_hash(self.identity())
