@@ -28,6 +28,8 @@ COLUMNS = ["clip_id", "video_id", "url", "start_s", "duration_s", "source_durati
            "verdict", "agreement", "ratings", "license", "separator", "target_lufs", "fps", "music_sha256",
            "music_fingerprint"]
 _PROCESSING = ("separator", "target_lufs", "fps")
+_TEXT = ("clip_id", "video_id", "url", "split", "query", "verdict", "license", "separator", "music_sha256",
+         "music_fingerprint")  # read as text from the CSV (a hex checksum of digits is not a number)
 
 
 class ReleaseError(ValueError):
@@ -119,7 +121,7 @@ def read_release(path: str | Path) -> Release:
     if not data.is_file():
         raise ReleaseError(f"no release at {data}: give the release.parquet or release.csv an export wrote")
     try:
-        df = pd.read_csv(data, dtype={"video_id": str, "clip_id": str}) if data.suffix == ".csv" \
+        df = pd.read_csv(data, dtype=dict.fromkeys(_TEXT, str)) if data.suffix == ".csv" \
             else pd.read_parquet(data)
     except (OSError, ValueError) as err:
         raise ReleaseError(f"{data}: not a readable release ({err})") from err

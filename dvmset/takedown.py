@@ -183,7 +183,7 @@ def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path,
     for name in RELEASE_FILES[:2]:  # the release may name a clip the manifest already lost (a killed run)
         p = out / name
         if p.is_file():
-            rel = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"clip_id": str})
+            rel = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype=str, keep_default_na=False)
             if rel.clip_id.isin(gone).any():
                 named = True
                 with atomic_path(p) as tmp:
