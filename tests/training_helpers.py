@@ -63,6 +63,21 @@ def cli_env(threads: int = 1) -> dict[str, str]:
     return env
 
 
+def run_main(args: list[str]) -> int:
+    """`vidmusician ARGS` in this process on one torch thread (what cli_env gives a subprocess): the same
+    numbers as a CLI process, without another interpreter start."""
+    import torch
+
+    from flows.cli import main
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(args)
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=cli_env(), capture_output=True,
                           text=True, timeout=timeout)
