@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dvmset.catalog import Catalog
 from dvmset.lineage import record_lineage
-from flows.curate import CurateConfig
+from flows.config import CurateConfig
 from pipeline import provenance
 from pipeline.clip import ClipSpan
 from pipeline.fingerprint import window_music
