@@ -133,7 +133,8 @@ def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> StepResu
         state.scaler.unscale_(state.optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)  # [] before clipping
     stats = torch.cat([loss.detach().float().reshape(1), per_k.detach().float(), grad_norm.detach().float().reshape(1)])
-    bad = (~torch.isfinite(stats)).any().float().reshape(1)
+    finite = torch.isfinite(stats)
+    bad = torch.stack([(~finite[:-1]).any(), ~finite[-1]]).float()  # [loss or CE bad, gradient bad]
     if world > 1:
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         dist.all_reduce(stats, op=dist.ReduceOp.SUM)
@@ -143,18 +144,21 @@ def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> StepResu
     state.batch_in_epoch += 1
     values = stats.tolist()
     result = dict(loss=values[0], per_codebook=values[1:-1], lr=lr, grad_norm=values[-1])
-    if bad.item() > 0 and state.scaler is None:
-        return _skip_nonfinite(state, result)
-    if state.scaler is not None:
+    loss_bad, grad_bad = (bool(b) for b in bad.tolist())
+    if state.scaler is None:
+        if loss_bad or grad_bad:
+            return _skip_nonfinite(state, result)
+        state.optimizer.step()
+    else:
         scale = state.scaler.get_scale()
         state.scaler.step(state.optimizer)  # skips the update itself on inf/nan gradients
-        state.scaler.update()
-        if state.scaler.get_scale() < scale:
+        state.scaler.update()  # always: it also resets the scaler's per-step bookkeeping
+        if loss_bad:  # the unscaled loss itself: not an overflow of the scale
+            return _skip_nonfinite(state, result)
+        if grad_bad:
             state.skipped_scaler += 1
             logger.info("step %d: fp16 gradient overflow, scale %g -> %g", state.step, scale, state.scaler.get_scale())
             return StepResult(**result, skipped="scaler")
-    else:
-        state.optimizer.step()
     state.scheduler.step()
     if state.ema is not None:
         state.ema.update(model)

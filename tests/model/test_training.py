@@ -204,3 +204,19 @@ def test_mismatched_features_name_the_flag(tmp_path, make_model):
                           window_s=2).spec()
     with pytest.raises(FeatureMismatchError, match="--backbone"):
         check_features(real, model)
+
+
+def test_scaler_overflow_is_a_skip_counted_apart(batch, make_model):
+    """The fp16 path's bookkeeping, on CPU: an overflowing loss scale skips the update inside the scaler,
+    halves the scale and counts as `skipped_scaler`, not as a non-finite step."""
+    state = new_state(make_model(), TrainConfig.debug(stage=2, warmup_steps=0))
+    state.scaler = torch.amp.GradScaler("cpu", init_scale=float("inf"))  # every scaled gradient overflows
+    before = _trainable_copy(state.model)
+    res = train_step(state, batch)
+    assert res.skipped == "scaler" and (state.skipped_scaler, state.skipped_nonfinite) == (1, 0)
+    assert math.isfinite(res.loss) and state.consecutive_nonfinite == 0
+    assert all(torch.equal(p, before[n]) for n, p in state.model.trainable_state().items())
+    assert state.scheduler.last_epoch == 0
+    state.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)  # a sane scale: the update goes through
+    assert train_step(state, batch).skipped is None and state.scheduler.last_epoch == 1
+    assert any(not torch.equal(p, before[n]) for n, p in state.model.trainable_state().items())
