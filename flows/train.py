@@ -224,10 +224,10 @@ def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows
                    "skipped_scaler": state.skipped_scaler, **{f"ce_{k}": v for k, v in enumerate(res.per_codebook)}}
             if state.step % run.val_every == 0 or state.step == total:
                 row.update(_after_validation(run, state, val_ds, fingerprint, rank, world, device, out))
+            if writer is not None:  # before the checkpoint: a resume never lacks the row of its own step
+                writer.write(row)
             if state.step % run.ckpt_every == 0 or state.step == total:
                 _checkpoint(run, state, fingerprint, rank, out, val_ds is None)
-            if writer is not None:
-                writer.write(row)
             bar.update(state.step, res.loss, res.lr, rate)
             t_last = time.perf_counter()  # validation and checkpoints are not counted in steps/s
         if state.step < total:

@@ -89,9 +89,11 @@ class MetricsWriter:
         if not self.path.exists():
             return
         with self.path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        kept = [r for r in rows if int(r["step"]) <= step]
-        if len(kept) == len(rows):
+            text = fh.read()
+        rows = list(csv.DictReader(text.splitlines()))
+        # a row cut short by a kill has missing fields (None) or an unreadable step; drop it with the rest
+        kept = [r for r in rows if None not in r.values() and r.get("step", "").isdigit() and int(r["step"]) <= step]
+        if len(kept) == len(rows) and text.endswith("\n"):
             return
         with atomic_path(self.path) as tmp, tmp.open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=self.fields)

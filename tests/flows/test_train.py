@@ -158,3 +158,21 @@ def test_data_may_be_a_features_dir_a_root_or_an_export(tmp_path):
     assert features_source(export) == (features, ["train-00", "test-00"])
     with pytest.raises(FileNotFoundError, match="--data ROOT"):
         features_source(tmp_path)
+
+
+def test_resumed_metrics_drop_rows_past_the_checkpoint_and_a_torn_row(tmp_path):
+    from flows.train_output import MetricsWriter
+
+    w = MetricsWriter(tmp_path, n_codebooks=2, resume_step=None, tensorboard=False)
+    for step in range(1, 6):
+        w.write({"stage": 1, "step": step, "epoch": 0, "loss": 8.0 - step / 10})
+    w.close()
+    with (tmp_path / "metrics.csv").open("a") as fh:
+        fh.write("1,6,0,7.3")  # the killed process's last, unfinished row
+    w = MetricsWriter(tmp_path, n_codebooks=2, resume_step=4, tensorboard=False)
+    w.write({"stage": 1, "step": 5, "epoch": 0, "loss": 7.5})
+    w.close()
+    with (tmp_path / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["loss"] == "7.5"
+    assert all(None not in r.values() for r in rows)
