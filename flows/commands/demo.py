@@ -14,11 +14,19 @@ from flows.settings import add_root_arg, open_catalog, resolve_root
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="curate ffmpeg-made sample videos served on loopback (offline)")
     add_root_arg(p)
+    p.add_argument("--full", action="store_true",
+                   help="then accept every clip (a demo shortcut), extract features with tiny random models, "
+                        "export, train both stages on the debug backbone and generate music for one video")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     root = resolve_root(args.root)
+    if args.full:
+        from flows.demo_full import run_full_demo  # torch and the model load only for --full
+
+        print(run_full_demo(root.path))
+        return 0
     cat = open_catalog(root)
     t0 = time.perf_counter()
     media_dir = root.path / "demo-media"
