@@ -96,8 +96,34 @@ def owner_pid(owner: str) -> int | None:
     return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
 
 
-def _claimable(t: Table, now: dt.datetime):  # noqa: ANN202 - a SQL boolean clause
-    return or_(t.c.lease_owner.is_(None), t.c.lease_expires_at.is_(None), t.c.lease_expires_at < now)
+def owner_is_gone(owner: str) -> bool:
+    """True when ``owner`` was a process of this host that no longer runs: its lease needs no waiting out.
+
+    Only a positive answer counts (a reused pid reads as alive, another host's owner as unknown): the
+    safe direction is to wait for the expiry.
+    """
+    host, pid = owner.rsplit(":", 2)[0], owner_pid(owner)
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def _claimable(t: Table, now: dt.datetime, gone: list[str]):  # noqa: ANN202 - a SQL boolean clause
+    free = [t.c.lease_owner.is_(None), t.c.lease_expires_at.is_(None), t.c.lease_expires_at < now]
+    return or_(*free, t.c.lease_owner.in_(gone)) if gone else or_(*free)
+
+
+def _gone(conn, t: Table, keys: list[str], now: dt.datetime) -> list[str]:  # noqa: ANN001 - a Connection
+    """Owners of live leases on ``keys`` that were processes of this host and have died."""
+    owners = conn.scalars(select(t.c.lease_owner).distinct().where(
+        t.c.id.in_(keys), t.c.lease_owner.is_not(None), t.c.lease_expires_at >= now))
+    return [o for o in owners if owner_is_gone(o)]
 
 
 def _reason(kind: LeaseKind, key: str, attempts: int, last_owner: str | None) -> str:
@@ -107,7 +133,11 @@ def _reason(kind: LeaseKind, key: str, attempts: int, last_owner: str | None) ->
 
 def claim(cat: Catalog, kind: LeaseKind, keys: Iterable[str], owner: str, policy: LeasePolicy = LeasePolicy(),
           *, limit: int | None = None, clock: Clock = utcnow) -> Claim:
-    """Claim up to ``limit`` of ``keys`` (all by default) for ``owner`` until now + ``policy.ttl_s``."""
+    """Claim up to ``limit`` of ``keys`` (all by default) for ``owner`` until now + ``policy.ttl_s``.
+
+    A key is free when unleased, when its lease has expired, or when its owner was a process of this
+    host that has died (:func:`owner_is_gone`: a killed run's re-run on the same host need not wait).
+    """
     keys = list(dict.fromkeys(keys))
     if cat.engine.dialect.name == "postgresql":
         return _claim_skip_locked(cat, kind, keys, owner, policy, limit, clock())
@@ -130,7 +160,7 @@ def _claim_skip_locked(cat: Catalog, kind: LeaseKind, keys: list[str], owner: st
     with cat.engine.begin() as conn:
         existing = set(conn.scalars(select(t.c.id).where(t.c.id.in_(keys))))
         rows = conn.execute(select(t.c.id, t.c.lease_owner, t.c.attempts)
-                            .where(t.c.id.in_(keys), _claimable(t, now))
+                            .where(t.c.id.in_(keys), _claimable(t, now, _gone(conn, t, keys, now)))
                             .order_by(t.c.id).with_for_update(skip_locked=True)).all()
         free = {r.id: r for r in rows}
         for key in keys:
@@ -154,12 +184,14 @@ def _claim_compare_and_set(cat: Catalog, kind: LeaseKind, keys: list[str], owner
     t, out = kind.table, Claim()
     expires = now + dt.timedelta(seconds=policy.ttl_s)
     with cat.engine.connect() as conn:
+        with conn.begin():
+            gone = _gone(conn, t, keys, now)
         for key in keys:
             if limit is not None and len(out.claimed) >= limit:
                 out.held.append(key)
                 continue
             with conn.begin():  # each key its own short write, so a long list never holds SQLite's lock
-                won = conn.execute(update(t).where(t.c.id == key, _claimable(t, now),
+                won = conn.execute(update(t).where(t.c.id == key, _claimable(t, now, gone),
                                                    t.c.attempts < policy.max_attempts)
                                    .values(lease_owner=owner, lease_expires_at=expires,
                                            attempts=t.c.attempts + 1)).rowcount
@@ -171,7 +203,7 @@ def _claim_compare_and_set(cat: Catalog, kind: LeaseKind, keys: list[str], owner
                     out.missing.append(key)
                     continue
                 reason = _reason(kind, key, row.attempts, row.lease_owner)
-                gave_up = conn.execute(update(t).where(t.c.id == key, _claimable(t, now),
+                gave_up = conn.execute(update(t).where(t.c.id == key, _claimable(t, now, gone),
                                                        t.c.attempts >= policy.max_attempts)
                                        .values(**_give_up_values(kind, reason))).rowcount
                 if gave_up == 1:

@@ -4,6 +4,9 @@ only by the owner, a key whose workers keep dying given up as a failed row; revi
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
 import threading
 import time
 
@@ -144,10 +147,20 @@ def test_the_heartbeat_renews_and_notices_a_takeover(catalog):
 
 
 def test_owner_names_carry_the_process_id():
-    import os
-
     assert leases.owner_pid(leases.new_owner()) == os.getpid()
     assert leases.owner_pid("elsewhere") is None
+
+
+def test_a_live_lease_of_a_dead_process_of_this_host_is_taken_over_at_once(any_catalog):
+    keys = _sources(any_catalog, 3)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    dead = f"{socket.gethostname()}:{ended.pid}:0badc0de"
+    for key, owner in zip(keys, (dead, f"other-host:{ended.pid}:0badc0de", leases.new_owner()), strict=True):
+        leases.claim(any_catalog, SOURCES, [key], owner, POLICY, clock=at(0))
+    out = leases.claim(any_catalog, SOURCES, keys, "b", POLICY, clock=at(1))  # every lease still live
+    assert out.claimed == keys[:1] and out.held == keys[1:]  # another host's, or a live process's: wait
+    assert leases.holder(any_catalog, SOURCES, keys[0])[::2] == ("b", 2)
 
 
 def test_revision_0004_adds_the_lease_columns_keeping_rows(data_root):
