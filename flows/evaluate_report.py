@@ -42,10 +42,14 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.{digits}f}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def report_markdown(report: EvaluationReport) -> str:
     lines = ["# Evaluation", "",
-             f"{report.n_scored} clips scored of {report.n_paired} paired; "
-             + (f"{n_out} clip ids left out (listed below)." if (n_out := len({e.clip_id for e in report.excluded}))
+             f"{_count(report.n_scored, 'clip')} scored of {report.n_paired} paired; "
+             + (f"{_count(n_out, 'clip id')} left out (listed below)." if (n_out := len({e.clip_id for e in report.excluded}))
                 else "none left out."), "",
              "| | " + " | ".join(title for _, title in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
@@ -70,7 +74,7 @@ def report_markdown(report: EvaluationReport) -> str:
     if rhythm is not None and not rhythm.skipped:
         e = rhythm.extra
         lines += ["## Rhythm", "",
-                  f"recall {_fmt(rhythm.value)} (±{e['tolerance_s']:g} s, {e['n_cuts']} cuts in {rhythm.n} videos), "
+                  f"recall {_fmt(rhythm.value)} (±{e['tolerance_s']:g} s, {e['n_cuts']} cuts in {_count(rhythm.n, 'video')}), "
                   f"precision {_fmt(e['precision'])}, F1 {_fmt(e['f1'])}; chance: closed form "
                   f"{_fmt(rhythm.chance['closed_form'])}, 2τ × beats/s {_fmt(rhythm.chance['two_tau_beats_per_second'])}, "
                   f"music shuffled across videos {_fmt(rhythm.chance.get('shuffled_music'))}"
