@@ -16,7 +16,7 @@ Choices the paper leaves open, made here:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -89,10 +89,6 @@ class TrainConfig:
                     steps=24, window_s=2, cfg_dropout=0.3, max_nonfinite=3)
         base.update(changes)
         return cls(**base)  # type: ignore[arg-type]
-
-    def for_stage(self, stage: int, **changes: object) -> TrainConfig:
-        """The same recipe for another stage, with that stage's paper lr unless `lr` is given."""
-        return replace(self, stage=stage, lr=changes.pop("lr", None), **changes)  # type: ignore[arg-type]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
