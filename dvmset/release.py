@@ -166,3 +166,18 @@ def compare_rebuilt(row: Mapping, *, source_duration_s: float | None, music_sha2
     else:
         return ("different", "; ".join(reasons)) if reasons else ("matching", "the release has no checksum to compare")
     return "different", "; ".join(reasons)
+
+
+_PER_CLIP = {"start_s", "duration_s", "source_gain_db", "clip_gain_db"}  # a window's own values, not settings
+
+
+def distinct_steps(cat: Catalog, clip_ids: list[str]) -> list[dict]:
+    """The processing steps of these clips with their tools, versions and settings, each distinct one once."""
+    with cat.session() as s:
+        lineages = s.scalars(select(Clip.lineage).where(Clip.id.in_(clip_ids))).all()
+    seen: dict[str, dict] = {}
+    for lin in lineages:
+        for st in (lin or {}).get("steps", []):
+            item = {**st, "params": {k: v for k, v in st["params"].items() if k not in _PER_CLIP}}
+            seen.setdefault(json.dumps(item, sort_keys=True, default=str), item)
+    return list(seen.values())
