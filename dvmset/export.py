@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from dvmset.card import dataset_card
+from dvmset import release as rel
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
+from dvmset.export_card import EXPORT_PARAMS, music_groups_of, write_card
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import DataRoot
+from dvmset.music_groups import MusicGroup, source_groups
 from dvmset.records import TEST, TRAIN, ClipStatus
 from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Source
@@ -102,6 +104,8 @@ class ExportSummary:
     test: int
     sources: int
     missing: int  # accepted clips whose file is gone (left out)
+    music_groups: int = 0  # groups of sources sharing music, each kept in one split
+    release: Path | None = None  # release.parquet when asked for (ids only, no media)
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,19 @@ def _recorded_splits(rows: list) -> dict[str, str]:
         if r.split in (TRAIN, TEST) and fixed.setdefault(r.source_id, r.split) != r.split:
             raise ValueError(f"source {r.source_id} already has clips in both splits; re-export with keep_existing=False")
     return fixed
+
+
+def _split_items(rows: list, groups: list[MusicGroup], fixed: dict[str, str]) -> tuple[list[SplitItem], dict[str, str]]:
+    """Split items with the sources of one music group as one unit (its first source's query and recorded
+    split), so that the same music never straddles the split; and the fixed splits by unit."""
+    unit = source_groups(groups)
+    query_of = {r.source_id: r.query for r in rows}
+    key = {s: unit.get(s, s) for s in query_of}
+    items = [SplitItem(r.id, key[r.source_id], query_of.get(key[r.source_id], r.query)) for r in rows]
+    fixed_units: dict[str, str] = {}
+    for source, part in sorted(fixed.items(), key=lambda kv: (unit.get(kv[0], kv[0]) != kv[0], kv[0])):
+        fixed_units.setdefault(unit.get(source, source), part)  # a group keeps its first source's split
+    return items, fixed_units
 
 
 def _record_splits(catalog: Catalog, store: FeatureStore, split: dict[str, str]) -> None:
@@ -214,16 +231,21 @@ def export_dataset(
     seed: int = 0,
     keep_existing: bool = True,
     audio_rate: Callable[[Path], int | None] | None = None,
+    release: bool = False,
 ) -> ExportSummary:
     """Split the accepted clips, record the split in the catalog and the feature index, write the export.
 
     ``audio_rate(clip_path)`` gives a clip's audio sample rate for the AudioMeta lines (the catalog
-    does not hold it; audiocraft reads the real rate from the file); None leaves it out.
+    does not hold it; audiocraft reads the real rate from the file); None leaves it out. Sources whose
+    processed music is the same recording (dvmset.music_groups) are split as one. ``release`` also writes
+    the ids-only release (release.parquet / .csv / .json).
     """
     out = root.export_dir(name)
     rows = _accepted_rows(catalog)
     fixed = _recorded_splits(rows) if keep_existing else {}
-    split = plan_split([SplitItem(r.id, r.source_id, r.query) for r in rows], test_fraction, seed, fixed)
+    groups = music_groups_of(catalog, [r.id for r in rows])
+    items, fixed_units = _split_items(rows, groups, fixed)
+    split = plan_split(items, test_fraction, seed, fixed_units)
     store = FeatureStore(root.features_dir)
     _record_splits(catalog, store, split)
     entries, missing = _link_audio(root, out / "audio", rows, split)
@@ -236,7 +258,24 @@ def export_dataset(
         _write_jsonl(out / f"{part}.jsonl", lines)
         (out / "egs" / part).mkdir(parents=True, exist_ok=True)
         _write_jsonl(out / "egs" / part / "data.jsonl", lines)
-    atomic_write_text(out / "DATASET.md", dataset_card(name, manifest, catalog, test_fraction, seed, missing))
+    params = {"test_fraction": test_fraction, "seed": seed, "missing": missing}
+    atomic_write_text(out / EXPORT_PARAMS, json.dumps(params, sort_keys=True) + "\n")
+    release_path = _write_release(out, name, catalog, entries, params) if release else _drop_release(out)
+    write_card(out, manifest, catalog, **params)
     n = manifest.split.value_counts() if len(manifest) else pd.Series(dtype=int)
     return ExportSummary(name, out, int(n.get(TRAIN, 0)), int(n.get(TEST, 0)),
-                         int(manifest.source_id.nunique()) if len(manifest) else 0, missing)
+                         int(manifest.source_id.nunique()) if len(manifest) else 0, missing, len(groups), release_path)
+
+
+def _write_release(out: Path, name: str, catalog: Catalog, entries: list[_Entry], params: dict) -> Path:
+    """The ids-only release of this export (dvmset.release): no media."""
+    ids = {e.row.id: e.split for e in entries}
+    df = rel.release_frame(catalog, ids)
+    return rel.write_release(out, df, name=name, extra={"split": params,
+                                                        "steps": rel.distinct_steps(catalog, list(ids))})[0]
+
+
+def _drop_release(out: Path) -> None:
+    """An export made without ``release`` keeps no release of an earlier run (it would list other clips)."""
+    for f in rel.FILES:
+        (out / f).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from dvmset.constants import TOKEN_RATE_HZ
-from dvmset.io import atomic_path, file_lock
+from dvmset.io import atomic_path, file_lock, remove_partials
 from dvmset.layout import check_id
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,24 @@ def _frame(rows: Iterable[dict]) -> pd.DataFrame:
     return df.astype({"clip_s": "int64", "embed_dim": "int64"})
 
 
+def _rewrite_without(path: Path, gone: set[str]) -> bool:
+    """Write the shard again without the ``gone`` clips, same format and metadata; True if it held any."""
+    rows = read_shard_rows(path)
+    keep = [r for r in rows if r["clip_id"] not in gone]
+    if len(keep) == len(rows):
+        return False
+    if not keep:
+        path.unlink()
+        return True
+    with safe_open(str(path), framework="np") as f:
+        meta = dict(f.metadata() or {})
+        arrays = {k: f.get_tensor(k) for k in f.keys() if k.split("/", 1)[0] not in gone}  # noqa: SIM118
+    meta["clips"] = json.dumps(keep)
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp), metadata=meta)
+    return True
+
+
 class StoreBusy(RuntimeError):
     """Another process is writing the feature store; the message says what to do."""
 
@@ -194,6 +212,18 @@ class FeatureStore:
                 raise ValueError(f"shards {orphans} repeat clips already indexed: {sorted(dup)[:5]}")
             self._save(pd.concat([df, _frame(rows)], ignore_index=True) if rows else df)
         return orphans
+
+    def remove_clips(self, clip_ids: Iterable[str]) -> list[str]:
+        """Take clips out of the index (first: readers stop serving them) and out of every shard holding
+        them, each rewritten atomically without them (deleted when none is left); every other clip's
+        tensors are written back byte for byte. Idempotent; the caller holds :meth:`exclusive`.
+        Returns the names of the shards rewritten or deleted."""
+        gone = set(clip_ids)
+        remove_partials(self.dir, "shard-*")  # a rewrite killed mid-write left its temp file
+        df = self.index()
+        if df.clip_id.isin(gone).any():
+            self._save(df[~df.clip_id.isin(gone)])
+        return [p.name for p in self.shard_files() if _rewrite_without(p, gone)]
 
     def set_splits(self, splits: Mapping[str, str], *, exclusive: bool = False) -> int:
         """Write clip splits (from an export) into the index; returns how many rows changed.

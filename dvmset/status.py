@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
+from dvmset.music_groups import group_by_music, music_clips
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Run, Source
@@ -36,10 +37,22 @@ def features_status(root: DataRoot, cat: Catalog) -> dict:
             "pending": len(accepted) - len(in_shards) - len(failed), "exports": exports}
 
 
+def shared_music(cat: Catalog) -> dict:
+    """How many clips share their music with a clip of another source, in how many source groups."""
+    live = (ClipStatus.PENDING_REVIEW, ClipStatus.ACCEPTED, ClipStatus.REJECTED)
+    with cat.session() as s:
+        rows = s.execute(select(Clip.id, Clip.source_id, Clip.music_fingerprint)
+                         .where(Clip.status.in_(live), Clip.music_fingerprint.is_not(None))).all()
+    groups = group_by_music(music_clips(rows))
+    return {"clips": sum(len(g.clips) for g in groups), "groups": len(groups),
+            "sources": sum(len(g.sources) for g in groups)}
+
+
 def status_report(root: DataRoot, cat: Catalog) -> dict:
     """Everything ``vidmusician status`` shows, as plain JSON-able values."""
     report = cat.counts()
     report["failed_sources"] = failed_sources(cat)
     report["features"] = features_status(root, cat)
+    report["shared_music"] = shared_music(cat)
     report["root"] = str(root.path)
     return report

@@ -8,7 +8,6 @@ by flows/takedown.py. A later curate refuses the video (:func:`refusal`).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import zipfile
@@ -17,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from safetensors import safe_open
-from safetensors.numpy import save_file
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
-from dvmset.io import atomic_path, atomic_write_text, remove_partials
+from dvmset.io import atomic_path, atomic_write_text
 from dvmset.release import FILES as RELEASE_FILES
-from dvmset.shards import FeatureStore, read_shard_rows
+from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Source, Takedown, utcnow
 
 log = logging.getLogger(__name__)
@@ -114,35 +111,10 @@ def refusal(cat: Catalog, *, video_id: str | None = None, url: str | None = None
 # Feature shards
 
 
-def _rewrite_shard(path: Path, gone: set[str]) -> bool:
-    """Write ``path`` again without the ``gone`` clips (atomic; deleted when none is left). True if changed."""
-    rows = read_shard_rows(path)
-    keep = [r for r in rows if r["clip_id"] not in gone]
-    if len(keep) == len(rows):
-        return False
-    if not keep:
-        path.unlink()
-        return True
-    with safe_open(str(path), framework="np") as f:
-        meta = dict(f.metadata() or {})
-        arrays = {k: f.get_tensor(k) for k in f.keys() if k.split("/", 1)[0] not in gone}  # noqa: SIM118
-    meta["clips"] = json.dumps(keep)
-    with atomic_path(path) as tmp:
-        save_file(arrays, str(tmp), metadata=meta)
-    return True
-
-
 def scrub_features(store: FeatureStore, clip_ids: Iterable[str]) -> list[str]:
-    """The clips out of the index (first: readers stop serving them) and out of every shard; returns the
-    names of the shards rewritten or deleted. The caller holds ``store.exclusive``."""
-    gone = set(clip_ids)
-    remove_partials(store.dir, "shard-*")  # a rewrite killed mid-write left its temp file
-    df = store.index()
-    if df.clip_id.isin(gone).any():
-        df = df[~df.clip_id.isin(gone)].sort_values(["shard", "clip_id"]).reset_index(drop=True)
-        with atomic_path(store.index_path) as tmp:
-            df.to_parquet(tmp, index=False)
-    return [p.name for p in store.shard_files() if _rewrite_shard(p, gone)]
+    """The clips out of the index and the shards (:meth:`FeatureStore.remove_clips`); returns the shards
+    rewritten or deleted. The caller holds ``store.exclusive``."""
+    return store.remove_clips(clip_ids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,8 +174,3 @@ def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path,
         with atomic_path(manifest_path) as tmp:  # last: a re-run sees the export still names them
             manifest.to_parquet(tmp, index=False)
     return named
-
-
-def takedown_time(cat: Catalog, plan: TakedownPlan) -> dt.datetime:
-    with cat.session() as s:
-        return s.get(Takedown, plan.id).requested_at

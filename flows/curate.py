@@ -8,6 +8,7 @@ goes on. The catalog records each finished step, so a killed run, re-run, redoes
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -18,12 +19,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from dvmset import sources
+from dvmset import sources, takedown
 from dvmset.catalog import Catalog
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
-from dvmset.records import SourceStatus
+from dvmset.records import ClipStatus, SourceStatus
 from dvmset.runs import record_run, run_done
+from dvmset.tables import Clip, Source
+from flows.clip_lineage import record_clip_lineage
 from flows.config import CurateConfig
 from pipeline import clip as clipping
 from pipeline import download as dl
@@ -33,6 +36,8 @@ from pipeline.probe import probe, require_streams
 from pipeline.process import MUSIC_FILE, ProcessedAudio, Separator, load_processed, process_audio
 
 log = logging.getLogger(__name__)
+
+REFUSED = "refused"  # a source's outcome when a takedown names it
 
 #: Events sent to ``on_event``: ("source", source_id, status) and ("clip", clip_id, status).
 EventHook = Callable[[str, str, str], None]
@@ -149,6 +154,13 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
         retrying = download_task.with_options(retries=cfg.download_retries,
                                               retry_delay_seconds=cfg.retry_delays())
         got = retrying(item.url, root.sources_dir, cfg.download_options())
+        if why := _refused(cat, root, item, got):
+            log.warning("refused %s: %s", got.id, why)
+            if got.id != source_id:
+                sources.drop_placeholder(cat, source_id)
+            if on_event:
+                on_event("source", got.id, REFUSED)
+            return REFUSED
         if got.id != source_id:  # the URL's real id is known now: the row moves to it
             sources.drop_placeholder(cat, source_id)
             source_id = got.id
@@ -182,9 +194,40 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
     finished = _finished_clip_ids(cat, source_id, root)
     for span in spans:
         if clipping.clip_id(source_id, span.start_s) not in finished:
-            _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event)
+            status = _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event)
+            _record_lineage(cat, cfg, source_id, span, audio, got, status)
     sources.upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
     return SourceStatus.DONE
+
+
+def _record_lineage(cat: Catalog, cfg: CurateConfig, source_id: str, span: clipping.ClipSpan, audio: ProcessedAudio,
+                    got: dl.Downloaded, status: str) -> None:
+    """A made clip's lineage, music checksum and fingerprint (issue 13); a failure here fails only the clip."""
+    if status == ClipStatus.FAILED:
+        return
+    cid = clipping.clip_id(source_id, span.start_s)
+    try:
+        record_clip_lineage(cat, cfg, cid, span, audio, got, clip_gain_db=_clip_gain_db(cat, cid))
+    except StageError as err:
+        log.warning("clip %s: no fingerprint: %s", cid, err)
+        sources.record_clip(cat, cid, source_id, span.start_s, span.duration_s, error=item_failure(err))
+
+
+def _clip_gain_db(cat: Catalog, clip_id: str) -> float | None:
+    with cat.session() as s:
+        return s.get(Clip, clip_id).clip_gain_db
+
+
+def _refused(cat: Catalog, root: DataRoot, item: Item, got: dl.Downloaded | None = None) -> str | None:
+    """Why a taken-down video must not be curated again (dvmset.takedown), or None. A video taken down
+    whole and downloaded again under another URL loses the new download."""
+    why = takedown.refusal(cat, video_id=got.id if got else item.id, url=item.url)
+    if why and got is not None:
+        with cat.session() as s:
+            row = s.get(Source, got.id)
+            if row is not None and row.status == takedown.TAKEN_DOWN:
+                shutil.rmtree(root.source_dir(got.id), ignore_errors=True)
+    return why
 
 
 def _remove_leftovers(root: DataRoot, source_id: str) -> None:
@@ -215,8 +258,12 @@ def _catalog(url: str) -> Catalog:
 
 
 def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: int,
-                  opts: dl.DownloadOptions, retry_failed: bool = False) -> tuple[list[Item], int]:
-    """Search each query, add the URLs; drop what the catalog already finished. Returns (todo, skipped)."""
+                  opts: dl.DownloadOptions, retry_failed: bool = False,
+                  refused: dict[str, str] | None = None) -> tuple[list[Item], int]:
+    """Search each query, add the URLs; drop what the catalog already finished. Returns (todo, skipped).
+
+    ``refused`` (when given) collects {video id or URL: why} of the taken-down videos left out.
+    """
     items: list[Item] = []
     for q in queries:
         items += [Item(url=e.url, query=q, id=e.id) for e in dl.search(q, per_query, opts)]
@@ -230,6 +277,9 @@ def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: 
         if it.key in seen:
             continue
         seen.add(it.key)
+        if refused is not None and (why := takedown.refusal(cat, video_id=it.id, url=it.url)):
+            refused[it.id or it.url] = why
+            continue
         if it.key in done or it.url in done_urls or (
                 (it.key in failed or it.url in failed_urls) and not retry_failed):
             skipped += 1
@@ -255,8 +305,9 @@ def curate_flow(
     cfg = cfg or CurateConfig()
     res = res or _Resources(cfg)
     root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
+    refused: dict[str, str] = {}
     todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
-                                  retry_failed)
+                                  retry_failed, refused)
     known = sources.source_ids(cat)
     for it in todo:  # a row per source before any work, so a killed run leaves it pending, not unknown
         if it.key not in known:
@@ -272,7 +323,9 @@ def curate_flow(
         if isinstance(st, BaseException):
             log.warning("a source task crashed past its own error handling: %s", failure_reason(st))
     statuses = [st if isinstance(st, str) else SourceStatus.FAILED for st in statuses]
-    return {"planned": len(todo), "skipped": skipped,
+    refused |= {it.key: takedown.refusal(cat, url=it.url) or "taken down (see the log)"
+                for it, st in zip(todo, statuses, strict=True) if st == REFUSED}
+    return {"planned": len(todo), "skipped": skipped, "refused": refused,
             "done": sum(s == SourceStatus.DONE for s in statuses),
             "failed": sum(s == SourceStatus.FAILED for s in statuses),
             "config": asdict(cfg)}

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"search hits per query ({_PER_QUERY})")
     add_curate_options(p)
     p.add_argument("--retry-failed", action="store_true", help="try failed sources again")
+    src.add_argument("--from-release", type=Path, metavar="FILE",
+                     help="rebuild a release (release.parquet/.csv): its exact windows, splits and verdicts")
     p.set_defaults(func=cmd_curate)
 
     p = sub.add_parser("status", help="counts of sources and clips by status and query")
@@ -92,8 +94,14 @@ def curate_with_progress(root, db_url: str, *, queries: list[str], urls: list[st
 
 def cmd_curate(args: argparse.Namespace) -> int:
     queries = list(args.query) + _read_queries(args.queries_file)
+    if args.from_release is not None:
+        if queries or args.url:
+            print("--from-release rebuilds the release's videos only: give no --query or --url with it",
+                  file=sys.stderr)
+            return 2
+        return cmd_rebuild(args)
     if not queries and not args.url:
-        print("nothing to curate: give --query, --queries-file or --url", file=sys.stderr)
+        print("nothing to curate: give --query, --queries-file, --url or --from-release", file=sys.stderr)
         return 2
     from pipeline.separate import WeightsUnavailable  # torch: imported only when curating
 
@@ -111,8 +119,43 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """``curate --from-release FILE``: rebuild and check clip by clip (flows/rebuild.py)."""
+    from dvmset.release import ReleaseError, read_release
+    from flows.rebuild import run_rebuild
+
+    root = resolve_root(args.root)
+    cat = open_catalog(root)
+    try:
+        videos = len(read_release(args.from_release).videos())
+    except ReleaseError as err:
+        print(f"curate: {err}", file=sys.stderr)
+        return 2
+    with progress_bar("rebuilding") as bar:
+        bar.plan("videos", videos)
+
+        def on_video(outcomes: list) -> None:
+            bar.advance()
+            for o in outcomes:
+                if o.outcome != "matching":
+                    bar.print(f"{o.outcome} {o.clip_id}: {o.detail}")
+
+        try:
+            report = run_rebuild(root, cat.url, args.from_release, cfg=config_from_args(args),
+                                 retry_gone=args.retry_failed, on_video=on_video)
+        except ReleaseError as err:
+            print(f"curate: {err}", file=sys.stderr)
+            return 2
+    c = report["counts"]
+    print(f"rebuilt {c['matching']} clips matching the release, {c['different']} different, {c['gone']} gone "
+          f"(report: {root.path / 'rebuilds'})")
+    return 0 if not c["different"] and not c["gone"] else 1
+
+
 def print_summary(result: dict, cat: Catalog) -> None:
     print(f"sources: {result['done']} done, {result['failed']} failed, {result['skipped']} skipped (done before)")
+    for key, why in result.get("refused", {}).items():
+        print(f"refused {key}: {why}")
     print("clips by status: " + _by_status(cat.counts()["clips"]))
     if result["failed"]:
         print("see why with: vidmusician status --json (failed sources carry their error)")
@@ -138,6 +181,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {query}: " + _by_status(by_status))
     for f in report["failed_sources"]:
         print(f"  failed {f['id']}: {f['error']}")
+    shared = report["shared_music"]
+    if shared["clips"]:
+        print(f"shared music: {shared['clips']} clips share their music with another source "
+              f"({shared['groups']} groups of {shared['sources']} sources; an export keeps each group in one split)")
     feats = report["features"]
     if feats["accepted"]:
         print(f"features: {feats['in_shards']} of {feats['accepted']} accepted clips in shards, "

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, help=f"test share of clips (268/3839 = {TEST_FRACTION:.4f})")
     p.add_argument("--seed", type=int, help="split seed (0)")
     p.add_argument("--reshuffle", action="store_true", help="ignore splits recorded by earlier exports")
+    p.add_argument("--release", action="store_true",
+                   help="also write the ids-only release (release.parquet/.csv/.json: ids, windows, checksums; no media)")
     p.set_defaults(func=cmd_export)
 
 
@@ -97,13 +99,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     given = {"test_fraction": args.test_fraction, "seed": args.seed}
     try:
         s = export_dataset(root, open_catalog(root), args.name, keep_existing=not args.reshuffle,
-                           audio_rate=_audio_rate,
+                           audio_rate=_audio_rate, release=args.release,
                            **{k: v for k, v in given.items() if v is not None})
     except (ValueError, StoreBusy) as err:
         print(f"export: {err}", file=sys.stderr)
         return 2
     print(f"export {s.name}: {s.train} train / {s.test} test clips from {s.sources} sources -> {s.path}"
           + (f" ({s.missing} accepted clips without a file left out)" if s.missing else ""))
+    if s.music_groups:
+        print(f"  {s.music_groups} groups of sources share music; each is kept in one split (listed in DATASET.md)")
+    if s.release:
+        print(f"  release (ids only, no media): {s.release} and .csv; rebuild with "
+              f"vidmusician curate --from-release {s.release}")
     return 0
 
 
