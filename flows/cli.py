@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "flows.commands.generate",
     "flows.commands.train",
     "flows.commands.evaluate",
+    "flows.commands.deploy",
 )
 
 

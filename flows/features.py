@@ -14,6 +14,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
+from dvmset import leases
 from dvmset.catalog import Catalog
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
@@ -123,8 +124,11 @@ def pending_clips(root: DataRoot, cat: Catalog, store: FeatureStore, cfg: Featur
 
 def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: PlanHook | None = None,
                  on_clip: ClipHook | None = None, shard_fn: Callable = _extract_shard,
-                 models: tuple | None = None) -> dict:
+                 models: tuple | None = None, lease: leases.LeasePolicy | None = None) -> dict:
     """Extract every accepted clip not yet in a shard, ``cfg.clips_per_shard`` clips per shard.
+
+    A shard's clips are claimed in the catalog first (dvmset.leases): clips another worker holds are
+    left to it (``held``), a clip whose workers kept dying on it is recorded failed with the reason.
 
     ``models`` (CLIP image encoder, codec) already loaded are used as they are; by default they
     are loaded from ``cfg``. A clip that fails for any reason is recorded failed and the run goes
@@ -145,17 +149,41 @@ def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: Plan
         if on_plan is not None:
             on_plan(len(todo), plan.already)
         result = {"shards": [], "done": 0, "failed": {}, "already": plan.already,
-                  "failed_before": plan.failed_before, "recovered": recovered}
+                  "failed_before": plan.failed_before, "recovered": recovered, "held": 0}
         if not todo:
             return result
         models = models or _load_models(cfg)
-        for i in range(0, len(todo), cfg.clips_per_shard):
-            out = shard_fn(root, db_url, store.next_shard_number(), todo[i : i + cfg.clips_per_shard],
-                           models, cfg, on_clip)
-            result["shards"] += [out["shard"]] if out["shard"] else []
-            result["done"] += out["done"]
-            result["failed"].update(out["failed"])
+        owner, policy, cat = leases.new_owner(), lease or leases.LeasePolicy(), Catalog(db_url)
+        try:
+            for i in range(0, len(todo), cfg.clips_per_shard):
+                mine = _claim_shard(cat, todo[i : i + cfg.clips_per_shard], owner, policy, cfg, result)
+                if not mine:
+                    continue
+                ids = [c.clip_id for c in mine]
+                with leases.Heartbeat(cat, leases.CLIPS, ids, owner, policy):
+                    out = shard_fn(root, db_url, store.next_shard_number(), mine, models, cfg, on_clip)
+                for cid in ids:
+                    try:
+                        leases.finish(cat, leases.CLIPS, cid, owner)
+                    except leases.LeaseLost as err:  # slow enough to be taken over: its rows are in
+                        log.warning("%s", err)
+                result["shards"] += [out["shard"]] if out["shard"] else []
+                result["done"] += out["done"]
+                result["failed"].update(out["failed"])
+        finally:
+            cat.dispose()
         return result
+
+
+def _claim_shard(cat: Catalog, clips: list, owner: str, policy: leases.LeasePolicy, cfg: FeaturesConfig,
+                 result: dict) -> list:
+    """The clips of ``clips`` this run now holds; the given-up ones recorded failed in ``result``."""
+    claim = leases.claim(cat, leases.CLIPS, [c.clip_id for c in clips], owner, policy)
+    for cid, reason in claim.exhausted.items():
+        record_run(cat, STAGE, cid, cfg.params_hash(), 0.0, reason)
+        result["failed"][cid] = reason
+    result["held"] += len(claim.held)
+    return [c for c in clips if c.clip_id in set(claim.claimed)]
 
 
 @flow(name="features", validate_parameters=False)
