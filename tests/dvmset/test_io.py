@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -59,3 +61,19 @@ def test_killed_writer_leaves_a_partial_that_remove_partials_clears(tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["vid-00032.mp4", "vidx-00012.mp4.part", "keep", other.name])
     assert remove_partials(tmp_path / "missing") == []
+
+
+def test_finished_files_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path):
+    """A clip, checkpoint or report written atomically must be readable by the web server / other users."""
+    old = os.umask(0o022)
+    try:
+        dest = tmp_path / "clip.mp4"
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"x")
+        shared = tmp_path / "shared.txt"
+        os.umask(0o002)
+        atomic_write_text(shared, "y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664
