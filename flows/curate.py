@@ -3,10 +3,15 @@
 One Prefect task per source; only the download is retried (with back-off, and only for faults
 that a retry can fix). A failed source or clip becomes a catalog row with its error and the run
 goes on. The catalog records each finished step, so a killed run, re-run, redoes nothing finished.
+A source is worked on under its catalog lease (dvmset.leases: one worker per source across hosts;
+flock stays the same-host guard), so a task delivered twice (Dask is at-least-once) or a run killed
+mid-source costs no clip written twice: a held source is left to its holder, a done one is skipped,
+and an expired lease is taken over, redoing only what the catalog does not record as finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -19,13 +24,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from dvmset import sources, takedown
+from dvmset import leases, sources, takedown
 from dvmset.catalog import Catalog
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.runs import record_run, run_done
 from dvmset.tables import Clip, Source
+from flows import limits
 from flows.clip_lineage import record_clip_lineage
 from flows.config import CurateConfig
 from pipeline import clip as clipping
@@ -79,6 +85,8 @@ def _retry_transient(task_, task_run, state) -> bool:
 
 @task(name="download", cache_policy=NO_CACHE, retry_condition_fn=_retry_transient)
 def download_task(url: str, sources_dir: Path, opts: dl.DownloadOptions) -> dl.Downloaded:
+    if dl.find_downloaded(url, sources_dir) is None:
+        limits.throttle_download(url)  # the site's rate limit, where `vidmusician deploy` made one
     return dl.download(url, sources_dir, opts)
 
 
@@ -101,6 +109,22 @@ class _Resources:
             self.separator = Separator(separate.load_separator(sep_cfg), sep_cfg, threading.Lock())
 
 
+_resources: dict[tuple, _Resources] = {}
+_resources_lock = threading.Lock()
+
+
+def shared_resources(cfg: CurateConfig, made: _Resources | None = None) -> _Resources:
+    """The resources for ``cfg`` in this process (``made``, or loaded on first use), so tasks take none
+    as arguments: a separator with its lock cannot travel to a Dask worker, which loads its own once."""
+    key = (cfg.separator, cfg.demucs_name, cfg.demucs_repo, cfg.demucs_shifts, cfg.demucs_segment_s, cfg.device)
+    with _resources_lock:
+        if made is not None:
+            _resources[key] = made
+        elif key not in _resources:
+            _resources[key] = _Resources(cfg)
+        return _resources[key]
+
+
 def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str, media: Path) -> ProcessedAudio:
     """Separate and normalise the source's audio once; on a re-run read the recorded result."""
     cfg, source_dir = res.cfg, root.source_dir(source_id)
@@ -108,7 +132,8 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
     if (source_dir / MUSIC_FILE).exists() and run_done(cat, "audio", source_id, key_hash):
         return load_processed(source_dir, sources.source_vocal_energy(cat, source_id))
     t0 = time.perf_counter()
-    audio = process_audio(media, source_dir, target_lufs=cfg.target_lufs, separator=res.separator)
+    with limits.holding(limits.DEMUCS) if res.separator is not None else contextlib.nullcontext():
+        audio = process_audio(media, source_dir, target_lufs=cfg.target_lufs, separator=res.separator)
     sources.upsert_source(cat, source_id, music_path=str(audio.music_path.relative_to(root.path)),
                           separator=cfg.separator_label, **audio.source_values())
     record_run(cat, "audio", source_id, key_hash, time.perf_counter() - t0)
@@ -143,12 +168,18 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
     return status
 
 
+#: Outcomes that are no row status: another worker holds the source; it was found done once claimed
+#: (by another run, or another item of this run reaching the same video; counted done).
+HELD, DONE_ELSEWHERE = "held", "done-elsewhere"
+
+
 @task(name="curate-source", cache_policy=NO_CACHE)
-def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, res: _Resources,
-                  on_event: EventHook | None = None) -> str:
-    """Take one source as far as it goes; returns its final status. A fault of this source, of any
-    type, is its failed row; only errors of the whole run (pipeline.errors.is_whole_run) raise."""
-    root, cat = DataRoot(Path(root_path)), _catalog(db_url)
+def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, on_event: EventHook | None = None,
+                  lease: leases.LeasePolicy | None = None) -> str:
+    """Take one source as far as it goes; returns its final status, or HELD / DONE_ELSEWHERE. A fault of this
+    source, of any type, is its failed row; only errors of the whole run (pipeline.errors.is_whole_run)
+    raise. Every argument travels by value (a Dask worker gets copies): resources are per process."""
+    root, cat, res = DataRoot(Path(root_path)), _catalog(db_url), shared_resources(cfg)
     source_id = item.key
     try:
         retrying = download_task.with_options(retries=cfg.download_retries,
@@ -169,8 +200,10 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
             license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
             media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
         )
-        with dl.source_lock(root.sources_dir, source_id):  # one worker per source, across runs
-            status = _process_source(cat, root, cfg, res, source_id, got, on_event)
+        status = _under_lease(cat, root, cfg, res, source_id, got, item, on_event, lease or leases.LeasePolicy())
+    except leases.LeaseLost as err:  # it expired while we worked and another worker has the source now
+        log.warning("%s", err)
+        status = HELD
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
         sources.fail_source(cat, source_id, item_failure(err), getattr(err, "stage", None), **_origin(item))
         status = SourceStatus.FAILED
@@ -179,9 +212,41 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, re
     return status
 
 
+def _under_lease(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resources, source_id: str,
+                 got: dl.Downloaded, item: Item, on_event: EventHook | None, policy: leases.LeasePolicy) -> str:
+    """Process the source holding its catalog lease (renewed meanwhile) and its same-host flock.
+
+    A live lease of another worker: HELD, left to it. Found done once claimed: DONE_ELSEWHERE. Given up
+    after workers kept dying on it: FAILED (the claim wrote the row). A failure is recorded before
+    the lease is let go, so no other worker starts on a source about to be marked failed.
+    """
+    owner = leases.new_owner()
+    claim = leases.claim(cat, leases.SOURCES, [source_id], owner, policy)
+    if claim.exhausted:
+        return SourceStatus.FAILED
+    if not claim.claimed:
+        return HELD
+    try:
+        if source_id in sources.source_ids(cat, SourceStatus.DONE):
+            status = DONE_ELSEWHERE
+        else:
+            with leases.Heartbeat(cat, leases.SOURCES, [source_id], owner, policy) as beat, \
+                    dl.source_lock(root.sources_dir, source_id):  # one worker per source on this host
+                status = _process_source(cat, root, cfg, res, source_id, got, on_event, beat.check)
+    except leases.LeaseLost:
+        raise
+    except Exception as err:
+        reason = item_failure(err)  # raises for an error of the whole run (the lease then just expires)
+        sources.fail_source(cat, source_id, reason, getattr(err, "stage", None), **_origin(item))
+        status = SourceStatus.FAILED
+    leases.finish(cat, leases.SOURCES, source_id, owner)
+    return status
+
+
 def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resources, source_id: str,
-                    got: dl.Downloaded, on_event: EventHook | None) -> str:
-    """Audio, clips and QC of one downloaded source; the caller holds the source's lock."""
+                    got: dl.Downloaded, on_event: EventHook | None, check: Callable[[], None] = lambda: None) -> str:
+    """Audio, clips and QC of one downloaded source; the caller holds the source's lease and lock.
+    ``check`` raises when the lease was lost: called before each clip and before marking it done."""
     _remove_leftovers(root, source_id)
     info = probe(got.media_path)
     require_streams(info, got.media_path)
@@ -194,8 +259,10 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
     finished = _finished_clip_ids(cat, source_id, root)
     for span in spans:
         if clipping.clip_id(source_id, span.start_s) not in finished:
+            check()
             status = _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event)
             _record_lineage(cat, cfg, source_id, span, audio, got, status)
+    check()
     sources.upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
     return SourceStatus.DONE
 
@@ -300,10 +367,12 @@ def curate_flow(
     on_event: EventHook | None = None,
     on_plan: Callable[[int, int], None] | None = None,
     res: _Resources | None = None,
+    lease: leases.LeasePolicy | None = None,
 ) -> dict:
-    """Curate sources into clips awaiting review; returns counts of this run's outcomes."""
+    """Curate sources into clips awaiting review; returns counts of this run's outcomes (``held``:
+    sources another worker holds a live lease on, left to it; a later run takes over expired ones)."""
     cfg = cfg or CurateConfig()
-    res = res or _Resources(cfg)
+    shared_resources(cfg, res)  # the tasks find it there (loaded now unless given)
     root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
     refused: dict[str, str] = {}
     todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
@@ -314,7 +383,7 @@ def curate_flow(
             sources.upsert_source(cat, it.key, **_origin(it))
     if on_plan:
         on_plan(len(todo), skipped)
-    futures = [curate_source.submit(it, str(root.path), db_url, cfg, res, on_event) for it in todo]
+    futures = [curate_source.submit(it, str(root.path), db_url, cfg, on_event, lease) for it in todo]
     # curate_source records its own failures; a crash past that (the catalog down) counts as failed
     statuses = [f.result(raise_on_failure=False) for f in futures]
     for st in statuses:
@@ -325,8 +394,9 @@ def curate_flow(
     statuses = [st if isinstance(st, str) else SourceStatus.FAILED for st in statuses]
     refused |= {it.key: takedown.refusal(cat, url=it.url) or "taken down (see the log)"
                 for it, st in zip(todo, statuses, strict=True) if st == REFUSED}
-    return {"planned": len(todo), "skipped": skipped, "refused": refused,
-            "done": sum(s == SourceStatus.DONE for s in statuses),
+    return {"planned": len(todo), "skipped": skipped, "refused": refused, "held": sum(s == HELD for s in statuses),
+            "done": sum(s in (SourceStatus.DONE, DONE_ELSEWHERE) for s in statuses),
+            "done_elsewhere": sum(s == DONE_ELSEWHERE for s in statuses),
             "failed": sum(s == SourceStatus.FAILED for s in statuses),
             "config": asdict(cfg)}
 
@@ -336,7 +406,7 @@ def run_curate(root: DataRoot, db_url: str, *, queries: list[str] | None = None,
                on_event: EventHook | None = None, on_plan: Callable[[int, int], None] | None = None) -> dict:
     """Run the curate flow with ``cfg.workers`` sources in flight at once."""
     cfg = cfg or CurateConfig()
-    res = _Resources(cfg)  # loads the separator once, before Prefect starts: missing weights fail fast
+    res = shared_resources(cfg)  # loads the separator once, before Prefect starts: missing weights fail fast
     runner = ThreadPoolTaskRunner(max_workers=cfg.workers)
     return curate_flow.with_options(task_runner=runner)(
         str(root.path), db_url, queries=queries, urls=urls, per_query=per_query, cfg=cfg,

@@ -116,7 +116,7 @@ def _audio_rate(path: Path) -> int | None:
 
 @flow(name="vidmusician-export", log_prints=False)
 def export(name: str, test_fraction: float | None = None, seed: int | None = None, reshuffle: bool = False,
-           root: str | None = None, db: str | None = None) -> dict:
+           release: bool = False, root: str | None = None, db: str | None = None) -> dict:
     """Split accepted clips by source and write the export (manifest, JSONL, DATASET.md)."""
     from dvmset.catalog import Catalog
     from dvmset.export import export_dataset
@@ -127,7 +127,7 @@ def export(name: str, test_fraction: float | None = None, seed: int | None = Non
     cat = Catalog(db_url)
     try:
         s = export_dataset(DataRoot(root_path), cat, name, keep_existing=not reshuffle, audio_rate=_audio_rate,
-                           **{k: v for k, v in given.items() if v is not None})
+                           release=release, **{k: v for k, v in given.items() if v is not None})
     finally:
         cat.dispose()
     return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(s).items()}

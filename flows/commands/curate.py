@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dvmset.catalog import Catalog
+from flows.commands.cluster import add_cluster_options
 from flows.config import CurateConfig
 from flows.progress import progress_bar
 from flows.settings import add_root_arg, open_catalog, resolve_root
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="try failed sources again")
     src.add_argument("--from-release", type=Path, metavar="FILE",
                      help="rebuild a release (release.parquet/.csv): its exact windows, splits and verdicts")
+    add_cluster_options(p)
     p.set_defaults(func=cmd_curate)
 
     p = sub.add_parser("status", help="counts of sources and clips by status and query")
@@ -107,6 +109,10 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
     root = resolve_root(args.root)
     cat = open_catalog(root)
+    if args.via_server or args.dask:
+        from flows.commands.cluster import curate_elsewhere
+
+        return curate_elsewhere(args, root, cat, queries, config_from_args(args))
     try:
         result = curate_with_progress(root, cat.url, queries=queries, urls=list(args.url),
                                       per_query=args.per_query, cfg=config_from_args(args),

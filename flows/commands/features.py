@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from dvmset.constants import TEST_FRACTION
+from flows.commands.cluster import add_cluster_options
 from flows.config import FeaturesConfig
 from flows.progress import progress_bar
 from flows.settings import add_root_arg, open_catalog, resolve_root
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="try again the clips that failed with this extractor in earlier runs")
     p.add_argument("--threads", type=int,
                    help="torch CPU threads; on a small CPU box leave a core to the decoder (default: torch's)")
+    add_cluster_options(p, dask=False)  # shards go one after another on one device: nothing to fan out
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("export", help="split accepted clips by source and write manifest, JSONL and DATASET.md")
@@ -42,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reshuffle", action="store_true", help="ignore splits recorded by earlier exports")
     p.add_argument("--release", action="store_true",
                    help="also write the ids-only release (release.parquet/.csv/.json: ids, windows, checksums; no media)")
+    add_cluster_options(p, dask=False)  # one step: nothing to fan out
     p.set_defaults(func=cmd_export)
 
 
@@ -64,6 +67,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     root = resolve_root(args.root)
     cat = open_catalog(root)
     cfg = config_from_args(args)
+    if args.via_server:
+        from flows.commands.cluster import features_elsewhere
+
+        return features_elsewhere(args, cat, cfg)
     with progress_bar("planning") as bar:
 
         def on_plan(todo: int, already: int) -> None:
@@ -96,6 +103,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dvmset.shards import StoreBusy
 
     root = resolve_root(args.root)
+    if args.via_server:
+        from flows.commands.cluster import export_elsewhere
+
+        return export_elsewhere(args, open_catalog(root))
     given = {"test_fraction": args.test_fraction, "seed": args.seed}
     try:
         s = export_dataset(root, open_catalog(root), args.name, keep_existing=not args.reshuffle,
