@@ -108,17 +108,22 @@ class MusicGroup:
 
 def same_music_pairs(clips: Sequence[MusicClip], threshold: float = SAME_MUSIC_BER) -> list[tuple[str, str, float]]:
     """(clip a, clip b, bit error rate) of every pair from two different sources with the same music."""
-    index: dict[int, set[int]] = defaultdict(set)
-    for n, c in enumerate(clips):
-        for v in set(c.fingerprint.tolist()):
-            index[v].add(n)
     shared: Counter[tuple[int, int]] = Counter()
-    for members in index.values():
-        if 1 < len(members) <= 64:  # a value found in very many clips (e.g. silence) says little
-            ms = sorted(members)
-            for x in range(len(ms)):
-                for y in range(x + 1, len(ms)):
-                    shared[ms[x], ms[y]] += 1
+    uniq = [np.unique(c.fingerprint) for c in clips]
+    if not uniq:
+        return []
+    values = np.concatenate(uniq)  # the inverted index, as one sorted array: value -> the clips holding it
+    owner = np.concatenate([np.full(len(u), n) for n, u in enumerate(uniq)])
+    order = np.argsort(values, kind="stable")
+    values, owner = values[order], owner[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    sizes = np.diff(np.r_[starts, len(values)])
+    keep = (sizes > 1) & (sizes <= 64)  # a value found in very many clips (e.g. silence) says little
+    for start, size in zip(starts[keep].tolist(), sizes[keep].tolist(), strict=True):
+        ms = sorted(owner[start : start + size].tolist())
+        for x in range(len(ms)):
+            for y in range(x + 1, len(ms)):
+                shared[ms[x], ms[y]] += 1
     out = []
     for (i, j), n_shared in sorted(shared.items()):
         a, b = clips[i], clips[j]
