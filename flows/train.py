@@ -9,6 +9,8 @@ position within the epoch is saved, so a resumed run ends equal to an uninterrup
 another parameter set (the rhythm module joins) at a tenth of the lr, and stage 1's Adam moments —
 sized for lr 1e-4 on the semantic module only — would be stale for it; the paper describes stage 2 as
 its own run with its own lr and warm-up ("a warm-up learning rate is applied to all training layers").
+`--stage 2` alone starts the same way from RUN_DIR/stage1/best.pt (or from --init), and is refused when
+there is neither.
 Under torchrun every rank trains (DDP: gloo on CPU, NCCL on GPU), rank 0 alone writes.
 """
 
@@ -178,6 +180,8 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
         return out / BEST
     if init is not None and latest is None:
         load_trainable(model, init)
+    if rank == 0 and (note := cfg.warmup_warning(total)) is not None:
+        log.warning("stage %d: %s", stage, note)
     torch.manual_seed(cfg.seed)
     wrap = None
     if world > 1:
@@ -284,6 +288,20 @@ class _Progress:
             self._cm.__exit__(None, None, None)
 
 
+def _stage2_init(run: TrainRun) -> Path | None:
+    """Where `--stage 2` alone starts from: None when --init gave the weights (build_model loaded them), when
+    stage 1 runs first, or when stage 2 resumes; else RUN/stage1/best.pt — refused when there is none, since
+    stage 2 from a random semantic module is not the paper's stage 2."""
+    if run.stages != (2,) or run.init is not None or latest_checkpoint(stage_dir(run.out, 2)) is not None:
+        return None
+    stage1_best = stage_dir(run.out, 1) / BEST
+    if not stage1_best.is_file():
+        raise FileNotFoundError(f"--stage 2 starts from stage 1's weights but {stage1_best} does not exist: train "
+                                "stage 1 into this --out first (or run --stage both), or pass --init CKPT")
+    log.info("stage 2: starting from %s", stage1_best)
+    return stage1_best
+
+
 @dataclass(frozen=True)
 class TrainResult:
     best: dict[int, Path]  # stage -> best.pt
@@ -295,6 +313,7 @@ def run_training(run: TrainRun) -> TrainResult:
     """Every requested stage, in order. Re-running resumes."""
     rank, world, device = _distributed(run.device)
     try:
+        stage2_init = _stage2_init(run)  # before any loading: a refusal comes at once
         features, ids = features_source(run.data)
         recipe = run.recipe  # the window length and seed are the same in both stages
         probe = FeatureWindows(features, window_s=recipe.window_s, clip_ids=ids)
@@ -315,7 +334,7 @@ def run_training(run: TrainRun) -> TrainResult:
                 sweep_partials(tmp_dir)
         best: dict[int, Path] = {}
         for stage in run.stages:
-            init = best.get(1) if stage == 2 else None
+            init = best.get(1, stage2_init) if stage == 2 else None
             best[stage] = train_stage(run, model, stage, train_ds, val_ds, fingerprint, rank, world, device, init)
         return TrainResult(best, model, rank)
     finally:

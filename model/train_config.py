@@ -90,6 +90,15 @@ class TrainConfig:
         base.update(changes)
         return cls(**base)  # type: ignore[arg-type]
 
+    def warmup_warning(self, total_steps: int) -> str | None:
+        """A note when the warm-up outlasts a run of `total_steps` updates (the lr never reaches its peak), else None."""
+        if self.warmup_steps <= total_steps:
+            return None
+        reached = (total_steps - 1) / self.warmup_steps  # the last update's factor (update 0 runs at lr 0)
+        return (f"the warm-up ({self.warmup_steps} updates) is longer than the run ({total_steps} steps): the lr "
+                f"ends at {reached:.2g} x its peak {self.lr:g}; set --warmup to at most {total_steps} "
+                f"(e.g. --warmup {total_steps // 10})")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

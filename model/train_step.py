@@ -175,7 +175,7 @@ def _skip_nonfinite(state: TrainState, result: dict) -> StepResult:
     if state.consecutive_nonfinite >= state.cfg.max_nonfinite:
         raise NonFiniteLossError(
             f"{state.consecutive_nonfinite} consecutive steps with a non-finite loss or gradient (up to step "
-            f"{state.step}): lower the lr (--lr), use --precision fp32 or bf16, or check the features for NaN")
+            f"{state.step}): lower the lr (--stage1-lr / --stage2-lr), use --precision fp32 or bf16, or check the features for NaN")
     return StepResult(**result, skipped="nonfinite")
 
 

@@ -4,6 +4,8 @@ bitwise equal to an uninterrupted one (also with 2 loader workers); both stages;
 from __future__ import annotations
 
 import csv
+import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from training_helpers import REPO, cli_env, debug_train_args, run_cli, run_main,
 
 from model.checkpoint import load_model, read_checkpoint
 from model.config import VidMusicianConfig
+from model.train_config import TrainConfig
 from model.vidmusician import VidMusician
 
 STEPS = 16
@@ -91,14 +94,15 @@ def test_sigkill_then_same_command_resumes_bitwise(store, straight, tmp_path, wo
 @pytest.mark.slow
 def test_both_stages_then_rerun_is_a_no_op(store, tmp_path, capsys):
     out = tmp_path / "run"
-    args = debug_train_args(store, out, "--stage", "both", "--steps", "6", "--ckpt-every", "3", "--val-every", "3",
-                            "--workers", "0")
+    args = debug_train_args(store, out, "--stage", "both", "--steps", "6", "--ckpt-every", "1", "--keep", "6",
+                            "--val-every", "3", "--workers", "0")
     assert run_main(args) == 0
     assert "stage 2: best weights" in capsys.readouterr().out
     with (out / "stage2" / "metrics.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert float(rows[0]["lr"]) == 0.0 and float(rows[-1]["lr"]) == pytest.approx(1e-4)  # fresh warm-up
     _, pkg1 = read_checkpoint(out / "stage1" / "best.pt")
+    _assert_starts_from(pkg1["state"], out / "stage2")
     _, pkg2 = read_checkpoint(out / "stage2" / "ckpt-00000003.pt")
     rhythm = [k for k in pkg1["state"] if k.startswith("rhythm.")]
     assert any(not torch.equal(pkg1["state"][k], pkg2["state"][k]) for k in rhythm)  # rhythm trains in stage 2
@@ -107,6 +111,57 @@ def test_both_stages_then_rerun_is_a_no_op(store, tmp_path, capsys):
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     assert run_main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == mtimes
+
+
+def _assert_starts_from(stage1: dict, stage2_dir: Path) -> None:
+    """Stage 2's first update runs at lr 0 (the warm-up's step 0), so its first checkpoint still holds the
+    weights stage 2 started from: stage 1's best semantic module, and a rhythm module not trained yet."""
+    _, first = read_checkpoint(stage2_dir / "ckpt-00000001.pt")
+    semantic = [k for k in stage1 if k.startswith("semantic.")]
+    assert semantic and all(torch.equal(first["state"][k], stage1[k]) for k in semantic)
+    fresh = VidMusician.from_config(VidMusicianConfig.debug(clip_dim=16)).trainable_state()
+    assert any(not torch.equal(stage1[k], fresh[k]) for k in semantic)  # stage 1 did move them
+
+
+@pytest.mark.slow
+def test_stage2_alone_starts_from_stage1_best_and_warns_of_a_long_warmup(store, straight, tmp_path, caplog):
+    out = tmp_path / "run"
+    (out / "stage1").mkdir(parents=True)
+    shutil.copyfile(straight / "stage1" / "best.pt", out / "stage1" / "best.pt")
+    args = debug_train_args(store, out, "--stage", "2", "--steps", "2", "--ckpt-every", "1", "--keep", "2",
+                            "--val-every", "2", "--workers", "0")  # --warmup 4 > 2 steps
+    with caplog.at_level(logging.WARNING, logger="flows.train"):
+        assert run_main(args) == 0
+    _, pkg1 = read_checkpoint(out / "stage1" / "best.pt")
+    _assert_starts_from(pkg1["state"], out / "stage2")
+    warned = [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()]
+    assert len(warned) == 1 and "--warmup" in warned[0] and "stage 2" in warned[0]
+
+
+def test_stage2_alone_without_stage1_weights_is_refused(store, tmp_path, capsys):
+    args = debug_train_args(store, tmp_path / "run", "--stage", "2", "--steps", "2", "--workers", "0")
+    assert run_main(args) == 2
+    err = capsys.readouterr().err
+    assert "--init" in err and "--stage both" in err and not (tmp_path / "run" / "stage2").exists()
+
+
+def test_warmup_longer_than_the_run_names_the_flag():
+    cfg = TrainConfig.debug(warmup_steps=6000, steps=6)
+    note = cfg.warmup_warning(6)
+    assert note is not None and "--warmup" in note and "6000" in note
+    assert cfg.warmup_warning(6000) is None and TrainConfig.debug(warmup_steps=0).warmup_warning(1) is None
+
+
+@pytest.mark.slow
+def test_prefect_train_flow_trains_two_steps(store, tmp_path, prefect_harness):
+    from flows.train import TrainRun, train_flow
+
+    run = TrainRun(data=store, out=tmp_path / "run", stages=(1,), recipe=TrainConfig.debug(steps=2), backbone="debug",
+                   val_every=1, ckpt_every=1, workers=0)
+    best = train_flow(run)
+    assert set(best) == {1} and Path(best[1]) == tmp_path / "run" / "stage1" / "best.pt"
+    assert load_model(best[1]).backbone_name == "debug"
+    assert (tmp_path / "run" / "stage1" / "ckpt-00000002.pt").is_file()
 
 
 def test_mismatched_features_are_refused_with_the_flag(tmp_path, capsys):
