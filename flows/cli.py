@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "flows.commands.train",
     "flows.commands.evaluate",
     "flows.commands.deploy",
+    "flows.commands.share",
 )
 
 

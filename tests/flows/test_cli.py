@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from dvmset.records import SourceStatus
 from dvmset.tables import Source
@@ -40,3 +41,17 @@ def test_unset_options_keep_the_config_defaults():
     assert features_config(parser.parse_args(["features"])) == FeaturesConfig()
     tiny = features_config(parser.parse_args(["features", "--clip-model", "tiny", "--retry-failed"]))
     assert tiny == FeaturesConfig(clip_model="tiny", retry_failed=True) and tiny.pretrained is None
+
+
+def test_every_command_module_is_registered():
+    """A module under flows/commands/ that defines register() but is missing from COMMAND_MODULES is a
+    command nobody can run (lineage and takedown were, once)."""
+    import ast
+
+    from flows.cli import COMMAND_MODULES
+
+    commands = Path(__file__).resolve().parents[2] / "flows" / "commands"
+    defining = {f"flows.commands.{p.stem}" for p in commands.glob("*.py")
+                if any(isinstance(n, ast.FunctionDef) and n.name == "register" for n in ast.parse(p.read_text()).body)}
+    assert defining, "no command modules found"
+    assert defining <= set(COMMAND_MODULES), sorted(defining - set(COMMAND_MODULES))
