@@ -170,3 +170,26 @@ def test_export_split_is_generated_by_clip_id(media, checkpoint, tmp_path, capsy
     assert sf.info(out / "aaa-00000.wav").frames == 32000  # --duration: the first second
     streams = ffprobe_json(out / "aaa-00000.mp4", stage="test")["streams"]  # the rest of the picture is silent
     assert abs(float(streams[1]["duration"]) - float(streams[0]["duration"])) < 1 / 25
+
+
+def _without_pictures(src: Path, dest: Path, drop: str) -> Path:
+    """``src``'s streams copied, the video packets dropped by the noise filter (``drop``: "key" or "1" = all)."""
+    run_ffmpeg(["-i", str(src), "-map", "0:v", "-map", "0:a", "-c", "copy", "-bsf:v", f"noise=drop={drop}",
+                str(dest)], stage="test")
+    return dest
+
+
+@pytest.mark.slow
+def test_videos_without_a_decodable_frame_fail_alone(media, checkpoint, tmp_path, capsys):
+    """A video track whose packets decode no frame, and one with no packets at all: each listed, the rest done."""
+    no_key = _without_pictures(media["long"], tmp_path / "no_key.mp4", "key")  # P-frames only: nothing decodes
+    empty = _without_pictures(media["long"], tmp_path / "empty_track.mkv", "1")  # a video track of 0 packets
+    assert [s["codec_type"] for s in ffprobe_json(empty, stage="test")["streams"]] == ["video", "audio"]
+    out = tmp_path / "out"
+    rc = main(_argv(checkpoint, out, str(no_key), str(empty), str(media["other"]), "--no-mux"))
+    printed = capsys.readouterr().out
+    assert rc == 1 and "1 of 3 video(s) done" in printed
+    for name, why in (("no_key", "0 frames"), ("empty_track", "cannot decode its video")):
+        line = next(ln for ln in printed.splitlines() if ln.startswith(f"FAILED  {name}"))
+        assert why in line, line
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["other.wav"]
