@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -114,8 +115,27 @@ def _fingerprint(cfg: EvaluateConfig, embedders: dict) -> dict:
     }
 
 
+@contextmanager
+def _quiet_scenedetect() -> Iterator[None]:
+    """PySceneDetect logs "Detecting scenes..." at INFO once per video: warnings only while we evaluate."""
+    import scenedetect  # noqa: F401 - its import (re)sets the logger to INFO, so import it first
+
+    logger = logging.getLogger("pyscenedetect")
+    before = logger.level
+    logger.setLevel(max(before, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None = None) -> EvaluationReport:
     """Run the requested metrics; nothing downloads, a metric that cannot run says why."""
+    with _quiet_scenedetect():
+        return _evaluate(cfg, on_item)
+
+
+def _evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None) -> EvaluationReport:
     import torch
 
     torch.manual_seed(cfg.seed)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from model.metrics.audio import resample, to_mono
-from model.metrics.gate import Exclusion, GateConfig, audio_problems, video_problems
+from model.metrics.gate import Exclusion, GateConfig, audio_problems, duration_mismatch, video_problems
 from pipeline.errors import StageError
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,9 @@ def gate_and_extract(ids: list[str], files: dict[str, dict[str, list[Path]]], ga
                      on_item: Callable[[str], None] | None = None) -> tuple[list[ClipFeatures], list[Exclusion]]:
     """Decode each paired clip once per role, gate it, and let the extractors fill its features.
 
-    A clip any of whose files fails the gate is excluded from every metric, with the reasons; so
-    is one whose extraction raises a ``StageError`` (role "clip"). Other errors stop the run.
+    A clip any of whose files fails the gate is excluded from every metric, with the reasons (among
+    them generated music whose duration is not its video's, within the gate's tolerance); so is one
+    whose extraction raises a ``StageError`` (role "clip"). Other errors stop the run.
     """
     kept: list[ClipFeatures] = []
     excluded: list[Exclusion] = []
@@ -163,6 +164,8 @@ def gate_and_extract(ids: list[str], files: dict[str, dict[str, list[Path]]], ga
             else:
                 video_info = got
                 feats.durations["video"] = got[0]
+                if "generated" in decoded and (why := duration_mismatch(feats.durations["generated"], got[0], gate)):
+                    reasons.append(Exclusion(cid, "generated", f"{files['generated'][cid][0].name}: {why}"))
         if reasons:
             excluded += reasons
         else:

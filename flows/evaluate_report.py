@@ -46,6 +46,16 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _chance_cell(m) -> str:
+    """The shuffled baseline (FD: the split-half noise floor); Rhythm's closed form where no shuffle is defined."""
+    for key in ("shuffled_pairs", "shuffled_music", "real_vs_real_split_half"):
+        if m.chance.get(key) is not None:
+            return _fmt(m.chance[key])
+    if m.chance.get("closed_form") is not None:  # one video: nothing to shuffle, the closed form still holds
+        return f"{_fmt(m.chance['closed_form'])} (closed form)"
+    return "—"
+
+
 def report_markdown(report: EvaluationReport) -> str:
     lines = ["# Evaluation", "",
              f"{_count(report.n_scored, 'clip')} scored of {report.n_paired} paired; "
@@ -62,14 +72,13 @@ def report_markdown(report: EvaluationReport) -> str:
             continue
         row.append(_fmt(m.value))
         ci_row.append(f"{_fmt(m.ci.low)}–{_fmt(m.ci.high)}" if m.ci else "—")
-        chance = m.chance.get("shuffled_pairs", m.chance.get("shuffled_music", m.chance.get("real_vs_real_split_half")))
-        chance_row.append(_fmt(chance) if chance is not None else "—")
+        chance_row.append(_chance_cell(m))
         n_row.append(str(m.n))
     paper = ["paper (VidMusician)"] + [_fmt(PAPER_BEST[name]) for name, _ in COLUMNS]
     for r in (row, ci_row, chance_row, n_row, paper):
         lines.append("| " + " | ".join(r) + " |")
     lines += ["", "FD's chance column is the real-vs-real split-half FD (its noise floor at this n); the others are "
-              "the score with generated music shuffled across clips.", ""]
+              "the score with generated music shuffled across clips (Rhythm with one video: its closed form).", ""]
     rhythm = report.metrics.get("rhythm")
     if rhythm is not None and not rhythm.skipped:
         e = rhythm.extra

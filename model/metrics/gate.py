@@ -21,12 +21,15 @@ class GateConfig:
     max_clipped_share: float = 0.01  # more than this share of clipped samples: refused
     min_duration_s: float = 1.0
     min_sample_rate: int = 16000  # below: too little bandwidth for the 16–48 kHz embedders
+    # generated music longer or shorter than its video by more than this: not music for that video
+    # (4 s of music scored against a 60 s video's cuts would read as a low Rhythm recall)
+    max_video_mismatch_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.silence_dbfs >= 0 or not 0 < self.clip_level <= 1 or not 0 <= self.max_clipped_share < 1:
             raise ValueError(f"gate thresholds out of range: {self}")
-        if self.min_duration_s <= 0 or self.min_sample_rate <= 0:
-            raise ValueError(f"min_duration_s and min_sample_rate must be positive: {self}")
+        if self.min_duration_s <= 0 or self.min_sample_rate <= 0 or self.max_video_mismatch_s <= 0:
+            raise ValueError(f"min_duration_s, min_sample_rate and max_video_mismatch_s must be positive: {self}")
 
 
 @dataclass(frozen=True)
@@ -101,3 +104,11 @@ def pair_ids(generated: Mapping[str, Sequence[str]], reference: Mapping[str, Seq
         else:
             paired.append(cid)
     return paired, sorted(excluded, key=lambda e: (e.clip_id, e.role))
+
+
+def duration_mismatch(music_s: float, video_s: float, config: GateConfig = GateConfig()) -> str | None:
+    """The reason generated music of ``music_s`` may not be scored against a video of ``video_s``, or None."""
+    if abs(music_s - video_s) <= config.max_video_mismatch_s:
+        return None
+    return (f"{music_s:.2f} s of music for a {video_s:.2f} s video (more than {config.max_video_mismatch_s:g} s "
+            "apart): generate music for the whole video")

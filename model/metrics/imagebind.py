@@ -39,6 +39,7 @@ AUDIO_RATE = 16000
 _HUGE = {"vision_embed_dim": 1280, "vision_num_blocks": 32, "vision_num_heads": 16, "text_embed_dim": 1024,
          "text_num_blocks": 24, "text_num_heads": 16, "out_embed_dim": 1024, "audio_drop_path": 0.1,
          "imu_drop_path": 0.7}
+_MODALITIES = ("vision", "text", "audio", "depth", "thermal", "imu")
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,40 @@ class ImageBindConfig:
             raise ValueError(f"clip counts, frames, crop and clip_s must be positive: {self}")
 
     @classmethod
+    def from_state_dict(cls, state: dict) -> ImageBindConfig:
+        """imagebind_huge when the shapes are its own; else widths, depths and out width read from the shapes.
+
+        A state dict has no head counts: a width imagebind_huge has keeps its count, another width
+        gets width / 64 heads (ImageBind's head width), at least 1. Keys of no ImageBind: the default,
+        and the strict load then names what is wrong.
+        """
+        import inspect
+
+        mod = import_skipping_package_init("imagebind", "models.imagebind_model")
+        defaults = {k: p.default for k, p in inspect.signature(mod.ImageBindModel.__init__).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        huge = defaults | _HUGE
+        head = state.get("modality_heads.vision.2.weight")  # [out, D]
+        if head is None:
+            return cls()
+        kwargs: dict = {"out_embed_dim": int(head.shape[0])}
+        for name in _MODALITIES:
+            proj = state.get(f"modality_trunks.{name}.blocks.0.attn.in_proj_weight")  # [3D, D]
+            if proj is None:
+                return cls()
+            width = int(proj.shape[1])
+            prefix = f"modality_trunks.{name}.blocks."
+            blocks = len({k[len(prefix):].split(".")[0] for k in state if k.startswith(prefix)})
+            heads = huge[f"{name}_num_heads"] if width == huge[f"{name}_embed_dim"] else max(1, width // 64)
+            kwargs |= {f"{name}_embed_dim": width, f"{name}_num_blocks": blocks, f"{name}_num_heads": heads}
+        if all(huge[k] == v for k, v in kwargs.items()):
+            return cls()
+        return cls(model_kwargs=kwargs)
+
+    @classmethod
     def tiny(cls) -> ImageBindConfig:
         small = {"out_embed_dim": 8}
-        for mod in ("vision", "text", "audio", "depth", "thermal", "imu"):
+        for mod in _MODALITIES:
             small |= {f"{mod}_embed_dim": 16, f"{mod}_num_blocks": 1, f"{mod}_num_heads": 1}
         return cls(model_kwargs=small)
 
@@ -153,11 +185,11 @@ class ImageBindEmbedder:
 
     @classmethod
     def load(cls, checkpoint: Path, config: ImageBindConfig | None = None, device: str = "cpu") -> ImageBindEmbedder:
-        """Load a state dict strictly into ``ImageBindModel`` (default: imagebind_huge's architecture)."""
-        config = config or ImageBindConfig()
+        """Load a state dict strictly into ``ImageBindModel``, its architecture read from the shapes."""
+        state = strip_prefix(load_state_dict(checkpoint), "module.")
+        config = config or ImageBindConfig.from_state_dict(state)
         mod = import_skipping_package_init("imagebind", "models.imagebind_model")
         module = mod.ImageBindModel(**config.model_kwargs)
-        state = strip_prefix(load_state_dict(checkpoint), "module.")
         load_into(module, state, checkpoint, "ImageBindModel")
         return cls(module, config, checkpoint, device)
 

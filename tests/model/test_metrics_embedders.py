@@ -143,3 +143,23 @@ def test_the_default_imagebind_architecture_is_imagebind_huge(monkeypatch):
     monkeypatch.setattr(mod, "ImageBindModel", Recorder)
     mod.imagebind_huge(pretrained=False)
     assert recorded == ImageBindConfig().model_kwargs
+
+
+@needs_imagebind
+def test_imagebind_architecture_is_read_from_the_checkpoint_shapes():
+    """Huge shapes give imagebind_huge's config (heads and drop paths too); a tiny model's shapes give it back."""
+    from model.metrics.checkpoints import import_skipping_package_init
+    from model.metrics.imagebind import ImageBindConfig
+
+    huge = {"vision": 1280, "text": 1024, "audio": 768, "depth": 384, "thermal": 768, "imu": 512}
+    blocks = {"vision": 32, "text": 24, "audio": 12, "depth": 12, "thermal": 12, "imu": 6}
+    state = {"modality_heads.vision.2.weight": torch.empty(1024, 1280, device="meta")}  # shapes only, no memory
+    for name, width in huge.items():
+        for b in range(blocks[name]):
+            state[f"modality_trunks.{name}.blocks.{b}.attn.in_proj_weight"] = torch.empty(3 * width, width, device="meta")
+    assert ImageBindConfig.from_state_dict(state) == ImageBindConfig()
+
+    tiny = ImageBindConfig.tiny()
+    model = import_skipping_package_init("imagebind", "models.imagebind_model").ImageBindModel(**tiny.model_kwargs)
+    assert ImageBindConfig.from_state_dict(model.state_dict()) == tiny
+    assert ImageBindConfig.from_state_dict({"something.else": torch.zeros(1)}) == ImageBindConfig()
