@@ -160,6 +160,17 @@ def test_gate_lists_silent_nan_clipped_short_and_low_rate_audio():
     assert any("sample rate" in p for p in audio_problems(ok, 8000, GateConfig(min_duration_s=0.5)))
 
 
+def test_gate_refuses_music_not_as_long_as_its_video():
+    from model.metrics.gate import duration_mismatch
+
+    assert duration_mismatch(60.0, 60.0) is None and duration_mismatch(59.0, 60.0) is None  # within 1 s
+    assert "4.00 s of music for a 60.00 s video" in duration_mismatch(4.0, 60.0)
+    assert duration_mismatch(61.5, 60.0) is not None  # longer music is not this video's either
+    assert duration_mismatch(4.0, 60.0, GateConfig(max_video_mismatch_s=60.0)) is None
+    with pytest.raises(ValueError, match="max_video_mismatch_s"):
+        GateConfig(max_video_mismatch_s=0)
+
+
 def test_pairing_lists_unpaired_and_ambiguous_ids():
     gen = {"a": ["a.wav"], "b": ["b.wav"], "c": ["c.wav", "c.flac"], "d": ["d.wav"]}
     ref = {"a": ["a.flac"], "b": ["b.mp3"], "c": ["c.wav"], "e": ["e.wav"]}
