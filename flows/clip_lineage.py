@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 from dvmset.catalog import Catalog
 from dvmset.lineage import record_lineage
+from dvmset.sources import record_clip
+from dvmset.tables import Clip
 from flows.config import CurateConfig
 from pipeline import provenance
-from pipeline.clip import ClipSpan
+from pipeline.clip import ClipSpan, clip_id
+from pipeline.errors import StageError, item_failure
 from pipeline.fingerprint import window_music
 from pipeline.process import ProcessedAudio
 from pipeline.source_files import Downloaded
+
+log = logging.getLogger(__name__)
 
 
 def record_clip_lineage(cat: Catalog, cfg: CurateConfig, clip_id: str, span: ClipSpan, audio: ProcessedAudio,
@@ -24,3 +31,16 @@ def record_clip_lineage(cat: Catalog, cfg: CurateConfig, clip_id: str, span: Cli
         clip_gain_db=clip_gain_db, start_s=span.start_s, duration_s=span.duration_s, fps=cfg.fps)
     record_lineage(cat, clip_id, steps, music_sha256=sha, music_fingerprint=fp, origin=origin,
                    **provenance.download_facts(got.info_json_path))
+
+
+def record_made_clip(cat: Catalog, cfg: CurateConfig, source_id: str, span: ClipSpan, audio: ProcessedAudio,
+                     got: Downloaded) -> None:
+    """Curation's call after a clip is made: its lineage; a fingerprint that fails fails only the clip."""
+    cid = clip_id(source_id, span.start_s)
+    with cat.session() as s:
+        gain = s.get(Clip, cid).clip_gain_db
+    try:
+        record_clip_lineage(cat, cfg, cid, span, audio, got, clip_gain_db=gain)
+    except StageError as err:
+        log.warning("clip %s: no fingerprint: %s", cid, err)
+        record_clip(cat, cid, source_id, span.start_s, span.duration_s, error=item_failure(err))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -30,10 +29,10 @@ from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.runs import record_run, run_done
-from dvmset.tables import Clip, Source
 from flows import limits
-from flows.clip_lineage import record_clip_lineage
+from flows.clip_lineage import record_made_clip
 from flows.config import CurateConfig
+from flows.takedown import refused_video
 from pipeline import clip as clipping
 from pipeline import download as dl
 from pipeline import qc
@@ -185,7 +184,7 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, on
         retrying = download_task.with_options(retries=cfg.download_retries,
                                               retry_delay_seconds=cfg.retry_delays())
         got = retrying(item.url, root.sources_dir, cfg.download_options())
-        if why := _refused(cat, root, item, got):
+        if why := refused_video(cat, root, item.url, got):
             log.warning("refused %s: %s", got.id, why)
             if got.id != source_id:
                 sources.drop_placeholder(cat, source_id)
@@ -261,40 +260,11 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
         if clipping.clip_id(source_id, span.start_s) not in finished:
             check()
             status = _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event)
-            _record_lineage(cat, cfg, source_id, span, audio, got, status)
+            if status != ClipStatus.FAILED:
+                record_made_clip(cat, cfg, source_id, span, audio, got)
     check()
     sources.upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
     return SourceStatus.DONE
-
-
-def _record_lineage(cat: Catalog, cfg: CurateConfig, source_id: str, span: clipping.ClipSpan, audio: ProcessedAudio,
-                    got: dl.Downloaded, status: str) -> None:
-    """A made clip's lineage, music checksum and fingerprint (issue 13); a failure here fails only the clip."""
-    if status == ClipStatus.FAILED:
-        return
-    cid = clipping.clip_id(source_id, span.start_s)
-    try:
-        record_clip_lineage(cat, cfg, cid, span, audio, got, clip_gain_db=_clip_gain_db(cat, cid))
-    except StageError as err:
-        log.warning("clip %s: no fingerprint: %s", cid, err)
-        sources.record_clip(cat, cid, source_id, span.start_s, span.duration_s, error=item_failure(err))
-
-
-def _clip_gain_db(cat: Catalog, clip_id: str) -> float | None:
-    with cat.session() as s:
-        return s.get(Clip, clip_id).clip_gain_db
-
-
-def _refused(cat: Catalog, root: DataRoot, item: Item, got: dl.Downloaded | None = None) -> str | None:
-    """Why a taken-down video must not be curated again (dvmset.takedown), or None. A video taken down
-    whole and downloaded again under another URL loses the new download."""
-    why = takedown.refusal(cat, video_id=got.id if got else item.id, url=item.url)
-    if why and got is not None:
-        with cat.session() as s:
-            row = s.get(Source, got.id)
-            if row is not None and row.status == takedown.TAKEN_DOWN:
-                shutil.rmtree(root.source_dir(got.id), ignore_errors=True)
-    return why
 
 
 def _remove_leftovers(root: DataRoot, source_id: str) -> None:

@@ -17,6 +17,8 @@ from dvmset import takedown as td
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
 from dvmset.shards import FeatureStore, StoreBusy
+from dvmset.tables import Source
+from pipeline.source_files import Downloaded
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,18 @@ def _card_writer(cat: Catalog):  # noqa: ANN202 - Callable[[Path, pd.DataFrame],
         write_card(out, manifest, cat, **params)
 
     return write
+
+
+def refused_video(cat: Catalog, root: DataRoot, url: str, got: Downloaded) -> str | None:
+    """Why curation must not take this downloaded video (a takedown names it), or None. A video taken
+    down whole and downloaded again under another URL loses the new download."""
+    why = td.refusal(cat, video_id=got.id, url=url)
+    if why:
+        with cat.session() as s:
+            row = s.get(Source, got.id)
+            if row is not None and row.status == td.TAKEN_DOWN:
+                shutil.rmtree(root.source_dir(got.id), ignore_errors=True)
+    return why
 
 
 def run_takedown(root: DataRoot, cat: Catalog, *, video: str | None = None, clip: str | None = None,
