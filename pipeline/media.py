@@ -7,6 +7,7 @@ package to install; every call has a timeout.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -102,6 +103,17 @@ def ffprobe_json(
     if not isinstance(data, dict):
         raise StageError(stage, f"{path.name}: ffprobe printed unexpected output")
     return data
+
+
+@functools.cache
+def ffmpeg_version() -> str:
+    """The installed ffmpeg's version word (``ffmpeg version 7.1.2-0+deb13u1 ...`` → ``7.1.2-0+deb13u1``)."""
+    try:
+        out = subprocess.run(["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    words = out.stdout.split()
+    return words[2] if len(words) > 2 and words[:2] == ["ffmpeg", "version"] else "unknown"
 
 
 def _input_args(path: Path, start_s: float | None, duration_s: float | None, threads: int | None = None) -> list:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipeline import qc
+from pipeline import media, qc
 from pipeline.clip import AAC_ARGS
 
 
@@ -23,20 +22,9 @@ def _dist_version(name: str) -> str:
 
 
 @functools.cache
-def ffmpeg_version() -> str:
-    """``ffmpeg -version``'s first line's version word (e.g. ``7.1.2-0+deb13u1``)."""
-    try:
-        out = subprocess.run(["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True, timeout=30)
-        words = out.stdout.split()
-        return words[2] if len(words) > 2 and words[:2] == ["ffmpeg", "version"] else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
-@functools.cache
 def tool_versions() -> dict[str, str]:
     return {"vidmusician": _dist_version("vidmusician"), "yt-dlp": _dist_version("yt-dlp"),
-            "ffmpeg": ffmpeg_version(), "demucs": _dist_version("demucs"),
+            "ffmpeg": media.ffmpeg_version(), "demucs": _dist_version("demucs"),
             "pyloudnorm": _dist_version("pyloudnorm")}
 
 
