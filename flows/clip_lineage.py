@@ -11,7 +11,7 @@ from dvmset.tables import Clip
 from flows.config import CurateConfig
 from pipeline import provenance
 from pipeline.clip import ClipSpan, clip_id
-from pipeline.errors import StageError, item_failure
+from pipeline.errors import item_failure
 from pipeline.fingerprint import window_music
 from pipeline.process import ProcessedAudio
 from pipeline.source_files import Downloaded
@@ -41,6 +41,6 @@ def record_made_clip(cat: Catalog, cfg: CurateConfig, source_id: str, span: Clip
         gain = s.get(Clip, cid).clip_gain_db
     try:
         record_clip_lineage(cat, cfg, cid, span, audio, got, clip_gain_db=gain)
-    except StageError as err:
-        log.warning("clip %s: no fingerprint: %s", cid, err)
+    except Exception as err:  # noqa: BLE001 - the one failure policy: any per-clip error fails only this clip
+        log.warning("clip %s: no lineage/fingerprint: %s", cid, err)
         record_clip(cat, cid, source_id, span.start_s, span.duration_s, error=item_failure(err))
