@@ -73,6 +73,26 @@ def load_into(module, state: dict, checkpoint: Path, what: str) -> None:
                          f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
 
 
+class LoadedEmbedder:
+    """A network loaded from a local checkpoint, in eval mode on ``device``, with the file's sha256 (the
+    settings fingerprint names it). Each embedder adds ``load`` and its own ``embed``."""
+
+    def __init__(self, module, config, checkpoint: Path, device: str = "cpu") -> None:
+        self.module = module.eval().to(device)
+        self.config = config
+        self.checkpoint = Path(checkpoint)
+        self.device = device
+        self.sha256 = sha256_file(checkpoint)
+
+
+class AudioEmbedder(LoadedEmbedder):
+    """An embedder of mono audio at its config's ``sample_rate``."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+
 def strip_prefix(state: dict, prefix: str) -> dict:
     """Drop ``prefix`` (e.g. DataParallel's ``module.``) from every key that has it."""
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}

@@ -19,10 +19,10 @@ import numpy as np
 
 from model.metrics.audio import fixed_windows
 from model.metrics.checkpoints import (
+    AudioEmbedder,
     import_skipping_package_init,
     load_into,
     load_state_dict,
-    sha256_file,
     strip_prefix,
 )
 
@@ -114,17 +114,7 @@ def build_audio_tower(config: ClapAudioConfig):
     return ClapAudioTower()
 
 
-class ClapAudioEmbedder:
-    def __init__(self, module, config: ClapAudioConfig, checkpoint: Path, device: str = "cpu") -> None:
-        self.module = module.eval().to(device)
-        self.config = config
-        self.checkpoint = Path(checkpoint)
-        self.device = device
-        self.sha256 = sha256_file(checkpoint)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
+class ClapAudioEmbedder(AudioEmbedder):
 
     @classmethod
     def load(cls, checkpoint: Path, config: ClapAudioConfig | None = None, device: str = "cpu") -> ClapAudioEmbedder:

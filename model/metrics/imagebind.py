@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from model.metrics.checkpoints import (
+    LoadedEmbedder,
     import_skipping_package_init,
     load_into,
     load_state_dict,
-    sha256_file,
     strip_prefix,
 )
 
@@ -175,13 +175,7 @@ def _pad_right(x, pad: int):
     return F.pad(x, (0, pad), mode="constant", value=0.0)
 
 
-class ImageBindEmbedder:
-    def __init__(self, module, config: ImageBindConfig, checkpoint: Path, device: str = "cpu") -> None:
-        self.module = module.eval().to(device)
-        self.config = config
-        self.checkpoint = Path(checkpoint)
-        self.device = device
-        self.sha256 = sha256_file(checkpoint)
+class ImageBindEmbedder(LoadedEmbedder):
 
     @classmethod
     def load(cls, checkpoint: Path, config: ImageBindConfig | None = None, device: str = "cpu") -> ImageBindEmbedder:

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from model.metrics.checkpoints import (
+    AudioEmbedder,
     EmbedderUnavailable,
     load_into,
     load_state_dict,
-    sha256_file,
     strip_prefix,
 )
 
@@ -123,19 +123,9 @@ def _build_cnn14(config: PannsConfig):
     return Cnn14(config)
 
 
-class PannsEmbedder:
+class PannsEmbedder(AudioEmbedder):
     """A loaded Cnn14: ``embed(mono)`` → (embedding [D], logits [classes])."""
 
-    def __init__(self, module, config: PannsConfig, checkpoint: Path, device: str = "cpu") -> None:
-        self.module = module.eval().to(device)
-        self.config = config
-        self.checkpoint = Path(checkpoint)
-        self.device = device
-        self.sha256 = sha256_file(checkpoint)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
 
     @classmethod
     def load(cls, checkpoint: Path, config: PannsConfig | None = None, device: str = "cpu") -> PannsEmbedder:
