@@ -1,7 +1,7 @@
 """The Prefect global concurrency limits the flows take, by name (`vidmusician deploy` creates them).
 
-A limit that does not exist on the API the run talks to is no slot to wait for (Prefect's non-strict
-mode): an embedded run without `deploy` runs unthrottled, as before.
+The limits are taken only in a run of a deployment (an embedded or in-process Dask run has none, and
+asks the API nothing); a limit missing there is no slot to wait for (Prefect's non-strict mode).
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ def download_limit(url: str) -> str:
 
 
 def _in_a_run() -> bool:
-    from prefect.context import FlowRunContext, TaskRunContext
+    """Inside a flow run started from a deployment (what `vidmusician deploy` set the limits up for)."""
+    from prefect.context import FlowRunContext
 
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+    ctx = FlowRunContext.get()
+    return ctx is not None and ctx.flow_run is not None and ctx.flow_run.deployment_id is not None
 
 
 def throttle_download(url: str) -> None:
