@@ -28,9 +28,9 @@ from dvmset.tables import Annotator, Decision
 UNDO = "undo"
 
 EFFECTIVE_VERDICT_RULE = (
-    "Each annotator's latest live (not undone) verdict counts once. A clip needs `required` "
-    "verdicts (1, or N in overlap mode); then it is accepted only if a strict majority accept, "
-    "otherwise rejected. With fewer verdicts it stays pending_review."
+    "Each annotator's latest live (not undone) verdict counts once. A clip is decided once it has "
+    "as many verdicts as the review asks for (one, or N with --overlap N): accepted if a strict "
+    "majority accept, otherwise rejected. Until then it waits for review."
 )
 
 

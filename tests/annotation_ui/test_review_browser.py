@@ -29,7 +29,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run", "--disable-quic", "--autoplay-policy=no-user-gesture-required"]
 KEEP = os.environ.get("VIDMUSICIAN_SCREENSHOTS")  # a folder: keep every page's screenshot there
 # Text that means a template printed a Python object, an undefined value or its own syntax.
-LEAKS = re.compile(r"object at 0x|<built-in|<bound method|Traceback|\bNone\b|\bundefined\b|\bNaN\b|\{\{|\{%|%\}")
+LEAKS = re.compile(r"object at 0x|<built-in|<bound method|Traceback|\bNone\b|\bundefined\b|\bNaN\b|\{\{|\{%|%\}|`")
 
 
 @pytest.fixture(scope="module")
