@@ -72,8 +72,6 @@ def curate_elsewhere(args: argparse.Namespace, root, cat: Catalog, queries: list
 
     result = curate(**params, root=str(root.path), db=cat.url)
     print_summary(result, cat)
-    if result.get("held"):
-        print(f"{result['held']} sources are held by other workers: a later run takes over any whose worker died")
     return 0
 
 

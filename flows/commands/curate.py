@@ -160,6 +160,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def print_summary(result: dict, cat: Catalog) -> None:
     print(f"sources: {result['done']} done, {result['failed']} failed, {result['skipped']} skipped (done before)")
+    if result.get("held"):  # a live lease of another run: its sources are left to it, not counted done
+        n = result["held"]
+        print(f"{n} source{'s' if n != 1 else ''} held by another run on this catalog, left to it "
+              "(a run started after that one died takes over)")
     for key, why in result.get("refused", {}).items():
         print(f"refused {key}: {why}")
     print("clips by status: " + _by_status(cat.counts()["clips"]))

@@ -141,13 +141,19 @@ def test_rerun_redoes_nothing(served, data_root: DataRoot, catalog: Catalog, pre
         assert s.scalar(select(func.count()).select_from(Run)) == runs_before
 
 
-def _curate_cli(root: Path, urls: list[str], env: dict) -> subprocess.Popen:
+def _curate_args(root: Path, urls: list[str]) -> list[str]:
     # Short clips keep the test quick; what it proves does not depend on the clip length.
     args = [sys.executable, "-m", "flows.cli", "curate", "--root", str(root), "--separator", "none",
             "--workers", "1", "--clip-seconds", "20", "--max-clips", "2"]
     for u in urls:
         args += ["--url", u]
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return args
+
+
+def _curate_cli(root: Path, urls: list[str], env: dict) -> subprocess.Popen:
+    """A curate run started in the background (the caller waits for it)."""
+    return subprocess.Popen(_curate_args(root, urls), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def _finished_clips(cat: Catalog) -> list[str]:
@@ -201,15 +207,16 @@ def test_killed_run_rerun_finishes_without_redoing(served, tmp_path: Path, prefe
     killed_mid_write = root.clips_dir / f".{next(iter(first)).rsplit('-', 1)[0]}-00099.k1ll3d.part.mp4"
     killed_mid_write.write_bytes(b"half a clip")
 
-    out = subprocess.run(_curate_cli(root.path, urls, env).args, env=env, capture_output=True, text=True,
-                         timeout=300)
+    # The one re-run: nothing else runs on the root now (a second run would hold a source's lease).
+    out = subprocess.run(_curate_args(root.path, urls), env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
 
     with cat.session() as s:
         statuses = {r.id: r.status for r in s.scalars(select(Source))}
         clips = list(s.scalars(select(Clip)))
         clip_runs = s.scalars(select(Run).where(Run.stage == "clip")).all()
-    assert sorted(statuses.values()) == [SourceStatus.DONE] * 2, statuses
+    assert sorted(statuses.values()) == [SourceStatus.DONE] * 2, (statuses, out.stdout)
+    assert "held" not in out.stdout, out.stdout
     assert len(clips) == 4 and all(c.status == ClipStatus.PENDING_REVIEW for c in clips)
     assert sorted(p.name for p in root.clips_dir.glob("*.mp4")) == sorted(f"{c.id}.mp4" for c in clips)
     assert not list(root.clips_dir.glob(".*part*")), "a partial file was left behind"
@@ -288,6 +295,40 @@ def test_a_source_another_run_holds_waits_for_it(served, tmp_path: Path, prefect
         assert s.get(Source, vid).status == SourceStatus.DONE
         assert [c.status for c in s.scalars(select(Clip))] == [ClipStatus.PENDING_REVIEW] * 2
     assert not in_flight.exists(), "left by a dead writer once the lock was free: swept"
+
+
+def test_a_source_leased_by_a_live_run_is_left_to_it_and_the_summary_says_so(served, tmp_path: Path,
+                                                                             prefect_harness):
+    """A live lease of another run (this test process: alive, on this host) is not taken over: the run
+    cuts nothing of that source, and its summary counts it held instead of silently not done. Once the
+    holder finishes without marking it done, the next run takes it."""
+    from prefect.settings import PREFECT_API_URL
+
+    from dvmset import leases, sources
+    from pipeline.download import DownloadOptions, download
+
+    root = DataRoot(tmp_path / "root").ensure()
+    url = f"{served}/good-a.mp4"
+    vid = download(url, root.sources_dir, DownloadOptions()).id
+    cat = Catalog(root.catalog_url)
+    sources.upsert_source(cat, vid, url=url)
+    holder = leases.new_owner()
+    assert leases.claim(cat, leases.SOURCES, [vid], holder).claimed == [vid]
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path.cwd())}
+
+    out = subprocess.run(_curate_args(root.path, [url]), env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "sources: 0 done, 0 failed" in out.stdout and "1 source held by another run" in out.stdout, out.stdout
+    with cat.session() as s:
+        assert s.get(Source, vid).status == SourceStatus.PENDING
+        assert s.scalar(select(func.count()).select_from(Clip)) == 0
+    assert leases.holder(cat, leases.SOURCES, vid)[0] == holder
+
+    leases.finish(cat, leases.SOURCES, vid, holder)  # the holder stops without finishing the source
+    out = subprocess.run(_curate_args(root.path, [url]), env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "sources: 1 done" in out.stdout and "held" not in out.stdout, out.stdout
+    with cat.session() as s:
+        assert s.get(Source, vid).status == SourceStatus.DONE
 
 
 def test_demucs_path_through_the_flow_from_a_local_repo(served, data_root: DataRoot, catalog: Catalog,
