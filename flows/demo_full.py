@@ -30,7 +30,8 @@ from flows.demo import demo_separator, make_demo_media, serve_directory
 from flows.features import FeaturesConfig, run_features
 from flows.generate import GenerateConfig, GenerateError, Generator, VideoJob
 from flows.settings import catalog_url
-from flows.train import TrainRun, run_training
+from flows.train import run_training
+from flows.train_run import TrainRun
 from model.train_config import TrainConfig
 
 log = logging.getLogger(__name__)

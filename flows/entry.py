@@ -136,7 +136,8 @@ def export(name: str, test_fraction: float | None = None, seed: int | None = Non
 @flow(name="vidmusician-train", log_prints=False)
 def train(data: str, out: str, recipe: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> dict:
     """Train (resumable): ``recipe`` is stage 1's TrainConfig fields, ``settings`` the TrainRun's others."""
-    from flows.train import TrainRun, run_training
+    from flows.train import run_training
+    from flows.train_run import TrainRun
     from model.train_config import TrainConfig
 
     extra = dict(settings or {})

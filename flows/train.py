@@ -20,7 +20,7 @@ import gc
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +40,7 @@ from flows.train_output import (
     stage_dir,
     sweep_partials,
 )
+from flows.train_run import TrainRun
 from model.checkpoint import load_model, load_trainable, read_checkpoint
 from model.config import SemanticConfig, VidMusicianConfig
 from model.train_config import TrainConfig
@@ -49,42 +50,6 @@ from model.train_step import TrainState, evaluate, new_state, train_step
 from model.vidmusician import VidMusician
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainRun:
-    """One `vidmusician train` invocation. `recipe` is stage 1's TrainConfig; stage 2 is the same with
-    `lr2` (None: the paper's 1e-5)."""
-
-    data: Path
-    out: Path
-    stages: tuple[int, ...] = (1, 2)
-    recipe: TrainConfig = TrainConfig()
-    lr2: float | None = None
-    backbone: str = "facebook/musicgen-medium"
-    t5: str | None = None  # None: t5-base (debug backbone: the debug T5)
-    clip_dim: int | None = None  # None: the features' width
-    init: Path | None = None
-    device: str = "cpu"
-    val_every: int = 500
-    ckpt_every: int = 1000
-    keep: int = 3
-    workers: int = 2
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.stages or any(s not in (1, 2) for s in self.stages) or list(self.stages) != sorted(set(self.stages)):
-            raise ValueError(f"stages must be (1,), (2,) or (1, 2), got {self.stages}")
-        for name in ("val_every", "ckpt_every", "keep"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-
-    def stage_config(self, stage: int) -> TrainConfig:
-        if stage == 1:
-            return replace(self.recipe, stage=1)
-        return replace(self.recipe, stage=2, lr=self.lr2)
 
 
 def features_source(data: Path) -> tuple[Path, list[str] | None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from flows.evaluate import CHECKPOINTS, METRICS
+    from flows.evaluate import CHECKPOINTS, METRICS, EvaluateConfig
 
     p = sub.add_parser("evaluate", help="the paper's Table 1 metrics (FD, KL, ImageBind, CLAP, Rhythm) with "
                                         "intervals and chance levels; see docs/evaluation.md")
@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, type=Path, metavar="CKPT", help=f"local {published[name]} or ${env}; without it the "
                                                              "metric is skipped")
     p.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap/split seed: the same seed gives the same numbers (0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda, for the embedders")
+    e = EvaluateConfig.__dataclass_fields__
+    p.add_argument("--seed", type=int, default=e["seed"].default,
+                   help=f"bootstrap/split seed: the same seed gives the same numbers ({e['seed'].default})")
+    p.add_argument("--device", default=e["device"].default, help="cpu or cuda, for the embedders")
     p.set_defaults(func=cmd_evaluate)
 
 

@@ -26,9 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "separated, '*' for any (default $VIDMUSICIAN_FORWARDED_ALLOW_IPS, else uvicorn's: "
                         "$FORWARDED_ALLOW_IPS or 127.0.0.1,::1); behind a trusted https proxy the sign-in "
                         "cookie is marked Secure")
-    p.add_argument("--overlap", type=int, default=1, metavar="N",
-                   help="independent verdicts each clip needs (1; >1 for agreement studies)")
-    p.add_argument("--lease-seconds", type=float, default=600.0, help="how long a handed-out clip is reserved (600)")
+    from dvmset.review import QueuePolicy
+
+    q = QueuePolicy()
+    p.add_argument("--overlap", type=int, default=q.overlap, metavar="N",
+                   help=f"independent verdicts each clip needs ({q.overlap}; >1 for agreement studies)")
+    p.add_argument("--lease-seconds", type=float, default=q.lease_s,
+                   help=f"how long a handed-out clip is reserved ({q.lease_s:g})")
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("annotators", help="add, list, re-link or revoke annotators")

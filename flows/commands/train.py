@@ -14,15 +14,16 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from model.train_config import TrainConfig
+    from flows.train_run import TrainRun
+    from model.train_config import PAPER_LR, TrainConfig
 
-    d = TrainConfig()
+    d, r = TrainConfig(), TrainRun.__dataclass_fields__  # the defaults are the dataclasses'
     p = sub.add_parser("train", help="train VidMusician (stage 1 semantic, stage 2 + rhythm) on feature shards")
     p.add_argument("--data", type=Path, required=True,
                    help="an export (ROOT/exports/NAME), a data root, or a features directory")
     p.add_argument("--out", type=Path, required=True, help="run directory (re-run the same command to resume)")
     p.add_argument("--stage", choices=("1", "2", "both"), default="both")
-    p.add_argument("--backbone", default="facebook/musicgen-medium",
+    p.add_argument("--backbone", default=r["backbone"].default,
                    help="MusicGen hub name, local dir with state_dict.bin + compression_state_dict.bin, or debug")
     p.add_argument("--t5", default=None, help="T5 hub name or local dir (default t5-base; the debug T5 for debug)")
     p.add_argument("--clip-dim", type=int, default=None, help="CLIP width D (default: the features')")
@@ -32,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     length.add_argument("--epochs", type=int, default=None, help=f"epochs per stage (default {d.epochs})")
     length.add_argument("--steps", type=int, default=None, help="batches per stage instead of epochs")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split over processes)")
-    p.add_argument("--stage1-lr", type=float, default=None, help="stage 1 peak lr (default 1e-4)")
-    p.add_argument("--stage2-lr", type=float, default=None, help="stage 2 peak lr (default 1e-5)")
+    p.add_argument("--stage1-lr", type=float, default=None, help=f"stage 1 peak lr (default {PAPER_LR[1]:g})")
+    p.add_argument("--stage2-lr", type=float, default=None, help=f"stage 2 peak lr (default {PAPER_LR[2]:g})")
     p.add_argument("--warmup", type=int, default=d.warmup_steps, help="linear warm-up updates per stage")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
@@ -44,11 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cuda when there is a GPU")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                    help="default bf16 on GPU, fp32 on CPU")
-    p.add_argument("--val-every", type=int, default=500, help="validation on the test split every N steps")
-    p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (and at the end)")
-    p.add_argument("--keep", type=int, default=3, help="rotating checkpoints kept (best.pt apart)")
+    p.add_argument("--val-every", type=int, default=r["val_every"].default,
+                   help="validation on the test split every N steps")
+    p.add_argument("--ckpt-every", type=int, default=r["ckpt_every"].default,
+                   help="checkpoint every N steps (and at the end)")
+    p.add_argument("--keep", type=int, default=r["keep"].default, help="rotating checkpoints kept (best.pt apart)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
+    p.add_argument("--workers", type=int, default=r["workers"].default, help="data-loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -60,7 +63,7 @@ def _cuda() -> bool:
 
 
 def _run(args: argparse.Namespace):  # noqa: ANN202 - flows.train.TrainRun (imported lazily)
-    from flows.train import TrainRun
+    from flows.train_run import TrainRun
     from model.train_config import TrainConfig
 
     device = args.device or ("cuda" if _cuda() else "cpu")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from flows.train import TrainRun, run_training
+from flows.train import run_training
+from flows.train_run import TrainRun
 from model.train_config import TrainConfig
 
 

@@ -43,6 +43,21 @@ def test_unset_options_keep_the_config_defaults():
     assert tiny == FeaturesConfig(clip_model="tiny", retry_failed=True) and tiny.pretrained is None
 
 
+
+def test_train_and_review_defaults_are_the_dataclasses():
+    """`train` with only --data/--out is the TrainRun and TrainConfig defaults (on a CPU: fp32); `review`'s
+    queue options are QueuePolicy's."""
+    from dvmset.review import QueuePolicy
+    from flows.commands.train import _run
+    from flows.train_run import TrainRun
+    from model.train_config import TrainConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", "d", "--out", "o", "--device", "cpu", "--no-progress"])
+    assert _run(args) == TrainRun(data=Path("d"), out=Path("o"), recipe=TrainConfig(stage=1, precision="fp32"))
+    review = parser.parse_args(["review"])
+    assert QueuePolicy(overlap=review.overlap, lease_s=review.lease_seconds) == QueuePolicy()
+
 def test_every_command_module_is_registered():
     """A module under flows/commands/ that defines register() but is missing from COMMAND_MODULES is a
     command nobody can run (lineage and takedown were, once)."""

@@ -154,7 +154,8 @@ def test_warmup_longer_than_the_run_names_the_flag():
 
 @pytest.mark.slow
 def test_prefect_train_flow_trains_two_steps(store, tmp_path, prefect_harness):
-    from flows.train import TrainRun, train_flow
+    from flows.train import train_flow
+    from flows.train_run import TrainRun
 
     run = TrainRun(data=store, out=tmp_path / "run", stages=(1,), recipe=TrainConfig.debug(steps=2), backbone="debug",
                    val_every=1, ckpt_every=1, workers=0)
