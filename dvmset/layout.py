@@ -24,8 +24,13 @@ class DataRoot:
         object.__setattr__(self, "path", Path(self.path).expanduser().resolve())
 
     @property
+    def catalog_path(self) -> Path:
+        """The SQLite catalog (unused when $VIDMUSICIAN_DB names another database)."""
+        return self.path / "catalog.sqlite"
+
+    @property
     def catalog_url(self) -> str:
-        return f"sqlite:///{self.path / 'catalog.sqlite'}"
+        return f"sqlite:///{self.catalog_path}"
 
     @property
     def sources_dir(self) -> Path:

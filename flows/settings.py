@@ -23,6 +23,16 @@ def resolve_root(root: str | os.PathLike[str] | None, *, create: bool = True) ->
     return found.ensure() if create else found
 
 
+def existing_root(root: str | os.PathLike[str] | None) -> DataRoot:
+    """:func:`resolve_root` for a command that reads a catalog: a root without one (a mistyped ``--root``)
+    ends the command with what to do, instead of quietly creating an empty data root there."""
+    found = resolve_root(root, create=False)
+    if "VIDMUSICIAN_DB" not in os.environ and not found.catalog_path.is_file():
+        raise SystemExit(f"vidmusician: no catalog in {found.path}: check --root (or $VIDMUSICIAN_ROOT); "
+                         "`vidmusician curate` or `vidmusician demo` makes a data root")
+    return found.ensure()
+
+
 def catalog_url(root: DataRoot) -> str:
     """``VIDMUSICIAN_DB`` (any SQLAlchemy URL, e.g. Postgres) wins over the root's SQLite file."""
     return os.environ.get("VIDMUSICIAN_DB") or root.catalog_url

@@ -12,7 +12,7 @@ from dvmset.catalog import Catalog
 from flows.commands.cluster import add_cluster_options
 from flows.config import CurateConfig
 from flows.progress import progress_bar
-from flows.settings import add_root_arg, open_catalog, resolve_root
+from flows.settings import add_root_arg, existing_root, open_catalog, resolve_root
 
 _D = CurateConfig()  # the defaults shown in --help
 _PER_QUERY = 10
@@ -178,7 +178,7 @@ def _by_status(counts: dict) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from dvmset.status import status_report
 
-    root = resolve_root(args.root)
+    root = existing_root(args.root)
     report = status_report(root, open_catalog(root))
     if args.json:
         json.dump(report, sys.stdout, indent=2, sort_keys=True)

@@ -10,7 +10,7 @@ from dvmset.constants import TEST_FRACTION
 from flows.commands.cluster import add_cluster_options
 from flows.config import FeaturesConfig
 from flows.progress import progress_bar
-from flows.settings import add_root_arg, open_catalog, resolve_root
+from flows.settings import add_root_arg, existing_root, open_catalog
 
 _D = FeaturesConfig()
 
@@ -64,7 +64,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    root = resolve_root(args.root)
+    root = existing_root(args.root)
     cat = open_catalog(root)
     cfg = config_from_args(args)
     if args.via_server:
@@ -102,7 +102,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dvmset.export import export_dataset
     from dvmset.shards import StoreBusy
 
-    root = resolve_root(args.root)
+    root = existing_root(args.root)
     if args.via_server:
         from flows.commands.cluster import export_elsewhere
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flows.settings import add_root_arg, open_catalog, resolve_root
+from flows.settings import add_root_arg, existing_root, open_catalog, resolve_root
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,7 +79,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from annotation_ui.app import create_app
     from dvmset.review import QueuePolicy
 
-    root = resolve_root(args.root)
+    root = existing_root(args.root)
     policy = QueuePolicy(overlap=args.overlap, lease_s=args.lease_seconds)
     app = create_app(root, open_catalog(root), policy, compute_peaks=peaks_decoder())
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -94,7 +94,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_annotators_add(args: argparse.Namespace) -> int:
     from dvmset.review import Conflict, add_annotator
 
-    catalog = open_catalog(resolve_root(args.root))
+    catalog = open_catalog(resolve_root(args.root))  # a team may sign up before the first curation
     try:
         with catalog.session() as s:
             ann, token = add_annotator(s, args.name)
@@ -118,7 +118,7 @@ def _on_annotator(args: argparse.Namespace, action):  # noqa: ANN001, ANN202 - a
     """Run ``action`` on the named annotator in one transaction; None, after saying why, if unknown."""
     from dvmset.review import NotFound
 
-    catalog = open_catalog(resolve_root(args.root))
+    catalog = open_catalog(existing_root(args.root))
     try:
         with catalog.session() as s:
             return action(s, args.name)
@@ -155,7 +155,7 @@ def cmd_annotators_list(args: argparse.Namespace) -> int:
     from dvmset.review import is_revoked
     from dvmset.tables import Annotator
 
-    catalog = open_catalog(resolve_root(args.root))
+    catalog = open_catalog(existing_root(args.root))
     with catalog.session() as s:
         rep = agreement_report(s)
         revoked = {a.name for a in s.scalars(select(Annotator)) if is_revoked(a)}
@@ -171,7 +171,7 @@ def cmd_decisions_export(args: argparse.Namespace) -> int:
     from dvmset.io import atomic_path
     from dvmset.review import decision_records
 
-    catalog = open_catalog(resolve_root(args.root))
+    catalog = open_catalog(existing_root(args.root))
     with catalog.session() as s:
         rows = decision_records(s)
     cols = ["id", "clip_id", "annotator", "verdict", "reasons", "note", "voids", "live", "seconds_spent",

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from flows.settings import add_root_arg, open_catalog, resolve_root
+from flows.settings import add_root_arg, existing_root, open_catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from dvmset.lineage import UnknownClip, clip_lineage, format_lineage
 
-    root = resolve_root(args.root)
+    root = existing_root(args.root)
     try:
         lin = clip_lineage(root, open_catalog(root), args.clip_id)
     except UnknownClip as err:
@@ -49,7 +49,7 @@ def cmd_takedown(args: argparse.Namespace) -> int:
     from dvmset.takedown import TakedownError
     from flows.takedown import run_takedown
 
-    root = resolve_root(args.root)
+    root = existing_root(args.root)
     try:
         r = run_takedown(root, open_catalog(root), video=args.video, clip=args.clip, reason=args.reason,
                          wait_s=args.wait)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,21 @@ def test_status_json_into_head_exits_quietly(data_root, catalog):
                           capture_output=True, text=True, timeout=120)
     assert full.returncode == 0 and len(json.loads(full.stdout)["failed_sources"]) == 2000
 
+
+
+def test_a_mistyped_root_is_an_error_that_creates_nothing(tmp_path: Path, data_root, catalog):
+    """`status`, `export`, `review` ... read a catalog: on a --root without one they say so and make no
+    empty data root there (a typo once showed "sources: none" and left dvm-dta/ behind)."""
+    typo = tmp_path / "dvm-dta"
+    env = {k: v for k, v in os.environ.items() if k != "VIDMUSICIAN_DB"}
+    for argv in (["status"], ["export", "--name", "x"], ["annotators", "list"]):
+        proc = subprocess.run([sys.executable, "-m", "flows.cli", *argv, "--root", str(typo)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and f"no catalog in {typo}" in proc.stderr, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr and not typo.exists(), argv
+    ok = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--root", str(data_root.path)], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "sources: none" in ok.stdout, ok.stdout + ok.stderr
 
 def test_unset_options_keep_the_config_defaults():
     parser = build_parser()
