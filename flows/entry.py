@@ -104,15 +104,6 @@ def features(settings: dict[str, Any] | None = None, root: str | None = None, db
     return {**out, "config": asdict(cfg)}
 
 
-def _audio_rate(path: Path) -> int | None:
-    from pipeline.errors import StageError
-    from pipeline.probe import probe
-
-    try:
-        return probe(path, stage="export").audio_sample_rate
-    except StageError:
-        return None
-
 
 @flow(name="vidmusician-export", log_prints=False)
 def export(name: str, test_fraction: float | None = None, seed: int | None = None, reshuffle: bool = False,
@@ -121,12 +112,13 @@ def export(name: str, test_fraction: float | None = None, seed: int | None = Non
     from dvmset.catalog import Catalog
     from dvmset.export import export_dataset
     from dvmset.layout import DataRoot
+    from pipeline.probe import audio_rate
 
     root_path, db_url = _where(root, db)
     given = {"test_fraction": test_fraction, "seed": seed}
     cat = Catalog(db_url)
     try:
-        s = export_dataset(DataRoot(root_path), cat, name, keep_existing=not reshuffle, audio_rate=_audio_rate,
+        s = export_dataset(DataRoot(root_path), cat, name, keep_existing=not reshuffle, audio_rate=audio_rate,
                            release=release, **{k: v for k, v in given.items() if v is not None})
     finally:
         cat.dispose()

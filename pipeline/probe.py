@@ -101,6 +101,14 @@ def probe(path: Path, *, stage: str = STAGE) -> MediaInfo:
     return info_from_ffprobe(ffprobe_json(path, stage=stage), path.name, stage=stage)
 
 
+def audio_rate(path: Path) -> int | None:
+    """A file's audio sample rate (the export's AudioMeta lines); None where ffprobe cannot tell."""
+    try:
+        return probe(path, stage="export").audio_sample_rate
+    except StageError:
+        return None
+
+
 def require_streams(info: MediaInfo, path: Path, *, video: bool = True, audio: bool = True) -> None:
     """Raise ``StageError("probe", "<name>: no audio stream")`` (or video) when a needed stream is missing."""
     name = Path(path).name

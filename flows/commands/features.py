@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from dvmset.constants import TEST_FRACTION
 from flows.commands.cluster import add_cluster_options
@@ -101,6 +100,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from dvmset.export import export_dataset
     from dvmset.shards import StoreBusy
+    from pipeline.probe import audio_rate
 
     root = existing_root(args.root)
     if args.via_server:
@@ -110,7 +110,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     given = {"test_fraction": args.test_fraction, "seed": args.seed}
     try:
         s = export_dataset(root, open_catalog(root), args.name, keep_existing=not args.reshuffle,
-                           audio_rate=_audio_rate, release=args.release,
+                           audio_rate=audio_rate, release=args.release,
                            **{k: v for k, v in given.items() if v is not None})
     except (ValueError, StoreBusy) as err:
         print(f"export: {err}", file=sys.stderr)
@@ -124,13 +124,3 @@ def cmd_export(args: argparse.Namespace) -> int:
               f"vidmusician curate --from-release {s.release}")
     return 0
 
-
-def _audio_rate(path: Path) -> int | None:
-    """A clip's audio sample rate for the export's AudioMeta lines; None where ffprobe cannot tell."""
-    from pipeline.errors import StageError
-    from pipeline.probe import probe
-
-    try:
-        return probe(path, stage="export").audio_sample_rate
-    except StageError:
-        return None

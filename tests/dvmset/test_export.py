@@ -16,7 +16,7 @@ from dvmset.export import SplitItem, export_dataset, plan_split
 from dvmset.records import ClipStatus
 from dvmset.shards import FeatureStore, write_shard
 from dvmset.tables import Annotator, Clip, Decision
-from pipeline.probe import probe
+from pipeline.probe import audio_rate
 
 
 def random_items(seed: int, n_queries: int = 12, max_sources: int = 25) -> list[SplitItem]:
@@ -94,7 +94,7 @@ def test_export_writes_manifest_jsonl_card_and_the_split(data_root, catalog, cli
             s.add(Decision(clip_id=c, annotator_id=1, verdict="accept"))
             s.add(Decision(clip_id=c, annotator_id=2, verdict="accept" if k else "reject", reasons=["noise"]))
     summary = export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0,
-                             audio_rate=lambda p: probe(p).audio_sample_rate)
+                             audio_rate=audio_rate)
     out = data_root.export_dir("v1")
     m = pd.read_parquet(out / "manifest.parquet")
     assert sorted(m.clip_id) == sorted(ids) and summary.train + summary.test == len(ids)
