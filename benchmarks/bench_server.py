@@ -5,9 +5,11 @@ on the same loopback-served sources, in one run.
 
 Starts `prefect server start` on a free loopback port (its own SQLite database; Postgres in
 production), `vidmusician deploy`, and process workers on the CPU pool; start-ups are timed apart.
-Prints, per source: the embedded run with one thread, the server path with one worker (a fresh data
-root each, separator off), the difference as the per-source overhead (goal: under 1 s), and the
-speed-up of two in-process threads and of two workers over one (goal: two workers at least as much
+Each of the embedded run (1 and 2 threads) and the server path (1 and 2 workers; a fresh data root
+each, separator off) curates N and 3N sources: the slope between the two is the cost per source once
+a run is started, apart from its start-up (a flow run on a process worker is a new Python process
+importing torch and Prefect). Prints the server's overhead per source after start-up (goal: under
+1 s) and the speed-up of two threads and of two workers over one (goal: two workers at least as much
 faster than one as two threads are).
 """
 
@@ -93,23 +95,29 @@ def served_path(urls: list[str], root: DataRoot, api: str, runs: int) -> float:
     return took
 
 
+def _slope(small: tuple[int, float], large: tuple[int, float]) -> float:
+    """Seconds per extra source between two runs: what a run costs per source once it is started."""
+    return (large[1] - small[1]) / (large[0] - small[0])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sources", type=int, default=6)
+    ap.add_argument("--sources", type=int, default=6, help="the small run; the large one has three times as many")
     ap.add_argument("--clips", type=int, default=3, help="2 s clips per source")
     args = ap.parse_args()
+    sizes = (args.sources, 3 * args.sources)
     base = Path(tempfile.mkdtemp(prefix="bench-server-"))
     media = base / "media"
     media.mkdir()
-    for i in range(args.sources + 1):
+    for i in range(sizes[1] + 1):
         make_sample_video(media / f"s{i}.mp4", 2 * args.clips + 0.2, size="160x120", fps=25, cut_every_s=1.5,
-                          bpm=90 + 5 * i)
+                          bpm=90 + 5 * (i % 20))
     with serve_directory(media) as web:
-        urls = [f"{web}/s{i}.mp4" for i in range(1, args.sources + 1)]
+        urls = {n: [f"{web}/s{i}.mp4" for i in range(1, n + 1)] for n in sizes}
         t0 = time.perf_counter()
         embedded([f"{web}/s0.mp4"], base / "warm", 1)  # Prefect's temporary server and the imports
         print(f"start-up, embedded (temporary server, first run): {time.perf_counter() - t0:.1f} s")
-        one, two = embedded(urls, base, 1), embedded(urls, base, 2)
+        emb = {(w, n): embedded(urls[n], base / f"e{n}", w) for w in (1, 2) for n in sizes}
 
         port, home = _port(), base / "prefect-home"
         api = f"http://127.0.0.1:{port}/api"
@@ -127,35 +135,44 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "flows.cli", "deploy", "--api", api, "--source", str(REPO)],
                            cwd=REPO, env=env, check=True, capture_output=True)
             print(f"start-up, deploy: {time.perf_counter() - t0:.1f} s")
-            results = {}
-            for n in (1, 2):
-                root = DataRoot(base / f"served-{n}").ensure()
-                Catalog(root.catalog_url).dispose()
-                wenv = {**env, "PREFECT_API_URL": api, "VIDMUSICIAN_ROOT": str(root.path),
-                        "PREFECT_WORKER_QUERY_SECONDS": "1", "PYTHONPATH": str(REPO)}
-                wenv.pop("VIDMUSICIAN_DB", None)  # this round's SQLite catalog in its root
-                for w in workers:  # each round's workers serve its own root: start them with its env
-                    w.terminate()
-                    w.wait()
-                workers = [subprocess.Popen(
-                    [str(BIN / "prefect"), "worker", "start", "--pool", "vidmusician-cpu", "--type", "process",
-                     "--limit", "1"], env=wenv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    for _ in range(n)]
-                time.sleep(10)  # the workers' own start-up, not the flow's
-                results[n] = served_path(urls, root, api, runs=n)
+            srv = {}
+            for w in (1, 2):
+                for n in sizes:
+                    root = DataRoot(base / f"served-{w}-{n}").ensure()
+                    Catalog(root.catalog_url).dispose()
+                    wenv = {**env, "PREFECT_API_URL": api, "VIDMUSICIAN_ROOT": str(root.path),
+                            "PREFECT_WORKER_QUERY_SECONDS": "1", "PYTHONPATH": str(REPO)}
+                    wenv.pop("VIDMUSICIAN_DB", None)  # this round's SQLite catalog in its root
+                    for old in workers:  # each round's workers serve its own root: start them with its env
+                        old.terminate()
+                        old.wait()
+                    workers = [subprocess.Popen(
+                        [str(BIN / "prefect"), "worker", "start", "--pool", "vidmusician-cpu", "--type", "process",
+                         "--limit", "1"], env=wenv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        for _ in range(w)]
+                    time.sleep(10)  # the workers' own start-up, not the flow's
+                    srv[w, n] = served_path(urls[n], root, api, runs=w)
         finally:
-            for w in workers:
-                w.terminate()
+            for old in workers:
+                old.terminate()
             server.terminate()
             server.wait()
-    n = len(urls)
-    print(f"\n{n} sources of {args.clips} clips, separator off, seconds per source:")
-    print(f"  embedded, 1 thread     {one / n:6.2f}")
-    print(f"  server, 1 worker       {results[1] / n:6.2f}   overhead {(results[1] - one) / n:+.2f} s/source "
-          f"(includes one flow-run process start: {(results[1] - one):.1f} s per run)")
-    print(f"  embedded, 2 threads    {two / n:6.2f}   speed-up {one / two:.2f}x over 1 thread")
-    print(f"  server, 2 workers      {results[2] / n:6.2f}   speed-up {results[1] / results[2]:.2f}x over 1 worker")
-    print(f"  server / embedded, 1:  {results[1] / one:.2f}x;  2: {results[2] / two:.2f}x")
+    small, large = sizes
+    print(f"\n{small} and {large} sources of {args.clips} clips, separator off; wall seconds, and per source "
+          "after start-up (the slope between the two sizes):")
+    per = {}
+    for name, t in (("embedded", emb), ("server", srv)):
+        for w in (1, 2):
+            per[name, w] = _slope((small, t[w, small]), (large, t[w, large]))
+            unit = "thread" if name == "embedded" else "worker"
+            print(f"  {name:8s} {w} {unit}{'s' if w > 1 else ' '}   {t[w, small]:6.1f} s  {t[w, large]:6.1f} s   "
+                  f"{per[name, w]:5.2f} s/source   start-up {t[w, small] - small * per[name, w]:5.1f} s")
+    print(f"  server overhead per source after start-up, 1 worker: {per['server', 1] - per['embedded', 1]:+.2f} s "
+          "(goal: under 1 s)")
+    print(f"  speed-up of 2 over 1, per source after start-up: threads {per['embedded', 1] / per['embedded', 2]:.2f}x, "
+          f"workers {per['server', 1] / per['server', 2]:.2f}x (goal: workers at least as much as threads)")
+    print(f"  speed-up of 2 over 1, wall time at {large} sources: threads {emb[1, large] / emb[2, large]:.2f}x, "
+          f"workers {srv[1, large] / srv[2, large]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -191,10 +191,15 @@ def build_tiny_codec(seed: int = 0, device: str | torch.device = "cpu") -> Compr
     from the residuals of the encoder's outputs on seeded noise, so every codebook's tokens vary."""
     from audiocraft.models import builders
 
+    threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):  # seeded; the caller's RNG is left untouched
         torch.manual_seed(seed)
         codec = builders.get_compression_model(tiny_codec_config("cpu")).eval()
-        _fit_codebooks(codec)
+        try:  # one thread: a multi-threaded conv sums in another order (1 ulp of float64 changed a weight)
+            torch.set_num_threads(1)
+            _fit_codebooks(codec)
+        finally:
+            torch.set_num_threads(threads)
     codec.requires_grad_(False)
     return codec.to(device)
 
@@ -202,7 +207,7 @@ def build_tiny_codec(seed: int = 0, device: str | torch.device = "cpu") -> Compr
 @torch.no_grad()
 def _fit_codebooks(codec: CompressionModel, seconds: int = 4) -> None:
     """Each level's codebook: residual frames of the encoder on seeded noise, plus jitter. Computed in float64
-    so the float32 weights do not depend on the number of threads (bitwise-equal builds in every process)."""
+    on one thread (the caller sets it) so the float32 weights are bitwise equal in every process."""
     import copy
 
     encoder = copy.deepcopy(codec.encoder).double()
