@@ -18,23 +18,9 @@ import torch
 from audiocraft.modules.conditioners import ConditioningAttributes
 
 from model.config import VidMusicianConfig
-from model.generation import SamplingParams
+from model.generation import FixedConditions, SamplingParams
 from model.longform import LongformConfig, generate_long
 from model.vidmusician import VidMusician
-
-
-class _FixedConditions(torch.nn.Module):
-    """audiocraft's ConditioningProvider interface, serving precomputed condition tensors."""
-
-    def __init__(self, tensors: dict) -> None:
-        super().__init__()
-        self.tensors = tensors
-
-    def tokenize(self, conditions: list) -> list:
-        return conditions
-
-    def forward(self, _tokenized: list) -> dict:
-        return self.tensors
 
 
 def _perturbed_model(clip_dim: int) -> VidMusician:
@@ -73,7 +59,7 @@ def main() -> None:
         model.generate_codes(feats, rhythm, args.seconds, params, seed=0)
 
     def theirs() -> None:
-        model.lm.condition_provider = _FixedConditions(tensors)
+        model.lm.condition_provider = FixedConditions(tensors)
         try:
             with torch.no_grad():
                 model.lm.generate(None, attrs, num_samples=B, max_gen_len=n_frames, use_sampling=True,

@@ -53,6 +53,22 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     return tokens.reshape(*probs.shape[:-1], 1)
 
 
+class FixedConditions(torch.nn.Module):
+    """audiocraft's ConditioningProvider interface serving precomputed condition tensors: installed as
+    `lm.condition_provider`, it lets audiocraft's own `LMModel.generate` run on our condition (the
+    reference that tests and benchmarks/bench_generate.py compare `stream_generate` against)."""
+
+    def __init__(self, tensors: dict[str, ConditionType]) -> None:
+        super().__init__()
+        self.tensors = tensors
+
+    def tokenize(self, conditions: list) -> list:
+        return conditions
+
+    def forward(self, _tokenized: list) -> dict[str, ConditionType]:
+        return self.tensors
+
+
 def _check_prompt(prompt: torch.Tensor, batch: int, n_q: int, n_frames: int, card: int) -> None:
     if prompt.dim() != 3 or prompt.shape[:2] != (batch, n_q):
         raise ValueError(f"prompt must be [B={batch}, K={n_q}, P] codes, got {tuple(prompt.shape)}")

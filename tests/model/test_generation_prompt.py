@@ -8,23 +8,9 @@ import pytest
 import torch
 from audiocraft.modules.conditioners import ConditioningAttributes
 
-from model.generation import SamplingParams
+from model.generation import FixedConditions, SamplingParams
 
 GREEDY = SamplingParams(use_sampling=False, cfg_coef=3.0)
-
-
-class FixedConditions(torch.nn.Module):
-    """Stands in for audiocraft's ConditioningProvider inside `LMModel.generate`: our precomputed tensors."""
-
-    def __init__(self, tensors: dict) -> None:
-        super().__init__()
-        self.tensors = tensors
-
-    def tokenize(self, conditions: list) -> list:
-        return conditions
-
-    def forward(self, _tokenized: list) -> dict:
-        return self.tensors
 
 
 @contextlib.contextmanager
