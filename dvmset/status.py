@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from dvmset import leases
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
 from dvmset.music_groups import group_by_music, music_clips
@@ -52,6 +53,7 @@ def status_report(root: DataRoot, cat: Catalog) -> dict:
     """Everything ``vidmusician status`` shows, as plain JSON-able values."""
     report = cat.counts()
     report["failed_sources"] = failed_sources(cat)
+    report["leased_sources"] = leases.held_by_others(cat, leases.SOURCES, owner="")  # a worker is on them now
     report["features"] = features_status(root, cat)
     report["shared_music"] = shared_music(cat)
     report["root"] = str(root.path)

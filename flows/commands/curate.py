@@ -186,6 +186,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"data root: {root.path}")
     print("sources: " + _by_status(report["sources"]))
+    if leased := report["leased_sources"]:
+        print(f"  being worked on (a live lease): {len(leased)}: " + ", ".join(leased[:5])
+              + (", ..." if len(leased) > 5 else ""))
     print("clips:   " + _by_status(report["clips"]))
     for query, by_status in sorted(report["clips_by_query"].items()):
         print(f"  {query}: " + _by_status(by_status))

@@ -323,6 +323,9 @@ def test_a_source_leased_by_a_live_run_is_left_to_it_and_the_summary_says_so(ser
         assert s.get(Source, vid).status == SourceStatus.PENDING
         assert s.scalar(select(func.count()).select_from(Clip)) == 0
     assert leases.holder(cat, leases.SOURCES, vid)[0] == holder
+    status = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--root", str(root.path)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert f"being worked on (a live lease): 1: {vid}" in status.stdout, status.stdout
 
     leases.finish(cat, leases.SOURCES, vid, holder)  # the holder stops without finishing the source
     out = subprocess.run(_curate_args(root.path, [url]), env=env, capture_output=True, text=True, timeout=300)

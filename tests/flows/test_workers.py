@@ -3,7 +3,8 @@ workers on the CPU pool, the curate deployment on loopback-served sources with t
 
 Every source is done exactly once across two concurrent runs; a second run rewrites nothing; a flow-run
 process SIGKILLed mid-source leaves its lease to expire, and the next run finishes the source without
-writing any clip twice.
+writing any clip twice; a host that dies with its worker (nobody left to report the run) has the run
+marked Crashed by deploy's zombie automation once its heartbeats stop.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SETTINGS = {"separator": "none", "clip_seconds": 2.0, "workers": 1, "download_re
             "download_backoff_s": 0.1}
 FINAL_WAIT_S = 300
 KILL_CLIPS = {"k-a": 5, "k-b": 2}  # 2 s clips per source
+ZOMBIE_AFTER_S = 35  # the shortest deploy allows (over the 30 s heartbeat), so the test waits little
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def served(tmp_path_factory):
         make_sample_video(d / f"{name}.mp4", 6.2, size="96x64", fps=25, cut_every_s=1.5)
     for name, clips in KILL_CLIPS.items():
         make_sample_video(d / f"{name}.mp4", 2 * clips + 0.2, size="96x64", fps=25, cut_every_s=1.5)
+    make_sample_video(d / "z-long.mp4", 150.2, size="96x64", fps=25, cut_every_s=1.5)  # still running when killed
     with serve_directory(d) as base:
         yield base
 
@@ -184,3 +187,47 @@ def test_a_flow_run_killed_mid_source_is_finished_after_its_lease_expires_no_cli
     assert {cid: after[cid] for cid in before} == before  # finished clips were not written again
     leftovers = [p for p in Path(root.clips_dir).iterdir() if p.name.startswith(".") or ".tmp" in p.name]
     assert leftovers == []
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_run_whose_worker_died_with_it_is_marked_crashed_by_the_zombie_automation(prefect_server, stack,
+                                                                                    served):
+    """The worker and its flow-run process SIGKILLed together (a host lost): no process reports the run,
+    which stays Running until deploy's automation sees its heartbeats stop and marks it Crashed. (Last in
+    the module: it kills one of the stack's workers.)"""
+    from prefect import get_client
+
+    from flows.deploy import DeploySpec, _zombie_automation
+
+    with prefect_server.settings():
+        assert _zombie_automation(DeploySpec(source=REPO, zombie_after_s=ZOMBIE_AFTER_S)).action == "updated"
+    try:
+        url = f"{served}/z-long.mp4"
+        run = _start(prefect_server, urls=[url], per_query=0, settings=SETTINGS)
+        cat, deadline, owner = stack["cat"], time.monotonic() + FINAL_WAIT_S, None
+        while owner is None and time.monotonic() < deadline:  # running, the source leased: heartbeats flow
+            with cat.session() as s:
+                owner = s.scalar(select(Source.lease_owner).where(Source.url == url))
+            time.sleep(0.2)
+        assert owner is not None, "the run never reached its source"
+        pid = leases.owner_pid(owner)
+        worker = _ppid(pid)
+        assert worker in {w.pid for w in stack["workers"]}, "the flow-run process is not a worker's child"
+        os.kill(worker, signal.SIGKILL)  # the worker first, so it cannot report its child's death
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        with prefect_server.settings(), get_client(sync_client=True) as client:
+            assert client.read_flow_run(run.id).state.name == "Running"
+            while time.monotonic() < killed + ZOMBIE_AFTER_S + 90:
+                state = client.read_flow_run(run.id).state
+                if state.is_final():
+                    break
+                time.sleep(1)
+        assert state.name == "Crashed" and "no heartbeat" in (state.message or ""), (state.name, state.message)
+        assert time.monotonic() - killed < ZOMBIE_AFTER_S + 90
+    finally:
+        with prefect_server.settings():
+            _zombie_automation(DeploySpec(source=REPO))  # the default again for whatever runs later
