@@ -244,6 +244,36 @@ def test_the_real_piano_at_its_known_loudness_ends_on_target(picture, shared_med
     _assert_on_target(cut.path)
 
 
+@pytest.mark.slow
+def test_a_real_loud_mix_with_overs_comes_down_to_target_without_clipping(picture, shared_media, tmp_path) -> None:
+    """Truth: armygeddon's backing track + guitar stem (the full mix, ../shared/media/README.md) measures
+    -7.0 LUFS over its first 45 s, and its decoded samples reach 3.6 dB over full scale: each clip must come
+    down ~7 dB with the overs intact (a decode or a write clamped at full scale before the gain would square
+    off the peaks and lower the loudness)."""
+    import soundfile as sf
+
+    song = shared_media / "armygeddon"
+    if not (song / "guitar.ogg").exists():
+        pytest.skip("armygeddon not in ../shared/media")
+    backing, sr = sf.read(song / "song.ogg", dtype="float32", always_2d=True, frames=45 * 44100)
+    guitar, _ = sf.read(song / "guitar.ogg", dtype="float32", always_2d=True, frames=45 * 44100)
+    src = tmp_path / "mix.wav"
+    sf.write(src, backing + guitar, sr, subtype="FLOAT")  # float: the overs survive the file
+    lufs, _ = ebur128(src)
+    assert lufs == pytest.approx(-7.0, abs=0.3) and np.abs(backing + guitar).max() > 1.5
+    decoded, rate = load_audio(src)
+    assert np.abs(decoded).max() == pytest.approx(np.abs(backing + guitar).max(), rel=1e-4)  # not clamped at 1.0
+    plan = plan_gain(decoded, rate)
+    assert plan.gain_db == pytest.approx(-7.0, abs=0.5) and not plan.limited  # the source's gain does the work
+    cuts = _source_then_clips(picture, src, tmp_path, plan_clips(45.0, 20.0))
+    music, _ = load_audio(tmp_path / "music.wav")
+    assert 20 * np.log10(np.abs(music).max()) == pytest.approx(plan.peak_dbfs_after, abs=0.1)  # overs kept, scaled
+    assert len(cuts) == 2
+    for cut in cuts:
+        _assert_on_target(cut.path)
+        assert abs(cut.loudness.gain_db) < 2.0 and cut.loudness.limiting_db == 0.0  # a trim, no limiting
+
+
 def test_the_promise_is_kept_on_the_encoded_file_not_only_before_encoding(picture, tmp_path) -> None:
     """Truth: white noise carries much of its K-weighted loudness above AAC's ~16 kHz low-pass, so the
     encoder takes ~0.8 LU away: a clip right before encoding would be short of the target after it."""
