@@ -23,8 +23,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: n
 
 from dvmset.catalog import Catalog  # noqa: E402
 from dvmset.layout import DataRoot  # noqa: E402
-from flows.curate import CurateConfig, run_curate  # noqa: E402
-from flows.demo import serve_directory  # noqa: E402
+from flows.curation.curate import CurateConfig, run_curate  # noqa: E402
+from flows.demos.small import serve_directory  # noqa: E402
 from pipeline import qc  # noqa: E402
 from pipeline.clip import cut_clip, plan_clips  # noqa: E402
 from pipeline.probe import probe  # noqa: E402

@@ -31,8 +31,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: n
 from dvmset.catalog import Catalog  # noqa: E402
 from dvmset.layout import DataRoot  # noqa: E402
 from flows.config import CurateConfig  # noqa: E402
-from flows.curate import run_curate  # noqa: E402
-from flows.demo import serve_directory  # noqa: E402
+from flows.curation.curate import run_curate  # noqa: E402
+from flows.demos.small import serve_directory  # noqa: E402
 from pipeline.synth import make_sample_video  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

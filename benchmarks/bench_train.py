@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 from dvmset.dataset import FeatureWindows, epoch_batches
 from dvmset.shards import FeatureStore, ShardEntry, write_shard
 from model.config import VidMusicianConfig
-from model.train_config import TrainConfig
-from model.train_step import new_state, train_step
+from model.training.config import TrainConfig
+from model.training.step import new_state, train_step
 from model.vidmusician import VidMusician
 
 IDENTITY = json.dumps({"identity": {"format": "vidmusician-features/2", "clip_model": "tiny", "pretrained": None,

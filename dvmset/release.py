@@ -3,7 +3,7 @@
 ``release.parquet`` and ``release.csv`` (the same rows) and ``release.json`` (format, the card's
 processing parameters, tool versions). A row per clip: the video id and URL, the exact window, its
 split, query, effective verdict with its agreement, licence, and the checksum and fingerprint of its
-processed music, so a rebuild can be checked clip by clip (flows/rebuild.py).
+processed music, so a rebuild can be checked clip by clip (flows/curation/rebuild.py).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def test_vidmusician_services_run_real_subcommands_against_postgres(compose):
 
 
 def test_workers_pull_from_the_pools_deploy_creates_and_the_gpu_one_reserves_a_gpu(compose):
-    from flows.deploy import CPU_POOL, ENTRIES, GPU_POOL
+    from flows.cluster.deploy import CPU_POOL, ENTRIES, GPU_POOL
 
     services = compose["services"]
     pools = {}
@@ -63,7 +63,7 @@ def test_the_deploy_service_is_one_shot_and_targets_the_compose_server(compose):
     dep = compose["services"]["deploy"]
     cmd = dep["command"]
     assert cmd[0] == "deploy" and cmd[cmd.index("--api") + 1] == "http://prefect:4200/api"
-    assert cmd[cmd.index("--source") + 1] == "/app"  # the Dockerfile's WORKDIR, holding flows/entry.py
+    assert cmd[cmd.index("--source") + 1] == "/app"  # the Dockerfile's WORKDIR, holding flows/cluster/entry.py
     assert dep["restart"] == "no" and dep["depends_on"]["prefect"]["condition"] == "service_healthy"
 
 

@@ -1,4 +1,4 @@
-"""`--via-server` and `--dask` of curate / features / export: run the entry flow (flows/entry.py) on a
+"""`--via-server` and `--dask` of curate / features / export: run the entry flow (flows/cluster/entry.py) on a
 Prefect server's workers and follow it, or here with its tasks on a Dask cluster; print the outcome."""
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def _by_status(counts: dict) -> str:
 
 def follow_remote(kind: str, parameters: dict[str, Any], cat: Catalog) -> int:
     """Start the ``kind`` deployment, show its state and the catalog's counts until it ends."""
-    from flows.deploy import DEPLOYMENTS
+    from flows.cluster.deploy import DEPLOYMENTS
+    from flows.cluster.remote import RemoteRunError, run_remote
     from flows.progress import progress_bar
-    from flows.remote import RemoteRunError, run_remote
 
     deployment = DEPLOYMENTS[kind].full_name
     with progress_bar(f"{deployment}: starting") as bar:
@@ -61,18 +61,10 @@ def follow_remote(kind: str, parameters: dict[str, Any], cat: Catalog) -> int:
     return 0 if run.state == "Completed" else 1
 
 
-def curate_elsewhere(args: argparse.Namespace, root, cat: Catalog, queries: list[str], cfg) -> int:  # noqa: ANN001
-    """`curate --via-server` or `curate --dask`."""
-    params = {"queries": queries, "urls": list(args.url), "per_query": args.per_query,
-              "settings": changed_settings(cfg), "retry_failed": args.retry_failed, "dask": args.dask}
-    if args.via_server:
-        return follow_remote("curate", {**params, **where_params(args)}, cat)
-    from flows.commands.curate import print_summary
-    from flows.entry import curate
-
-    result = curate(**params, root=str(root.path), db=cat.url)
-    print_summary(result, cat)
-    return 0
+def curate_params(args: argparse.Namespace, queries: list[str], cfg) -> dict[str, Any]:  # noqa: ANN001
+    """The curate entry flow's parameters for `curate --via-server` / `curate --dask`."""
+    return {"queries": queries, "urls": list(args.url), "per_query": args.per_query,
+            "settings": changed_settings(cfg), "retry_failed": args.retry_failed, "dask": args.dask}
 
 
 def features_elsewhere(args: argparse.Namespace, cat: Catalog, cfg) -> int:  # noqa: ANN001

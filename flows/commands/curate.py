@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from dvmset.catalog import Catalog
-from flows.commands.cluster import add_cluster_options
+from flows.commands.cluster import add_cluster_options, curate_params, follow_remote, where_params
 from flows.config import CurateConfig
 from flows.progress import progress_bar
 from flows.settings import add_root_arg, existing_root, open_catalog, resolve_root
@@ -72,8 +72,8 @@ def _read_queries(path: Path | None) -> list[str]:
 def curate_with_progress(root, db_url: str, *, queries: list[str], urls: list[str], per_query: int,  # noqa: ANN001
                          cfg: CurateConfig, retry_failed: bool) -> dict:
     """Run the flow with a progress bar over sources (and a count of clips made)."""
-    from flows.curate import run_curate  # Prefect and the stages: loaded only when curating
-    # A failed source is expected and recorded with its reason (flows.curate logs one line for it);
+    from flows.curation.curate import run_curate  # Prefect and the stages: loaded only when curating
+    # A failed source is expected and recorded with its reason (flows.curation.curate logs one line for it);
     # Prefect's own task-failure log would add a traceback per dead URL. -v keeps it.
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
@@ -110,8 +110,6 @@ def cmd_curate(args: argparse.Namespace) -> int:
     root = resolve_root(args.root)
     cat = open_catalog(root)
     if args.via_server or args.dask:
-        from flows.commands.cluster import curate_elsewhere
-
         return curate_elsewhere(args, root, cat, queries, config_from_args(args))
     try:
         result = curate_with_progress(root, cat.url, queries=queries, urls=list(args.url),
@@ -125,10 +123,22 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def curate_elsewhere(args: argparse.Namespace, root, cat: Catalog, queries: list[str], cfg) -> int:  # noqa: ANN001
+    """`curate --via-server` (a worker runs the deployment) or `curate --dask` (here, tasks on Dask)."""
+    params = curate_params(args, queries, cfg)
+    if args.via_server:
+        return follow_remote("curate", {**params, **where_params(args)}, cat)
+    from flows.cluster.entry import curate
+
+    result = curate(**params, root=str(root.path), db=cat.url)
+    print_summary(result, cat)
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    """``curate --from-release FILE``: rebuild and check clip by clip (flows/rebuild.py)."""
+    """``curate --from-release FILE``: rebuild and check clip by clip (flows/curation/rebuild.py)."""
     from dvmset.release import ReleaseError, read_release
-    from flows.rebuild import run_rebuild
+    from flows.curation.rebuild import run_rebuild
 
     root = resolve_root(args.root)
     cat = open_catalog(root)

@@ -7,7 +7,7 @@ import time
 
 from flows.commands.curate import curate_with_progress, print_summary
 from flows.config import CurateConfig
-from flows.demo import demo_separator, make_demo_media, serve_directory
+from flows.demos.small import demo_separator, make_demo_media, serve_directory
 from flows.settings import add_root_arg, open_catalog, resolve_root
 
 
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     root = resolve_root(args.root)
     if args.full:
-        from flows.demo_full import run_full_demo  # torch and the model load only for --full
+        from flows.demos.full import run_full_demo  # torch and the model load only for --full
 
         print(run_full_demo(root.path))
         return 0

@@ -7,7 +7,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-_SOURCE = Path(__file__).resolve().parents[2]  # the checkout (or site-packages root) holding flows/entry.py
+_SOURCE = Path(__file__).resolve().parents[2]  # the checkout (or site-packages root) holding flows/cluster/entry.py
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def api_settings(url: str | None) -> contextlib.AbstractContextManager[object]:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from flows.deploy import DeploySpec, deploy
+    from flows.cluster.deploy import DeploySpec, deploy
 
     given = {"cpu_workers": args.cpu_workers, "gpus": args.gpus}
     try:

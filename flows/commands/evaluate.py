@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from flows.evaluate import CHECKPOINTS, METRICS, EvaluateConfig
+    from flows.evaluation.evaluate import CHECKPOINTS, METRICS, EvaluateConfig
 
     p = sub.add_parser("evaluate", help="the paper's Table 1 metrics (FD, KL, ImageBind, CLAP, Rhythm) with "
                                         "intervals and chance levels; see docs/evaluation.md")
@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from flows.evaluate import EvaluateConfig, evaluate
-    from flows.evaluate_report import report_markdown, write_report
+    from flows.evaluation.evaluate import EvaluateConfig, evaluate
+    from flows.evaluation.report import report_markdown, write_report
 
     try:
         cfg = EvaluateConfig.with_env(

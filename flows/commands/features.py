@@ -57,7 +57,7 @@ def config_from_args(args: argparse.Namespace) -> FeaturesConfig:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from flows.features import features_flow  # Prefect, torch: loaded only when extracting
+    from flows.dataset.features import features_flow  # Prefect, torch: loaded only when extracting
 
     if args.threads:
         import torch

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from flows.generate_config import GenerateConfig
+from flows.training.generate_config import GenerateConfig
 
 
 def _defaults() -> dict:
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from flows.generate import GenerateError, generate_batch, jobs_for_export, jobs_for_videos
+    from flows.training.generate import GenerateError, generate_batch, jobs_for_export, jobs_for_videos
 
     if bool(args.videos) == bool(args.export):
         print("error: give VIDEO files or --export DIR, not both and not neither", file=sys.stderr)
@@ -62,7 +62,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    def report(r) -> None:  # noqa: ANN001 - flows.generate.VideoResult
+    def report(r) -> None:  # noqa: ANN001 - flows.training.generate.VideoResult
         if r.ok:
             made = ", ".join(str(p) for p in (r.wav, r.mp4) if p is not None)
             print(f"ok      {r.name}: {r.duration_s:.2f} s in {r.windows} window(s), {r.seconds:.1f} s -> {made}")

@@ -47,7 +47,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def cmd_takedown(args: argparse.Namespace) -> int:
     from dvmset.shards import StoreBusy
     from dvmset.takedown import TakedownError
-    from flows.takedown import run_takedown
+    from flows.curation.takedown import run_takedown
 
     root = existing_root(args.root)
     try:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from flows.train_run import TrainRun
-    from model.train_config import PAPER_LR, TrainConfig
+    from flows.training.run import TrainRun
+    from model.training.config import PAPER_LR, TrainConfig
 
     d, r = TrainConfig(), TrainRun.__dataclass_fields__  # the defaults are the dataclasses'
     p = sub.add_parser("train", help="train VidMusician (stage 1 semantic, stage 2 + rhythm) on feature shards")
@@ -62,9 +62,9 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _run(args: argparse.Namespace):  # noqa: ANN202 - flows.train.TrainRun (imported lazily)
-    from flows.train_run import TrainRun
-    from model.train_config import TrainConfig
+def _run(args: argparse.Namespace):  # noqa: ANN202 - flows.training.train.TrainRun (imported lazily)
+    from flows.training.run import TrainRun
+    from model.training.config import TrainConfig
 
     device = args.device or ("cuda" if _cuda() else "cpu")
     precision = args.precision or ("bf16" if device == "cuda" else "fp32")
@@ -80,10 +80,10 @@ def _run(args: argparse.Namespace):  # noqa: ANN202 - flows.train.TrainRun (impo
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from flows.train import run_training
-    from model.checkpoint import CheckpointError
-    from model.train_data import FeatureMismatchError
-    from model.train_step import NonFiniteLossError
+    from flows.training.train import run_training
+    from model.training.checkpoint import CheckpointError
+    from model.training.data import FeatureMismatchError
+    from model.training.step import NonFiniteLossError
 
     try:
         best = run_training(_run(args)).best

@@ -102,7 +102,7 @@ def test_format_1_shards_still_read_without_rhythm_global(tmp_path):
     from safetensors.numpy import save_file
 
     from dvmset.dataset import FeatureWindows
-    from flows.features import FeaturesConfig, _check_compatible
+    from flows.dataset.features import FeaturesConfig, _check_compatible
 
     t = {k: v for k, v in synthetic(seed=3).items() if k != "rhythm_global"}
     # the digest format 1 wrote for these tensors (pinned: a change to the checksum breaks old stores)

@@ -13,8 +13,8 @@ from dvmset.tables import Source
 from flows.cli import build_parser
 from flows.commands.curate import config_from_args as curate_config
 from flows.commands.features import config_from_args as features_config
-from flows.curate import CurateConfig
-from flows.features import FeaturesConfig
+from flows.curation.curate import CurateConfig
+from flows.dataset.features import FeaturesConfig
 
 
 def test_status_json_into_head_exits_quietly(data_root, catalog):
@@ -65,8 +65,8 @@ def test_train_and_review_defaults_are_the_dataclasses():
     queue options are QueuePolicy's."""
     from dvmset.review import QueuePolicy
     from flows.commands.train import _run
-    from flows.train_run import TrainRun
-    from model.train_config import TrainConfig
+    from flows.training.run import TrainRun
+    from model.training.config import TrainConfig
 
     parser = build_parser()
     args = parser.parse_args(["train", "--data", "d", "--out", "o", "--device", "cpu", "--no-progress"])

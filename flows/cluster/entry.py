@@ -1,0 +1,147 @@
+"""Entry flows for deployments and Dask: JSON-only parameters (what travels through the Prefect API).
+
+Settings come in as plain dicts of the run's config (``CurateConfig``, ``FeaturesConfig``, the train
+recipe); the heavy resources — the separator, CLIP, the codec — are loaded once per worker process and
+reused by every run that process serves; the task runner and its width are chosen here, inside the
+flow, from the settings (a deployed flow's default runner has no cap on parallel tasks). The
+in-process CLI runs these same flows when given ``--dask``; `vidmusician deploy` registers them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from dvmset.leases import LeasePolicy
+from flows.cluster import limits
+from flows.config import CurateConfig, FeaturesConfig
+from flows.settings import catalog_url, resolve_root
+
+log = logging.getLogger(__name__)
+
+_models: dict[tuple, tuple] = {}
+_models_lock = threading.Lock()
+
+
+def _config(cls: type, settings: dict[str, Any] | None):  # noqa: ANN202 - an instance of cls
+    """``cls(**settings)``, refusing unknown keys by name (a typo must not silently become a default)."""
+    settings = dict(settings or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} settings {unknown}; known: {sorted(known)}")
+    return cls(**settings)
+
+
+def task_runner(width: int, dask: str | None = None):  # noqa: ANN201 - a Prefect TaskRunner
+    """Threads (``width`` tasks at once), or a Dask cluster: ``"local"`` starts one of ``width``
+    single-threaded worker processes for this run; any other value is a scheduler address."""
+    if not dask:
+        return ThreadPoolTaskRunner(max_workers=width)
+    from prefect_dask import DaskTaskRunner
+
+    if dask == "local":
+        return DaskTaskRunner(cluster_kwargs={"n_workers": width, "threads_per_worker": 1, "processes": True,
+                                              "dashboard_address": None})
+    return DaskTaskRunner(address=dask)
+
+
+def _where(root: str | None, db: str | None) -> tuple[Path, str]:
+    """The data root and catalog URL: the parameters, else this worker's environment (as the CLI)."""
+    found = resolve_root(root)
+    return found.path, db or catalog_url(found)
+
+
+@flow(name="vidmusician-curate", log_prints=False)
+def curate(queries: list[str] | None = None, urls: list[str] | None = None, per_query: int = 10,
+           settings: dict[str, Any] | None = None, retry_failed: bool = False, dask: str | None = None,
+           lease_ttl_s: float = 600.0, max_attempts: int = 3, root: str | None = None,
+           db: str | None = None) -> dict:
+    """Curate sources into clips awaiting review (the curate flow with JSON-only parameters)."""
+    from flows.curation.curate import curate_flow, shared_resources
+
+    cfg = _config(CurateConfig, settings)
+    root_path, db_url = _where(root, db)
+    shared_resources(cfg)  # the separator, once per process: missing weights fail before any source
+    runner = task_runner(cfg.workers, dask)
+    return curate_flow.with_options(task_runner=runner)(
+        str(root_path), db_url, queries=queries or [], urls=urls or [], per_query=per_query, cfg=cfg,
+        retry_failed=retry_failed, lease=LeasePolicy(ttl_s=lease_ttl_s, max_attempts=max_attempts))
+
+
+def shared_models(cfg: FeaturesConfig) -> tuple:
+    """(CLIP image encoder, codec) for ``cfg``, loaded once per process."""
+    from flows.dataset.features import _load_models
+
+    key = (cfg.clip_model, cfg.pretrained, cfg.codec, cfg.device, cfg.precision)
+    with _models_lock:
+        if key not in _models:
+            _models[key] = _load_models(cfg)
+        return _models[key]
+
+
+def _gpu_slot(device: str) -> contextlib.AbstractContextManager[None]:
+    return limits.holding(limits.GPU_JOBS) if device.startswith("cuda") else contextlib.nullcontext()
+
+
+@flow(name="vidmusician-features", log_prints=False)
+def features(settings: dict[str, Any] | None = None, root: str | None = None, db: str | None = None) -> dict:
+    """Accepted clips -> feature shards (one task per shard), one GPU job slot held on CUDA."""
+    from dvmset.layout import DataRoot
+    from flows.dataset.features import extract_shard_task, run_features
+
+    cfg = _config(FeaturesConfig, settings)
+    root_path, db_url = _where(root, db)
+    with _gpu_slot(cfg.device):
+        out = run_features(DataRoot(root_path), db_url, cfg, shard_fn=extract_shard_task, models=shared_models(cfg))
+    return {**out, "config": asdict(cfg)}
+
+
+
+@flow(name="vidmusician-export", log_prints=False)
+def export(name: str, test_fraction: float | None = None, seed: int | None = None, reshuffle: bool = False,
+           release: bool = False, root: str | None = None, db: str | None = None) -> dict:
+    """Split accepted clips by source and write the export (manifest, JSONL, DATASET.md)."""
+    from dvmset.catalog import Catalog
+    from dvmset.export import export_dataset
+    from dvmset.layout import DataRoot
+    from pipeline.probe import audio_rate
+
+    root_path, db_url = _where(root, db)
+    given = {"test_fraction": test_fraction, "seed": seed}
+    cat = Catalog(db_url)
+    try:
+        s = export_dataset(DataRoot(root_path), cat, name, keep_existing=not reshuffle, audio_rate=audio_rate,
+                           release=release, **{k: v for k, v in given.items() if v is not None})
+    finally:
+        cat.dispose()
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(s).items()}
+
+
+@flow(name="vidmusician-train", log_prints=False)
+def train(data: str, out: str, recipe: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> dict:
+    """Train (resumable): ``recipe`` is stage 1's TrainConfig fields, ``settings`` the TrainRun's others."""
+    from flows.training.run import TrainRun
+    from flows.training.train import run_training
+    from model.training.config import TrainConfig
+
+    extra = dict(settings or {})
+    if "stages" in extra:
+        extra["stages"] = tuple(extra["stages"])
+    for key in ("init",):
+        if extra.get(key) is not None:
+            extra[key] = Path(extra[key])
+    if {"data", "out", "recipe"} & set(extra):
+        raise ValueError("give data, out and recipe as their own parameters, not inside settings")
+    run = _config(TrainRun, {**extra, "data": Path(data), "out": Path(out),
+                             "recipe": _config(TrainConfig, {"stage": 1, **(recipe or {})})})
+    with _gpu_slot(run.device):
+        best = run_training(run).best
+    return {str(stage): str(path) for stage, path in best.items()}

@@ -1,0 +1,384 @@
+"""The curate flow: query or URL → download → separate → loudness → clips → QC → `pending_review`.
+
+One Prefect task per source; only the download is retried (with back-off, and only for faults
+that a retry can fix). A failed source or clip becomes a catalog row with its error and the run
+goes on. The catalog records each finished step, so a killed run, re-run, redoes nothing finished.
+A source is worked on under its catalog lease (dvmset.leases: one worker per source across hosts;
+flock stays the same-host guard), so a task delivered twice (Dask is at-least-once) or a run killed
+mid-source costs no clip written twice: a held source is left to its holder, a done one is skipped,
+and an expired lease is taken over, redoing only what the catalog does not record as finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from dvmset import leases, sources, takedown
+from dvmset.catalog import Catalog
+from dvmset.io import remove_partials
+from dvmset.layout import DataRoot
+from dvmset.records import ClipStatus, SourceStatus
+from dvmset.runs import record_run, run_done
+from flows.cluster import limits
+from flows.config import CurateConfig
+from flows.curation.lineage import record_made_clip
+from flows.curation.takedown import refused_video
+from pipeline import clip as clipping
+from pipeline import download as dl
+from pipeline import qc
+from pipeline.errors import StageError, failure_reason, is_whole_run, item_failure
+from pipeline.probe import probe, require_streams
+from pipeline.process import MUSIC_FILE, ProcessedAudio, Separator, load_processed, process_audio
+
+log = logging.getLogger(__name__)
+
+REFUSED = "refused"  # a source's outcome when a takedown names it
+
+#: Events sent to ``on_event``: ("source", source_id, status) and ("clip", clip_id, status).
+EventHook = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One source to curate: a URL, the query that found it, and its id when already known."""
+
+    url: str
+    query: str | None = None
+    id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.id or dl.url_key(self.url)
+
+
+def _origin(item: Item) -> dict:
+    """Where a source came from, for its row. A video a query found keeps that query when it is also
+    reached by a plain URL (its query drives the per-query counts and the stratified split)."""
+    return {"url": item.url, **({"query": item.query} if item.query is not None else {})}
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+
+def _retry_transient(task_, task_run, state) -> bool:
+    """Retry a download only when the fault is not permanent (a 404 stays a 404)."""
+    try:
+        state.result()
+    except StageError as err:
+        return not err.permanent
+    except Exception:  # noqa: BLE001 - an unexpected fault: let the retry policy decide
+        return True
+    return False
+
+
+@task(name="download", cache_policy=NO_CACHE, retry_condition_fn=_retry_transient)
+def download_task(url: str, sources_dir: Path, opts: dl.DownloadOptions) -> dl.Downloaded:
+    if dl.find_downloaded(url, sources_dir) is None:
+        limits.throttle_download(url)  # the site's rate limit, where `vidmusician deploy` made one
+    return dl.download(url, sources_dir, opts)
+
+
+class _Resources:
+    """Per-run shared state: the separator, loaded once (missing weights fail before any source)."""
+
+    def __init__(self, cfg: CurateConfig) -> None:
+        self.cfg = cfg
+        self.separator: Separator | None = None
+        if cfg.separator == "demucs":
+            from pipeline import separate
+
+            sep_cfg = separate.SeparatorConfig(
+                name=cfg.demucs_name,
+                repo=Path(cfg.demucs_repo) if cfg.demucs_repo else None,
+                shifts=cfg.demucs_shifts,
+                segment_s=cfg.demucs_segment_s,
+                device=cfg.device,
+            )
+            self.separator = Separator(separate.load_separator(sep_cfg), sep_cfg, threading.Lock())
+
+
+_resources: dict[tuple, _Resources] = {}
+_resources_lock = threading.Lock()
+
+
+def shared_resources(cfg: CurateConfig, made: _Resources | None = None) -> _Resources:
+    """The resources for ``cfg`` in this process (``made``, or loaded on first use), so tasks take none
+    as arguments: a separator with its lock cannot travel to a Dask worker, which loads its own once."""
+    key = (cfg.separator, cfg.demucs_name, cfg.demucs_repo, cfg.demucs_shifts, cfg.demucs_segment_s, cfg.device)
+    with _resources_lock:
+        if made is not None:
+            _resources[key] = made
+        elif key not in _resources:
+            _resources[key] = _Resources(cfg)
+        return _resources[key]
+
+
+def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str, media: Path) -> ProcessedAudio:
+    """Separate and normalise the source's audio once; on a re-run read the recorded result."""
+    cfg, source_dir = res.cfg, root.source_dir(source_id)
+    key_hash = cfg.audio_params_hash()
+    if (source_dir / MUSIC_FILE).exists() and run_done(cat, "audio", source_id, key_hash):
+        return load_processed(source_dir, sources.source_vocal_energy(cat, source_id))
+    t0 = time.perf_counter()
+    with limits.holding(limits.DEMUCS) if res.separator is not None else contextlib.nullcontext():
+        audio = process_audio(media, source_dir, target_lufs=cfg.target_lufs, separator=res.separator)
+    sources.upsert_source(cat, source_id, music_path=str(audio.music_path.relative_to(root.path)),
+                          separator=cfg.separator_label, **audio.source_values())
+    record_run(cat, "audio", source_id, key_hash, time.perf_counter() - t0)
+    return audio
+
+
+def _finished_clip_ids(cat: Catalog, source_id: str, root: DataRoot) -> set[str]:
+    return {cid for cid in sources.clip_ids_of(cat, source_id) if root.clip_path(cid).exists()}
+
+
+def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, media: Path,
+               audio: ProcessedAudio, span: clipping.ClipSpan, on_event: EventHook | None) -> str:
+    cid = clipping.clip_id(source_id, span.start_s)
+    dest = root.clip_path(cid)
+    t0 = time.perf_counter()
+    report = error = None
+    try:
+        cut = clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs)
+        report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s), loudness=cut.loudness,
+                            peaks_path=root.peaks_path(cid))  # waveform peaks stored for the review tool
+    except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
+        dest.unlink(missing_ok=True)
+        root.peaks_path(cid).unlink(missing_ok=True)
+        error = item_failure(err)
+        log.warning("clip %s failed: %s", cid, error)
+    path = str(dest.relative_to(root.path)) if error is None else None
+    status = sources.record_clip(cat, cid, source_id, span.start_s, span.duration_s, path=path, report=report,
+                                 error=error)
+    record_run(cat, "clip", cid, cfg.clip_params_hash(), time.perf_counter() - t0, error)
+    if on_event:
+        on_event("clip", cid, status)
+    return status
+
+
+#: Outcomes that are no row status: another worker holds the source; it was found done once claimed
+#: (by another run, or another item of this run reaching the same video; counted done).
+HELD, DONE_ELSEWHERE = "held", "done-elsewhere"
+
+
+@task(name="curate-source", cache_policy=NO_CACHE)
+def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, on_event: EventHook | None = None,
+                  lease: leases.LeasePolicy | None = None) -> str:
+    """Take one source as far as it goes; returns its final status, or HELD / DONE_ELSEWHERE. A fault of this
+    source, of any type, is its failed row; only errors of the whole run (pipeline.errors.is_whole_run)
+    raise. Every argument travels by value (a Dask worker gets copies): resources are per process."""
+    root, cat, res = DataRoot(Path(root_path)), _catalog(db_url), shared_resources(cfg)
+    source_id = item.key
+    try:
+        retrying = download_task.with_options(retries=cfg.download_retries,
+                                              retry_delay_seconds=cfg.retry_delays())
+        got = retrying(item.url, root.sources_dir, cfg.download_options())
+        if why := refused_video(cat, root, item.url, got):
+            log.warning("refused %s: %s", got.id, why)
+            if got.id != source_id:
+                sources.drop_placeholder(cat, source_id)
+            if on_event:
+                on_event("source", got.id, REFUSED)
+            return REFUSED
+        if got.id != source_id:  # the URL's real id is known now: the row moves to it
+            sources.drop_placeholder(cat, source_id)
+            source_id = got.id
+        sources.upsert_source(
+            cat, source_id, **_origin(item), title=got.title, uploader=got.uploader,
+            license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
+            media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
+        )
+        status = _under_lease(cat, root, cfg, res, source_id, got, item, on_event, lease or leases.LeasePolicy())
+    except leases.LeaseLost as err:  # it expired while we worked and another worker has the source now
+        log.warning("%s", err)
+        status = HELD
+    except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
+        sources.fail_source(cat, source_id, item_failure(err), getattr(err, "stage", None), **_origin(item))
+        status = SourceStatus.FAILED
+    if on_event:
+        on_event("source", source_id, status)
+    return status
+
+
+def _under_lease(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resources, source_id: str,
+                 got: dl.Downloaded, item: Item, on_event: EventHook | None, policy: leases.LeasePolicy) -> str:
+    """Process the source holding its catalog lease (renewed meanwhile) and its same-host flock.
+
+    A live lease of another worker: HELD, left to it. Found done once claimed: DONE_ELSEWHERE. Given up
+    after workers kept dying on it: FAILED (the claim wrote the row). A failure is recorded before
+    the lease is let go, so no other worker starts on a source about to be marked failed.
+    """
+    owner = leases.new_owner()
+    claim = leases.claim(cat, leases.SOURCES, [source_id], owner, policy)
+    if claim.exhausted:
+        return SourceStatus.FAILED
+    if not claim.claimed:
+        return HELD
+    try:
+        if source_id in sources.source_ids(cat, SourceStatus.DONE):
+            status = DONE_ELSEWHERE
+        else:
+            with leases.Heartbeat(cat, leases.SOURCES, [source_id], owner, policy) as beat, \
+                    dl.source_lock(root.sources_dir, source_id):  # one worker per source on this host
+                status = _process_source(cat, root, cfg, res, source_id, got, on_event, beat.check)
+    except leases.LeaseLost:
+        raise
+    except Exception as err:
+        reason = item_failure(err)  # raises for an error of the whole run (the lease then just expires)
+        sources.fail_source(cat, source_id, reason, getattr(err, "stage", None), **_origin(item))
+        status = SourceStatus.FAILED
+    leases.finish(cat, leases.SOURCES, source_id, owner)
+    return status
+
+
+def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resources, source_id: str,
+                    got: dl.Downloaded, on_event: EventHook | None, check: Callable[[], None] = lambda: None) -> str:
+    """Audio, clips and QC of one downloaded source; the caller holds the source's lease and lock.
+    ``check`` raises when the lease was lost: called before each clip and before marking it done."""
+    _remove_leftovers(root, source_id)
+    info = probe(got.media_path)
+    require_streams(info, got.media_path)
+    spans = clipping.plan_clips(info.duration_s, cfg.clip_seconds, max_clips=cfg.max_clips_per_source,
+                                fps=cfg.fps)
+    if not spans:
+        raise StageError("clip", f"source is {info.duration_s:.1f} s, shorter than one "
+                                 f"{cfg.clip_seconds:g} s clip")
+    audio = _process_audio(cat, root, res, source_id, got.media_path)
+    finished = _finished_clip_ids(cat, source_id, root)
+    for span in spans:
+        if clipping.clip_id(source_id, span.start_s) not in finished:
+            check()
+            status = _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event)
+            if status != ClipStatus.FAILED:
+                record_made_clip(cat, cfg, source_id, span, audio, got)
+    check()
+    sources.upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
+    return SourceStatus.DONE
+
+
+def _remove_leftovers(root: DataRoot, source_id: str) -> None:
+    """Delete the half-written files a killed run left for this source (its clips and its audio).
+
+    Safe only under the source's lock: every write into the source folder and every clip of this
+    source happens under it (the download's info.json included), so no live writer owns these.
+    """
+    clips = remove_partials(root.clips_dir, f"{source_id}-[0-9][0-9][0-9][0-9][0-9]")
+    for p in clips + remove_partials(root.source_dir(source_id)):
+        log.info("removed %s left by an interrupted run", p.name)
+
+
+_catalogs: dict[str, Catalog] = {}
+_catalogs_lock = threading.Lock()
+
+
+def _catalog(url: str) -> Catalog:
+    """One engine per database URL per process, shared by the task threads."""
+    with _catalogs_lock:
+        if url not in _catalogs:
+            _catalogs[url] = Catalog(url)
+        return _catalogs[url]
+
+
+# ---------------------------------------------------------------------------------------------
+# The flow
+
+
+def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: int,
+                  opts: dl.DownloadOptions, retry_failed: bool = False,
+                  refused: dict[str, str] | None = None) -> tuple[list[Item], int]:
+    """Search each query, add the URLs; drop what the catalog already finished. Returns (todo, skipped).
+
+    ``refused`` (when given) collects {video id or URL: why} of the taken-down videos left out.
+    """
+    items: list[Item] = []
+    for q in queries:
+        items += [Item(url=e.url, query=q, id=e.id) for e in dl.search(q, per_query, opts)]
+    items += [Item(url=u) for u in urls]
+    seen: set[str] = set()
+    done, failed = sources.source_ids(cat, SourceStatus.DONE), sources.source_ids(cat, SourceStatus.FAILED)
+    # A URL's row moves to the video's real id once downloaded, so match finished rows by URL too.
+    done_urls, failed_urls = sources.source_urls(cat, SourceStatus.DONE), sources.source_urls(cat, SourceStatus.FAILED)
+    todo, skipped = [], 0
+    for it in items:
+        if it.key in seen:
+            continue
+        seen.add(it.key)
+        if refused is not None and (why := takedown.refusal(cat, video_id=it.id, url=it.url)):
+            refused[it.id or it.url] = why
+            continue
+        if it.key in done or it.url in done_urls or (
+                (it.key in failed or it.url in failed_urls) and not retry_failed):
+            skipped += 1
+            continue
+        todo.append(it)
+    return todo, skipped
+
+
+@flow(name="curate", validate_parameters=False)
+def curate_flow(
+    root_path: str,
+    db_url: str,
+    queries: list[str] | None = None,
+    urls: list[str] | None = None,
+    per_query: int = 10,
+    cfg: CurateConfig | None = None,
+    retry_failed: bool = False,
+    on_event: EventHook | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+    res: _Resources | None = None,
+    lease: leases.LeasePolicy | None = None,
+) -> dict:
+    """Curate sources into clips awaiting review; returns counts of this run's outcomes (``held``:
+    sources another worker holds a live lease on, left to it; a later run takes over expired ones)."""
+    cfg = cfg or CurateConfig()
+    shared_resources(cfg, res)  # the tasks find it there (loaded now unless given)
+    root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
+    refused: dict[str, str] = {}
+    todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
+                                  retry_failed, refused)
+    known = sources.source_ids(cat)
+    for it in todo:  # a row per source before any work, so a killed run leaves it pending, not unknown
+        if it.key not in known:
+            sources.upsert_source(cat, it.key, **_origin(it))
+    if on_plan:
+        on_plan(len(todo), skipped)
+    futures = [curate_source.submit(it, str(root.path), db_url, cfg, on_event, lease) for it in todo]
+    # curate_source records its own failures; a crash past that (the catalog down) counts as failed
+    statuses = [f.result(raise_on_failure=False) for f in futures]
+    for st in statuses:
+        if isinstance(st, BaseException) and is_whole_run(st):
+            raise st  # e.g. the disk filled up: every later source would fail the same way
+        if isinstance(st, BaseException):
+            log.warning("a source task crashed past its own error handling: %s", failure_reason(st))
+    statuses = [st if isinstance(st, str) else SourceStatus.FAILED for st in statuses]
+    refused |= {it.key: takedown.refusal(cat, url=it.url) or "taken down (see the log)"
+                for it, st in zip(todo, statuses, strict=True) if st == REFUSED}
+    return {"planned": len(todo), "skipped": skipped, "refused": refused, "held": sum(s == HELD for s in statuses),
+            "done": sum(s in (SourceStatus.DONE, DONE_ELSEWHERE) for s in statuses),
+            "done_elsewhere": sum(s == DONE_ELSEWHERE for s in statuses),
+            "failed": sum(s == SourceStatus.FAILED for s in statuses),
+            "config": asdict(cfg)}
+
+
+def run_curate(root: DataRoot, db_url: str, *, queries: list[str] | None = None, urls: list[str] | None = None,
+               per_query: int = 10, cfg: CurateConfig | None = None, retry_failed: bool = False,
+               on_event: EventHook | None = None, on_plan: Callable[[int, int], None] | None = None) -> dict:
+    """Run the curate flow with ``cfg.workers`` sources in flight at once."""
+    cfg = cfg or CurateConfig()
+    res = shared_resources(cfg)  # loads the separator once, before Prefect starts: missing weights fail fast
+    runner = ThreadPoolTaskRunner(max_workers=cfg.workers)
+    return curate_flow.with_options(task_runner=runner)(
+        str(root.path), db_url, queries=queries, urls=urls, per_query=per_query, cfg=cfg,
+        retry_failed=retry_failed, on_event=on_event, on_plan=on_plan, res=res,
+    )

@@ -1,0 +1,313 @@
+"""The train flow: feature shards -> VidMusician, stage 1 then stage 2, resumable bitwise.
+
+RUN_DIR/stage{N}/ holds ckpt-{step}.pt (last K), best.pt (lowest validation loss on the test split),
+metrics.csv and tb/. Running the same command on the same RUN_DIR resumes each stage from its latest
+checkpoint (a finished stage is skipped); the data order is a function of (seed, epoch) only and the
+position within the epoch is saved, so a resumed run ends equal to an uninterrupted one.
+
+`--stage both` starts stage 2 from stage 1's best.pt with a **fresh** AdamW and warm-up: stage 2 trains
+another parameter set (the rhythm module joins) at a tenth of the lr, and stage 1's Adam moments —
+sized for lr 1e-4 on the semantic module only — would be stale for it; the paper describes stage 2 as
+its own run with its own lr and warm-up ("a warm-up learning rate is applied to all training layers").
+`--stage 2` alone starts the same way from RUN_DIR/stage1/best.pt (or from --init), and is refused when
+there is neither.
+Under torchrun every rank trains (DDP: gloo on CPU, NCCL on GPU), rank 0 alone writes.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from prefect import flow
+from torch.utils.data import DataLoader
+
+from dvmset.dataset import FeatureWindows, batches_per_epoch, epoch_batches
+from flows.training.output import (
+    BEST,
+    MetricsWriter,
+    ckpt_path,
+    copy_best,
+    latest_checkpoint,
+    prune,
+    stage_dir,
+    sweep_partials,
+)
+from flows.training.run import TrainRun
+from model.config import SemanticConfig, VidMusicianConfig
+from model.training.checkpoint import load_model, load_trainable, read_checkpoint
+from model.training.config import TrainConfig
+from model.training.data import check_features
+from model.training.state import frozen_fingerprint, restore_training, save_training
+from model.training.step import TrainState, evaluate, new_state, train_step
+from model.vidmusician import VidMusician
+
+log = logging.getLogger(__name__)
+
+
+def features_source(data: Path) -> tuple[Path, list[str] | None]:
+    """(features dir, the export's clip ids or None) for a features dir, a data root or an export dir."""
+    data = Path(data)
+    if (data / "index.parquet").is_file():
+        return data, None
+    if (data / "features" / "index.parquet").is_file():
+        return data / "features", None
+    if (data / "manifest.parquet").is_file():  # ROOT/exports/NAME
+        features = data.parent.parent / "features"
+        ids = list(pd.read_parquet(data / "manifest.parquet").clip_id)
+        if not (features / "index.parquet").is_file():
+            raise FileNotFoundError(f"{data} is an export but {features} has no features: run `vidmusician features`")
+        return features, ids
+    raise FileNotFoundError(f"{data}: not a features directory, a data root with features/, or an export "
+                            "(manifest.parquet); pass --data ROOT or --data ROOT/exports/NAME")
+
+
+def _windows(features: Path, ids: list[str] | None, split: str | None, cfg: TrainConfig, source: str
+             ) -> FeatureWindows | None:
+    index = pd.read_parquet(features / "index.parquet")
+    if ids is not None:
+        index = index[index.clip_id.isin(ids)]
+    if split is not None:
+        index = index[index.split == split]
+    index = index[index.clip_s >= cfg.window_s]
+    if index.empty:
+        return None
+    return FeatureWindows(features, split=split, window_s=cfg.window_s, seed=cfg.seed,
+                          clip_ids=sorted(index.clip_id), rhythm_source=source)
+
+
+def _model_config(run: TrainRun, clip_dim: int) -> VidMusicianConfig:
+    if run.backbone == "debug":
+        cfg = VidMusicianConfig.debug(clip_dim=clip_dim)
+        return cfg if run.t5 in (None, "debug") else cfg.with_semantic(t5=run.t5)
+    return VidMusicianConfig(backbone=run.backbone, semantic=SemanticConfig(clip_dim=clip_dim, t5=run.t5 or "t5-base"))
+
+
+def build_model(run: TrainRun, clip_dim: int, device: str) -> VidMusician:
+    """From --init's checkpoint (its config and weights; --backbone may point at a local copy), else new."""
+    if run.init is not None:
+        _, pkg = read_checkpoint(run.init)
+        return load_model(run.init, device=device, backbone=None if run.backbone == pkg["backbone"] else run.backbone)
+    return VidMusician.from_config(_model_config(run, run.clip_dim or clip_dim), device=device, seed=run.recipe.seed)
+
+
+def _distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, this process's device); joins torchrun's process group when there is one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    target = torch.device(device)
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda but torch sees no GPU: train with --device cpu")
+        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(target)  # before NCCL starts, so each rank owns its GPU
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world, target
+
+
+def _loader(ds: FeatureWindows, batches: list[list[int]], workers: int, seed: int, device: torch.device) -> DataLoader:
+    return DataLoader(ds, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda",
+                      generator=torch.Generator().manual_seed(seed))  # the global RNG is never drawn from
+
+
+def _validate(state: TrainState, val: FeatureWindows | None, run: TrainRun, rank: int, world: int,
+              device: torch.device) -> tuple[float, list[float]] | None:
+    if val is None:
+        return None
+    local = max(1, state.cfg.batch_size // world)
+    mine = list(range(rank, len(val), world))
+    batches = [mine[i:i + local] for i in range(0, len(mine), local)]
+    loss, per_k, _ = evaluate(state.model, _loader(val, batches, run.workers, 0, device), state.cfg.precision)
+    return loss, per_k
+
+
+def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: FeatureWindows,
+                val_ds: FeatureWindows | None, fingerprint: str, rank: int, world: int, device: torch.device,
+                init: Path | None) -> Path:
+    """Train one stage to its end (or resume it); returns its best.pt."""
+    cfg = run.stage_config(stage)
+    out = stage_dir(run.out, stage)
+    per_epoch = batches_per_epoch(len(train_ds), cfg.batch_size)
+    if per_epoch == 0:
+        raise ValueError(f"{len(train_ds)} training clips cannot fill one batch of {cfg.batch_size}: "
+                         "lower --batch-size or add clips")
+    total = cfg.steps or cfg.epochs * per_epoch
+    latest = latest_checkpoint(out)
+    if latest is not None and latest[0] >= total and (out / BEST).is_file():
+        log.info("stage %d already finished (%s)", stage, latest[1])
+        return out / BEST
+    if init is not None and latest is None:
+        load_trainable(model, init)
+    if rank == 0 and (note := cfg.warmup_warning(total)) is not None:
+        log.warning("stage %d: %s", stage, note)
+    torch.manual_seed(cfg.seed)
+    wrap = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrap = (lambda m: DDP(m, device_ids=[device.index], broadcast_buffers=False)) if device.type == "cuda" \
+            else (lambda m: DDP(m, broadcast_buffers=False))
+    state = new_state(model, cfg, wrap)
+    if latest is not None:
+        restore_training(state, latest[1], fingerprint)
+        log.info("stage %d: resumed from %s (step %d, epoch %d + %d batches)", stage, latest[1].name, state.step,
+                 state.epoch, state.batch_in_epoch)
+    writer = MetricsWriter(out, model.lm.num_codebooks, state.step if latest else None) if rank == 0 else None
+    bar = _Progress(run.progress and rank == 0, stage, total, state.step)
+    try:
+        _loop(run, state, total, train_ds, val_ds, fingerprint, rank, world, device, writer, bar, out)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        state.runner = None  # type: ignore[assignment]  # drop DDP's gradient hooks before the next stage wraps
+        del state
+        gc.collect()
+    return out / BEST
+
+
+def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows, val_ds: FeatureWindows | None,
+          fingerprint: str, rank: int, world: int, device: torch.device, writer: MetricsWriter | None,
+          bar: _Progress, out: Path) -> None:
+    cfg = state.cfg
+    t_last, s_last = time.perf_counter(), state.step
+    while state.step < total:
+        train_ds.set_epoch(state.epoch)
+        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, state.epoch, rank, world,
+                                start=state.batch_in_epoch)
+        seed = cfg.seed * 100_003 + state.epoch * 101 + state.batch_in_epoch
+        for batch in _loader(train_ds, batches[: total - state.step], run.workers, seed, device):
+            res = train_step(state, batch)
+            now = time.perf_counter()
+            rate = (state.step - s_last) / max(now - t_last, 1e-9)
+            t_last, s_last = now, state.step
+            row = {"stage": cfg.stage, "step": state.step, "epoch": state.epoch, "loss": res.loss, "lr": res.lr,
+                   "grad_norm": res.grad_norm, "steps_per_s": rate, "skipped_nonfinite": state.skipped_nonfinite,
+                   "skipped_scaler": state.skipped_scaler, **{f"ce_{k}": v for k, v in enumerate(res.per_codebook)}}
+            if state.step % run.val_every == 0 or state.step == total:
+                row.update(_after_validation(run, state, val_ds, fingerprint, rank, world, device, out))
+            if writer is not None:  # before the checkpoint: a resume never lacks the row of its own step
+                writer.write(row)
+            if state.step % run.ckpt_every == 0 or state.step == total:
+                _checkpoint(run, state, fingerprint, rank, out, val_ds is None)
+            bar.update(state.step, res.loss, res.lr, rate)
+            t_last = time.perf_counter()  # validation and checkpoints are not counted in steps/s
+        if state.step < total:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+
+
+def _after_validation(run: TrainRun, state: TrainState, val_ds: FeatureWindows | None, fingerprint: str,
+                      rank: int, world: int, device: torch.device, out: Path) -> dict:
+    """Validation loss on the test split; a new lowest one writes best.pt (the weights of this step)."""
+    got = _validate(state, val_ds, run, rank, world, device)
+    if got is None:
+        return {}
+    loss, per_k = got
+    if state.best_val is None or loss < state.best_val:
+        state.best_val, state.best_step = loss, state.step
+        if rank == 0:
+            save_training(state, out / BEST, fingerprint)
+    return {"val_loss": loss, **{f"val_ce_{k}": v for k, v in enumerate(per_k)}}
+
+
+def _checkpoint(run: TrainRun, state: TrainState, fingerprint: str, rank: int, out: Path, no_val: bool) -> None:
+    if rank == 0:
+        path = save_training(state, ckpt_path(out, state.step), fingerprint)
+        if no_val:
+            copy_best(path, out)  # without a test split, best is the latest
+        prune(out, run.keep)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+class _Progress:
+    """A rich bar with loss, lr, rate and ETA (rank 0 only; nothing when disabled)."""
+
+    def __init__(self, enabled: bool, stage: int, total: int, done: int) -> None:
+        self._cm = self._bar = None
+        self.total = total
+        if enabled:
+            from flows.progress import progress_bar
+
+            self._cm = progress_bar(f"stage {stage}")
+            self._bar = self._cm.__enter__()
+            self._bar.plan(f"stage {stage}", total)
+            self._bar.advance(done)
+
+    def update(self, step: int, loss: float, lr: float, rate: float) -> None:
+        if self._bar is not None:
+            eta = (self.total - step) / rate if rate > 0 else float("nan")
+            self._bar.advance(1)
+            self._bar.note(f"loss {loss:.4f}  lr {lr:.2e}  {rate:.2f} it/s  ETA {eta / 60:.1f} min")
+
+    def close(self) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)
+
+
+def _stage2_init(run: TrainRun) -> Path | None:
+    """Where `--stage 2` alone starts from: None when --init gave the weights (build_model loaded them), when
+    stage 1 runs first, or when stage 2 resumes; else RUN/stage1/best.pt — refused when there is none, since
+    stage 2 from a random semantic module is not the paper's stage 2."""
+    if run.stages != (2,) or run.init is not None or latest_checkpoint(stage_dir(run.out, 2)) is not None:
+        return None
+    stage1_best = stage_dir(run.out, 1) / BEST
+    if not stage1_best.is_file():
+        raise FileNotFoundError(f"--stage 2 starts from stage 1's weights but {stage1_best} does not exist: train "
+                                "stage 1 into this --out first (or run --stage both), or pass --init CKPT")
+    log.info("stage 2: starting from %s", stage1_best)
+    return stage1_best
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best: dict[int, Path]  # stage -> best.pt
+    model: VidMusician  # as the last stage left it (this rank's copy)
+    rank: int
+
+
+def run_training(run: TrainRun) -> TrainResult:
+    """Every requested stage, in order. Re-running resumes."""
+    rank, world, device = _distributed(run.device)
+    try:
+        stage2_init = _stage2_init(run)  # before any loading: a refusal comes at once
+        features, ids = features_source(run.data)
+        recipe = run.recipe  # the window length and seed are the same in both stages
+        probe = FeatureWindows(features, window_s=recipe.window_s, clip_ids=ids)
+        spec = probe.spec()
+        model = build_model(run, spec.clip_dim, str(device))
+        check_features(spec, model)
+        rhythm_source = model.config.rhythm.source
+        split_known = probe.reader.index.split.notna().any()
+        train_ds = _windows(features, ids, "train" if split_known else None, recipe, rhythm_source)
+        if train_ds is None:
+            raise ValueError(f"no training clips of >= {recipe.window_s} s in {run.data}")
+        val_ds = _windows(features, ids, "test", recipe, rhythm_source) if split_known else None
+        if val_ds is None:
+            log.warning("no test split in %s: no validation, best.pt is the latest checkpoint", run.data)
+        fingerprint = frozen_fingerprint(model)
+        for tmp_dir in (stage_dir(run.out, s) for s in run.stages):
+            if rank == 0:
+                sweep_partials(tmp_dir)
+        best: dict[int, Path] = {}
+        for stage in run.stages:
+            init = best.get(1, stage2_init) if stage == 2 else None
+            best[stage] = train_stage(run, model, stage, train_ds, val_ds, fingerprint, rank, world, device, init)
+        return TrainResult(best, model, rank)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@flow(name="train", validate_parameters=False)
+def train_flow(run: TrainRun) -> dict[int, str]:
+    """Prefect entry point (a GPU work pool deploys this); the same resumable run as the CLI."""
+    return {s: str(p) for s, p in run_training(run).best.items()}

@@ -1,0 +1,211 @@
+"""One optimisation step on a batch, as values: a `TrainState` and a collated `FeatureWindows` batch in,
+a `StepResult` out. No file I/O, no argv; distributed only through the collectives of an initialised
+`torch.distributed` process group (DDP), if there is one.
+
+`TrainState.step` counts batches consumed (the run's position); updates the optimiser really made are
+`step - skipped_nonfinite - skipped_scaler`, and the warm-up schedule counts only those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from model.training.config import TrainConfig
+from model.training.optim import EMA, build_optimizer, build_scheduler
+from model.vidmusician import VidMusician
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+class BatchLoss(nn.Module):
+    """The model and its loss in one forward, so DDP's gradient hooks see the whole graph."""
+
+    def __init__(self, model: VidMusician) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Mapping[str, torch.Tensor], keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.batch_loss(batch, keep)  # (loss [], per-codebook CE [K])
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while a stage trains; `model.training.state` (de)serialises it."""
+
+    cfg: TrainConfig
+    model: VidMusician
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    ema: EMA | None
+    cfg_generator: torch.Generator  # CPU; draws the CFG-dropout mask of each global batch
+    runner: nn.Module  # BatchLoss(model), or DDP around it
+    step: int = 0  # batches consumed
+    epoch: int = 0
+    batch_in_epoch: int = 0  # position within `epoch` (batches already consumed)
+    skipped_nonfinite: int = 0
+    skipped_scaler: int = 0
+    consecutive_nonfinite: int = 0
+    best_val: float | None = None
+    best_step: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float  # mean over ranks; nan when non-finite
+    per_codebook: list[float]
+    lr: float  # the lr this update used (or would have used)
+    grad_norm: float  # total norm before clipping
+    skipped: str | None = None  # None, "nonfinite" or "scaler"
+
+
+def cfg_seed(seed: int, stage: int) -> int:
+    return seed * 1_000_003 + stage
+
+
+def new_state(model: VidMusician, cfg: TrainConfig, wrap: nn.Module | None = None) -> TrainState:
+    """A fresh stage: trainable set, AdamW, warm-up, scaler (fp16), EMA, the CFG-dropout generator.
+    `wrap(BatchLoss)` -> runner, e.g. `lambda m: DDP(m)`; called after the trainable set is fixed."""
+    model.set_stage(cfg.stage)
+    model.train()
+    optimizer = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+    runner = BatchLoss(model)
+    if wrap is not None:
+        runner = wrap(runner)
+    return TrainState(cfg=cfg, model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, cfg),
+                      scaler=scaler, ema=ema, cfg_generator=torch.Generator().manual_seed(cfg_seed(cfg.seed, cfg.stage)),
+                      runner=runner)
+
+
+def cfg_keep(generator: torch.Generator, global_batch: int, p: float, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """keep [global_batch // world] bool: this rank's rows of one draw for the whole global batch (rows
+    rank, rank + world, ... as `dvmset.dataset.epoch_batches` deals items), so the dropout is the same
+    for any number of processes. p = 0: none dropped; p = 1: all."""
+    u = torch.rand(global_batch, generator=generator)  # [global_batch], in [0, 1)
+    return (u >= p)[rank::world]
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if device.type != "cuda":
+        raise ValueError(f"precision {precision} needs a GPU; on CPU train with --precision fp32")
+    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _trainable(model: VidMusician) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> StepResult:
+    """Forward, backward, clip, AdamW update — or a counted skip when the loss or gradient is not finite."""
+    cfg, model = state.cfg, state.model
+    rank, world = _world()
+    device = next(model.lm.parameters()).device
+    keep = cfg_keep(state.cfg_generator, cfg.batch_size, cfg.cfg_dropout, rank, world).to(device)
+    params = _trainable(model)
+    state.optimizer.zero_grad(set_to_none=True)
+    with autocast(cfg.precision, device):
+        loss, per_k = state.runner(batch, keep)
+    scaled = loss if state.scaler is None else state.scaler.scale(loss)
+    scaled.backward()  # always: DDP expects a backward after each forward; a bad step is dropped below
+    if state.scaler is not None:
+        state.scaler.unscale_(state.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)  # [] before clipping
+    stats = torch.cat([loss.detach().float().reshape(1), per_k.detach().float(), grad_norm.detach().float().reshape(1)])
+    finite = torch.isfinite(stats)
+    bad = torch.stack([(~finite[:-1]).any(), ~finite[-1]]).float()  # [loss or CE bad, gradient bad]
+    if world > 1:
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+        stats /= world  # mean loss over ranks; the grad norm is the same on each (DDP averaged the grads)
+    lr = float(state.optimizer.param_groups[0]["lr"])
+    state.step += 1
+    state.batch_in_epoch += 1
+    values = stats.tolist()
+    result = dict(loss=values[0], per_codebook=values[1:-1], lr=lr, grad_norm=values[-1])
+    loss_bad, grad_bad = (bool(b) for b in bad.tolist())
+    if state.scaler is None:
+        if loss_bad or grad_bad:
+            return _skip_nonfinite(state, result)
+        state.optimizer.step()
+    else:
+        scale = state.scaler.get_scale()
+        state.scaler.step(state.optimizer)  # skips the update itself on inf/nan gradients
+        state.scaler.update()  # always: it also resets the scaler's per-step bookkeeping
+        if loss_bad:  # the unscaled loss itself: not an overflow of the scale
+            return _skip_nonfinite(state, result)
+        if grad_bad:
+            state.skipped_scaler += 1
+            logger.info("step %d: fp16 gradient overflow, scale %g -> %g", state.step, scale, state.scaler.get_scale())
+            return StepResult(**result, skipped="scaler")
+    state.scheduler.step()
+    if state.ema is not None:
+        state.ema.update(model)
+    state.consecutive_nonfinite = 0
+    return StepResult(**result)
+
+
+def _skip_nonfinite(state: TrainState, result: dict) -> StepResult:
+    state.optimizer.zero_grad(set_to_none=True)
+    state.skipped_nonfinite += 1
+    state.consecutive_nonfinite += 1
+    logger.warning("step %d: non-finite loss/gradient (loss %s), update skipped (%d in a row)",
+                   state.step, result["loss"], state.consecutive_nonfinite)
+    if state.consecutive_nonfinite >= state.cfg.max_nonfinite:
+        raise NonFiniteLossError(
+            f"{state.consecutive_nonfinite} consecutive steps with a non-finite loss or gradient (up to step "
+            f"{state.step}): lower the lr (--stage1-lr / --stage2-lr), use --precision fp32 or bf16, or check the features for NaN")
+    return StepResult(**result, skipped="nonfinite")
+
+
+@torch.no_grad()
+def evaluate(model: VidMusician, batches: Iterable[Mapping[str, torch.Tensor]], precision: str = "fp32"
+             ) -> tuple[float, list[float], int]:
+    """(mean loss, mean per-codebook CE, items) over batches with both conditions on; summed over DDP
+    ranks when distributed (each rank passes its own share). The model's train/eval mode is restored."""
+    was_training = model.training
+    model.eval()
+    device = next(model.lm.parameters()).device
+    total: torch.Tensor | None = None
+    try:
+        for batch in batches:
+            with autocast(precision, device):
+                loss, per_k = model.batch_loss(batch)
+            n = batch["codes"].shape[0]
+            row = torch.cat([loss.float().reshape(1), per_k.float()]) * n
+            row = torch.cat([row, torch.tensor([float(n)], device=row.device)])
+            total = row if total is None else total + row
+    finally:
+        model.train(was_training)
+    rank, world = _world()
+    if total is None:
+        k = model.lm.num_codebooks
+        total = torch.zeros(k + 2, device=device)
+    if world > 1:
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    n = float(total[-1])
+    if n == 0:
+        return float("nan"), [], 0
+    mean = (total[:-1] / n).tolist()
+    return mean[0], mean[1:], int(n)
