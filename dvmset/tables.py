@@ -158,6 +158,22 @@ class Lease(Base):
     skipped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class ReviewSettings(Base):
+    """The review policy every review server follows, and the URL annotators reach it at: one row (id 1).
+
+    Changed only by ``vidmusician review-policy set`` (dvmset.review.set_policy), which re-decides clips in
+    the same transaction; a server started with other values is refused (revision 0005)."""
+
+    __tablename__ = "review_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    overlap: Mapped[int] = mapped_column(Integer)
+    lease_s: Mapped[float] = mapped_column(Float)
+    skip_s: Mapped[float] = mapped_column(Float)
+    server_url: Mapped[str | None] = mapped_column(Text)  # where the last `review` served, for login links
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
 class Run(Base):
     """One stage run for one key (a source or clip id): what ran, with which params, how it ended."""
 

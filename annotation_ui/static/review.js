@@ -5,11 +5,14 @@
   const reasons = data.reasons.map((r) => r.code);
   const $ = (id) => document.getElementById(id);
   const video = $("video"), canvas = $("wave"), ctx = canvas.getContext("2d");
-  let clip = null, peaks = [], shownAt = 0, busy = false;
+  let clip = null, peaks = [], shownAt = 0, busy = false, ended = false;
+  let leaseS = data.lease_s || 600;  // the server's lease length: renewed at a third of it
+  const RETRY_DEFAULT_S = 5, MAX_TRIES = 30;
   const STILL_WARN_S = 10;  // a still picture this long is worth a look (rejection: "static images")
   const LIMITING_SHOW_DB = 1, LIMITING_WARN_DB = 3;  // limiter gain reduction, shown above 1 dB
 
-  function say(msg, isError) {
+  function say(msg, isError, force) {
+    if (ended && !force) return;  // "your session ended" stays
     $("status").textContent = msg;
     $("status").className = isError ? "status error" : "status";
   }
@@ -22,8 +25,39 @@
     }
     const resp = await fetch(url, opts);
     const json = await resp.json().catch(() => ({}));
-    if (!resp.ok) throw new Error(json.detail || resp.status + " " + resp.statusText);
+    if (resp.status === 401) sessionEnded();
+    if (!resp.ok) {
+      const err = new Error(json.detail || resp.status + " " + resp.statusText);
+      err.status = resp.status;
+      err.retryAfter = Number(resp.headers.get("Retry-After")) || RETRY_DEFAULT_S;
+      throw err;
+    }
     return json;
+  }
+
+  // The token was revoked or replaced: say so instead of "signed in as ...", and stop renewing.
+  function sessionEnded() {
+    if (ended) return;
+    ended = true;
+    const who = $("who");
+    if (who) who.textContent = "signed out";
+    say("Your session ended (this login link was revoked or replaced): ask for a new login link.", true, true);
+  }
+
+  const sleep = (s) => new Promise((resolve) => setTimeout(resolve, s * 1000));
+
+  // A verdict the catalog could not take now (503) is sent again after the server's Retry-After.
+  async function sendDecision(body) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await api("POST", "/api/decisions", body);
+      } catch (e) {
+        if (e.status !== 503 || attempt >= MAX_TRIES) throw e;
+        say("the catalog is not answering; sending your verdict again in " + e.retryAfter + " s (try " +
+            (attempt + 1) + " of " + MAX_TRIES + ")", true);
+        await sleep(e.retryAfter);
+      }
+    }
   }
 
   function fmt(t) {
@@ -99,6 +133,7 @@
   }
 
   function show(next) {
+    if (next.lease_s) leaseS = next.lease_s;
     if (next.progress) renderProgress(next.progress); else refreshProgress();
     clip = next.clip;
     hideNote();
@@ -145,7 +180,7 @@
     try {
       await fn();
     } catch (e) {
-      say(label + " failed: " + e.message, true);
+      if (e.status !== 401) say(label + " failed: " + e.message, true);
     } finally {
       busy = false;
     }
@@ -160,8 +195,9 @@
     run("decision", async () => {
       let r;
       try {
-        r = await api("POST", "/api/decisions", body);
+        r = await sendDecision(body);
       } catch (e) {
+        if (e.status === 401) return;
         // e.g. the lease ran out and the clip went to someone else: move on rather than get stuck.
         say("decision not saved: " + e.message, true);
         show(await api("GET", "/api/next"));
@@ -272,9 +308,10 @@
   video.addEventListener("seeked", drawWave);
   video.addEventListener("click", togglePlay);
 
-  // Keep the lease alive while a clip is open (it expires after the server's lease time otherwise).
-  setInterval(() => {
-    if (!clip || busy) return;
+  // Keep the lease alive while a clip is open: renewed at a third of the server's lease length.
+  function renew() {
+    setTimeout(renew, (leaseS * 1000) / 3);
+    if (!clip || busy || ended) return;
     const held = clip.id;
     api("GET", "/api/next").then((next) => {
       if (clip && clip.id === held && (!next.clip || next.clip.id !== held)) {
@@ -282,7 +319,8 @@
         show(next);
       }
     }).catch(() => {});
-  }, 120000);
+  }
+  setTimeout(renew, (leaseS * 1000) / 3);
 
   setSpeed(1);
   show(data);
