@@ -12,7 +12,7 @@ from pathlib import Path
 OPEN_RANGE_CAP = 2 * 1024 * 1024
 
 # One range-spec of RFC 9110 §14.1.1; 18 digits (an exabyte) is more than any file here, and bounds int().
-_SPEC = re.compile(r"([0-9]{1,18})?-([0-9]{1,18})?")  # ASCII digits only (\\d takes any script)
+_SPEC = re.compile(r"([0-9]{1,18})?-([0-9]{1,18})?")  # ASCII digits only (\d takes any script)
 MAX_RANGE_HEADER = 1024
 
 

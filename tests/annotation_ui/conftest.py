@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_helpers import ARGS, CHROMIUM
 from fastapi.testclient import TestClient
 
 from annotation_ui.app import create_app
@@ -31,3 +34,21 @@ def make_client(data_root, catalog):
                                      compute_peaks=compute_peaks))
 
     return make
+
+
+@pytest.fixture(scope="module")
+def sync_api():
+    api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    return api
+
+
+@pytest.fixture(scope="module")
+def browser(sync_api) -> Iterator:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
