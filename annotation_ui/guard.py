@@ -58,10 +58,6 @@ def cross_origin_reason(scope: Scope, headers: Headers) -> str | None:
     return None if origin.lower() == own_origin(scope, headers) else f"Origin: {origin}"
 
 
-class TooLarge(Exception):
-    pass
-
-
 async def _reply(send: Send, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
     body = json.dumps(payload).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -124,25 +120,26 @@ class RequestGuard:
             return review.annotator_for_token(s, token)
 
     async def _capped(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
+        """Run the app with a receive that counts body bytes: past ``cap`` it answers 413 itself, tells
+        the app the client left, and drops whatever the app answers after that."""
         seen = 0
-        started = False
+        refused = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > cap:
-                    raise TooLarge
+                    refused = True
+                    await _reply(send, 413, {"detail": f"request body over {cap} bytes"})
+                    return {"type": "http.disconnect"}
             return msg
 
         async def tracked(msg: Message) -> None:
-            nonlocal started
-            started = started or msg["type"] == "http.response.start"
-            await send(msg)
+            if not refused:
+                await send(msg)
 
-        try:
-            await self.app(scope, counted, tracked)
-        except TooLarge:
-            if not started:
-                await _reply(send, 413, {"detail": f"request body over {cap} bytes"})
+        await self.app(scope, counted, tracked)
