@@ -257,8 +257,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection list
 
 def spreadsheet_safe(df):  # noqa: ANN001, ANN201 - a pandas DataFrame in and out
     """Text cells a spreadsheet would run as a formula (``=HYPERLINK(...)``) get a leading ``'``."""
+    import pandas as pd
+
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        if pd.api.types.is_object_dtype(out[col]) or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
     return out
