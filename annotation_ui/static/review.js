@@ -60,6 +60,11 @@
     }
   }
 
+  // Uploaders' titles may carry explicit direction controls (e.g. U+202E, right-to-left override) that
+  // make text read reversed; they are dropped from what is shown (ordinary right-to-left text is kept).
+  const DIRECTION_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+  const plain = (v) => String(v ?? "").replace(DIRECTION_CONTROLS, "");
+
   function fmt(t) {
     if (!isFinite(t)) return "0:00";
     const s = Math.max(0, Math.floor(t));
@@ -76,7 +81,7 @@
     body.replaceChildren();
     for (const q of p.by_query) {
       const tr = document.createElement("tr");
-      for (const v of [q.query, q.done, q.left]) {
+      for (const v of [plain(q.query), q.done, q.left]) {
         const td = document.createElement("td");
         td.textContent = v;
         tr.appendChild(td);
@@ -147,14 +152,14 @@
     }
     $("empty").hidden = true;
     $("clip-view").hidden = false;
-    $("clip-title").textContent = clip.source.title || clip.id;
+    $("clip-title").textContent = plain(clip.source.title) || clip.id;
     $("clip-id").textContent = clip.id;
-    $("src-title").textContent = clip.source.title || "–";
-    $("src-query").textContent = clip.source.query || "–";
+    $("src-title").textContent = plain(clip.source.title) || "–";
+    $("src-query").textContent = plain(clip.source.query) || "–";
     const link = $("src-link");
     if (clip.source.link && /^https?:\/\//i.test(clip.source.link)) {
       link.href = clip.source.link;
-      link.textContent = clip.source.link;
+      link.textContent = plain(clip.source.link);
     } else {
       link.removeAttribute("href");
       link.textContent = "–";

@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from review_helpers import LiveServer, make_annotator, seed
+from review_helpers import LiveServer, make_annotator, outage, seed
 from sqlalchemy import func, select
 
 from annotation_ui.app import create_app
@@ -178,23 +178,3 @@ def test_a_catalog_outage_is_a_503_with_retry_after(data_root, postgres_catalog,
     with catalog.session() as s:
         assert s.scalar(select(func.count()).select_from(Decision)) == 1
         assert s.execute(text("select 1")).scalar() == 1
-
-
-class outage:  # noqa: N801 - a context manager read as a phrase
-    """The catalog's Postgres database stops taking connections and its open ones are cut (the server
-    itself, shared by other tests, stays up); connections come back on exit."""
-
-    def __init__(self, catalog) -> None:  # noqa: ANN001
-        import psycopg
-
-        self.db = catalog.engine.url.database
-        self.admin = psycopg.connect(catalog.url.replace("postgresql+psycopg", "postgresql")
-                                     .replace(f"/{self.db}?", "/postgres?"), autocommit=True)
-
-    def __enter__(self) -> None:
-        self.admin.execute(f'ALTER DATABASE "{self.db}" ALLOW_CONNECTIONS false')
-        self.admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.db,))
-
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
-        self.admin.execute(f'ALTER DATABASE "{self.db}" ALLOW_CONNECTIONS true')
-        self.admin.close()
