@@ -9,16 +9,19 @@ import sys
 from dvmset.review import QueuePolicy
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+BACKLOG = 2048  # uvicorn's default
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on host:port (OSError when taken or not ours to bind)."""
+    """A listening TCP socket on host:port (OSError when taken or not ours to bind): connections made
+    once it is announced wait in its backlog until uvicorn accepts them."""
     family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                       flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
+        sock.listen(BACKLOG)
     except OSError:
         sock.close()
         raise
