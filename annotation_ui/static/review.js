@@ -41,7 +41,11 @@
     ended = true;
     const who = $("who");
     if (who) who.textContent = "signed out";
-    say("Your session ended (this login link was revoked or replaced): ask for a new login link.", true, true);
+    const msg = "Your session ended (this login link was revoked or replaced): ask for a new login link.";
+    $("ended").textContent = msg;
+    $("ended").hidden = false;
+    document.querySelectorAll("button[data-action]").forEach((b) => { b.disabled = true; });
+    say(msg, true, true);
   }
 
   const sleep = (s) => new Promise((resolve) => setTimeout(resolve, s * 1000));
@@ -180,7 +184,7 @@
   }
 
   async function run(label, fn) {
-    if (busy) return;
+    if (busy || ended) return;
     busy = true;
     try {
       await fn();

@@ -125,7 +125,8 @@ def test_the_page_says_when_its_session_ended(browser, catalog, data_root, clip_
             page.wait_for_function("() => document.getElementById('status').textContent.includes('session ended')")
             text = page.inner_text("body")
             assert "Your session ended (this login link was revoked or replaced): ask for a new login link" in text
-            assert "signed in as" not in text and "signed out" in page.inner_text("header")
+            assert "signed in as" not in text and "signed out" in page.inner_text("header") and page.is_visible("#ended")
+            assert page.is_disabled("button[data-action=accept]")
         finally:
             ctx.close()
     assert set(statuses(catalog).values()) == {"pending_review"}
