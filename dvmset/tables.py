@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 
 def utcnow() -> dt.datetime:
@@ -26,6 +26,13 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+TAKEN_DOWN = "taken_down"  # ClipStatus.TAKEN_DOWN (records.py): final
+
+
+class ClipTakenDown(ValueError):
+    """Something tried to move a taken-down clip to another status (review, re-curate, rebuild)."""
 
 
 class Source(Base):
@@ -103,6 +110,14 @@ class Clip(Base):
     takedown_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    @validates("status")
+    def _stays_taken_down(self, _key: str, value: str) -> str:
+        """The last line behind every writer: a taken-down clip never leaves ``taken_down``."""
+        if self.status == TAKEN_DOWN and value != TAKEN_DOWN:
+            raise ClipTakenDown(f"clip {self.id!r} was taken down ({self.takedown_reason or 'no reason given'}); "
+                                f"it stays taken_down, not {value!r}")
+        return value
 
 
 class Takedown(Base):

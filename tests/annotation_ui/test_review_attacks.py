@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from annotation_ui.app import create_app
 from dvmset import review
 from dvmset.sources import record_clip
-from dvmset.tables import Clip, Decision
+from dvmset.tables import Clip, ClipTakenDown, Decision
 from flows.cli import main
 
 
@@ -59,6 +59,9 @@ def test_a_taken_down_clip_never_leaves_taken_down(data_root, catalog, clip_medi
     assert status_of(catalog, ids[0]) == "taken_down"
     with catalog.session() as s:  # the undo row is there: the verdict was voided, not lost
         assert [d.verdict for d in s.scalars(select(Decision).order_by(Decision.id))] == ["accept", "undo"]
+    with pytest.raises(ClipTakenDown, match="it stays taken_down"), catalog.session() as s:
+        s.get(Clip, ids[0]).status = "accepted"  # what a writer setting it directly (a rebuild) would do
+    assert status_of(catalog, ids[0]) == "taken_down"
 
 
 def test_cross_origin_writes_are_refused(data_root, catalog, clip_media):
