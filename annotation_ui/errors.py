@@ -8,7 +8,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from annotation_ui.context import Unauthorized
@@ -69,8 +69,9 @@ def add_error_handlers(app: FastAPI) -> None:
                    405: "this address does not take that method"}.get(exc.status_code, str(exc.detail))
         return answer(request, exc.status_code, message, getattr(exc, "headers", None))
 
-    @app.exception_handler(DBAPIError)
-    async def _catalog_down(request: Request, exc: DBAPIError) -> Response:
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _catalog_down(request: Request, exc: OperationalError | InterfaceError) -> Response:
         log.warning("catalog not answering: %s", str(exc.orig or exc)[:200])
         return answer(request, 503, "the catalog is not answering; your last action was not saved, try again "
                       "shortly", {"Retry-After": str(RETRY_AFTER_S)})

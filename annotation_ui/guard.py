@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
@@ -36,6 +36,9 @@ OPEN_PATHS = frozenset({"/login", "/logout"})  # no token yet (login), or none n
 BODY_CAPS = {"/api/decisions": 32 * 1024}
 DEFAULT_BODY_CAP = 4 * 1024
 RETRY_AFTER_S = 5
+#: the database's errors that mean "not answering now" (refused, cut, locked past the busy timeout);
+#: an IntegrityError or a programming error is a bug, not an outage, and stays a 500
+CATALOG_DOWN = (OperationalError, InterfaceError)
 
 
 def body_cap(path: str) -> int:
@@ -95,7 +98,7 @@ class RequestGuard:
             token = _token(headers)
             try:
                 ann = await to_thread.run_sync(self._lookup, ctx, token)
-            except DBAPIError:
+            except CATALOG_DOWN:
                 await _reply(send, 503, {"detail": "the catalog is not answering; try again shortly"},
                              {"Retry-After": str(RETRY_AFTER_S)})
                 return

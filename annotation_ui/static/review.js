@@ -56,6 +56,8 @@
       try {
         return await api("POST", "/api/decisions", body);
       } catch (e) {
+        // An earlier try that reached the catalog just before it failed: the verdict is in.
+        if (e.status === 409 && attempt > 1 && /already has your verdict/.test(e.message)) return { clip_id: body.clip_id };
         if (e.status !== 503 || attempt >= MAX_TRIES) throw e;
         say("the catalog is not answering; sending your verdict again in " + e.retryAfter + " s (try " +
             (attempt + 1) + " of " + MAX_TRIES + ")", true);
