@@ -18,8 +18,10 @@ from annotation_ui.app import create_app
 from dvmset import review
 from dvmset.tables import Clip, Decision
 from flows.cli import main
+from flows.commands.review import peaks_decoder
 
 pytestmark = pytest.mark.slow
+CLIP_PEAKS = peaks_decoder()  # what `vidmusician review` passes: no waveform error to overwrite the status line
 
 
 def statuses(catalog) -> dict[str, str]:  # noqa: ANN001
@@ -49,7 +51,7 @@ def test_another_site_can_neither_undo_nor_sign_the_browser_in_as_someone_else(b
     ids = seed(catalog, data_root, 2, clip_media)
     _, ann = make_annotator(catalog, "ann")
     _, mallory = make_annotator(catalog, "mallory")
-    with LiveServer(create_app(data_root, catalog)) as base, LiveServer(attacker_site(base, mallory)) as evil:
+    with LiveServer(create_app(data_root, catalog, compute_peaks=CLIP_PEAKS)) as base, LiveServer(attacker_site(base, mallory)) as evil:
         ctx = browser.new_context()
         page = ctx.new_page()
         try:
@@ -87,7 +89,7 @@ def test_the_page_renews_its_lease_at_the_servers_pace(browser, catalog, data_ro
     _, bob = make_annotator(catalog, "bob")
     with catalog.session() as s:
         review.set_policy(s, lease_s=3.0)
-    with LiveServer(create_app(data_root, catalog)) as base:
+    with LiveServer(create_app(data_root, catalog, compute_peaks=CLIP_PEAKS)) as base:
         ctx = browser.new_context()
         page = ctx.new_page()
         renewals: list[float] = []
@@ -113,7 +115,7 @@ def test_the_page_says_when_its_session_ended(browser, catalog, data_root, clip_
     monkeypatch.delenv("VIDMUSICIAN_DB", raising=False)
     ids = seed(catalog, data_root, 2, clip_media)
     _, ann = make_annotator(catalog, "ann")
-    with LiveServer(create_app(data_root, catalog)) as base:
+    with LiveServer(create_app(data_root, catalog, compute_peaks=CLIP_PEAKS)) as base:
         ctx = browser.new_context()
         page = ctx.new_page()
         try:
@@ -144,7 +146,7 @@ def test_direction_controls_do_not_reverse_text_and_names_are_isolated(browser, 
                                          strict=False):
             review.decide(s, a_id, clip_id, mine, ["noise"] if mine == "reject" else [])
             review.decide(s, b_id, clip_id, theirs, ["noise"] if theirs == "reject" else [])
-    with LiveServer(create_app(data_root, catalog)) as base:
+    with LiveServer(create_app(data_root, catalog, compute_peaks=CLIP_PEAKS)) as base:
         ctx = browser.new_context(viewport={"width": 1280, "height": 800})
         page = ctx.new_page()
         try:
@@ -182,7 +184,7 @@ def test_a_verdict_made_during_a_catalog_outage_is_sent_again(browser, postgres_
     catalog = postgres_catalog
     ids = seed(catalog, data_root, 2, clip_media)
     _, ann = make_annotator(catalog, "ann")
-    with LiveServer(create_app(data_root, catalog)) as base:
+    with LiveServer(create_app(data_root, catalog, compute_peaks=CLIP_PEAKS)) as base:
         ctx = browser.new_context()
         page = ctx.new_page()
         answers: list[int] = []
