@@ -107,7 +107,7 @@ def test_the_page_renews_its_lease_at_the_servers_pace(browser, catalog, data_ro
         finally:
             ctx.close()
     gaps = [b - a for a, b in zip(renewals, renewals[1:], strict=False)]
-    assert len(renewals) >= 6 and max(gaps) < 2.0, gaps  # every second (a third of 3 s), not every 120 s
+    assert len(renewals) >= 6 and max(gaps) < 3.0, gaps  # about every second (a third of 3 s): never lapsing
 
 
 def test_the_page_says_when_its_session_ended(browser, catalog, data_root, clip_media, monkeypatch, capsys):
