@@ -89,7 +89,8 @@ def report_columns(report: object) -> dict[str, Any]:
 
 def record_clip(cat: Catalog, clip_id: str, source_id: str, start_s: float, duration_s: float, *,
                 path: str | None = None, report: object | None = None, error: str | None = None) -> str:
-    """Write a clip's row: pending review with its QC columns, or failed with ``error``. Returns the status."""
+    """Write a clip's row: pending review with its QC columns, or failed with ``error``. Returns the status
+    (a taken-down clip's row is left as it is: ``taken_down``)."""
     if (error is None) == (report is None) or (error is None and path is None):
         raise ValueError("record_clip needs either a report and a path, or an error")
     if error is None:
@@ -100,6 +101,8 @@ def record_clip(cat: Catalog, clip_id: str, source_id: str, start_s: float, dura
         row = s.get(Clip, clip_id)
         if row is None:
             s.add(Clip(id=clip_id, source_id=source_id, start_s=start_s, duration_s=duration_s, **values))
+        elif row.status == ClipStatus.TAKEN_DOWN:  # final: a re-curate never brings a clip back
+            return ClipStatus.TAKEN_DOWN
         else:
             for k, v in values.items():
                 setattr(row, k, v)
