@@ -75,9 +75,11 @@ def test_a_broken_release_is_refused_with_what_is_wrong(tmp_path, catalog, relea
     df.drop(columns=["music_sha256"]).to_csv(tmp_path / "x.csv", index=False)
     with pytest.raises(ReleaseError, match="missing columns.*music_sha256"):
         read_release(tmp_path / "x.csv")
-    df.assign(split="val").to_csv(tmp_path / "y.csv", index=False)
-    with pytest.raises(ReleaseError, match="unknown splits"):
-        read_release(tmp_path / "y.csv")
+    df.assign(split=["train", "val", "test"]).to_csv(tmp_path / "y.csv", index=False)
+    rel = read_release(tmp_path / "y.csv")  # a bad row costs only itself
+    assert list(rel.rows.clip_id) == ["v1-00000", "v2-00000"]
+    (bad,) = rel.invalid
+    assert (bad.row, bad.clip_id, bad.problems) == (2, "v1-00060", (("split", "is 'val', one of train, test expected"),))
 
 
 def test_a_rebuilt_clip_is_matching_or_says_how_it_differs():
