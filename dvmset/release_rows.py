@@ -46,7 +46,7 @@ class InvalidRow:
 
 
 def _shown(v: object) -> str:
-    text = repr(v) if isinstance(v, str) else str(v)
+    text = repr(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float | np.floating) else str(v)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -158,7 +158,7 @@ def _check(raw: dict) -> _Row:
     dur = r.number("duration_s", lo=0.0, hi=MAX_CLIP_S, lo_open=True, required=True)
     src = r.number("source_duration_s", lo=0.0, hi=MAX_SOURCE_S, lo_open=True, required=False)
     if None not in (start, dur, src) and start + dur > src + WINDOW_SLACK_S:
-        r.bad("start_s", f"the window {start:g}-{start + dur:g} s ends past the video's {src:g} s")
+        r.bad("start_s", f"puts the window at {start:g}-{start + dur:g} s, past the video's end ({src:g} s)")
     r.text("split", required=True, choices=(TRAIN, TEST))
     r.text("verdict", choices=VERDICTS)
     r.text("query")

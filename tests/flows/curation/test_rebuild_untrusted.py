@@ -80,8 +80,8 @@ def test_bad_rows_are_invalid_with_field_and_why_and_the_good_rows_of_their_vide
         ({**a, "clip_id": f"{vid}-00100", "start_s": "-5"}, "row 4: start_s is '-5', negative"),
         ({**a, "clip_id": f"{vid}-00101", "start_s": "NaN"}, "row 5: start_s is missing (empty or NaN)"),
         ({**a, "clip_id": f"{vid}-00102", "start_s": "abc"}, "row 6: start_s is 'abc', not a number"),
-        ({**a, "clip_id": f"{vid}-00103", "duration_s": "1e12"}, "row 7: duration_s is '1e12', outside (0, 600]"),
-        ({**a, "clip_id": f"{vid}-00040", "start_s": "40"}, "row 8: start_s the window 40-60 s ends past the video's"),
+        ({**a, "clip_id": f"{vid}-00103", "duration_s": "1e12"}, "row 7: duration_s is 1e+12, outside (0, 600]"),
+        ({**a, "clip_id": f"{vid}-00040", "start_s": "40"}, "row 8: start_s puts the window at 40-60 s, past the video's end"),
     ]
     path, digest = _write(tmp_path / "edited", good + [row for row, _ in bad])
     root = tmp_path / "fresh"
