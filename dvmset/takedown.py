@@ -21,7 +21,7 @@ from sqlalchemy import select
 from dvmset.catalog import Catalog
 from dvmset.export import export_lock, sweep_partials
 from dvmset.io import atomic_path, atomic_write_text
-from dvmset.layout import check_id
+from dvmset.layout import check_id, id_problem
 from dvmset.release import FILES as RELEASE_FILES
 from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Source, Takedown, utcnow
@@ -176,6 +176,8 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.Data
     for p in [out / "train.jsonl", out / "test.jsonl", *sorted(out.glob("egs/*/data.jsonl"))]:
         _jsonl_without(p, gone)
     for cid in gone:
+        if id_problem(cid) is not None:
+            continue  # no file was ever named by it (an older version's row): never a path to build
         for p in (out / "audio" / f"{cid}.mp4", out / "audio" / f"{cid}.json"):
             if p.is_symlink() or p.exists():
                 p.unlink()

@@ -24,7 +24,8 @@ class PrivateUrlRefused(StageError):
         return (type(self), (self.args[0],))
 
 
-def _resolve(host: str, port: int) -> list[str]:
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (the system resolver, as yt-dlp's requests will use)."""
     return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
@@ -40,7 +41,7 @@ def address_kind(address: str) -> str | None:
     return None if ip.is_global else "non-public"
 
 
-def private_url_problem(url: str, resolve: Resolver = _resolve) -> str | None:
+def private_url_problem(url: str, resolve: Resolver = resolve_host) -> str | None:
     """Why ``url`` may not be fetched from untrusted input (not http(s), or a host with a non-public
     address), or None. A host that does not resolve passes: its download fails and says so."""
     try:

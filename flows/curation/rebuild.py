@@ -11,6 +11,7 @@ curate: a re-run skips videos it finished and clips already cut.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import shutil
@@ -46,7 +47,7 @@ from pipeline import download as dl
 from pipeline import qc
 from pipeline.errors import StageError, is_whole_run, item_failure
 from pipeline.probe import probe, require_streams
-from pipeline.urls import PrivateUrlRefused, private_url_problem
+from pipeline.urls import PrivateUrlRefused, private_url_problem, resolve_host
 
 log = logging.getLogger(__name__)
 ORIGIN = "release"
@@ -229,8 +230,9 @@ def set_aside(release: Release, *, allow_private_urls: bool = False) -> tuple[li
     and unless ``allow_private_urls`` every row of a video whose URL's host is not public (pipeline.urls)."""
     refused = [ClipOutcome(r.clip_id, r.video_id, INVALID, r.detail) for r in release.invalid]
     todo = []
+    resolve = functools.lru_cache(maxsize=None)(resolve_host)  # one lookup per host, not per video
     for rows in release.videos().values():
-        why = None if allow_private_urls else private_url_problem(rows.url.iloc[0])
+        why = None if allow_private_urls else private_url_problem(rows.url.iloc[0], resolve)
         if why:
             refused += _invalid(rows, why)
         else:

@@ -182,5 +182,11 @@ def test_path_like_ids_are_refused_where_they_enter_and_takedown_of_one_changes_
     with cat.session() as s:
         assert s.query(Takedown).count() == 0
         assert s.get(Source, "../../evil-video").status == "failed"
+        # and a clip such a version stored under a good video: that video's takedown still finishes
+        s.add(Clip(id="../../outside-00002", source_id=b["video_id"], start_s=2.0, duration_s=20.0, status="failed"))
     cat.dispose()
+    (root.parent / "outside-00002.mp4").write_bytes(b"not ours")
     assert cli_main(["takedown", "--root", str(root), "--video", b["video_id"], "--reason", "x"]) == 0
+    clips, srcs = _catalog_rows(root)
+    assert srcs[b["video_id"]].status == "taken_down" and clips["../../outside-00002"].status == "taken_down"
+    assert (root.parent / "outside-00002.mp4").read_bytes() == b"not ours"
