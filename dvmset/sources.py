@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dvmset.catalog import Catalog
+from dvmset.layout import check_id
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Source
 
@@ -26,6 +27,7 @@ def upsert_source(cat: Catalog, source_id: str, **values: Any) -> None:
             with cat.session() as s:
                 row = s.get(Source, source_id)
                 if row is None:
+                    check_id(source_id, "video id")  # the catalog takes no id a path could not hold
                     s.add(Source(id=source_id, **{"status": SourceStatus.PENDING, **values}))
                 else:
                     for k, v in values.items():
@@ -100,6 +102,7 @@ def record_clip(cat: Catalog, clip_id: str, source_id: str, start_s: float, dura
     with cat.session() as s:
         row = s.get(Clip, clip_id)
         if row is None:
+            check_id(clip_id, "clip id")
             s.add(Clip(id=clip_id, source_id=source_id, start_s=start_s, duration_s=duration_s, **values))
         elif row.status == ClipStatus.TAKEN_DOWN:  # final: a re-curate never brings a clip back
             return ClipStatus.TAKEN_DOWN
