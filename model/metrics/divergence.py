@@ -31,6 +31,23 @@ def kl_per_pair(p_logits: np.ndarray, q_logits: np.ndarray) -> np.ndarray:
     return np.clip(values, 0.0, None)
 
 
+AUDIOLDM_EVAL_KL_EPS = 1e-6  # audioldm_eval metrics/kl.py:50, added to the probabilities before the log
+
+
+def kl_per_pair_audioldm_eval(p_logits: np.ndarray, q_logits: np.ndarray, eps: float = AUDIOLDM_EVAL_KL_EPS) -> np.ndarray:
+    """audioldm_eval's KL per pair: Σ p (log p − log(q + eps)), p = softmax(p_i), q = softmax(q_i): [N].
+
+    Its ``kl_div((features_1.softmax(1) + EPS).log(), features_2.softmax(1), reduction="sum") / N``
+    (metrics/kl.py:95-99) is the mean of these with p the real clip and q the generated one. The
+    eps makes it smaller than the exact KL by Σ p log(1 + eps/q), which grows where q is tiny.
+    """
+    log_p, log_q = log_softmax(p_logits), log_softmax(q_logits)
+    if log_p.shape != log_q.shape:
+        raise ValueError(f"paired logits must have one shape, got {log_p.shape} and {log_q.shape}")
+    p = np.exp(log_p)
+    return (p * (log_p - np.log(np.exp(log_q) + eps))).sum(axis=1)
+
+
 def cosine_per_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """cos(a_i, b_i) along the embedding axis for each row pair: [N] in [−1, 1]."""
     x, y = _unit_rows(a), _unit_rows(b)

@@ -1,0 +1,125 @@
+"""The anchors' conventions as metrics: BCS/BHS (LORIS), the beat-alignment score (Bailando), the
+ImageBind score in both scales, and the name of the convention (and toolkit) behind every value.
+
+The maths is in model.metrics.beat_scores; this module turns the clips' features into MetricResults
+with n, a 95 % bootstrap interval, the shuffled-pair chance level and per-clip rows (each with its
+own shuffled value, for the report's distribution pictures).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.metrics.beat_scores import (
+    BAILANDO_SIGMA_S,
+    LORIS_BIN_S,
+    beat_align_score,
+    cover_hit,
+    onset_bins,
+    pair_matrix,
+    shuffled_per_item,
+    summarize_cover_hit,
+)
+from model.metrics.rhythm import RhythmConfig, rhythm_item, stable_visuals
+from model.metrics.scores import ClipFeatures, MetricResult
+from model.metrics.stats import bootstrap_ci, mean_ci, off_diagonal_mean
+
+# metric -> what its value is, and the toolkit (file) whose number it equals
+CONVENTIONS: dict[str, dict[str, str]] = {
+    "fd": {"convention": "Fréchet distance on PANNs Cnn14 fc1 (2048-d), one embedding per clip, unbiased covariances",
+           "matches": "audioldm_eval metrics/fid.py calculate_fid (the paper's FD); also frechet_audio_distance and "
+                      "fadtk's calc_frechet_distance on the same embeddings"},
+    "kl": {"convention": "KL(real‖generated) of softmax(PANNs logits), per clip pair, mean over pairs, exact log-softmax",
+           "matches": "audioldm_eval metrics/kl.py calculate_kl 'kullback_leibler_divergence_softmax' up to its 1e-6 "
+                      "inside the log (reported beside it as kl_audioldm_eval)"},
+    "imagebind": {"convention": "cosine of ImageBind video and generated-audio embeddings, mean over clips",
+                  "matches": "the paper's ImageBind score (cosine); ×100 is av-benchmark's IB-score (value_x100)"},
+    "clap": {"convention": "cosine of CLAP audio embeddings, generated vs real, mean over clips",
+             "matches": "the paper's CLAP score"},
+    "rhythm": {"convention": "recall of video cuts with a music beat within ±τ, cuts pooled over videos",
+               "matches": "the paper's Rhythm (§5.2)"},
+    "bcs_bhs": {"convention": "LORIS beat coverage (hits/generated onset bins) and hit (hits/real onset bins) "
+                              "scores on 1 s bins, means over clips, F1 of the means",
+                "matches": "LORIS beats_scores.py beat_detect/beat_scores"},
+    "beat_align": {"convention": "mean over music beats of exp(-d²/2σ²), d to the nearest video cut, σ = 0.05 s",
+                   "matches": "Bailando utils/beat_align_score.py BA (AIST++ beat-alignment score)"},
+}
+
+
+def bcs_bhs_metric(feats: list[ClipFeatures], seed: int, bin_s: float = LORIS_BIN_S) -> MetricResult:
+    """LORIS's BCS (value) and BHS, with F1 and shuffled-pair chance levels for each."""
+    rows = [f for f in feats if f.onsets_gen is not None and f.onsets_ref is not None]
+    res = MetricResult("bcs_bhs", n=len(rows))
+    if not rows:
+        res.skipped = "no scored clip with generated and real music (see the input gate's list)"
+        return res
+    ref_bins = [onset_bins(f.onsets_ref, f.durations["reference"], bin_s) for f in rows]
+    gen_bins = [onset_bins(f.onsets_gen, f.durations["generated"], bin_s) for f in rows]
+    items = [cover_hit(r, g) for r, g in zip(ref_bins, gen_bins, strict=True)]
+    summary = summarize_cover_hit(items)
+    res.value = summary.bcs
+    res.ci = bootstrap_ci(len(items), lambda i: summarize_cover_hit([items[k] for k in i]).bcs, seed=seed)
+    bhs_ci = bootstrap_ci(len(items), lambda i: summarize_cover_hit([items[k] for k in i]).bhs, seed=seed)
+    res.extra = {"bcs": summary.bcs, "bhs": summary.bhs, "f1": summary.f1, "bin_s": bin_s,
+                 "bhs_ci95": None if bhs_ci is None else [bhs_ci.low, bhs_ci.high],
+                 "onsets": "librosa.onset.onset_detect at 22050 Hz with LORIS's peak parameters"}
+    shuffled_bcs = shuffled_bhs = [None] * len(rows)
+    if len(rows) >= 2:
+        pairs = [[cover_hit(r, g) for g in gen_bins] for r in ref_bins]  # [real i][generated j]
+        bcs_m = np.array([[c.bcs for c in row] for row in pairs])
+        bhs_m = np.array([[c.bhs for c in row] for row in pairs])
+        res.chance = {"shuffled_pairs_bcs": off_diagonal_mean(bcs_m), "shuffled_pairs_bhs": off_diagonal_mean(bhs_m)}
+        res.chance["shuffled_pairs_f1"] = _f1(res.chance["shuffled_pairs_bcs"], res.chance["shuffled_pairs_bhs"])
+        shuffled_bcs, shuffled_bhs = list(shuffled_per_item(bcs_m)), list(shuffled_per_item(bhs_m))
+    res.items = [{"clip_id": f.clip_id, "value": it.bcs, "bhs": it.bhs, "real_bins": it.n_ref,
+                  "generated_bins": it.n_gen, "hits": it.n_hit, "shuffled": sb, "shuffled_bhs": sh}
+                 for f, it, sb, sh in zip(rows, items, shuffled_bcs, shuffled_bhs, strict=True)]
+    return res
+
+
+def _f1(a: float, b: float) -> float:
+    return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
+
+
+def beat_align_metric(feats: list[ClipFeatures], config: RhythmConfig, seed: int,
+                      sigma_s: float = BAILANDO_SIGMA_S) -> MetricResult:
+    """Bailando's BAS of the generated music's beats against the video's cuts, on Rhythm's videos."""
+    res = MetricResult("beat_align")
+    rows = [f for f in feats if f.cuts is not None and f.beats_gen is not None]
+    if not rows:
+        res.skipped = "no scored clip with a video and generated music (see the input gate's list)"
+        return res
+    scored = [f for f in rows if not stable_visuals(rhythm_item(f.cuts, f.beats_gen, f.video_duration_s, config),
+                                                    config)]
+    scored = [f for f in scored if np.asarray(f.beats_gen).size > 0]
+    res.extra = {"sigma_s": sigma_s, "direction": "music beats -> nearest video cut (Bailando)",
+                 "videos": "Rhythm's scored videos (stable visuals excluded), music with at least one beat"}
+    if not scored:
+        res.skipped = "no video with cuts and music with beats (stable visuals are excluded, as for Rhythm)"
+        return res
+    per = np.array([beat_align_score(f.beats_gen, f.cuts, sigma_s) for f in scored])
+    res.n, res.value = len(scored), float(per.mean())
+    res.ci = mean_ci(per, seed=seed)
+    shuffled: list[float | None] = [None] * len(scored)
+    if len(scored) >= 2:
+        m = pair_matrix([f.beats_gen for f in scored], [f.cuts for f in scored],
+                        lambda b, c: beat_align_score(b, c, sigma_s))  # [music i, video j]
+        res.chance["shuffled_music"] = off_diagonal_mean(m)
+        shuffled = list(shuffled_per_item(m.T))  # video i against every other clip's music
+    if all(f.beats_ref is not None and np.asarray(f.beats_ref).size for f in scored):
+        res.extra["reference_music"] = float(np.mean([beat_align_score(f.beats_ref, f.cuts, sigma_s) for f in scored]))
+    res.items = [{"clip_id": f.clip_id, "value": float(v), "shuffled": s}
+                 for f, v, s in zip(scored, per, shuffled, strict=True)]
+    return res
+
+
+def imagebind_scales(res: MetricResult) -> MetricResult:
+    """One ImageBind value in both scales: the paper's cosine and av-benchmark's ×100, each named."""
+    if res.skipped is None and res.value is not None:
+        res.extra["value_cosine"] = res.value
+        res.extra["value_x100"] = 100.0 * res.value
+        res.extra["scales"] = {"value_cosine": "the paper (VidMusician Table 1): cosine in [-1, 1]",
+                               "value_x100": "av-benchmark's IB-score: the same cosine × 100"}
+        if "shuffled_pairs" in res.chance:
+            res.chance["shuffled_pairs_x100"] = 100.0 * res.chance["shuffled_pairs"]
+    return res
