@@ -35,6 +35,10 @@ install: system-deps $(PY)
 
 install-test: test-system-deps install
 	$(PIP) install -q -c constraints.txt -e '.[model,test]'
+	# the reference toolkits the metric tests compare against (tests/model/metrics/test_metrics_toolkits.py);
+	# their pins would downgrade numpy, so only their maths and what it imports
+	$(PIP) install -q -c constraints.txt --no-deps audioldm_eval==0.0.3 frechet-audio-distance==0.3.4 fadtk==1.1.0 \
+		resampy==0.4.3 hypy_utils==1.0.29
 
 demo: install
 	$(VENV)/bin/vidmusician demo --root $(ROOT)

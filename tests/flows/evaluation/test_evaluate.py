@@ -99,6 +99,22 @@ def test_evaluate_end_to_end_through_the_cli(folders, tmp_path, capsys, monkeypa
     assert 0.3 < rhythm["chance"]["closed_form"] < 0.45  # 2τ × 2 beats/s = 0.4, less the edges
     assert rhythm["chance"]["shuffled_music"] == pytest.approx(SHUFFLED)  # see PHASE
 
+    ba = m["beat_align"]  # Bailando's score on Rhythm's videos: beats on the cuts beat shuffled music
+    assert ba["n"] == 3 and ba["value"] > ba["chance"]["shuffled_music"] + 0.1 and ba["sigma_s"] == 0.05
+    assert ba["value"] > ba["reference_music"]  # the real music's beats sit 0.25 s off every cut
+    bb = m["bcs_bhs"]  # LORIS's scores: generated vs real music, 1 s onset bins
+    assert bb["n"] == 4 and 0 <= bb["bcs"] <= 1 and 0 <= bb["bhs"] <= 1 and bb["value"] == bb["bcs"]
+    assert {"shuffled_pairs_bcs", "shuffled_pairs_bhs", "shuffled_pairs_f1"} <= set(bb["chance"])
+    assert all("convention" in m[k] and "matches" in m[k] for k in m if "skipped" not in m[k])
+    assert "LORIS" in bb["matches"] and "Bailando" in ba["matches"] and "audioldm_eval" in m["kl"]["matches"]
+    anchors = {r["column"]: r for r in report["anchors"]}
+    assert anchors["BCS"]["value"] == bb["bcs"] and anchors["Beat alignment (BAS)"]["value"] == ba["value"]
+    assert anchors["KL (PANNs), audioldm_eval"]["value"] == m["kl"]["kl_audioldm_eval"]
+    assert "not computed" in anchors["FAD (VGGish)"]["matches"]
+    for rel in ("figures/beats_vs_cuts.png", "figures/dist_rhythm.png", "figures/dist_beat_align.png",
+                "figures/dist_bcs_bhs.png"):
+        assert rel in report["figures"] and (tmp_path / "r1" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     excluded = {(e["clip_id"], e["role"]): e["reason"] for e in report["excluded"]}
     assert "silent" in excluded[("silent", "generated")]
     assert "NaN" in excluded[("nan", "generated")]
@@ -117,6 +133,8 @@ def test_evaluate_end_to_end_through_the_cli(folders, tmp_path, capsys, monkeypa
     assert {r["clip_id"] for r in rows if r["metric"] == "excluded"} == {"silent", "nan", "lonely", "short"}
     md = (tmp_path / "r1" / "report.md").read_text()
     assert "| this run |" in md and "skipped" in md and "| nan | generated |" in md
+    assert "## In the anchors' conventions" in md and "| BHS |" in md and "LORIS beats_scores.py" in md
+    assert "(figures/beats_vs_cuts.png)" in md and "![" in md
     assert md in printed
 
     again, printed_again = _run(folders, tmp_path / "r2", capsys, monkeypatch)
