@@ -133,14 +133,16 @@ def anchor_rows(report: EvaluationReport) -> list[tuple[str, float | None, float
     if kl := _ok(report, "kl"):
         rows.append(("KL (PANNs), audioldm_eval", kl.extra.get("kl_audioldm_eval"), None,
                      "KL(real‖generated), softmax, 1e-6 inside the log", "audioldm_eval calculate_kl (softmax)"))
-        rows.append(("KL (PANNs), exact", kl.value, None, "KL(real‖generated), log-softmax", "the paper's KL"))
+        rows.append(("KL (PANNs), exact", kl.value, None, "KL(real‖generated), log-softmax",
+                     "av-benchmark kl_softmax; the paper's KL"))
         rows.append(("KL (PANNs), reverse", kl.extra.get("reverse_kl_generated_real"), None,
                      "KL(generated‖real), log-softmax", "—"))
     rows.append(("KL (PaSST)", None, None, "av-benchmark", NOT_COMPUTED))
     if ib := _ok(report, "imagebind"):
         rows.append(("ImageBind score ×100", ib.extra.get("value_x100"), ib.chance.get("shuffled_pairs_x100"),
-                     "cosine × 100", "av-benchmark IB-score"))
-        rows.append(("ImageBind score (cosine)", ib.value, ib.chance.get("shuffled_pairs"), "cosine", "the paper"))
+                     "cosine × 100", "IB-score as av-benchmark papers print it"))
+        rows.append(("ImageBind score (cosine)", ib.value, ib.chance.get("shuffled_pairs"), "cosine",
+                     "the paper; av-benchmark's IB-Score output"))
     if bb := _ok(report, "bcs_bhs"):
         for key, title in (("bcs", "BCS"), ("bhs", "BHS"), ("f1", "BCS/BHS F1")):
             rows.append((title, bb.extra[key], bb.chance.get(f"shuffled_pairs_{key}"),

@@ -30,10 +30,11 @@ CONVENTIONS: dict[str, dict[str, str]] = {
            "matches": "audioldm_eval metrics/fid.py calculate_fid (the paper's FD); also frechet_audio_distance and "
                       "fadtk's calc_frechet_distance on the same embeddings"},
     "kl": {"convention": "KL(real‖generated) of softmax(PANNs logits), per clip pair, mean over pairs, exact log-softmax",
-           "matches": "audioldm_eval metrics/kl.py calculate_kl 'kullback_leibler_divergence_softmax' up to its 1e-6 "
-                      "inside the log (reported beside it as kl_audioldm_eval)"},
+           "matches": "av-benchmark av_bench/metrics/kl.py 'kl_softmax' (exact); audioldm_eval metrics/kl.py "
+                      "calculate_kl softmax differs by its 1e-6 inside the log (reported as kl_audioldm_eval)"},
     "imagebind": {"convention": "cosine of ImageBind video and generated-audio embeddings, mean over clips",
-                  "matches": "the paper's ImageBind score (cosine); ×100 is av-benchmark's IB-score (value_x100)"},
+                  "matches": "the paper's ImageBind score and av-benchmark's IB-Score (evaluate.py:166-169), both "
+                             "the cosine; papers printing av-benchmark's numbers scale it ×100 (value_x100)"},
     "clap": {"convention": "cosine of CLAP audio embeddings, generated vs real, mean over clips",
              "matches": "the paper's CLAP score"},
     "rhythm": {"convention": "recall of video cuts with a music beat within ±τ, cuts pooled over videos",
@@ -119,7 +120,7 @@ def imagebind_scales(res: MetricResult) -> MetricResult:
         res.extra["value_cosine"] = res.value
         res.extra["value_x100"] = 100.0 * res.value
         res.extra["scales"] = {"value_cosine": "the paper (VidMusician Table 1): cosine in [-1, 1]",
-                               "value_x100": "av-benchmark's IB-score: the same cosine × 100"}
+                               "value_x100": "the same cosine × 100, as papers print av-benchmark's IB-score"}
         if "shuffled_pairs" in res.chance:
             res.chance["shuffled_pairs_x100"] = 100.0 * res.chance["shuffled_pairs"]
     return res

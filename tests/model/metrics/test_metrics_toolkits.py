@@ -119,3 +119,22 @@ def test_kl_direction_is_real_given_generated():
     theirs = _audioldm_eval_kl(gen, ref)
     assert kl_per_pair_audioldm_eval(ref, gen).mean() == pytest.approx(theirs, rel=REL)
     assert kl_per_pair_audioldm_eval(gen, ref).mean() != pytest.approx(theirs, rel=1e-2)  # the other direction
+
+
+def av_benchmark_kl_softmax(paired_logits: torch.Tensor, gt_logits: torch.Tensor) -> float:
+    """av-benchmark av_bench/metrics/kl.py:22-29 (github.com/hkchengrex/av-benchmark, commit 050a5cd), transcribed:
+    not on the package index, so its formula is copied here."""
+    kl_softmax = torch.nn.functional.kl_div(
+        torch.nn.functional.log_softmax(paired_logits, dim=1),
+        torch.nn.functional.log_softmax(gt_logits, dim=1),
+        reduction="sum",
+        log_target=True,
+    ) / len(paired_logits)
+    return float(kl_softmax)
+
+
+def test_our_exact_kl_is_av_benchmarks_kl_softmax():
+    gen, ref = _logits(2)
+    theirs = av_benchmark_kl_softmax(torch.from_numpy(gen), torch.from_numpy(ref))
+    res = kl_metric(_features(np.zeros((64, 2)), np.zeros((64, 2)), gen, ref), seed=0)
+    assert res.value == pytest.approx(theirs, rel=REL)  # KL(real‖generated), no eps: av-benchmark's
