@@ -21,7 +21,12 @@ from flows.evaluation.inputs import Decoded, gate_and_extract, imagebind_clips, 
 from model.metrics.audio import RESAMPLER
 from model.metrics.beats import LORIS_ONSET, BeatConfig, detect_onsets_loris, track_beats
 from model.metrics.checkpoints import EmbedderUnavailable, require_checkpoint
-from model.metrics.field_metrics import bcs_bhs_metric, beat_align_metric, imagebind_scales
+from model.metrics.field_metrics import (
+    bcs_bhs_metric,
+    beat_align_metric,
+    fad_vggish_metric,
+    imagebind_scales,
+)
 from model.metrics.gate import Exclusion, GateConfig, pair_ids
 from model.metrics.rhythm import RhythmConfig
 from model.metrics.scores import (
@@ -36,12 +41,13 @@ from pipeline.cuts import CutConfig, detect_video_cuts
 
 log = logging.getLogger(__name__)
 
-METRICS = ("fd", "kl", "clap", "imagebind", "rhythm", "bcs_bhs", "beat_align")
+METRICS = ("fd", "kl", "clap", "imagebind", "rhythm", "bcs_bhs", "beat_align", "fad_vggish")
 VIDEO_METRICS = ("imagebind", "rhythm", "beat_align")
 # metric -> (embedder, its flag, its environment variable)
 CHECKPOINTS = {"panns": ("--panns", "VIDMUSICIAN_PANNS_CKPT"), "clap": ("--clap", "VIDMUSICIAN_CLAP_CKPT"),
-               "imagebind": ("--imagebind", "VIDMUSICIAN_IMAGEBIND_CKPT")}
-NEEDS = {"fd": "panns", "kl": "panns", "clap": "clap", "imagebind": "imagebind"}
+               "imagebind": ("--imagebind", "VIDMUSICIAN_IMAGEBIND_CKPT"),
+               "vggish": ("--vggish", "VIDMUSICIAN_VGGISH_CKPT")}
+NEEDS = {"fd": "panns", "kl": "panns", "clap": "clap", "imagebind": "imagebind", "fad_vggish": "vggish"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class EvaluateConfig:
     rhythm: RhythmConfig = field(default_factory=RhythmConfig)
     beats: BeatConfig = field(default_factory=BeatConfig)
     cuts: CutConfig = field(default_factory=CutConfig)
+    vggish: Path | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -90,11 +97,13 @@ def _load_embedders(cfg: EvaluateConfig) -> tuple[dict, dict[str, str]]:
     from model.metrics.clap import ClapAudioEmbedder
     from model.metrics.imagebind import ImageBindEmbedder
     from model.metrics.panns import PannsEmbedder
+    from model.metrics.vggish import VggishEmbedder
 
     wanted = {NEEDS[m] for m in cfg.metrics if m in NEEDS}
     if cfg.videos is None:
         wanted.discard("imagebind")
-    classes = {"panns": PannsEmbedder, "clap": ClapAudioEmbedder, "imagebind": ImageBindEmbedder}
+    classes = {"panns": PannsEmbedder, "clap": ClapAudioEmbedder, "imagebind": ImageBindEmbedder,
+               "vggish": VggishEmbedder}
     loaded, missing = {}, {}
     for name in sorted(wanted):
         flag, env = CHECKPOINTS[name]
@@ -166,6 +175,9 @@ def _evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None) -> Eva
         if "clap" in embedders:
             emb = embedders["clap"]
             setattr(feats, f"clap_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
+        if "vggish" in embedders:
+            emb = embedders["vggish"]
+            setattr(feats, f"vggish_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
         if role == "generated" and "imagebind" in embedders:
             from model.metrics.imagebind import AUDIO_RATE
 
@@ -217,6 +229,8 @@ def _metric(name: str, feats: list[ClipFeatures], cfg: EvaluateConfig, embedders
         return imagebind_scales(cosine_metric("imagebind", feats, "imagebind_video", "imagebind_audio", cfg.seed))
     if name == "bcs_bhs":
         return bcs_bhs_metric(feats, cfg.seed)
+    if name == "fad_vggish":
+        return fad_vggish_metric(feats, cfg.seed)
     if name == "beat_align":
         return beat_align_metric(feats, cfg.rhythm, cfg.seed)
     return rhythm_metric(feats, cfg.rhythm, cfg.seed)

@@ -115,7 +115,7 @@ def report_markdown(report: EvaluationReport) -> str:
     return "\n".join(lines)
 
 
-NOT_COMPUTED = "not computed by this version (no VGGish/PaSST embedder here)"
+NOT_COMPUTED = "not computed by this version (no PaSST embedder yet)"
 
 
 def _ok(report: EvaluationReport, name: str):
@@ -129,7 +129,11 @@ def anchor_rows(report: EvaluationReport) -> list[tuple[str, float | None, float
     if fd := _ok(report, "fd"):
         rows.append(("FD (PANNs Cnn14)", fd.value, fd.chance.get("real_vs_real_split_half"),
                      "one 2048-d embedding per clip", "audioldm_eval calculate_fid; = frechet_audio_distance, fadtk FD"))
-    rows.append(("FAD (VGGish)", None, None, "16 kHz, 0.96 s frames", NOT_COMPUTED))
+    fad = _ok(report, "fad_vggish")
+    skipped = report.metrics["fad_vggish"].skipped if "fad_vggish" in report.metrics else "not requested"
+    rows.append(("FAD (VGGish)", fad.value if fad else None, fad.chance.get("real_vs_real_split_half") if fad else None,
+                 "16 kHz, 0.96 s frames pooled, no PCA, last ReLU dropped",
+                 "audioldm_eval / frechet_audio_distance (vggish)" if fad else f"skipped: {skipped}"))
     if kl := _ok(report, "kl"):
         rows.append(("KL (PANNs), audioldm_eval", kl.extra.get("kl_audioldm_eval"), None,
                      "KL(real‖generated), softmax, 1e-6 inside the log", "audioldm_eval calculate_kl (softmax)"))
@@ -137,7 +141,7 @@ def anchor_rows(report: EvaluationReport) -> list[tuple[str, float | None, float
                      "av-benchmark kl_softmax; the paper's KL"))
         rows.append(("KL (PANNs), reverse", kl.extra.get("reverse_kl_generated_real"), None,
                      "KL(generated‖real), log-softmax", "—"))
-    rows.append(("KL (PaSST)", None, None, "av-benchmark", NOT_COMPUTED))
+    rows.append(("KL (PaSST)", None, None, "av-benchmark", NOT_COMPUTED))  # no PaSST embedder yet
     if ib := _ok(report, "imagebind"):
         rows.append(("ImageBind score ×100", ib.extra.get("value_x100"), ib.chance.get("shuffled_pairs_x100"),
                      "cosine × 100", "IB-score as av-benchmark papers print it"))

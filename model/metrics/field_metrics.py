@@ -20,8 +20,9 @@ from model.metrics.beat_scores import (
     shuffled_per_item,
     summarize_cover_hit,
 )
+from model.metrics.frechet import fd_from_embeddings, sample_size_warning
 from model.metrics.rhythm import RhythmConfig, rhythm_item, stable_visuals
-from model.metrics.scores import ClipFeatures, MetricResult
+from model.metrics.scores import N_BOOT_FD, ClipFeatures, MetricResult
 from model.metrics.stats import bootstrap_ci, mean_ci, off_diagonal_mean
 
 # metric -> what its value is, and the toolkit (file) whose number it equals
@@ -29,6 +30,10 @@ CONVENTIONS: dict[str, dict[str, str]] = {
     "fd": {"convention": "Fréchet distance on PANNs Cnn14 fc1 (2048-d), one embedding per clip, unbiased covariances",
            "matches": "audioldm_eval metrics/fid.py calculate_fid (the paper's FD); also frechet_audio_distance and "
                       "fadtk's calc_frechet_distance on the same embeddings"},
+    "fad_vggish": {"convention": "FD of VGGish 128-d embeddings of every 0.96 s frame at 16 kHz, frames pooled over "
+                                 "clips, no PCA, last ReLU dropped",
+                   "matches": "audioldm_eval (eval.py:27-30, metrics/fad.py) and frechet_audio_distance "
+                              "(model_name='vggish', use_pca=False, use_activation=False)"},
     "kl": {"convention": "KL(real‖generated) of softmax(PANNs logits), per clip pair, mean over pairs, exact log-softmax",
            "matches": "av-benchmark av_bench/metrics/kl.py 'kl_softmax' (exact); audioldm_eval metrics/kl.py "
                       "calculate_kl softmax differs by its 1e-6 inside the log (reported as kl_audioldm_eval)"},
@@ -111,6 +116,33 @@ def beat_align_metric(feats: list[ClipFeatures], config: RhythmConfig, seed: int
         res.extra["reference_music"] = float(np.mean([beat_align_score(f.beats_ref, f.cuts, sigma_s) for f in scored]))
     res.items = [{"clip_id": f.clip_id, "value": float(v), "shuffled": s}
                  for f, v, s in zip(scored, per, shuffled, strict=True)]
+    return res
+
+
+def fad_vggish_metric(feats: list[ClipFeatures], seed: int, n_boot: int = N_BOOT_FD) -> MetricResult:
+    """FAD on VGGish frames: all generated frames against all real frames (audioldm_eval's recipe)."""
+    rows = [f for f in feats if f.vggish_gen is not None and f.vggish_ref is not None
+            and len(f.vggish_gen) and len(f.vggish_ref)]
+    res = MetricResult("fad_vggish", n=len(rows))
+    gen = [np.asarray(f.vggish_gen) for f in rows]
+    ref = [np.asarray(f.vggish_ref) for f in rows]
+    n_frames = (sum(len(g) for g in gen), sum(len(r) for r in ref))
+    if len(rows) < 2 or min(n_frames) < 2:
+        res.skipped = f"FAD needs at least 2 scored clips, got {len(rows)}"
+        return res
+    res.value = fd_from_embeddings(np.concatenate(gen), np.concatenate(ref))
+    res.ci = bootstrap_ci(len(rows), lambda i: fd_from_embeddings(np.concatenate([gen[k] for k in i]),
+                                                                  np.concatenate([ref[k] for k in i])),
+                          seed=seed, n_boot=n_boot)
+    res.extra = {"embedding_dim": int(gen[0].shape[1]), "frames_generated": n_frames[0], "frames_real": n_frames[1],
+                 "n_bootstrap": n_boot, "pooling": "every 0.96 s frame of every clip (not one vector per clip)"}
+    if len(rows) >= 4:
+        order = np.random.default_rng(seed).permutation(len(rows))
+        half = len(rows) // 2
+        res.chance["real_vs_real_split_half"] = fd_from_embeddings(np.concatenate([ref[k] for k in order[:half]]),
+                                                                   np.concatenate([ref[k] for k in order[half:]]))
+    if (warning := sample_size_warning(min(n_frames), int(gen[0].shape[1]))) is not None:
+        res.warnings.append(warning)
     return res
 
 

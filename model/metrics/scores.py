@@ -36,6 +36,8 @@ class ClipFeatures:
     beats_gen: np.ndarray | None = None
     beats_ref: np.ndarray | None = None
     cuts: np.ndarray | None = None
+    vggish_gen: np.ndarray | None = None  # [F, 128] frames (FAD)
+    vggish_ref: np.ndarray | None = None
     onsets_gen: np.ndarray | None = None  # LORIS onsets (BCS/BHS)
     onsets_ref: np.ndarray | None = None
     video_duration_s: float | None = None

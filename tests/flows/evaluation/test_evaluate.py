@@ -110,7 +110,8 @@ def test_evaluate_end_to_end_through_the_cli(folders, tmp_path, capsys, monkeypa
     anchors = {r["column"]: r for r in report["anchors"]}
     assert anchors["BCS"]["value"] == bb["bcs"] and anchors["Beat alignment (BAS)"]["value"] == ba["value"]
     assert anchors["KL (PANNs), audioldm_eval"]["value"] == m["kl"]["kl_audioldm_eval"]
-    assert "not computed" in anchors["FAD (VGGish)"]["matches"]
+    assert "pass --vggish PATH or set VIDMUSICIAN_VGGISH_CKPT" in anchors["FAD (VGGish)"]["matches"]
+    assert "not computed" in anchors["KL (PaSST)"]["matches"]
     for rel in ("figures/beats_vs_cuts.png", "figures/dist_rhythm.png", "figures/dist_beat_align.png",
                 "figures/dist_bcs_bhs.png"):
         assert rel in report["figures"] and (tmp_path / "r1" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -243,3 +244,24 @@ def test_clip_files_by_id(tmp_path):
     assert {k: [p.name for p in v] for k, v in list_clips(tmp_path, "video").items()} == {"a": ["a.mp4"], "b": ["b.mp4"]}
     with pytest.raises(FileNotFoundError, match="--videos"):
         list_clips(tmp_path / "missing", "video")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvggish") is None, reason="torchvggish not installed")
+def test_fad_on_vggish_frames_through_the_cli(folders, tmp_path, capsys, monkeypatch):
+    from torchvggish import torchvggish as tv
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "vggish-random.pth"  # torchvggish's own VGG class, random weights
+    torch.save({k: v.half() for k, v in tv.VGG(tv.make_layers(), postprocess=False).state_dict().items()}, ckpt)
+    monkeypatch.setenv("VIDMUSICIAN_VGGISH_CKPT", str(ckpt))  # from the environment, no flag
+    rc = main(["evaluate", "--generated", str(folders["gen"]), "--reference", str(folders["ref"]),
+               "--out", str(tmp_path / "r"), "--metrics", "fad_vggish,bcs_bhs"])
+    assert rc == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    fad = report["metrics"]["fad_vggish"]
+    assert fad["n"] == 5 and fad["value"] > 0 and fad["embedding_dim"] == 128  # a, b, c, still, short (no video)
+    assert fad["frames_generated"] == 4 * 6 + 2 and fad["frames_real"] == 5 * 6  # 6.0 s → 6 frames; 2.5 s → 2
+    assert "frechet_audio_distance" in fad["matches"] and report["settings"]["embedders"]["vggish"]["sha256"]
+    anchors = {r["column"]: r for r in report["anchors"]}
+    assert anchors["FAD (VGGish)"]["value"] == fad["value"]
+    assert "| FAD (VGGish) |" in (tmp_path / "r" / "report.md").read_text()
