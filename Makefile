@@ -30,7 +30,8 @@ install: system-deps $(PY)
 	$(PIP) install -q -c constraints.txt torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1
 	$(PIP) install -q -c constraints.txt -e '.[model]'
 	$(PIP) install -q --no-deps audiocraft==1.3.0
-	# the evaluation's CLAP audio tower, ImageBind model and VGGish (FAD); they pin stale torch/numpy (docs/evaluation.md)
+	# the evaluation's CLAP audio tower and ImageBind model (they pin stale torch/numpy), and VGGish for FAD
+	# (docs/evaluation.md)
 	$(PIP) install -q -c constraints.txt --no-deps laion-clap==1.1.7 imagebind-unofficial==0.1.1 torchvggish==0.2 \
 		resampy==0.4.3
 
