@@ -30,10 +30,10 @@ install: system-deps $(PY)
 	$(PIP) install -q -c constraints.txt torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1
 	$(PIP) install -q -c constraints.txt -e '.[model]'
 	$(PIP) install -q --no-deps audiocraft==1.3.0
-	# the evaluation's CLAP audio tower and ImageBind model (they pin stale torch/numpy), and VGGish for FAD
+	# the evaluation's CLAP audio tower and ImageBind model (they pin stale torch/numpy), VGGish (FAD) and PaSST (KL)
 	# (docs/evaluation.md)
 	$(PIP) install -q -c constraints.txt --no-deps laion-clap==1.1.7 imagebind-unofficial==0.1.1 torchvggish==0.2 \
-		resampy==0.4.3
+		resampy==0.4.3 hear21passt==0.0.26
 
 install-test: test-system-deps install
 	$(PIP) install -q -c constraints.txt -e '.[model,test]'

@@ -26,6 +26,7 @@ from model.metrics.field_metrics import (
     beat_align_metric,
     fad_vggish_metric,
     imagebind_scales,
+    kl_passt_metric,
 )
 from model.metrics.gate import Exclusion, GateConfig, pair_ids
 from model.metrics.rhythm import RhythmConfig
@@ -41,13 +42,14 @@ from pipeline.cuts import CutConfig, detect_video_cuts
 
 log = logging.getLogger(__name__)
 
-METRICS = ("fd", "kl", "clap", "imagebind", "rhythm", "bcs_bhs", "beat_align", "fad_vggish")
+METRICS = ("fd", "kl", "clap", "imagebind", "rhythm", "bcs_bhs", "beat_align", "fad_vggish", "kl_passt")
 VIDEO_METRICS = ("imagebind", "rhythm", "beat_align")
 # metric -> (embedder, its flag, its environment variable)
 CHECKPOINTS = {"panns": ("--panns", "VIDMUSICIAN_PANNS_CKPT"), "clap": ("--clap", "VIDMUSICIAN_CLAP_CKPT"),
                "imagebind": ("--imagebind", "VIDMUSICIAN_IMAGEBIND_CKPT"),
-               "vggish": ("--vggish", "VIDMUSICIAN_VGGISH_CKPT")}
-NEEDS = {"fd": "panns", "kl": "panns", "clap": "clap", "imagebind": "imagebind", "fad_vggish": "vggish"}
+               "vggish": ("--vggish", "VIDMUSICIAN_VGGISH_CKPT"), "passt": ("--passt", "VIDMUSICIAN_PASST_CKPT")}
+NEEDS = {"fd": "panns", "kl": "panns", "clap": "clap", "imagebind": "imagebind", "fad_vggish": "vggish",
+         "kl_passt": "passt"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class EvaluateConfig:
     beats: BeatConfig = field(default_factory=BeatConfig)
     cuts: CutConfig = field(default_factory=CutConfig)
     vggish: Path | None = None
+    passt: Path | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -97,13 +100,14 @@ def _load_embedders(cfg: EvaluateConfig) -> tuple[dict, dict[str, str]]:
     from model.metrics.clap import ClapAudioEmbedder
     from model.metrics.imagebind import ImageBindEmbedder
     from model.metrics.panns import PannsEmbedder
+    from model.metrics.passt import PasstEmbedder
     from model.metrics.vggish import VggishEmbedder
 
     wanted = {NEEDS[m] for m in cfg.metrics if m in NEEDS}
     if cfg.videos is None:
         wanted.discard("imagebind")
     classes = {"panns": PannsEmbedder, "clap": ClapAudioEmbedder, "imagebind": ImageBindEmbedder,
-               "vggish": VggishEmbedder}
+               "vggish": VggishEmbedder, "passt": PasstEmbedder}
     loaded, missing = {}, {}
     for name in sorted(wanted):
         flag, env = CHECKPOINTS[name]
@@ -175,6 +179,9 @@ def _evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None) -> Eva
         if "clap" in embedders:
             emb = embedders["clap"]
             setattr(feats, f"clap_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
+        if "passt" in embedders:
+            emb = embedders["passt"]
+            setattr(feats, f"passt_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
         if "vggish" in embedders:
             emb = embedders["vggish"]
             setattr(feats, f"vggish_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
@@ -229,6 +236,8 @@ def _metric(name: str, feats: list[ClipFeatures], cfg: EvaluateConfig, embedders
         return imagebind_scales(cosine_metric("imagebind", feats, "imagebind_video", "imagebind_audio", cfg.seed))
     if name == "bcs_bhs":
         return bcs_bhs_metric(feats, cfg.seed)
+    if name == "kl_passt":
+        return kl_passt_metric(feats, cfg.seed)
     if name == "fad_vggish":
         return fad_vggish_metric(feats, cfg.seed)
     if name == "beat_align":

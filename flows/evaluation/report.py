@@ -115,9 +115,6 @@ def report_markdown(report: EvaluationReport) -> str:
     return "\n".join(lines)
 
 
-NOT_COMPUTED = "not computed by this version (no PaSST embedder yet)"
-
-
 def _ok(report: EvaluationReport, name: str):
     m = report.metrics.get(name)
     return None if m is None or m.skipped else m
@@ -141,7 +138,10 @@ def anchor_rows(report: EvaluationReport) -> list[tuple[str, float | None, float
                      "av-benchmark kl_softmax; the paper's KL"))
         rows.append(("KL (PANNs), reverse", kl.extra.get("reverse_kl_generated_real"), None,
                      "KL(generated‖real), log-softmax", "—"))
-    rows.append(("KL (PaSST)", None, None, "av-benchmark", NOT_COMPUTED))  # no PaSST embedder yet
+    kp = _ok(report, "kl_passt")
+    skipped = report.metrics["kl_passt"].skipped if "kl_passt" in report.metrics else "not requested"
+    rows.append(("KL (PaSST)", kp.value if kp else None, None, "KL(real‖generated), softmax, first 10 s at 32 kHz",
+                 "av-benchmark KL-PASST-softmax" if kp else f"skipped: {skipped}"))
     if ib := _ok(report, "imagebind"):
         rows.append(("ImageBind score ×100", ib.extra.get("value_x100"), ib.chance.get("shuffled_pairs_x100"),
                      "cosine × 100", "IB-score as av-benchmark papers print it"))

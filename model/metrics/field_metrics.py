@@ -20,6 +20,7 @@ from model.metrics.beat_scores import (
     shuffled_per_item,
     summarize_cover_hit,
 )
+from model.metrics.divergence import kl_per_pair
 from model.metrics.frechet import fd_from_embeddings, sample_size_warning
 from model.metrics.rhythm import RhythmConfig, rhythm_item, stable_visuals
 from model.metrics.scores import N_BOOT_FD, ClipFeatures, MetricResult
@@ -37,6 +38,9 @@ CONVENTIONS: dict[str, dict[str, str]] = {
     "kl": {"convention": "KL(real‖generated) of softmax(PANNs logits), per clip pair, mean over pairs, exact log-softmax",
            "matches": "av-benchmark av_bench/metrics/kl.py 'kl_softmax' (exact); audioldm_eval metrics/kl.py "
                       "calculate_kl softmax differs by its 1e-6 inside the log (reported as kl_audioldm_eval)"},
+    "kl_passt": {"convention": "KL(real‖generated) of softmax(PaSST-S logits) of each clip's first 10 s at 32 kHz, "
+                             "per pair, mean over pairs",
+                 "matches": "av-benchmark KL-PASST-softmax (av_bench/extract.py:158-176, metrics/kl.py:22-29)"},
     "imagebind": {"convention": "cosine of ImageBind video and generated-audio embeddings, mean over clips",
                   "matches": "the paper's ImageBind score and av-benchmark's IB-Score (evaluate.py:166-169), both "
                              "the cosine; papers printing av-benchmark's numbers scale it ×100 (value_x100)"},
@@ -143,6 +147,28 @@ def fad_vggish_metric(feats: list[ClipFeatures], seed: int, n_boot: int = N_BOOT
                                                                    np.concatenate([ref[k] for k in order[half:]]))
     if (warning := sample_size_warning(min(n_frames), int(gen[0].shape[1]))) is not None:
         res.warnings.append(warning)
+    return res
+
+
+def kl_passt_metric(feats: list[ClipFeatures], seed: int) -> MetricResult:
+    """KL(real‖generated) of softmax(PaSST logits) per pair, mean over pairs: av-benchmark's KL-PASST-softmax."""
+    rows = [f for f in feats if f.passt_gen is not None and f.passt_ref is not None]
+    res = MetricResult("kl_passt", n=len(rows))
+    if not rows:
+        res.skipped = "no scored clip (see the input gate's list)"
+        return res
+    gen = np.stack([f.passt_gen[1] for f in rows])
+    ref = np.stack([f.passt_ref[1] for f in rows])
+    fwd, rev = kl_per_pair(ref, gen), kl_per_pair(gen, ref)
+    res.value = float(fwd.mean())
+    res.ci = mean_ci(fwd, seed=seed)
+    res.extra = {"direction": "KL(real||generated), softmax over PaSST logits, mean over pairs",
+                 "reverse_kl_generated_real": float(rev.mean()), "window": "first 10 s at 32 kHz, zero-padded"}
+    if len(rows) >= 2:
+        res.extra["fd_passt"] = fd_from_embeddings(np.stack([f.passt_gen[0] for f in rows]),
+                                                   np.stack([f.passt_ref[0] for f in rows]))
+    res.items = [{"clip_id": f.clip_id, "value": float(a), "reverse": float(b)}
+                 for f, a, b in zip(rows, fwd, rev, strict=True)]
     return res
 
 

@@ -36,6 +36,8 @@ class ClipFeatures:
     beats_gen: np.ndarray | None = None
     beats_ref: np.ndarray | None = None
     cuts: np.ndarray | None = None
+    passt_gen: tuple[np.ndarray, np.ndarray] | None = None  # embedding [768], logits [527] (KL-PaSST)
+    passt_ref: tuple[np.ndarray, np.ndarray] | None = None
     vggish_gen: np.ndarray | None = None  # [F, 128] frames (FAD)
     vggish_ref: np.ndarray | None = None
     onsets_gen: np.ndarray | None = None  # LORIS onsets (BCS/BHS)

@@ -111,7 +111,7 @@ def test_evaluate_end_to_end_through_the_cli(folders, tmp_path, capsys, monkeypa
     assert anchors["BCS"]["value"] == bb["bcs"] and anchors["Beat alignment (BAS)"]["value"] == ba["value"]
     assert anchors["KL (PANNs), audioldm_eval"]["value"] == m["kl"]["kl_audioldm_eval"]
     assert "pass --vggish PATH or set VIDMUSICIAN_VGGISH_CKPT" in anchors["FAD (VGGish)"]["matches"]
-    assert "not computed" in anchors["KL (PaSST)"]["matches"]
+    assert "pass --passt PATH or set VIDMUSICIAN_PASST_CKPT" in anchors["KL (PaSST)"]["matches"]
     for rel in ("figures/beats_vs_cuts.png", "figures/dist_rhythm.png", "figures/dist_beat_align.png",
                 "figures/dist_bcs_bhs.png"):
         assert rel in report["figures"] and (tmp_path / "r1" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -246,16 +246,21 @@ def test_clip_files_by_id(tmp_path):
         list_clips(tmp_path / "missing", "video")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchvggish") is None, reason="torchvggish not installed")
-def test_fad_on_vggish_frames_through_the_cli(folders, tmp_path, capsys, monkeypatch):
+@pytest.mark.skipif(importlib.util.find_spec("torchvggish") is None or importlib.util.find_spec("hear21passt") is None,
+                    reason="torchvggish or hear21passt not installed")
+def test_fad_on_vggish_and_kl_on_passt_through_the_cli(folders, tmp_path, capsys, monkeypatch):
     from torchvggish import torchvggish as tv
+
+    from model.metrics.passt import PasstConfig, build_passt
 
     torch.manual_seed(0)
     ckpt = tmp_path / "vggish-random.pth"  # torchvggish's own VGG class, random weights
     torch.save({k: v.half() for k, v in tv.VGG(tv.make_layers(), postprocess=False).state_dict().items()}, ckpt)
+    passt = tmp_path / "passt-tiny.pt"  # hear21passt's own PaSST class, width 64, one block
+    torch.save(build_passt(PasstConfig(embed_dim=64, depth=1, num_heads=1)).net.state_dict(), passt)
     monkeypatch.setenv("VIDMUSICIAN_VGGISH_CKPT", str(ckpt))  # from the environment, no flag
     rc = main(["evaluate", "--generated", str(folders["gen"]), "--reference", str(folders["ref"]),
-               "--out", str(tmp_path / "r"), "--metrics", "fad_vggish,bcs_bhs"])
+               "--out", str(tmp_path / "r"), "--metrics", "fad_vggish,kl_passt,bcs_bhs", "--passt", str(passt)])
     assert rc == 0
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     fad = report["metrics"]["fad_vggish"]
@@ -264,4 +269,7 @@ def test_fad_on_vggish_frames_through_the_cli(folders, tmp_path, capsys, monkeyp
     assert "frechet_audio_distance" in fad["matches"] and report["settings"]["embedders"]["vggish"]["sha256"]
     anchors = {r["column"]: r for r in report["anchors"]}
     assert anchors["FAD (VGGish)"]["value"] == fad["value"]
+    kl = report["metrics"]["kl_passt"]
+    assert kl["n"] == 5 and kl["value"] > 0 and "av-benchmark" in kl["matches"]
+    assert anchors["KL (PaSST)"]["value"] == kl["value"] and report["settings"]["embedders"]["passt"]["depth"] == 1
     assert "| FAD (VGGish) |" in (tmp_path / "r" / "report.md").read_text()
