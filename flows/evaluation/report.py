@@ -131,6 +131,9 @@ def anchor_rows(report: EvaluationReport) -> list[tuple[str, float | None, float
     rows.append(("FAD (VGGish)", fad.value if fad else None, fad.chance.get("real_vs_real_split_half") if fad else None,
                  "16 kHz, 0.96 s frames pooled, no PCA, last ReLU dropped",
                  "audioldm_eval / frechet_audio_distance (vggish)" if fad else f"skipped: {skipped}"))
+    if fad is not None:
+        rows.append(("FAD∞ (VGGish)", fad.extra.get("fad_inf"), None, "intercept of FAD against 1/n, 25 n from 500",
+                     "fadtk score_inf" if fad.extra.get("fad_inf") is not None else fad.extra.get("fad_inf_skipped")))
     if kl := _ok(report, "kl"):
         rows.append(("KL (PANNs), audioldm_eval", kl.extra.get("kl_audioldm_eval"), None,
                      "KL(real‖generated), softmax, 1e-6 inside the log", "audioldm_eval calculate_kl (softmax)"))

@@ -21,7 +21,13 @@ from model.metrics.beat_scores import (
     summarize_cover_hit,
 )
 from model.metrics.divergence import kl_per_pair
-from model.metrics.frechet import fd_from_embeddings, sample_size_warning
+from model.metrics.frechet import (
+    fad_inf,
+    fd_from_embeddings,
+    frechet_distance,
+    gaussian_stats,
+    sample_size_warning,
+)
 from model.metrics.rhythm import RhythmConfig, rhythm_item, stable_visuals
 from model.metrics.scores import N_BOOT_FD, ClipFeatures, MetricResult
 from model.metrics.stats import bootstrap_ci, mean_ci, off_diagonal_mean
@@ -123,6 +129,9 @@ def beat_align_metric(feats: list[ClipFeatures], config: RhythmConfig, seed: int
     return res
 
 
+FAD_INF_MIN_N = 500  # fadtk score_inf's default min_n
+
+
 def fad_vggish_metric(feats: list[ClipFeatures], seed: int, n_boot: int = N_BOOT_FD) -> MetricResult:
     """FAD on VGGish frames: all generated frames against all real frames (audioldm_eval's recipe)."""
     rows = [f for f in feats if f.vggish_gen is not None and f.vggish_ref is not None
@@ -147,6 +156,16 @@ def fad_vggish_metric(feats: list[ClipFeatures], seed: int, n_boot: int = N_BOOT
                                                                    np.concatenate([ref[k] for k in order[half:]]))
     if (warning := sample_size_warning(min(n_frames), int(gen[0].shape[1]))) is not None:
         res.warnings.append(warning)
+    ref_stats = gaussian_stats(np.concatenate(ref))
+    if n_frames[0] >= FAD_INF_MIN_N:
+        inf = fad_inf(np.concatenate(gen), ref_stats, min_n=FAD_INF_MIN_N, seed=seed)
+        res.extra |= {"fad_inf": inf.score, "fad_inf_slope": inf.slope, "fad_inf_r2": inf.r2}
+    else:
+        res.extra["fad_inf"] = None
+        res.extra["fad_inf_skipped"] = f"fadtk's FAD∞ starts at n={FAD_INF_MIN_N} frames; {n_frames[0]} generated"
+    # fadtk's per-song FAD (score_individual): one clip's frames against all the real frames
+    res.items = [{"clip_id": f.clip_id, "value": frechet_distance(gaussian_stats(g), ref_stats) if len(g) >= 2 else None,
+                  "frames": len(g)} for f, g in zip(rows, gen, strict=True)]
     return res
 
 

@@ -138,3 +138,40 @@ def test_our_exact_kl_is_av_benchmarks_kl_softmax():
     theirs = av_benchmark_kl_softmax(torch.from_numpy(gen), torch.from_numpy(ref))
     res = kl_metric(_features(np.zeros((64, 2)), np.zeros((64, 2)), gen, ref), seed=0)
     assert res.value == pytest.approx(theirs, rel=REL)  # KL(real‖generated), no eps: av-benchmark's
+
+
+def test_fad_inf_equals_fadtk_score_inf(tmp_path):
+    fadtk_fad = pytest.importorskip("fadtk.fad", reason="fadtk not installed (make install-test, --no-deps)")
+    from model.metrics.frechet import fad_inf, gaussian_stats
+
+    rng = np.random.default_rng(6)
+    ref = rng.normal(size=(900, 12))
+    frames = [rng.normal(loc=0.2, size=(n, 12)) * 1.1 for n in (300, 250, 350)]  # three songs' frames
+    files = []
+    for i, f in enumerate(frames):
+        np.save(tmp_path / f"song{i}.npy", f)
+        files.append(tmp_path / f"song{i}.npy")
+    fad = object.__new__(fadtk_fad.FrechetAudioDistance)  # only its maths: no model loaded
+    fad.ml = types.SimpleNamespace(name="test")
+    fad.load_stats = lambda _: fadtk_fad.calc_embd_statistics(ref)
+    np.random.seed(3)  # fadtk draws from numpy's global RandomState
+    theirs = fad.score_inf("baseline", files, steps=10, min_n=500)
+    ours = fad_inf(np.concatenate(frames), gaussian_stats(ref), steps=10, min_n=500, seed=3)
+    assert ours.score == pytest.approx(float(theirs.score), rel=REL)
+    assert ours.slope == pytest.approx(float(theirs.slope), rel=REL) and ours.r2 == pytest.approx(float(theirs.r2), rel=REL)
+    assert [n for n, _ in ours.points] == [n for n, _ in theirs.points]
+
+
+def test_per_song_fad_equals_fadtks_individual_score():
+    fadtk_fad = pytest.importorskip("fadtk.fad", reason="fadtk not installed (make install-test, --no-deps)")
+    from model.metrics.field_metrics import fad_vggish_metric
+
+    rng = np.random.default_rng(7)
+    feats = [ClipFeatures(f"c{i}", vggish_gen=rng.normal(loc=0.1 * i, size=(60, 6)), vggish_ref=rng.normal(size=(60, 6)))
+             for i in range(3)]
+    m = fad_vggish_metric(feats, seed=0, n_boot=5)
+    mu, cov = fadtk_fad.calc_embd_statistics(np.concatenate([f.vggish_ref for f in feats]))
+    for f, item in zip(feats, m.items, strict=True):  # fadtk fad.py:373-378, _find_z_helper
+        theirs = float(fadtk_fad.calc_frechet_distance(mu, cov, *fadtk_fad.calc_embd_statistics(f.vggish_gen)))
+        assert item["value"] == pytest.approx(theirs, rel=REL)
+    assert m.extra["fad_inf"] is None and "500" in m.extra["fad_inf_skipped"]  # 180 generated frames
