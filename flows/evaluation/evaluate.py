@@ -26,6 +26,7 @@ from model.metrics.field_metrics import (
     beat_align_metric,
     fad_vggish_metric,
     imagebind_scales,
+    isc_metric,
     kl_passt_metric,
 )
 from model.metrics.gate import Exclusion, GateConfig, pair_ids
@@ -42,14 +43,14 @@ from pipeline.cuts import CutConfig, detect_video_cuts
 
 log = logging.getLogger(__name__)
 
-METRICS = ("fd", "kl", "clap", "imagebind", "rhythm", "bcs_bhs", "beat_align", "fad_vggish", "kl_passt")
+METRICS = ("fd", "kl", "clap", "imagebind", "rhythm", "bcs_bhs", "beat_align", "fad_vggish", "kl_passt", "isc")
 VIDEO_METRICS = ("imagebind", "rhythm", "beat_align")
 # metric -> (embedder, its flag, its environment variable)
 CHECKPOINTS = {"panns": ("--panns", "VIDMUSICIAN_PANNS_CKPT"), "clap": ("--clap", "VIDMUSICIAN_CLAP_CKPT"),
                "imagebind": ("--imagebind", "VIDMUSICIAN_IMAGEBIND_CKPT"),
                "vggish": ("--vggish", "VIDMUSICIAN_VGGISH_CKPT"), "passt": ("--passt", "VIDMUSICIAN_PASST_CKPT")}
 NEEDS = {"fd": "panns", "kl": "panns", "clap": "clap", "imagebind": "imagebind", "fad_vggish": "vggish",
-         "kl_passt": "passt"}
+         "kl_passt": "passt", "isc": "panns"}
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,8 @@ def _metric(name: str, feats: list[ClipFeatures], cfg: EvaluateConfig, embedders
         return imagebind_scales(cosine_metric("imagebind", feats, "imagebind_video", "imagebind_audio", cfg.seed))
     if name == "bcs_bhs":
         return bcs_bhs_metric(feats, cfg.seed)
+    if name == "isc":
+        return isc_metric(feats, cfg.seed)
     if name == "kl_passt":
         return kl_passt_metric(feats, cfg.seed)
     if name == "fad_vggish":

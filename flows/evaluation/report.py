@@ -143,6 +143,9 @@ def anchor_rows(report: EvaluationReport) -> list[tuple[str, float | None, float
                      "KL(generated‖real), log-softmax", "—"))
     kp = _ok(report, "kl_passt")
     skipped = report.metrics["kl_passt"].skipped if "kl_passt" in report.metrics else "not requested"
+    if isc := _ok(report, "isc"):
+        rows.append(("IS (PANNs)", isc.value, None, f"10 shuffled splits, std {isc.extra['std_over_splits']:.3f}",
+                     "audioldm_eval calculate_isc; av-benchmark ISC-PANNS"))
     rows.append(("KL (PaSST)", kp.value if kp else None, None, "KL(real‖generated), softmax, first 10 s at 32 kHz",
                  "av-benchmark KL-PASST-softmax" if kp else f"skipped: {skipped}"))
     if ib := _ok(report, "imagebind"):

@@ -69,3 +69,25 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     if not np.isfinite(v).all() or (norms == 0).any():
         raise ValueError("an embedding is zero, NaN or infinite: its cosine is undefined")
     return v / norms
+
+
+def inception_score(logits: np.ndarray, *, splits: int = 10, seed: int = 2020, shuffle: bool = True) -> tuple[float, float]:
+    """Inception score of classifier logits [N, K] as audioldm_eval computes it: (mean, std) over splits.
+
+    audioldm_eval metrics/isc.py:5-32 (av-benchmark calls it with splits=10, rng_seed=2020,
+    samples_shuffle=True): rows permuted by ``RandomState(seed)``, cut into ``splits`` chunks, and per
+    chunk exp(mean_i KL(p_i ‖ mean_j p_j)); the std is numpy's (ddof 0). Needs N ≥ splits.
+    """
+    log_p = log_softmax(logits)
+    n = log_p.shape[0]
+    if n < splits:
+        raise ValueError(f"the inception score needs at least {splits} items (one per split), got {n}")
+    if shuffle:
+        log_p = log_p[np.random.RandomState(seed).permutation(n)]
+    p = np.exp(log_p)
+    scores = []
+    for i in range(splits):
+        lo, hi = i * n // splits, (i + 1) * n // splits
+        q = p[lo:hi].mean(axis=0, keepdims=True)
+        scores.append(float(np.exp((p[lo:hi] * (log_p[lo:hi] - np.log(q))).sum(axis=1).mean())))
+    return float(np.mean(scores)), float(np.std(scores))

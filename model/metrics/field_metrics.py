@@ -20,7 +20,7 @@ from model.metrics.beat_scores import (
     shuffled_per_item,
     summarize_cover_hit,
 )
-from model.metrics.divergence import kl_per_pair
+from model.metrics.divergence import inception_score, kl_per_pair
 from model.metrics.frechet import (
     fad_inf,
     fd_from_embeddings,
@@ -47,6 +47,9 @@ CONVENTIONS: dict[str, dict[str, str]] = {
     "kl_passt": {"convention": "KL(real‖generated) of softmax(PaSST-S logits) of each clip's first 10 s at 32 kHz, "
                              "per pair, mean over pairs",
                  "matches": "av-benchmark KL-PASST-softmax (av_bench/extract.py:158-176, metrics/kl.py:22-29)"},
+    "isc": {"convention": "inception score of softmax(PANNs logits) of the generated music, 10 shuffled splits "
+                          "(seed 2020), mean (std beside it)",
+            "matches": "audioldm_eval metrics/isc.py calculate_isc; av-benchmark ISC-PANNS-mean"},
     "imagebind": {"convention": "cosine of ImageBind video and generated-audio embeddings, mean over clips",
                   "matches": "the paper's ImageBind score and av-benchmark's IB-Score (evaluate.py:166-169), both "
                              "the cosine; papers printing av-benchmark's numbers scale it ×100 (value_x100)"},
@@ -188,6 +191,26 @@ def kl_passt_metric(feats: list[ClipFeatures], seed: int) -> MetricResult:
                                                    np.stack([f.passt_ref[0] for f in rows]))
     res.items = [{"clip_id": f.clip_id, "value": float(a), "reverse": float(b)}
                  for f, a, b in zip(rows, fwd, rev, strict=True)]
+    return res
+
+
+IS_SPLITS = 10  # av-benchmark's compute_isc(splits=10, rng_seed=2020, samples_shuffle=True)
+
+
+def isc_metric(feats: list[ClipFeatures], seed: int) -> MetricResult:
+    """Inception score of the generated music's PANNs logits (audioldm_eval / av-benchmark ISC-PANNS)."""
+    rows = [f for f in feats if f.panns_gen is not None]
+    res = MetricResult("isc", n=len(rows))
+    if len(rows) < IS_SPLITS:
+        res.skipped = f"the inception score needs at least {IS_SPLITS} scored clips (one per split), got {len(rows)}"
+        return res
+    gen = np.stack([f.panns_gen[1] for f in rows])
+    res.value, std = inception_score(gen, splits=IS_SPLITS)
+    res.extra = {"std_over_splits": std, "splits": IS_SPLITS, "shuffle_seed": 2020}
+    if all(f.panns_ref is not None for f in rows):
+        res.extra["reference_music"] = inception_score(np.stack([f.panns_ref[1] for f in rows]), splits=IS_SPLITS)[0]
+    res.ci = bootstrap_ci(len(rows), lambda i: inception_score(gen[i], splits=IS_SPLITS, shuffle=False)[0],
+                          seed=seed, n_boot=200)
     return res
 
 

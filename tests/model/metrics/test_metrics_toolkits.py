@@ -175,3 +175,29 @@ def test_per_song_fad_equals_fadtks_individual_score():
         theirs = float(fadtk_fad.calc_frechet_distance(mu, cov, *fadtk_fad.calc_embd_statistics(f.vggish_gen)))
         assert item["value"] == pytest.approx(theirs, rel=REL)
     assert m.extra["fad_inf"] is None and "500" in m.extra["fad_inf_skipped"]  # 180 generated frames
+
+
+def test_inception_score_equals_audioldm_eval_calculate_isc():
+    isc = _audioldm_eval_file("isc")
+    from model.metrics.divergence import inception_score
+    from model.metrics.field_metrics import isc_metric
+
+    gen, ref = _logits(8, n=57)  # 57 rows: splits of 5 and 6
+    theirs = isc.calculate_isc({"logits": torch.from_numpy(gen)}, "logits", rng_seed=2020, samples_shuffle=True,
+                               splits=10)  # as av-benchmark calls it (evaluate.py)
+    mean, std = inception_score(gen)
+    assert mean == pytest.approx(theirs["inception_score_mean"], rel=REL)
+    assert std == pytest.approx(theirs["inception_score_std"], rel=REL)
+    m = isc_metric(_features(np.zeros((57, 2)), np.zeros((57, 2)), gen, ref), seed=0)
+    assert m.value == pytest.approx(mean, rel=1e-12) and m.extra["std_over_splits"] == pytest.approx(std)
+    assert "reference_music" in m.extra and m.ci is not None
+
+
+def test_inception_score_by_hand():
+    from model.metrics.divergence import inception_score
+    from model.metrics.field_metrics import isc_metric
+
+    assert inception_score(np.zeros((20, 7)), splits=2) == pytest.approx((1.0, 0.0))  # one flat guess: IS 1
+    sharp = np.where(np.eye(4, dtype=bool), 50.0, 0.0)  # 4 confident, distinct classes per split: IS → 4
+    assert inception_score(np.tile(sharp, (2, 1)), splits=2, shuffle=False)[0] == pytest.approx(4.0, rel=1e-6)
+    assert "at least 10" in isc_metric(_features(np.zeros((5, 2)), np.zeros((5, 2))), seed=0).skipped
