@@ -10,7 +10,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     from flows.evaluation.evaluate import CHECKPOINTS, METRICS, EvaluateConfig
 
-    p = sub.add_parser("evaluate", help="the paper's Table 1 metrics (FD, KL, ImageBind, CLAP, Rhythm) with "
+    p = sub.add_parser("evaluate", help="the paper's Table 1 metrics (FD, KL, ImageBind, CLAP, Rhythm) and the other "
+                                        "papers' (FAD-VGGish, KL-PaSST, IS, BCS/BHS, beat alignment) with "
                                         "intervals and chance levels; see docs/evaluation.md")
     p.add_argument("--generated", required=True, type=Path, metavar="DIR", help="generated music, one file per clip id")
     p.add_argument("--reference", required=True, type=Path, metavar="DIR", help="the real music, same clip ids")
