@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "flows.commands.evaluate",
     "flows.commands.deploy",
     "flows.commands.share",
+    "flows.commands.bench",
 )
 
 
