@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from dvmset.agreement import effective_verdict, live_verdicts, load_decision_rows
+from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.records import TEST, TRAIN, ClipStatus
@@ -59,10 +60,9 @@ def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
     """The release rows of the clips in ``split`` (clip id -> train/test), in clip id order."""
     verdicts = _verdicts(cat)
     with cat.session() as s:
-        rows = s.execute(select(Clip, Source).join(Source, Source.id == Clip.source_id)
-                         .where(Clip.id.in_(list(split)))).all()
         out = []
-        for clip, src in rows:
+        for clip, src in (row for ids in batches(split) for row in s.execute(  # bounded statements
+                select(Clip, Source).join(Source, Source.id == Clip.source_id).where(Clip.id.in_(ids)))):
             if clip.status != ClipStatus.ACCEPTED:
                 continue  # taken down or rejected since the split was planned: never released
             verdict, agreement, n = verdicts.get(clip.id, ("accept" if clip.origin == "release" else None, None, 0))
@@ -174,7 +174,8 @@ _PER_CLIP = {"start_s", "duration_s", "source_gain_db", "clip_gain_db"}  # a win
 def distinct_steps(cat: Catalog, clip_ids: list[str]) -> list[dict]:
     """The processing steps of these clips with their tools, versions and settings, each distinct one once."""
     with cat.session() as s:
-        lineages = s.scalars(select(Clip.lineage).where(Clip.id.in_(clip_ids))).all()
+        lineages = [lin for ids in batches(dict.fromkeys(clip_ids))
+                    for lin in s.scalars(select(Clip.lineage).where(Clip.id.in_(ids)))]
     seen: dict[str, dict] = {}
     for lin in lineages:
         for st in (lin or {}).get("steps", []):
