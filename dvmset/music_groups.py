@@ -116,22 +116,22 @@ def candidate_pairs(prints: Sequence[np.ndarray], min_shared: int = MIN_SHARED) 
     fingerprints adds one to each pair of its holders. The pairs of a value live as int64 keys
     ``i * n + j`` counted by sorting, not as Python tuples in a Counter (the ~200 bytes and ~1 us a
     chance collision cost there made grouping 300 K clips take 86 s and 7.8 GB)."""
-    uniq = [np.unique(np.asarray(f, np.uint32)) for f in prints]
-    n = len(uniq)
+    n = len(prints)
     if n < 2:
         return []
-    values = np.concatenate(uniq)
-    owner = np.repeat(np.arange(n, dtype=np.int64), [len(u) for u in uniq])
-    order = np.argsort(values, kind="stable")  # stable: the holders of a value stay in ascending order
-    values, owner = values[order], owner[order]
-    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
-    sizes = np.diff(np.r_[starts, len(values)])
+    # one sorted uint64 per (value, fingerprint holding it): value in the high half, holder in the low half
+    held_by = np.concatenate([(np.unique(np.asarray(f, np.uint32)).astype(np.uint64) << np.uint64(32)) | np.uint64(i)
+                              for i, f in enumerate(prints)])
+    held_by.sort()  # 8 bytes an item, no argsort copies: holders of a value end up in ascending order
+    starts = np.flatnonzero(np.r_[True, (held_by[1:] >> np.uint64(32)) != (held_by[:-1] >> np.uint64(32))])
+    sizes = np.diff(np.r_[starts, len(held_by)])
     keys: list[np.ndarray] = []
     for size in np.unique(sizes[(sizes > 1) & (sizes <= MAX_HOLDERS)]).tolist():
         x, y = np.triu_indices(size, 1)
         at = starts[sizes == size]
         for b in range(0, len(at), max(1, _PAIR_BLOCK // len(x))):
-            held = owner[at[b : b + max(1, _PAIR_BLOCK // len(x)), None] + np.arange(size)]  # [values, size]
+            rows = at[b : b + max(1, _PAIR_BLOCK // len(x)), None] + np.arange(size)
+            held = (held_by[rows] & np.uint64(0xFFFFFFFF)).astype(np.int64)  # [values, size]: the holders
             keys.append((held[:, x] * n + held[:, y]).ravel())
     if not keys:
         return []
