@@ -103,7 +103,7 @@ def run_op(op: str, root: DataRoot, url: str) -> dict:
     from flows.curation.takedown import run_takedown
 
     cat = Catalog(url)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if op == "status":
         status_report(root, cat)
     elif op == "agreement":
@@ -118,9 +118,10 @@ def run_op(op: str, root: DataRoot, url: str) -> dict:
         export_dataset(root, cat, "bench", release=True)
     elif op == "takedown":
         run_takedown(root, cat, video="v0000001", reason="benchmark", wait_s=5.0)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     cat.dispose()
-    return {"op": op, "seconds": round(seconds, 2), "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    return {"op": op, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
+            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def _db_url(template: str | None, base: Path, size: int) -> tuple[str, str | None]:
@@ -149,10 +150,11 @@ def measure(size: int, template: str | None, base: Path) -> dict[str, dict]:
         got = subprocess.run([sys.executable, __file__, "--op", op, "--root", str(root.path), "--db", url],
                              capture_output=True, text=True)
         if got.returncode != 0:
-            out[op] = {"op": op, "seconds": float("nan"), "rss_mb": 0, "error": got.stderr.strip().splitlines()[-1]}
+            out[op] = {"op": op, "seconds": float("nan"), "cpu_s": float("nan"), "rss_mb": 0, "error": got.stderr.strip().splitlines()[-1]}
         else:
             out[op] = json.loads(got.stdout.strip().splitlines()[-1])
-        print(f"  {op:13s} {out[op]['seconds']:8.2f} s {out[op]['rss_mb']:6d} MB {out[op].get('error', '')}", flush=True)
+        r = out[op]
+        print(f"  {op:13s} {r['seconds']:8.2f} s {r['cpu_s']:8.2f} s CPU {r['rss_mb']:6d} MB {r.get('error', '')}", flush=True)
     return out
 
 
@@ -171,13 +173,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         results = {size: measure(size, args.db, Path(tmp)) for size in sizes}
     lo, hi = results[sizes[0]], results[sizes[-1]]
-    print(f"\n| operation | {' | '.join(f'{s} sources' for s in sizes)} | growth {sizes[0]} -> {sizes[-1]} |")
+    print(f"\n| operation (wall s / CPU s / peak RSS) | {' | '.join(f'{s} sources' for s in sizes)} "
+          f"| growth {sizes[0]} -> {sizes[-1]} (CPU, RSS over baseline) |")
     print(f"|---|{'---|' * len(sizes)}---|")
-    for op in OPS:
-        cells = [f"{results[s][op]['seconds']:.2f} s, {results[s][op]['rss_mb']} MB" for s in sizes]
-        growth = hi[op]["seconds"] / lo[op]["seconds"] if lo[op]["seconds"] else float("nan")
-        print(f"| {op} | {' | '.join(cells)} | {growth:.1f}x time, {hi[op]['rss_mb'] / max(lo[op]['rss_mb'], 1):.1f}x RSS |")
-
+    base_lo, base_hi = lo["baseline"]["rss_mb"], hi["baseline"]["rss_mb"]
+    for op in OPS[1:]:
+        cells = [f"{results[s][op]['seconds']:.2f} / {results[s][op]['cpu_s']:.2f} s, {results[s][op]['rss_mb']} MB"
+                 for s in sizes]
+        cpu = hi[op]["cpu_s"] / lo[op]["cpu_s"] if lo[op]["cpu_s"] else float("nan")
+        mem = (hi[op]["rss_mb"] - base_hi) / max(lo[op]["rss_mb"] - base_lo, 1)
+        print(f"| {op} | {' | '.join(cells)} | {cpu:.1f}x, {mem:.1f}x |")
 
 if __name__ == "__main__":
     main()

@@ -119,12 +119,22 @@ def candidate_pairs(prints: Sequence[np.ndarray], min_shared: int = MIN_SHARED) 
     n = len(prints)
     if n < 2:
         return []
-    # one sorted uint64 per (value, fingerprint holding it): value in the high half, holder in the low half
-    held_by = np.concatenate([(np.unique(np.asarray(f, np.uint32)).astype(np.uint64) << np.uint64(32)) | np.uint64(i)
-                              for i, f in enumerate(prints)])
-    held_by.sort()  # 8 bytes an item, no argsort copies: holders of a value end up in ascending order
-    starts = np.flatnonzero(np.r_[True, (held_by[1:] >> np.uint64(32)) != (held_by[:-1] >> np.uint64(32))])
-    sizes = np.diff(np.r_[starts, len(held_by)])
+    # one sorted uint64 per (value, fingerprint holding it): value in the high half, holder in the low half,
+    # filled in place (8 bytes an item, no argsort or per-clip copies kept)
+    held_by = np.empty(sum(len(f) for f in prints), np.uint64)
+    end = 0
+    for i, f in enumerate(prints):
+        u = np.unique(np.asarray(f, np.uint32))
+        held_by[end : end + len(u)] = (u.astype(np.uint64) << np.uint64(32)) | np.uint64(i)
+        end += len(u)
+    held_by = held_by[:end]
+    held_by.sort()  # the holders of a value end up in ascending order
+    same = np.empty(max(end - 1, 0), bool)  # item k holds the same value as item k + 1
+    for lo in range(0, len(same), _PAIR_BLOCK):
+        hi = min(lo + _PAIR_BLOCK, len(same))
+        same[lo:hi] = (held_by[lo + 1 : hi + 1] ^ held_by[lo:hi]) < np.uint64(1 << 32)
+    edges = np.flatnonzero(np.diff(np.r_[False, same, False].astype(np.int8)))  # runs of equal values only
+    starts, sizes = edges[0::2], edges[1::2] - edges[0::2] + 1  # a value held by sizes[k] fingerprints
     keys: list[np.ndarray] = []
     for size in np.unique(sizes[(sizes > 1) & (sizes <= MAX_HOLDERS)]).tolist():
         x, y = np.triu_indices(size, 1)
