@@ -6,7 +6,8 @@ For each size it builds a synthetic catalog through the project's tables with bu
 60 s clips per source; 60 % accepted, 20 % rejected, 20 % pending; one to three decisions from five
 annotators on each decided clip; a chromaprint-format fingerprint per clip, 1 % of sources re-uploads
 of a shared recording; an empty file per clip so the export can link it; no feature shards), then runs
-each operation in a fresh Python process (``--op``) and reports its wall time (imports excluded) and the
+each operation in a fresh Python process (``--op``; ``status_again`` is a second status of the unchanged
+catalog) and reports its wall time (imports excluded) and the
 process's peak RSS (ru_maxrss, imports included: a bare process with the imports is ``baseline``).
 ``--db`` takes a Postgres URL template with ``{db}`` for the database name (one database per size,
 created and dropped by the run); SQLite files in a temp dir by default.
@@ -32,7 +33,7 @@ from dvmset.layout import DataRoot
 from dvmset.music_groups import encode_fingerprint
 from dvmset.tables import Annotator, Clip, Decision, Source
 
-OPS = ("baseline", "status", "agreement", "progress", "music_groups", "export", "takedown")
+OPS = ("baseline", "status", "status_again", "agreement", "progress", "music_groups", "export", "takedown")
 CLIPS_PER_SOURCE = 3
 FP_ITEMS = 480  # ~60 s of chromaprint items
 BATCH = 20_000  # rows per bulk insert
@@ -104,7 +105,7 @@ def run_op(op: str, root: DataRoot, url: str) -> dict:
 
     cat = Catalog(url)
     t0, c0 = time.perf_counter(), time.process_time()
-    if op == "status":
+    if op in ("status", "status_again"):  # again: the shared-music count read back from the root's cache
         status_report(root, cat)
     elif op == "agreement":
         with cat.session() as s:
