@@ -7,10 +7,12 @@ For each size it builds a synthetic catalog through the project's tables with bu
 annotators on each decided clip; a chromaprint-format fingerprint per clip, 1 % of sources re-uploads
 of a shared recording; an empty file per clip so the export can link it; no feature shards), then runs
 each operation in a fresh Python process (``--op``; ``status_again`` is a second status of the unchanged
-catalog) and reports its wall time (imports excluded) and the
+catalog) and reports its wall and CPU seconds (imports excluded; CPU of this process only, so a
+database server's share is in wall alone; on a shared machine CPU is the steadier number) and the
 process's peak RSS (ru_maxrss, imports included: a bare process with the imports is ``baseline``).
-``--db`` takes a Postgres URL template with ``{db}`` for the database name (one database per size,
-created and dropped by the run); SQLite files in a temp dir by default.
+``--db`` takes a Postgres URL template with ``{db}`` for the database name (a database
+``bench_scale_<size>`` per size, made anew by each run and left behind); SQLite files in a temp dir
+(removed at the end) by default.
 """
 
 from __future__ import annotations
