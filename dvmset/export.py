@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select, update
 
 from dvmset import release as rel
+from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
 from dvmset.export_card import EXPORT_PARAMS, music_groups_of, write_card
@@ -183,9 +184,14 @@ def _split_items(rows: list, groups: list[MusicGroup], fixed: dict[str, str]) ->
 def _record_splits(catalog: Catalog, store: FeatureStore, split: dict[str, str]) -> None:
     """The split into the catalog and the feature index, under the store's lock (all or nothing)."""
     with store.exclusive("`vidmusician export`"):  # taken before the catalog changes
-        with catalog.session() as s:
-            for clip in s.scalars(select(Clip).where(Clip.id.in_(list(split)) | Clip.split.is_not(None))):
-                clip.split = split.get(clip.id)  # None for a clip no longer accepted (rejected since)
+        with catalog.session() as s:  # one transaction; statements bound in batches, whatever the size
+            c = Clip.__table__.c
+            stale = [i for i in s.scalars(select(Clip.id).where(Clip.split.is_not(None))) if i not in split]
+            for ids in batches(stale):  # no longer accepted (rejected since): no split
+                s.execute(update(Clip).where(Clip.id.in_(ids)).values(split=None))
+            changed = update(Clip.__table__).where(c.id == bindparam("cid"), or_(c.split.is_(None), c.split != bindparam("sp")))
+            for ids in batches(split):
+                s.execute(changed.values(split=bindparam("sp")), [{"cid": i, "sp": split[i]} for i in ids])
         store.set_splits(split, exclusive=True)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
+from dvmset.batches import batches
 from dvmset.card import dataset_card
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
@@ -22,10 +23,11 @@ EXPORT_PARAMS = "export.json"  # test_fraction, seed, missing: what the card is 
 
 def music_groups_of(cat: Catalog, clip_ids: Iterable[str]) -> list[MusicGroup]:
     """Groups of sources sharing music among these clips (clips without a fingerprint are left out)."""
-    ids = list(clip_ids)
+    rows = []
     with cat.session() as s:
-        rows = s.execute(select(Clip.id, Clip.source_id, Clip.music_fingerprint).where(Clip.id.in_(ids))).all()
-    return group_by_music(music_clips(rows))
+        for ids in batches(dict.fromkeys(clip_ids)):  # bounded statements, whatever the export's size
+            rows += s.execute(select(Clip.id, Clip.source_id, Clip.music_fingerprint).where(Clip.id.in_(ids))).all()
+    return group_by_music(music_clips(sorted(rows)))
 
 
 def groups_section(groups: list[MusicGroup], split_of: dict[str, str]) -> list[str]:

@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from dvmset.agreement import effective_verdict, live_verdicts, load_decision_rows
+from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.records import TEST, TRAIN, ClipStatus
@@ -59,23 +60,25 @@ def _verdicts(cat: Catalog) -> dict[str, tuple[str | None, float | None, int]]:
 def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
     """The release rows of the clips in ``split`` (clip id -> train/test), in clip id order."""
     verdicts = _verdicts(cat)
+    q = (select(Clip.id, Clip.status, Clip.origin, Clip.start_s, Clip.duration_s, Clip.lineage, Clip.music_sha256,
+                Clip.music_fingerprint, Source.id.label("video_id"), Source.url, Source.webpage_url, Source.query,
+                Source.duration_s.label("source_duration_s"), Source.license, Source.separator)
+         .join(Source, Source.id == Clip.source_id))  # columns, not ORM objects: 10x faster at scale
+    out = []
     with cat.session() as s:
-        rows = s.execute(select(Clip, Source).join(Source, Source.id == Clip.source_id)
-                         .where(Clip.id.in_(list(split)))).all()
-        out = []
-        for clip, src in rows:
-            if clip.status != ClipStatus.ACCEPTED:
+        for r in (row for ids in batches(split) for row in s.execute(q.where(Clip.id.in_(ids)))):  # bounded
+            if r.status != ClipStatus.ACCEPTED:
                 continue  # taken down or rejected since the split was planned: never released
-            verdict, agreement, n = verdicts.get(clip.id, ("accept" if clip.origin == "release" else None, None, 0))
+            verdict, agreement, n = verdicts.get(r.id, ("accept" if r.origin == "release" else None, None, 0))
             out.append({
-                "clip_id": clip.id, "video_id": src.id, "url": src.webpage_url or src.url, "start_s": clip.start_s,
-                "duration_s": clip.duration_s, "source_duration_s": src.duration_s, "split": split[clip.id],
-                "query": src.query, "verdict": verdict, "agreement": agreement, "ratings": n,
-                "license": src.license,
-                "separator": _step_params(clip.lineage, "separate").get("model", src.separator),
-                "target_lufs": _step_params(clip.lineage, "loudness").get("target_lufs"),
-                "fps": _step_params(clip.lineage, "clip").get("fps"),
-                "music_sha256": clip.music_sha256, "music_fingerprint": clip.music_fingerprint,
+                "clip_id": r.id, "video_id": r.video_id, "url": r.webpage_url or r.url, "start_s": r.start_s,
+                "duration_s": r.duration_s, "source_duration_s": r.source_duration_s, "split": split[r.id],
+                "query": r.query, "verdict": verdict, "agreement": agreement, "ratings": n,
+                "license": r.license,
+                "separator": _step_params(r.lineage, "separate").get("model", r.separator),
+                "target_lufs": _step_params(r.lineage, "loudness").get("target_lufs"),
+                "fps": _step_params(r.lineage, "clip").get("fps"),
+                "music_sha256": r.music_sha256, "music_fingerprint": r.music_fingerprint,
             })
     return pd.DataFrame(out, columns=COLUMNS).sort_values("clip_id").reset_index(drop=True)
 
@@ -180,7 +183,8 @@ _PER_CLIP = {"start_s", "duration_s", "source_gain_db", "clip_gain_db"}  # a win
 def distinct_steps(cat: Catalog, clip_ids: list[str]) -> list[dict]:
     """The processing steps of these clips with their tools, versions and settings, each distinct one once."""
     with cat.session() as s:
-        lineages = s.scalars(select(Clip.lineage).where(Clip.id.in_(clip_ids))).all()
+        lineages = [lin for ids in batches(dict.fromkeys(clip_ids))
+                    for lin in s.scalars(select(Clip.lineage).where(Clip.id.in_(ids)))]
     seen: dict[str, dict] = {}
     for lin in lineages:
         for st in (lin or {}).get("steps", []):

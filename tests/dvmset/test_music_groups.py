@@ -11,6 +11,7 @@ from dvmset.music_groups import (
     ber_at,
     best_alignment,
     bit_error_rate,
+    candidate_pairs,
     group_by_music,
     same_music_pairs,
     source_groups,
@@ -72,3 +73,41 @@ def test_heavily_changed_audio_is_not_grouped():
     noisy = a ^ _fp(rng) & np.uint32(0x00FF00FF)  # a quarter of every item's bits random: ~25 % differ
     assert best_alignment(a, noisy) is None or best_alignment(a, noisy)[0] > SAME_MUSIC_BER
     assert group_by_music([MusicClip("x-00000", "x", a), MusicClip("y-00000", "y", noisy)]) == []
+
+
+def _reference_pairs(prints, min_shared=8, max_holders=64):
+    """The pair loop candidate_pairs replaced: a Counter of every pair of every shared value's holders."""
+    from collections import Counter
+
+    holders = {}
+    for n, f in enumerate(prints):
+        for v in np.unique(f).tolist():
+            holders.setdefault(v, []).append(n)
+    shared = Counter()
+    for ms in holders.values():
+        if 1 < len(ms) <= max_holders:
+            for x in range(len(ms)):
+                for y in range(x + 1, len(ms)):
+                    shared[ms[x], ms[y]] += 1
+    return sorted(p for p, k in shared.items() if k >= min_shared)
+
+
+def test_candidate_pairs_equal_the_pair_loop_with_many_chance_collisions():
+    """Values from a small alphabet make thousands of chance collisions (values held by 2..64 clips and
+    more); the numpy count finds exactly the pairs the Python loop did, and the planted groups."""
+    rng = np.random.default_rng(3)
+    songs = [rng.integers(0, 2**32, size=400, dtype=np.uint64).astype(np.uint32) for _ in range(3)]
+    prints, clips = [], []
+    for n in range(300):
+        if n % 50 < 3:  # songs 0..2 under six uploads each, shifted and re-encoded
+            f = _flip(songs[n % 50][(n // 50) * 7 :], rng, 0.2)
+        else:
+            f = rng.integers(0, 3000, size=200).astype(np.uint32)  # a tiny alphabet: collisions everywhere
+        prints.append(f)
+        clips.append(MusicClip(f"v{n:03d}-00000", f"v{n:03d}", f))
+    want = _reference_pairs(prints)
+    assert len(want) > 1000  # the alphabet really collides, far beyond the planted pairs
+    assert candidate_pairs(prints) == want
+    assert candidate_pairs(prints[:1]) == [] and candidate_pairs([]) == []
+    groups = group_by_music(clips)
+    assert [g.sources for g in groups] == [tuple(f"v{n + 50 * k:03d}" for k in range(6)) for n in range(3)]

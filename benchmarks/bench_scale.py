@@ -1,0 +1,191 @@
+"""How the whole-catalog commands grow with the catalog: status, the agreement report, review progress,
+music grouping, export (with the release) and one takedown, at N and 10 N sources.
+
+Run by hand:  python benchmarks/bench_scale.py --sources 1000 [--db URL] [--sizes 1000,10000]
+For each size it builds a synthetic catalog through the project's tables with bulk inserts (about three
+60 s clips per source; 60 % accepted, 20 % rejected, 20 % pending; one to three decisions from five
+annotators on each decided clip; a chromaprint-format fingerprint per clip, 1 % of sources re-uploads
+of a shared recording; an empty file per clip so the export can link it; no feature shards), then runs
+each operation in a fresh Python process (``--op``; ``status_again`` is a second status of the unchanged
+catalog) and reports its wall and CPU seconds (imports excluded; CPU of this process only, so a
+database server's share is in wall alone; on a shared machine CPU is the steadier number) and the
+process's peak RSS (ru_maxrss, imports included: a bare process with the imports is ``baseline``).
+``--db`` takes a Postgres URL template with ``{db}`` for the database name (a database
+``bench_scale_<size>`` per size, made anew by each run and left behind); SQLite files in a temp dir
+(removed at the end) by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import insert
+
+from dvmset.catalog import Catalog
+from dvmset.layout import DataRoot
+from dvmset.music_groups import encode_fingerprint
+from dvmset.tables import Annotator, Clip, Decision, Source
+
+OPS = ("baseline", "status", "status_again", "agreement", "progress", "music_groups", "export", "takedown")
+CLIPS_PER_SOURCE = 3
+FP_ITEMS = 480  # ~60 s of chromaprint items
+BATCH = 20_000  # rows per bulk insert
+
+
+def _fp(rng: np.random.Generator, song: np.ndarray | None) -> str:
+    if song is None:
+        return encode_fingerprint(rng.integers(0, 2**32, size=FP_ITEMS, dtype=np.uint64).astype(np.uint32))
+    noisy = song.copy()
+    flip = rng.random(len(song)) < 0.2
+    noisy[flip] ^= np.uint32(1) << rng.integers(0, 32, size=int(flip.sum())).astype(np.uint32)
+    return encode_fingerprint(noisy)
+
+
+def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
+    """The synthetic catalog (see module doc); returns the number of clips."""
+    rng = np.random.default_rng(seed)
+    now = dt.datetime.now(dt.UTC)
+    songs = [rng.integers(0, 2**32, size=FP_ITEMS, dtype=np.uint64).astype(np.uint32) for _ in range(max(1, n_sources // 200))]
+    lineage = {"steps": [{"step": "clip", "tool": "ffmpeg", "version": "7.0", "params": {"fps": 8}},
+                         {"step": "loudness", "tool": "pyloudnorm", "version": "0.1", "params": {"target_lufs": -14}}]}
+    with cat.engine.begin() as conn:
+        ann = [{"name": f"annotator{a}", "token_hash": f"h{a}", "created_at": now} for a in range(5)]
+        conn.execute(insert(Annotator.__table__), ann)
+    sources, clips, decisions, n_clips = [], [], [], 0
+
+    def flush(force: bool = False) -> None:
+        if len(clips) < BATCH and not force:
+            return
+        with cat.engine.begin() as conn:
+            for table, rows in ((Source, sources), (Clip, clips), (Decision, decisions)):
+                if rows:
+                    conn.execute(insert(table.__table__), rows)
+                rows.clear()
+
+    for i in range(n_sources):
+        sid = f"v{i:07d}"
+        sources.append({"id": sid, "url": f"https://example.invalid/{sid}", "query": f"query {i % 47}",
+                        "status": "done", "title": f"video {i}", "license": "cc-by", "duration_s": 200.0,
+                        "created_at": now, "updated_at": now})
+        song = songs[i % len(songs)] if i % 100 == 0 else None  # 1 % of sources: uploads of a shared song
+        for k in range(CLIPS_PER_SOURCE):
+            cid, r = f"{sid}-{k * 60:05d}", rng.random()
+            status = "accepted" if r < 0.6 else "rejected" if r < 0.8 else "pending_review"
+            path = root.clip_path(cid)
+            path.touch()
+            clips.append({"id": cid, "source_id": sid, "start_s": k * 60.0, "duration_s": 60.0, "status": status,
+                          "path": str(path.relative_to(root.path)), "lineage": lineage, "origin": "curated",
+                          "music_sha256": f"{n_clips:064x}", "music_fingerprint": _fp(rng, song if k == 0 else None),
+                          "created_at": now, "updated_at": now})
+            n_clips += 1
+            if status != "pending_review":
+                for a in rng.choice(5, size=int(rng.integers(1, 4)), replace=False).tolist():
+                    verdict = status[:-2] if rng.random() < 0.9 else ("reject" if status == "accepted" else "accept")
+                    decisions.append({"clip_id": cid, "annotator_id": a + 1, "verdict": verdict, "reasons": [],
+                                      "seconds_spent": 20.0, "created_at": now})
+        flush()
+    flush(force=True)
+    return n_clips
+
+
+def run_op(op: str, root: DataRoot, url: str) -> dict:
+    """One operation in this process: {"op", "seconds", "rss_mb"}."""
+    from dvmset.agreement import agreement_report
+    from dvmset.export import export_dataset
+    from dvmset.review_stats import progress
+    from dvmset.status import shared_music, status_report
+    from flows.curation.takedown import run_takedown
+
+    cat = Catalog(url)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if op in ("status", "status_again"):  # again: the shared-music count read back from the root's cache
+        status_report(root, cat)
+    elif op == "agreement":
+        with cat.session() as s:
+            agreement_report(s)
+    elif op == "progress":
+        with cat.session() as s:
+            progress(s)
+    elif op == "music_groups":
+        shared_music(cat)
+    elif op == "export":
+        export_dataset(root, cat, "bench", release=True)
+    elif op == "takedown":
+        run_takedown(root, cat, video="v0000001", reason="benchmark", wait_s=5.0)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    cat.dispose()
+    return {"op": op, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
+            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def _db_url(template: str | None, base: Path, size: int) -> tuple[str, str | None]:
+    if not template:
+        return f"sqlite:///{base / f'catalog-{size}.sqlite'}", None
+    import psycopg
+
+    name = f"bench_scale_{size}"
+    admin = template.replace("postgresql+psycopg", "postgresql").format(db="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return template.format(db=name), name
+
+
+def measure(size: int, template: str | None, base: Path) -> dict[str, dict]:
+    root = DataRoot(base / f"root-{size}").ensure()
+    url, _ = _db_url(template, base, size)
+    cat = Catalog(url)
+    t0 = time.perf_counter()
+    n_clips = build(cat, root, size)
+    cat.dispose()
+    print(f"# {size} sources, {n_clips} clips: built in {time.perf_counter() - t0:.0f} s", flush=True)
+    out = {}
+    for op in OPS:
+        got = subprocess.run([sys.executable, __file__, "--op", op, "--root", str(root.path), "--db", url],
+                             capture_output=True, text=True)
+        if got.returncode != 0:
+            out[op] = {"op": op, "seconds": float("nan"), "cpu_s": float("nan"), "rss_mb": 0, "error": got.stderr.strip().splitlines()[-1]}
+        else:
+            out[op] = json.loads(got.stdout.strip().splitlines()[-1])
+        r = out[op]
+        print(f"  {op:13s} {r['seconds']:8.2f} s {r['cpu_s']:8.2f} s CPU {r['rss_mb']:6d} MB {r.get('error', '')}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sources", type=int, default=1000, help="N: measures N and 10 N sources")
+    ap.add_argument("--sizes", help="comma-separated source counts instead of N,10N")
+    ap.add_argument("--db", help="Postgres URL template with {db}; SQLite when absent")
+    ap.add_argument("--op", choices=OPS, help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.op:
+        print(json.dumps(run_op(args.op, DataRoot(Path(args.root)), args.db)))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.sources, 10 * args.sources]
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        results = {size: measure(size, args.db, Path(tmp)) for size in sizes}
+    lo, hi = results[sizes[0]], results[sizes[-1]]
+    print(f"\n| operation (wall s / CPU s / peak RSS) | {' | '.join(f'{s} sources' for s in sizes)} "
+          f"| growth {sizes[0]} -> {sizes[-1]} (CPU, RSS over baseline) |")
+    print(f"|---|{'---|' * len(sizes)}---|")
+    base_lo, base_hi = lo["baseline"]["rss_mb"], hi["baseline"]["rss_mb"]
+    for op in OPS[1:]:
+        cells = [f"{results[s][op]['seconds']:.2f} / {results[s][op]['cpu_s']:.2f} s, {results[s][op]['rss_mb']} MB"
+                 for s in sizes]
+        cpu = hi[op]["cpu_s"] / lo[op]["cpu_s"] if lo[op]["cpu_s"] else float("nan")
+        mem = (hi[op]["rss_mb"] - base_hi) / max(lo[op]["rss_mb"] - base_lo, 1)
+        print(f"| {op} | {' | '.join(cells)} | {cpu:.1f}x, {mem:.1f}x |")
+
+if __name__ == "__main__":
+    main()
