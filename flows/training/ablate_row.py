@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TEST_DIR = "test"  # OUT/test/{clip_id}.mp4: the split's clips, the reference music and videos of every row
+FEATURE_CACHE = ".features"  # OUT/.features: the test videos' conditions, computed once for every row
 
 
 def prepare(run: AblateRun) -> str | None:
@@ -74,7 +75,8 @@ def finish_row(run: AblateRun, row: Row, directory: Path, generate: GenerateConf
     note("trained")
     gen_dir = directory / "generated"
     results = generate_batch(jobs_for_export(Path(run.data), run.split),
-                             replace(generate, checkpoint=best, out_dir=gen_dir, mux=False))
+                             replace(generate, checkpoint=best, out_dir=gen_dir, mux=False,
+                                     cache_dir=generate.cache_dir or Path(run.out) / FEATURE_CACHE))
     failed = [f"{r.name}: {r.error}" for r in results if not r.ok]
     note("generated")
     test = Path(run.out) / TEST_DIR
