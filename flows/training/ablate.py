@@ -161,7 +161,7 @@ def default_generate(run: AblateRun, clip_model: str | None) -> GenerateConfig:
     if run.generate is not None:
         return replace(run.generate, mux=False)
     placeholder = Path(run.out)
-    return GenerateConfig(checkpoint=placeholder, out_dir=placeholder, mux=False,
+    return GenerateConfig(checkpoint=placeholder, out_dir=placeholder, mux=False, device=run.train.device,
                           **({"clip_model": clip_model} if clip_model else {}))
 
 
@@ -170,6 +170,16 @@ def default_evaluate(run: AblateRun) -> EvaluateConfig:
     if run.evaluate is not None:
         return run.evaluate
     return EvaluateConfig.with_env(generated=placeholder, reference=placeholder)
+
+
+def with_features_clip(run: AblateRun) -> AblateRun:
+    """Sampling options given without a CLIP model: the features' own CLIP, as when none are given."""
+    from flows.training.ablate_row import features_clip_model
+
+    model = features_clip_model(run)
+    if model is None or run.generate is None:
+        return run
+    return replace(run, generate=replace(run.generate, clip_model=model))
 
 
 @flow(name="ablate-row", validate_parameters=False)

@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from ablation_helpers import TINY_CLIP_D, debug_ablate_args, tiny_export
 from training_helpers import REPO, cli_env, debug_train_args, run_main, write_store
@@ -182,8 +184,8 @@ def _table(out: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_ablate_killed_mid_row_rerun_retrains_nothing_finished_and_writes_the_same_table(tmp_path, capsys):
-    export = tiny_export(tmp_path / "root")
-    args = ["--rows", "no-rcm,full", "--duration", "2"]
+    export = tiny_export(tmp_path / "root", clip_s=2)  # one 2 s window per test clip
+    args = ["--rows", "no-rcm,full"]
     straight = tmp_path / "straight"
     assert run_main(debug_ablate_args(export, straight, *args)) == 0, capsys.readouterr().err
     table = (straight / "table2.md").read_text()
@@ -216,8 +218,24 @@ def test_ablate_killed_mid_row_rerun_retrains_nothing_finished_and_writes_the_sa
     assert _table(out) == rows
     for row in ("no-rcm", "full"):
         for wav in (straight / "rows" / row / "generated").glob("*.wav"):
-            assert wav.read_bytes() == (out / "rows" / row / "generated" / wav.name).read_bytes()
+            again = out / "rows" / row / "generated" / wav.name  # samples, not bytes: a float WAV's PEAK chunk
+            assert np.array_equal(sf.read(wav, dtype="float32")[0], sf.read(again, dtype="float32")[0])  # has a time
 
     rc = run_main(debug_ablate_args(export, out, *args, "--seed", "1"))
     err = capsys.readouterr().err
     assert rc == 2 and "train.recipe.seed: 0 -> 1" in err and "delete" in err
+
+
+@pytest.mark.parametrize("extra", [(), ("--gen-seed", "3", "--metrics", "rhythm,fd", "--panns", "/models/p.pth")])
+def test_via_server_parameters_rebuild_the_same_run_on_a_worker(tmp_path, monkeypatch, extra):
+    from flows.cli import build_parser
+    from flows.cluster.entry import ablate_run
+    from flows.commands.ablate import ablate_run_from_args, remote_params
+
+    for env in ("VIDMUSICIAN_PANNS_CKPT", "VIDMUSICIAN_CLAP_CKPT", "VIDMUSICIAN_IMAGEBIND_CKPT"):
+        monkeypatch.delenv(env, raising=False)
+    args = build_parser().parse_args(debug_ablate_args(tmp_path / "export", tmp_path / "out", "--rows", "full,at",
+                                                       "--seed", "5", "--precision", "fp32", *extra))
+    local = ablate_run_from_args(args)
+    params = json.loads(json.dumps(remote_params(local, args)))  # as the Prefect API carries them
+    assert ablate_run(**params) == local
