@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from prefect import flow
 
@@ -101,13 +102,10 @@ _NOT_RESULTS = {"train": {"out", "progress", "workers", "keep", "ckpt_every", "d
 
 def row_settings(run: AblateRun, row: Row, generate: GenerateConfig, evaluate: EvaluateConfig) -> dict:
     """Everything that decides a row's numbers, as plain JSON values."""
-    train = _plain(row_train_run(run, row))
-    assert isinstance(train, dict)
-    sections = {"train": train, "generate": _plain(generate), "evaluate": _plain(evaluate)}
-    out = {"row": row.name, "reference": row.reference, "data": str(Path(run.data).resolve()), "split": run.split}
+    sections = {"train": _plain(row_train_run(run, row)), "generate": _plain(generate), "evaluate": _plain(evaluate)}
+    out: dict = {"row": row.name, "reference": row.reference, "data": str(Path(run.data).resolve()), "split": run.split}
     for name, values in sections.items():
-        assert isinstance(values, dict)
-        out[name] = {k: v for k, v in values.items() if k not in _NOT_RESULTS[name]}
+        out[name] = {k: v for k, v in cast(dict, values).items() if k not in _NOT_RESULTS[name]}
     if row.reference is not None:  # a reference trains nothing: the recipe does not decide its numbers
         out["train"] = {k: out["train"][k] for k in ("backbone", "t5", "clip_dim", "device", *row.switches.as_dict())}
         out["train"]["seed"] = run.train.recipe.seed

@@ -195,6 +195,8 @@ def test_ablate_killed_mid_row_rerun_retrains_nothing_finished_and_writes_the_sa
     assert all(r["metrics"]["rhythm"]["n"] == 2 and r["val_loss"] is not None for r in rows)
     assert rows[0]["best_checkpoint"] == "rows/no-rcm/run/stage1/best.pt"
     assert rows[1]["best_checkpoint"] == "rows/full/run/stage2/best.pt"
+    assert rows[1]["stage2_step0_val_loss"] == rows[1]["stage1_val_loss"] is not None  # IT: stage 2 starts equal
+    assert "stage2_step0_val_loss" not in rows[0]
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *debug_ablate_args(export, out, *args)], cwd=REPO,
