@@ -241,3 +241,24 @@ def test_via_server_parameters_rebuild_the_same_run_on_a_worker(tmp_path, monkey
     local = ablate_run_from_args(args)
     params = json.loads(json.dumps(remote_params(local, args)))  # as the Prefect API carries them
     assert ablate_run(**params) == local
+
+
+@pytest.mark.slow
+def test_the_ablate_entry_flow_runs_rows_as_subflows_on_json_parameters(tmp_path, prefect_harness):
+    from prefect import get_client
+
+    from flows.cluster.entry import ablate
+
+    export = tiny_export(tmp_path / "root", clip_s=2)
+    params = json.loads(json.dumps({
+        "data": str(export), "out": str(tmp_path / "out"), "rows": ["backbone", "untrained"],
+        "recipe": {"window_s": 2, "batch_size": 2, "seed": 0}, "settings": {"backbone": "debug", "device": "cpu"},
+        "generate": {"window_s": 2, "top_k": 50}, "evaluate": {"metrics": ["rhythm"]}}))
+    got = ablate(**params)
+    assert got["rows"] == ["backbone", "untrained"] and Path(got["table2.json"]).is_file()
+    rows = json.loads(Path(got["table2.json"]).read_text())["rows"]
+    assert [r["settings"]["generate"]["clip_model"] for r in rows] == ["tiny", "tiny"]  # the features' CLIP
+    assert all(r["metrics"]["rhythm"]["n"] == 2 and r["val_loss"] is not None for r in rows)
+    with get_client(sync_client=True) as client:
+        names = [r.name for r in client.read_flows()]
+    assert "ablate-row" in names and "vidmusician-ablate" in names
