@@ -65,7 +65,7 @@ class DeploySpec:
     zombie_after_s: int = 3 * HEARTBEAT_S
 
     def __post_init__(self) -> None:
-        if not (Path(self.source) / "flows" / "entry.py").is_file():
+        if not (Path(self.source) / ENTRY_FILE).is_file():
             raise ValueError(f"{self.source} holds no flows/cluster/entry.py: --source is the vidmusician checkout "
                              "(or installed package root) the workers load the flows from")
         for name in ("cpu_workers", "gpus", "download_burst"):
