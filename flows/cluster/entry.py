@@ -176,7 +176,9 @@ def ablate_run(data: str, out: str, rows: list[str] | None = None, recipe: dict[
         given = {k: Path(v) if k == "cache_dir" and v is not None else v for k, v in generate.items()}
         gen = _config(GenerateConfig, {"checkpoint": Path(out), "out_dir": Path(out), "mux": False,
                                        "device": extra["device"], **given})
-    ev = {k: Path(v) if k in ("panns", "clap", "imagebind") and v is not None else v for k, v in (evaluate or {}).items()}
+    from flows.evaluation.evaluate import CHECKPOINTS
+
+    ev = {k: Path(v) if k in CHECKPOINTS and v is not None else v for k, v in (evaluate or {}).items()}
     if "metrics" in ev:
         ev["metrics"] = tuple(ev["metrics"])
     unknown = sorted(set(ev) - {f.name for f in fields(EvaluateConfig)})

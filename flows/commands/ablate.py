@@ -13,6 +13,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from flows.commands.train import add_run_options
+    from flows.evaluation.evaluate import CHECKPOINTS
     from model.ablation import REFERENCES, ROWS, TABLE2
 
     p = sub.add_parser("ablate", help="the paper's Table 2: train, generate and evaluate each ablation row")
@@ -32,14 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--clip-model", default=None, help="the CLIP of the features (default: read from the features)")
     g.add_argument("--pretrained", default=None, help="its pretrained tag or local checkpoint file")
     g.add_argument("--metrics", default=None, help="evaluate's metrics (default all)")
-    for flag in ("--panns", "--clap", "--imagebind"):
-        g.add_argument(flag, type=Path, default=None, metavar="CKPT", help="as in `vidmusician evaluate`")
+    for name, (flag, env) in CHECKPOINTS.items():
+        g.add_argument(flag, type=Path, default=None, metavar="CKPT", dest=name,
+                       help=f"as in `vidmusician evaluate` (or ${env}); without it the metric is skipped")
     g.add_argument("--eval-seed", type=int, default=None, help="bootstrap seed (evaluate's default)")
     add_run_options(p)
     p.add_argument("--via-server", action="store_true",
                    help="start the ablate deployment on the Prefect server ($PREFECT_API_URL, set up by `vidmusician "
                         "deploy`) and follow it; a GPU worker runs it (paths must be valid on the worker)")
     p.set_defaults(func=cmd_ablate)
+
+
+def _checkpoints(args: argparse.Namespace) -> dict[str, Path | None]:
+    from flows.evaluation.evaluate import CHECKPOINTS
+
+    return {name: getattr(args, name) for name in CHECKPOINTS}
 
 
 def _configs(args: argparse.Namespace, out: Path, device: str):  # noqa: ANN202
@@ -51,8 +59,7 @@ def _configs(args: argparse.Namespace, out: Path, device: str):  # noqa: ANN202
                              "clip_model": args.clip_model, "clip_pretrained": args.pretrained,
                              "device": args.device}.items() if v is not None}
     generate = None if not gen else GenerateConfig(checkpoint=out, out_dir=out, mux=False, **{"device": device, **gen})
-    ev = {k: v for k, v in {"panns": args.panns, "clap": args.clap, "imagebind": args.imagebind,
-                            "seed": args.eval_seed}.items() if v is not None}
+    ev = {k: v for k, v in {**_checkpoints(args), "seed": args.eval_seed}.items() if v is not None}
     if args.metrics:
         ev["metrics"] = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     evaluate = EvaluateConfig.with_env(generated=out, reference=out, **ev)
@@ -115,9 +122,8 @@ def remote_params(run, args: argparse.Namespace) -> dict:  # noqa: ANN001 - an A
                              "window_s": args.window, "stride_s": args.stride, "duration_s": args.duration,
                              "clip_model": args.clip_model, "clip_pretrained": args.pretrained,
                              "device": args.device}.items() if v is not None}
-    ev = {k: str(v) if isinstance(v, Path) else v for k, v in {
-        "panns": args.panns, "clap": args.clap, "imagebind": args.imagebind, "seed": args.eval_seed}.items()
-        if v is not None}
+    ev = {k: str(v) if isinstance(v, Path) else v for k, v in {**_checkpoints(args), "seed": args.eval_seed}.items()
+          if v is not None}
     if args.metrics:
         ev["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
     params = {"data": str(run.data), "out": str(run.out), "rows": list(run.rows), "split": run.split,
