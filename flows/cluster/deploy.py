@@ -45,7 +45,8 @@ class Entry:
 
 ENTRY_FILE = "flows/cluster/entry.py"  # relative to the source the workers pull
 ENTRIES = (Entry("curate", "curate", CPU_POOL), Entry("export", "export", CPU_POOL),
-           Entry("features", "features", GPU_POOL), Entry("train", "train", GPU_POOL))
+           Entry("features", "features", GPU_POOL), Entry("train", "train", GPU_POOL),
+           Entry("ablate", "ablate", GPU_POOL))
 DEPLOYMENTS = MappingProxyType({e.function: e for e in ENTRIES})
 
 # YouTube throttles a session at a few hundred videos an hour: stay under it by default.
