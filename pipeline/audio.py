@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from dvmset.io import atomic_path
 from pipeline.errors import StageError
@@ -67,10 +66,13 @@ def save_audio(path: Path, wav: np.ndarray, sr: int) -> Path:
     """Write ``[C, N]`` audio as 32-bit float WAV, atomically (a reader never sees half a file).
 
     Float keeps samples above full scale intact, so a later gain stage can bring them back
-    without the clipping a 16/24-bit write would bake in.
+    without the clipping a 16/24-bit write would bake in. Written by scipy, not libsndfile, whose float
+    WAVs carry a PEAK chunk with the time of writing: the same samples give the same bytes here.
     """
     check_wav(wav, sr)
     path = Path(path)
     with atomic_path(path) as tmp:
-        sf.write(tmp, np.ascontiguousarray(wav.T, dtype=np.float32), sr, subtype="FLOAT", format="WAV")
+        from scipy.io import wavfile
+
+        wavfile.write(tmp, sr, np.ascontiguousarray(wav.T, dtype=np.float32))
     return path

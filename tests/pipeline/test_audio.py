@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from pipeline.audio import load_audio, save_audio
 from pipeline.errors import StageError
@@ -116,3 +117,17 @@ def test_max_channels_downmixes_only_wider_streams(tmp_path: Path) -> None:
     mono = tmp_path / "mono.wav"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(six), "-ac", "1", str(mono)], check=True)
     assert load_audio(mono, max_channels=2)[0].shape[0] == 1
+
+
+def test_the_same_samples_give_the_same_bytes(tmp_path: Path) -> None:
+    """A seed's generated .wav is reproducible byte for byte (libsndfile's float WAV stamped the time)."""
+    import time
+
+    wav = np.random.default_rng(0).uniform(-1.5, 1.5, (2, 32_000)).astype(np.float32)
+    save_audio(tmp_path / "a.wav", wav, 32_000)
+    time.sleep(1.1)  # the PEAK chunk's timestamp has one-second resolution
+    save_audio(tmp_path / "b.wav", wav, 32_000)
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    back, sr = sf.read(tmp_path / "b.wav", dtype="float32", always_2d=True)
+    assert sr == 32_000 and np.array_equal(back.T, wav)
+    assert sf.info(tmp_path / "b.wav").subtype == "FLOAT"
