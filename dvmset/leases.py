@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, case, or_, select, update
 
 from dvmset.catalog import Catalog
 from dvmset.records import SourceStatus
@@ -248,6 +248,18 @@ def finish(cat: Catalog, kind: LeaseKind, key: str, owner: str, **values: Any) -
     if done != 1:
         raise LeaseLost(f"{kind.name} {key} is not leased to {owner}: its finish is refused "
                         "(the lease expired and another worker took it over)")
+
+
+def release(cat: Catalog, kind: LeaseKind, key: str, owner: str) -> bool:
+    """Let go of ``owner``'s lease on ``key`` without finishing it, and take back the attempt its claim
+    counted: the worker stopped for a reason that is not the key's (a full disk, an interrupt), so the
+    key is free at once and no closer to being given up. False when ``owner`` no longer held it."""
+    t = kind.table
+    with cat.engine.begin() as conn:
+        n = conn.execute(update(t).where(t.c.id == key, t.c.lease_owner == owner).values(
+            lease_owner=None, lease_expires_at=None,
+            attempts=case((t.c.attempts > 0, t.c.attempts - 1), else_=0))).rowcount
+    return n == 1
 
 
 def holder(cat: Catalog, kind: LeaseKind, key: str) -> tuple[str | None, dt.datetime | None, int]:

@@ -5,6 +5,7 @@ Arrays are ``[C, N]`` float32 (channels first, as Demucs and torchaudio use them
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from dvmset.io import atomic_path
-from pipeline.errors import StageError
+from pipeline.errors import StageError, disk_full, low_on_space
 from pipeline.media import read_audio
 from pipeline.probe import probe
 
@@ -71,6 +72,13 @@ def save_audio(path: Path, wav: np.ndarray, sr: int) -> Path:
     """
     check_wav(wav, sr)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.ascontiguousarray(wav.T, dtype=np.float32), sr, subtype="FLOAT", format="WAV")
+    try:
+        with atomic_path(path) as tmp:
+            sf.write(tmp, np.ascontiguousarray(wav.T, dtype=np.float32), sr, subtype="FLOAT", format="WAV")
+    except (OSError, sf.SoundFileError) as err:
+        # libsndfile reports a full disk as "System error." with no errno: the free space tells
+        no_room = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or low_on_space(path.parent, wav.nbytes)
+        if no_room:
+            raise disk_full(STAGE, path, f"{type(err).__name__}: {err}".rstrip(": ")) from err
+        raise StageError(STAGE, f"cannot write {path}: {type(err).__name__}: {err}") from err
     return path
