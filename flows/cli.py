@@ -50,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     args = build_parser().parse_args(argv)
     _sigterm_interrupts()
+    if getattr(args, "runs_flows", False):  # set by the commands that run a flow here
+        from flows.prefect_server import tie_temporary_server
+
+        tie_temporary_server()  # Prefect's temporary server dies with this process, even a SIGKILLed one
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

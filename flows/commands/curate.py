@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--from-release", type=Path, metavar="FILE",
                      help="rebuild a release (release.parquet/.csv): its exact windows, splits and verdicts")
     add_cluster_options(p)
-    p.set_defaults(func=cmd_curate)
+    p.set_defaults(func=cmd_curate, runs_flows=True)
 
     p = sub.add_parser("status", help="counts of sources and clips by status and query")
     add_root_arg(p)

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int,
                    help="torch CPU threads; on a small CPU box leave a core to the decoder (default: torch's)")
     add_cluster_options(p, dask=False)  # shards go one after another on one device: nothing to fan out
-    p.set_defaults(func=cmd_features)
+    p.set_defaults(func=cmd_features, runs_flows=True)
 
     p = sub.add_parser("export", help="split accepted clips by source and write manifest, JSONL and DATASET.md")
     add_root_arg(p)

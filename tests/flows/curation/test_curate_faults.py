@@ -47,10 +47,16 @@ def small_tmpfs(where: Path, size: str):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def _curate(root: Path, urls: list[str], *extra: str) -> subprocess.CompletedProcess:
+def cli_env() -> dict:
+    """The CLI runs talk to the session's Prefect server and import this checkout first."""
     from prefect.settings import PREFECT_API_URL
 
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path.cwd())}
+    here = os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": here}
+
+
+def _curate(root: Path, urls: list[str], *extra: str) -> subprocess.CompletedProcess:
+    env = cli_env()
     args = [sys.executable, "-m", "flows.cli", "curate", "--root", str(root), "--separator", "none",
             "--workers", "1", "--clip-seconds", "20", "--max-clips", "2", *extra]
     for u in urls:
