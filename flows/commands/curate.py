@@ -233,4 +233,8 @@ def cmd_status(args: argparse.Namespace) -> int:
               + (f"; exports: {', '.join(feats['exports'])}" if feats["exports"] else ""))
         for f in feats["failed"][:10]:
             print(f"  failed {f['clip_id']}: {f['error']}")
+    for c in feats["corrupt"][:10]:  # shards that no longer match the index: training refuses them
+        print(f"  corrupt {c['shard']}: " + (f"clip {c['clip_id']}: " if c["clip_id"] else "") + c["problem"])
+    if feats["corrupt_hint"]:
+        print(f"  {feats['corrupt_hint']}")
     return 0
