@@ -103,7 +103,7 @@ def quiet_prefect_failures() -> None:
     """A run refused or stopped says so in one line (the command prints it); Prefect's flow and task logs
     would print a traceback before it. ``-v`` keeps them."""
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        for name in ("prefect.task_runs", "prefect.flow_runs"):
+        for name in ("prefect.task_runs", "prefect.flow_runs", "EventsWorker"):  # the last: its queue at exit
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 

@@ -17,6 +17,7 @@ import pytest
 from feature_helpers import add_clips
 from sqlalchemy import select
 
+from dvmset.io import file_lock
 from dvmset.leases import CLIPS, LeasePolicy, holder
 from dvmset.tables import Run
 from flows.cli import main
@@ -97,3 +98,16 @@ def test_kills_charge_the_clip_in_progress_only_and_export_lists_no_clip_without
     assert f"1 accepted clips have no features and are left out: {ids[1]}" in capsys.readouterr().err
     m = pd.read_parquet(data_root.export_dir("v1") / "manifest.parquet")
     assert sorted(m.clip_id) == [ids[0], ids[2], ids[3]] and m.shard.notna().all()
+
+
+def test_a_features_run_refused_by_a_busy_store_prints_one_clear_line(data_root, catalog, clip_factory,
+                                                                       prefect_harness):
+    add_clips(catalog, data_root, clip_factory(4.0, cut_every_s=2.0), {"a": ("q1", 1)})
+    with file_lock(data_root.features_dir / ".lock"):  # another features run (or an export) writes the store
+        out = subprocess.run([sys.executable, "-m", "flows.cli", "features", "--root", str(data_root.path),
+                              "--clip-model", "tiny", "--codec", "tiny"], env=cli_env(), capture_output=True,
+                             text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("features: another process"), out.stderr
+    assert "when it has finished" in lines[0]
