@@ -76,9 +76,9 @@ def _retry_transient(task_, task_run, state) -> bool:
     try:
         state.result()
     except StageError as err:
-        return not err.permanent
-    except Exception:  # noqa: BLE001 - an unexpected fault: let the retry policy decide
-        return True
+        return not err.permanent and not is_whole_run(err)  # a full disk stops the run, no retry
+    except Exception as err:  # noqa: BLE001 - an unexpected fault: let the retry policy decide
+        return not is_whole_run(err)
     return False
 
 
