@@ -180,6 +180,8 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, on
     raise. Every argument travels by value (a Dask worker gets copies): resources are per process."""
     root, cat, res = DataRoot(Path(root_path)), _catalog(db_url), shared_resources(cfg)
     source_id = item.key
+    if (stopped := _stopped.get(root_path)) is not None:  # another source of this run hit a whole-run error
+        raise stopped
     try:
         retrying = download_task.with_options(retries=cfg.download_retries,
                                               retry_delay_seconds=cfg.retry_delays())
@@ -204,6 +206,8 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, on
         log.warning("%s", err)
         status = HELD
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
+        if is_whole_run(err):
+            _stopped[root_path] = err  # the sources still queued in this process start no work
         sources.fail_source(cat, source_id, item_failure(err), getattr(err, "stage", None), **_origin(item))
         status = SourceStatus.FAILED
     if on_event:
@@ -295,6 +299,9 @@ def _remove_leftovers(root: DataRoot, source_id: str) -> None:
         log.info("removed %s left by an interrupted run", p.name)
 
 
+#: root -> the whole-run error that stopped this process's run on it (reset when a run starts)
+_stopped: dict[str, BaseException] = {}
+
 _catalogs: dict[str, Catalog] = {}
 _catalogs_lock = threading.Lock()
 
@@ -370,6 +377,7 @@ def curate_flow(
     cfg = cfg or CurateConfig()
     shared_resources(cfg, res)  # the tasks find it there (loaded now unless given)
     root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
+    _stopped.pop(str(root.path), None)  # the key the tasks get
     refused: dict[str, str] = {}
     failed_before: list[str] = []
     todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
