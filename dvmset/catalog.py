@@ -107,6 +107,19 @@ def _adopt_unversioned(conn: Connection) -> None:
     command.stamp(_alembic(conn), "head")
 
 
+def schema_state(current: str | None) -> str:
+    """What a catalog at schema ``current`` needs from this version, in words (``db current``)."""
+    head = head_revision()
+    if current == head:
+        return "up to date"
+    if current is None:
+        return "not versioned: `vidmusician db upgrade` creates or adopts it"
+    if current not in _known_revisions():
+        return ("made by a newer vidmusician: upgrade vidmusician to use it; `db upgrade` cannot take a catalog "
+                "back, and this version refuses to write to it")
+    return "run `vidmusician db upgrade`"
+
+
 def _known_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 
@@ -147,6 +160,14 @@ def stamp_schema(url: str, revision: str) -> None:
             if not inspect(conn).has_table("sources"):
                 raise CatalogSchemaError("there is no catalog there to stamp (no tables); "
                                          "`vidmusician db upgrade` creates a new one")
+            current = _revision(conn)
+            if current is not None and current not in _known_revisions():
+                raise CatalogSchemaError(f"the catalog records schema {current}, which this version does not know "
+                                         "(made by a newer vidmusician?): upgrade vidmusician; nothing was changed")
+            if current is not None:
+                raise CatalogSchemaError(f"the catalog already records schema {current}: `db stamp` is only for a "
+                                         "catalog made before schema versions; run `vidmusician db upgrade` to migrate "
+                                         "it; nothing was changed")
             command.stamp(_alembic(conn), revision)
     finally:
         engine.dispose()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dvmset.constants import SAMPLE_RATE_HZ, TOKEN_RATE_HZ
+from dvmset.constants import CODEBOOK_SIZE, SAMPLE_RATE_HZ, TOKEN_RATE_HZ
 from dvmset.io import atomic_path
 
 if TYPE_CHECKING:  # imported lazily at run time (the `model` extra)
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 LM_FILE = "state_dict.bin"
 CODEC_FILE = "compression_state_dict.bin"
 NUM_CODEBOOKS = 4
-CODEBOOK_SIZE = 2048
 TINY_RATIOS = (8, 5, 4, 4)  # hop 640 at 32 kHz = 50 Hz, MusicGen's geometry
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 TOKEN_RATE_HZ = 50  # MusicGen EnCodec frames per second = rhythm feature rate
 VIDEO_FPS = 25  # frames per second the clips are cut at and the features read at
 SAMPLE_RATE_HZ = 32_000  # MusicGen's EnCodec input, mono
+CODEBOOK_SIZE = 2048  # entries per codebook of MusicGen's EnCodec 32 kHz (and of the tiny test codec)
 TOKENS_PER_FRAME = TOKEN_RATE_HZ // VIDEO_FPS  # 2: Algorithm 1 upsamples 25 fps -> 50 Hz
 CLIP_SECONDS = 60  # length of a curated clip
 TRAIN_WINDOW_S = 30  # the window a training item covers (MusicGen's 30 s segments)

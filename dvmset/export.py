@@ -126,6 +126,7 @@ class ExportSummary:
     missing: int  # accepted clips whose file is gone (left out)
     music_groups: int = 0  # groups of sources sharing music, each kept in one split
     release: Path | None = None  # release.parquet when asked for (ids only, no media)
+    no_features: tuple[str, ...] = ()  # accepted clips left out: features were extracted, theirs were not
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,7 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, test_fractio
     split = plan_split(items, test_fraction, seed, fixed_units)
     store = FeatureStore(root.features_dir)
     _record_splits(catalog, store, split)
+    rows, no_features = _with_features(rows, store)
     entries, missing = _link_audio(root, out / "audio", rows, split)
     rates = {e.row.id: audio_rate(e.clip_path) if audio_rate else None for e in entries}
     info_zip = out / "audio" / INFO_ZIP
@@ -297,7 +299,22 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, test_fractio
     write_card(out, manifest, catalog, **params)
     n = manifest.split.value_counts() if len(manifest) else pd.Series(dtype=int)
     return ExportSummary(name, out, int(n.get(TRAIN, 0)), int(n.get(TEST, 0)),
-                         int(manifest.source_id.nunique()) if len(manifest) else 0, missing, len(groups), release_path)
+                         int(manifest.source_id.nunique()) if len(manifest) else 0, missing, len(groups), release_path,
+                         tuple(no_features))
+
+
+def _with_features(rows: list, store: FeatureStore) -> tuple[list, list[str]]:
+    """Once features exist, an export lists only clips that have them (a manifest row with no shard would
+    fail a trainer later): the rest are left out with a warning (extract or retry them, then re-export).
+    Before any features an export is of audio alone and lists every accepted clip."""
+    have = set(store.index().clip_id)
+    if not have:
+        return rows, []
+    left = [r.id for r in rows if r.id not in have]
+    if left:
+        log.warning("%d accepted clips have no features (not extracted yet, or failed): left out of the export: %s",
+                    len(left), left[:5])
+    return [r for r in rows if r.id in have], left
 
 
 def _write_release(out: Path, name: str, catalog: Catalog, entries: list[_Entry], params: dict) -> Path:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, case, or_, select, update
 
 from dvmset.catalog import Catalog
 from dvmset.records import SourceStatus
@@ -132,16 +132,18 @@ def _reason(kind: LeaseKind, key: str, attempts: int, last_owner: str | None) ->
 
 
 def claim(cat: Catalog, kind: LeaseKind, keys: Iterable[str], owner: str, policy: LeasePolicy = LeasePolicy(),
-          *, limit: int | None = None, clock: Clock = utcnow) -> Claim:
+          *, limit: int | None = None, count: bool = True, clock: Clock = utcnow) -> Claim:
     """Claim up to ``limit`` of ``keys`` (all by default) for ``owner`` until now + ``policy.ttl_s``.
 
     A key is free when unleased, when its lease has expired, or when its owner was a process of this
     host that has died (:func:`owner_is_gone`: a killed run's re-run on the same host need not wait).
+    ``count=False`` claims without counting an attempt: a worker that holds many keys but works on one
+    at a time counts each when it starts on it (:func:`start`), so a death is charged to that key only.
     """
     keys = list(dict.fromkeys(keys))
     if cat.engine.dialect.name == "postgresql":
-        return _claim_skip_locked(cat, kind, keys, owner, policy, limit, clock())
-    return _claim_compare_and_set(cat, kind, keys, owner, policy, limit, clock())
+        return _claim_skip_locked(cat, kind, keys, owner, policy, limit, clock(), int(count))
+    return _claim_compare_and_set(cat, kind, keys, owner, policy, limit, clock(), int(count))
 
 
 def _give_up_values(kind: LeaseKind, reason: str) -> dict[str, Any]:
@@ -154,7 +156,7 @@ def _give_up_values(kind: LeaseKind, reason: str) -> dict[str, Any]:
 
 
 def _claim_skip_locked(cat: Catalog, kind: LeaseKind, keys: list[str], owner: str, policy: LeasePolicy,
-                       limit: int | None, now: dt.datetime) -> Claim:
+                       limit: int | None, now: dt.datetime, step: int) -> Claim:
     t, out = kind.table, Claim()
     expires = now + dt.timedelta(seconds=policy.ttl_s)
     with cat.engine.begin() as conn:
@@ -173,14 +175,14 @@ def _claim_skip_locked(cat: Catalog, kind: LeaseKind, keys: list[str], owner: st
                 conn.execute(update(t).where(t.c.id == key).values(**_give_up_values(kind, out.exhausted[key])))
             else:
                 conn.execute(update(t).where(t.c.id == key).values(
-                    lease_owner=owner, lease_expires_at=expires, attempts=t.c.attempts + 1))
+                    lease_owner=owner, lease_expires_at=expires, attempts=t.c.attempts + step))
                 out.claimed.append(key)
     _log(kind, out)
     return out
 
 
 def _claim_compare_and_set(cat: Catalog, kind: LeaseKind, keys: list[str], owner: str, policy: LeasePolicy,
-                           limit: int | None, now: dt.datetime) -> Claim:
+                           limit: int | None, now: dt.datetime, step: int) -> Claim:
     t, out = kind.table, Claim()
     expires = now + dt.timedelta(seconds=policy.ttl_s)
     with cat.engine.connect() as conn:
@@ -194,7 +196,7 @@ def _claim_compare_and_set(cat: Catalog, kind: LeaseKind, keys: list[str], owner
                 won = conn.execute(update(t).where(t.c.id == key, _claimable(t, now, gone),
                                                    t.c.attempts < policy.max_attempts)
                                    .values(lease_owner=owner, lease_expires_at=expires,
-                                           attempts=t.c.attempts + 1)).rowcount
+                                           attempts=t.c.attempts + step)).rowcount
                 if won == 1:
                     out.claimed.append(key)
                     continue
@@ -248,6 +250,34 @@ def finish(cat: Catalog, kind: LeaseKind, key: str, owner: str, **values: Any) -
     if done != 1:
         raise LeaseLost(f"{kind.name} {key} is not leased to {owner}: its finish is refused "
                         "(the lease expired and another worker took it over)")
+
+
+def _count(cat: Catalog, kind: LeaseKind, key: str, owner: str, step: int, **values: Any) -> bool:
+    t = kind.table
+    attempts = t.c.attempts + step if step > 0 else case((t.c.attempts + step > 0, t.c.attempts + step), else_=0)
+    with cat.engine.begin() as conn:
+        n = conn.execute(update(t).where(t.c.id == key, t.c.lease_owner == owner)
+                         .values(attempts=attempts, **values)).rowcount
+    return n == 1
+
+
+def start(cat: Catalog, kind: LeaseKind, key: str, owner: str) -> bool:
+    """Count an attempt on ``key`` as ``owner`` starts working on it (claimed with ``count=False``): if the
+    worker dies now, this key, and no other it holds, is charged. False when ``owner`` does not hold it."""
+    return _count(cat, kind, key, owner, 1)
+
+
+def survived(cat: Catalog, kind: LeaseKind, key: str, owner: str) -> bool:
+    """Take back the attempt :func:`start` counted: the work on ``key`` ended (done or failed with a reason)
+    and the worker did not die on it; it keeps the lease."""
+    return _count(cat, kind, key, owner, -1)
+
+
+def release(cat: Catalog, kind: LeaseKind, key: str, owner: str, *, give_back: bool = True) -> bool:
+    """Let go of ``owner``'s lease on ``key`` without finishing it; ``give_back`` takes back the attempt its
+    claim counted: the worker stopped for a reason that is not the key's (a full disk, an interrupt), so
+    the key is free at once and no closer to being given up. False when ``owner`` no longer held it."""
+    return _count(cat, kind, key, owner, -int(give_back), lease_owner=None, lease_expires_at=None)
 
 
 def holder(cat: Catalog, kind: LeaseKind, key: str) -> tuple[str | None, dt.datetime | None, int]:

@@ -137,6 +137,78 @@ def _rewrite_without(path: Path, gone: set[str]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ShardProblem:
+    """A shard whose file or one of whose clips cannot be trained on: which, and what is wrong."""
+
+    shard: str
+    clip_id: str | None  # None: the file itself cannot be read
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.shard}: {self.problem if self.clip_id is None else f'clip {self.clip_id}: {self.problem}'}"
+
+
+class CorruptShards(ValueError):
+    """Shards that no longer hold what the index says: the message names them and how to re-extract."""
+
+    whole_run = True  # training on them would learn from garbage (pipeline.errors policy)
+
+    def __init__(self, features_dir: Path, problems: Sequence[ShardProblem]) -> None:
+        self.problems = list(problems)
+        shards = sorted({p.shard for p in self.problems})
+        lines = [f"  {p}" for p in self.problems[:10]] + (["  ..."] if len(self.problems) > 10 else [])
+        super().__init__(f"{len(shards)} corrupt feature shard(s) in {features_dir}:\n" + "\n".join(lines) + "\n"
+                         f"{reextract_hint(features_dir, shards)}")
+
+
+def reextract_hint(features_dir: Path, shards: Sequence[str]) -> str:
+    """What to do about corrupt shards: delete them and extract their clips again."""
+    return (f"re-extract: delete {', '.join(str(Path(features_dir) / s) for s in shards)} and run `vidmusician "
+            "features` again (the index drops a deleted shard's rows and its clips are extracted anew)")
+
+
+def check_shards(features_dir: str | Path, clip_ids: Iterable[str] | None = None, *,
+                 card: int | None = None) -> list[ShardProblem]:
+    """Each shard holding ``clip_ids`` (every indexed clip by default) against the index: the file opens,
+    every clip's tensors match its sha256 and are finite, and codes lie in ``[0, card)`` when ``card`` is
+    given (the codebook size of the model about to train). Reads every tensor once."""
+    features_dir = Path(features_dir)
+    index = FeatureStore(features_dir).index()
+    if clip_ids is not None:
+        index = index[index.clip_id.isin(set(clip_ids))]
+    problems: list[ShardProblem] = []
+    for shard, rows in index.groupby("shard", sort=True):
+        path = features_dir / str(shard)
+        if not path.is_file():
+            problems.append(ShardProblem(str(shard), None, "the file is missing"))
+            continue
+        try:
+            with safe_open(str(path), framework="np") as f:
+                names = FORMAT_TENSORS.get((f.metadata() or {}).get("format"), TENSOR_NAMES)
+                for clip_id, sha in zip(rows.clip_id, rows.sha256, strict=True):
+                    tensors = {n: f.get_tensor(f"{clip_id}/{n}") for n in names}
+                    if (why := _tensor_problem(tensors, sha, card)) is not None:
+                        problems.append(ShardProblem(str(shard), clip_id, why))
+        except Exception as err:  # noqa: BLE001 - a truncated or garbled file raises many kinds of errors
+            problems.append(ShardProblem(str(shard), None, f"unreadable, truncated or garbled "
+                                                           f"({type(err).__name__}: {str(err)[:200]})"))
+    return problems
+
+
+def _tensor_problem(tensors: Mapping[str, np.ndarray], sha: str, card: int | None) -> str | None:
+    if tensors_sha256(tensors) != sha:
+        return "its tensors do not match the index's sha256 (changed on disk since extraction)"
+    for name, a in tensors.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            return f"{name} holds NaN or infinite values"
+    codes = tensors["codes"]
+    if codes.size and (int(codes.min()) < 0 or (card is not None and int(codes.max()) >= card)):
+        book = f"[0, {card})" if card is not None else "of non-negative indices"
+        return f"codes span [{int(codes.min())}, {int(codes.max())}], outside the codebook {book}"
+    return None
+
+
 class StoreBusy(RuntimeError):
     """Another process is writing the feature store; the message says what to do."""
 
@@ -274,7 +346,11 @@ class ShardReader:
             raise KeyError(f"clip {clip_id} has no features in {self.dir}: run `vidmusician features`")
         shard = self.index.at[clip_id, "shard"]
         if shard not in self._handles:
-            handle = safe_open(str(self.dir / shard), framework=self.framework)
+            try:
+                handle = safe_open(str(self.dir / shard), framework=self.framework)
+            except Exception as err:  # noqa: BLE001 - safetensors raises its own error for a truncated file
+                raise ValueError(f"{self.dir / shard}: unreadable, truncated or garbled ({type(err).__name__}: "
+                                 f"{str(err)[:200]}); {reextract_hint(self.dir, [shard])}") from err
             fmt = (handle.metadata() or {}).get("format")
             if fmt not in FORMAT_TENSORS:
                 raise ValueError(f"{self.dir / shard}: shard format {fmt!r} is not one this version reads "

@@ -71,6 +71,16 @@ def source_vocal_energy(cat: Catalog, source_id: str) -> float | None:
         return None if row is None else row.vocal_energy
 
 
+def with_failed_clips(cat: Catalog) -> dict[str, str | None]:
+    """{id: url} of the sources marked done that hold a failed clip (a catalog from before a failed clip
+    kept its source from being done): a curate run treats them as failed, so --retry-failed cuts them."""
+    with cat.session() as s:
+        rows = s.execute(select(Source.id, Source.url).join(Clip, Clip.source_id == Source.id)
+                         .where(Source.status == SourceStatus.DONE, Clip.status == ClipStatus.FAILED)
+                         .distinct()).all()
+    return {r.id: r.url for r in rows}
+
+
 def clip_ids_of(cat: Catalog, source_id: str, *, exclude_status: str | None = ClipStatus.FAILED) -> set[str]:
     """Ids of the source's clips, without those in ``exclude_status`` (failed ones, by default)."""
     with cat.session() as s:

@@ -12,15 +12,16 @@ from sqlalchemy import and_, func, select
 
 from dvmset import leases
 from dvmset.catalog import Catalog
+from dvmset.constants import CODEBOOK_SIZE
 from dvmset.io import atomic_write_text
 from dvmset.layout import DataRoot
 from dvmset.music_groups import group_by_music, music_clips
 from dvmset.records import ClipStatus, SourceStatus
-from dvmset.shards import FeatureStore
+from dvmset.shards import FeatureStore, check_shards, reextract_hint
 from dvmset.tables import Clip, Run, Source
 
-FEATURES_STAGE = "features"
-SHARED_MUSIC_CACHE = "shared_music.json"  # under the data root's cache/: the last grouping and its key  # the runs-table stage name of feature extraction
+FEATURES_STAGE = "features"  # the runs-table stage name of feature extraction
+SHARED_MUSIC_CACHE = "shared_music.json"  # under the data root's cache/: the last grouping and its key
 
 
 def failed_sources(cat: Catalog) -> list[dict]:
@@ -41,8 +42,12 @@ def features_status(root: DataRoot, cat: Catalog) -> dict:
     failed = [{"clip_id": c, "error": last[c][1]} for c in sorted(accepted - in_shards)
               if last.get(c, ("",))[0] == "failed"]
     exports = sorted(p.parent.name for p in root.exports_dir.glob("*/manifest.parquet"))
+    problems = check_shards(root.features_dir, card=CODEBOOK_SIZE)  # every shard against the index's sha256
+    corrupt = sorted({p.shard for p in problems})
     return {"accepted": len(accepted), "in_shards": len(in_shards), "failed": failed,
-            "pending": len(accepted) - len(in_shards) - len(failed), "exports": exports}
+            "pending": len(accepted) - len(in_shards) - len(failed), "exports": exports,
+            "corrupt": [{"shard": p.shard, "clip_id": p.clip_id, "problem": p.problem} for p in problems],
+            "corrupt_hint": reextract_hint(root.features_dir, corrupt) if corrupt else None}
 
 
 def _live_music():  # noqa: ANN202 - a SQL WHERE clause

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from importlib import import_module
@@ -50,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The temporary API server Prefect starts per run needs longer than its 20 s default on a busy machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     args = build_parser().parse_args(argv)
+    _sigterm_interrupts()
+    if getattr(args, "runs_flows", False):  # set by the commands that run a flow here
+        from flows.prefect_server import tie_temporary_server
+
+        tie_temporary_server()  # Prefect's temporary server dies with this process, even a SIGKILLed one
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -66,6 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to finish the remaining work", file=sys.stderr)
         return 130
+
+
+def _sigterm_interrupts() -> None:
+    """A SIGTERM (a pre-empted job, `kill`, a stopped container) ends a command as Ctrl-C does: runs let go
+    of what they hold (leases, no attempt charged) and exit 130, instead of dying mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _reader_gone() -> int:

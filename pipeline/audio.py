@@ -5,13 +5,14 @@ Arrays are ``[C, N]`` float32 (channels first, as Demucs and torchaudio use them
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from dvmset.io import atomic_path
-from pipeline.errors import StageError
+from pipeline.errors import StageError, disk_full, low_on_space
 from pipeline.media import read_audio
 from pipeline.probe import probe
 
@@ -71,8 +72,14 @@ def save_audio(path: Path, wav: np.ndarray, sr: int) -> Path:
     """
     check_wav(wav, sr)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        from scipy.io import wavfile
+    try:
+        with atomic_path(path) as tmp:
+            from scipy.io import wavfile
 
-        wavfile.write(tmp, sr, np.ascontiguousarray(wav.T, dtype=np.float32))
+            wavfile.write(tmp, sr, np.ascontiguousarray(wav.T, dtype=np.float32))
+    except OSError as err:
+        no_room = err.errno in (errno.ENOSPC, errno.EDQUOT) or low_on_space(path.parent, wav.nbytes)
+        if no_room:
+            raise disk_full(STAGE, path, f"{type(err).__name__}: {err}".rstrip(": ")) from err
+        raise StageError(STAGE, f"cannot write {path}: {type(err).__name__}: {err}") from err
     return path

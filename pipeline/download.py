@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dvmset.layout import check_id
-from pipeline.errors import StageError
+from pipeline.errors import NO_ROOM, StageError, disk_full
 from pipeline.probe import probe
 from pipeline.source_files import (
     MEDIA_STEM,
@@ -252,9 +252,15 @@ def classify(err: BaseException, url: str) -> tuple[str, bool]:
     return f"{message} ({url})", False
 
 
-def _fail(err: BaseException, url: str) -> StageError:
-    if refused := next((e for e in _chain(err) if isinstance(e, PrivateUrlRefused)), None):
-        return refused
+def _fail(err: BaseException, url: str, workdir: Path | None = None) -> StageError:
+    for e in _chain(err):
+        if isinstance(e, PrivateUrlRefused):
+            return e
+        # a full disk stops the run (pipeline.errors), it is no fault of this video
+        if isinstance(e, OSError) and e.errno in NO_ROOM:
+            return disk_full(STAGE, e.filename or (workdir or Path.cwd()) / "download", e.strerror or str(e))
+        if "No space left on device" in str(e):  # yt-dlp's own message, the OSError gone
+            return disk_full(STAGE, (workdir or Path.cwd()) / "download", "No space left on device")
     message, permanent = classify(err, url)
     return StageError(STAGE, message, permanent=permanent)
 
@@ -351,7 +357,7 @@ def download(url: str, sources_dir: Path, opts: DownloadOptions, expect_id: str 
             try:
                 result = ydl.process_ie_result(info, download=True)
             except yt_dlp.utils.YoutubeDLError as err:
-                raise _fail(err, url) from err
+                raise _fail(err, url, workdir) from err
             got = _downloaded_file(result, workdir)
             duration = probe(got).duration_s
             if (why := duration_problem(duration, opts)) is not None:

@@ -4,6 +4,9 @@ failure policy: which errors fail one item and which stop the whole run."""
 from __future__ import annotations
 
 import errno
+import os
+import shutil
+from pathlib import Path
 
 
 class StageError(RuntimeError):
@@ -32,7 +35,7 @@ class StageError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 # The failure policy every stage follows (curate, features, and the stages to come)
 
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # errnos of a disk that takes no writes
 
 
 class RunError(RuntimeError):
@@ -43,12 +46,51 @@ class RunError(RuntimeError):
     whole_run = True
 
 
+class DiskFull(StageError):
+    """The disk (or quota) a stage writes to is full: every later item would fail the same way, so the
+    run stops (``whole_run``) and says which disk, instead of recording items failed one by one."""
+
+    whole_run = True
+
+    def __init__(self, stage: str, message: str, *, permanent: bool = False) -> None:
+        super().__init__(stage, message, permanent=permanent)  # not permanent: freeing space fixes it
+
+
+def _usage(path: Path) -> str:
+    """``"12.0 MB free of 20.0 MB"`` for the file system holding ``path`` (its nearest existing parent)."""
+    for p in (path, *path.parents):
+        try:
+            u = shutil.disk_usage(p)
+        except OSError:
+            continue
+        return f"{u.free / 1e6:.1f} MB free of {u.total / 1e6:.1f} MB"
+    return "free space unknown"
+
+
+def disk_full(stage: str, path: str | os.PathLike[str], detail: str = "no space left on device") -> DiskFull:
+    """A :class:`DiskFull` naming the disk that holds ``path``, its free space and what to do."""
+    where = Path(path).resolve().parent
+    return DiskFull(stage, f"no room on the disk holding {where} ({detail}; {_usage(where)}) writing "
+                           f"{Path(path).name}: free space there, then run again (nothing finished is redone)")
+
+
+def low_on_space(path: str | os.PathLike[str], need_bytes: int) -> bool:
+    """True when the file system holding ``path`` has less than ``need_bytes`` free (a write that failed
+    with no errno, as libsndfile's "System error.", was most likely a full disk)."""
+    for p in (Path(path), *Path(path).parents):
+        try:
+            return shutil.disk_usage(p).free < need_bytes
+        except OSError:
+            continue
+    return False
+
+
 def is_whole_run(err: BaseException) -> bool:
     """True for errors no other item would escape: interrupts, out of memory, a full or read-only
     disk, and errors marked ``whole_run`` (:class:`RunError`, ``StoreBusy``, missing weights, ...)."""
     if not isinstance(err, Exception) or isinstance(err, MemoryError):
         return True
-    if isinstance(err, OSError) and err.errno in _NO_ROOM:
+    if isinstance(err, OSError) and err.errno in NO_ROOM:
         return True
     if type(err).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
         return True

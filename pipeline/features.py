@@ -213,16 +213,20 @@ def build_shard(
     cfg: ExtractConfig,
     config_json: str,
     on_clip: Callable[[str, str | None], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> tuple[list[dict], dict[str, str]]:
     """Extract ``clips`` and write them as one shard at ``dest`` (atomically).
 
     Returns (index rows of the clips written, {clip id: error} for clips that failed). A clip that
     raises anything (pipeline.errors policy) is reported, never dropped silently, and the others
-    go on; no shard is written when every clip failed.
+    go on; no shard is written when every clip failed. ``on_start(clip_id)`` runs before each clip,
+    ``on_clip(clip_id, error)`` after it.
     """
     entries: list[ShardEntry] = []
     failed: dict[str, str] = {}
     for c in clips:
+        if on_start is not None:
+            on_start(c.clip_id)
         try:
             feats = extract_clip(c.path, encoder, codec, cfg)
         except Exception as err:  # noqa: BLE001 - the stage contract: one clip fails, the shard goes on

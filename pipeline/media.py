@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import StageError
+from pipeline.errors import StageError, disk_full
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ _STDERR_LINES = 5
 _CTX = re.compile(r"\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*")
 _NO_STREAM = re.compile(r"matches no streams|does not contain any stream")
 _PIX_CHANNELS = {"rgb24": 3, "bgr24": 3, "gray": 1}
+# ffmpeg reports a full disk as text, and may still exit 0 when only the trailer failed to write
+_NO_ROOM = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system")
+_WRITE_FAILED = re.compile(r"Error (?:writing trailer|closing file)")
 
 
 def _tool(name: str, stage: str) -> str:
@@ -71,8 +74,18 @@ def run_ffmpeg(args: list, *, stage: str, timeout_s: float | None = DECODE_TIMEO
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout_s)
     except subprocess.TimeoutExpired as err:
         raise _timed_out("ffmpeg", stage, timeout_s, err) from err
+    if full := _disk_full(proc.stderr, stage, args):
+        raise full
     if proc.returncode != 0:
         raise StageError(stage, f"ffmpeg failed (exit {proc.returncode}): {_tail(proc.stderr)}")
+    if _WRITE_FAILED.search(proc.stderr):  # exit 0, yet the output was not written whole
+        raise StageError(stage, f"ffmpeg could not finish its output: {_tail(proc.stderr)}")
+
+
+def _disk_full(stderr: str, stage: str, args: list) -> StageError | None:
+    """A whole-run :class:`~pipeline.errors.DiskFull` when ffmpeg's stderr says the disk is full."""
+    m = _NO_ROOM.search(stderr)
+    return None if m is None else disk_full(stage, str(args[-1]), f"ffmpeg: {m.group(0)}")  # the output is last
 
 
 def ffprobe_json(

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--via-server", action="store_true",
                    help="start the ablate deployment on the Prefect server ($PREFECT_API_URL, set up by `vidmusician "
                         "deploy`) and follow it; a GPU worker runs it (paths must be valid on the worker)")
-    p.set_defaults(func=cmd_ablate)
+    p.set_defaults(func=cmd_ablate, runs_flows=True)
 
 
 def _checkpoints(args: argparse.Namespace) -> dict[str, Path | None]:

@@ -13,6 +13,7 @@ from flows.commands.cluster import add_cluster_options, curate_params, follow_re
 from flows.config import CurateConfig
 from flows.progress import progress_bar
 from flows.settings import add_root_arg, existing_root, open_catalog, resolve_root
+from pipeline.errors import failure_reason, is_whole_run
 
 _D = CurateConfig()  # the defaults shown in --help
 _PER_QUERY = 10
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --from-release: also fetch from loopback, private and link-local hosts "
                         "(refused by default: a release is input from elsewhere)")
     add_cluster_options(p)
-    p.set_defaults(func=cmd_curate)
+    p.set_defaults(func=cmd_curate, runs_flows=True)
 
     p = sub.add_parser("status", help="counts of sources and clips by status and query")
     add_root_arg(p)
@@ -78,8 +79,10 @@ def curate_with_progress(root, db_url: str, *, queries: list[str], urls: list[st
     from flows.curation.curate import run_curate  # Prefect and the stages: loaded only when curating
     # A failed source is expected and recorded with its reason (flows.curation.curate logs one line for it);
     # Prefect's own task-failure log would add a traceback per dead URL. -v keeps it.
+    # A run stopped by a full disk says so in one line (cmd_curate); Prefect's flow log would add a traceback.
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
+        for name in ("prefect.task_runs", "prefect.flow_runs"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     clips = {"ok": 0, "failed": 0}
     with progress_bar("searching") as bar:
 
@@ -122,8 +125,16 @@ def cmd_curate(args: argparse.Namespace) -> int:
         print(f"{err}\nOr run without vocal removal: --separator none (recorded per source in the catalog).",
               file=sys.stderr)
         return 2
+    except Exception as err:
+        if not is_whole_run(err):
+            raise
+        print(f"curate stopped: {failure_reason(err)}\nWhat was finished is kept; the sources it was working on "
+              "are taken up again by the next run (a source with a failed clip stays failed: --retry-failed).",
+              file=sys.stderr)
+        print("clips by status: " + _by_status(cat.counts()["clips"]), file=sys.stderr)
+        return 3
     print_summary(result, cat)
-    return 0
+    return 1 if result["failed"] else 0
 
 
 def curate_elsewhere(args: argparse.Namespace, root, cat: Catalog, queries: list[str], cfg) -> int:  # noqa: ANN001
@@ -135,7 +146,7 @@ def curate_elsewhere(args: argparse.Namespace, root, cat: Catalog, queries: list
 
     result = curate(**params, root=str(root.path), db=cat.url)
     print_summary(result, cat)
-    return 0
+    return 1 if result["failed"] else 0
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -174,7 +185,13 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def print_summary(result: dict, cat: Catalog) -> None:
-    print(f"sources: {result['done']} done, {result['failed']} failed, {result['skipped']} skipped (done before)")
+    failed_before = result.get("failed_before") or []
+    print(f"sources: {result['done']} done, {result['failed']} failed, "
+          f"{result['skipped'] - len(failed_before)} skipped (done before)")
+    if failed_before:
+        print(f"{len(failed_before)} source{'s' if len(failed_before) != 1 else ''} failed in an earlier run, left out: "
+              f"{', '.join(failed_before[:5])}{', ...' if len(failed_before) > 5 else ''} "
+              "(vidmusician status shows why; --retry-failed tries them again)")
     if result.get("held"):  # a live lease of another run: its sources are left to it, not counted done
         n = result["held"]
         print(f"{n} source{'s' if n != 1 else ''} held by another run on this catalog, left to it "
@@ -183,7 +200,8 @@ def print_summary(result: dict, cat: Catalog) -> None:
         print(f"refused {key}: {why}")
     print("clips by status: " + _by_status(cat.counts()["clips"]))
     if result["failed"]:
-        print("see why with: vidmusician status --json (failed sources carry their error)")
+        print("see why with: vidmusician status (failed sources carry their error); "
+              "--retry-failed tries them again")
 
 
 def _by_status(counts: dict) -> str:
@@ -220,4 +238,8 @@ def cmd_status(args: argparse.Namespace) -> int:
               + (f"; exports: {', '.join(feats['exports'])}" if feats["exports"] else ""))
         for f in feats["failed"][:10]:
             print(f"  failed {f['clip_id']}: {f['error']}")
+    for c in feats["corrupt"][:10]:  # shards that no longer match the index: training refuses them
+        print(f"  corrupt {c['shard']}: " + (f"clip {c['clip_id']}: " if c["clip_id"] else "") + c["problem"])
+    if feats["corrupt_hint"]:
+        print(f"  {feats['corrupt_hint']}")
     return 0

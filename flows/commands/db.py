@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dvmset.catalog import head_revision, stamp_schema, upgrade_schema
+from dvmset.catalog import head_revision, schema_state, stamp_schema, upgrade_schema
 from flows.settings import add_root_arg, catalog_url, resolve_root
 
 
@@ -47,9 +47,7 @@ def cmd_current(args: argparse.Namespace) -> int:
             current = _revision(conn)
     finally:
         engine.dispose()
-    head = head_revision()
-    state = "up to date" if current == head else "run `vidmusician db upgrade`" if current else "not versioned"
-    print(f"{_where(url)}: schema {current or '-'}; this version uses {head} ({state})")
+    print(f"{_where(url)}: schema {current or '-'}; this version uses {head_revision()} ({schema_state(current)})")
     return 0
 
 

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true",
                    help="then accept every clip (a demo shortcut), extract features with tiny random models, "
                         "export, train both stages on the debug backbone and generate music for one video")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, runs_flows=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from dvmset.constants import TEST_FRACTION
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int,
                    help="torch CPU threads; on a small CPU box leave a core to the decoder (default: torch's)")
     add_cluster_options(p, dask=False)  # shards go one after another on one device: nothing to fan out
-    p.set_defaults(func=cmd_features)
+    p.set_defaults(func=cmd_features, runs_flows=True)
 
     p = sub.add_parser("export", help="split accepted clips by source and write manifest, JSONL and DATASET.md")
     add_root_arg(p)
@@ -70,6 +71,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         from flows.commands.cluster import features_elsewhere
 
         return features_elsewhere(args, cat, cfg)
+    quiet_prefect_failures()
     with progress_bar("planning") as bar:
 
         def on_plan(todo: int, already: int) -> None:
@@ -97,6 +99,14 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 1 if result["failed"] else 0
 
 
+def quiet_prefect_failures() -> None:
+    """A run refused or stopped says so in one line (the command prints it); Prefect's flow and task logs
+    would print a traceback before it. ``-v`` keeps them."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        for name in ("prefect.task_runs", "prefect.flow_runs", "EventsWorker"):  # the last: its queue at exit
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from dvmset.export import export_dataset
     from dvmset.shards import StoreBusy
@@ -117,6 +127,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     print(f"export {s.name}: {s.train} train / {s.test} test clips from {s.sources} sources -> {s.path}"
           + (f" ({s.missing} accepted clips without a file left out)" if s.missing else ""))
+    if s.no_features:
+        print(f"  warning: {len(s.no_features)} accepted clips have no features and are left out: "
+              f"{', '.join(s.no_features[:5])}{', ...' if len(s.no_features) > 5 else ''} (`vidmusician status` "
+              "says why; `vidmusician features --retry-failed`, then export again)", file=sys.stderr)
     if s.music_groups:
         print(f"  {s.music_groups} groups of sources share music; each is kept in one split (listed in DATASET.md)")
     if s.release:

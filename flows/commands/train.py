@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start from this checkpoint's weights (a new run, not a resume)")
     add_switch_options(p)
     add_run_options(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, runs_flows=True)
 
 
 def add_switch_options(p: argparse.ArgumentParser) -> None:

@@ -76,9 +76,9 @@ def _retry_transient(task_, task_run, state) -> bool:
     try:
         state.result()
     except StageError as err:
-        return not err.permanent
-    except Exception:  # noqa: BLE001 - an unexpected fault: let the retry policy decide
-        return True
+        return not err.permanent and not is_whole_run(err)  # a full disk stops the run, no retry
+    except Exception as err:  # noqa: BLE001 - an unexpected fault: let the retry policy decide
+        return not is_whole_run(err)
     return False
 
 
@@ -180,6 +180,8 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, on
     raise. Every argument travels by value (a Dask worker gets copies): resources are per process."""
     root, cat, res = DataRoot(Path(root_path)), _catalog(db_url), shared_resources(cfg)
     source_id = item.key
+    if (stopped := _stopped.get(root_path)) is not None:  # another source of this run hit a whole-run error
+        raise stopped
     try:
         retrying = download_task.with_options(retries=cfg.download_retries,
                                               retry_delay_seconds=cfg.retry_delays())
@@ -204,6 +206,8 @@ def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, on
         log.warning("%s", err)
         status = HELD
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
+        if is_whole_run(err):
+            _stopped[root_path] = err  # the sources still queued in this process start no work
         sources.fail_source(cat, source_id, item_failure(err), getattr(err, "stage", None), **_origin(item))
         status = SourceStatus.FAILED
     if on_event:
@@ -226,7 +230,7 @@ def _under_lease(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resource
     if not claim.claimed:
         return HELD
     try:
-        if source_id in sources.source_ids(cat, SourceStatus.DONE):
+        if source_id in sources.source_ids(cat, SourceStatus.DONE) and source_id not in sources.with_failed_clips(cat):
             status = DONE_ELSEWHERE
         else:
             with leases.Heartbeat(cat, leases.SOURCES, [source_id], owner, policy) as beat, \
@@ -235,11 +239,21 @@ def _under_lease(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resource
     except leases.LeaseLost:
         raise
     except Exception as err:
-        reason = item_failure(err)  # raises for an error of the whole run (the lease then just expires)
+        if is_whole_run(err):  # the run stops (a full disk): no fault of this source, its attempt is given back
+            _release(cat, source_id, owner)
+            raise
+        reason = item_failure(err)
         sources.fail_source(cat, source_id, reason, getattr(err, "stage", None), **_origin(item))
         status = SourceStatus.FAILED
     leases.finish(cat, leases.SOURCES, source_id, owner)
     return status
+
+
+def _release(cat: Catalog, source_id: str, owner: str) -> None:
+    try:
+        leases.release(cat, leases.SOURCES, source_id, owner)
+    except Exception as err:  # noqa: BLE001 - the catalog may be what failed: the lease then expires
+        log.warning("could not release the lease on source %s (it expires): %s", source_id, err)
 
 
 def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resources, source_id: str,
@@ -256,13 +270,20 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
                                  f"{cfg.clip_seconds:g} s clip")
     audio = _process_audio(cat, root, res, source_id, got.media_path)
     finished = _finished_clip_ids(cat, source_id, root)
+    failed: list[str] = []
     for span in spans:
         if clipping.clip_id(source_id, span.start_s) not in finished:
             check()
             status = _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event)
             if status != ClipStatus.FAILED:
                 record_made_clip(cat, cfg, source_id, span, audio, got)
+            else:
+                failed.append(clipping.clip_id(source_id, span.start_s))
     check()
+    if failed:  # not done: a plain re-run lists it as failed, --retry-failed cuts just these clips again
+        raise StageError("clip", f"{len(failed)} of {len(spans)} clips failed ({', '.join(failed[:3])}"
+                                 f"{', ...' if len(failed) > 3 else ''}; each clip's row says why); the others are "
+                                 "kept: `vidmusician curate --retry-failed` cuts the failed ones again")
     sources.upsert_source(cat, source_id, status=SourceStatus.DONE, error=None, stage=None)
     return SourceStatus.DONE
 
@@ -277,6 +298,9 @@ def _remove_leftovers(root: DataRoot, source_id: str) -> None:
     for p in clips + remove_partials(root.source_dir(source_id)):
         log.info("removed %s left by an interrupted run", p.name)
 
+
+#: root -> the whole-run error that stopped this process's run on it (reset when a run starts)
+_stopped: dict[str, BaseException] = {}
 
 _catalogs: dict[str, Catalog] = {}
 _catalogs_lock = threading.Lock()
@@ -296,10 +320,12 @@ def _catalog(url: str) -> Catalog:
 
 def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: int,
                   opts: dl.DownloadOptions, retry_failed: bool = False,
-                  refused: dict[str, str] | None = None) -> tuple[list[Item], int]:
+                  refused: dict[str, str] | None = None,
+                  failed_before: list[str] | None = None) -> tuple[list[Item], int]:
     """Search each query, add the URLs; drop what the catalog already finished. Returns (todo, skipped).
 
-    ``refused`` (when given) collects {video id or URL: why} of the taken-down videos left out.
+    ``refused`` (when given) collects {video id or URL: why} of the taken-down videos left out;
+    ``failed_before`` the keys of the failed sources left out (``skipped`` counts them too).
     """
     items: list[Item] = []
     for q in queries:
@@ -309,6 +335,9 @@ def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: 
     done, failed = sources.source_ids(cat, SourceStatus.DONE), sources.source_ids(cat, SourceStatus.FAILED)
     # A URL's row moves to the video's real id once downloaded, so match finished rows by URL too.
     done_urls, failed_urls = sources.source_urls(cat, SourceStatus.DONE), sources.source_urls(cat, SourceStatus.FAILED)
+    partly = sources.with_failed_clips(cat)  # "done" with a failed clip (older catalogs): failed
+    done, failed = done - set(partly), failed | set(partly)
+    done_urls, failed_urls = done_urls - set(partly.values()), failed_urls | {u for u in partly.values() if u}
     todo, skipped = [], 0
     for it in items:
         if it.key in seen:
@@ -317,9 +346,13 @@ def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: 
         if refused is not None and (why := takedown.refusal(cat, video_id=it.id, url=it.url)):
             refused[it.id or it.url] = why
             continue
-        if it.key in done or it.url in done_urls or (
-                (it.key in failed or it.url in failed_urls) and not retry_failed):
+        if it.key in done or it.url in done_urls:
             skipped += 1
+            continue
+        if (it.key in failed or it.url in failed_urls) and not retry_failed:
+            skipped += 1
+            if failed_before is not None:
+                failed_before.append(it.key)
             continue
         todo.append(it)
     return todo, skipped
@@ -344,9 +377,11 @@ def curate_flow(
     cfg = cfg or CurateConfig()
     shared_resources(cfg, res)  # the tasks find it there (loaded now unless given)
     root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
+    _stopped.pop(str(root.path), None)  # the key the tasks get
     refused: dict[str, str] = {}
+    failed_before: list[str] = []
     todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
-                                  retry_failed, refused)
+                                  retry_failed, refused, failed_before)
     known = sources.source_ids(cat)
     for it in todo:  # a row per source before any work, so a killed run leaves it pending, not unknown
         if it.key not in known:
@@ -364,7 +399,7 @@ def curate_flow(
     statuses = [st if isinstance(st, str) else SourceStatus.FAILED for st in statuses]
     refused |= {it.key: takedown.refusal(cat, url=it.url) or "taken down (see the log)"
                 for it, st in zip(todo, statuses, strict=True) if st == REFUSED}
-    return {"planned": len(todo), "skipped": skipped, "refused": refused, "held": sum(s == HELD for s in statuses),
+    return {"planned": len(todo), "skipped": skipped, "failed_before": failed_before, "refused": refused, "held": sum(s == HELD for s in statuses),
             "done": sum(s in (SourceStatus.DONE, DONE_ELSEWHERE) for s in statuses),
             "done_elsewhere": sum(s == DONE_ELSEWHERE for s in statuses),
             "failed": sum(s == SourceStatus.FAILED for s in statuses),

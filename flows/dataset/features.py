@@ -24,6 +24,7 @@ from dvmset.shards import FeatureStore
 from dvmset.status import FEATURES_STAGE
 from dvmset.tables import Clip, Run, Source
 from flows.config import FeaturesConfig
+from pipeline.errors import is_whole_run
 
 log = logging.getLogger(__name__)
 STAGE = FEATURES_STAGE
@@ -68,7 +69,7 @@ def _load_models(cfg: FeaturesConfig):  # noqa: ANN202 - (ClipImageEncoder, code
 
 
 def _extract_shard(root: DataRoot, db_url: str, n: int, clips: list, models: tuple, cfg: FeaturesConfig,
-                   on_clip: ClipHook | None) -> dict:
+                   on_clip: ClipHook | None, on_start: Callable[[str], None] | None = None) -> dict:
     """Extract one shard's clips, write the shard, then index it and record each clip's run."""
     from pipeline.features import ExtractConfig, build_shard
 
@@ -79,7 +80,8 @@ def _extract_shard(root: DataRoot, db_url: str, n: int, clips: list, models: tup
     t0 = time.monotonic()
     try:
         rows, failed = build_shard(store.shard_path(n), clips, encoder, codec,
-                                   ExtractConfig(clip_s=cfg.clip_s, batch_size=cfg.batch_size), config_json, on_clip)
+                                   ExtractConfig(clip_s=cfg.clip_s, batch_size=cfg.batch_size), config_json, on_clip,
+                                   on_start)
         if rows:
             store.append(rows)
         per_clip = (time.monotonic() - t0) / max(1, len(clips))
@@ -128,7 +130,10 @@ def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: Plan
     """Extract every accepted clip not yet in a shard, ``cfg.clips_per_shard`` clips per shard.
 
     A shard's clips are claimed in the catalog first (dvmset.leases): clips another worker holds are
-    left to it (``held``), a clip whose workers kept dying on it is recorded failed with the reason.
+    left to it (``held``). A death counts against the clip being extracted when it happened, not the
+    shard (a killed run's clips never started are not charged); an interrupt (Ctrl-C, SIGTERM) or an
+    error of the whole run charges none. A clip a worker died on ``policy.max_attempts`` times is
+    recorded failed with the reason.
 
     ``models`` (CLIP image encoder, codec) already loaded are used as they are; by default they
     are loaded from ``cfg``. A clip that fails for any reason is recorded failed and the run goes
@@ -160,8 +165,9 @@ def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: Plan
                 if not mine:
                     continue
                 ids = [c.clip_id for c in mine]
-                with leases.Heartbeat(cat, leases.CLIPS, ids, owner, policy):
-                    out = shard_fn(root, db_url, store.next_shard_number(), mine, models, cfg, on_clip)
+                with leases.Heartbeat(cat, leases.CLIPS, ids, owner, policy), _charged(cat, ids, owner) as marks:
+                    out = shard_fn(root, db_url, store.next_shard_number(), mine, models, cfg,
+                                   marks.after(on_clip), marks.start)
                 for cid in ids:
                     try:
                         leases.finish(cat, leases.CLIPS, cid, owner)
@@ -175,10 +181,46 @@ def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: Plan
         return result
 
 
+class _Marks:
+    """Counts an attempt on the clip being extracted (leases.start) and takes it back once the clip has an
+    outcome (leases.survived): a kill is charged to that clip alone."""
+
+    def __init__(self, cat: Catalog, owner: str) -> None:
+        self.cat, self.owner, self.current = cat, owner, None
+
+    def start(self, clip_id: str) -> None:
+        leases.start(self.cat, leases.CLIPS, clip_id, self.owner)
+        self.current = clip_id
+
+    def after(self, on_clip: ClipHook | None) -> ClipHook:
+        def done(clip_id: str, error: str | None) -> None:
+            leases.survived(self.cat, leases.CLIPS, clip_id, self.owner)
+            self.current = None
+            if on_clip is not None:
+                on_clip(clip_id, error)
+
+        return done
+
+
+@contextlib.contextmanager
+def _charged(cat: Catalog, ids: list[str], owner: str) -> Iterator[_Marks]:
+    """Per-clip attempt marks for one shard; an interrupt or an error of the whole run lets every clip of
+    the shard go at once, charging none (it is no clip's fault); a SIGKILL leaves the current one charged."""
+    marks = _Marks(cat, owner)
+    try:
+        yield marks
+    except BaseException as err:
+        if not isinstance(err, Exception) or is_whole_run(err):
+            for cid in ids:
+                with contextlib.suppress(Exception):  # the catalog may be what failed: the leases then expire
+                    leases.release(cat, leases.CLIPS, cid, owner, give_back=cid == marks.current)
+        raise
+
+
 def _claim_shard(cat: Catalog, clips: list, owner: str, policy: leases.LeasePolicy, cfg: FeaturesConfig,
                  result: dict) -> list:
     """The clips of ``clips`` this run now holds; the given-up ones recorded failed in ``result``."""
-    claim = leases.claim(cat, leases.CLIPS, [c.clip_id for c in clips], owner, policy)
+    claim = leases.claim(cat, leases.CLIPS, [c.clip_id for c in clips], owner, policy, count=False)
     for cid, reason in claim.exhausted.items():
         record_run(cat, STAGE, cid, cfg.params_hash(), 0.0, reason)
         result["failed"][cid] = reason

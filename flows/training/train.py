@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from prefect import flow
 from torch.utils.data import DataLoader
 
 from dvmset.dataset import FeatureWindows, batches_per_epoch, epoch_batches
+from dvmset.shards import CorruptShards, check_shards
 from flows.training.output import (
     BEST,
     MetricsWriter,
@@ -46,7 +48,7 @@ from model.training.checkpoint import load_model, load_trainable, read_checkpoin
 from model.training.config import TrainConfig
 from model.training.data import check_features
 from model.training.state import frozen_fingerprint, restore_training, save_training
-from model.training.step import TrainState, evaluate, new_state, train_step
+from model.training.step import NonFiniteLossError, TrainState, evaluate, new_state, train_step
 from model.vidmusician import VidMusician
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,12 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
     bar = _Progress(run.progress and rank == 0, stage, total, state.step)
     try:
         _loop(run, state, total, train_ds, val_ds, fingerprint, rank, world, device, writer, bar, out)
+        if not (state.best_val is not None if val_ds is not None else _updates(state) > 0):  # the same on every rank
+            raise NonFiniteLossError(
+                f"stage {stage}: no best.pt: {_updates(state)} of its {state.step} steps updated the weights "
+                f"({state.skipped_nonfinite} skipped for a non-finite loss or gradient, {state.skipped_scaler} for an "
+                "fp16 overflow) and no validation loss was finite: check the features (`vidmusician status` checks "
+                "every shard), lower the lr, or use --precision fp32")
     finally:
         bar.close()
         if writer is not None:
@@ -229,18 +237,23 @@ def _after_validation(run: TrainRun, state: TrainState, val_ds: FeatureWindows |
     if got is None:
         return {}
     loss, per_k = got
-    if state.best_val is None or loss < state.best_val:
+    if _updates(state) and math.isfinite(loss) and (state.best_val is None or loss < state.best_val):
         state.best_val, state.best_step = loss, state.step
         if rank == 0:
             save_training(state, out / BEST, fingerprint)
     return {"val_loss": loss, **{f"val_ce_{k}": v for k, v in enumerate(per_k)}}
 
 
+def _updates(state: TrainState) -> int:
+    """Optimiser updates this stage really made (skipped steps change no weight)."""
+    return state.step - state.skipped_nonfinite - state.skipped_scaler
+
+
 def _checkpoint(run: TrainRun, state: TrainState, fingerprint: str, rank: int, out: Path, no_val: bool) -> None:
     if rank == 0:
         path = save_training(state, ckpt_path(out, state.step), fingerprint)
-        if no_val:
-            copy_best(path, out)  # without a test split, best is the latest
+        if no_val and _updates(state):
+            copy_best(path, out)  # without a test split, best is the latest (once weights have changed)
         prune(out, run.keep)
     if dist.is_initialized():
         dist.barrier()
@@ -303,6 +316,8 @@ def run_training(run: TrainRun) -> TrainResult:
         spec = probe.spec()
         model = build_model(run, spec.clip_dim, str(device))
         check_features(spec, model)
+        if problems := check_shards(features, ids, card=int(model.lm.card)):  # every rank: all refuse alike
+            raise CorruptShards(features, problems)
         rhythm_source = model.config.rhythm.source
         split_known = probe.reader.index.split.notna().any()
         train_ds = _windows(features, ids, "train" if split_known else None, recipe, rhythm_source)

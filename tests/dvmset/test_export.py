@@ -87,6 +87,7 @@ def test_export_writes_manifest_jsonl_card_and_the_split(data_root, catalog, cli
     add_clips(catalog, data_root, clip, {"r0": ("query 0", 2)}, status=ClipStatus.REJECTED)
     store = FeatureStore(data_root.features_dir)
     store.append(write_shard(store.shard_path(0), [entry(c) for c in ids[:5]]))
+    store.append(write_shard(store.shard_path(1), [entry(c) for c in ids[5:]]))
     with catalog.session() as s:
         s.add_all([Annotator(id=1, name="ann", token_hash="h1"), Annotator(id=2, name="bob", token_hash="h2")])
         s.flush()
@@ -107,7 +108,7 @@ def test_export_writes_manifest_jsonl_card_and_the_split(data_root, catalog, cli
     idx = store.index().set_index("clip_id")
     assert all(idx.at[c, "split"] == db[c] for c in ids[:5])
     assert m.set_index("clip_id").at[ids[0], "shard"] == "shard-00000.safetensors"
-    assert m.set_index("clip_id").shard.isna().sum() == len(ids) - 5
+    assert m.shard.notna().all() and summary.no_features == ()
 
     from audiocraft.data.audio_dataset import load_audio_meta
 
@@ -135,7 +136,8 @@ def test_export_writes_manifest_jsonl_card_and_the_split(data_root, catalog, cli
     assert "Fleiss' kappa (accept/reject): -0.143 over 4 clips" in card
 
     # a re-export with more accepted clips never moves a video across splits
-    add_clips(catalog, data_root, clip, {"w0": ("query 1", 2), "w1": ("query 2", 1)})
+    new = add_clips(catalog, data_root, clip, {"w0": ("query 1", 2), "w1": ("query 2", 1)})
+    store.append(write_shard(store.shard_path(2), [entry(c) for c in new]))
     export_dataset(data_root, catalog, "v2", test_fraction=0.3, seed=9)
     m2 = pd.read_parquet(data_root.export_dir("v2") / "manifest.parquet").set_index("clip_id")
     assert all(m2.at[c, "split"] == sp for c, sp in zip(m.clip_id, m.split, strict=True))

@@ -24,7 +24,7 @@ from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Run, Source
 from flows.demos.small import serve_directory
-from pipeline.errors import StageError
+from pipeline.errors import DiskFull, StageError
 from pipeline.synth import make_sample_video
 
 pytestmark = pytest.mark.slow
@@ -383,6 +383,8 @@ def test_missing_demucs_weights_fail_fast_with_how_to(served, tmp_path: Path, ca
     (StageError("download", "HTTP Error 404: Not Found", permanent=True), False),
     (StageError("download", "cannot reach host (connection refused)", permanent=False), True),
     (OSError("disk full"), True),
+    (OSError(28, "No space left on device"), False),  # a full disk stops the run: no download retried
+    (DiskFull("download", "no room on the disk holding /data"), False),
 ])
 def test_download_retries_only_what_a_retry_can_fix(error, retried):
     from prefect.states import Failed
