@@ -25,7 +25,7 @@ def _through_json(**params):  # noqa: ANN003, ANN202 - what a deployment's param
 
 def test_features_export_and_train_entry_flows_chain_on_json_parameters(data_root, catalog, clip_factory, tiny_codec,
                                                                         prefect_harness, tmp_path: Path):
-    from flows import entry
+    from flows.cluster import entry
 
     clip = clip_factory(4.0, cut_every_s=2.0)
     ids = add_clips(catalog, data_root, clip, {"a": ("q1", 2), "b": ("q1", 1), "c": ("q2", 1), "d": ("q2", 1)})
