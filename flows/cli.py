@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "flows.commands.demo",
     "flows.commands.generate",
     "flows.commands.train",
+    "flows.commands.ablate",
     "flows.commands.evaluate",
     "flows.commands.deploy",
     "flows.commands.share",

@@ -97,8 +97,13 @@ class VidMusicianConfig:
     rhythm: RhythmConfig = field(default_factory=RhythmConfig)
     max_duration_s: float = 30.0
     global_fps: int = 1  # CLIP global features per second (Eq. 1)
+    # Table 2's "backbone" reference: every condition is the null one (the frozen MusicGen, unconditioned)
+    unconditional: bool = False
 
     def __post_init__(self) -> None:
+        if self.unconditional and self.rhythm.enabled:
+            raise ValueError("an unconditional model (the frozen backbone alone) has no rhythm module: "
+                             "set rhythm.enabled=False")
         if not self.backbone:
             raise ValueError("backbone must be a MusicGen name, a local directory, or 'debug'")
         if "melody" in self.backbone.lower():

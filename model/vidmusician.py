@@ -109,7 +109,10 @@ class VidMusician(nn.Module):
     # --- conditioning -------------------------------------------------------------------------------
     def condition_tensors(self, global_feats: torch.Tensor, keep: torch.Tensor | None = None
                           ) -> dict[str, ConditionType]:
-        """{"description": (F_S [B, N, dim], mask [B, N])}; rows with keep=False are the null condition."""
+        """{"description": (F_S [B, N, dim], mask [B, N])}; rows with keep=False are the null condition
+        (every row for an unconditional model: Table 2's frozen-backbone reference)."""
+        if self.config.unconditional:
+            keep = torch.zeros(global_feats.shape[0], dtype=torch.bool, device=global_feats.device)
         return {"description": self.semantic(self.semantic.tokenize(global_feats, keep))}
 
     def _rhythm_signal(self, rhythm: torch.Tensor | None, batch: int, n_frames: int) -> torch.Tensor:

@@ -10,25 +10,51 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from flows.training.run import TrainRun
-    from model.training.config import PAPER_LR, TrainConfig
-
-    d, r = TrainConfig(), TrainRun.__dataclass_fields__  # the defaults are the dataclasses'
     p = sub.add_parser("train", help="train VidMusician (stage 1 semantic, stage 2 + rhythm) on feature shards")
     p.add_argument("--data", type=Path, required=True,
                    help="an export (ROOT/exports/NAME), a data root, or a features directory")
     p.add_argument("--out", type=Path, required=True, help="run directory (re-run the same command to resume)")
-    p.add_argument("--stage", choices=("1", "2", "both"), default="both")
+    p.add_argument("--stage", choices=("1", "2", "both"), default=None,
+                   help="both (default), or 1 / 2 alone; --no-rhythm trains stage 1, --one-stage its one stage")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this checkpoint's weights (a new run, not a resume)")
+    add_switch_options(p)
+    add_run_options(p)
+    p.set_defaults(func=cmd_train)
+
+
+def add_switch_options(p: argparse.ArgumentParser) -> None:
+    """The paper's Table 2 switches (model.ablation); recorded in every checkpoint's config."""
+    g = p.add_argument_group("Table 2 ablations (recorded in the checkpoint; generate and evaluate follow it)")
+    g.add_argument("--t5-from-scratch", action="store_true",
+                   help="a random T5 of the same shape, trained in full, instead of the pre-trained one with LoRA")
+    g.add_argument("--no-rhythm", action="store_true", help="no rhythm module: the semantic module alone (stage 1)")
+    g.add_argument("--no-init-technique", action="store_true",
+                   help="rhythm layers at PyTorch's default init instead of zero O / identity L_j")
+    g.add_argument("--one-stage", action="store_true",
+                   help="semantic and rhythm trained together from the start, at --stage1-lr, for the length of "
+                        "both stages (2 x --steps/--epochs)")
+    g.add_argument("--rhythm-source", choices=("all_tokens", "global"), default="all_tokens",
+                   help="rhythm from the patch tokens (paper) or the pooled CLIP embedding (ablation AT)")
+    g.add_argument("--rhythm-style", choices=("vidmusician", "musicongen"), default="vidmusician",
+                   help="musicongen: the first self-attention of each block trained, one shared O")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of how a run trains, shared by `train` and `ablate`; defaults are the dataclasses'."""
+    from flows.training.run import TrainRun
+    from model.training.config import PAPER_LR, TrainConfig
+
+    d, r = TrainConfig(), TrainRun.__dataclass_fields__
     p.add_argument("--backbone", default=r["backbone"].default,
                    help="MusicGen hub name, local dir with state_dict.bin + compression_state_dict.bin, or debug")
     p.add_argument("--t5", default=None, help="T5 hub name or local dir (default t5-base; the debug T5 for debug)")
     p.add_argument("--clip-dim", type=int, default=None, help="CLIP width D (default: the features')")
-    p.add_argument("--init", type=Path, default=None,
-                   help="start from this checkpoint's weights (a new run, not a resume)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, default=None, help=f"epochs per stage (default {d.epochs})")
     length.add_argument("--steps", type=int, default=None, help="batches per stage instead of epochs")
@@ -53,7 +79,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=r["workers"].default, help="data-loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
 
 
 def _cuda() -> bool:
@@ -62,7 +87,8 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _run(args: argparse.Namespace):  # noqa: ANN202 - flows.training.train.TrainRun (imported lazily)
+def train_run(args: argparse.Namespace, data: Path, out: Path, stages: tuple[int, ...] = (1, 2), **switches):  # noqa: ANN003, ANN201
+    """A TrainRun from `add_run_options`' arguments (flows.training.run.TrainRun, imported lazily)."""
     from flows.training.run import TrainRun
     from model.training.config import TrainConfig
 
@@ -72,11 +98,23 @@ def _run(args: argparse.Namespace):  # noqa: ANN202 - flows.training.train.Train
                          epochs=args.epochs or TrainConfig.epochs, steps=args.steps, grad_clip=args.grad_clip,
                          cfg_dropout=args.cfg_dropout, ema_decay=args.ema, precision=precision,
                          window_s=args.window_s, seed=args.seed, weight_decay=args.weight_decay)
-    stages = (1, 2) if args.stage == "both" else (int(args.stage),)
-    return TrainRun(data=args.data, out=args.out, stages=stages, recipe=recipe, lr2=args.stage2_lr,
-                    backbone=args.backbone, t5=args.t5, clip_dim=args.clip_dim, init=args.init, device=device,
+    return TrainRun(data=data, out=out, stages=stages, recipe=recipe, lr2=args.stage2_lr,
+                    backbone=args.backbone, t5=args.t5, clip_dim=args.clip_dim, device=device,
                     val_every=args.val_every, ckpt_every=args.ckpt_every, keep=args.keep, workers=args.workers,
-                    progress=not args.no_progress and sys.stderr.isatty())
+                    progress=not args.no_progress and sys.stderr.isatty(), **switches)
+
+
+def _stages(args: argparse.Namespace) -> tuple[int, ...]:
+    if args.stage is None:  # the default: both, or the one stage the switches leave
+        return (1,) if args.no_rhythm else (2,) if args.one_stage else (1, 2)
+    return (1, 2) if args.stage == "both" else (int(args.stage),)
+
+
+def _run(args: argparse.Namespace):  # noqa: ANN202 - flows.training.train.TrainRun (imported lazily)
+    return replace(train_run(args, args.data, args.out, _stages(args), t5_from_scratch=args.t5_from_scratch,
+                             rhythm=not args.no_rhythm, init_technique=not args.no_init_technique,
+                             one_stage=args.one_stage, rhythm_source=args.rhythm_source,
+                             rhythm_style=args.rhythm_style), init=args.init)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -6,13 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from model.ablation import AblationError, Switches, check_switches
 from model.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
 class TrainRun:
     """One `vidmusician train` invocation. `recipe` is stage 1's TrainConfig; stage 2 is the same with
-    `lr2` (None: the paper's 1e-5)."""
+    `lr2` (None: the paper's 1e-5).
+
+    The Table 2 switches (`model.ablation.Switches`) build the model's config; they are recorded in every
+    checkpoint's config, which `generate` and `evaluate` read. `one_stage`: a single stage that trains
+    semantic and rhythm together from the start, at stage 1's lr (`recipe.lr`, 1e-4: the semantic module
+    starts untrained, and 1e-5 is the paper's lr for fine-tuning one already trained), for as many
+    updates as both stages together (2 x --steps / --epochs), written to RUN/stage2/."""
 
     data: Path
     out: Path
@@ -29,8 +36,19 @@ class TrainRun:
     keep: int = 3
     workers: int = 2
     progress: bool = False
+    t5_from_scratch: bool = False
+    rhythm: bool = True
+    init_technique: bool = True
+    one_stage: bool = False
+    rhythm_source: str = "all_tokens"
+    rhythm_style: str = "vidmusician"
 
     def __post_init__(self) -> None:
+        if self.one_stage and self.stages == (1, 2):
+            object.__setattr__(self, "stages", (2,))  # the default "both" becomes the one stage
+        if self.one_stage and self.lr2 is not None:
+            raise AblationError("--one-stage trains at stage 1's lr: set it with --stage1-lr, drop --stage2-lr")
+        check_switches(self.switches, tuple(self.stages))
         if not self.stages or any(s not in (1, 2) for s in self.stages) or list(self.stages) != sorted(set(self.stages)):
             raise ValueError(f"stages must be (1,), (2,) or (1, 2), got {self.stages}")
         for name in ("val_every", "ckpt_every", "keep"):
@@ -39,7 +57,15 @@ class TrainRun:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
 
+    @property
+    def switches(self) -> Switches:
+        return Switches(t5_from_scratch=self.t5_from_scratch, rhythm=self.rhythm, init_technique=self.init_technique,
+                        one_stage=self.one_stage, rhythm_source=self.rhythm_source, rhythm_style=self.rhythm_style)
+
     def stage_config(self, stage: int) -> TrainConfig:
         if stage == 1:
             return replace(self.recipe, stage=1)
+        if self.one_stage:
+            r = self.recipe
+            return replace(r, stage=2, lr=r.lr, epochs=2 * r.epochs, steps=None if r.steps is None else 2 * r.steps)
         return replace(self.recipe, stage=2, lr=self.lr2)

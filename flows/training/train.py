@@ -83,19 +83,37 @@ def _windows(features: Path, ids: list[str] | None, split: str | None, cfg: Trai
                           clip_ids=sorted(index.clip_id), rhythm_source=source)
 
 
-def _model_config(run: TrainRun, clip_dim: int) -> VidMusicianConfig:
+def model_config(run: TrainRun, clip_dim: int) -> VidMusicianConfig:
+    """The model a run trains: its backbone and T5, and its Table 2 switches."""
     if run.backbone == "debug":
         cfg = VidMusicianConfig.debug(clip_dim=clip_dim)
-        return cfg if run.t5 in (None, "debug") else cfg.with_semantic(t5=run.t5)
-    return VidMusicianConfig(backbone=run.backbone, semantic=SemanticConfig(clip_dim=clip_dim, t5=run.t5 or "t5-base"))
+        cfg = cfg if run.t5 in (None, "debug") else cfg.with_semantic(t5=run.t5)
+    else:
+        cfg = VidMusicianConfig(backbone=run.backbone, semantic=SemanticConfig(clip_dim=clip_dim, t5=run.t5 or "t5-base"))
+    s = run.switches
+    return cfg.with_semantic(from_scratch=s.t5_from_scratch).with_rhythm(
+        enabled=s.rhythm, init_technique=s.init_technique, source=s.rhythm_source, style=s.rhythm_style)
 
 
 def build_model(run: TrainRun, clip_dim: int, device: str) -> VidMusician:
     """From --init's checkpoint (its config and weights; --backbone may point at a local copy), else new."""
     if run.init is not None:
-        _, pkg = read_checkpoint(run.init)
+        config, pkg = read_checkpoint(run.init)
+        _check_init_switches(run, config)
         return load_model(run.init, device=device, backbone=None if run.backbone == pkg["backbone"] else run.backbone)
-    return VidMusician.from_config(_model_config(run, run.clip_dim or clip_dim), device=device, seed=run.recipe.seed)
+    return VidMusician.from_config(model_config(run, run.clip_dim or clip_dim), device=device, seed=run.recipe.seed)
+
+
+def _check_init_switches(run: TrainRun, config: VidMusicianConfig) -> None:
+    """--init brings its checkpoint's model: a Table 2 switch given that contradicts it is refused."""
+    have = {"t5_from_scratch": config.semantic.from_scratch, "rhythm": config.rhythm.enabled,
+            "init_technique": config.rhythm.init_technique, "rhythm_source": config.rhythm.source,
+            "rhythm_style": config.rhythm.style}
+    default = TrainRun.__dataclass_fields__
+    differ = [k for k, v in have.items() if getattr(run, k) != default[k].default and getattr(run, k) != v]
+    if differ:
+        raise ValueError(f"--init {run.init} is a model with {', '.join(f'{k}={have[k]}' for k in differ)}; "
+                         f"its checkpoint's config decides: drop the option(s) for {', '.join(differ)}")
 
 
 def _distributed(device: str) -> tuple[int, int, torch.device]:
@@ -257,7 +275,7 @@ def _stage2_init(run: TrainRun) -> Path | None:
     """Where `--stage 2` alone starts from: None when --init gave the weights (build_model loaded them), when
     stage 1 runs first, or when stage 2 resumes; else RUN/stage1/best.pt — refused when there is none, since
     stage 2 from a random semantic module is not the paper's stage 2."""
-    if run.stages != (2,) or run.init is not None or latest_checkpoint(stage_dir(run.out, 2)) is not None:
+    if run.stages != (2,) or run.one_stage or run.init is not None or latest_checkpoint(stage_dir(run.out, 2)) is not None:
         return None
     stage1_best = stage_dir(run.out, 1) / BEST
     if not stage1_best.is_file():

@@ -1,0 +1,140 @@
+"""The work of one Table 2 row (flows.training.ablate): train it (or build its reference checkpoint), generate
+the export's test split with its best checkpoint, evaluate that, and return the row's record."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flows.evaluation.evaluate import EvaluateConfig
+from flows.training.generate_config import GenerateConfig
+from model.ablation import Row
+
+if TYPE_CHECKING:
+    from flows.training.ablate import AblateRun, RowHook
+
+log = logging.getLogger(__name__)
+TEST_DIR = "test"  # OUT/test/{clip_id}.mp4: the split's clips, the reference music and videos of every row
+
+
+def prepare(run: AblateRun) -> str | None:
+    """Check the export, link its split's clips into OUT/test/; the CLIP model the features were made with."""
+    from flows.training.ablate import AblateError
+    from flows.training.generate import GenerateError, jobs_for_export
+
+    data = Path(run.data)
+    if not (data / "manifest.parquet").is_file():
+        raise AblateError(f"{data}: ablate needs an export (ROOT/exports/NAME, with manifest.parquet): its "
+                          f"{run.split} clips are generated for; make one with `vidmusician export`")
+    try:
+        jobs = jobs_for_export(data, run.split)
+    except GenerateError as err:
+        raise AblateError(str(err)) from err
+    test = Path(run.out) / TEST_DIR
+    test.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        link = test / f"{job.name}{job.video.suffix}"
+        target = job.video.resolve()
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    return features_clip_model(run)
+
+
+def features_clip_model(run: AblateRun) -> str | None:
+    """The CLIP model the export's features were made with (what generation must use too)."""
+    from dvmset.dataset import FeatureWindows
+    from flows.training.train import features_source
+
+    features, ids = features_source(Path(run.data))
+    return FeatureWindows(features, window_s=run.train.recipe.window_s, clip_ids=ids).spec().clip_model
+
+
+def finish_row(run: AblateRun, row: Row, directory: Path, generate: GenerateConfig, evaluate: EvaluateConfig,
+               settings: dict, fingerprint: str, on_row: RowHook | None) -> dict:
+    from flows.evaluation.evaluate import evaluate as run_evaluation
+    from flows.evaluation.report import report_json, write_report
+    from flows.training.ablate import row_train_run
+    from flows.training.generate import generate_batch, jobs_for_export
+
+    def note(what: str) -> None:
+        if on_row is not None:
+            on_row(row.name, what)
+
+    note("start")
+    train_run = row_train_run(run, row)
+    if row.reference is None:
+        best, val_loss = _train(train_run)
+    else:
+        best, val_loss = _reference(train_run, row)
+    note("trained")
+    gen_dir = directory / "generated"
+    results = generate_batch(jobs_for_export(Path(run.data), run.split),
+                             replace(generate, checkpoint=best, out_dir=gen_dir, mux=False))
+    failed = [f"{r.name}: {r.error}" for r in results if not r.ok]
+    note("generated")
+    test = Path(run.out) / TEST_DIR
+    report = run_evaluation(replace(evaluate, generated=gen_dir, reference=test, videos=test))
+    write_report(report, directory / "evaluation")
+    metrics = report_json(report)["metrics"]
+    return row_record(row, settings, fingerprint, best, val_loss, metrics, failed)
+
+
+def row_record(row: Row, settings: dict, fingerprint: str, best: Path, val_loss: float | None, metrics: dict,
+               failed: list[str]) -> dict:
+    """A row of table2.json: name, switches, settings and their fingerprint, best checkpoint, validation loss,
+    and per metric {value, ci95, chance, n} (or {skipped: reason})."""
+    cells = {}
+    for name, m in metrics.items():
+        if m.get("skipped"):
+            cells[name] = {"value": None, "ci95": None, "chance": None, "n": 0, "skipped": m["skipped"]}
+        else:
+            cells[name] = {"value": m.get("value"), "ci95": m.get("ci95"), "chance": m.get("chance"), "n": m.get("n", 0),
+                           "extra": {k: v for k, v in m.items() if k not in ("value", "ci95", "chance", "n")}}
+    return {"row": row.name, "title": row.title, "reference": row.reference, "columns": row.switches.columns(),
+            "switches": row.switches.as_dict(), "stages": list(row.stages), "settings": settings,
+            "fingerprint": fingerprint, "best_checkpoint": str(best), "val_loss": val_loss, "metrics": cells,
+            "paper": None if row.paper is None else dict(row.paper), "generation_failures": failed}
+
+
+def _train(train_run) -> tuple[Path, float | None]:  # noqa: ANN001 - TrainRun
+    from flows.training.train import run_training
+    from model.training.state import read_training
+
+    result = run_training(train_run)
+    best = result.best[max(result.best)]
+    return best, read_training(best)["best"]["val"]
+
+
+def _reference(train_run, row: Row) -> tuple[Path, float | None]:  # noqa: ANN001 - TrainRun
+    """The untrained stage-2 model, or the frozen backbone alone: a checkpoint of nothing trained, and its
+    validation loss on the test split."""
+    import torch
+
+    from dvmset.dataset import FeatureWindows
+    from flows.training.train import _loader, _windows, features_source, model_config
+    from model.training.checkpoint import save_trainable
+    from model.training.data import check_features
+    from model.training.step import evaluate
+    from model.vidmusician import VidMusician
+
+    features, ids = features_source(train_run.data)
+    recipe = train_run.recipe
+    spec = FeatureWindows(features, window_s=recipe.window_s, clip_ids=ids).spec()
+    config = model_config(train_run, train_run.clip_dim or spec.clip_dim)
+    if row.reference == "backbone":
+        config = replace(config, unconditional=True)
+    model = VidMusician.from_config(config, device=train_run.device, seed=recipe.seed)
+    check_features(spec, model)
+    path = save_trainable(model, Path(train_run.out) / "model.pt")
+    val = _windows(features, ids, "test", recipe, config.rhythm.source)
+    if val is None:
+        return path, None
+    batches = [list(range(i, min(i + recipe.batch_size, len(val)))) for i in range(0, len(val), recipe.batch_size)]
+    with torch.no_grad():
+        loss, _, _ = evaluate(model, _loader(val, batches, 0, 0, torch.device(train_run.device)), recipe.precision)
+    return path, loss
