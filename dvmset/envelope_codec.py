@@ -118,7 +118,8 @@ class EnvelopeCodec(CompressionModel):
         rms = chunks.pow(2).mean(-1).sqrt()  # [B, F]
         level = _quantise_level(rms)
         pitch, noise = self._spectral(wav, frames)
-        pitch = torch.where(level > 0, pitch, torch.zeros_like(pitch))
+        pitch = torch.where(level > 0, pitch, torch.zeros_like(pitch))  # silence: no pitch, no noise
+        noise = torch.where(level > 0, noise, torch.zeros_like(noise))
         attack = _attack(chunks, level)
         return torch.stack([level, pitch, noise, attack], dim=1), None  # [B, 4, F]
 

@@ -114,7 +114,7 @@ def pretrain_lm(corpus: Sequence[torch.Tensor], words: Sequence[str], cfg: Pretr
             torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if step % 100 == 0 or step == cfg.steps - 1:
                 log.info("pretrain step %d/%d: loss %.4f", step + 1, cfg.steps, losses[-1])
     lm.eval()

@@ -20,7 +20,7 @@ import gc
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -302,6 +302,8 @@ def run_training(run: TrainRun) -> TrainResult:
         probe = FeatureWindows(features, window_s=recipe.window_s, clip_ids=ids)
         spec = probe.spec()
         model = build_model(run, spec.clip_dim, str(device))
+        if model.config.clip_model is None and spec.clip_model:  # recorded so `generate --checkpoint` alone finds it
+            model.config = replace(model.config, clip_model=spec.clip_model)
         check_features(spec, model)
         rhythm_source = model.config.rhythm.source
         split_known = probe.reader.index.split.notna().any()
