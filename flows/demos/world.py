@@ -71,8 +71,8 @@ class WorldScale:
 SCALES = {
     "small": WorldScale("small", videos_per_class=4, clips_per_video=1, clip_s=8, pretrain_pieces_per_class=6,
                         pretrain_steps=150, steps_per_stage=60, rows=("full", "no-rcm", "no-it")),
-    "full": WorldScale("full", videos_per_class=8, clips_per_video=2, clip_s=10, pretrain_pieces_per_class=10,
-                       pretrain_steps=400, steps_per_stage=200, rows=ALL_ROWS),
+    "full": WorldScale("full", videos_per_class=6, clips_per_video=1, clip_s=8, pretrain_pieces_per_class=8,
+                       pretrain_steps=200, steps_per_stage=80, rows=ALL_ROWS, test_fraction=0.34),
 }
 
 
@@ -141,7 +141,25 @@ def pretrain_backbone(root: Path, scale: WorldScale, say: Say) -> Path:
     return out
 
 
+def curated_already(db_url: str, plans: list) -> bool:
+    """Whether every world source already has clips in the catalog (a re-run serves on another port, and
+    yt-dlp would see new URLs: the sources are not curated twice)."""
+    from sqlalchemy import select
+
+    from dvmset.tables import Clip
+
+    catalog = Catalog(db_url)
+    try:
+        with catalog.session() as s:
+            ids = list(s.scalars(select(Clip.id)))
+    finally:
+        catalog.dispose()
+    return all(any(i.startswith(p.name) for i in ids) for p in plans)
+
+
 def curate_world(root_dir: DataRoot, db_url: str, media: Path, plans: list, scale: WorldScale) -> dict:
+    if curated_already(db_url, plans):
+        return {"done": 0, "failed": 0, "skipped": len(plans)}
     cfg = CurateConfig(separator="none", clip_seconds=float(scale.clip_s), workers=2)
     with serve_directory(media) as base:
         return run_curate(root_dir, db_url, queries=[], urls=[f"{base}/{p.name}.mp4" for p in plans], per_query=0,
@@ -196,7 +214,8 @@ def _run(root: Path, scale: WorldScale, say: Say, rows: tuple[str, ...], real_vi
         accepted = accept_all(catalog)
         say(f"[4/7] DEMO SHORTCUT: {len(accepted)} clips accepted by '{SHORTCUT_ANNOTATOR}' (no one reviewed them)")
         feats = run_features(root_dir, db_url, FeaturesConfig(clip_model="tiny", codec=str(backbone.resolve()),
-                                                              clip_s=scale.clip_s, clips_per_shard=16, batch_size=25))
+                                                              clip_s=scale.clip_s, clips_per_shard=16, batch_size=25,
+                                                              retry_failed=True))
         clock.part("features", t, f"{feats['done']} extracted, {feats['already']} already, "
                                   f"{len(feats['failed'])} failed")
         summary = export_dataset(root_dir, catalog, EXPORT, test_fraction=scale.test_fraction, seed=scale.seed)
