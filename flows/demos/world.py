@@ -200,7 +200,7 @@ def _run(root: Path, scale: WorldScale, say: Say, rows: tuple[str, ...], real_vi
     t = time.perf_counter()
     media, plans = build_media(root_dir.path, scale)
     clock.part("world", t, f"{len(plans)} sources in {media}")
-    say(f"[2/7] pre-training the miniature MusicGen ('mini' LM + envelope codec) on the world's music alone")
+    say("[2/7] pre-training the miniature MusicGen ('mini' LM + envelope codec) on the world's music alone")
     t = time.perf_counter()
     backbone = pretrain_backbone(root_dir.path, scale, say)
     clock.part("pretrain", t, str(backbone))
