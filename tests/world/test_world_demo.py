@@ -11,7 +11,7 @@ from flows.demos.world import SCALES, default_real_video, run_world_demo
 
 
 @pytest.mark.slow
-def test_small_world_rhythm_follows_cuts_with_rcm_and_it_starts_at_stage1(tmp_path):
+def test_small_world_rhythm_follows_cuts_with_rcm_and_it_starts_at_stage1(tmp_path, prefect_harness):
     report = run_world_demo(tmp_path, SCALES["small"], say=lambda _: None, real_video=default_real_video())
     rows = report["rows"]
     # the full model's beats land on the test videos' cuts above shuffled pairs (interval of the difference > 0)
