@@ -41,6 +41,7 @@ PITCHES = 72  # semitones above 55 Hz (A1 .. G#7)
 NOISE_STEPS = 16
 QUARTERS = 4
 FFT_SIZE = 2048  # 15.6 Hz bins for the pitch estimate, centred on the frame
+DECODE_GAIN_DB = -6.0  # level 36 (0 dBFS RMS) decodes to a tone peaking at -3 dBFS
 CARD = 128  # every codebook uses under 128 tokens (MusicGen: 2048); the miniature LM predicts 128-way
 NUM_CODEBOOKS = 4
 
@@ -144,14 +145,16 @@ class EnvelopeCodec(CompressionModel):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-        """codes [B, 4, F] -> audio [B, 1, F * 640]. Tokens outside a codebook's range are clamped into it."""
+        """codes [B, 4, F] -> audio [B, 1, F * 640], DECODE_GAIN_DB below the encoded level (a full-scale tone
+        keeps its peaks under full scale). A token outside its codebook's range (an LM may sample one) is 0:
+        silence, no pitch, no noise, no attack."""
         if codes.dim() != 3 or codes.shape[1] != NUM_CODEBOOKS:
             raise ValueError(f"expected codes [B, {NUM_CODEBOOKS}, F], got {tuple(codes.shape)}")
-        level = codes[:, 0].long().clamp(0, LEVELS - 1)
-        pitch = codes[:, 1].long().clamp(0, PITCHES)
-        noise = codes[:, 2].long().clamp(0, NOISE_STEPS - 1).float() / (NOISE_STEPS - 1)
-        attack = codes[:, 3].long().clamp(0, QUARTERS)
-        amp = self.level_rms[level]  # [B, F]
+        level = _in_range(codes[:, 0], LEVELS - 1)
+        pitch = _in_range(codes[:, 1], PITCHES)
+        noise = _in_range(codes[:, 2], NOISE_STEPS - 1).float() / (NOISE_STEPS - 1)
+        attack = _in_range(codes[:, 3], QUARTERS)
+        amp = self.level_rms[level] * 10 ** (DECODE_GAIN_DB / 20)  # [B, F]
         envelope = _envelope(amp, attack)  # [B, F*HOP]
         freq = self.pitch_hz[pitch].repeat_interleave(HOP, dim=-1)  # [B, F*HOP]
         phase = torch.cumsum(2 * math.pi * freq.double() / SAMPLE_RATE_HZ, dim=-1).remainder(2 * math.pi)
@@ -168,6 +171,11 @@ class EnvelopeCodec(CompressionModel):
         pitch = self.pitch_hz[codes[:, 1].long().clamp(0, PITCHES)]
         noise = codes[:, 2].float() / (NOISE_STEPS - 1)
         return torch.stack([level, pitch, noise, codes[:, 3].float()], dim=1)
+
+
+def _in_range(tokens: torch.Tensor, top: int) -> torch.Tensor:
+    tokens = tokens.long()
+    return torch.where((tokens >= 0) & (tokens <= top), tokens, torch.zeros_like(tokens))
 
 
 def _level_table() -> torch.Tensor:
