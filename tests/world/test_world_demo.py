@@ -12,6 +12,7 @@ from flows.demos.world import SCALES, default_real_video, run_world_demo
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # ~10 min on two shared cores; pre-training dominates
 def test_small_world_rhythm_follows_cuts_with_rcm_and_it_starts_at_stage1(tmp_path, prefect_harness):
     report = run_world_demo(tmp_path, SCALES["small"], say=lambda _: None, real_video=default_real_video())
     # stage 2 at step 0: with IT the logits are the stage-1 model's, bit for bit; without IT they are not
