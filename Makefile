@@ -30,11 +30,17 @@ install: system-deps $(PY)
 	$(PIP) install -q -c constraints.txt torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1
 	$(PIP) install -q -c constraints.txt -e '.[model]'
 	$(PIP) install -q --no-deps audiocraft==1.3.0
-	# the evaluation's CLAP audio tower and ImageBind model; both pin stale torch/numpy (docs/evaluation.md)
-	$(PIP) install -q -c constraints.txt --no-deps laion-clap==1.1.7 imagebind-unofficial==0.1.1
+	# the evaluation's CLAP audio tower and ImageBind model (they pin stale torch/numpy), VGGish (FAD) and PaSST (KL)
+	# (docs/evaluation.md)
+	$(PIP) install -q -c constraints.txt --no-deps laion-clap==1.1.7 imagebind-unofficial==0.1.1 torchvggish==0.2 \
+		resampy==0.4.3 hear21passt==0.0.26
 
 install-test: test-system-deps install
 	$(PIP) install -q -c constraints.txt -e '.[model,test]'
+	# the reference toolkits the metric tests compare against (tests/model/metrics/test_metrics_toolkits.py);
+	# their pins would downgrade numpy, so only their maths and what it imports
+	$(PIP) install -q -c constraints.txt --no-deps audioldm_eval==0.0.3 frechet-audio-distance==0.3.4 fadtk==1.1.0 \
+		hypy_utils==1.0.29
 
 demo: install
 	$(VENV)/bin/vidmusician demo --root $(ROOT)

@@ -11,12 +11,12 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from annotation_ui.context import HERE, ReviewContext, Unauthorized, make_templates
-from annotation_ui.peaks import ComputePeaks, PeaksStore, PeaksUnavailable, PeaksWarmer
+from annotation_ui.context import HERE, ReviewContext, make_templates
+from annotation_ui.errors import add_error_handlers
+from annotation_ui.guard import RequestGuard
+from annotation_ui.peaks import ComputePeaks, PeaksStore, PeaksWarmer
 from annotation_ui.routes import agreement, auth, clips, decisions, pages, queue
 from annotation_ui.serving import SerialWriter, TtlCache
 from dvmset import review
@@ -40,67 +40,47 @@ SECURITY_HEADERS = {
 ROUTERS = (auth.router, pages.router, queue.router, clips.router, decisions.router, agreement.router)
 
 
-def _upcoming(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy):  # noqa: ANN202
+def _upcoming(root: DataRoot, catalog: Catalog):  # noqa: ANN202
     def upcoming(clip_id: str, annotator_id: int) -> list[tuple[Path, Path]]:
         """The clips this annotator's queue would hand out after ``clip_id`` (leases, overlap and
         their own verdicts and skips taken into account) that have a media file, as
         (peaks file, media file) pairs."""
         with catalog.session() as s:
-            ids = review.likely_next(s, annotator_id, policy, clip_id, WARM_AHEAD)
+            ids = review.likely_next(s, annotator_id, review.current_policy(s), clip_id, WARM_AHEAD)
         pairs = [(root.peaks_path(c), root.clip_path(c)) for c in ids]
         return [(p, m) for p, m in pairs if m.is_file()]
 
     return upcoming
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Unauthorized)
-    async def _unauth(request: Request, exc: Unauthorized) -> Response:
-        if request.url.path.startswith(("/api/", "/media/")):
-            return JSONResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        return request.app.state.review.templates.TemplateResponse(request, "login.html", {"message": str(exc)},
-                                                                   status_code=401)
-
-    @app.exception_handler(review.ReviewError)
-    async def _review_error(_request: Request, exc: review.ReviewError) -> Response:
-        code = 404 if isinstance(exc, review.NotFound) else 409 if isinstance(exc, review.Conflict) else 422
-        return JSONResponse({"detail": str(exc)}, status_code=code)
-
-    @app.exception_handler(PeaksUnavailable)
-    async def _no_peaks(_request: Request, exc: PeaksUnavailable) -> Response:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-        return JSONResponse({"detail": "malformed request", "errors": errors}, status_code=422)
-
-
 def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | None = None, *,
                compute_peaks: ComputePeaks | None = None) -> FastAPI:
-    """The review app over one data root and catalog.
+    """The review app over one data root and catalog. It follows the catalog's review policy, read in
+    each transaction (``vidmusician review-policy set`` changes it for running servers too); a
+    ``policy`` given here must be the catalog's (PolicyMismatch otherwise). Creating it writes nothing.
 
     ``compute_peaks(clip file) -> [STORED_PEAKS]`` fills in the peaks file of a clip curated before
     curation stored them (the command passes a decoder); without it such a clip's waveform is a 404
     and nothing is warmed.
     """
-    policy = policy or review.QueuePolicy()
+    if policy is not None:
+        with catalog.session() as s:
+            review.check_policy(s, policy)
     app = FastAPI(title="vidmusician review", docs_url=None, redoc_url=None, openapi_url=None)
     store = PeaksStore(compute_peaks)
     # Stored peaks need no warming; only clips curated before they were stored have work to do ahead.
-    warmer = PeaksWarmer(_upcoming(root, catalog, policy), store) if compute_peaks is not None else None
+    warmer = PeaksWarmer(_upcoming(root, catalog), store) if compute_peaks is not None else None
     if warmer is not None:
         app.router.on_shutdown.append(warmer.close)
-    app.state.review = ReviewContext(root=root, catalog=catalog, policy=policy, templates=make_templates(),
+    app.state.review = ReviewContext(root=root, catalog=catalog, templates=make_templates(),
                                      writer=SerialWriter(catalog), by_query=TtlCache(BY_QUERY_TTL_S),
                                      peaks=store, warmer=warmer)
-    with catalog.session() as s:
-        review.sync_statuses(s, policy)
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for router in ROUTERS:
         app.include_router(router)
-    _add_error_handlers(app)
+    add_error_handlers(app)
+    app.add_middleware(RequestGuard)  # inside the headers middleware below, so its answers get them too
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette signature

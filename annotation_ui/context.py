@@ -1,4 +1,4 @@
-"""What every route needs, on ``app.state.review``: the catalog, policy, templates and the server's
+"""What every route needs, on ``app.state.review``: the catalog, templates and the server's
 parts; and the FastAPI dependencies that hand them (and the signed-in annotator) to a route."""
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ class ReviewContext:
 
     root: DataRoot
     catalog: Catalog
-    policy: review.QueuePolicy
     templates: Jinja2Templates
     writer: SerialWriter
     by_query: TtlCache[list[dict]]
@@ -90,6 +89,9 @@ def bearer_or_cookie(request: Request) -> str | None:
 
 def current_annotator(request: Request, ctx: Ctx) -> Annotator:
     """The annotator whose token came with the request (``Authorization: Bearer`` or the cookie)."""
+    checked = getattr(request.state, "annotator", None)  # a state-changing request: annotation_ui.guard
+    if checked is not None:
+        return checked
     token = bearer_or_cookie(request)
     if not token:
         raise Unauthorized("sign in with your personal login link (vidmusician annotators add NAME)")

@@ -29,7 +29,7 @@ from dvmset import release as rel
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
 from dvmset.export_card import EXPORT_PARAMS, music_groups_of, write_card
-from dvmset.io import atomic_path, atomic_write_text
+from dvmset.io import atomic_path, atomic_write_text, file_lock, remove_partials
 from dvmset.layout import DataRoot
 from dvmset.music_groups import MusicGroup, source_groups
 from dvmset.records import TEST, TRAIN, ClipStatus
@@ -38,6 +38,25 @@ from dvmset.tables import Clip, Source
 
 log = logging.getLogger(__name__)
 INFO_ZIP = "info.zip"  # audio/info.zip: the MusicInfo JSONs that info_path points into
+LOCK = ".lock"  # exports/{name}/.lock: held by whoever writes the export (an export, a takedown)
+
+
+def export_lock(out: Path):  # noqa: ANN201 - a context manager
+    """The lock of one export folder: one writer at a time (export or takedown), so a writer may sweep the
+    temp files in it (:func:`sweep_partials`) knowing none is live."""
+    return file_lock(out / LOCK)
+
+
+def sweep_partials(out: Path) -> list[Path]:
+    """Delete the temp files (``.info.*.part.zip``, ``.manifest.*.part.parquet``, ...) that a writer killed
+    mid-write left in the export: they may hold a taken-down clip's metadata. The caller holds
+    :func:`export_lock`."""
+    removed = []
+    for d in (out, out / "audio", *sorted((out / "egs").glob("*"))):
+        removed += remove_partials(d)
+    if removed:
+        log.info("removed %d temp file(s) of an interrupted write in %s", len(removed), out)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -241,6 +260,14 @@ def export_dataset(
     the ids-only release (release.parquet / .csv / .json).
     """
     out = root.export_dir(name)
+    out.mkdir(parents=True, exist_ok=True)
+    with export_lock(out):
+        sweep_partials(out)
+        return _export(root, catalog, name, out, test_fraction, seed, keep_existing, audio_rate, release)
+
+
+def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, test_fraction: float, seed: int,
+            keep_existing: bool, audio_rate: Callable[[Path], int | None] | None, release: bool) -> ExportSummary:
     rows = _accepted_rows(catalog)
     fixed = _recorded_splits(rows) if keep_existing else {}
     groups = music_groups_of(catalog, [r.id for r in rows])

@@ -7,12 +7,38 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+ID_RULE = "letters, digits, '-', '_' and '.', at most 128 characters, not starting with '.' and without '..'"
+
+
+def id_problem(value: object) -> str | None:
+    """Why ``value`` cannot be an id (a video, clip or export name that becomes a file name), or None.
+
+    The one rule for ids wherever they enter (a release, a URL's download, yt-dlp's info, the command
+    line): nothing that could name another directory (``..``, separators, an absolute path) or a hidden file.
+    """
+    if not isinstance(value, str):
+        return f"is {type(value).__name__}, not text"
+    if not value:
+        return "is empty"
+    if value.startswith(("/", "\\")):
+        return "is an absolute path"
+    if "/" in value or "\\" in value:
+        return "contains a path separator"
+    if ".." in value:
+        return "contains '..'"
+    if value.startswith("."):
+        return "starts with '.'"
+    if len(value) > 128:
+        return f"is {len(value)} characters long, at most 128"
+    if bad := sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "-_."))}):
+        return "contains " + ", ".join(repr(c) for c in bad[:5])
+    return None
 
 
 def check_id(value: str, what: str = "id") -> str:
-    """Refuse ids that could escape a directory (``..``, slashes, NUL) before they become paths."""
-    if not _SAFE_ID.fullmatch(value) or ".." in value:
-        raise ValueError(f"invalid {what} {value!r}: use letters, digits, '-', '_' and '.' only")
+    """``value`` if it is a valid id (:func:`id_problem`); else ValueError saying why."""
+    if (why := id_problem(value)) is not None or not _SAFE_ID.fullmatch(value):
+        raise ValueError(f"invalid {what} {value!r}: it {why or 'breaks the rule'} (ids: {ID_RULE})")
     return value
 
 

@@ -16,6 +16,7 @@ class ClipStatus(enum.StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     FAILED = "failed"
+    TAKEN_DOWN = "taken_down"  # final: no route (review, undo, re-curate) moves a clip out of it
 
 
 class Verdict(enum.StrEnum):

@@ -20,6 +20,7 @@ from dvmset.agreement import effective_verdict, live_verdicts, load_decision_row
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.records import TEST, TRAIN, ClipStatus
+from dvmset.release_rows import InvalidRow, check_rows
 from dvmset.tables import Clip, Source
 
 RELEASE_FORMAT = "vidmusician-release/1"
@@ -102,11 +103,12 @@ def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping 
 
 @dataclass(frozen=True)
 class Release:
-    """A release read back: its rows and its release.json."""
+    """A release read back: its good rows (checked, normalised), the rows set aside, and its release.json."""
 
     path: Path
     rows: pd.DataFrame = field(repr=False)
     meta: dict
+    invalid: tuple[InvalidRow, ...] = ()
 
     def videos(self) -> dict[str, pd.DataFrame]:
         """video id -> its rows, in window order."""
@@ -114,7 +116,10 @@ class Release:
 
 
 def read_release(path: str | Path) -> Release:
-    """A release from its directory, its ``.parquet`` or its ``.csv`` (release.json beside it, if present)."""
+    """A release from its directory, its ``.parquet`` or its ``.csv`` (release.json beside it, if present).
+
+    A file that is not a release raises :class:`ReleaseError`; a bad row is set aside in ``invalid`` with
+    the field and why (dvmset.release_rows), so one edited row costs only itself."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     data = folder / FILES[0] if path.is_dir() else path
@@ -127,16 +132,17 @@ def read_release(path: str | Path) -> Release:
         raise ReleaseError(f"{data}: not a readable release ({err})") from err
     if missing := [c for c in COLUMNS if c not in df.columns]:
         raise ReleaseError(f"{data}: missing columns {missing}")
-    if bad := sorted(set(df.split) - {TRAIN, TEST}):
-        raise ReleaseError(f"{data}: unknown splits {bad}")
-    if df.clip_id.duplicated().any():
-        raise ReleaseError(f"{data}: clip ids listed twice: {sorted(df.clip_id[df.clip_id.duplicated()])[:5]}")
-    df = df.astype(object).where(df.notna(), None)
+    good, invalid = check_rows(df.reset_index(drop=True), COLUMNS)
     meta_path = folder / FILES[2]
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    except (OSError, ValueError) as err:
+        raise ReleaseError(f"{meta_path}: not a readable release.json ({err})") from err
+    if not isinstance(meta, dict):
+        raise ReleaseError(f"{meta_path}: not a release.json (a JSON object expected)")
     if meta and meta.get("format") != RELEASE_FORMAT:
         raise ReleaseError(f"{meta_path}: format {meta.get('format')!r}, this version reads {RELEASE_FORMAT}")
-    return Release(data, df[COLUMNS].reset_index(drop=True), meta)
+    return Release(data, good, meta, tuple(invalid))
 
 
 DURATION_TOLERANCE_S = 0.5  # a source this much longer or shorter than the release's is another upload

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,109 +20,37 @@ from sqlalchemy import bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from dvmset.agreement import UNDO, DecisionRow, effective_verdict, in_force, live_verdicts
+from dvmset.annotators import (  # noqa: F401 - re-exported: the review tool's one import
+    REVOKED,
+    add_annotator,
+    annotator_for_token,
+    hash_token,
+    is_revoked,
+    new_token,
+    revoke_annotator,
+)
 from dvmset.records import ClipStatus, RejectReason, Verdict
+from dvmset.review_policy import (  # noqa: F401 - re-exported: the review tool's one import
+    Conflict,
+    InvalidDecision,
+    NotFound,
+    PolicyMismatch,
+    QueuePolicy,
+    ReviewError,
+    current_policy,
+    store_policy,
+)
 from dvmset.review_stats import (  # noqa: F401 - the read side, re-exported where the review server looks
     decision_records,
     progress,
     progress_by_query,
     progress_overall,
 )
-from dvmset.tables import Annotator, Clip, Decision, Lease, utcnow
+from dvmset.tables import Annotator, Clip, Decision, Lease, utcnow  # noqa: F401 - Annotator re-exported
 
 log = logging.getLogger(__name__)
 
 MAX_NOTE_CHARS = 2000
-
-
-class ReviewError(Exception):
-    """Base class for refusals the review tool turns into 4xx responses."""
-
-
-class NotFound(ReviewError):
-    pass
-
-
-class Conflict(ReviewError):
-    pass
-
-
-class InvalidDecision(ReviewError, ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class QueuePolicy:
-    """overlap: verdicts each clip needs (1 = default mode); lease_s: how long a handed-out clip is
-    reserved; skip_s: how long a skipped clip stays out of that annotator's queue."""
-
-    overlap: int = 1
-    lease_s: float = 600.0
-    skip_s: float = 3600.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.overlap <= 50:
-            raise ValueError(f"overlap must be between 1 and 50 verdicts per clip, got {self.overlap}")
-        if self.lease_s <= 0 or self.skip_s <= 0:
-            raise ValueError(f"lease_s and skip_s must be positive, got {self.lease_s}, {self.skip_s}")
-
-
-# --- annotators -------------------------------------------------------------------------------
-
-
-def hash_token(token: str) -> str:
-    """Tokens are 256-bit random strings, so a plain SHA-256 is enough to store them safely."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def add_annotator(session: Session, name: str) -> tuple[Annotator, str]:
-    """Create an annotator; returns it and its token (shown once; only the hash is stored)."""
-    name = name.strip()
-    if not 1 <= len(name) <= 64 or not name.isprintable():
-        raise ValueError(f"annotator name {name!r}: use 1-64 printable characters")
-    if session.scalar(select(Annotator.id).where(Annotator.name == name)) is not None:
-        raise Conflict(f"annotator {name!r} already exists; pick another name")
-    token = secrets.token_urlsafe(32)
-    ann = Annotator(name=name, token_hash=hash_token(token))
-    session.add(ann)
-    session.flush()
-    return ann, token
-
-
-#: token_hash prefix of a revoked annotator: never equal to a SHA-256 hex digest, so no token matches
-REVOKED = "revoked-"
-
-
-def _annotator_named(session: Session, name: str) -> Annotator:
-    ann = session.scalars(select(Annotator).where(Annotator.name == name.strip())).first()
-    if ann is None:
-        raise NotFound(f"no annotator named {name!r} (`vidmusician annotators list` shows them)")
-    return ann
-
-
-def new_token(session: Session, name: str) -> str:
-    """Give an annotator a fresh token (a lost or leaked link); the old one stops working at once."""
-    ann = _annotator_named(session, name)
-    token = secrets.token_urlsafe(32)
-    ann.token_hash = hash_token(token)
-    return token
-
-
-def revoke_annotator(session: Session, name: str) -> int:
-    """No token of this annotator works any more; their decisions stay. Returns the leases released
-    (their reserved clips go back to the queue at once instead of when the lease expires)."""
-    ann = _annotator_named(session, name)
-    ann.token_hash = REVOKED + secrets.token_hex(16)
-    return session.execute(delete(Lease).where(Lease.annotator_id == ann.id)).rowcount or 0
-
-
-def is_revoked(ann: Annotator) -> bool:
-    return ann.token_hash.startswith(REVOKED)
-
-
-def annotator_for_token(session: Session, token: str | None) -> Annotator | None:
-    if not token or len(token) > 256:
-        return None
-    return session.scalars(select(Annotator).where(Annotator.token_hash == hash_token(token))).first()
 
 
 # --- queue ------------------------------------------------------------------------------------
@@ -147,11 +73,17 @@ def _live_rows(session: Session, clip_id: str) -> dict[int, DecisionRow]:
 
 
 def _set_status(clip: Clip, live: dict[int, DecisionRow], policy: QueuePolicy) -> None:
+    """Move a clip by the effective-verdict rule; a taken-down (or failed) clip never moves."""
+    if clip.status not in _REVIEWABLE:
+        return
     eff = effective_verdict([r.verdict for r in live.values()], policy.overlap)
     new = {None: ClipStatus.PENDING_REVIEW, Verdict.ACCEPT: ClipStatus.ACCEPTED,
            Verdict.REJECT: ClipStatus.REJECTED}[eff]
     if clip.status != new:
         clip.status = new.value
+
+
+_REVIEWABLE = frozenset({ClipStatus.PENDING_REVIEW, ClipStatus.ACCEPTED, ClipStatus.REJECTED})
 
 
 @functools.cache
@@ -227,10 +159,13 @@ def likely_next(session: Session, annotator_id: int, policy: QueuePolicy, exclud
     return _claimable(session, annotator_id, policy, utcnow(), n, frozenset({exclude}))
 
 
-def claim_next(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime | None = None) -> str | None:
-    """Lease the next clip to this annotator (or renew the one it holds); None when its queue is empty."""
+def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None = None,
+               now: dt.datetime | None = None) -> str | None:
+    """Lease the next clip to this annotator (or renew the one it holds); None when its queue is empty.
+    ``policy``: the catalog's (read in this transaction) unless given."""
     now = now or utcnow()
     _serialise_writers(session, now)
+    policy = policy or current_policy(session)
     until = now + dt.timedelta(seconds=policy.lease_s)
     held = session.scalars(
         select(Lease).where(Lease.annotator_id == annotator_id, Lease.skipped.is_(False)).order_by(Lease.clip_id)
@@ -285,7 +220,7 @@ def decide(
     reasons: Sequence[str] = (),
     note: str | None = None,
     seconds_spent: float | None = None,
-    policy: QueuePolicy = QueuePolicy(),
+    policy: QueuePolicy | None = None,
     now: dt.datetime | None = None,
 ) -> Decision:
     """Append this annotator's verdict on a clip and move the clip's status by the effective-verdict rule."""
@@ -294,6 +229,7 @@ def decide(
     if seconds_spent is not None and not 0 <= seconds_spent <= 86400:
         raise InvalidDecision(f"seconds_spent {seconds_spent} is outside 0..86400")
     _serialise_writers(session, now)
+    policy = policy or current_policy(session)
     clip = session.get(Clip, clip_id)
     if clip is None:
         raise NotFound(f"clip {clip_id!r} is not in the catalog")
@@ -318,11 +254,13 @@ def decide(
     return row
 
 
-def undo_last(session: Session, annotator_id: int, policy: QueuePolicy = QueuePolicy(),
+def undo_last(session: Session, annotator_id: int, policy: QueuePolicy | None = None,
               now: dt.datetime | None = None) -> Decision:
-    """Void this annotator's latest live verdict with an undo row; the clip comes back to them next."""
+    """Void this annotator's latest live verdict with an undo row; the clip comes back to them next,
+    unless it left review meanwhile (taken down): then the verdict is voided and nothing is handed out."""
     now = now or utcnow()
     _serialise_writers(session, now)
+    policy = policy or current_policy(session)
     last = session.scalars(
         select(Decision).where(Decision.annotator_id == annotator_id, in_force(Decision))
         .order_by(Decision.id.desc()).limit(1)
@@ -334,6 +272,8 @@ def undo_last(session: Session, annotator_id: int, policy: QueuePolicy = QueuePo
     session.flush()
     clip = session.get(Clip, last.clip_id)
     _set_status(clip, _live_rows(session, last.clip_id), policy)
+    if clip.status != ClipStatus.PENDING_REVIEW:  # taken down since: voided, but not handed out again
+        return row
     session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.skipped.is_(False)))
     session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.clip_id == last.clip_id))
     session.add(Lease(clip_id=last.clip_id, annotator_id=annotator_id,
@@ -341,11 +281,12 @@ def undo_last(session: Session, annotator_id: int, policy: QueuePolicy = QueuePo
     return row
 
 
-def skip(session: Session, annotator_id: int, clip_id: str, policy: QueuePolicy = QueuePolicy(),
+def skip(session: Session, annotator_id: int, clip_id: str, policy: QueuePolicy | None = None,
          now: dt.datetime | None = None) -> None:
     """Put a clip out of this annotator's queue for ``policy.skip_s``; others may take it at once."""
     now = now or utcnow()
     _serialise_writers(session, now)
+    policy = policy or current_policy(session)
     if session.get(Clip, clip_id) is None:
         raise NotFound(f"clip {clip_id!r} is not in the catalog")
     session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.clip_id == clip_id))
@@ -353,18 +294,71 @@ def skip(session: Session, annotator_id: int, clip_id: str, policy: QueuePolicy 
                       expires_at=now + dt.timedelta(seconds=policy.skip_s), skipped=True))
 
 
-def sync_statuses(session: Session, policy: QueuePolicy) -> int:
-    """Decide pending clips that already hold enough verdicts (after a restart with a smaller overlap)."""
+def redecide(session: Session, policy: QueuePolicy, *, write: bool = True) -> dict[str, str]:
+    """Pending clips that already hold enough verdicts under ``policy`` (a smaller overlap): their new
+    status by clip id, written when ``write``. Clips already decided keep their status."""
     d = aliased(Decision)
     ids = session.scalars(
         select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW.value,
-                              exists().where(d.clip_id == Clip.id, in_force(d)))
+                              exists().where(d.clip_id == Clip.id, in_force(d))).order_by(Clip.id)
     ).all()
-    changed = 0
+    out: dict[str, str] = {}
     for clip_id in ids:
-        clip = session.get(Clip, clip_id)
-        _set_status(clip, _live_rows(session, clip_id), policy)
-        changed += clip.status != ClipStatus.PENDING_REVIEW
-    if changed:
-        log.info("decided %d pending clips that already had %d verdicts", changed, policy.overlap)
-    return changed
+        eff = effective_verdict([r.verdict for r in _live_rows(session, clip_id).values()], policy.overlap)
+        if eff is not None:
+            out[clip_id] = (ClipStatus.ACCEPTED if eff == Verdict.ACCEPT else ClipStatus.REJECTED).value
+    if write:
+        for clip_id, status in out.items():
+            session.get(Clip, clip_id).status = status
+    return out
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    old: QueuePolicy
+    new: QueuePolicy
+    decided: dict[str, str]  # clip id -> accepted | rejected: pending clips the new overlap decides
+    kept: int  # clips decided with fewer verdicts than a raised overlap needs: they stay decided
+
+
+def set_policy(session: Session, overlap: int | None = None, lease_s: float | None = None,
+               skip_s: float | None = None, *, dry_run: bool = False) -> PolicyChange:
+    """Change the catalog's review policy and re-decide, in one transaction serialised with every
+    verdict: pending clips that hold enough verdicts under a smaller overlap are decided now."""
+    _serialise_writers(session, utcnow())
+    old = current_policy(session)
+    new = QueuePolicy(overlap=old.overlap if overlap is None else overlap,
+                      lease_s=old.lease_s if lease_s is None else lease_s,
+                      skip_s=old.skip_s if skip_s is None else skip_s)
+    decided = redecide(session, new, write=not dry_run)
+    kept = 0
+    if new.overlap > old.overlap:
+        live = session.scalars(select(Decision).where(in_force(Decision))).all()
+        per_clip: dict[str, set[int]] = {}
+        for r in live:
+            per_clip.setdefault(r.clip_id, set()).add(r.annotator_id)
+        decided_ids = set(session.scalars(select(Clip.id).where(
+            Clip.status.in_([ClipStatus.ACCEPTED.value, ClipStatus.REJECTED.value]))))
+        kept = sum(1 for c, who in per_clip.items() if c in decided_ids and len(who) < new.overlap)
+    if not dry_run:
+        store_policy(session, new)
+    return PolicyChange(old, new, decided, kept)
+
+
+def check_policy(session: Session, wanted: QueuePolicy) -> QueuePolicy:
+    """The catalog's policy, which a review server must follow: refused (PolicyMismatch, with what to
+    do) when ``wanted`` differs, or when pending clips already hold enough verdicts under it."""
+    have = current_policy(session)
+    if wanted != have:
+        raise PolicyMismatch(
+            f"this catalog's review policy is {have.describe()}; you asked for {wanted.describe()}. "
+            "Start `vidmusician review` without --overlap/--lease-seconds to follow the catalog, or change "
+            "the policy for every server with `vidmusician review-policy set` (try --dry-run first: it "
+            "lists the clips the change would decide)")
+    stale = redecide(session, have, write=False)
+    if stale:
+        raise PolicyMismatch(
+            f"{len(stale)} pending clip(s) already hold {have.overlap} verdict(s) (a server ran with a larger "
+            f"overlap before the policy lived in the catalog): run `vidmusician review-policy set --overlap "
+            f"{have.overlap}` to decide them, or set the overlap they were collected under")
+    return have

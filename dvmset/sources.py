@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dvmset.catalog import Catalog
+from dvmset.layout import check_id
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Source
 
@@ -26,6 +27,7 @@ def upsert_source(cat: Catalog, source_id: str, **values: Any) -> None:
             with cat.session() as s:
                 row = s.get(Source, source_id)
                 if row is None:
+                    check_id(source_id, "video id")  # the catalog takes no id a path could not hold
                     s.add(Source(id=source_id, **{"status": SourceStatus.PENDING, **values}))
                 else:
                     for k, v in values.items():
@@ -89,7 +91,8 @@ def report_columns(report: object) -> dict[str, Any]:
 
 def record_clip(cat: Catalog, clip_id: str, source_id: str, start_s: float, duration_s: float, *,
                 path: str | None = None, report: object | None = None, error: str | None = None) -> str:
-    """Write a clip's row: pending review with its QC columns, or failed with ``error``. Returns the status."""
+    """Write a clip's row: pending review with its QC columns, or failed with ``error``. Returns the status
+    (a taken-down clip's row is left as it is: ``taken_down``)."""
     if (error is None) == (report is None) or (error is None and path is None):
         raise ValueError("record_clip needs either a report and a path, or an error")
     if error is None:
@@ -99,7 +102,10 @@ def record_clip(cat: Catalog, clip_id: str, source_id: str, start_s: float, dura
     with cat.session() as s:
         row = s.get(Clip, clip_id)
         if row is None:
+            check_id(clip_id, "clip id")
             s.add(Clip(id=clip_id, source_id=source_id, start_s=start_s, duration_s=duration_s, **values))
+        elif row.status == ClipStatus.TAKEN_DOWN:  # final: a re-curate never brings a clip back
+            return ClipStatus.TAKEN_DOWN
         else:
             for k, v in values.items():
                 setattr(row, k, v)

@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 
 def utcnow() -> dt.datetime:
@@ -26,6 +26,13 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+TAKEN_DOWN = "taken_down"  # ClipStatus.TAKEN_DOWN (records.py): final
+
+
+class ClipTakenDown(ValueError):
+    """Something tried to move a taken-down clip to another status (review, re-curate, rebuild)."""
 
 
 class Source(Base):
@@ -104,6 +111,14 @@ class Clip(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
+    @validates("status")
+    def _stays_taken_down(self, _key: str, value: str) -> str:
+        """The last line behind every writer: a taken-down clip never leaves ``taken_down``."""
+        if self.status == TAKEN_DOWN and value != TAKEN_DOWN:
+            raise ClipTakenDown(f"clip {self.id!r} was taken down ({self.takedown_reason or 'no reason given'}); "
+                                f"it stays taken_down, not {value!r}")
+        return value
+
 
 class Takedown(Base):
     """A takedown request and how far it got: an audit record, never deleted (dvmset.takedown)."""
@@ -156,6 +171,22 @@ class Lease(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     # A skip: the clip leaves this annotator's queue until expiry but blocks nobody else.
     skipped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ReviewSettings(Base):
+    """The review policy every review server follows, and the URL annotators reach it at: one row (id 1).
+
+    Changed only by ``vidmusician review-policy set`` (dvmset.review.set_policy), which re-decides clips in
+    the same transaction; a server started with other values is refused (revision 0005)."""
+
+    __tablename__ = "review_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    overlap: Mapped[int] = mapped_column(Integer)
+    lease_s: Mapped[float] = mapped_column(Float)
+    skip_s: Mapped[float] = mapped_column(Float)
+    server_url: Mapped[str | None] = mapped_column(Text)  # where the last `review` served, for login links
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class Run(Base):

@@ -19,7 +19,9 @@ import pandas as pd
 from sqlalchemy import select
 
 from dvmset.catalog import Catalog
+from dvmset.export import export_lock, sweep_partials
 from dvmset.io import atomic_path, atomic_write_text
+from dvmset.layout import check_id, id_problem
 from dvmset.release import FILES as RELEASE_FILES
 from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Source, Takedown, utcnow
@@ -51,6 +53,10 @@ def plan_takedown(cat: Catalog, *, video: str | None = None, clip: str | None = 
         raise TakedownError("a takedown names either a video (--video ID) or a clip (--clip ID)")
     if not reason or not reason.strip():
         raise TakedownError("a takedown needs a --reason (kept in the catalog as its audit record)")
+    try:  # before anything is written: a takedown finishes or changes nothing
+        check_id(video, "video id") if clip is None else check_id(clip, "clip id")
+    except ValueError as err:
+        raise TakedownError(f"{err}; nothing was changed") from err
     with cat.session() as s:
         if clip is not None:
             row = s.get(Clip, clip)
@@ -145,8 +151,14 @@ def _zip_without(path: Path, gone: set[str]) -> None:
 
 def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path, pd.DataFrame], None]) -> bool:
     """One export without the clips: manifest, JSONL (both layouts), audio links and MusicInfo, info.zip,
-    the release, then the card again (``write_card(out, manifest)``). Returns whether it named any of them."""
-    gone = set(clip_ids)
+    the release, then the card again (``write_card(out, manifest)``); the temp files of an interrupted
+    write swept first. Returns whether it changed the export (it named one of them, or held a temp file)."""
+    with export_lock(out):
+        swept = bool(sweep_partials(out))
+        return _scrub_export(out, set(clip_ids), write_card) or swept
+
+
+def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.DataFrame], None]) -> bool:
     manifest_path = out / "manifest.parquet"
     if not manifest_path.is_file():
         return False
@@ -164,6 +176,8 @@ def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path,
     for p in [out / "train.jsonl", out / "test.jsonl", *sorted(out.glob("egs/*/data.jsonl"))]:
         _jsonl_without(p, gone)
     for cid in gone:
+        if id_problem(cid) is not None:
+            continue  # no file was ever named by it (an older version's row): never a path to build
         for p in (out / "audio" / f"{cid}.mp4", out / "audio" / f"{cid}.json"):
             if p.is_symlink() or p.exists():
                 p.unlink()

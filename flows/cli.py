@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "flows.commands.curate",
     "flows.commands.features",
     "flows.commands.review",
+    "flows.commands.review_policy",
     "flows.commands.db",
     "flows.commands.demo",
     "flows.commands.generate",
@@ -26,6 +27,7 @@ COMMAND_MODULES = (
     "flows.commands.evaluate",
     "flows.commands.deploy",
     "flows.commands.share",
+    "flows.commands.bench",
 )
 
 

@@ -34,6 +34,7 @@ from pipeline.source_files import (
     url_key,
     work_folder,
 )
+from pipeline.urls import PrivateUrlRefused, private_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class DownloadOptions:
     """Filters and network settings for yt-dlp.
 
     ``retries`` is handed to yt-dlp (HTTP, fragment and extractor retries inside one call); the
-    flow adds its own retries with back-off for non-permanent errors. ``js_runtimes`` are the
+    flow adds its own retries with back-off for non-permanent errors. ``public_only`` (URLs from a
+    release) refuses any request to a loopback, private or link-local address (pipeline.urls). ``js_runtimes`` are the
     JavaScript runtimes yt-dlp may use for YouTube's player code (with the ``yt-dlp-ejs`` package).
     """
 
@@ -57,6 +59,7 @@ class DownloadOptions:
     socket_timeout_s: float = 20.0
     format: str = "bv*[height<=720]+ba/b[height<=720]/b"
     js_runtimes: tuple[str, ...] = ("deno", "node")
+    public_only: bool = False  # every request (page, media, redirect target) to a public host only
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.min_duration_s) or self.min_duration_s < 0:
@@ -250,8 +253,41 @@ def classify(err: BaseException, url: str) -> tuple[str, bool]:
 
 
 def _fail(err: BaseException, url: str) -> StageError:
+    if refused := next((e for e in _chain(err) if isinstance(e, PrivateUrlRefused)), None):
+        return refused
     message, permanent = classify(err, url)
     return StageError(STAGE, message, permanent=permanent)
+
+
+def _ydl(opts: DownloadOptions, params: dict[str, Any]):  # noqa: ANN202 - a yt_dlp.YoutubeDL
+    import yt_dlp
+
+    class Guarded(yt_dlp.YoutubeDL):
+        """yt-dlp with two guards: with ``public_only`` every request (extractor pages, the media, the end
+        of a redirect) goes to a public host; :meth:`close_responses` ends what extraction left open (the
+        generic extractor opens a direct file link to sniff it, and an open response keeps the transfer
+        going: without it a file crosses the network twice)."""
+
+        def __init__(self, params: dict[str, Any]) -> None:
+            super().__init__(params)
+            self.responses: list = []
+
+        def urlopen(self, req):  # noqa: ANN001, ANN202
+            if opts.public_only and (why := private_url_problem(req if isinstance(req, str) else req.url)):
+                raise PrivateUrlRefused(why)
+            response = super().urlopen(req)
+            if opts.public_only and (why := private_url_problem(response.url)):  # redirected
+                response.close()
+                raise PrivateUrlRefused(f"redirected to {why}")
+            self.responses.append(response)
+            return response
+
+        def close_responses(self) -> None:
+            for r in self.responses:
+                r.close()
+            self.responses.clear()
+
+    return Guarded(params)
 
 
 def search(query: str, n: int, opts: DownloadOptions) -> list[Entry]:
@@ -267,32 +303,44 @@ def search(query: str, n: int, opts: DownloadOptions) -> list[Entry]:
     return entries_from_search(result or {}, opts)
 
 
-def download(url: str, sources_dir: Path, opts: DownloadOptions) -> Downloaded:
+def download(url: str, sources_dir: Path, opts: DownloadOptions, expect_id: str | None = None) -> Downloaded:
     """Download ``url`` into ``sources_dir/{id}/`` (``source.{ext}`` + ``info.json``) and return it.
 
     Idempotent: a URL (or an id) already complete on disk is returned as is. Duration filters are
     applied before downloading when the site reports a duration, else on the probed file.
     Raises ``StageError("download", reason, permanent=...)``: permanent for HTTP 4xx, unsupported
     URLs, too short or too long sources; not permanent for connection errors and timeouts.
+    ``expect_id``: the video the caller was promised (a release row); a URL that now gives another one
+    is refused before its media is fetched.
     """
     import yt_dlp
 
     sources_dir = Path(sources_dir)
-    if (done := find_downloaded(url, sources_dir)) is not None:
+    if opts.public_only and (why := private_url_problem(url)):
+        raise PrivateUrlRefused(why)
+    if (done := find_downloaded(url, sources_dir)) is not None and expect_id in (None, done.id):
         log.debug("already downloaded: %s -> %s", url, done.id)
         return done
     sources_dir.mkdir(parents=True, exist_ok=True)
     sweep_stale_workdirs(sources_dir)
-    with work_folder(sources_dir, url) as workdir, yt_dlp.YoutubeDL(_ydl_params(opts, workdir)) as ydl:
+    with work_folder(sources_dir, url) as workdir, _ydl(opts, _ydl_params(opts, workdir)) as ydl:
         try:
             info = ydl.extract_info(url, download=False)
         except yt_dlp.utils.YoutubeDLError as err:
             raise _fail(err, url) from err
+        finally:
+            ydl.close_responses()
         if not info:
             raise StageError(STAGE, f"yt-dlp found nothing at {url}")
         if info.get("_type") in ("playlist", "multi_video"):
             raise StageError(STAGE, f"{url} is a playlist: pass the URLs of single videos")
         vid = source_id(info, url)
+        if expect_id is not None and vid != expect_id:
+            raise StageError(STAGE, f"the URL now gives video {vid}, not {expect_id} (its media not fetched)")
+        if opts.public_only:  # what a downloader outside yt-dlp's requests (ffmpeg) would fetch
+            for f in info.get("requested_formats") or [info]:
+                if isinstance(f.get("url"), str) and (why := private_url_problem(f["url"])):
+                    raise PrivateUrlRefused(f"its media is at {why}")
         # Another worker (this run or another) may hold the video: wait, then use what it finished.
         with source_lock(sources_dir, vid):
             if (done := load_downloaded(sources_dir / vid)) is not None:

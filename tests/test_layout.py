@@ -20,7 +20,8 @@ def test_flows_top_holds_only_the_shared_modules_and_the_job_folders():
 
 def test_model_top_holds_the_model_and_training_and_metrics_are_folders():
     top = {p.stem for p in (REPO / "model").glob("*.py")}
-    assert top == {"__init__", "config", "backbone", "semantic", "rhythm", "vidmusician", "generation", "longform"}
+    assert top == {"__init__", "config", "ablation", "backbone", "semantic", "rhythm", "vidmusician", "generation",
+                   "longform"}
     assert (REPO / "model" / "training" / "step.py").is_file()
     assert (REPO / "model" / "metrics" / "scores.py").is_file()
 

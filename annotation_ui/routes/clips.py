@@ -25,17 +25,23 @@ def api_peaks(clip_id: str, ctx: Ctx, ann: Who,
     return {"clip_id": clip_id, "n": len(peaks), "peaks": [round(float(v), 3) for v in peaks]}
 
 
-@router.get("/media/{clip_id}")
+@router.api_route("/media/{clip_id}", methods=["GET", "HEAD"])
 def api_media(clip_id: str, request: Request, ctx: Ctx, ann: Who) -> Response:
+    """The clip's bytes: 206 for a satisfiable ``Range: bytes=`` (the first range), 416 for a malformed or
+    unsatisfiable one, the whole file (200) without a Range or with a unit other than bytes."""
     path = ctx.media_file(ctx.clip(clip_id))
     size = path.stat().st_size
     base = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4", "Cache-Control": "private, max-age=3600"}
     header = request.headers.get("range")
-    if header is None:
-        return StreamingResponse(media.iter_file(path, 0, size), headers={**base, "Content-Length": str(size)})
     try:
-        rng = media.parse_range(header, size)
+        rng = None if header is None else media.parse_range(header, size)
     except media.RangeNotSatisfiable as exc:
         return JSONResponse({"detail": str(exc)}, status_code=416, headers={"Content-Range": f"bytes */{size}"})
-    return StreamingResponse(media.iter_file(path, rng.start, rng.length), status_code=206,
-                             headers={**base, "Content-Range": rng.content_range, "Content-Length": str(rng.length)})
+    if rng is None:
+        status, start, length, extra = 200, 0, size, {}
+    else:
+        status, start, length, extra = 206, rng.start, rng.length, {"Content-Range": rng.content_range}
+    headers = {**base, **extra, "Content-Length": str(length)}
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    return StreamingResponse(media.iter_file(path, start, length), status_code=status, headers=headers)

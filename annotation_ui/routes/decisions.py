@@ -34,7 +34,7 @@ class DecisionIn(BaseModel):
 def api_decide(body: DecisionIn, ctx: Ctx, ann: Who) -> dict:
     with ctx.writer.session() as s:
         row = review.decide(s, ann.id, body.clip_id, body.verdict, body.reasons, body.note,
-                            body.seconds_spent, ctx.policy)
+                            body.seconds_spent)
         status = s.get(Clip, body.clip_id).status
     ctx.by_query.clear()  # this server's own writes show at once; other servers' within the TTL
     return {"decision_id": row.id, "clip_id": body.clip_id, "clip_status": status}
@@ -43,7 +43,7 @@ def api_decide(body: DecisionIn, ctx: Ctx, ann: Who) -> dict:
 @router.post("/api/undo")
 def api_undo(ctx: Ctx, ann: Who) -> dict:
     with ctx.writer.session() as s:
-        row = review.undo_last(s, ann.id, ctx.policy)
+        row = review.undo_last(s, ann.id)
         status = s.get(Clip, row.clip_id).status
     ctx.by_query.clear()
     return {"undo_id": row.id, "voided": row.voids, "clip_id": row.clip_id, "clip_status": status}

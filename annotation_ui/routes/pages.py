@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from annotation_ui.context import Ctx, Who
-from annotation_ui.routes.queue import next_clip, progress
+from annotation_ui.routes.queue import lease_seconds, next_clip, progress
 from dvmset.records import RejectReason
 
 router = APIRouter()
@@ -25,6 +25,6 @@ def review_page(request: Request, ctx: Ctx, ann: Who) -> Response:
     with ctx.catalog.session() as s:
         prog = progress(ctx, s, ann.id)
     reasons = [{"code": r.value, "label": REASON_LABELS[r]} for r in RejectReason]
-    data = {"clip": clip, "progress": prog, "reasons": reasons}
+    data = {"clip": clip, "progress": prog, "reasons": reasons, "lease_s": lease_seconds(ctx)}
     return ctx.templates.TemplateResponse(request, "review.html", {"data": data, "annotator": ann.name,
                                                                    "reasons": reasons})

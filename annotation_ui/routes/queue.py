@@ -72,7 +72,7 @@ def clip_payload(s: Session, clip_id: str | None) -> dict | None:
 def next_clip(ctx: ReviewContext, annotator_id: int) -> dict | None:
     """Lease the caller's next clip (or renew their current lease) and describe it."""
     with ctx.writer.session() as s:
-        clip_id = review.claim_next(s, annotator_id, ctx.policy)
+        clip_id = review.claim_next(s, annotator_id)
     with ctx.catalog.session() as s:
         return clip_payload(s, clip_id)
 
@@ -82,10 +82,17 @@ def progress(ctx: ReviewContext, s: Session, annotator_id: int) -> dict:
     return {**review.progress_overall(s, annotator_id), "by_query": ctx.by_query.get(lambda: review.progress_by_query(s))}
 
 
+def lease_seconds(ctx: ReviewContext) -> float:
+    """The catalog's lease length: the page renews its lease at a fraction of it."""
+    with ctx.catalog.session() as s:
+        return review.current_policy(s).lease_s
+
+
 @router.get("/api/next")
 def api_next(ctx: Ctx, ann: Who) -> dict:
-    """The clip to review now (leased to the caller); progress comes from /api/progress, off the hot path."""
-    return {"clip": next_clip(ctx, ann.id)}
+    """The clip to review now (leased to the caller) and the lease's length; progress comes from
+    /api/progress, off the hot path."""
+    return {"clip": next_clip(ctx, ann.id), "lease_s": lease_seconds(ctx)}
 
 
 @router.get("/api/progress")
@@ -97,5 +104,5 @@ def api_progress(ctx: Ctx, ann: Who) -> dict:
 @router.post("/api/skip")
 def api_skip(body: SkipIn, ctx: Ctx, ann: Who) -> dict:
     with ctx.writer.session() as s:
-        review.skip(s, ann.id, body.clip_id, ctx.policy)
+        review.skip(s, ann.id, body.clip_id)
     return {"skipped": body.clip_id}

@@ -5,11 +5,14 @@
   const reasons = data.reasons.map((r) => r.code);
   const $ = (id) => document.getElementById(id);
   const video = $("video"), canvas = $("wave"), ctx = canvas.getContext("2d");
-  let clip = null, peaks = [], shownAt = 0, busy = false;
+  let clip = null, peaks = [], shownAt = 0, busy = false, ended = false;
+  let leaseS = data.lease_s || 600;  // the server's lease length: renewed at a third of it
+  const RETRY_DEFAULT_S = 5, MAX_TRIES = 30;
   const STILL_WARN_S = 10;  // a still picture this long is worth a look (rejection: "static images")
   const LIMITING_SHOW_DB = 1, LIMITING_WARN_DB = 3;  // limiter gain reduction, shown above 1 dB
 
-  function say(msg, isError) {
+  function say(msg, isError, force) {
+    if (ended && !force) return;  // "your session ended" stays
     $("status").textContent = msg;
     $("status").className = isError ? "status error" : "status";
   }
@@ -22,9 +25,51 @@
     }
     const resp = await fetch(url, opts);
     const json = await resp.json().catch(() => ({}));
-    if (!resp.ok) throw new Error(json.detail || resp.status + " " + resp.statusText);
+    if (resp.status === 401) sessionEnded();
+    if (!resp.ok) {
+      const err = new Error(json.detail || resp.status + " " + resp.statusText);
+      err.status = resp.status;
+      err.retryAfter = Number(resp.headers.get("Retry-After")) || RETRY_DEFAULT_S;
+      throw err;
+    }
     return json;
   }
+
+  // The token was revoked or replaced: say so instead of "signed in as ...", and stop renewing.
+  function sessionEnded() {
+    if (ended) return;
+    ended = true;
+    const who = $("who");
+    if (who) who.textContent = "signed out";
+    const msg = "Your session ended (this login link was revoked or replaced): ask for a new login link.";
+    $("ended").textContent = msg;
+    $("ended").hidden = false;
+    document.querySelectorAll("button[data-action]").forEach((b) => { b.disabled = true; });
+    say(msg, true, true);
+  }
+
+  const sleep = (s) => new Promise((resolve) => setTimeout(resolve, s * 1000));
+
+  // A verdict the catalog could not take now (503) is sent again after the server's Retry-After.
+  async function sendDecision(body) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await api("POST", "/api/decisions", body);
+      } catch (e) {
+        // An earlier try that reached the catalog just before it failed: the verdict is in.
+        if (e.status === 409 && attempt > 1 && /already has your verdict/.test(e.message)) return { clip_id: body.clip_id };
+        if (e.status !== 503 || attempt >= MAX_TRIES) throw e;
+        say("the catalog is not answering; sending your verdict again in " + e.retryAfter + " s (try " +
+            (attempt + 1) + " of " + MAX_TRIES + ")", true);
+        await sleep(e.retryAfter);
+      }
+    }
+  }
+
+  // Uploaders' titles may carry explicit direction controls (e.g. U+202E, right-to-left override) that
+  // make text read reversed; they are dropped from what is shown (ordinary right-to-left text is kept).
+  const DIRECTION_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+  const plain = (v) => String(v ?? "").replace(DIRECTION_CONTROLS, "");
 
   function fmt(t) {
     if (!isFinite(t)) return "0:00";
@@ -42,7 +87,7 @@
     body.replaceChildren();
     for (const q of p.by_query) {
       const tr = document.createElement("tr");
-      for (const v of [q.query, q.done, q.left]) {
+      for (const v of [plain(q.query), q.done, q.left]) {
         const td = document.createElement("td");
         td.textContent = v;
         tr.appendChild(td);
@@ -99,6 +144,7 @@
   }
 
   function show(next) {
+    if (next.lease_s) leaseS = next.lease_s;
     if (next.progress) renderProgress(next.progress); else refreshProgress();
     clip = next.clip;
     hideNote();
@@ -112,14 +158,14 @@
     }
     $("empty").hidden = true;
     $("clip-view").hidden = false;
-    $("clip-title").textContent = clip.source.title || clip.id;
+    $("clip-title").textContent = plain(clip.source.title) || clip.id;
     $("clip-id").textContent = clip.id;
-    $("src-title").textContent = clip.source.title || "–";
-    $("src-query").textContent = clip.source.query || "–";
+    $("src-title").textContent = plain(clip.source.title) || "–";
+    $("src-query").textContent = plain(clip.source.query) || "–";
     const link = $("src-link");
     if (clip.source.link && /^https?:\/\//i.test(clip.source.link)) {
       link.href = clip.source.link;
-      link.textContent = clip.source.link;
+      link.textContent = plain(clip.source.link);
     } else {
       link.removeAttribute("href");
       link.textContent = "–";
@@ -140,12 +186,12 @@
   }
 
   async function run(label, fn) {
-    if (busy) return;
+    if (busy || ended) return;
     busy = true;
     try {
       await fn();
     } catch (e) {
-      say(label + " failed: " + e.message, true);
+      if (e.status !== 401) say(label + " failed: " + e.message, true);
     } finally {
       busy = false;
     }
@@ -160,8 +206,9 @@
     run("decision", async () => {
       let r;
       try {
-        r = await api("POST", "/api/decisions", body);
+        r = await sendDecision(body);
       } catch (e) {
+        if (e.status === 401) return;
         // e.g. the lease ran out and the clip went to someone else: move on rather than get stuck.
         say("decision not saved: " + e.message, true);
         show(await api("GET", "/api/next"));
@@ -272,9 +319,10 @@
   video.addEventListener("seeked", drawWave);
   video.addEventListener("click", togglePlay);
 
-  // Keep the lease alive while a clip is open (it expires after the server's lease time otherwise).
-  setInterval(() => {
-    if (!clip || busy) return;
+  // Keep the lease alive while a clip is open: renewed at a third of the server's lease length.
+  function renew() {
+    setTimeout(renew, (leaseS * 1000) / 3);
+    if (!clip || busy || ended) return;
     const held = clip.id;
     api("GET", "/api/next").then((next) => {
       if (clip && clip.id === held && (!next.clip || next.clip.id !== held)) {
@@ -282,7 +330,8 @@
         show(next);
       }
     }).catch(() => {});
-  }, 120000);
+  }
+  setTimeout(renew, (leaseS * 1000) / 3);
 
   setSpeed(1);
   show(data);

@@ -45,7 +45,8 @@ class Entry:
 
 ENTRY_FILE = "flows/cluster/entry.py"  # relative to the source the workers pull
 ENTRIES = (Entry("curate", "curate", CPU_POOL), Entry("export", "export", CPU_POOL),
-           Entry("features", "features", GPU_POOL), Entry("train", "train", GPU_POOL))
+           Entry("features", "features", GPU_POOL), Entry("train", "train", GPU_POOL),
+           Entry("ablate", "ablate", GPU_POOL))
 DEPLOYMENTS = MappingProxyType({e.function: e for e in ENTRIES})
 
 # YouTube throttles a session at a few hundred videos an hour: stay under it by default.
@@ -64,7 +65,7 @@ class DeploySpec:
     zombie_after_s: int = 3 * HEARTBEAT_S
 
     def __post_init__(self) -> None:
-        if not (Path(self.source) / "flows" / "entry.py").is_file():
+        if not (Path(self.source) / ENTRY_FILE).is_file():
             raise ValueError(f"{self.source} holds no flows/cluster/entry.py: --source is the vidmusician checkout "
                              "(or installed package root) the workers load the flows from")
         for name in ("cpu_workers", "gpus", "download_burst"):

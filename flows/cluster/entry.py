@@ -145,3 +145,60 @@ def train(data: str, out: str, recipe: dict[str, Any] | None = None, settings: d
     with _gpu_slot(run.device):
         best = run_training(run).best
     return {str(stage): str(path) for stage, path in best.items()}
+
+
+def ablate_run(data: str, out: str, rows: list[str] | None = None, recipe: dict[str, Any] | None = None,
+               settings: dict[str, Any] | None = None, generate: dict[str, Any] | None = None,
+               evaluate: dict[str, Any] | None = None, split: str = "test"):  # noqa: ANN201 - an AblateRun
+    """The AblateRun of the ablate entry flow's JSON parameters (``recipe``/``settings`` as `train`'s;
+    ``generate``/``evaluate``: the GenerateConfig / EvaluateConfig fields that differ from their defaults)."""
+    from flows.evaluation.evaluate import EvaluateConfig
+    from flows.training.ablate import AblateRun
+    from flows.training.generate_config import GenerateConfig
+    from flows.training.run import TrainRun
+    from model.ablation import TABLE2
+    from model.training.config import TrainConfig
+
+    extra, recipe = dict(settings or {}), dict(recipe or {})
+    if "stages" in extra:
+        extra["stages"] = tuple(extra["stages"])
+    if "device" not in extra:  # as the CLI: this worker's GPU when it has one, bf16 there
+        import torch
+
+        extra["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    recipe.setdefault("precision", "bf16" if extra["device"] == "cuda" else "fp32")
+    if {"data", "out", "recipe", "init"} & set(extra):
+        raise ValueError("give data, out and recipe as their own parameters (and no init), not inside settings")
+    train = _config(TrainRun, {**extra, "data": Path(data), "out": Path(out),
+                               "recipe": _config(TrainConfig, {"stage": 1, **recipe})})
+    gen = None
+    if generate is not None:
+        given = {k: Path(v) if k == "cache_dir" and v is not None else v for k, v in generate.items()}
+        gen = _config(GenerateConfig, {"checkpoint": Path(out), "out_dir": Path(out), "mux": False,
+                                       "device": extra["device"], **given})
+    from flows.evaluation.evaluate import CHECKPOINTS
+
+    ev = {k: Path(v) if k in CHECKPOINTS and v is not None else v for k, v in (evaluate or {}).items()}
+    if "metrics" in ev:
+        ev["metrics"] = tuple(ev["metrics"])
+    unknown = sorted(set(ev) - {f.name for f in fields(EvaluateConfig)})
+    if unknown:
+        raise ValueError(f"unknown EvaluateConfig settings {unknown}")
+    return AblateRun(Path(data), Path(out), tuple(rows or TABLE2), train, gen,
+                     EvaluateConfig.with_env(generated=Path(out), reference=Path(out), **ev), split)
+
+
+@flow(name="vidmusician-ablate", log_prints=False)
+def ablate(data: str, out: str, rows: list[str] | None = None, recipe: dict[str, Any] | None = None,
+           settings: dict[str, Any] | None = None, generate: dict[str, Any] | None = None,
+           evaluate: dict[str, Any] | None = None, split: str = "test") -> dict:
+    """Table 2 on an export (resumable): each row a subflow; returns the table's paths and the rows done."""
+    from flows.training.ablate import run_ablate, with_features_clip
+
+    run = ablate_run(data, out, rows, recipe, settings, generate, evaluate, split)
+    if generate is not None and "clip_model" not in generate:
+        run = with_features_clip(run)
+    with _gpu_slot(run.train.device):
+        result = run_ablate(run)
+    return {"table2.md": str(result.table_md), "table2.json": str(result.table_json),
+            "rows": [r["row"] for r in result.rows]}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from flows.commands.train import add_run_options
+    from flows.evaluation.evaluate import CHECKPOINTS
     from model.ablation import REFERENCES, ROWS, TABLE2
 
     p = sub.add_parser("ablate", help="the paper's Table 2: train, generate and evaluate each ablation row")
@@ -32,14 +33,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--clip-model", default=None, help="the CLIP of the features (default: read from the features)")
     g.add_argument("--pretrained", default=None, help="its pretrained tag or local checkpoint file")
     g.add_argument("--metrics", default=None, help="evaluate's metrics (default all)")
-    for flag in ("--panns", "--clap", "--imagebind"):
-        g.add_argument(flag, type=Path, default=None, metavar="CKPT", help="as in `vidmusician evaluate`")
+    for name, (flag, env) in CHECKPOINTS.items():
+        g.add_argument(flag, type=Path, default=None, metavar="CKPT", dest=name,
+                       help=f"as in `vidmusician evaluate` (or ${env}); without it the metric is skipped")
     g.add_argument("--eval-seed", type=int, default=None, help="bootstrap seed (evaluate's default)")
     add_run_options(p)
+    p.add_argument("--via-server", action="store_true",
+                   help="start the ablate deployment on the Prefect server ($PREFECT_API_URL, set up by `vidmusician "
+                        "deploy`) and follow it; a GPU worker runs it (paths must be valid on the worker)")
     p.set_defaults(func=cmd_ablate)
 
 
-def _configs(args: argparse.Namespace, out: Path):  # noqa: ANN202
+def _checkpoints(args: argparse.Namespace) -> dict[str, Path | None]:
+    from flows.evaluation.evaluate import CHECKPOINTS
+
+    return {name: getattr(args, name) for name in CHECKPOINTS}
+
+
+def _configs(args: argparse.Namespace, out: Path, device: str):  # noqa: ANN202
     from flows.evaluation.evaluate import EvaluateConfig
     from flows.training.generate_config import GenerateConfig
 
@@ -47,20 +58,28 @@ def _configs(args: argparse.Namespace, out: Path):  # noqa: ANN202
                              "window_s": args.window, "stride_s": args.stride, "duration_s": args.duration,
                              "clip_model": args.clip_model, "clip_pretrained": args.pretrained,
                              "device": args.device}.items() if v is not None}
-    generate = None if not gen else GenerateConfig(checkpoint=out, out_dir=out, mux=False, **gen)
-    ev = {k: v for k, v in {"panns": args.panns, "clap": args.clap, "imagebind": args.imagebind,
-                            "seed": args.eval_seed}.items() if v is not None}
+    generate = None if not gen else GenerateConfig(checkpoint=out, out_dir=out, mux=False, **{"device": device, **gen})
+    ev = {k: v for k, v in {**_checkpoints(args), "seed": args.eval_seed}.items() if v is not None}
     if args.metrics:
         ev["metrics"] = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     evaluate = EvaluateConfig.with_env(generated=out, reference=out, **ev)
     return generate, evaluate
 
 
-def cmd_ablate(args: argparse.Namespace) -> int:
+def ablate_run_from_args(args: argparse.Namespace):  # noqa: ANN201 - flows.training.ablate.AblateRun
     from flows.commands.train import train_run
-    from flows.training.ablate import AblateError, AblateRun, run_ablate
-    from flows.training.generate import GenerateError
+    from flows.training.ablate import AblateRun
     from model.ablation import parse_rows
+
+    train = train_run(args, args.data, args.out)
+    generate, evaluate = _configs(args, args.out, train.device)
+    return AblateRun(data=args.data, out=args.out, rows=parse_rows(args.rows), train=train, generate=generate,
+                     evaluate=evaluate, split=args.split)
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from flows.training.ablate import AblateError, run_ablate, with_features_clip
+    from flows.training.generate import GenerateError
     from model.training.checkpoint import CheckpointError
     from model.training.data import FeatureMismatchError
     from model.training.step import NonFiniteLossError
@@ -69,12 +88,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         print(f"{row}: {what}", flush=True)
 
     try:
-        generate, evaluate = _configs(args, args.out)
-        run = AblateRun(data=args.data, out=args.out, rows=parse_rows(args.rows),
-                        train=train_run(args, args.data, args.out), generate=generate, evaluate=evaluate,
-                        split=args.split)
-        if generate is not None and args.clip_model is None:
-            run = _with_features_clip(run)
+        run = ablate_run_from_args(args)
+        if args.via_server:
+            return _via_server(run, args)
+        if run.generate is not None and args.clip_model is None:
+            run = with_features_clip(run)
         result = run_ablate(run, on_row)
     except (AblateError, FeatureMismatchError, CheckpointError, NonFiniteLossError, GenerateError,
             FileNotFoundError, ValueError) as err:
@@ -85,11 +103,47 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_features_clip(run):  # noqa: ANN001, ANN202 - AblateRun
-    """Sampling options were given but not --clip-model: the features' own CLIP, as without options."""
-    from dataclasses import replace
+def remote_params(run, args: argparse.Namespace) -> dict:  # noqa: ANN001 - an AblateRun
+    """The ablate entry flow's JSON parameters (flows/cluster/entry.py) for this run: only what was given."""
+    from dataclasses import fields
 
-    from flows.training.ablate_row import features_clip_model
+    from flows.training.run import TrainRun
+    from model.training.config import TrainConfig
 
-    model = features_clip_model(run)
-    return run if model is None or run.generate is None else replace(run, generate=replace(run.generate, clip_model=model))
+    def changed(obj, default, skip=()):  # noqa: ANN001, ANN202
+        return {f.name: getattr(obj, f.name) for f in fields(obj) if f.init and f.name not in skip
+                and getattr(obj, f.name) != getattr(default, f.name)}
+
+    # device and precision not given: the worker's own choice (its GPU, bf16), as the CLI chooses here
+    recipe = changed(run.train.recipe, TrainConfig(), skip=() if args.precision else ("precision",))
+    settings = changed(run.train, TrainRun(data=run.data, out=run.out),
+                       skip=("data", "out", "recipe", "init", "progress", *(() if args.device else ("device",))))
+    gen = {k: v for k, v in {"seed": args.gen_seed, "cfg_coef": args.cfg_coef, "top_k": args.top_k,
+                             "window_s": args.window, "stride_s": args.stride, "duration_s": args.duration,
+                             "clip_model": args.clip_model, "clip_pretrained": args.pretrained,
+                             "device": args.device}.items() if v is not None}
+    ev = {k: str(v) if isinstance(v, Path) else v for k, v in {**_checkpoints(args), "seed": args.eval_seed}.items()
+          if v is not None}
+    if args.metrics:
+        ev["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    params = {"data": str(run.data), "out": str(run.out), "rows": list(run.rows), "split": run.split,
+              "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
+              "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
+              "evaluate": ev}
+    if gen:
+        params["generate"] = gen
+    return params
+
+
+def _via_server(run, args: argparse.Namespace) -> int:  # noqa: ANN001 - an AblateRun
+    from flows.cluster.deploy import DEPLOYMENTS
+    from flows.cluster.remote import RemoteRunError, run_remote
+
+    deployment = DEPLOYMENTS["ablate"].full_name
+    try:
+        done = run_remote(deployment, remote_params(run, args), on_poll=lambda state: print(f"{deployment}: {state}"))
+    except RemoteRunError as err:
+        print(f"ablate: {err}", file=sys.stderr)
+        return 2
+    print(f"flow run {done.name} ({done.flow_run_id}): {done.state}" + (f": {done.message}" if done.message else ""))
+    return 0 if done.state == "Completed" else 1

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="try failed sources again")
     src.add_argument("--from-release", type=Path, metavar="FILE",
                      help="rebuild a release (release.parquet/.csv): its exact windows, splits and verdicts")
+    p.add_argument("--allow-private-urls", action="store_true",
+                   help="with --from-release: also fetch from loopback, private and link-local hosts "
+                        "(refused by default: a release is input from elsewhere)")
     add_cluster_options(p)
     p.set_defaults(func=cmd_curate)
 
@@ -136,36 +139,38 @@ def curate_elsewhere(args: argparse.Namespace, root, cat: Catalog, queries: list
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    """``curate --from-release FILE``: rebuild and check clip by clip (flows/curation/rebuild.py)."""
+    """``curate --from-release FILE``: check the rows, rebuild, check clip by clip (flows/curation/rebuild.py)."""
     from dvmset.release import ReleaseError, read_release
     from flows.curation.rebuild import run_rebuild
 
     root = resolve_root(args.root)
     cat = open_catalog(root)
     try:
-        videos = len(read_release(args.from_release).videos())
+        release = read_release(args.from_release)
     except ReleaseError as err:
         print(f"curate: {err}", file=sys.stderr)
         return 2
     with progress_bar("rebuilding") as bar:
-        bar.plan("videos", videos)
+        bar.plan("videos", len(release.videos()))
+
+        def show(outcomes: list) -> None:
+            for o in outcomes:
+                if o.outcome != "matching":
+                    bar.print(f"{o.outcome} {o.clip_id or '(no clip id)'}: {o.detail}")
 
         def on_video(outcomes: list) -> None:
             bar.advance()
-            for o in outcomes:
-                if o.outcome != "matching":
-                    bar.print(f"{o.outcome} {o.clip_id}: {o.detail}")
+            show(outcomes)
 
-        try:
-            report = run_rebuild(root, cat.url, args.from_release, cfg=config_from_args(args),
-                                 retry_gone=args.retry_failed, on_video=on_video)
-        except ReleaseError as err:
-            print(f"curate: {err}", file=sys.stderr)
-            return 2
+        report = run_rebuild(root, cat.url, release, cfg=config_from_args(args), retry_gone=args.retry_failed,
+                             on_video=on_video, on_invalid=show, allow_private_urls=args.allow_private_urls)
     c = report["counts"]
-    print(f"rebuilt {c['matching']} clips matching the release, {c['different']} different, {c['gone']} gone "
-          f"(report: {root.path / 'rebuilds'})")
-    return 0 if not c["different"] and not c["gone"] else 1
+    print(f"rebuilt {c['matching']} clips matching the release, {c['different']} different, {c['gone']} gone, "
+          f"{c['invalid']} invalid" + (f", {c['refused']} refused (taken down here)" if c["refused"] else "")
+          + f" (report: {root.path / 'rebuilds'})")
+    if c["invalid"]:
+        print("invalid rows were set aside before any download; each is listed above with its field and why")
+    return 0 if c["matching"] == sum(c.values()) else 1
 
 
 def print_summary(result: dict, cat: Catalog) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     from flows.evaluation.evaluate import CHECKPOINTS, METRICS, EvaluateConfig
 
-    p = sub.add_parser("evaluate", help="the paper's Table 1 metrics (FD, KL, ImageBind, CLAP, Rhythm) with "
+    p = sub.add_parser("evaluate", help="the paper's Table 1 metrics (FD, KL, ImageBind, CLAP, Rhythm) and the other "
+                                        "papers' (FAD-VGGish, KL-PaSST, IS, BCS/BHS, beat alignment) with "
                                         "intervals and chance levels; see docs/evaluation.md")
     p.add_argument("--generated", required=True, type=Path, metavar="DIR", help="generated music, one file per clip id")
     p.add_argument("--reference", required=True, type=Path, metavar="DIR", help="the real music, same clip ids")
@@ -19,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where report.json, report.md and items.csv go")
     published = {"panns": "PANNs Cnn14_16k_mAP=0.438.pth (FD, KL)",
                  "clap": "laion_clap music_audioset_epoch_15_esc_90.14.pt (CLAP)",
-                 "imagebind": "imagebind_huge.pth (ImageBind; CC-BY-NC-SA)"}
+                 "imagebind": "imagebind_huge.pth (ImageBind; CC-BY-NC-SA)",
+                 "vggish": "torchvggish vggish-10086976.pth (FAD on VGGish)",
+                 "passt": "hear21passt passt-s-f128-p16-s10-ap.476-swa.pt (KL on PaSST)"}
     for name, (flag, env) in CHECKPOINTS.items():
         p.add_argument(flag, type=Path, metavar="CKPT", help=f"local {published[name]} or ${env}; without it the "
                                                              "metric is skipped")
@@ -38,7 +41,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         cfg = EvaluateConfig.with_env(
             generated=args.generated, reference=args.reference, videos=args.videos, panns=args.panns,
-            clap=args.clap, imagebind=args.imagebind, seed=args.seed, device=args.device,
+            clap=args.clap, imagebind=args.imagebind, vggish=args.vggish, passt=args.passt, seed=args.seed, device=args.device,
             metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()))
         report = evaluate(cfg)
     except (ValueError, FileNotFoundError) as err:

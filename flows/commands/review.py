@@ -10,10 +10,38 @@ from typing import TYPE_CHECKING
 
 from flows.settings import add_root_arg, existing_root, open_catalog, resolve_root
 
+FALLBACK_URL = "http://127.0.0.1:8000"
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import numpy as np
+
+
+URL_HELP = ("the review tool's base URL for the link (default: where the last `vidmusician review` on this "
+            f"catalog served, else {FALLBACK_URL})")
+
+
+def overlap_arg(text: str) -> int:
+    from dvmset.review import QueuePolicy
+
+    try:
+        return QueuePolicy(overlap=int(text)).overlap
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of verdicts per clip, 1 to 50") from None
+
+
+def lease_arg(text: str) -> float:
+    from dvmset.review_policy import MIN_LEASE_S
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not MIN_LEASE_S <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds from {MIN_LEASE_S:g} to 86400 (the page renews "
+                                         "its lease at a third of it)")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,13 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "separated, '*' for any (default $VIDMUSICIAN_FORWARDED_ALLOW_IPS, else uvicorn's: "
                         "$FORWARDED_ALLOW_IPS or 127.0.0.1,::1); behind a trusted https proxy the sign-in "
                         "cookie is marked Secure")
-    from dvmset.review import QueuePolicy
-
-    q = QueuePolicy()
-    p.add_argument("--overlap", type=int, default=q.overlap, metavar="N",
-                   help=f"independent verdicts each clip needs ({q.overlap}; >1 for agreement studies)")
-    p.add_argument("--lease-seconds", type=float, default=q.lease_s,
-                   help=f"how long a handed-out clip is reserved ({q.lease_s:g})")
+    p.add_argument("--overlap", type=overlap_arg, default=None, metavar="N",
+                   help="expect this many verdicts per clip: the catalog's review policy decides; a value "
+                        "that differs from it is refused (change it with `vidmusician review-policy set`)")
+    p.add_argument("--lease-seconds", type=lease_arg, default=None, metavar="S",
+                   help="expect leases of this length (the catalog's policy decides, as for --overlap)")
+    p.add_argument("--public-url", default=None, metavar="URL",
+                   help="the URL annotators reach this server at (behind a proxy, or when binding 0.0.0.0); "
+                        "recorded in the catalog for the links `annotators add/link` print "
+                        "(default http://HOST:PORT)")
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("annotators", help="add, list, re-link or revoke annotators")
@@ -40,12 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = asub.add_parser("add", help="create an annotator and print their personal login link")
     a.add_argument("name")
     add_root_arg(a)
-    a.add_argument("--url", default="http://127.0.0.1:8000", help="the review tool's base URL for the link")
+    a.add_argument("--url", default=None, help=URL_HELP)
     a.set_defaults(func=cmd_annotators_add)
     a = asub.add_parser("link", help="a new login link for an annotator (the old one stops working)")
     a.add_argument("name")
     add_root_arg(a)
-    a.add_argument("--url", default="http://127.0.0.1:8000", help="the review tool's base URL for the link")
+    a.add_argument("--url", default=None, help=URL_HELP)
     a.set_defaults(func=cmd_annotators_link)
     a = asub.add_parser("revoke", help="sign an annotator out for good (their decisions stay)")
     a.add_argument("name")
@@ -77,17 +107,35 @@ def cmd_review(args: argparse.Namespace) -> int:
     import uvicorn
 
     from annotation_ui.app import create_app
-    from dvmset.review import QueuePolicy
+    from dvmset.review import PolicyMismatch, QueuePolicy, check_policy, current_policy
+    from dvmset.review_policy import record_server_url
+    from flows.commands.review_server import announce, bind, public_url
 
     root = existing_root(args.root)
-    policy = QueuePolicy(overlap=args.overlap, lease_s=args.lease_seconds)
-    app = create_app(root, open_catalog(root), policy, compute_peaks=peaks_decoder())
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {args.host}; anyone who can reach it still needs a token", file=sys.stderr)
-    print(f"review tool on http://{args.host}:{args.port}/ (overlap {policy.overlap}); "
-          "annotators sign in with their login link", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=True,
-                forwarded_allow_ips=args.forwarded_allow_ips)
+    catalog = open_catalog(root)
+    with catalog.session() as s:
+        have = current_policy(s)
+        wanted = QueuePolicy(overlap=have.overlap if args.overlap is None else args.overlap,
+                             lease_s=have.lease_s if args.lease_seconds is None else args.lease_seconds,
+                             skip_s=have.skip_s)
+        try:
+            policy = check_policy(s, wanted)
+        except PolicyMismatch as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    try:
+        sock = bind(args.host, args.port)  # before anything is written or announced
+    except OSError as exc:
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc} (another review server? "
+              "pick another --port); nothing was changed", file=sys.stderr)
+        return 3
+    url = args.public_url or public_url(args.host, sock.getsockname()[1])
+    with catalog.session() as s:
+        record_server_url(s, url)
+    app = create_app(root, catalog, policy, compute_peaks=peaks_decoder())
+    announce(args.host, url, policy)
+    config = uvicorn.Config(app, log_level="warning", proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -102,8 +150,25 @@ def cmd_annotators_add(args: argparse.Namespace) -> int:
     except (Conflict, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _print_link(name, token, args.url)
+    _print_link(name, token, _link_base(catalog, args.url))
     return 0
+
+
+def _link_base(catalog, url: str | None) -> str:  # noqa: ANN001 - a Catalog
+    """--url, else where the last review server on this catalog served, else the default; says which."""
+    from dvmset.review_policy import server_url
+
+    if url:
+        return url
+    with catalog.session() as s:
+        recorded = server_url(s)
+    if recorded:
+        print(f"link points at {recorded}, where the last `vidmusician review` on this catalog served "
+              "(--url to change)", file=sys.stderr)
+        return recorded
+    print(f"no review server has run on this catalog yet: the link assumes {FALLBACK_URL} (--url to change)",
+          file=sys.stderr)
+    return FALLBACK_URL
 
 
 def _print_link(name: str, token: str, base_url: str) -> None:
@@ -133,7 +198,7 @@ def cmd_annotators_link(args: argparse.Namespace) -> int:
     token = _on_annotator(args, new_token)
     if token is None:
         return 2
-    _print_link(args.name.strip(), token, args.url)
+    _print_link(args.name.strip(), token, _link_base(open_catalog(existing_root(args.root)), args.url))
     return 0
 
 
@@ -180,8 +245,22 @@ def cmd_decisions_export(args: argparse.Namespace) -> int:
     df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
     with atomic_path(args.out) as tmp:
         if args.format == "csv":
-            df.to_csv(tmp, index=False)
+            spreadsheet_safe(df).to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
     print(f"{len(df)} decisions -> {args.out}")
     return 0
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection list
+
+
+def spreadsheet_safe(df):  # noqa: ANN001, ANN201 - a pandas DataFrame in and out
+    """Text cells a spreadsheet would run as a formula (``=HYPERLINK(...)``) get a leading ``'``."""
+    import pandas as pd
+
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_object_dtype(out[col]) or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out

@@ -83,10 +83,10 @@ def _retry_transient(task_, task_run, state) -> bool:
 
 
 @task(name="download", cache_policy=NO_CACHE, retry_condition_fn=_retry_transient)
-def download_task(url: str, sources_dir: Path, opts: dl.DownloadOptions) -> dl.Downloaded:
+def download_task(url: str, sources_dir: Path, opts: dl.DownloadOptions, expect_id: str | None = None) -> dl.Downloaded:
     if dl.find_downloaded(url, sources_dir) is None:
         limits.throttle_download(url)  # the site's rate limit, where `vidmusician deploy` made one
-    return dl.download(url, sources_dir, opts)
+    return dl.download(url, sources_dir, opts, expect_id)
 
 
 class _Resources:

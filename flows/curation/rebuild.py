@@ -3,14 +3,18 @@
 Each listed video is downloaded, its audio processed with the release's parameters, and EXACTLY the
 listed windows cut (not re-planned); each clip gets the release's split and verdict (marked "from
 release", not reviewed again) and is checked against the release: rebuilt and matching, rebuilt but
-different (how), or gone (the download's error). Resumable like curate: a re-run skips videos it
-finished and clips already cut.
+different (how), gone (the download's error), invalid (a row set aside before any download: a bad
+field, or a URL that is not a public http(s) host) or refused (taken down on this root). Resumable like
+curate: a re-run skips videos it finished and clips already cut.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import math
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,7 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from dvmset import sources
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_write_text
-from dvmset.layout import DataRoot
+from dvmset.layout import DataRoot, id_problem
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.release import Release, compare_rebuilt, read_release
 from dvmset.tables import Clip
@@ -43,10 +47,12 @@ from pipeline import download as dl
 from pipeline import qc
 from pipeline.errors import StageError, is_whole_run, item_failure
 from pipeline.probe import probe, require_streams
+from pipeline.urls import PrivateUrlRefused, private_url_problem, resolve_host
 
 log = logging.getLogger(__name__)
 ORIGIN = "release"
-MATCHING, DIFFERENT, GONE = "matching", "different", "gone"
+MATCHING, DIFFERENT, GONE, INVALID, REFUSED = "matching", "different", "gone", "invalid", "refused"
+OUTCOMES = (MATCHING, DIFFERENT, GONE, INVALID, REFUSED)
 _VERDICT_STATUS = {"accept": ClipStatus.ACCEPTED, "reject": ClipStatus.REJECTED}
 _ANY_LENGTH = dl.DownloadOptions(min_duration_s=0.0, max_duration_s=None)  # the windows are checked instead
 _res: dict[str, _Resources] = {}
@@ -66,8 +72,12 @@ def _resources(cfg: CurateConfig) -> _Resources:
 class ClipOutcome:
     clip_id: str
     video_id: str
-    outcome: str  # matching | different | gone
+    outcome: str  # one of OUTCOMES
     detail: str
+
+
+def _invalid(rows: pd.DataFrame, why: str) -> list[ClipOutcome]:
+    return [ClipOutcome(r.clip_id, r.video_id, INVALID, f"row {r.row}: url {why}") for r in rows.itertuples()]
 
 
 def release_config(rows: pd.DataFrame, base: CurateConfig) -> CurateConfig:
@@ -89,8 +99,27 @@ def release_config(rows: pd.DataFrame, base: CurateConfig) -> CurateConfig:
     return CurateConfig(**{**asdict(base), **given})
 
 
-def _gone(rows: pd.DataFrame, why: str) -> list[ClipOutcome]:
-    return [ClipOutcome(r.clip_id, r.video_id, GONE, why) for r in rows.itertuples()]
+def _gone(rows: pd.DataFrame, why: str, outcome: str = GONE) -> list[ClipOutcome]:
+    return [ClipOutcome(r.clip_id, r.video_id, outcome, why) for r in rows.itertuples()]
+
+
+def _after_failure(cat: Catalog, root: DataRoot, rows: pd.DataFrame, why: str) -> list[ClipOutcome]:
+    """The rows of a video whose rebuild failed part way: a clip already cut is reported as it stands
+    (the catalog and the report agree), the rest are gone."""
+    with cat.session() as s:
+        cut = {c.id for c in s.query(Clip).filter(Clip.id.in_(list(rows.clip_id)))
+               if c.status != ClipStatus.FAILED and root.clip_path(c.id).exists()}
+    return [_outcome_of(cat, r, None) if r.clip_id in cut else ClipOutcome(r.clip_id, r.video_id, GONE, why)
+            for r in rows.itertuples()]
+
+
+def _drop_other_download(cat: Catalog, root: DataRoot, got: dl.Downloaded) -> bool:
+    """Delete a download that is not the listed video unless the catalog knows it (another source's)."""
+    with dl.source_lock(root.sources_dir, got.id), cat.session() as s:
+        if s.get(sources.Source, got.id) is not None:
+            return False
+        shutil.rmtree(root.source_dir(got.id), ignore_errors=True)
+    return True
 
 
 def _outcome_of(cat: Catalog, row, source_duration_s: float | None) -> ClipOutcome:  # noqa: ANN001
@@ -126,12 +155,13 @@ def _cut(cat: Catalog, root: DataRoot, cfg: CurateConfig, row, media: Path, audi
 
 
 @task(name="rebuild-video", cache_policy=NO_CACHE)
-def rebuild_video(rows: pd.DataFrame, root_path: str, db_url: str, base: CurateConfig, retry_gone: bool) -> list[ClipOutcome]:
+def rebuild_video(rows: pd.DataFrame, root_path: str, db_url: str, base: CurateConfig, retry_gone: bool,
+                  opts: dl.DownloadOptions = _ANY_LENGTH) -> list[ClipOutcome]:
     root, cat = DataRoot(Path(root_path)), _catalog(db_url)
     first = rows.iloc[0]
     vid, url = first.video_id, first.url
     if why := refusal(cat, video_id=vid, url=url):
-        return _gone(rows, f"refused: {why}")
+        return _gone(rows, f"refused here: {why}", REFUSED)
     with cat.session() as s:
         src = s.get(sources.Source, vid)
         done = src is not None and src.status == SourceStatus.DONE
@@ -143,11 +173,17 @@ def rebuild_video(rows: pd.DataFrame, root_path: str, db_url: str, base: CurateC
         return [_outcome_of(cat, r, duration) for r in rows.itertuples()]
     cfg = release_config(rows, base)
     origin = {"url": url, "query": first.query}
+    dropped = ""  # an earlier run may have left another video's download under this URL, with no row
+    if (prior := dl.find_downloaded(url, root.sources_dir)) is not None and prior.id != vid \
+            and _drop_other_download(cat, root, prior):
+        dropped = f" (an earlier download from this URL, video {prior.id}, deleted)"
     try:
         got = download_task.with_options(retries=cfg.download_retries, retry_delay_seconds=cfg.retry_delays())(
-            url, root.sources_dir, _ANY_LENGTH)
-        if got.id != vid:
-            raise StageError("download", f"the URL now gives video {got.id}, not {vid}")
+            url, root.sources_dir, opts, vid)
+        if got.id != vid:  # download() refuses another video before fetching it; this is the last guard
+            deleted = _drop_other_download(cat, root, got)
+            raise StageError("download", f"the URL now gives video {got.id}, not {vid}"
+                                         + (" (that download deleted)" if deleted else ""))
         sources.upsert_source(cat, vid, **origin, title=got.title, uploader=got.uploader, license=got.license,
                               duration_s=got.duration_s, webpage_url=got.webpage_url,
                               media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None)
@@ -165,18 +201,21 @@ def rebuild_video(rows: pd.DataFrame, root_path: str, db_url: str, base: CurateC
                     _cut(cat, root, cfg, r, got.media_path, audio, got)
         sources.upsert_source(cat, vid, status=SourceStatus.DONE, duration_s=info.duration_s)
         return [_outcome_of(cat, r, info.duration_s) for r in rows.itertuples()]
+    except PrivateUrlRefused as err:  # found only once fetching (a redirect, the media's own URL)
+        return _invalid(rows, err.args[0])
     except Exception as err:  # noqa: BLE001 - a dead video is its rows, not a crashed rebuild
         if is_whole_run(err):
             raise
-        why = item_failure(err)
+        why = item_failure(err) + dropped
         sources.fail_source(cat, vid, why, getattr(err, "stage", None), **origin)
-        return _gone(rows, why)
+        return _after_failure(cat, root, rows, why)
 
 
 @flow(name="rebuild", validate_parameters=False)
-def rebuild_flow(release: Release, root_path: str, db_url: str, base: CurateConfig, retry_gone: bool = False,
-                 on_video: Callable[[list[ClipOutcome]], None] | None = None) -> list[ClipOutcome]:
-    futures = [rebuild_video.submit(rows, root_path, db_url, base, retry_gone) for rows in release.videos().values()]
+def rebuild_flow(videos: list[pd.DataFrame], root_path: str, db_url: str, base: CurateConfig, retry_gone: bool = False,
+                 on_video: Callable[[list[ClipOutcome]], None] | None = None,
+                 opts: dl.DownloadOptions = _ANY_LENGTH) -> list[ClipOutcome]:
+    futures = [rebuild_video.submit(rows, root_path, db_url, base, retry_gone, opts) for rows in videos]
     out: list[ClipOutcome] = []
     for f in futures:
         got = f.result()
@@ -186,20 +225,50 @@ def rebuild_flow(release: Release, root_path: str, db_url: str, base: CurateConf
     return sorted(out, key=lambda o: o.clip_id)
 
 
-def run_rebuild(root: DataRoot, db_url: str, release_path: Path, *, cfg: CurateConfig | None = None,
-                retry_gone: bool = False, on_video: Callable[[list[ClipOutcome]], None] | None = None) -> dict:
+def set_aside(release: Release, *, allow_private_urls: bool = False) -> tuple[list[ClipOutcome], list[pd.DataFrame]]:
+    """(the rows refused before any download, the videos to rebuild): a row with a bad field (read_release),
+    and unless ``allow_private_urls`` every row of a video whose URL's host is not public (pipeline.urls)."""
+    refused = [ClipOutcome(r.clip_id, r.video_id, INVALID, r.detail) for r in release.invalid]
+    todo = []
+    resolve = functools.lru_cache(maxsize=None)(resolve_host)  # one lookup per host, not per video
+    for rows in release.videos().values():
+        why = None if allow_private_urls else private_url_problem(rows.url.iloc[0], resolve)
+        if why:
+            refused += _invalid(rows, why)
+        else:
+            todo.append(rows)
+    return refused, todo
+
+
+def report_name(release: Release) -> str:
+    """The report's file name: the release's name, its folder's, or "release" (none is a path)."""
+    for name in (release.meta.get("name"), release.path.parent.name):
+        if isinstance(name, str) and id_problem(name) is None:
+            return name
+    return "release"
+
+
+def run_rebuild(root: DataRoot, db_url: str, release: Path | Release, *, cfg: CurateConfig | None = None,
+                retry_gone: bool = False, on_video: Callable[[list[ClipOutcome]], None] | None = None,
+                on_invalid: Callable[[list[ClipOutcome]], None] | None = None,
+                allow_private_urls: bool = False) -> dict:
     """Rebuild the release into ``root``; returns the per-clip outcomes and counts, also written to
-    ``rebuilds/{release name}.json`` under the root."""
+    ``rebuilds/{release name}.json`` under the root. Rows are checked before any download; ``on_invalid``
+    hears of the ones set aside, ``on_video`` of each video's outcomes."""
     import json
 
-    release = read_release(release_path)
+    release = release if isinstance(release, Release) else read_release(release)
+    invalid, videos = set_aside(release, allow_private_urls=allow_private_urls)
+    if on_invalid and invalid:
+        on_invalid(invalid)
     root = root.ensure()
     cfg = cfg or CurateConfig(separator="none")
+    opts = dataclasses.replace(_ANY_LENGTH, public_only=not allow_private_urls)
     runner = ThreadPoolTaskRunner(max_workers=cfg.workers)
-    outcomes = rebuild_flow.with_options(task_runner=runner)(release, str(root.path), db_url, cfg, retry_gone,
-                                                            on_video)
-    counts = {k: sum(o.outcome == k for o in outcomes) for k in (MATCHING, DIFFERENT, GONE)}
+    outcomes = rebuild_flow.with_options(task_runner=runner)(videos, str(root.path), db_url, cfg, retry_gone,
+                                                            on_video, opts) if videos else []
+    outcomes = sorted(outcomes, key=lambda o: o.clip_id) + invalid
+    counts = {k: sum(o.outcome == k for o in outcomes) for k in OUTCOMES}
     report = {"release": str(release.path), "counts": counts, "clips": [asdict(o) for o in outcomes]}
-    name = release.meta.get("name") or release.path.parent.name
-    atomic_write_text(root.path / "rebuilds" / f"{name}.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(root.path / "rebuilds" / f"{report_name(release)}.json", json.dumps(report, indent=2) + "\n")
     return report

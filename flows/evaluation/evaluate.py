@@ -19,8 +19,16 @@ import numpy as np
 
 from flows.evaluation.inputs import Decoded, gate_and_extract, imagebind_clips, list_clips
 from model.metrics.audio import RESAMPLER
-from model.metrics.beats import BeatConfig, track_beats
+from model.metrics.beats import LORIS_ONSET, BeatConfig, detect_onsets_loris, track_beats
 from model.metrics.checkpoints import EmbedderUnavailable, require_checkpoint
+from model.metrics.field_metrics import (
+    bcs_bhs_metric,
+    beat_align_metric,
+    fad_vggish_metric,
+    imagebind_scales,
+    isc_metric,
+    kl_passt_metric,
+)
 from model.metrics.gate import Exclusion, GateConfig, pair_ids
 from model.metrics.rhythm import RhythmConfig
 from model.metrics.scores import (
@@ -35,11 +43,14 @@ from pipeline.cuts import CutConfig, detect_video_cuts
 
 log = logging.getLogger(__name__)
 
-METRICS = ("fd", "kl", "clap", "imagebind", "rhythm")
+METRICS = ("fd", "kl", "clap", "imagebind", "rhythm", "bcs_bhs", "beat_align", "fad_vggish", "kl_passt", "isc")
+VIDEO_METRICS = ("imagebind", "rhythm", "beat_align")
 # metric -> (embedder, its flag, its environment variable)
 CHECKPOINTS = {"panns": ("--panns", "VIDMUSICIAN_PANNS_CKPT"), "clap": ("--clap", "VIDMUSICIAN_CLAP_CKPT"),
-               "imagebind": ("--imagebind", "VIDMUSICIAN_IMAGEBIND_CKPT")}
-NEEDS = {"fd": "panns", "kl": "panns", "clap": "clap", "imagebind": "imagebind"}
+               "imagebind": ("--imagebind", "VIDMUSICIAN_IMAGEBIND_CKPT"),
+               "vggish": ("--vggish", "VIDMUSICIAN_VGGISH_CKPT"), "passt": ("--passt", "VIDMUSICIAN_PASST_CKPT")}
+NEEDS = {"fd": "panns", "kl": "panns", "clap": "clap", "imagebind": "imagebind", "fad_vggish": "vggish",
+         "kl_passt": "passt", "isc": "panns"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class EvaluateConfig:
     rhythm: RhythmConfig = field(default_factory=RhythmConfig)
     beats: BeatConfig = field(default_factory=BeatConfig)
     cuts: CutConfig = field(default_factory=CutConfig)
+    vggish: Path | None = None
+    passt: Path | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -79,6 +92,8 @@ class EvaluationReport:
     n_paired: int
     n_scored: int
     settings: dict
+    # clip id -> {"cuts", "beats", "duration_s"}: what the report's beat/cut pictures draw
+    timelines: dict[str, dict] = field(default_factory=dict)
 
 
 def _load_embedders(cfg: EvaluateConfig) -> tuple[dict, dict[str, str]]:
@@ -86,11 +101,14 @@ def _load_embedders(cfg: EvaluateConfig) -> tuple[dict, dict[str, str]]:
     from model.metrics.clap import ClapAudioEmbedder
     from model.metrics.imagebind import ImageBindEmbedder
     from model.metrics.panns import PannsEmbedder
+    from model.metrics.passt import PasstEmbedder
+    from model.metrics.vggish import VggishEmbedder
 
     wanted = {NEEDS[m] for m in cfg.metrics if m in NEEDS}
     if cfg.videos is None:
         wanted.discard("imagebind")
-    classes = {"panns": PannsEmbedder, "clap": ClapAudioEmbedder, "imagebind": ImageBindEmbedder}
+    classes = {"panns": PannsEmbedder, "clap": ClapAudioEmbedder, "imagebind": ImageBindEmbedder,
+               "vggish": VggishEmbedder, "passt": PasstEmbedder}
     loaded, missing = {}, {}
     for name in sorted(wanted):
         flag, env = CHECKPOINTS[name]
@@ -115,7 +133,8 @@ def _fingerprint(cfg: EvaluateConfig, embedders: dict) -> dict:
         "channel_policy": "mean of the channels (mono)", "resampler": RESAMPLER | {"version": soxr.__version__},
         "decoder": "ffmpeg (pipeline.media.read_audio) at the file's own rate, float32",
         "gate": asdict(cfg.gate), "rhythm": asdict(cfg.rhythm), "beats": cfg.beats.describe(),
-        "cuts": cfg.cuts.describe(), "embedders": {k: e.describe() for k, e in sorted(embedders.items())},
+        "cuts": cfg.cuts.describe(), "loris_onsets": dict(LORIS_ONSET),
+        "embedders": {k: e.describe() for k, e in sorted(embedders.items())},
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
                      "torch": torch.__version__, "librosa": librosa.__version__,
                      "scenedetect": scenedetect.__version__},
@@ -151,7 +170,8 @@ def _evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None) -> Eva
         files["video"] = list_clips(cfg.videos, "video")
     ids, excluded = pair_ids(files["generated"], files["reference"], files.get("video"))
     embedders, missing = _load_embedders(cfg)
-    want_rhythm = "rhythm" in cfg.metrics and cfg.videos is not None
+    want_rhythm = cfg.videos is not None and ("rhythm" in cfg.metrics or "beat_align" in cfg.metrics)
+    want_onsets = "bcs_bhs" in cfg.metrics
 
     def extract_audio(cid: str, role: str, dec: Decoded, feats: ClipFeatures) -> None:
         if "panns" in embedders:
@@ -160,6 +180,12 @@ def _evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None) -> Eva
         if "clap" in embedders:
             emb = embedders["clap"]
             setattr(feats, f"clap_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
+        if "passt" in embedders:
+            emb = embedders["passt"]
+            setattr(feats, f"passt_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
+        if "vggish" in embedders:
+            emb = embedders["vggish"]
+            setattr(feats, f"vggish_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
         if role == "generated" and "imagebind" in embedders:
             from model.metrics.imagebind import AUDIO_RATE
 
@@ -167,6 +193,9 @@ def _evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None) -> Eva
         if want_rhythm:
             setattr(feats, f"beats_{role[:3]}", track_beats(dec.at(cfg.beats.sample_rate), cfg.beats.sample_rate,
                                                             cfg.beats))
+        if want_onsets:
+            rate = LORIS_ONSET["sample_rate"]
+            setattr(feats, f"onsets_{role[:3]}", detect_onsets_loris(dec.at(rate), rate))
 
     def extract_video(path: Path, info: tuple[float, float, int, int], feats: ClipFeatures) -> None:
         duration, fps, width, height = info
@@ -183,14 +212,18 @@ def _evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None) -> Eva
     results: dict[str, MetricResult] = {}
     for name in cfg.metrics:
         results[name] = _metric(name, feats, cfg, embedders, missing)
+    timelines = {f.clip_id: {"cuts": [float(t) for t in f.cuts], "beats": [float(t) for t in f.beats_gen],
+                             "duration_s": f.video_duration_s}
+                 for f in feats if f.cuts is not None and f.beats_gen is not None}
     return EvaluationReport(metrics=results, excluded=sorted(excluded + gated, key=lambda e: (e.clip_id, e.role)),
-                            n_paired=len(ids), n_scored=len(feats), settings=_fingerprint(cfg, embedders))
+                            n_paired=len(ids), n_scored=len(feats), settings=_fingerprint(cfg, embedders),
+                            timelines=timelines)
 
 
 def _metric(name: str, feats: list[ClipFeatures], cfg: EvaluateConfig, embedders: dict,
             missing: dict[str, str]) -> MetricResult:
     needs = NEEDS.get(name)
-    if name in ("imagebind", "rhythm") and cfg.videos is None:
+    if name in VIDEO_METRICS and cfg.videos is None:
         return MetricResult(name, skipped=f"{name} needs the videos: pass --videos DIR")
     if needs is not None and needs not in embedders:
         return MetricResult(name, skipped=missing.get(needs, f"{needs} not loaded"))
@@ -201,5 +234,15 @@ def _metric(name: str, feats: list[ClipFeatures], cfg: EvaluateConfig, embedders
     if name == "clap":
         return cosine_metric("clap", feats, "clap_gen", "clap_ref", cfg.seed)
     if name == "imagebind":
-        return cosine_metric("imagebind", feats, "imagebind_video", "imagebind_audio", cfg.seed)
+        return imagebind_scales(cosine_metric("imagebind", feats, "imagebind_video", "imagebind_audio", cfg.seed))
+    if name == "bcs_bhs":
+        return bcs_bhs_metric(feats, cfg.seed)
+    if name == "isc":
+        return isc_metric(feats, cfg.seed)
+    if name == "kl_passt":
+        return kl_passt_metric(feats, cfg.seed)
+    if name == "fad_vggish":
+        return fad_vggish_metric(feats, cfg.seed)
+    if name == "beat_align":
+        return beat_align_metric(feats, cfg.rhythm, cfg.seed)
     return rhythm_metric(feats, cfg.rhythm, cfg.seed)

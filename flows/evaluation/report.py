@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dvmset.io import atomic_path
 from flows.evaluation.evaluate import EvaluationReport
+from flows.evaluation.plots import figure_list, write_figures
+from model.metrics.field_metrics import CONVENTIONS
 
 COLUMNS = (("fd", "FD ↓"), ("kl", "KL ↓"), ("imagebind", "ImageBind ↑"), ("clap", "CLAP ↑"), ("rhythm", "Rhythm ↑"))
 PAPER_BEST = {"fd": 27.46, "kl": 1.112, "imagebind": 0.2158, "clap": 0.4162, "rhythm": 0.2516}  # Table 1, ours
@@ -27,9 +29,19 @@ def _clean(value):
     return value
 
 
+def _metric_json(name: str, m) -> dict:
+    out = m.to_json()
+    if name in CONVENTIONS:
+        out |= {"convention": CONVENTIONS[name]["convention"], "matches": CONVENTIONS[name]["matches"]}
+    return out
+
+
 def report_json(report: EvaluationReport) -> dict:
     return _clean({
-        "metrics": {name: m.to_json() for name, m in report.metrics.items()},
+        "metrics": {name: _metric_json(name, m) for name, m in report.metrics.items()},
+        "anchors": [{"column": r[0], "value": r[1], "chance": r[2], "convention": r[3], "matches": r[4]}
+                    for r in anchor_rows(report)],
+        "figures": [rel for rel, _ in figure_list(report)],
         "clips": {"paired": report.n_paired, "scored": report.n_scored, "excluded": len({e.clip_id for e in report.excluded})},
         "excluded": [{"clip_id": e.clip_id, "role": e.role, "reason": e.reason} for e in report.excluded],
         "settings": report.settings,
@@ -89,6 +101,9 @@ def report_markdown(report: EvaluationReport) -> str:
                   f"music shuffled across videos {_fmt(rhythm.chance.get('shuffled_music'))}"
                   + (f"; the real music scores {_fmt(e['reference_music_recall'])}" if "reference_music_recall" in e else "")
                   + ".", f"Excluded as stable visuals ({e['rule']}): {', '.join(e['excluded_stable_visuals']) or 'none'}.", ""]
+    lines += anchors_markdown(report)
+    if figures := figure_list(report):
+        lines += ["## Pictures", "", *[f"- [{caption}]({rel})  \n  ![{caption}]({rel})" for rel, caption in figures], ""]
     notes = [f"- **{name}**: {m.skipped}" for name, m in report.metrics.items() if m.skipped]
     notes += [f"- **{name}**: {w}" for name, m in report.metrics.items() for w in m.warnings]
     if notes:
@@ -98,6 +113,69 @@ def report_markdown(report: EvaluationReport) -> str:
         lines += [f"| {e.clip_id} | {e.role} | {e.reason} |" for e in report.excluded]
         lines.append("")
     return "\n".join(lines)
+
+
+def _ok(report: EvaluationReport, name: str):
+    m = report.metrics.get(name)
+    return None if m is None or m.skipped else m
+
+
+def anchor_rows(report: EvaluationReport) -> list[tuple[str, float | None, float | None, str, str]]:
+    """(column, value, chance, convention, toolkit it matches): the numbers VidMuse/GVMGen/Diff-V2M-style papers print."""
+    rows: list[tuple[str, float | None, float | None, str, str]] = []
+    if fd := _ok(report, "fd"):
+        rows.append(("FD (PANNs Cnn14)", fd.value, fd.chance.get("real_vs_real_split_half"),
+                     "one 2048-d embedding per clip", "audioldm_eval calculate_fid; = frechet_audio_distance, fadtk FD"))
+    fad = _ok(report, "fad_vggish")
+    skipped = report.metrics["fad_vggish"].skipped if "fad_vggish" in report.metrics else "not requested"
+    rows.append(("FAD (VGGish)", fad.value if fad else None, fad.chance.get("real_vs_real_split_half") if fad else None,
+                 "16 kHz, 0.96 s frames pooled, no PCA, last ReLU dropped",
+                 "audioldm_eval / frechet_audio_distance (vggish)" if fad else f"skipped: {skipped}"))
+    if fad is not None:
+        rows.append(("FAD∞ (VGGish)", fad.extra.get("fad_inf"), None, "intercept of FAD against 1/n, 25 n from 500",
+                     "fadtk score_inf" if fad.extra.get("fad_inf") is not None else fad.extra.get("fad_inf_skipped")))
+    if kl := _ok(report, "kl"):
+        rows.append(("KL (PANNs), audioldm_eval", kl.extra.get("kl_audioldm_eval"), None,
+                     "KL(real‖generated), softmax, 1e-6 inside the log", "audioldm_eval calculate_kl (softmax)"))
+        rows.append(("KL (PANNs), exact", kl.value, None, "KL(real‖generated), log-softmax",
+                     "av-benchmark kl_softmax; the paper's KL"))
+        rows.append(("KL (PANNs), reverse", kl.extra.get("reverse_kl_generated_real"), None,
+                     "KL(generated‖real), log-softmax", "—"))
+    kp = _ok(report, "kl_passt")
+    skipped = report.metrics["kl_passt"].skipped if "kl_passt" in report.metrics else "not requested"
+    if isc := _ok(report, "isc"):
+        rows.append(("IS (PANNs)", isc.value, None, f"10 shuffled splits, std {isc.extra['std_over_splits']:.3f}",
+                     "audioldm_eval calculate_isc; av-benchmark ISC-PANNS"))
+    rows.append(("KL (PaSST)", kp.value if kp else None, None, "KL(real‖generated), softmax, first 10 s at 32 kHz",
+                 "av-benchmark KL-PASST-softmax" if kp else f"skipped: {skipped}"))
+    if ib := _ok(report, "imagebind"):
+        rows.append(("ImageBind score ×100", ib.extra.get("value_x100"), ib.chance.get("shuffled_pairs_x100"),
+                     "cosine × 100", "IB-score as av-benchmark papers print it"))
+        rows.append(("ImageBind score (cosine)", ib.value, ib.chance.get("shuffled_pairs"), "cosine",
+                     "the paper; av-benchmark's IB-Score output"))
+    if bb := _ok(report, "bcs_bhs"):
+        for key, title in (("bcs", "BCS"), ("bhs", "BHS"), ("f1", "BCS/BHS F1")):
+            rows.append((title, bb.extra[key], bb.chance.get(f"shuffled_pairs_{key}"),
+                         "onsets in 1 s bins, generated vs real music, mean over clips", "LORIS beats_scores.py"))
+    if ba := _ok(report, "beat_align"):
+        rows.append(("Beat alignment (BAS)", ba.value, ba.chance.get("shuffled_music"),
+                     f"music beats → nearest cut, σ = {ba.extra['sigma_s']:g} s", "Bailando utils/beat_align_score.py"))
+    if rh := _ok(report, "rhythm"):
+        rows.append(("Rhythm recall", rh.value, rh.chance.get("shuffled_music"),
+                     f"cuts with a beat within ±{rh.extra['tolerance_s']:g} s", "the paper (§5.2)"))
+    return rows
+
+
+def anchors_markdown(report: EvaluationReport) -> list[str]:
+    lines = ["## In the anchors' conventions", "",
+             "| number | this run | chance / shuffled | convention | matches |", "|---|---:|---:|---|---|"]
+    for column, value, chance, convention, matches in anchor_rows(report):
+        shown = "—" if value is None else (f"{value:.2f}" if "×100" in column else _fmt(value))
+        chance_s = "—" if chance is None else (f"{chance:.2f}" if "×100" in column else _fmt(chance))
+        lines.append(f"| {column} | {shown} | {chance_s} | {convention} | {matches} |")
+    lines += ["", "Each number is computed as the named toolkit computes it (docs/evaluation.md gives the file and "
+              "line); the tests check our FD and KL against those toolkits on the same embeddings.", ""]
+    return lines
 
 
 def items_csv(report: EvaluationReport) -> str:
@@ -128,4 +206,6 @@ def write_report(report: EvaluationReport, out_dir: Path) -> dict[str, Path]:
         with atomic_path(out_dir / name) as tmp:
             Path(tmp).write_text(text, encoding="utf-8")
         written[name] = out_dir / name
+    for path in write_figures(report, out_dir):
+        written[str(path.relative_to(out_dir))] = path
     return written

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from prefect import flow
 
@@ -101,13 +102,10 @@ _NOT_RESULTS = {"train": {"out", "progress", "workers", "keep", "ckpt_every", "d
 
 def row_settings(run: AblateRun, row: Row, generate: GenerateConfig, evaluate: EvaluateConfig) -> dict:
     """Everything that decides a row's numbers, as plain JSON values."""
-    train = _plain(row_train_run(run, row))
-    assert isinstance(train, dict)
-    sections = {"train": train, "generate": _plain(generate), "evaluate": _plain(evaluate)}
-    out = {"row": row.name, "reference": row.reference, "data": str(Path(run.data).resolve()), "split": run.split}
+    sections = {"train": _plain(row_train_run(run, row)), "generate": _plain(generate), "evaluate": _plain(evaluate)}
+    out: dict = {"row": row.name, "reference": row.reference, "data": str(Path(run.data).resolve()), "split": run.split}
     for name, values in sections.items():
-        assert isinstance(values, dict)
-        out[name] = {k: v for k, v in values.items() if k not in _NOT_RESULTS[name]}
+        out[name] = {k: v for k, v in cast(dict, values).items() if k not in _NOT_RESULTS[name]}
     if row.reference is not None:  # a reference trains nothing: the recipe does not decide its numbers
         out["train"] = {k: out["train"][k] for k in ("backbone", "t5", "clip_dim", "device", *row.switches.as_dict())}
         out["train"]["seed"] = run.train.recipe.seed
@@ -161,7 +159,7 @@ def default_generate(run: AblateRun, clip_model: str | None) -> GenerateConfig:
     if run.generate is not None:
         return replace(run.generate, mux=False)
     placeholder = Path(run.out)
-    return GenerateConfig(checkpoint=placeholder, out_dir=placeholder, mux=False,
+    return GenerateConfig(checkpoint=placeholder, out_dir=placeholder, mux=False, device=run.train.device,
                           **({"clip_model": clip_model} if clip_model else {}))
 
 
@@ -170,6 +168,16 @@ def default_evaluate(run: AblateRun) -> EvaluateConfig:
     if run.evaluate is not None:
         return run.evaluate
     return EvaluateConfig.with_env(generated=placeholder, reference=placeholder)
+
+
+def with_features_clip(run: AblateRun) -> AblateRun:
+    """Sampling options given without a CLIP model: the features' own CLIP, as when none are given."""
+    from flows.training.ablate_row import features_clip_model
+
+    model = features_clip_model(run)
+    if model is None or run.generate is None:
+        return run
+    return replace(run, generate=replace(run.generate, clip_model=model))
 
 
 @flow(name="ablate-row", validate_parameters=False)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TEST_DIR = "test"  # OUT/test/{clip_id}.mp4: the split's clips, the reference music and videos of every row
+FEATURE_CACHE = ".features"  # OUT/.features: the test videos' conditions, computed once for every row
 
 
 def prepare(run: AblateRun) -> str | None:
@@ -67,27 +68,30 @@ def finish_row(run: AblateRun, row: Row, directory: Path, generate: GenerateConf
 
     note("start")
     train_run = row_train_run(run, row)
+    start: dict = {}
     if row.reference is None:
-        best, val_loss = _train(train_run)
+        best, val_loss, start = _train(train_run)
     else:
         best, val_loss = _reference(train_run, row)
     note("trained")
     gen_dir = directory / "generated"
     results = generate_batch(jobs_for_export(Path(run.data), run.split),
-                             replace(generate, checkpoint=best, out_dir=gen_dir, mux=False))
+                             replace(generate, checkpoint=best, out_dir=gen_dir, mux=False,
+                                     cache_dir=generate.cache_dir or Path(run.out) / FEATURE_CACHE))
     failed = [f"{r.name}: {r.error}" for r in results if not r.ok]
     note("generated")
     test = Path(run.out) / TEST_DIR
     report = run_evaluation(replace(evaluate, generated=gen_dir, reference=test, videos=test))
     write_report(report, directory / "evaluation")
     metrics = report_json(report)["metrics"]
-    return row_record(row, settings, fingerprint, best, val_loss, metrics, failed)
+    return {**row_record(row, settings, fingerprint, best, val_loss, metrics, failed), **start}
 
 
 def row_record(row: Row, settings: dict, fingerprint: str, best: Path, val_loss: float | None, metrics: dict,
                failed: list[str]) -> dict:
     """A row of table2.json: name, switches, settings and their fingerprint, best checkpoint, validation loss,
-    and per metric {value, ci95, chance, n} (or {skipped: reason})."""
+    and per metric {value, ci95, chance, n} (or {skipped: reason}). Two-stage rows add stage1_val_loss and
+    stage2_step0_val_loss (stage 1's best weights with the rhythm module as initialised: equal with IT)."""
     cells = {}
     for name, m in metrics.items():
         if m.get("skipped"):
@@ -101,25 +105,47 @@ def row_record(row: Row, settings: dict, fingerprint: str, best: Path, val_loss:
             "paper": None if row.paper is None else dict(row.paper), "generation_failures": failed}
 
 
-def _train(train_run) -> tuple[Path, float | None]:  # noqa: ANN001 - TrainRun
+def _train(train_run) -> tuple[Path, float | None, dict]:  # noqa: ANN001 - TrainRun
+    """Train the row (resuming); (best checkpoint, its validation loss, the stage-2 start's losses)."""
     from flows.training.train import run_training
+    from model.training.checkpoint import load_model
     from model.training.state import read_training
 
     result = run_training(train_run)
     best = result.best[max(result.best)]
-    return best, read_training(best)["best"]["val"]
+    start = {}
+    if set(result.best) == {1, 2}:  # where stage 2 starts: stage 1's best, the rhythm module as initialised
+        stage1 = result.best[1]
+        start = {"stage1_val_loss": read_training(stage1)["best"]["val"],
+                 "stage2_step0_val_loss": _val_loss(train_run, load_model(stage1, device=train_run.device))}
+    return best, read_training(best)["best"]["val"], start
+
+
+def _val_loss(train_run, model) -> float | None:  # noqa: ANN001 - TrainRun, VidMusician
+    """The validation loss on the test split, batched as `train` validates (stage 2: rhythm on)."""
+    import torch
+
+    from flows.training.train import _loader, _windows, features_source
+    from model.training.step import evaluate
+
+    features, ids = features_source(train_run.data)
+    recipe = train_run.recipe
+    val = _windows(features, ids, "test", recipe, model.config.rhythm.source)
+    if val is None:
+        return None
+    batches = [list(range(i, min(i + recipe.batch_size, len(val)))) for i in range(0, len(val), recipe.batch_size)]
+    with torch.no_grad():
+        loss, _, _ = evaluate(model, _loader(val, batches, 0, 0, torch.device(train_run.device)), recipe.precision)
+    return loss
 
 
 def _reference(train_run, row: Row) -> tuple[Path, float | None]:  # noqa: ANN001 - TrainRun
     """The untrained stage-2 model, or the frozen backbone alone: a checkpoint of nothing trained, and its
     validation loss on the test split."""
-    import torch
-
     from dvmset.dataset import FeatureWindows
-    from flows.training.train import _loader, _windows, features_source, model_config
+    from flows.training.train import features_source, model_config
     from model.training.checkpoint import save_trainable
     from model.training.data import check_features
-    from model.training.step import evaluate
     from model.vidmusician import VidMusician
 
     features, ids = features_source(train_run.data)
@@ -131,10 +157,4 @@ def _reference(train_run, row: Row) -> tuple[Path, float | None]:  # noqa: ANN00
     model = VidMusician.from_config(config, device=train_run.device, seed=recipe.seed)
     check_features(spec, model)
     path = save_trainable(model, Path(train_run.out) / "model.pt")
-    val = _windows(features, ids, "test", recipe, config.rhythm.source)
-    if val is None:
-        return path, None
-    batches = [list(range(i, min(i + recipe.batch_size, len(val)))) for i in range(0, len(val), recipe.batch_size)]
-    with torch.no_grad():
-        loss, _, _ = evaluate(model, _loader(val, batches, 0, 0, torch.device(train_run.device)), recipe.precision)
-    return path, loss
+    return path, _val_loss(train_run, model)

@@ -60,6 +60,16 @@ def table_markdown(records: list[dict]) -> str:
         cells = [_cell(r["metrics"].get(k)) for k, _ in METRICS]
         lines.append("| " + " | ".join([f"{r['row']}", *cols, *cells, _num(r.get("val_loss")),
                                         f"`{r['best_checkpoint']}`", f"`{r['fingerprint']}`"]) + " |")
+    others = sorted({k for r in records for k in r["metrics"]} - {k for k, _ in METRICS})
+    if others:
+        lines += ["", "| row | " + " | ".join(others) + " |", "|" + "---|" * (len(others) + 1)]
+        lines += ["| " + " | ".join([r["row"], *(_cell(r["metrics"].get(k)) for k in others)]) + " |" for r in records]
+    starts = [r for r in records if r.get("stage2_step0_val_loss") is not None]
+    if starts:
+        lines += ["", "Validation loss where stage 2 starts (stage 1's best weights, the rhythm module as initialised; "
+                  "equal to stage 1's with IT):",
+                  *(f"- {r['row']}: stage 1 {_num(r.get('stage1_val_loss'))}, stage 2 at step 0 "
+                    f"{_num(r['stage2_step0_val_loss'])}" for r in starts)]
     skipped = {k: m["skipped"] for r in records for k, m in r["metrics"].items() if m.get("skipped")}
     if skipped:
         lines += ["", "Skipped metrics:", *(f"- {k}: {why}" for k, why in sorted(skipped.items()))]

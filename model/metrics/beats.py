@@ -45,3 +45,21 @@ def track_beats(mono: np.ndarray, sr: int, config: BeatConfig = BeatConfig()) ->
     _, beats = librosa.beat.beat_track(y=y, sr=sr, hop_length=config.hop_length, start_bpm=config.start_bpm,
                                        tightness=config.tightness, trim=config.trim, units="time")
     return np.asarray(beats, dtype=np.float64)
+
+
+# LORIS beats_scores.py:17 (github.com/OpenGVLab/LORIS at 68543bb): librosa.load's 22 050 Hz and these peaks
+LORIS_ONSET = {"sample_rate": 22050, "wait": 1, "delta": 0.2, "pre_avg": 3, "post_avg": 3, "pre_max": 3,
+               "post_max": 3}
+
+
+def detect_onsets_loris(mono: np.ndarray, sr: int) -> np.ndarray:
+    """Onset times in seconds [O] as LORIS's ``beat_detect`` finds them, from mono audio [N] at 22 050 Hz."""
+    import librosa
+
+    params = {k: v for k, v in LORIS_ONSET.items() if k != "sample_rate"}
+    if sr != LORIS_ONSET["sample_rate"]:
+        raise ValueError(f"LORIS's onsets run at {LORIS_ONSET['sample_rate']} Hz, got audio at {sr} Hz (resample first)")
+    y = np.asarray(mono, dtype=np.float32)
+    if y.ndim != 1 or not np.isfinite(y).all():
+        raise ValueError(f"need finite mono audio [N], got shape {y.shape}")
+    return np.asarray(librosa.onset.onset_detect(y=y, sr=sr, units="time", **params), dtype=np.float64)

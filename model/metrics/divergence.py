@@ -31,6 +31,23 @@ def kl_per_pair(p_logits: np.ndarray, q_logits: np.ndarray) -> np.ndarray:
     return np.clip(values, 0.0, None)
 
 
+AUDIOLDM_EVAL_KL_EPS = 1e-6  # audioldm_eval metrics/kl.py:50, added to the probabilities before the log
+
+
+def kl_per_pair_audioldm_eval(p_logits: np.ndarray, q_logits: np.ndarray, eps: float = AUDIOLDM_EVAL_KL_EPS) -> np.ndarray:
+    """audioldm_eval's KL per pair: Σ p (log p − log(q + eps)), p = softmax(p_i), q = softmax(q_i): [N].
+
+    Its ``kl_div((features_1.softmax(1) + EPS).log(), features_2.softmax(1), reduction="sum") / N``
+    (metrics/kl.py:95-99) is the mean of these with p the real clip and q the generated one. The
+    eps makes it smaller than the exact KL by Σ p log(1 + eps/q), which grows where q is tiny.
+    """
+    log_p, log_q = log_softmax(p_logits), log_softmax(q_logits)
+    if log_p.shape != log_q.shape:
+        raise ValueError(f"paired logits must have one shape, got {log_p.shape} and {log_q.shape}")
+    p = np.exp(log_p)
+    return (p * (log_p - np.log(np.exp(log_q) + eps))).sum(axis=1)
+
+
 def cosine_per_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """cos(a_i, b_i) along the embedding axis for each row pair: [N] in [−1, 1]."""
     x, y = _unit_rows(a), _unit_rows(b)
@@ -52,3 +69,25 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     if not np.isfinite(v).all() or (norms == 0).any():
         raise ValueError("an embedding is zero, NaN or infinite: its cosine is undefined")
     return v / norms
+
+
+def inception_score(logits: np.ndarray, *, splits: int = 10, seed: int = 2020, shuffle: bool = True) -> tuple[float, float]:
+    """Inception score of classifier logits [N, K] as audioldm_eval computes it: (mean, std) over splits.
+
+    audioldm_eval metrics/isc.py:5-32 (av-benchmark calls it with splits=10, rng_seed=2020,
+    samples_shuffle=True): rows permuted by ``RandomState(seed)``, cut into ``splits`` chunks, and per
+    chunk exp(mean_i KL(p_i ‖ mean_j p_j)); the std is numpy's (ddof 0). Needs N ≥ splits.
+    """
+    log_p = log_softmax(logits)
+    n = log_p.shape[0]
+    if n < splits:
+        raise ValueError(f"the inception score needs at least {splits} items (one per split), got {n}")
+    if shuffle:
+        log_p = log_p[np.random.RandomState(seed).permutation(n)]
+    p = np.exp(log_p)
+    scores = []
+    for i in range(splits):
+        lo, hi = i * n // splits, (i + 1) * n // splits
+        q = p[lo:hi].mean(axis=0, keepdims=True)
+        scores.append(float(np.exp((p[lo:hi] * (log_p[lo:hi] - np.log(q))).sum(axis=1).mean())))
+    return float(np.mean(scores)), float(np.std(scores))

@@ -120,3 +120,36 @@ def project_to_span(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     _, s, vt = np.linalg.svd(rows, full_matrices=False)
     basis = vt[s > s.max() * 1e-12].T if s.size and s.max() > 0 else vt.T  # [D, r]
     return x @ basis, y @ basis
+
+
+@dataclass(frozen=True)
+class FadInf:
+    """fadtk's FAD∞: the intercept of FAD against 1/n, with its slope, R² and the (n, FAD) points."""
+
+    score: float
+    slope: float
+    r2: float
+    points: list[tuple[int, float]]
+
+
+def fad_inf(eval_frames: np.ndarray, reference: GaussianStats, *, steps: int = 25, min_n: int = 500,
+            seed: int = 0) -> FadInf:
+    """FAD∞ as fadtk computes it (fadtk 1.1.0 fad.py:304-351, ``score_inf``).
+
+    For n in ``int(linspace(min_n, N, steps))`` draw n of the N evaluated frames **with replacement**
+    (``np.random.choice``; here a ``RandomState(seed)``, the stream ``np.random.seed(seed)`` gives),
+    take their FD to the reference statistics, and fit FAD = slope / n + FAD∞ by least squares.
+    """
+    x = np.asarray(eval_frames, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < min_n:
+        raise ValueError(f"FAD∞ needs at least min_n={min_n} frames, got {x.shape[0] if x.ndim == 2 else x.shape}")
+    rng = np.random.RandomState(seed)
+    ns = [int(n) for n in np.linspace(min_n, x.shape[0], steps)]
+    points = []
+    for n in ns:
+        idx = rng.choice(x.shape[0], size=n, replace=True)
+        points.append((n, frechet_distance(gaussian_stats(x[idx]), reference)))
+    xs, ys = 1.0 / np.array(ns, dtype=np.float64), np.array([p[1] for p in points])
+    slope, intercept = np.polyfit(xs, ys, 1)
+    r2 = 1.0 - np.sum((ys - (slope * xs + intercept)) ** 2) / np.sum((ys - ys.mean()) ** 2)
+    return FadInf(float(intercept), float(slope), float(r2), points)

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.metrics.divergence import cosine_matrix, cosine_per_pair, kl_per_pair
+from model.metrics.divergence import cosine_matrix, cosine_per_pair, kl_per_pair, kl_per_pair_audioldm_eval
 from model.metrics.frechet import fd_from_embeddings, project_to_span, sample_size_warning, split_half_fd
 from model.metrics.rhythm import (
     RhythmConfig,
     RhythmItem,
+    recall_matrix,
     rhythm_item,
     shuffled_recall,
     stable_visuals,
@@ -35,6 +36,12 @@ class ClipFeatures:
     beats_gen: np.ndarray | None = None
     beats_ref: np.ndarray | None = None
     cuts: np.ndarray | None = None
+    passt_gen: tuple[np.ndarray, np.ndarray] | None = None  # embedding [768], logits [527] (KL-PaSST)
+    passt_ref: tuple[np.ndarray, np.ndarray] | None = None
+    vggish_gen: np.ndarray | None = None  # [F, 128] frames (FAD)
+    vggish_ref: np.ndarray | None = None
+    onsets_gen: np.ndarray | None = None  # LORIS onsets (BCS/BHS)
+    onsets_ref: np.ndarray | None = None
     video_duration_s: float | None = None
     durations: dict[str, float] = field(default_factory=dict)
 
@@ -103,7 +110,8 @@ def kl_metric(feats: list[ClipFeatures], seed: int) -> MetricResult:
     res.value = float(fwd.mean())
     res.ci = mean_ci(fwd, seed=seed)
     res.extra = {"direction": "KL(real||generated), softmax over PANNs logits, mean over pairs",
-                 "reverse_kl_generated_real": float(rev.mean())}
+                 "reverse_kl_generated_real": float(rev.mean()),
+                 "kl_audioldm_eval": float(kl_per_pair_audioldm_eval(ref, gen).mean())}
     res.items = [{"clip_id": f.clip_id, "value": float(a), "reverse": float(b)} for f, a, b in zip(rows, fwd, rev, strict=True)]
     return res
 
@@ -119,9 +127,13 @@ def cosine_metric(name: str, feats: list[ClipFeatures], a_attr: str, b_attr: str
     per = cosine_per_pair(a, b)
     res.value = float(per.mean())
     res.ci = mean_ci(per, seed=seed)
+    shuffled: list[float | None] = [None] * len(rows)
     if len(rows) >= 2:
-        res.chance["shuffled_pairs"] = off_diagonal_mean(cosine_matrix(a, b))
-    res.items = [{"clip_id": f.clip_id, "value": float(v)} for f, v in zip(rows, per, strict=True)]
+        matrix = cosine_matrix(a, b)
+        res.chance["shuffled_pairs"] = off_diagonal_mean(matrix)
+        shuffled = list((matrix.sum(axis=1) - np.diag(matrix)) / (len(rows) - 1))  # row i against the others
+    res.items = [{"clip_id": f.clip_id, "value": float(v), "shuffled": s}
+                 for f, v, s in zip(rows, per, shuffled, strict=True)]
     return res
 
 
@@ -157,8 +169,14 @@ def rhythm_metric(feats: list[ClipFeatures], config: RhythmConfig, seed: int) ->
                   "pooling": "all cuts of the scored videos pooled (micro recall)"}
     res.chance = {"closed_form": summary.chance_recall, "two_tau_beats_per_second": summary.chance_2tau_bps}
     if len(scored) >= 2:
-        res.chance["shuffled_music"] = shuffled_recall([f.cuts for f, _ in scored], [f.beats_gen for f, _ in scored],
-                                                       config.tolerance_s)
+        cuts, beats = [f.cuts for f, _ in scored], [f.beats_gen for f, _ in scored]
+        res.chance["shuffled_music"] = shuffled_recall(cuts, beats, config.tolerance_s)
+        hits = recall_matrix(cuts, beats, config.tolerance_s)  # [video i, music j]
+        per_video = (hits.sum(axis=1) - np.diag(hits)) / (len(scored) - 1)
+        by_id = {f.clip_id: float(h / it.n_cuts) for (f, it), h in zip(scored, per_video, strict=True)}
+        for row in res.items:
+            if row["clip_id"] in by_id:
+                row["shuffled"] = by_id[row["clip_id"]]
     ref_rows = [(f, it) for f, it in scored if f.beats_ref is not None]
     if len(ref_rows) == len(scored):
         ref_items = [rhythm_item(f.cuts, f.beats_ref, f.video_duration_s, config) for f, _ in ref_rows]

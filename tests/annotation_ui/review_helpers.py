@@ -62,3 +62,23 @@ class LiveServer:
     def __exit__(self, *exc) -> None:  # noqa: ANN002
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class outage:  # noqa: N801 - a context manager read as a phrase
+    """The catalog's Postgres database stops taking connections and its open ones are cut (the server
+    itself, shared by other tests, stays up); connections come back on exit."""
+
+    def __init__(self, catalog) -> None:  # noqa: ANN001
+        import psycopg
+
+        self.db = catalog.engine.url.database
+        self.admin = psycopg.connect(catalog.url.replace("postgresql+psycopg", "postgresql")
+                                     .replace(f"/{self.db}?", "/postgres?"), autocommit=True)
+
+    def __enter__(self) -> None:
+        self.admin.execute(f'ALTER DATABASE "{self.db}" ALLOW_CONNECTIONS false')
+        self.admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.db,))
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.admin.execute(f'ALTER DATABASE "{self.db}" ALLOW_CONNECTIONS true')
+        self.admin.close()

@@ -46,7 +46,9 @@ def test_login_sets_strict_httponly_cookie_and_unknown_token_is_refused(make_cli
     assert client.get("/login", params={"token": "nope"}).status_code == 401
     assert client.get("/", follow_redirects=False).status_code == 401  # no cookie yet
     r = client.get("/login", params={"token": token}, follow_redirects=False)
-    assert r.status_code == 200 and '<meta http-equiv="refresh" content="0; url=/">' in r.text
+    assert r.status_code == 200 and "set-cookie" not in r.headers and "Sign in as <bdi>ann</bdi>" in r.text
+    r = client.post("/login", data={"token": token}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
     page = client.get("/")
@@ -100,7 +102,11 @@ def test_open_range_is_capped_never_whole_file():
     assert rng.start == 0 and rng.length < big
     assert parse_range("bytes=10-19", 100).content_range == "bytes 10-19/100"
     assert parse_range("bytes=90-500", 100).end == 99
-    for bad in ("bytes=5-1", "bytes=-0", "items=0-1", "bytes=-", "bytes=abc"):
+    assert parse_range("BYTES=10-19", 100).content_range == "bytes 10-19/100"  # units are case-insensitive
+    assert parse_range("bytes= , 10-19, 50-60", 100).content_range == "bytes 10-19/100"  # empty list items
+    assert parse_range("items=0-1", 100) is None  # an unknown unit is ignored: the whole file
+    for bad in ("bytes=5-1", "bytes=-0", "bytes=-", "bytes=abc", "bytes=" + "9" * 4400, "bytes=0-" + "9" * 19,
+                "=0-1", "bytes 0-1", "bytes=1--2", "bytes=0x10-20", "bytes=", "bytes=٣-٥", "by tes=0-1"):
         with pytest.raises(RangeNotSatisfiable):
             parse_range(bad, 100)
 

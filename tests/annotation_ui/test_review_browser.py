@@ -7,13 +7,10 @@ set, which also keeps the screenshots of passing pages) and names it in the fail
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from browser_helpers import PageCheck, sign_in
 from review_helpers import LiveServer, make_annotator, seed
 from sqlalchemy import select
 
@@ -23,75 +20,6 @@ from dvmset.tables import Clip, Decision
 from flows.commands.review import peaks_decoder
 
 CLIP_PEAKS = peaks_decoder()  # what `vidmusician review` passes as compute_peaks
-
-CHROMIUM = Path(os.environ.get("VIDMUSICIAN_CHROMIUM", "/usr/bin/chromium"))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic", "--autoplay-policy=no-user-gesture-required"]
-KEEP = os.environ.get("VIDMUSICIAN_SCREENSHOTS")  # a folder: keep every page's screenshot there
-# Text that means a template printed a Python object, an undefined value or its own syntax.
-LEAKS = re.compile(r"object at 0x|<built-in|<bound method|Traceback|\bNone\b|\bundefined\b|\bNaN\b|\{\{|\{%|%\}|`")
-
-
-@pytest.fixture(scope="module")
-def sync_api():
-    api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    return api
-
-
-@pytest.fixture(scope="module")
-def browser(sync_api) -> Iterator:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-class PageCheck:
-    """One browser tab that records console errors, page errors and failed responses per visit."""
-
-    def __init__(self, browser, artefacts: Path) -> None:  # noqa: ANN001 - a Playwright Browser
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
-        self.page = self.context.new_page()
-        self.artefacts = artefacts
-        self.problems: list[str] = []
-        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
-        self.page.on("response", lambda r: self.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-
-    def visit(self, name: str, url: str, *, status: int, must_show: list[str], ready: str | None = None) -> str:
-        """Open ``url``; its visible text must show each of ``must_show`` and no leaked object; no errors
-        but the page's own expected status. Returns the visible text."""
-        self.problems.clear()
-        try:
-            resp = self.page.goto(url, wait_until="load")
-            if ready:
-                self.page.wait_for_function(ready, timeout=15000)
-            self.page.wait_for_load_state("networkidle")
-            text = self.page.inner_text("body")
-            assert resp is not None and resp.status == status, (resp and resp.status, text[:300])
-            for want in must_show:
-                assert want in text, f"{want!r} not shown; page reads:\n{text}"
-            leak = LEAKS.search(text)
-            assert leak is None, f"{leak.group(0)!r} shown; page reads:\n{text}"
-            own = f"{status} {url}" if status >= 400 else None  # the page's own answer, e.g. a 401 sign-in page
-            unexpected = [p for p in self.problems if p != own and not (own and f"status of {status}" in p)]
-            assert unexpected == [], unexpected
-        except Exception as exc:
-            shot = self.artefacts / f"{name}.png"
-            self.page.screenshot(path=str(shot), full_page=True)
-            raise AssertionError(f"page {name!r} ({url}): {exc}\nscreenshot: {shot}") from exc
-        if KEEP:
-            Path(KEEP).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(KEEP) / f"{name}.png"), full_page=True)
-        return text
-
-    def close(self) -> None:
-        self.context.close()
-
 
 CLIP_SHOWN = "() => document.getElementById('clip-id').textContent.length > 0"
 WAVE_DRAWN = ("() => { const c = document.getElementById('wave'); const d = c.getContext('2d')"
@@ -107,7 +35,9 @@ def test_every_page_reads_right_in_chromium(browser, catalog, data_root, clip_me
         c.still_s, c.limiting_db, c.clip_gain_db = 12.0, 2.5, 6.0
     ann_id, token = make_annotator(catalog, "ann")
     bob_id, _ = make_annotator(catalog, "bob")
-    app = create_app(data_root, catalog, review.QueuePolicy(overlap=2), compute_peaks=CLIP_PEAKS)
+    with catalog.session() as s:
+        review.set_policy(s, overlap=2)
+    app = create_app(data_root, catalog, compute_peaks=CLIP_PEAKS)
     with LiveServer(app) as base:
         tab = PageCheck(browser, tmp_path)
         try:
@@ -115,9 +45,13 @@ def test_every_page_reads_right_in_chromium(browser, catalog, data_root, clip_me
             tab.visit("review-signed-out", f"{base}/", status=401, must_show=["Sign in", sign_in])
             tab.visit("agreement-signed-out", f"{base}/agreement", status=401, must_show=["Sign in", sign_in])
             tab.visit("login-unknown-token", f"{base}/login?token=not-a-token", status=401,
-                      must_show=["Sign in", "unknown token: ask for a new login link"])
+                      must_show=["Sign in", "this login link is not valid"])
+            tab.visit("login-confirm", f"{base}/login?token={token}", status=200,
+                      must_show=["Sign in as ann?", "This login link belongs to ann"])
+            with tab.page.expect_navigation():
+                tab.page.click("#sign-in")
             qc = ["still picture", "12 s", "limiting", "2.5 dB"]
-            tab.visit("review", f"{base}/login?token={token}", status=200, ready=f"() => ({CLIP_SHOWN})()",
+            tab.visit("review", f"{base}/", status=200, ready=f"() => ({CLIP_SHOWN})()",
                       must_show=["signed in as ann", ids[0], "A <i>food</i> commercial", "food commercial",
                                  "QC hints", "scene cuts", "3", "-14.2 LUFS", *qc, "Accept", "persistent noise",
                                  "0 done", "3 left", "0 by you", "Keys"])
@@ -165,7 +99,7 @@ def test_keyboard_only_review_in_chromium(browser, sync_api, catalog, data_root,
         page = tab.page
         page.on("response", lambda r: media_status.append(r.status) if "/media/" in r.url else None)
         try:
-            page.goto(f"{base}/login?token={token}")
+            sign_in(page, base, token)
             clip_id = page.locator("#clip-id")
             sync_api.expect(clip_id).to_have_text(ids[0])
             assert page.locator("#src-title").text_content() == "<b>Cooking</b> & co"  # shown as text

@@ -38,7 +38,8 @@ def test_annotators_and_export(data_root, capsys, tmp_path, monkeypatch):
     catalog = Catalog(data_root.catalog_url)
     ids = seed(catalog, data_root, 2, title='say "hi", then, go')
     client = TestClient(create_app(data_root, catalog))
-    client.get(f"/login?token={token}")  # the printed link signs in
+    assert "Sign in as <bdi>ann</bdi>" in client.get(link.removeprefix("http://127.0.0.1:9999")).text
+    client.post("/login", data={"token": token})  # the printed link's button signs in
     assert client.post("/api/decisions", json={"clip_id": ids[0], "verdict": "accept"}).status_code == 201
     client.post("/api/decisions", json={"clip_id": ids[1], "verdict": "reject", "reasons": ["noise", "other"],
                                         "note": 'hum, "buzz"'})
@@ -88,14 +89,14 @@ def test_sign_in_cookie_is_secure_behind_a_trusted_https_proxy(data_root, monkey
         deadline = time.monotonic() + 60
         while True:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/login", params={"token": token},
-                              headers={"X-Forwarded-Proto": "https"}, timeout=30)
+                r = httpx.post(f"http://127.0.0.1:{port}/login", data={"token": token},
+                               headers={"X-Forwarded-Proto": "https"}, timeout=30)
                 break
             except (httpx.ConnectError, httpx.ReadTimeout):  # not listening yet, or a loaded machine
                 assert proc.poll() is None and time.monotonic() < deadline, "the review server did not start"
                 time.sleep(0.2)
         cookie = r.headers["set-cookie"].lower()
-        assert r.status_code == 200 and "httponly" in cookie and "samesite=strict" in cookie
+        assert r.status_code == 303 and "httponly" in cookie and "samesite=strict" in cookie
         assert ("secure" in cookie.split("; ")) is secure
         r = httpx.get(f"http://127.0.0.1:{port}/api/clips/{ids[0]}/peaks", params={"n": 100},
                       headers={"Authorization": f"Bearer {token}"}, timeout=120)

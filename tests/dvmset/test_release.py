@@ -75,9 +75,11 @@ def test_a_broken_release_is_refused_with_what_is_wrong(tmp_path, catalog, relea
     df.drop(columns=["music_sha256"]).to_csv(tmp_path / "x.csv", index=False)
     with pytest.raises(ReleaseError, match="missing columns.*music_sha256"):
         read_release(tmp_path / "x.csv")
-    df.assign(split="val").to_csv(tmp_path / "y.csv", index=False)
-    with pytest.raises(ReleaseError, match="unknown splits"):
-        read_release(tmp_path / "y.csv")
+    df.assign(split=["train", "val", "test"]).to_csv(tmp_path / "y.csv", index=False)
+    rel = read_release(tmp_path / "y.csv")  # a bad row costs only itself
+    assert list(rel.rows.clip_id) == ["v1-00000", "v2-00000"]
+    (bad,) = rel.invalid
+    assert (bad.row, bad.clip_id, bad.problems) == (2, "v1-00060", (("split", "is 'val', one of train, test expected"),))
 
 
 def test_a_rebuilt_clip_is_matching_or_says_how_it_differs():
@@ -94,3 +96,48 @@ def test_a_rebuilt_clip_is_matching_or_says_how_it_differs():
     assert status == "different"
     assert "now 125.0 s long, 65.0 s when released" in how and "processed music differs" in how
     assert compare_rebuilt(row, source_duration_s=125.0, music_sha256="a" * 64, music_fingerprint=None)[0] == "different"
+
+
+EDITED = """clip_id,video_id,url,start_s,duration_s,source_duration_s,split,query,verdict,agreement,ratings,license,separator,target_lufs,fps,music_sha256,music_fingerprint
+a-00002,a,https://example.org/a,2,20,45,train,city,accept,1.0,1,,none,-14,25,,
+a-00100,a,https://example.org/a,-5,20,45,train,city,accept,1.0,1,,none,-14,25,,
+a-00101,a,https://example.org/a,NaN,20,45,train,city,accept,1.0,1,,none,-14,25,,
+a-00102,a,https://example.org/a,abc,20,45,train,city,accept,1.0,1,,none,-14,25,,
+a-00003,a,https://example.org/a,3,1e12,45,train,city,accept,1.0,1,,none,-14,25,,
+a-00040,a,https://example.org/a,40,20,45,train,city,accept,1.0,1,,none,-14,25,,
+x-00041,x,file:///etc/passwd,41,1,,val,,maybe,,0,,../m,5,2.5,zz,cp1:!!
+../../evil-00001,../../evil,https://example.org/e,1,20,,test,,,,0,,none,-14,25,,
+b-00009,b,https://example.org/b,1,20,,test,,,,0,,none,-14,25,,
+b-00001,b,https://example.org/b,1,20,,test,,,,0,,none,-14,25,,
+b-00001,b,https://example.org/b,1,20,,test,,,,0,,none,-14,25,,
+c-00000,c,https://example.org/c,0,20,,test,,,,0,,none,-14,25,,
+c-00020,c,https://example.org/c2,20,20,,test,,,,0,,none,-14,25,,
+"""
+
+
+def test_each_bad_row_is_set_aside_with_its_field_and_why_and_the_rest_kept(tmp_path):
+    (tmp_path / "release.csv").write_text(EDITED)
+    rel = read_release(tmp_path / "release.csv")
+    assert list(rel.rows.clip_id) == ["a-00002"] and list(rel.rows.row) == [1]
+    assert (rel.rows.start_s[0], rel.rows.duration_s[0], rel.rows.fps[0]) == (2.0, 20.0, 25)
+    why = {r.row: r.detail for r in rel.invalid}
+    assert why == {
+        2: "row 2: start_s is '-5', negative",
+        3: "row 3: start_s is missing (empty or NaN)",
+        4: "row 4: start_s is 'abc', not a number",
+        5: "row 5: duration_s is 1e+12, outside (0, 600]",
+        6: "row 6: start_s puts the window at 40-60 s, past the video's end (45 s)",
+        7: "row 7: url 'file:///etc/passwd': only http and https URLs are fetched, not file; split is 'val', one of "
+           "train, test expected; verdict is 'maybe', one of accept, reject expected; separator '../m' is not a "
+           "model name: it contains a path separator; target_lufs is 5, outside [-70, 0]; fps is 2.5, not a whole "
+           "number; music_sha256 is 'zz', not 64 lowercase hex digits; music_fingerprint is not a fingerprint "
+           "(Only base64 data is allowed)",
+        8: "row 8: clip_id '../../evil-00001' contains a path separator; video_id '../../evil' contains a path "
+           "separator",
+        9: "row 9: clip_id 'b-00009' is not the id of this window (b-00001)",
+        10: "row 10: clip_id 'b-00001' is listed 2 times (rows 10, 11)",
+        11: "row 11: clip_id 'b-00001' is listed 2 times (rows 10, 11)",
+        12: "row 12: url the rows of video c disagree on it (2 different values)",
+        13: "row 13: url the rows of video c disagree on it (2 different values)",
+    }
+    assert (tmp_path / "release.csv").read_text() == EDITED  # read, never rewritten

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from dvmset.catalog import Catalog
 from dvmset.records import ClipStatus
@@ -40,3 +47,36 @@ CLI_SCRIPT = "import sys; sys.path.insert(0, {tests!r}); from sharing_helpers im
 
 def cli_command(tests_dir: str, *args: str) -> list[str]:
     return [sys.executable, "-c", CLI_SCRIPT.format(tests=tests_dir), *args]
+
+
+@contextlib.contextmanager
+def counting_server(directory: Path, pause_s: float = 0.002) -> Iterator[tuple[str, list[tuple[str, int]]]]:
+    """A loopback file server that sends in 16 KiB pieces (a pause between them, as a network would) and
+    records (path, bytes sent) per GET: a transfer its client abandons shows as a short count."""
+    sent: list[tuple[str, int]] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+        def copyfile(self, source, outputfile) -> None:  # noqa: ANN001 - stdlib signature
+            n = 0
+            try:
+                while chunk := source.read(16384):
+                    outputfile.write(chunk)
+                    n += len(chunk)
+                    time.sleep(pause_s)
+            except ConnectionError:
+                pass
+            finally:
+                sent.append((self.path, n))
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", sent
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -61,9 +61,8 @@ def test_unset_options_keep_the_config_defaults():
 
 
 def test_train_and_review_defaults_are_the_dataclasses():
-    """`train` with only --data/--out is the TrainRun and TrainConfig defaults (on a CPU: fp32); `review`'s
-    queue options are QueuePolicy's."""
-    from dvmset.review import QueuePolicy
+    """`train` with only --data/--out is the TrainRun and TrainConfig defaults (on a CPU: fp32); `review`
+    follows the catalog's review policy unless told what to expect."""
     from flows.commands.train import _run
     from flows.training.run import TrainRun
     from model.training.config import TrainConfig
@@ -72,7 +71,7 @@ def test_train_and_review_defaults_are_the_dataclasses():
     args = parser.parse_args(["train", "--data", "d", "--out", "o", "--device", "cpu", "--no-progress"])
     assert _run(args) == TrainRun(data=Path("d"), out=Path("o"), recipe=TrainConfig(stage=1, precision="fp32"))
     review = parser.parse_args(["review"])
-    assert QueuePolicy(overlap=review.overlap, lease_s=review.lease_seconds) == QueuePolicy()
+    assert (review.overlap, review.lease_seconds) == (None, None)  # the catalog's policy, QueuePolicy() when unset
 
 def test_every_command_module_is_registered():
     """A module under flows/commands/ that defines register() but is missing from COMMAND_MODULES is a

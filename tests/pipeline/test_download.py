@@ -318,3 +318,34 @@ def test_a_video_someone_else_holds_is_waited_for_not_downloaded_twice(served, t
     assert results and results[0].id == vid
     assert {p.name: p.stat().st_mtime_ns for p in (sources / vid).iterdir()} == finished  # not fetched again
     assert not _leftovers(sources)
+
+
+def test_public_only_refuses_loopback_before_any_request(served, tmp_path):
+    from pipeline.urls import PrivateUrlRefused
+
+    opts = DownloadOptions(min_duration_s=1.0, max_duration_s=600.0, retries=0, public_only=True)
+    with pytest.raises(PrivateUrlRefused, match="127.0.0.1 is a loopback address"):
+        download(served.url("sample.mp4"), tmp_path / "sources", opts)
+    assert sum(served.hits.values()) == 0
+
+
+def test_public_only_checks_where_a_redirect_ends_before_its_body_is_read(http_server, tmp_path, monkeypatch):
+    """A rule that lets the first URL pass but not where its redirect ends (loopback stands in for both)."""
+    import pipeline.download as dl
+    from pipeline.urls import PrivateUrlRefused
+
+    (http_server.root / "movie").mkdir()
+    (http_server.root / "movie" / "index.html").write_text("<html>" + "x" * 100_000 + "</html>")
+    monkeypatch.setattr(dl, "private_url_problem", lambda url: "a private host" if url.endswith("/movie/") else None)
+    opts = DownloadOptions(min_duration_s=1.0, max_duration_s=600.0, retries=0, public_only=True)
+    with pytest.raises(PrivateUrlRefused, match="redirected to a private host"):
+        download(http_server.url("movie"), tmp_path / "sources", opts)  # 301 to /movie/
+    assert http_server.hits["/movie"] == 1 and _leftovers(tmp_path / "sources") == []
+
+
+def test_a_url_that_gives_another_video_is_refused_before_its_media_is_fetched(served, tmp_path):
+    sources = tmp_path / "sources"
+    with pytest.raises(StageError, match=r"the URL now gives video sample-\w+, not promised \(its media not fetched\)"):
+        download(served.url("sample.mp4"), sources, SHORT_OK, expect_id="promised")
+    assert served.hits["/sample.mp4"] == 1  # the extractor's look, not a download
+    assert [p for p in sources.iterdir() if not p.name.startswith(".")] == []

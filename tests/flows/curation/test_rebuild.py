@@ -69,10 +69,11 @@ def test_rebuild_on_a_fresh_root_gives_the_same_clips_and_music(released, tmp_pa
     origin_root, origin_cat, rel = released
     release_file = origin_root.export_dir("r1") / "release.csv"  # the CSV is as good as the parquet
     fresh = DataRoot(tmp_path / "fresh")
-    code = cli_main(["curate", "--root", str(fresh.path), "--from-release", str(release_file), "--workers", "2"])
+    code = cli_main(["curate", "--root", str(fresh.path), "--from-release", str(release_file), "--workers", "2",
+                     "--allow-private-urls"])  # the loopback server stands in for the web
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "rebuilt 4 clips matching the release, 0 different, 0 gone" in out
+    assert "rebuilt 4 clips matching the release, 0 different, 0 gone, 0 invalid" in out
 
     cat = Catalog(fresh.catalog_url)
     rebuilt, original = _rows(cat), _rows(origin_cat)
@@ -86,10 +87,11 @@ def test_rebuild_on_a_fresh_root_gives_the_same_clips_and_music(released, tmp_pa
     with cat.session() as s:
         assert s.query(Decision).count() == 0  # not reviewed again
     report = json.loads((fresh.path / "rebuilds" / "r1.json").read_text())
-    assert report["counts"] == {"matching": 4, "different": 0, "gone": 0}
+    assert report["counts"] == {"matching": 4, "different": 0, "gone": 0, "invalid": 0, "refused": 0}
 
     mtimes = {p: p.stat().st_mtime_ns for p in fresh.clips_dir.glob("*.mp4")}
-    assert cli_main(["curate", "--root", str(fresh.path), "--from-release", str(release_file)]) == 0
+    assert cli_main(["curate", "--root", str(fresh.path), "--from-release", str(release_file),
+                     "--allow-private-urls"]) == 0
     assert "rebuilt 4 clips matching" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in fresh.clips_dir.glob("*.mp4")} == mtimes  # resumed: nothing redone
 
@@ -107,7 +109,7 @@ def test_a_vanished_video_is_gone_and_a_longer_reupload_is_different(served, rel
     try:
         fresh = DataRoot(tmp_path / "fresh2")
         report = run_rebuild(fresh, fresh.catalog_url, origin_root.export_dir("r1") / "release.parquet",
-                             cfg=curate_cfg())
+                             cfg=curate_cfg(), allow_private_urls=True)
     finally:
         (served_dir / "c.mp4").unlink()
         shutil.move(moved / "b.mp4", served_dir / "b.mp4")
@@ -121,5 +123,5 @@ def test_a_vanished_video_is_gone_and_a_longer_reupload_is_different(served, rel
     (diff,) = by_video["c"]
     assert diff["outcome"] == "different"
     assert "now 35.0 s long, 25.0 s when released" in diff["detail"] and "music" in diff["detail"]
-    assert report["counts"] == {"matching": 2, "different": 1, "gone": 1}
+    assert report["counts"] == {"matching": 2, "different": 1, "gone": 1, "invalid": 0, "refused": 0}
     assert set(rel.clip_id) == {c["clip_id"] for c in report["clips"]}

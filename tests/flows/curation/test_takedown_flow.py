@@ -1,7 +1,8 @@
 """Takedown end to end: a clip taken down through the command line, killed (SIGKILL) while it waits for
 the feature store, then run again, is gone from the shard reader (the other clips' tensors
 bit-identical), the export's JSONL, manifest and release, and its file; a re-curate refuses the video
-and says why; a whole video goes with its source folder. The lineage command prints the steps."""
+and says why; a whole video goes with its source folder. The lineage command prints the steps. A kill
+while info.zip is written leaves a temp part that the next export and a takedown sweep."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -156,3 +159,57 @@ def test_lineage_prints_every_step_with_versions_and_parameters(curated, capsys)
                                                  "features"]
     assert lin["window"]["duration_s"] == 20.0 and lin["source"]["url"].endswith(".mp4")
     assert cli_main(["lineage", "zz-00000", "--root", str(root.path)]) == 2
+
+
+KILLED_EXPORT = """
+import os, signal, sys, zipfile
+sys.path[:0] = {paths!r}
+from dvmset.catalog import Catalog
+from dvmset.export import export_dataset
+from dvmset.layout import DataRoot
+
+real = zipfile.ZipFile.writestr
+
+def dying(self, name, data, *args, **kwargs):  # the first MusicInfo JSON reaches the disk, then kill -9
+    real(self, name, data, *args, **kwargs)
+    self.fp.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+zipfile.ZipFile.writestr = dying
+root = DataRoot({root!r})
+export_dataset(root, Catalog(root.catalog_url), "v1", release=True)
+"""
+
+
+def _kill_while_writing_info_zip(root: DataRoot) -> tuple[Path, bytes]:
+    code = KILLED_EXPORT.format(paths=[str(Path.cwd())], root=str(root.path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    (part,) = (root.export_dir("v1") / "audio").glob(".info.*.part.zip")
+    return part, part.read_bytes()
+
+
+def _partials(export: Path) -> list[Path]:
+    return [p for p in export.rglob(".*.part*") if p.is_file()]
+
+
+def test_a_kill_while_info_zip_is_written_leaves_a_part_that_export_and_takedown_sweep(curated):
+    root, cat, ids, _ = curated
+    export = root.export_dir("v1")
+    part, data = _kill_while_writing_info_zip(root)
+    assert any(c.encode() in data for c in ids)  # it holds a clip's metadata
+
+    assert cli_main(["export", "--root", str(root.path), "--name", "v1", "--release"]) == 0
+    assert _partials(export) == []  # the next export sweeps it
+    with zipfile.ZipFile(export / "audio" / "info.zip") as z:
+        assert sorted(z.namelist()) == sorted(f"{c}.json" for c in ids)
+
+    part, data = _kill_while_writing_info_zip(root)
+    gone = next(c for c in ids if c.encode() in data)
+    assert cli_main(["takedown", "--root", str(root.path), "--clip", gone, "--reason", "DMCA notice 43"]) == 0
+    assert _partials(export) == []  # and so does a takedown: no file in the export names the clip
+    for p in export.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            assert gone.encode() not in p.read_bytes(), p
+    with zipfile.ZipFile(export / "audio" / "info.zip") as z:
+        assert sorted(z.namelist()) == sorted(f"{c}.json" for c in ids if c != gone)

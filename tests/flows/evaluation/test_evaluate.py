@@ -99,6 +99,23 @@ def test_evaluate_end_to_end_through_the_cli(folders, tmp_path, capsys, monkeypa
     assert 0.3 < rhythm["chance"]["closed_form"] < 0.45  # 2τ × 2 beats/s = 0.4, less the edges
     assert rhythm["chance"]["shuffled_music"] == pytest.approx(SHUFFLED)  # see PHASE
 
+    ba = m["beat_align"]  # Bailando's score on Rhythm's videos: beats on the cuts beat shuffled music
+    assert ba["n"] == 3 and ba["value"] > ba["chance"]["shuffled_music"] + 0.1 and ba["sigma_s"] == 0.05
+    assert ba["value"] > ba["reference_music"]  # the real music's beats sit 0.25 s off every cut
+    bb = m["bcs_bhs"]  # LORIS's scores: generated vs real music, 1 s onset bins
+    assert bb["n"] == 4 and 0 <= bb["bcs"] <= 1 and 0 <= bb["bhs"] <= 1 and bb["value"] == bb["bcs"]
+    assert {"shuffled_pairs_bcs", "shuffled_pairs_bhs", "shuffled_pairs_f1"} <= set(bb["chance"])
+    assert all("convention" in m[k] and "matches" in m[k] for k in m if "skipped" not in m[k])
+    assert "LORIS" in bb["matches"] and "Bailando" in ba["matches"] and "audioldm_eval" in m["kl"]["matches"]
+    anchors = {r["column"]: r for r in report["anchors"]}
+    assert anchors["BCS"]["value"] == bb["bcs"] and anchors["Beat alignment (BAS)"]["value"] == ba["value"]
+    assert anchors["KL (PANNs), audioldm_eval"]["value"] == m["kl"]["kl_audioldm_eval"]
+    assert "pass --vggish PATH or set VIDMUSICIAN_VGGISH_CKPT" in anchors["FAD (VGGish)"]["matches"]
+    assert "pass --passt PATH or set VIDMUSICIAN_PASST_CKPT" in anchors["KL (PaSST)"]["matches"]
+    for rel in ("figures/beats_vs_cuts.png", "figures/dist_rhythm.png", "figures/dist_beat_align.png",
+                "figures/dist_bcs_bhs.png"):
+        assert rel in report["figures"] and (tmp_path / "r1" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     excluded = {(e["clip_id"], e["role"]): e["reason"] for e in report["excluded"]}
     assert "silent" in excluded[("silent", "generated")]
     assert "NaN" in excluded[("nan", "generated")]
@@ -117,6 +134,8 @@ def test_evaluate_end_to_end_through_the_cli(folders, tmp_path, capsys, monkeypa
     assert {r["clip_id"] for r in rows if r["metric"] == "excluded"} == {"silent", "nan", "lonely", "short"}
     md = (tmp_path / "r1" / "report.md").read_text()
     assert "| this run |" in md and "skipped" in md and "| nan | generated |" in md
+    assert "## In the anchors' conventions" in md and "| BHS |" in md and "LORIS beats_scores.py" in md
+    assert "(figures/beats_vs_cuts.png)" in md and "![" in md
     assert md in printed
 
     again, printed_again = _run(folders, tmp_path / "r2", capsys, monkeypatch)
@@ -225,3 +244,32 @@ def test_clip_files_by_id(tmp_path):
     assert {k: [p.name for p in v] for k, v in list_clips(tmp_path, "video").items()} == {"a": ["a.mp4"], "b": ["b.mp4"]}
     with pytest.raises(FileNotFoundError, match="--videos"):
         list_clips(tmp_path / "missing", "video")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvggish") is None or importlib.util.find_spec("hear21passt") is None,
+                    reason="torchvggish or hear21passt not installed")
+def test_fad_on_vggish_and_kl_on_passt_through_the_cli(folders, tmp_path, capsys, monkeypatch):
+    from torchvggish import torchvggish as tv
+
+    from model.metrics.passt import PasstConfig, build_passt
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "vggish-random.pth"  # torchvggish's own VGG class, random weights
+    torch.save({k: v.half() for k, v in tv.VGG(tv.make_layers(), postprocess=False).state_dict().items()}, ckpt)
+    passt = tmp_path / "passt-tiny.pt"  # hear21passt's own PaSST class, width 64, one block
+    torch.save(build_passt(PasstConfig(embed_dim=64, depth=1, num_heads=1)).net.state_dict(), passt)
+    monkeypatch.setenv("VIDMUSICIAN_VGGISH_CKPT", str(ckpt))  # from the environment, no flag
+    rc = main(["evaluate", "--generated", str(folders["gen"]), "--reference", str(folders["ref"]),
+               "--out", str(tmp_path / "r"), "--metrics", "fad_vggish,kl_passt,bcs_bhs", "--passt", str(passt)])
+    assert rc == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    fad = report["metrics"]["fad_vggish"]
+    assert fad["n"] == 5 and fad["value"] > 0 and fad["embedding_dim"] == 128  # a, b, c, still, short (no video)
+    assert fad["frames_generated"] == 4 * 6 + 2 and fad["frames_real"] == 5 * 6  # 6.0 s → 6 frames; 2.5 s → 2
+    assert "frechet_audio_distance" in fad["matches"] and report["settings"]["embedders"]["vggish"]["sha256"]
+    anchors = {r["column"]: r for r in report["anchors"]}
+    assert anchors["FAD (VGGish)"]["value"] == fad["value"]
+    kl = report["metrics"]["kl_passt"]
+    assert kl["n"] == 5 and kl["value"] > 0 and "av-benchmark" in kl["matches"]
+    assert anchors["KL (PaSST)"]["value"] == kl["value"] and report["settings"]["embedders"]["passt"]["depth"] == 1
+    assert "| FAD (VGGish) |" in (tmp_path / "r" / "report.md").read_text()

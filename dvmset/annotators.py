@@ -1,0 +1,68 @@
+"""Annotators of the review tool: personal tokens (only their SHA-256 is stored), new links, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from dvmset.review_policy import Conflict, NotFound
+from dvmset.tables import Annotator, Lease
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 256-bit random strings, so a plain SHA-256 is enough to store them safely."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def add_annotator(session: Session, name: str) -> tuple[Annotator, str]:
+    """Create an annotator; returns it and its token (shown once; only the hash is stored)."""
+    name = name.strip()
+    if not 1 <= len(name) <= 64 or not name.isprintable():
+        raise ValueError(f"annotator name {name!r}: use 1-64 printable characters")
+    if session.scalar(select(Annotator.id).where(Annotator.name == name)) is not None:
+        raise Conflict(f"annotator {name!r} already exists; pick another name")
+    token = secrets.token_urlsafe(32)
+    ann = Annotator(name=name, token_hash=hash_token(token))
+    session.add(ann)
+    session.flush()
+    return ann, token
+
+
+#: token_hash prefix of a revoked annotator: never equal to a SHA-256 hex digest, so no token matches
+REVOKED = "revoked-"
+
+
+def _annotator_named(session: Session, name: str) -> Annotator:
+    ann = session.scalars(select(Annotator).where(Annotator.name == name.strip())).first()
+    if ann is None:
+        raise NotFound(f"no annotator named {name!r} (`vidmusician annotators list` shows them)")
+    return ann
+
+
+def new_token(session: Session, name: str) -> str:
+    """Give an annotator a fresh token (a lost or leaked link); the old one stops working at once."""
+    ann = _annotator_named(session, name)
+    token = secrets.token_urlsafe(32)
+    ann.token_hash = hash_token(token)
+    return token
+
+
+def revoke_annotator(session: Session, name: str) -> int:
+    """No token of this annotator works any more; their decisions stay. Returns the leases released
+    (their reserved clips go back to the queue at once instead of when the lease expires)."""
+    ann = _annotator_named(session, name)
+    ann.token_hash = REVOKED + secrets.token_hex(16)
+    return session.execute(delete(Lease).where(Lease.annotator_id == ann.id)).rowcount or 0
+
+
+def is_revoked(ann: Annotator) -> bool:
+    return ann.token_hash.startswith(REVOKED)
+
+
+def annotator_for_token(session: Session, token: str | None) -> Annotator | None:
+    if not token or len(token) > 256:
+        return None
+    return session.scalars(select(Annotator).where(Annotator.token_hash == hash_token(token))).first()
