@@ -160,11 +160,31 @@ def load_compression_model(path: str | Path, device: str | torch.device = "cpu")
     cfg = ckpt.cfg.copy()
     cfg.device = str(device)
     try:
-        codec = builders.get_compression_model(cfg)
+        codec = _build_codec(cfg, builders)
         codec.load_state_dict(ckpt.state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointFileError(f"{ckpt.path}: its 'xp.cfg' and 'best_state' do not build a codec ({err})") from err
     return codec.eval()
+
+
+def _build_codec(cfg: DictConfig, builders) -> CompressionModel:  # noqa: ANN001 - audiocraft's builders module
+    """audiocraft's codecs by its builders; `compression_model: envelope` is the miniature world's own codec."""
+    from dvmset import envelope_codec
+
+    if cfg.get("compression_model") == envelope_codec.NAME:
+        return envelope_codec.EnvelopeCodec.from_config(cfg).to(str(cfg.device))
+    return builders.get_compression_model(cfg)
+
+
+def codec_config_of(codec: CompressionModel) -> DictConfig:
+    """The `xp.cfg` that rebuilds `codec` (the tiny test EnCodec or the envelope codec)."""
+    from omegaconf import OmegaConf
+
+    from dvmset import envelope_codec
+
+    if isinstance(codec, envelope_codec.EnvelopeCodec):
+        return OmegaConf.create(envelope_codec.codec_config())
+    return tiny_codec_config()
 
 
 def tiny_codec_config(device: str | torch.device = "cpu") -> DictConfig:

@@ -33,10 +33,14 @@ PROJ_PREFIX = "condition_provider.conditioners.description.output_proj."
 # Architecture of the released MusicGen LMs (audiocraft's `xp.cfg.transformer_lm`).
 _SCALES = {
     "debug": dict(dim=32, num_heads=2, num_layers=16),
+    # the miniature world's LM (model/miniature.py): 12 layers -> 3 blocks -> 2 get rhythm; its codec (the
+    # envelope codec) uses under 128 tokens per codebook, so a 128-way output keeps the logits small on CPU
+    "mini": dict(dim=64, num_heads=4, num_layers=12, card=128),
     "small": dict(dim=1024, num_heads=16, num_layers=24),
     "medium": dict(dim=1536, num_heads=24, num_layers=48),
     "large": dict(dim=2048, num_heads=32, num_layers=48),
 }
+LUT_SCALES = ("debug", "mini")  # text = one word through a lookup table (audiocraft's LUTConditioner)
 DEBUG_TEXT_DIM = 32  # the debug backbone's "T5" width: matches SemanticConfig(t5="debug")
 CARD = checkpoints.CODEBOOK_SIZE
 
@@ -49,10 +53,11 @@ def lm_config(scale: str, device: str = "cpu") -> DictConfig:
     """audiocraft's LM config for a MusicGen of this scale (same keys as a checkpoint's `xp.cfg`)."""
     if scale not in _SCALES:
         raise KeyError(f"unknown MusicGen scale {scale!r}; expected one of {sorted(_SCALES)}")
-    arch = _SCALES[scale]
+    arch = dict(_SCALES[scale])
+    card = arch.pop("card", CARD)
     text = (
         {"model": "lut", "lut": {"n_bins": 64, "dim": DEBUG_TEXT_DIM, "tokenizer": "noop"}}
-        if scale == "debug"
+        if scale in LUT_SCALES
         else {"model": "t5", "t5": {"name": "t5-base", "finetune": False, "word_dropout": 0.3,
                                    "normalize_text": False}}
     )
@@ -62,7 +67,7 @@ def lm_config(scale: str, device: str = "cpu") -> DictConfig:
         "dtype": "float32",
         "dataset": {"segment_duration": 30},
         "transformer_lm": {
-            **arch, "n_q": 4, "card": CARD, "hidden_scale": 4, "norm": "layer_norm", "norm_first": True,
+            **arch, "n_q": 4, "card": card, "hidden_scale": 4, "norm": "layer_norm", "norm_first": True,
             "bias_ff": False, "bias_attn": False, "bias_proj": False, "causal": True, "dropout": 0.0,
             "activation": "gelu", "memory_efficient": True, "attention_as_float32": False,
             "layer_scale": None, "positional_embedding": "sin", "xpos": False, "checkpointing": "none",
@@ -223,7 +228,7 @@ def build_backbone(scale: str, device: str | torch.device = "cpu", seed: int = 0
 def save_backbone(backbone: Backbone, directory: Path, scale: str = "debug", yaml_cfg: bool = False) -> Path:
     """Write a backbone in audiocraft's on-disk format (the format of the hub's MusicGen repos): `xp.cfg`
     as a pickled DictConfig (early releases), or as YAML text like `audiocraft.utils.export` (`yaml_cfg`).
-    The codec must be the tiny test codec (its config is what is written)."""
+    The codec must be the tiny test EnCodec or the envelope codec (`dvmset.checkpoints.codec_config_of`)."""
     if backbone.codec is None:
         raise BackboneError("cannot save a backbone without its codec")
     directory.mkdir(parents=True, exist_ok=True)
@@ -234,6 +239,6 @@ def save_backbone(backbone: Backbone, directory: Path, scale: str = "debug", yam
         lut = cfg.conditioners.description.lut
         state["condition_provider.conditioners.description.embed.weight"] = torch.zeros(lut.n_bins, lut.dim)
     checkpoints.write_checkpoint(directory / LM_FILE, cfg, state, yaml_cfg=yaml_cfg)
-    checkpoints.write_checkpoint(directory / CODEC_FILE, checkpoints.tiny_codec_config(),
+    checkpoints.write_checkpoint(directory / CODEC_FILE, checkpoints.codec_config_of(backbone.codec),
                                  backbone.codec.state_dict(), yaml_cfg=yaml_cfg)
     return directory

@@ -99,6 +99,7 @@ class VidMusicianConfig:
     global_fps: int = 1  # CLIP global features per second (Eq. 1)
     # Table 2's "backbone" reference: every condition is the null one (the frozen MusicGen, unconditioned)
     unconditional: bool = False
+    clip_model: str | None = None  # the CLIP the training features came from (train records it; generate's default)
 
     def __post_init__(self) -> None:
         if self.unconditional and self.rhythm.enabled:

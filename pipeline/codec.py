@@ -75,7 +75,7 @@ def encode_waveform(model: torch.nn.Module, wav: np.ndarray) -> np.ndarray:
     hop = SAMPLE_RATE // FRAME_RATE
     if wav.ndim != 1 or wav.shape[0] % hop:
         raise ValueError(f"expected a 1-D waveform whose length is a multiple of {hop}, got {wav.shape}")
-    device = next(model.parameters()).device
+    device = next(iter([*model.parameters(), *model.buffers()]), torch.empty(0)).device  # a codec may hold no weights
     x = torch.from_numpy(wav).to(device).view(1, 1, -1)  # [1, 1, T]
     codes, _scale = model.encode(x)  # [1, K, T / hop]
     codes = codes[0].cpu()

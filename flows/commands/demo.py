@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from flows.commands.curate import curate_with_progress, print_summary
 from flows.config import CurateConfig
@@ -17,11 +18,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true",
                    help="then accept every clip (a demo shortcut), extract features with tiny random models, "
                         "export, train both stages on the debug backbone and generate music for one video")
+    p.add_argument("--world", action="store_true",
+                   help="the miniature world (docs/world.md): build it, pre-train a small MusicGen on its music, "
+                        "curate, accept (a demo shortcut), extract features, export, run `ablate` with every Table 2 "
+                        "row and both references, and score semantics and rhythm against shuffled pairs")
+    p.add_argument("--scale", choices=("small", "full"), default="full",
+                   help="with --world: 'full' is the documented experiment, 'small' the slow test's (default full)")
+    p.add_argument("--real-video", type=Path, metavar="MP4",
+                   help="with --world: real footage with cuts to try the full row on (default: "
+                        "../shared/media/bikes_cuts_10s.mp4 when present)")
     p.set_defaults(func=cmd_demo, runs_flows=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     root = resolve_root(args.root)
+    if args.world:
+        from flows.demos.world import SCALES, default_real_video, run_world_demo
+
+        run_world_demo(root.path, SCALES[args.scale], real_video=args.real_video or default_real_video())
+        return 0
     if args.full:
         from flows.demos.full import run_full_demo  # torch and the model load only for --full
 

@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=int, metavar="W", help=f"seconds per model window ({d['window_s']})")
     p.add_argument("--stride", type=int, metavar="S", help="whole seconds between windows (default 3/5 of W: 18 s "
                                                            "of 30); each window is prompted with the W - S before it")
-    p.add_argument("--clip-model", help=f"the CLIP the training features used ({d['clip_model']}), "
-                                        "a local-dir:/hf-hub: id, or 'tiny'")
+    p.add_argument("--clip-model", help="the CLIP the training features used (default: the one the checkpoint "
+                                        "records, else ViT-L-14), a local-dir:/hf-hub: id, or 'tiny'")
     p.add_argument("--pretrained", help=f"its pretrained tag or local checkpoint file ({d['clip_pretrained']})")
     p.add_argument("--backbone", help="a local directory holding the checkpoint's MusicGen (offline)")
     p.add_argument("--device", help=f"cpu or cuda ({d['device']})")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ from pipeline.mux import mux_audio
 from pipeline.video_features import video_conditions
 
 log = logging.getLogger(__name__)
+DEFAULT_CLIP = "ViT-L-14"  # a checkpoint that records no CLIP (written before train recorded it)
 
 
 class GenerateError(RunError):
@@ -101,6 +102,9 @@ class Generator:
             model = load_model(cfg.checkpoint, device=cfg.device, backbone=cfg.backbone)
         except (CheckpointError, OSError, ValueError, RuntimeError) as err:
             raise GenerateError(f"cannot load checkpoint {cfg.checkpoint}: {err}") from err
+        if cfg.clip_model is None:  # the features' extractor, as the checkpoint records it
+            clip = model.config.clip_model or DEFAULT_CLIP
+            cfg = replace(cfg, clip_model=clip, clip_pretrained=None if clip == "tiny" else cfg.clip_pretrained)
         if cfg.window_s > model.config.max_duration_s:
             raise GenerateError(f"--window {cfg.window_s} exceeds the model's {model.config.max_duration_s:g} s")
         try:

@@ -24,7 +24,7 @@ class GenerateConfig:
     temperature: float = 1.0
     window_s: int = 30
     stride_s: int | None = None  # None: 3/5 of the window (18 s of 30)
-    clip_model: str = "ViT-L-14"  # the CLIP the training shards were extracted with
+    clip_model: str | None = None  # None: the CLIP the checkpoint records (train writes it), else ViT-L-14
     clip_pretrained: str | None = "openai"
     device: str = "cpu"
     backbone: str | None = None  # a local copy of the checkpoint's MusicGen (same weights, other path)

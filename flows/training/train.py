@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -315,6 +315,8 @@ def run_training(run: TrainRun) -> TrainResult:
         probe = FeatureWindows(features, window_s=recipe.window_s, clip_ids=ids)
         spec = probe.spec()
         model = build_model(run, spec.clip_dim, str(device))
+        if model.config.clip_model is None and spec.clip_model:  # recorded so `generate --checkpoint` alone finds it
+            model.config = replace(model.config, clip_model=spec.clip_model)
         check_features(spec, model)
         if problems := check_shards(features, ids, card=int(model.lm.card)):  # every rank: all refuse alike
             raise CorruptShards(features, problems)

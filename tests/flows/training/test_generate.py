@@ -193,3 +193,17 @@ def test_videos_without_a_decodable_frame_fail_alone(media, checkpoint, tmp_path
         line = next(ln for ln in printed.splitlines() if ln.startswith(f"FAILED  {name}"))
         assert why in line, line
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["other.wav"]
+
+
+def test_generate_takes_the_clip_model_the_checkpoint_records(tmp_path):
+    """train records the features' CLIP in the checkpoint's config: `generate --checkpoint CK` alone loads it."""
+    from dataclasses import replace
+
+    model = VidMusician.from_config(VidMusicianConfig.debug(clip_dim=TINY_CLIP_D))
+    model.config = replace(model.config, clip_model="tiny")
+    ckpt = save_trainable(model, tmp_path / "recorded.pt")
+    gen = Generator.load(GenerateConfig(checkpoint=ckpt, out_dir=tmp_path / "o"))
+    assert gen.cfg.clip_model == "tiny" and gen.cfg.clip_pretrained is None and gen.encoder.embed_dim == TINY_CLIP_D
+    unrecorded = save_trainable(VidMusician.from_config(VidMusicianConfig.debug(clip_dim=TINY_CLIP_D)), tmp_path / "old.pt")
+    with pytest.raises(GenerateError, match="ViT-L-14"):  # an older checkpoint: the old default, offline -> refused
+        Generator.load(GenerateConfig(checkpoint=unrecorded, out_dir=tmp_path / "o"))
