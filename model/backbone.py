@@ -33,7 +33,7 @@ PROJ_PREFIX = "condition_provider.conditioners.description.output_proj."
 # Architecture of the released MusicGen LMs (audiocraft's `xp.cfg.transformer_lm`).
 _SCALES = {
     "debug": dict(dim=32, num_heads=2, num_layers=16),
-    # the miniature world's LM (model/miniature.py): 12 layers -> 3 blocks -> 2 get rhythm; its codec (the
+    # the miniature world's LM (model/training/miniature.py): 12 layers -> 3 blocks -> 2 get rhythm; its codec (the
     # envelope codec) uses under 128 tokens per codebook, so a 128-way output keeps the logits small on CPU
     "mini": dict(dim=64, num_heads=4, num_layers=12, card=128),
     "small": dict(dim=1024, num_heads=16, num_layers=24),

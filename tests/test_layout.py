@@ -10,7 +10,7 @@ import grimp
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS = {"curation", "dataset", "training", "evaluation", "cluster", "demos", "commands"}
-SHARED = {"__init__.py", "cli.py", "config.py", "progress.py", "settings.py"}
+SHARED = {"__init__.py", "cli.py", "config.py", "progress.py", "settings.py", "prefect_server.py"}
 
 
 def test_flows_top_holds_only_the_shared_modules_and_the_job_folders():

@@ -1,7 +1,7 @@
 """`vidmusician demo --world`: the miniature world where the paper's claims can be checked on CPU.
 
 Builds the world's videos (pipeline.world), pre-trains the miniature MusicGen on the world's music alone
-(model.miniature, saved in audiocraft's layout), then runs what a user runs: curate (served on loopback,
+(model.training.miniature, saved in audiocraft's layout), then runs what a user runs: curate (served on loopback,
 `--separator none`), DEMO SHORTCUT accept, features (tiny random CLIP, the miniature backbone's codec),
 export, and `ablate` with Table 2's rows and both references. Then the world's own scores
 (flows.demos.world_report): semantics (tempo of the generated music vs the video's class) and rhythm
@@ -113,7 +113,7 @@ def pretrain_backbone(root: Path, scale: WorldScale, say: Say) -> Path:
     """The miniature MusicGen in audiocraft's layout at ROOT/backbone (trained once), frozen from then on."""
     from dvmset.checkpoints import LM_FILE
     from dvmset.envelope_codec import EnvelopeCodec
-    from model.miniature import PretrainConfig, class_word_bins, pretrain_lm, save_miniature
+    from model.training.miniature import PretrainConfig, class_word_bins, pretrain_lm, save_miniature
     from pipeline.loudness import normalize_clip
     from pipeline.world import CLASSES, plan_world, synth_music
 

@@ -10,7 +10,7 @@ from dvmset.envelope_codec import EnvelopeCodec
 from flows.training.run import TrainRun
 from flows.training.train import model_config
 from model.backbone import load_backbone
-from model.miniature import PretrainConfig, pretrain_lm, save_miniature
+from model.training.miniature import PretrainConfig, pretrain_lm, save_miniature
 from model.vidmusician import VidMusician
 from pipeline.world import plan_world, synth_music
 
