@@ -34,7 +34,7 @@ def test_a_benchmark_given_as_ids_rebuilds_into_clips_that_evaluate_scores(tmp_p
             f"{vid[n]},{a},{b},{url[n]}\n" for n, a, b in (("vidA", 2, 12), ("vidA", 15, 25), ("vidB", 4, 14))))
         assert cli_main(["bench", "import", "--ids", str(ids), "--out", str(tmp_path / "rel")]) == 0
         code = cli_main(["curate", "--root", str(root.path), "--from-release", str(tmp_path / "rel" / "release.csv"),
-                         "--workers", "2"])
+                         "--workers", "2", "--allow-private-urls"])  # served on loopback
     out = capsys.readouterr().out
     assert code == 0, out
     assert "rebuilt 3 clips matching the release, 0 different, 0 gone" in out
