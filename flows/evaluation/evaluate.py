@@ -174,18 +174,9 @@ def _evaluate(cfg: EvaluateConfig, on_item: Callable[[str], None] | None) -> Eva
     want_onsets = "bcs_bhs" in cfg.metrics
 
     def extract_audio(cid: str, role: str, dec: Decoded, feats: ClipFeatures) -> None:
-        if "panns" in embedders:
-            emb = embedders["panns"]
-            setattr(feats, f"panns_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
-        if "clap" in embedders:
-            emb = embedders["clap"]
-            setattr(feats, f"clap_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
-        if "passt" in embedders:
-            emb = embedders["passt"]
-            setattr(feats, f"passt_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
-        if "vggish" in embedders:
-            emb = embedders["vggish"]
-            setattr(feats, f"vggish_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
+        for name in ("panns", "clap", "passt", "vggish"):  # the audio embedders: ClipFeatures.{name}_gen|_ref
+            if (emb := embedders.get(name)) is not None:
+                setattr(feats, f"{name}_{role[:3]}", emb.embed(dec.at(emb.sample_rate)))
         if role == "generated" and "imagebind" in embedders:
             from model.metrics.imagebind import AUDIO_RATE
 
