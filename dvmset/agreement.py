@@ -29,7 +29,7 @@ UNDO = "undo"
 
 EFFECTIVE_VERDICT_RULE = (
     "Each annotator's latest live (not undone) verdict counts once. A clip is decided once it has "
-    "as many verdicts as the review asks for (one, or N with --overlap N): accepted if a strict "
+    "as many verdicts as the review asks for (one, or N with the review policy's overlap N): accepted if a strict "
     "majority accept, otherwise rejected. Until then it waits for review."
 )
 
