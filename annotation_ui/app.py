@@ -17,7 +17,7 @@ from annotation_ui.context import HERE, ReviewContext, make_templates
 from annotation_ui.errors import add_error_handlers
 from annotation_ui.guard import RequestGuard
 from annotation_ui.peaks import ComputePeaks, PeaksStore, PeaksWarmer
-from annotation_ui.routes import agreement, auth, clips, decisions, pages, queue
+from annotation_ui.routes import agreement, auth, clips, decisions, lead, pages, queue
 from annotation_ui.serving import SerialWriter, TtlCache
 from dvmset import review
 from dvmset.catalog import Catalog
@@ -37,7 +37,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-ROUTERS = (auth.router, pages.router, queue.router, clips.router, decisions.router, agreement.router)
+ROUTERS = (auth.router, pages.router, queue.router, clips.router, decisions.router, agreement.router,
+           lead.router)
 
 
 def _upcoming(root: DataRoot, catalog: Catalog):  # noqa: ANN202

@@ -15,10 +15,11 @@ from annotation_ui.context import Unauthorized
 from annotation_ui.guard import RETRY_AFTER_S
 from annotation_ui.peaks import PeaksUnavailable
 from dvmset import review
+from dvmset.annotators import LeadsOnly
 
 log = logging.getLogger(__name__)
 MACHINE_PREFIXES = ("/api/", "/media/", "/static/")
-TITLES = {400: "Bad request", 404: "Not found", 405: "Not allowed", 413: "Too large", 422: "Bad request",
+TITLES = {400: "Bad request", 403: "For leads", 404: "Not found", 405: "Not allowed", 413: "Too large", 422: "Bad request",
           503: "Try again shortly"}
 
 
@@ -49,7 +50,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(review.ReviewError)
     async def _review_error(request: Request, exc: review.ReviewError) -> Response:
-        code = 404 if isinstance(exc, review.NotFound) else 409 if isinstance(exc, review.Conflict) else 422
+        code = (404 if isinstance(exc, review.NotFound) else 409 if isinstance(exc, review.Conflict)
+                else 403 if isinstance(exc, LeadsOnly) else 422)
         return answer(request, code, str(exc))
 
     @app.exception_handler(PeaksUnavailable)

@@ -1,4 +1,6 @@
-"""Annotators of the review tool: personal tokens (only their SHA-256 is stored), new links, revocation."""
+"""Annotators of the review tool: personal tokens (only their SHA-256 is stored), new links, revocation,
+and roles: an ``annotator`` sees their own figures; a ``lead`` sees everyone's, marks gold clips and
+adjudicates disagreements."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import secrets
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from dvmset.review_policy import Conflict, NotFound
+from dvmset.review_policy import Conflict, NotFound, ReviewError
 from dvmset.tables import Annotator, Lease
 
 
@@ -17,15 +19,39 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def add_annotator(session: Session, name: str) -> tuple[Annotator, str]:
-    """Create an annotator; returns it and its token (shown once; only the hash is stored)."""
+ANNOTATOR, LEAD = "annotator", "lead"
+ROLES = (ANNOTATOR, LEAD)
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    return role
+
+
+class LeadsOnly(ReviewError):
+    """An annotator asked for what only a lead may see or do (403)."""
+
+
+def is_lead(ann: Annotator) -> bool:
+    return ann.role == LEAD
+
+
+def require_lead(ann: Annotator, what: str) -> None:
+    if not is_lead(ann):
+        raise LeadsOnly(f"{what} is for leads; ask a lead (`vidmusician annotators role NAME lead` makes one)")
+
+
+def add_annotator(session: Session, name: str, role: str = ANNOTATOR) -> tuple[Annotator, str]:
+    """Create an annotator (or a lead); returns it and its token (shown once; only the hash is stored)."""
+    check_role(role)
     name = name.strip()
     if not 1 <= len(name) <= 64 or not name.isprintable():
         raise ValueError(f"annotator name {name!r}: use 1-64 printable characters")
     if session.scalar(select(Annotator.id).where(Annotator.name == name)) is not None:
         raise Conflict(f"annotator {name!r} already exists; pick another name")
     token = secrets.token_urlsafe(32)
-    ann = Annotator(name=name, token_hash=hash_token(token))
+    ann = Annotator(name=name, token_hash=hash_token(token), role=role)
     session.add(ann)
     session.flush()
     return ann, token
@@ -48,6 +74,14 @@ def new_token(session: Session, name: str) -> str:
     token = secrets.token_urlsafe(32)
     ann.token_hash = hash_token(token)
     return token
+
+
+def set_role(session: Session, name: str, role: str) -> Annotator:
+    """Make an annotator a lead or back; their link and decisions stay."""
+    check_role(role)
+    ann = _annotator_named(session, name)
+    ann.role = role
+    return ann
 
 
 def revoke_annotator(session: Session, name: str) -> int:

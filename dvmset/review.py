@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 
+from dvmset import gold
 from dvmset.agreement import UNDO, DecisionRow, effective_verdict, in_force, live_verdicts
 from dvmset.annotators import (  # noqa: F401 - re-exported: the review tool's one import
     REVOKED,
@@ -167,6 +168,9 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None =
     _serialise_writers(session, now)
     policy = policy or current_policy(session)
     until = now + dt.timedelta(seconds=policy.lease_s)
+    gold_clip = gold.claim(session, annotator_id, now, until)  # a gold clip mixed in, unmarked (dvmset.gold)
+    if gold_clip is not None:
+        return gold_clip
     held = session.scalars(
         select(Lease).where(Lease.annotator_id == annotator_id, Lease.skipped.is_(False)).order_by(Lease.clip_id)
     ).all()
@@ -229,6 +233,8 @@ def decide(
     if seconds_spent is not None and not 0 <= seconds_spent <= 86400:
         raise InvalidDecision(f"seconds_spent {seconds_spent} is outside 0..86400")
     _serialise_writers(session, now)
+    if gold.gold_verdict(session, clip_id) is not None:  # scored against the gold verdict, not a vote
+        return gold.answer(session, annotator_id, clip_id, verdict, reasons, seconds_spent, now)
     policy = policy or current_policy(session)
     clip = session.get(Clip, clip_id)
     if clip is None:

@@ -140,6 +140,8 @@ class Annotator(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    # "annotator" sees their own figures; "lead" sees everyone's, marks gold clips, adjudicates (revision 0007)
+    role: Mapped[str] = mapped_column(String(16), default="annotator", server_default="annotator")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -186,7 +188,50 @@ class ReviewSettings(Base):
     lease_s: Mapped[float] = mapped_column(Float)
     skip_s: Mapped[float] = mapped_column(Float)
     server_url: Mapped[str | None] = mapped_column(Text)  # where the last `review` served, for login links
+    gold_rate: Mapped[float | None] = mapped_column(Float)  # share of handed-out clips that are gold (0007)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class GoldClip(Base):
+    """A clip whose verdict a lead knows: mixed, unmarked, into annotators' queues (dvmset.gold)."""
+
+    __tablename__ = "gold_clips"
+
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))  # Verdict
+    reasons: Mapped[list | None] = mapped_column(JSON)  # [RejectReason, ...] of a reject
+    note: Mapped[str | None] = mapped_column(Text)
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GoldAnswer(Base):
+    """An annotator's verdict on a gold clip: scored against the gold verdict, never a vote on the clip."""
+
+    __tablename__ = "gold_answers"
+    __table_args__ = (Index("ix_gold_answers_annotator_clip", "annotator_id", "clip_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    verdict: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list | None] = mapped_column(JSON)
+    seconds_spent: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Adjudication(Base):
+    """A lead's verdict that settles a clip whose annotators disagreed (dvmset.adjudication); append-only."""
+
+    __tablename__ = "adjudications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), index=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    verdict: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Run(Base):

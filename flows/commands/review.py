@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flows.commands.review_gold import register_gold
 from flows.settings import add_root_arg, existing_root, open_catalog, resolve_root
 
 FALLBACK_URL = "http://127.0.0.1:8000"
@@ -64,11 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "recorded in the catalog for the links `annotators add/link` print "
                         "(default http://HOST:PORT)")
     p.set_defaults(func=cmd_review)
+    register_gold(p)
 
     p = sub.add_parser("annotators", help="add, list, re-link or revoke annotators")
     asub = p.add_subparsers(dest="annotators_command", required=True, metavar="ACTION")
     a = asub.add_parser("add", help="create an annotator and print their personal login link")
     a.add_argument("name")
+    a.add_argument("--role", choices=("annotator", "lead"), default="annotator",
+                   help="annotator (sees their own figures) or lead (everyone's; gold clips, adjudication)")
     add_root_arg(a)
     a.add_argument("--url", default=None, help=URL_HELP)
     a.set_defaults(func=cmd_annotators_add)
@@ -77,6 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_root_arg(a)
     a.add_argument("--url", default=None, help=URL_HELP)
     a.set_defaults(func=cmd_annotators_link)
+    a = asub.add_parser("role", help="make an annotator a lead, or a lead an annotator")
+    a.add_argument("name")
+    a.add_argument("role", choices=("annotator", "lead"))
+    add_root_arg(a)
+    a.set_defaults(func=cmd_annotators_role)
     a = asub.add_parser("revoke", help="sign an annotator out for good (their decisions stay)")
     a.add_argument("name")
     add_root_arg(a)
@@ -145,7 +154,7 @@ def cmd_annotators_add(args: argparse.Namespace) -> int:
     catalog = open_catalog(resolve_root(args.root))  # a team may sign up before the first curation
     try:
         with catalog.session() as s:
-            ann, token = add_annotator(s, args.name)
+            ann, token = add_annotator(s, args.name, args.role)
             name = ann.name
     except (Conflict, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -202,6 +211,16 @@ def cmd_annotators_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_annotators_role(args: argparse.Namespace) -> int:
+    from dvmset.annotators import set_role
+
+    ann = _on_annotator(args, lambda s, name: set_role(s, name, args.role).name)
+    if ann is None:
+        return 2
+    print(f"{ann} is now {'a lead' if args.role == 'lead' else 'an annotator'}")
+    return 0
+
+
 def cmd_annotators_revoke(args: argparse.Namespace) -> int:
     from dvmset.review import revoke_annotator
 
@@ -224,9 +243,10 @@ def cmd_annotators_list(args: argparse.Namespace) -> int:
     with catalog.session() as s:
         rep = agreement_report(s)
         revoked = {a.name for a in s.scalars(select(Annotator)) if is_revoked(a)}
+        leads = {a.name for a in s.scalars(select(Annotator)) if a.role == "lead"}
     for p in rep["annotators"]:
         print(f"{p['name']}\t{p['decisions']} decisions\t{p['undone']} undone"
-              + ("\trevoked" if p["name"] in revoked else ""))
+              + ("\tlead" if p["name"] in leads else "") + ("\trevoked" if p["name"] in revoked else ""))
     return 0
 
 
