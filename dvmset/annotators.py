@@ -39,7 +39,7 @@ def is_lead(ann: Annotator) -> bool:
 
 def require_lead(ann: Annotator, what: str) -> None:
     if not is_lead(ann):
-        raise LeadsOnly(f"{what} is for leads; ask a lead (`vidmusician annotators role NAME lead` makes one)")
+        raise LeadsOnly(f"{what} is for leads; whoever runs the catalog can make you one (vidmusician annotators role NAME lead)")
 
 
 def add_annotator(session: Session, name: str, role: str = ANNOTATOR) -> tuple[Annotator, str]:

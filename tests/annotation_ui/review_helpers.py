@@ -37,9 +37,9 @@ def seed(catalog: Catalog, root: DataRoot, n: int, media: Path | None = None, *,
     return ids
 
 
-def make_annotator(catalog: Catalog, name: str) -> tuple[int, str]:
+def make_annotator(catalog: Catalog, name: str, role: str = "annotator") -> tuple[int, str]:
     with catalog.session() as s:
-        ann, token = add_annotator(s, name)
+        ann, token = add_annotator(s, name, role)
         return ann.id, token
 
 

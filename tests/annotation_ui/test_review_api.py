@@ -243,8 +243,11 @@ def test_overlap_mode_collects_n_independent_verdicts(make_client, catalog, data
     assert r.status_code == 409  # enough verdicts already
     client.post("/api/undo", headers=bearer(tokens[1]))
     assert status_of(catalog, ids[0]) == "pending_review"
-    rep = client.get("/api/agreement", headers=bearer(tokens[0])).json()
-    assert rep["clips_rated"] == 1 and {p["name"] for p in rep["annotators"]} == {"ann", "bob", "cyd"}
+    rep = client.get("/api/agreement", headers=bearer(tokens[0])).json()  # an annotator: their own figures
+    assert rep["clips_rated"] == 1 and {p["name"] for p in rep["annotators"]} == {"ann"}
+    _, lead = make_annotator(catalog, "lea", role="lead")
+    rep = client.get("/api/agreement", headers=bearer(lead)).json()  # a lead: everyone's
+    assert {p["name"] for p in rep["annotators"]} == {"ann", "bob", "cyd", "lea"}
 
 
 def test_peaks_follow_the_audio(make_client, catalog, data_root, clip_media):

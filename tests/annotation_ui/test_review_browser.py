@@ -33,7 +33,7 @@ def test_every_page_reads_right_in_chromium(browser, catalog, data_root, clip_me
     with catalog.session() as s:  # QC hints as annotators read them (ids[1]: a clip curated before still_s)
         c = s.get(Clip, ids[0])
         c.still_s, c.limiting_db, c.clip_gain_db = 12.0, 2.5, 6.0
-    ann_id, token = make_annotator(catalog, "ann")
+    ann_id, token = make_annotator(catalog, "ann", role="lead")  # a lead: the agreement page shows everyone
     bob_id, _ = make_annotator(catalog, "bob")
     with catalog.session() as s:
         review.set_policy(s, overlap=2)
