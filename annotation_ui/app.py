@@ -19,7 +19,7 @@ from annotation_ui.guard import RequestGuard
 from annotation_ui.peaks import ComputePeaks, PeaksStore, PeaksWarmer
 from annotation_ui.routes import agreement, auth, clips, decisions, lead, pages, queue
 from annotation_ui.serving import SerialWriter, TtlCache
-from dvmset import review
+from dvmset import review, review_order
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
 
@@ -55,15 +55,17 @@ def _upcoming(root: DataRoot, catalog: Catalog):  # noqa: ANN202
 
 
 def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | None = None, *,
-               compute_peaks: ComputePeaks | None = None) -> FastAPI:
+               compute_peaks: ComputePeaks | None = None, order: str = "queue") -> FastAPI:
     """The review app over one data root and catalog. It follows the catalog's review policy, read in
     each transaction (``vidmusician review-policy set`` changes it for running servers too); a
     ``policy`` given here must be the catalog's (PolicyMismatch otherwise). Creating it writes nothing.
 
     ``compute_peaks(clip file) -> [STORED_PEAKS]`` fills in the peaks file of a clip curated before
     curation stored them (the command passes a decoder); without it such a clip's waveform is a 404
-    and nothing is warmed.
+    and nothing is warmed. ``order``: how the queue is ordered (dvmset.review_order: queue, uncertain,
+    likely-keep).
     """
+    review_order.check_order(order)
     if policy is not None:
         with catalog.session() as s:
             review.check_policy(s, policy)
@@ -75,7 +77,7 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
         app.router.on_shutdown.append(warmer.close)
     app.state.review = ReviewContext(root=root, catalog=catalog, templates=make_templates(),
                                      writer=SerialWriter(catalog), by_query=TtlCache(BY_QUERY_TTL_S),
-                                     peaks=store, warmer=warmer)
+                                     peaks=store, warmer=warmer, order=order)
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for router in ROUTERS:

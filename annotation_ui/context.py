@@ -49,6 +49,7 @@ class ReviewContext:
     by_query: TtlCache[list[dict]]
     peaks: PeaksStore
     warmer: PeaksWarmer | None
+    order: str = "queue"  # dvmset.review_order: queue | uncertain | likely-keep
 
     def clip(self, clip_id: str) -> Clip:
         """The catalog row of ``clip_id``; 400 for an unsafe id, NotFound for an unknown one."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 
-from dvmset import gold
+from dvmset import gold, review_order
 from dvmset.agreement import UNDO, DecisionRow, effective_verdict, in_force, live_verdicts
 from dvmset.annotators import (  # noqa: F401 - re-exported: the review tool's one import
     REVOKED,
@@ -88,9 +88,9 @@ _REVIEWABLE = frozenset({ClipStatus.PENDING_REVIEW, ClipStatus.ACCEPTED, ClipSta
 
 
 @functools.cache
-def _claimable_stmt():
-    """Pending clips among :ids that :me may be handed at :now, first by id (one statement, built once,
-    with bound parameters, so SQLAlchemy compiles it once)."""
+def _claimable_stmt(first_only: bool = True):
+    """Pending clips among :ids that :me may be handed at :now, first by id (every one of them when not
+    ``first_only``); one statement, built once, with bound parameters, so SQLAlchemy compiles it once."""
     clips, leases = Clip.__table__, Lease.__table__
     d, md = (Decision.__table__.alias(n) for n in ("d", "md"))
     me, now = bindparam("me"), bindparam("now", type_=Lease.__table__.c.expires_at.type)
@@ -110,14 +110,14 @@ def _claimable_stmt():
     mine_l = leases.alias("ml")
     skipped = exists().where(mine_l.c.clip_id == clips.c.id, mine_l.c.annotator_id == me,
                              mine_l.c.skipped.is_(True), mine_l.c.expires_at > now)
-    return (
+    stmt = (
         select(clips.c.id)
         .where(clips.c.id.in_(bindparam("ids", expanding=True)),
                clips.c.status == ClipStatus.PENDING_REVIEW.value, ~mine, ~skipped,
                live_count + others_leased < bindparam("overlap"))
         .order_by(clips.c.id)
-        .limit(1)
     )
+    return stmt.limit(1) if first_only else stmt
 
 
 @functools.cache
@@ -154,6 +154,19 @@ def _claimable(session: Session, annotator_id: int, policy: QueuePolicy, now: dt
     return found
 
 
+def _claimable_ranked(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime,
+                      ranked: Sequence[str], page: int = 200) -> list[str]:
+    """The first clip of ``ranked`` (a review order, dvmset.review_order) this annotator may be handed."""
+    for i in range(0, len(ranked), page):
+        chunk = list(ranked[i:i + page])
+        ok = set(session.scalars(_claimable_stmt(False), {"ids": chunk, "me": annotator_id, "now": now,
+                                                          "overlap": policy.overlap}))
+        for c in chunk:
+            if c in ok:
+                return [c]
+    return []
+
+
 def likely_next(session: Session, annotator_id: int, policy: QueuePolicy, exclude: str, n: int = 2) -> list[str]:
     """Read-only: the clips this annotator's queue would most likely hand out after ``exclude`` (the
     one they hold now), as things stand; used to prepare them (waveforms) ahead of time."""
@@ -161,9 +174,9 @@ def likely_next(session: Session, annotator_id: int, policy: QueuePolicy, exclud
 
 
 def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None = None,
-               now: dt.datetime | None = None) -> str | None:
+               now: dt.datetime | None = None, order: str = "queue") -> str | None:
     """Lease the next clip to this annotator (or renew the one it holds); None when its queue is empty.
-    ``policy``: the catalog's (read in this transaction) unless given."""
+    ``policy``: the catalog's (read in this transaction) unless given; ``order``: dvmset.review_order's."""
     now = now or utcnow()
     _serialise_writers(session, now)
     policy = policy or current_policy(session)
@@ -185,7 +198,12 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None =
                     session.delete(other)
             return lease.clip_id
         session.delete(lease)
-    first = _claimable(session, annotator_id, policy, now)
+    if order == "queue":
+        first = _claimable(session, annotator_id, policy, now)
+    else:  # ranked by a model of the verdicts so far; clips it has not ranked yet follow in id order
+        ranked = review_order.RANKINGS.get(session, order)
+        first = _claimable_ranked(session, annotator_id, policy, now, ranked) or _claimable(
+            session, annotator_id, policy, now)
     if not first:
         return None
     clip_id = first[0]

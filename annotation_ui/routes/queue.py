@@ -72,7 +72,7 @@ def clip_payload(s: Session, clip_id: str | None) -> dict | None:
 def next_clip(ctx: ReviewContext, annotator_id: int) -> dict | None:
     """Lease the caller's next clip (or renew their current lease) and describe it."""
     with ctx.writer.session() as s:
-        clip_id = review.claim_next(s, annotator_id)
+        clip_id = review.claim_next(s, annotator_id, order=ctx.order)
     with ctx.catalog.session() as s:
         return clip_payload(s, clip_id)
 

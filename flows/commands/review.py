@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that differs from it is refused (change it with `vidmusician review-policy set`)")
     p.add_argument("--lease-seconds", type=lease_arg, default=None, metavar="S",
                    help="expect leases of this length (the catalog's policy decides, as for --overlap)")
+    p.add_argument("--order", choices=("queue", "uncertain", "likely-keep"), default="queue",
+                   help="queue: by clip id; uncertain: the clips a model of the verdicts so far (on the QC "
+                        "hints) is least sure of first, to learn fastest; likely-keep: the clips it expects "
+                        "kept first, to reach a dataset size sooner (benchmarks/bench_review_order.py)")
     p.add_argument("--public-url", default=None, metavar="URL",
                    help="the URL annotators reach this server at (behind a proxy, or when binding 0.0.0.0); "
                         "recorded in the catalog for the links `annotators add/link` print "
@@ -141,7 +145,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     url = args.public_url or public_url(args.host, sock.getsockname()[1])
     with catalog.session() as s:
         record_server_url(s, url)
-    app = create_app(root, catalog, policy, compute_peaks=peaks_decoder())
+    app = create_app(root, catalog, policy, compute_peaks=peaks_decoder(), order=args.order)
     announce(args.host, url, policy)
     config = uvicorn.Config(app, log_level="warning", proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips)
     uvicorn.Server(config).run(sockets=[sock])
