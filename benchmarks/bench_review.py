@@ -1,9 +1,12 @@
-"""Review-tool latency on SQLite: p50/p95 of the next-clip and decision requests with a large queue.
+"""Review-tool latency: p50/p95 of the next-clip and decision requests with a large queue.
 
 Run by hand:  python benchmarks/bench_review.py [--clips 10000] [--predecided 5000] [--requests 400]
+                                                [--clients 32] [--db sqlite|postgres|URL] [--servers N]
 It seeds a fresh catalog in a temp dir (clips spread over 47 queries), serves the real app with
-uvicorn on loopback in its own process, and drives it with httpx clients (one per annotator, in
-parallel threads).
+uvicorn on loopback in its own process (or N processes on Postgres, the clients spread over them as
+a load balancer would), and drives it with httpx clients (one per annotator, in parallel threads).
+--db postgres starts a throwaway PostgreSQL cluster (initdb/pg_ctl on PATH); a URL template with
+{db} (postgresql+psycopg://user@host/{db}) uses a fresh database on that server.
 
        python benchmarks/bench_review.py --peaks [--peak-clips 6]
 times the waveform request of 60 s clips through the real app: from the stored peaks file (what
@@ -14,13 +17,19 @@ decoder, then stored), and prints the ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import multiprocessing
+import os
+import pwd
+import shutil
 import socket
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -71,9 +80,9 @@ def drive(base: str, token: str, n: int, t_next: list[float], t_decide: list[flo
             t_decide.append(t2 - t1)
 
 
-def _serve(root: str, port: int) -> None:
+def _serve(root: str, url: str, port: int) -> None:
     data_root = DataRoot(Path(root))
-    app = create_app(data_root, Catalog(data_root.catalog_url), QueuePolicy())
+    app = create_app(data_root, Catalog(url), QueuePolicy())
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -141,6 +150,42 @@ def bench_peaks(n_clips: int) -> None:
           f"({p_first / p_stored:.0f}x faster)")
 
 
+@contextlib.contextmanager
+def postgres_cluster(base: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a Unix socket: yields a URL template with {db}."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        raise SystemExit("--db postgres needs initdb and pg_ctl on PATH (e.g. /usr/lib/postgresql/15/bin)")
+    data, sock = base / "pgdata", base / "pgsock"
+    sock.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        pw = pwd.getpwnam("postgres")
+        for p in (base, sock):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
+                   capture_output=True)
+    opts = f"-k {sock} -c listen_addresses='' -c fsync=off -c max_connections=300"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-w", "-l", str(base / "pg.log"), "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@/{{db}}?host={sock}"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+
+
+def _fresh_database(template: str) -> str:
+    import psycopg
+
+    name = f"bench_review_{os.getpid()}"
+    with psycopg.connect(template.replace("postgresql+psycopg", "postgresql").format(db="postgres"),
+                         autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return template.format(db=name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peaks", action="store_true", help="time waveform peaks (stored vs computed) instead")
@@ -149,21 +194,33 @@ def main() -> None:
     ap.add_argument("--predecided", type=int, default=5_000, help="clips already decided before timing")
     ap.add_argument("--requests", type=int, default=400, help="next+decide pairs per client")
     ap.add_argument("--clients", type=int, default=2, help="annotators working at once")
+    ap.add_argument("--db", default="sqlite", help="sqlite (the data root's file), postgres (a throwaway "
+                    "cluster) or a Postgres URL template with {db}")
+    ap.add_argument("--servers", type=int, default=1, help="review server processes (Postgres only)")
     ap.add_argument("--status-id-index", action="store_true",
                     help="add an index on clips (status, id) first (proposed for dvmset.tables.Clip)")
     args = ap.parse_args()
     if args.peaks:
         bench_peaks(args.peak_clips)
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.servers > 1 and args.db == "sqlite":
+        raise SystemExit("--servers > 1 needs Postgres: SQLite takes one writer process at a time")
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = DataRoot(Path(tmp) / "root").ensure()
-        catalog = Catalog(root.catalog_url)
+        if args.db == "sqlite":
+            url = root.catalog_url
+        elif args.db == "postgres":
+            url = _fresh_database(stack.enter_context(postgres_cluster(Path(tmp))))
+        else:
+            url = _fresh_database(args.db)
+        catalog = Catalog(url)
         tokens = []
         with catalog.session() as s:
             for i in range(args.clients):
                 ann, tok = add_annotator(s, f"bench{i}")
                 tokens.append(tok)
             first_id = ann.id
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         t0 = time.perf_counter()
         seed(catalog, args.clips, args.predecided, first_id)
         if args.status_id_index:
@@ -171,25 +228,35 @@ def main() -> None:
                 conn.execute(text("CREATE INDEX IF NOT EXISTS ix_clips_status_id ON clips (status, id)"))
         print(f"seeded {args.clips} clips ({args.predecided} decided) in {time.perf_counter() - t0:.1f} s")
         catalog.dispose()
-        port = _free_port()
-        server = multiprocessing.get_context("spawn").Process(target=_serve, args=(str(root.path), port),
-                                                              daemon=True)
-        server.start()  # its own process: the clients' threads do not share its GIL
-        base = f"http://127.0.0.1:{port}"
-        _wait_up(base, server)
+        servers, bases = [], []
+        for _ in range(args.servers):  # each its own process: the clients' threads do not share its GIL
+            port = _free_port()
+            proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(str(root.path), url, port),
+                                                                daemon=True)
+            proc.start()
+            servers.append(proc)
+            bases.append(f"http://127.0.0.1:{port}")
+        for base, proc in zip(bases, servers, strict=True):
+            _wait_up(base, proc)
         t_next: list[float] = []
         t_decide: list[float] = []
-        drive(base, tokens[0], 10, [], [])  # warm-up
-        clients = [threading.Thread(target=drive, args=(base, t, args.requests, t_next, t_decide)) for t in tokens]
+        for base in bases:
+            drive(base, tokens[0], 10, [], [])  # warm-up
+        clients = [threading.Thread(target=drive, args=(bases[i % len(bases)], t, args.requests, t_next, t_decide))
+                   for i, t in enumerate(tokens)]
         t0 = time.perf_counter()
         for c in clients:
             c.start()
         for c in clients:
             c.join()
         wall = time.perf_counter() - t0
-        server.terminate()
-        server.join(timeout=10)
-        print(f"{len(t_next)} next + {len(t_decide)} decision requests from {args.clients} clients in {wall:.1f} s")
+        for proc in servers:
+            proc.terminate()
+            proc.join(timeout=10)
+        load = os.getloadavg()
+        print(f"{len(t_next)} next + {len(t_decide)} decision requests from {args.clients} clients to "
+              f"{args.servers} server process(es) on {args.db.split(':')[0]} in {wall:.1f} s "
+              f"({len(t_decide) / wall:.0f} decisions/s); load average after {load[0]:.1f} on {os.cpu_count()} CPUs")
         for name, xs in (("next-clip", t_next), ("decision", t_decide)):
             print(f"{name:9s}  p50 {pct(xs, 50):6.1f} ms   p95 {pct(xs, 95):6.1f} ms   max {1000 * max(xs):6.1f} ms")
 
