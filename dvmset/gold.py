@@ -103,7 +103,8 @@ def remove_gold(session: Session, clip_id: str) -> int:
     row = session.get(GoldClip, clip_id)
     if row is None:
         raise NotFound(f"clip {clip_id!r} is not gold (`vidmusician review gold list` shows them)")
-    answers = session.scalar(select(func.count()).where(GoldAnswer.clip_id == clip_id)) or 0
+    answers = session.scalar(select(func.count()).where(GoldAnswer.clip_id == clip_id,
+                                                        GoldAnswer.undone_at.is_(None))) or 0
     session.delete(row)
     from dvmset.agreement import in_force
 
@@ -119,7 +120,8 @@ def remove_gold(session: Session, clip_id: str) -> int:
 def list_gold(session: Session) -> list[dict]:
     """Every gold clip with its verdict, reasons, note and how its answers went."""
     answers: dict[str, list[str]] = {}
-    for clip_id, verdict in session.execute(select(GoldAnswer.clip_id, GoldAnswer.verdict)):
+    for clip_id, verdict in session.execute(select(GoldAnswer.clip_id, GoldAnswer.verdict)
+                                            .where(GoldAnswer.undone_at.is_(None))):
         answers.setdefault(clip_id, []).append(verdict)
     out = []
     for g in session.scalars(select(GoldClip).order_by(GoldClip.clip_id)):
@@ -147,7 +149,8 @@ def claim(session: Session, annotator_id: int, now: dt.datetime, until: dt.datet
     if held:
         return None  # they hold an ordinary clip: the queue renews it
     rate = gold_rate(session) if rate is None else rate
-    answered = set(session.scalars(select(GoldAnswer.clip_id).where(GoldAnswer.annotator_id == annotator_id)))
+    answered = set(session.scalars(select(GoldAnswer.clip_id).where(GoldAnswer.annotator_id == annotator_id,
+                                                                    GoldAnswer.undone_at.is_(None))))
     done = session.scalar(select(func.count()).select_from(Decision).where(
         Decision.annotator_id == annotator_id, Decision.verdict != "undo")) or 0
     if not draws_gold(annotator_id, done + len(answered), rate):
@@ -171,7 +174,7 @@ def gold_verdict(session: Session, clip_id: str) -> GoldClip | None:
 def answer(session: Session, annotator_id: int, clip_id: str, verdict: str, reasons: Sequence[str],
            seconds_spent: float | None, now: dt.datetime) -> GoldAnswer:
     """Record an annotator's verdict on a gold clip (dvmset.review.decide's hook); one per annotator."""
-    mine = session.scalar(select(func.count()).where(GoldAnswer.clip_id == clip_id,
+    mine = session.scalar(select(func.count()).where(GoldAnswer.clip_id == clip_id, GoldAnswer.undone_at.is_(None),
                                                      GoldAnswer.annotator_id == annotator_id))
     if mine:
         raise Conflict(f"clip {clip_id!r} already has your verdict")
@@ -181,6 +184,39 @@ def answer(session: Session, annotator_id: int, clip_id: str, verdict: str, reas
     session.add(row)
     session.flush()
     return row
+
+
+@dataclass(frozen=True)
+class GoldUndo:
+    """What dvmset.review.undo_last answers when it took back a gold answer (the fields of an undo row)."""
+
+    id: int  # the answer's id
+    voids: int
+    clip_id: str
+
+
+def undo_latest(session: Session, annotator_id: int, since: dt.datetime | None, until: dt.datetime,
+                now: dt.datetime) -> GoldUndo | None:
+    """dvmset.review.undo_last's hook: when this annotator's latest action was an answer on a gold clip
+    (newer than ``since``, their latest verdict in force), mark it undone and hand the clip back to them
+    (a lease until ``until``), as an undo does for any verdict; None otherwise."""
+    last = session.scalars(select(GoldAnswer).where(GoldAnswer.annotator_id == annotator_id,
+                                                    GoldAnswer.undone_at.is_(None))
+                           .order_by(GoldAnswer.id.desc()).limit(1)).first()
+    if last is None or (since is not None and _aware(last.created_at) <= _aware(since)):
+        return None
+    if session.get(GoldClip, last.clip_id) is None:
+        return None  # no longer gold: nothing to hand back
+    last.undone_at = now
+    session.execute(delete(Lease).where(Lease.annotator_id == annotator_id,
+                                        (Lease.skipped.is_(False)) | (Lease.clip_id == last.clip_id)))
+    session.add(Lease(clip_id=last.clip_id, annotator_id=annotator_id, expires_at=until, skipped=False))
+    session.flush()
+    return GoldUndo(last.id, last.id, last.clip_id)
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)  # SQLite hands back naive UTC
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -217,6 +253,7 @@ def accuracy_by_annotator(session: Session) -> dict[str, Accuracy]:
         select(Annotator.name, GoldAnswer.verdict, GoldClip.verdict)
         .join(GoldAnswer, GoldAnswer.annotator_id == Annotator.id)
         .join(GoldClip, GoldClip.clip_id == GoldAnswer.clip_id)
+        .where(GoldAnswer.undone_at.is_(None))
     ).all()
     tally: dict[str, list[int]] = {}
     for name, given, truth in rows:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, exists, func, select, text
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, object_session
 
 from dvmset import gold, review_order
 from dvmset.agreement import UNDO, DecisionRow, effective_verdict, in_force, live_verdicts
@@ -47,7 +47,15 @@ from dvmset.review_stats import (  # noqa: F401 - the read side, re-exported whe
     progress_by_query,
     progress_overall,
 )
-from dvmset.tables import Annotator, Clip, Decision, Lease, utcnow  # noqa: F401 - Annotator re-exported
+from dvmset.tables import (  # noqa: F401 - Annotator re-exported
+    Adjudication,
+    Annotator,
+    Clip,
+    Decision,
+    GoldClip,
+    Lease,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +82,23 @@ def _live_rows(session: Session, clip_id: str) -> dict[int, DecisionRow]:
 
 
 def _set_status(clip: Clip, live: dict[int, DecisionRow], policy: QueuePolicy) -> None:
-    """Move a clip by the effective-verdict rule; a taken-down (or failed) clip never moves."""
-    if clip.status not in _REVIEWABLE:
+    """Move a clip by the effective-verdict rule; a taken-down (or failed) clip never moves, nor does one
+    a lead settled (dvmset.adjudication) or marked gold (dvmset.gold)."""
+    if clip.status not in _REVIEWABLE or settled_by_lead(clip):
         return
     eff = effective_verdict([r.verdict for r in live.values()], policy.overlap)
     new = {None: ClipStatus.PENDING_REVIEW, Verdict.ACCEPT: ClipStatus.ACCEPTED,
            Verdict.REJECT: ClipStatus.REJECTED}[eff]
     if clip.status != new:
         clip.status = new.value
+
+
+def settled_by_lead(clip: Clip) -> bool:
+    """Whether a lead's verdict (an adjudication or a gold mark) holds this clip's status."""
+    session = object_session(clip)
+    return session is not None and (
+        session.get(GoldClip, clip.id) is not None
+        or session.scalar(select(Adjudication.id).where(Adjudication.clip_id == clip.id).limit(1)) is not None)
 
 
 _REVIEWABLE = frozenset({ClipStatus.PENDING_REVIEW, ClipStatus.ACCEPTED, ClipStatus.REJECTED})
@@ -289,6 +306,10 @@ def undo_last(session: Session, annotator_id: int, policy: QueuePolicy | None = 
         select(Decision).where(Decision.annotator_id == annotator_id, in_force(Decision))
         .order_by(Decision.id.desc()).limit(1)
     ).first()
+    took_back = gold.undo_latest(session, annotator_id, last.created_at if last else None,
+                                 now + dt.timedelta(seconds=policy.lease_s), now)
+    if took_back is not None:  # the latest verdict was on a gold clip (dvmset.gold)
+        return took_back
     if last is None:
         raise Conflict("nothing to undo: you have no decision in force")
     row = Decision(clip_id=last.clip_id, annotator_id=annotator_id, verdict=UNDO, voids=last.id, created_at=now)

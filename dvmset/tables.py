@@ -218,6 +218,7 @@ class GoldAnswer(Base):
     reasons: Mapped[list | None] = mapped_column(JSON)
     seconds_spent: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    undone_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # `U` took it back
 
 
 class Adjudication(Base):

@@ -207,3 +207,49 @@ def test_listening_time_is_absent_without_the_column_and_read_where_it_exists(ca
             assert listening_by_annotator(s)["ann"] == {"median_s": 50.0, "total_h": 0.04, "clips": 3}
     else:
         assert Column("listened_s", Float).name == "listened_s"
+
+
+def test_undo_right_after_a_gold_answer_takes_that_answer_back_then_the_verdict_before(catalog):
+    ids = _seed(catalog, 4)
+    ann, = _people(catalog, "ann")
+    with catalog.session() as s:
+        gold.add_gold(s, ids[3], "reject", ["noise"])
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with catalog.session() as s:
+        review.decide(s, ann, ids[0], "accept", now=t)
+    with catalog.session() as s:
+        review.decide(s, ann, ids[3], "accept", now=t + dt.timedelta(seconds=30))  # the gold clip, wrongly
+    with catalog.session() as s:
+        row = review.undo_last(s, ann, now=t + dt.timedelta(seconds=31))
+        assert row.clip_id == ids[3]
+    with catalog.session() as s:
+        assert gold.accuracy_by_annotator(s) == {}  # the undone answer is not scored
+        assert review.claim_next(s, ann, now=t + dt.timedelta(seconds=32)) == ids[3]  # handed back first
+    with catalog.session() as s:
+        review.decide(s, ann, ids[3], "reject", ["noise"], now=t + dt.timedelta(seconds=40))
+    with catalog.session() as s:
+        acc = gold.accuracy_by_annotator(s)["ann"]
+        assert (acc.answered, acc.correct) == (1, 1)
+    with catalog.session() as s:
+        review.undo_last(s, ann, now=t + dt.timedelta(seconds=41))  # the gold answer again
+    with catalog.session() as s:
+        row = review.undo_last(s, ann, now=t + dt.timedelta(seconds=42))  # then the verdict before it
+        assert row.clip_id == ids[0] and row.voids is not None
+    with catalog.session() as s:
+        assert s.get(Clip, ids[0]).status == "pending_review" and s.get(Clip, ids[3]).status == "rejected"
+
+
+def test_an_adjudicated_clip_keeps_the_leads_verdict_when_a_voter_undoes(catalog):
+    ids = _seed(catalog, 1)
+    a, b, lead = _people(catalog, "ann", "bob", "lea")
+    with catalog.session() as s:
+        review.set_policy(s, overlap=2)
+    with catalog.session() as s:
+        review.decide(s, a, ids[0], "accept")
+        review.decide(s, b, ids[0], "reject", ["noise"])
+    with catalog.session() as s:
+        adjudication.adjudicate(s, lead, ids[0], "accept")
+    with catalog.session() as s:
+        review.undo_last(s, b)
+    with catalog.session() as s:
+        assert s.get(Clip, ids[0]).status == "accepted"

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("reasons", sa.JSON(), nullable=True),
         sa.Column("seconds_spent", sa.Float(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("undone_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_gold_answers_clip_id", "gold_answers", ["clip_id"])
