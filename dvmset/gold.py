@@ -219,6 +219,23 @@ def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)  # SQLite hands back naive UTC
 
 
+def shown_status(session: Session, clip_id: str, verdict: str | None) -> str:
+    """The clip status an annotator is told after answering (``verdict``) or taking back (None) a gold
+    clip: what an ordinary clip would show with that one verdict, so the answer does not reveal gold."""
+    from dvmset.agreement import effective_verdict
+    from dvmset.review_policy import current_policy
+
+    eff = None if verdict is None else effective_verdict([verdict], current_policy(session).overlap)
+    return _STATUS_OF[eff] if eff is not None else ClipStatus.PENDING_REVIEW.value
+
+
+def answers_given(session: Session, annotator_id: int) -> int:
+    """This annotator's answers on gold clips in force: their "done by you" count includes them, as it
+    would an ordinary verdict."""
+    return session.scalar(select(func.count()).where(GoldAnswer.annotator_id == annotator_id,
+                                                     GoldAnswer.undone_at.is_(None))) or 0
+
+
 # --- scoring ----------------------------------------------------------------------------------
 
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from annotation_ui.context import Ctx, Who
-from dvmset import review
+from dvmset import gold, review
 from dvmset.layout import check_id
 from dvmset.records import RejectReason
-from dvmset.tables import Clip
+from dvmset.tables import Clip, GoldAnswer
 
 router = APIRouter()
 
@@ -36,6 +36,8 @@ def api_decide(body: DecisionIn, ctx: Ctx, ann: Who) -> dict:
         row = review.decide(s, ann.id, body.clip_id, body.verdict, body.reasons, body.note,
                             body.seconds_spent)
         status = s.get(Clip, body.clip_id).status
+        if isinstance(row, GoldAnswer):  # unmarked: the answer shows what an ordinary clip would
+            status = gold.shown_status(s, body.clip_id, body.verdict)
     ctx.by_query.clear()  # this server's own writes show at once; other servers' within the TTL
     return {"decision_id": row.id, "clip_id": body.clip_id, "clip_status": status}
 
@@ -45,5 +47,7 @@ def api_undo(ctx: Ctx, ann: Who) -> dict:
     with ctx.writer.session() as s:
         row = review.undo_last(s, ann.id)
         status = s.get(Clip, row.clip_id).status
+        if isinstance(row, gold.GoldUndo):
+            status = gold.shown_status(s, row.clip_id, None)
     ctx.by_query.clear()
     return {"undo_id": row.id, "voided": row.voids, "clip_id": row.clip_id, "clip_status": status}

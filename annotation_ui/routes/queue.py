@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
 from annotation_ui.context import Ctx, ReviewContext, Who
-from dvmset import review
+from dvmset import gold, review
 from dvmset.layout import check_id
 from dvmset.tables import Clip, Source
 
@@ -79,7 +79,9 @@ def next_clip(ctx: ReviewContext, annotator_id: int) -> dict | None:
 
 def progress(ctx: ReviewContext, s: Session, annotator_id: int) -> dict:
     """Overall counts are exact; the per-query table may be up to the cache's TTL old (it joins every clip)."""
-    return {**review.progress_overall(s, annotator_id), "by_query": ctx.by_query.get(lambda: review.progress_by_query(s))}
+    out = {**review.progress_overall(s, annotator_id), "by_query": ctx.by_query.get(lambda: review.progress_by_query(s))}
+    out["mine"] += gold.answers_given(s, annotator_id)  # gold answers count as verdicts here (unmarked)
+    return out
 
 
 def lease_seconds(ctx: ReviewContext) -> float:

@@ -64,8 +64,9 @@ def test_gold_through_the_api_is_handed_unmarked_and_never_a_vote(make_client, c
         else:
             normal_keys = set(clip)
         r = client.post("/api/decisions", json={"clip_id": clip["id"], "verdict": "accept"}, headers=bearer(ann))
-        assert r.status_code == 201
+        assert r.status_code == 201 and r.json()["clip_status"] == "accepted"  # a gold clip's answer too
     assert ids[5] in seen and len(seen) == 12 and gold_keys == normal_keys  # handed, unmarked
+    assert client.get("/api/progress", headers=bearer(ann)).json()["mine"] == 12  # the gold answer counts
     with catalog.session() as s:
         assert s.scalar(select(func.count()).select_from(Decision).where(Decision.clip_id == ids[5])) == 0
         assert s.scalar(select(func.count()).select_from(GoldAnswer).where(GoldAnswer.annotator_id == ann_id)) == 1
@@ -74,6 +75,8 @@ def test_gold_through_the_api_is_handed_unmarked_and_never_a_vote(make_client, c
     assert rep["figures"]["ann"]["gold"]["answered"] == 1 and rep["figures"]["ann"]["gold"]["correct"] == 0
     assert rep["figures"]["ann"]["listening"] is None  # no listened_s here: no figure, not zero
     assert [p["decisions"] for p in rep["annotators"] if p["name"] == "ann"] == [11]  # the gold answer is no vote
+    r = client.post("/api/undo", headers=bearer(ann))  # gold or not, an undo reads the same
+    assert r.status_code == 200 and r.json()["clip_status"] == "pending_review"
 
 
 def test_gold_command_adds_lists_and_removes(catalog, data_root, capsys):
