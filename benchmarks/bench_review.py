@@ -22,6 +22,7 @@ import datetime as dt
 import multiprocessing
 import os
 import pwd
+import random
 import shutil
 import socket
 import statistics
@@ -63,9 +64,14 @@ def seed(catalog: Catalog, n_clips: int, n_decided: int, annotator_id: int) -> N
              "verdict": "accept", "reasons": [], "seconds_spent": 12.0, "created_at": now} for i in range(n_decided)])
 
 
-def drive(base: str, token: str, n: int, t_next: list[float], t_decide: list[float]) -> None:
+def drive(base: str, token: str, n: int, t_next: list[float], t_decide: list[float], think_s: float = 0.0,
+          seed: int = 0) -> None:
+    """``n`` next+decide pairs; between clips a pause drawn around ``think_s`` (an annotator listening)."""
+    rng = random.Random(seed)
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
         for _ in range(n):
+            if think_s:
+                time.sleep(rng.expovariate(1.0 / think_s))
             t0 = time.perf_counter()
             r = c.get("/api/next")
             t1 = time.perf_counter()
@@ -197,6 +203,8 @@ def main() -> None:
     ap.add_argument("--db", default="sqlite", help="sqlite (the data root's file), postgres (a throwaway "
                     "cluster) or a Postgres URL template with {db}")
     ap.add_argument("--servers", type=int, default=1, help="review server processes (Postgres only)")
+    ap.add_argument("--think", type=float, default=0.0, metavar="S",
+                    help="mean pause between clips per client (exponential); 0: back to back, the saturation case")
     ap.add_argument("--status-id-index", action="store_true",
                     help="add an index on clips (status, id) first (proposed for dvmset.tables.Clip)")
     args = ap.parse_args()
@@ -242,7 +250,8 @@ def main() -> None:
         t_decide: list[float] = []
         for base in bases:
             drive(base, tokens[0], 10, [], [])  # warm-up
-        clients = [threading.Thread(target=drive, args=(bases[i % len(bases)], t, args.requests, t_next, t_decide))
+        clients = [threading.Thread(target=drive, args=(bases[i % len(bases)], t, args.requests, t_next, t_decide,
+                                                        args.think, i))
                    for i, t in enumerate(tokens)]
         t0 = time.perf_counter()
         for c in clients:
@@ -255,7 +264,7 @@ def main() -> None:
             proc.join(timeout=10)
         load = os.getloadavg()
         print(f"{len(t_next)} next + {len(t_decide)} decision requests from {args.clients} clients to "
-              f"{args.servers} server process(es) on {args.db.split(':')[0]} in {wall:.1f} s "
+              f"{args.servers} server process(es) on {args.db.split(':')[0]}, think {args.think:g} s, in {wall:.1f} s "
               f"({len(t_decide) / wall:.0f} decisions/s); load average after {load[0]:.1f} on {os.cpu_count()} CPUs")
         for name, xs in (("next-clip", t_next), ("decision", t_decide)):
             print(f"{name:9s}  p50 {pct(xs, 50):6.1f} ms   p95 {pct(xs, 95):6.1f} ms   max {1000 * max(xs):6.1f} ms")
