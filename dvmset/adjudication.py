@@ -35,6 +35,23 @@ def _live(session: Session, clip_ids: Sequence[str] | None = None) -> dict[str, 
     return {c: {a: by_id[d.id] for a, d in per.items()} for c, per in live.items()}
 
 
+def spans_of(decision: Decision) -> list[dict]:
+    """The excluded spans stored with a verdict, as [{"start_s", "end_s", "reason"}], where the catalog
+    stores spans on decisions (a ``spans`` attribute of {start_s, end_s, reason} objects or [start, end,
+    reason?] lists); [] otherwise or for anything unreadable."""
+    out = []
+    for sp in getattr(decision, "spans", None) or []:
+        try:
+            if isinstance(sp, dict):
+                start, end, reason = sp.get("start_s", sp.get("start")), sp.get("end_s", sp.get("end")), sp.get("reason")
+            else:
+                start, end, reason = sp[0], sp[1], (sp[2] if len(sp) > 2 else None)
+            out.append({"start_s": float(start), "end_s": float(end), "reason": reason})
+        except (TypeError, ValueError, IndexError, KeyError):
+            continue
+    return out
+
+
 def adjudicated(session: Session) -> dict[str, Adjudication]:
     """clip id -> its standing (latest) adjudication."""
     out: dict[str, Adjudication] = {}
@@ -58,7 +75,7 @@ def disagreements(session: Session, *, include_settled: bool = False) -> list[di
             continue
         clip = session.get(Clip, clip_id)
         votes = [{"annotator": names.get(a, str(a)), "verdict": d.verdict, "reasons": list(d.reasons or []),
-                  "note": d.note, "spans": getattr(d, "spans", None) or []}  # spans: a catalog that stores them
+                  "note": d.note, "spans": spans_of(d)}
                  for a, d in sorted(per.items(), key=lambda kv: names.get(kv[0], ""))]
         adj = settled.get(clip_id)
         out.append({

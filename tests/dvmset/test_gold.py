@@ -253,3 +253,12 @@ def test_an_adjudicated_clip_keeps_the_leads_verdict_when_a_voter_undoes(catalog
         review.undo_last(s, b)
     with catalog.session() as s:
         assert s.get(Clip, ids[0]).status == "accepted"
+
+
+def test_spans_stored_with_a_verdict_are_read_in_either_shape_and_bad_ones_skipped():
+    class Row:  # a decision of a catalog that stores spans (the annotator side's revision)
+        spans = [{"start_s": 50, "end_s": 55, "reason": "non_music"}, [10, 12.5], ["x", 3], None]
+
+    assert adjudication.spans_of(Row()) == [{"start_s": 50.0, "end_s": 55.0, "reason": "non_music"},
+                                            {"start_s": 10.0, "end_s": 12.5, "reason": None}]
+    assert adjudication.spans_of(object()) == []
