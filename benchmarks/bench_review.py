@@ -181,6 +181,26 @@ def postgres_cluster(base: Path) -> Iterator[str]:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(pgdata: Path) -> float:
+    """CPU seconds of a cluster's server and its backends so far (children of its postmaster)."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+            if int(parts[1]) == postmaster:
+                total += cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def _fresh_database(template: str) -> str:
     import psycopg
 
@@ -253,12 +273,17 @@ def main() -> None:
         clients = [threading.Thread(target=drive, args=(bases[i % len(bases)], t, args.requests, t_next, t_decide,
                                                         args.think, i))
                    for i, t in enumerate(tokens)]
+        pgdata = Path(tmp) / "pgdata" if args.db == "postgres" else None
+        cpu0 = [cpu_seconds(p.pid) for p in servers]
+        db0 = postgres_cpu_seconds(pgdata) if pgdata else 0.0
         t0 = time.perf_counter()
         for c in clients:
             c.start()
         for c in clients:
             c.join()
         wall = time.perf_counter() - t0
+        server_cpu = sum(cpu_seconds(p.pid) for p in servers) - sum(cpu0)
+        db_cpu = postgres_cpu_seconds(pgdata) - db0 if pgdata else float("nan")
         for proc in servers:
             proc.terminate()
             proc.join(timeout=10)
@@ -266,6 +291,9 @@ def main() -> None:
         print(f"{len(t_next)} next + {len(t_decide)} decision requests from {args.clients} clients to "
               f"{args.servers} server process(es) on {args.db.split(':')[0]}, think {args.think:g} s, in {wall:.1f} s "
               f"({len(t_decide) / wall:.0f} decisions/s); load average after {load[0]:.1f} on {os.cpu_count()} CPUs")
+        pairs = max(len(t_decide), 1)
+        print(f"CPU per next+decision pair: review server {1000 * server_cpu / pairs:.1f} ms"
+              + (f", Postgres {1000 * db_cpu / pairs:.1f} ms" if pgdata else " (SQLite runs inside the server)"))
         for name, xs in (("next-clip", t_next), ("decision", t_decide)):
             print(f"{name:9s}  p50 {pct(xs, 50):6.1f} ms   p95 {pct(xs, 95):6.1f} ms   max {1000 * max(xs):6.1f} ms")
 
