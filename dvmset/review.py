@@ -96,9 +96,8 @@ def _set_status(clip: Clip, live: dict[int, DecisionRow], policy: QueuePolicy) -
 def settled_by_lead(clip: Clip) -> bool:
     """Whether a lead's verdict (an adjudication or a gold mark) holds this clip's status."""
     session = object_session(clip)
-    return session is not None and (
-        session.get(GoldClip, clip.id) is not None
-        or session.scalar(select(Adjudication.id).where(Adjudication.clip_id == clip.id).limit(1)) is not None)
+    return session is not None and bool(session.scalar(select(
+        exists().where(GoldClip.clip_id == clip.id) | exists().where(Adjudication.clip_id == clip.id))))
 
 
 _REVIEWABLE = frozenset({ClipStatus.PENDING_REVIEW, ClipStatus.ACCEPTED, ClipStatus.REJECTED})
