@@ -60,7 +60,8 @@ def test_the_gold_draw_approaches_its_rate_and_differs_between_annotators():
     assert not any(gold.draws_gold(1, k, 0.0) for k in range(500))
 
 
-def test_gold_clips_are_mixed_in_unmarked_scored_apart_and_never_votes(catalog):
+def test_gold_clips_are_mixed_in_unmarked_scored_apart_and_never_votes(any_catalog):
+    catalog = any_catalog  # SQLite and Postgres
     ids = _seed(catalog, 60)
     ann, other = _people(catalog, "ann", "bob")
     gold_ids = ids[:6]
@@ -137,7 +138,8 @@ def test_unmarking_gold_puts_an_unvoted_clip_back_and_bad_marks_are_refused(cata
             gold.remove_gold(s, ids[0])
 
 
-def test_a_lead_settles_a_disagreement_and_it_leaves_the_list(catalog):
+def test_a_lead_settles_a_disagreement_and_it_leaves_the_list(any_catalog):
+    catalog = any_catalog  # SQLite and Postgres
     ids = _seed(catalog, 3)
     a, b, lead = _people(catalog, "ann", "bob", "lea")
     with catalog.session() as s:
@@ -209,7 +211,8 @@ def test_listening_time_is_absent_without_the_column_and_read_where_it_exists(ca
         assert Column("listened_s", Float).name == "listened_s"
 
 
-def test_undo_right_after_a_gold_answer_takes_that_answer_back_then_the_verdict_before(catalog):
+def test_undo_right_after_a_gold_answer_takes_that_answer_back_then_the_verdict_before(any_catalog):
+    catalog = any_catalog  # SQLite and Postgres
     ids = _seed(catalog, 4)
     ann, = _people(catalog, "ann")
     with catalog.session() as s:
