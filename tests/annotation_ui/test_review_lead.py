@@ -174,3 +174,26 @@ def test_a_lead_marks_gold_reads_accuracy_and_settles_a_disagreement_in_chromium
         finally:
             tab.close()
     assert text
+
+
+def test_a_server_started_with_an_order_hands_clips_in_it(catalog, data_root):
+    """Decided clips: silent ones rejected, loud ones kept; pending: the lowest ids silent, the last one
+    not. --order likely-keep hands the last one first; the plain queue the first id."""
+    from fastapi.testclient import TestClient
+
+    ids = seed(catalog, data_root, 20)
+    with catalog.session() as s:
+        for i, c in enumerate(ids):
+            clip = s.get(Clip, c)
+            clip.silence_ratio = 0.9 if (i % 2 or i >= 12) else 0.0
+            if i < 12:
+                clip.status = "rejected" if i % 2 else "accepted"
+        s.get(Clip, ids[-1]).silence_ratio = 0.0
+    _, token = make_annotator(catalog, "ann")
+    with pytest.raises(ValueError, match="expected one of queue, uncertain, likely-keep"):
+        create_app(data_root, catalog, order="random")
+    ranked = TestClient(create_app(data_root, catalog, order="likely-keep"))
+    assert ranked.get("/api/next", headers=bearer(token)).json()["clip"]["id"] == ids[-1]
+    _, other = make_annotator(catalog, "bob")
+    plain = TestClient(create_app(data_root, catalog))
+    assert plain.get("/api/next", headers=bearer(other)).json()["clip"]["id"] == ids[12]
