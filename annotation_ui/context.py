@@ -49,6 +49,7 @@ class ReviewContext:
     by_query: TtlCache[list[dict]]
     peaks: PeaksStore
     warmer: PeaksWarmer | None
+    min_listen_s: float = 0.0  # a verdict sooner after the clip was handed out asks for confirmation
 
     def clip(self, clip_id: str) -> Clip:
         """The catalog row of ``clip_id``; 400 for an unsafe id, NotFound for an unknown one."""
