@@ -45,7 +45,7 @@ class DecisionIn(BaseModel):
         return check_id(v, "clip id")
 
 
-@router.post("/api/decisions", status_code=201)
+@router.post("/api/decisions", status_code=201, response_model=None)
 def api_decide(body: DecisionIn, ctx: Ctx, ann: Who) -> dict | Response:
     try:
         with ctx.writer.session() as s:

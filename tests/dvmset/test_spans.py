@@ -13,7 +13,15 @@ from dvmset import review, review_skips
 from dvmset.dataset import FeatureWindows
 from dvmset.review import QueuePolicy
 from dvmset.shards import FeatureStore, ShardEntry, write_shard
-from dvmset.spans import InvalidSpan, Span, check_spans, excluded_spans, seconds_kept, window_offsets, write_spans_file
+from dvmset.spans import (
+    InvalidSpan,
+    Span,
+    check_spans,
+    excluded_spans,
+    seconds_kept,
+    window_offsets,
+    write_spans_file,
+)
 from dvmset.tables import Clip, Decision, Source
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
