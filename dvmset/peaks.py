@@ -1,4 +1,5 @@
-"""Waveform peaks of a clip: computed once by curation, stored beside the clip, served by the review tool.
+"""Waveform peaks and spectrogram of a clip: computed once by curation, stored beside the clip, served by
+the review tool (never computed per request).
 
 The stored file holds ``STORED_PEAKS`` peak |amplitude| values (0..1, normalised to the loudest),
 float16, as ``clips/{clip_id}.peaks.npy``; a reader asks for any ``n <= STORED_PEAKS`` and gets
@@ -51,3 +52,64 @@ def read_peaks(path: Path) -> np.ndarray:
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{Path(path).name}: not a peaks file (shape {arr.shape})")
     return arr.astype(np.float32)
+
+
+# --- spectrogram: [SPEC_BANDS, frames] uint8, SPEC_FPS frames a second, log-spaced bands, 80 dB range ---
+SPEC_BANDS = 64
+SPEC_FPS = 10
+SPEC_RANGE_DB = 80.0
+SPEC_FMIN_HZ = 40.0
+SPEC_FMAX_HZ = 16000.0
+
+
+def spectrogram_path(peaks_path: Path) -> Path:
+    """``clips/{clip_id}.spec.npy`` beside the clip's ``.peaks.npy``."""
+    peaks_path = Path(peaks_path)
+    return peaks_path.with_name(peaks_path.name.removesuffix(".peaks.npy") + ".spec.npy")
+
+
+def spectrogram_from_samples(samples: np.ndarray, sr: int) -> np.ndarray:
+    """samples [T] or [C, T] at ``sr`` -> [SPEC_BANDS, ceil(T / (sr / SPEC_FPS))] uint8: each frame's magnitude
+    in log-spaced bands (low frequencies in row 0), in dB scaled so the loudest cell is 255 and
+    SPEC_RANGE_DB below it 0."""
+    x = np.asarray(samples, dtype=np.float32)
+    x = x.mean(axis=0) if x.ndim == 2 else x.reshape(-1)  # [T] mono
+    hop = max(1, int(round(sr / SPEC_FPS)))
+    n_fft = 1 << int(np.ceil(np.log2(max(hop, 256))))
+    frames = max(1, int(np.ceil(x.size / hop)))
+    padded = np.zeros(frames * hop + n_fft, dtype=np.float32)
+    padded[n_fft // 2 : n_fft // 2 + x.size] = x
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]  # [frames, n_fft]
+    mag = np.abs(np.fft.rfft(padded[idx] * np.hanning(n_fft).astype(np.float32), axis=1))  # [frames, n_fft/2+1]
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    edges = np.geomspace(SPEC_FMIN_HZ, min(SPEC_FMAX_HZ, sr / 2), SPEC_BANDS + 1)
+    band = np.clip(np.searchsorted(edges, freqs, side="right") - 1, -1, SPEC_BANDS)  # [F] band of each bin
+    out = np.zeros((SPEC_BANDS, frames), dtype=np.float64)
+    for b in range(SPEC_BANDS):
+        sel = band == b
+        if sel.any():
+            out[b] = mag[:, sel].max(axis=1)
+        else:  # a band narrower than a bin: the nearest bin
+            out[b] = mag[:, int(np.argmin(np.abs(freqs - edges[b])))]
+    db = 20 * np.log10(np.maximum(out, 1e-10))
+    top = db.max()
+    if out.max() <= 0:
+        return np.zeros((SPEC_BANDS, frames), dtype=np.uint8)
+    return np.clip((db - (top - SPEC_RANGE_DB)) / SPEC_RANGE_DB * 255, 0, 255).astype(np.uint8)
+
+
+def write_spectrogram(path: Path, spec: np.ndarray) -> Path:
+    """Write a [SPEC_BANDS, frames] uint8 spectrogram atomically as ``.npy``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(spec, dtype=np.uint8), allow_pickle=False)
+    return path
+
+
+def read_spectrogram(path: Path) -> np.ndarray:
+    """[SPEC_BANDS, frames] uint8 from :func:`write_spectrogram`; raises ``FileNotFoundError``."""
+    arr = np.load(Path(path), allow_pickle=False)
+    if arr.ndim != 2 or arr.shape[0] != SPEC_BANDS or arr.dtype != np.uint8:
+        raise ValueError(f"{Path(path).name}: not a spectrogram file (shape {arr.shape}, {arr.dtype})")
+    return arr

@@ -25,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dvmset.peaks import STORED_PEAKS, peaks_from_samples, write_peaks
+from dvmset.peaks import (
+    SPEC_BANDS,
+    STORED_PEAKS,
+    peaks_from_samples,
+    spectrogram_from_samples,
+    spectrogram_path,
+    write_peaks,
+    write_spectrogram,
+)
 from pipeline.audio import check_wav
 from pipeline.errors import StageError
 from pipeline.loudness import ClipLoudness, true_peak_dbtp
@@ -278,6 +286,8 @@ def qc_clip(clip_path: Path, *, vocal_energy: float | None = None, loudness: Cli
     video = video_scores(clip_path, info)
     if peaks_path is not None:
         write_peaks(peaks_path, peaks)
+        spec = spectrogram_from_samples(*audio) if audio is not None else np.zeros((SPEC_BANDS, 1), np.uint8)
+        write_spectrogram(spectrogram_path(peaks_path), spec)  # beside the peaks, for the review tool
     report = QCReport(
         silence_ratio=silence, static_ratio=video.static_ratio, scene_cuts=len(video.cut_times_s),
         loudness_lufs=lufs, loudness_range_lu=lra, vocal_energy=vocal_energy, cut_times_s=video.cut_times_s,

@@ -27,6 +27,7 @@ from dvmset import leases, sources, takedown
 from dvmset.catalog import Catalog
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
+from dvmset.peaks import spectrogram_path
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.runs import record_run, run_done
 from flows.cluster import limits
@@ -156,6 +157,7 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
         dest.unlink(missing_ok=True)
         root.peaks_path(cid).unlink(missing_ok=True)
+        spectrogram_path(root.peaks_path(cid)).unlink(missing_ok=True)
         error = item_failure(err)
         log.warning("clip %s failed: %s", cid, error)
     path = str(dest.relative_to(root.path)) if error is None else None
