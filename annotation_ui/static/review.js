@@ -313,8 +313,7 @@
   // A verdict: reject reasons are the one pressed plus those ticked; the note and (on an accept) the spans go with it.
   function decide(verdict, reason, note) {
     if (!clip) return;
-    let why = verdict === "reject" ? checkedReasons() : [];
-    if (reason && !why.includes(reason)) why.push(reason);
+    const why = verdict === "reject" ? [...(reason ? [reason] : []), ...checkedReasons().filter((c) => c !== reason)] : [];
     if (verdict === "reject" && why.length === 0) { say("tick a reason first (Shift+digit), or press its digit", true); return; }
     note = (note ?? $("note").value).trim();
     const body = {
