@@ -9,11 +9,12 @@ the max over equal slices, which equals computing ``n`` peaks from the samples d
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from dvmset.io import atomic_path
+from dvmset.io import atomic_path, atomic_write_text
 
 STORED_PEAKS = 4000
 
@@ -113,3 +114,40 @@ def read_spectrogram(path: Path) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[0] != SPEC_BANDS or arr.dtype != np.uint8:
         raise ValueError(f"{Path(path).name}: not a spectrogram file (shape {arr.shape}, {arr.dtype})")
     return arr
+
+
+# --- per-second QC hints drawn on the review page's timeline -----------------------------------------------
+HINT_KEYS = ("seconds", "cuts", "still", "silence", "vocals")
+
+
+def hints_path(peaks_path: Path) -> Path:
+    """``clips/{clip_id}.hints.json`` beside the clip's ``.peaks.npy``."""
+    peaks_path = Path(peaks_path)
+    return peaks_path.with_name(peaks_path.name.removesuffix(".peaks.npy") + ".hints.json")
+
+
+def stretches(mask: np.ndarray, rate: float, min_s: float = 0.0) -> list[list[float]]:
+    """[[start_s, end_s], ...] of the runs of True in ``mask`` [T] sampled at ``rate`` per second, each at
+    least ``min_s`` long."""
+    m = np.asarray(mask, dtype=bool).reshape(-1)
+    if not m.size:
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], m.astype(np.int8), [0]])))  # starts and ends, paired
+    out = [[round(float(a) / rate, 2), round(float(b) / rate, 2)] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    return [s for s in out if s[1] - s[0] >= min_s]
+
+
+def write_hints(path: Path, hints: dict) -> Path:
+    """Write the timeline hints ({"seconds", "cuts": [s], "still": [[a, b]], "silence": [[a, b]],
+    "vocals": [share per second] or None}) atomically as JSON."""
+    if missing := [k for k in HINT_KEYS if k not in hints]:
+        raise ValueError(f"timeline hints need {list(HINT_KEYS)}; missing {missing}")
+    return atomic_write_text(Path(path), json.dumps({k: hints[k] for k in HINT_KEYS}, separators=(",", ":")) + "\n")
+
+
+def read_hints(path: Path) -> dict:
+    """The hints from :func:`write_hints`; raises ``FileNotFoundError``."""
+    body = json.loads(Path(path).read_text())
+    if not isinstance(body, dict) or any(k not in body for k in HINT_KEYS):
+        raise ValueError(f"{Path(path).name}: not a timeline hints file")
+    return body

@@ -58,6 +58,8 @@ def clip_payload(s: Session, clip_id: str | None) -> dict | None:
         "id": clip.id,
         "media_url": f"/media/{clip.id}",
         "peaks_url": f"/api/clips/{clip.id}/peaks",
+        "spectrogram_url": f"/api/clips/{clip.id}/spectrogram",
+        "hints_url": f"/api/clips/{clip.id}/hints",
         "start_s": clip.start_s,
         "duration_s": clip.duration_s,
         "window_s": TRAIN_WINDOW_S,  # the page counts the training windows the clip keeps as spans are marked

@@ -7,10 +7,12 @@
   const video = $("video"), canvas = $("wave"), ctx = canvas.getContext("2d");
   let clip = null, peaks = [], shownAt = 0, busy = false, ended = false;
   let spans = [], spanStart = null, drag = null, pending = null, noteFor = null;
+  let zoom = 1, spec = null, hints = null;
   const spanReasons = (data.span_reasons || []).map((r) => r.code);
   const spanLabel = Object.fromEntries((data.span_reasons || []).map((r) => [r.code, r.label]));
   const reasonLabel = Object.fromEntries(data.reasons.map((r) => [r.code, r.label]));
   const DRAG_MIN_PX = 4;  // a shorter drag on the waveform is a click (seek)
+  const PEAKS_N = 4000;  // every stored peak, so a zoomed-in view stays sharp
   let leaseS = data.lease_s || 600;  // the server's lease length: renewed at a third of it
   const RETRY_DEFAULT_S = 5, MAX_TRIES = 30;
   const STILL_WARN_S = 10;  // a still picture this long is worth a look (rejection: "static images")
@@ -130,30 +132,117 @@
     }
   }
 
+  // The part of the clip in view: all of it, or 1/zoom of it around the playhead.
+  function viewRange() {
+    const dur = mediaDuration(), len = dur / zoom;
+    const a = Math.max(0, Math.min(video.currentTime - len / 2, dur - len));
+    return [a, a + len];
+  }
+  const xOf = (t, w, v) => ((t - v[0]) / (v[1] - v[0])) * w;
+  const tOf = (x, w, v) => v[0] + (x / w) * (v[1] - v[0]);
+
   function drawWave() {
     const w = canvas.width, h = canvas.height, mid = h / 2;
     ctx.clearRect(0, 0, w, h);
-    const played = video.duration ? video.currentTime / video.duration : 0;
+    const dur = mediaDuration(), v = viewRange();
     const n = peaks.length;
     for (let i = 0; i < n; i++) {
-      const x = (i / n) * w, amp = Math.max(1, peaks[i] * (mid - 2));
-      ctx.fillStyle = i / n < played ? "#2b6cb0" : "#a0aec0";
-      ctx.fillRect(x, mid - amp, Math.max(1, w / n), 2 * amp);
+      const t = (i / n) * dur;
+      if (t < v[0] - dur / n || t > v[1]) continue;
+      const x = xOf(t, w, v), amp = Math.max(1, peaks[i] * (mid - 2));
+      ctx.fillStyle = t < video.currentTime ? "#2b6cb0" : "#a0aec0";
+      ctx.fillRect(x, mid - amp, Math.max(1, (w * zoom) / n), 2 * amp);
     }
-    const dur = mediaDuration();
     ctx.fillStyle = "rgba(229, 62, 62, 0.28)";
-    for (const sp of spans) ctx.fillRect((sp.start_s / dur) * w, 0, ((sp.end_s - sp.start_s) / dur) * w, h);
+    for (const sp of spans) ctx.fillRect(xOf(sp.start_s, w, v), 0, xOf(sp.end_s, w, v) - xOf(sp.start_s, w, v), h);
     if (drag && drag.moved) {
       ctx.fillStyle = "rgba(229, 62, 62, 0.18)";
       ctx.fillRect(Math.min(drag.x0, drag.x1), 0, Math.abs(drag.x1 - drag.x0), h);
     }
     if (spanStart !== null) {
       ctx.fillStyle = "#c05621";
-      ctx.fillRect((spanStart / dur) * w - 1, 0, 2, h);
+      ctx.fillRect(xOf(spanStart, w, v) - 1, 0, 2, h);
     }
     ctx.fillStyle = "#e53e3e";
-    ctx.fillRect(played * w - 1, 0, 2, h);
+    ctx.fillRect(xOf(video.currentTime || 0, w, v) - 1, 0, 2, h);
     $("time").textContent = fmt(video.currentTime) + " / " + fmt(video.duration);
+    $("zoom").textContent = zoom === 1 ? "whole clip" : zoom + "× (" + fmt(v[0]) + "–" + fmt(v[1]) + ")";
+    drawAxis(v);
+    drawSpec(v);
+    drawHints(v);
+  }
+
+  // Time axis: a tick and label every 5 or 10 s (every second when zoomed in far).
+  function drawAxis(v) {
+    const c = $("axis"), g = c.getContext("2d"), w = c.width, h = c.height;
+    g.clearRect(0, 0, w, h);
+    const len = v[1] - v[0], step = len > 40 ? 10 : len > 12 ? 5 : 1;
+    g.fillStyle = "#4a5568";
+    g.font = "11px system-ui, sans-serif";
+    for (let t = Math.ceil(v[0] / step) * step; t <= v[1]; t += step) {
+      const x = xOf(t, w, v);
+      g.fillRect(x, 0, 1, 5);
+      const label = fmt(t);
+      g.fillText(label, Math.min(w - g.measureText(label).width, Math.max(0, x - g.measureText(label).width / 2)), h - 2);
+    }
+  }
+
+  // The stored spectrogram (low bands at the bottom), drawn for the part in view.
+  function drawSpec(v) {
+    const c = $("spec"), g = c.getContext("2d"), w = c.width, h = c.height;
+    g.clearRect(0, 0, w, h);
+    if (!spec) return;
+    const img = g.createImageData(w, h);
+    for (let x = 0; x < w; x++) {
+      const f = Math.floor(tOf(x + 0.5, w, v) * spec.fps);
+      if (f < 0 || f >= spec.frames) continue;
+      for (let y = 0; y < h; y++) {
+        const band = spec.bands - 1 - Math.floor((y / h) * spec.bands);
+        const val = spec.data[band * spec.frames + f], o = (y * w + x) * 4;
+        img.data[o] = Math.min(255, val * 1.2);  // dark blue (quiet) to yellow (loud)
+        img.data[o + 1] = Math.max(0, val * 1.1 - 60);
+        img.data[o + 2] = Math.max(0, 140 - val * 0.6);
+        img.data[o + 3] = 255;
+      }
+    }
+    g.putImageData(img, 0, 0);
+  }
+
+  // QC hints on the timeline: scene cuts, still and silent stretches, residual vocals per second.
+  const HINT_ROWS = [["cuts", "scene cut", "#2d3748"], ["still", "still picture", "#805ad5"],
+    ["silence", "silence", "#718096"], ["vocals", "residual vocals", "#dd6b20"]];
+  const VOCALS_SHOW = 0.1;  // a second whose vocal share is above this is drawn
+  function drawHints(v) {
+    const c = $("hints"), g = c.getContext("2d"), w = c.width, h = c.height, row = h / HINT_ROWS.length;
+    g.clearRect(0, 0, w, h);
+    if (!hints) return;
+    HINT_ROWS.forEach(([key, , colour], r) => {
+      g.fillStyle = colour;
+      const y = r * row + 1, rh = row - 2;
+      if (key === "cuts") for (const t of hints.cuts) g.fillRect(xOf(t, w, v) - 1, y, 3, rh);
+      else if (key === "vocals") (hints.vocals || []).forEach((share, i) => {
+        if (share > VOCALS_SHOW) {
+          g.globalAlpha = Math.min(1, 0.3 + share);
+          g.fillRect(xOf(i, w, v), y, xOf(i + 1, w, v) - xOf(i, w, v), rh);
+          g.globalAlpha = 1;
+        }
+      });
+      else for (const [a, b] of hints[key]) g.fillRect(xOf(a, w, v), y, Math.max(2, xOf(b, w, v) - xOf(a, w, v)), rh);
+    });
+  }
+
+  function hintsSummary() {
+    if (!hints) return "";
+    const secs = (xs) => Math.round(xs.reduce((n, [a, b]) => n + b - a, 0));
+    const parts = [hints.cuts.length + (hints.cuts.length === 1 ? " scene cut" : " scene cuts"),
+      secs(hints.still) + " s still", secs(hints.silence) + " s silent"];
+    if (hints.vocals) parts.push(hints.vocals.filter((x) => x > VOCALS_SHOW).length + " s with residual vocals");
+    return "On the timeline: " + parts.join(", ") + ". Click a mark to jump to it.";
+  }
+
+  function setZoom(z) {
+    zoom = Math.min(16, Math.max(1, z));
+    drawWave();
   }
 
   // --- spans: stretches left out of an accepted clip (no training window overlaps one) ---
@@ -289,9 +378,30 @@
     shownAt = performance.now();
     if ($("autoplay").checked) video.play().catch(() => say("autoplay was blocked by the browser: press Space to play", true));
     const forId = clip.id;
-    api("GET", clip.peaks_url + "?n=" + canvas.width).then((r) => {
+    api("GET", clip.peaks_url + "?n=" + PEAKS_N).then((r) => {
       if (clip && clip.id === forId) { peaks = r.peaks; drawWave(); }
-    }).catch((e) => say("waveform: " + e.message, true));
+    }).catch((e) => say("The waveform could not be loaded: " + e.message, true));
+    spec = null;
+    hints = null;
+    $("spec-note").textContent = "";
+    $("hints-note").textContent = "";
+    fetch(clip.spectrogram_url, { credentials: "same-origin" }).then(async (resp) => {
+      const r = await resp.json();
+      if (!clip || clip.id !== forId) return;
+      if (!resp.ok || !r.stored) { $("spec-note").textContent = "No spectrogram stored for this clip (curated before they were stored)."; return; }
+      const raw = atob(r.data), data = new Uint8Array(raw.length);
+      for (let i = 0; i < raw.length; i++) data[i] = raw.charCodeAt(i);
+      spec = { bands: r.bands, frames: r.frames, fps: r.fps, data };
+      drawWave();
+    }).catch(() => {});
+    fetch(clip.hints_url, { credentials: "same-origin" }).then(async (resp) => {
+      const r = await resp.json();
+      if (!clip || clip.id !== forId) return;
+      if (!resp.ok || !r.stored) { $("hints-note").textContent = "No timeline hints stored for this clip (curated before they were stored)."; return; }
+      hints = r;
+      $("hints-note").textContent = hintsSummary();
+      drawWave();
+    }).catch(() => {});
   }
 
   async function run(label, fn) {
@@ -544,6 +654,8 @@
     else if (k === "t" || k === "T") cycleSpanReason();
     else if (k === "n" || k === "N") showNote();
     else if (k === "m" || k === "M") toggleMute();
+    else if (k === "z") setZoom(zoom * 2);
+    else if (k === "Z") setZoom(zoom / 2);
     else if (k === "-") setVolume(video.volume - 0.1);
     else if (k === "+") setVolume(video.volume + 0.1);
     else if (k === "Escape" && spanStart !== null) { spanStart = null; renderSpans(); }
@@ -594,10 +706,18 @@
     const d = drag;
     drag = null;
     d.x1 = toCanvasX(ev);
-    const dur = mediaDuration();
-    if (d.moved) addSpan((d.x0 / canvas.width) * dur, (d.x1 / canvas.width) * dur);
-    else if (isFinite(video.duration)) { video.currentTime = (d.x1 / canvas.width) * video.duration; drawWave(); }
+    const v = viewRange(), w = canvas.width;
+    if (d.moved) addSpan(tOf(d.x0, w, v), tOf(d.x1, w, v));
+    else if (isFinite(video.duration)) { video.currentTime = tOf(d.x1, w, v); drawWave(); }
   });
+  for (const id of ["hints", "spec", "axis"]) {
+    $(id).addEventListener("click", (ev) => {
+      if (!isFinite(video.duration)) return;
+      const c = $(id), rect = c.getBoundingClientRect();
+      video.currentTime = tOf(((ev.clientX - rect.left) / rect.width) * c.width, c.width, viewRange());
+      drawWave();
+    });
+  }
   video.addEventListener("timeupdate", drawWave);
   video.addEventListener("loadedmetadata", drawWave);
   video.addEventListener("seeked", drawWave);

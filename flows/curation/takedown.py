@@ -16,7 +16,7 @@ import pandas as pd
 from dvmset import takedown as td
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot, id_problem
-from dvmset.peaks import spectrogram_path
+from dvmset.peaks import hints_path, spectrogram_path
 from dvmset.shards import FeatureStore, StoreBusy
 from dvmset.tables import Source
 from pipeline.source_files import Downloaded
@@ -55,7 +55,8 @@ def _delete_media(root: DataRoot, plan: td.TakedownPlan) -> int:
     for cid in plan.clip_ids:
         if id_problem(cid) is not None:
             continue
-        for p in (root.clip_path(cid), root.peaks_path(cid), spectrogram_path(root.peaks_path(cid))):
+        for p in (root.clip_path(cid), root.peaks_path(cid), spectrogram_path(root.peaks_path(cid)),
+                  hints_path(root.peaks_path(cid))):
             if p.exists():
                 p.unlink()
                 n += 1
