@@ -196,3 +196,60 @@ def test_skip_undo_confirmation_reasons_and_layout_in_chromium(browser, sync_api
         row = s.scalars(select(Decision).where(Decision.clip_id == ids[1])).one()
     assert (row.verdict, row.reasons, row.note) == ("reject", ["noise", "static"], "hum under the music, then a still")
     assert row.listened_s is not None and row.listened_s < 30
+
+
+SPEC_DRAWN = ("() => { const c = document.getElementById('spec'); const d = c.getContext('2d')"
+              ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+              " for (let i = 0; i < d.length; i += 4) n += d[i] + d[i + 1] > 120; return n > 1000; }")
+
+
+@pytest.mark.slow
+def test_spectrogram_axis_zoom_and_timeline_hints_in_chromium(browser, sync_api, catalog, data_root, minute_media,
+                                                              tmp_path):
+    from pipeline.qc import qc_clip
+
+    ids = seed(catalog, data_root, 2, minute_media, title="A music video")
+    # ids[0] curated now: QC stores peaks, spectrogram and hints beside it (vocals: seconds 30-34 sung over)
+    vocals = [0.6 if 30 <= i < 34 else 0.0 for i in range(60)]
+    report = qc_clip(data_root.clip_path(ids[0]), peaks_path=data_root.peaks_path(ids[0]), vocals_per_s=vocals)
+    _, token = make_annotator(catalog, "ann")
+    app = create_app(data_root, catalog, compute_peaks=CLIP_PEAKS)
+    expect = sync_api.expect
+    with LiveServer(app) as base:
+        ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+        page = ctx.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        try:
+            sign_in(page, base, token)
+            expect(page.locator("#clip-id")).to_have_text(ids[0])
+            page.wait_for_function(READY, timeout=20000)
+            page.wait_for_function(SPEC_DRAWN, timeout=15000)  # the stored spectrogram, drawn
+            cuts = len(report.cut_times_s)
+            expect(page.locator("#hints-note")).to_contain_text(
+                f"On the timeline: {cuts} scene cut{'s' if cuts != 1 else ''}, ")
+            expect(page.locator("#hints-note")).to_contain_text("4 s with residual vocals")
+            assert page.inner_text("#spec-note") == ""
+            # the vocals row is drawn over seconds 30-34 and nowhere else
+            row = page.evaluate("""() => { const c = document.getElementById('hints'), g = c.getContext('2d');
+                const y = Math.floor(c.height * 3.5 / 4), d = g.getImageData(0, y, c.width, 1).data, xs = [];
+                for (let x = 0; x < c.width; x++) if (d[x * 4 + 3] > 0) xs.push(x); return [xs[0], xs[xs.length - 1], c.width]; }""")
+            assert row[0] == pytest.approx(row[2] * 30 / 60, abs=2) and row[1] == pytest.approx(row[2] * 34 / 60, abs=2)
+            visible_text(page)
+            shot(page, tmp_path, "v2-spectrogram-hints")
+            page.keyboard.press("z")
+            page.keyboard.press("z")
+            expect(page.locator("#zoom")).to_have_text("4× (0:00–0:15)")
+            page.keyboard.press("Shift+Z")
+            expect(page.locator("#zoom")).to_have_text("2× (0:00–0:30)")
+            shot(page, tmp_path, "v2-zoomed")
+
+            page.keyboard.press("s")  # ids[1] was curated before spectrograms: the page says so, no error
+            expect(page.locator("#clip-id")).to_have_text(ids[1])
+            expect(page.locator("#spec-note")).to_have_text(
+                "No spectrogram stored for this clip (curated before they were stored).")
+        finally:
+            ctx.close()
+    assert problems == []
+    assert not data_root.peaks_path(ids[1]).with_name(f"{ids[1]}.spec.npy").exists()  # served, never computed
