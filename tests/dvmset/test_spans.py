@@ -92,7 +92,8 @@ def _ann(catalog, name):
         return review.add_annotator(s, name)[0].id
 
 
-def test_spans_and_listening_time_are_stored_with_the_verdict(catalog):
+def test_spans_and_listening_time_are_stored_with_the_verdict(any_catalog):
+    catalog = any_catalog  # SQLite and PostgreSQL
     ids = _seed(catalog)
     a, b = _ann(catalog, "a"), _ann(catalog, "b")
     pol = QueuePolicy(overlap=1)
@@ -122,7 +123,8 @@ def test_spans_and_listening_time_are_stored_with_the_verdict(catalog):
         assert excluded_spans(s) == {}
 
 
-def test_undo_right_after_a_skip_returns_the_skipped_clip(catalog):
+def test_undo_right_after_a_skip_returns_the_skipped_clip(any_catalog):
+    catalog = any_catalog  # SQLite and PostgreSQL
     ids = _seed(catalog)
     a, b = _ann(catalog, "a"), _ann(catalog, "b")
     pol = QueuePolicy(overlap=1, skip_s=600)
@@ -149,7 +151,8 @@ def test_undo_right_after_a_skip_returns_the_skipped_clip(catalog):
             review_skips.unskip(s, a, ids[0], pol, now=T0 + dt.timedelta(seconds=34))
 
 
-def test_empty_queue_says_what_is_held_and_skipped(catalog):
+def test_empty_queue_says_what_is_held_and_skipped(any_catalog):
+    catalog = any_catalog  # SQLite and PostgreSQL
     ids = _seed(catalog, 2)
     a, b = _ann(catalog, "a"), _ann(catalog, "b")
     pol = QueuePolicy(overlap=1, lease_s=300, skip_s=900)
