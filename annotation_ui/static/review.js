@@ -743,6 +743,7 @@
     $("autoplay").blur();
   });
   video.addEventListener("volumechange", showVolume);
+  $("span-reason").addEventListener("change", () => $("span-reason").blur());  // the keys work again at once
 
   setSpeed(1);
   showVolume();
