@@ -84,14 +84,10 @@ def spectrogram_from_samples(samples: np.ndarray, sr: int) -> np.ndarray:
     mag = np.abs(np.fft.rfft(padded[idx] * np.hanning(n_fft).astype(np.float32), axis=1))  # [frames, n_fft/2+1]
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
     edges = np.geomspace(SPEC_FMIN_HZ, min(SPEC_FMAX_HZ, sr / 2), SPEC_BANDS + 1)
-    band = np.clip(np.searchsorted(edges, freqs, side="right") - 1, -1, SPEC_BANDS)  # [F] band of each bin
-    out = np.zeros((SPEC_BANDS, frames), dtype=np.float64)
-    for b in range(SPEC_BANDS):
-        sel = band == b
-        if sel.any():
-            out[b] = mag[:, sel].max(axis=1)
-        else:  # a band narrower than a bin: the nearest bin
-            out[b] = mag[:, int(np.argmin(np.abs(freqs - edges[b])))]
+    lo = np.minimum(np.searchsorted(freqs, edges[:-1]), freqs.size - 1)  # [B] first bin of each band
+    top_bin = max(int(np.searchsorted(freqs, edges[-1])), int(lo[-1]) + 1)
+    # max over each band's bins; a band narrower than a bin takes the bin at its lower edge
+    out = np.maximum.reduceat(mag[:, :top_bin], lo, axis=1).T.astype(np.float64)  # [B, frames]
     db = 20 * np.log10(np.maximum(out, 1e-10))
     top = db.max()
     if out.max() <= 0:
