@@ -16,6 +16,14 @@
   const PEAKS_N = 4000;  // every stored peak, so a zoomed-in view stays sharp
   let leaseS = data.lease_s || 600;  // the server's lease length: renewed at a third of it
   const RETRY_DEFAULT_S = 5, MAX_TRIES = 30;
+  // What an answer without a message of its own means, in words (the server's messages come first).
+  const IN_WORDS = {
+    403: "this page may not do that from here; reload the review page", 404: "not found; reload the review page",
+    409: "someone else changed this clip meanwhile", 413: "too much at once (a note that long?)",
+    500: "the review server failed; try again, and tell the lead if it keeps failing",
+    502: "the review server is not reachable; try again shortly", 503: "the review server is busy; try again shortly",
+    504: "the review server took too long; try again shortly",
+  };
   const STILL_WARN_S = 10;  // a still picture this long is worth a look (rejection: "static images")
   const LIMITING_SHOW_DB = 1, LIMITING_WARN_DB = 3;  // limiter gain reduction, shown above 1 dB
 
@@ -31,11 +39,16 @@
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
-    const resp = await fetch(url, opts);
+    let resp;
+    try {
+      resp = await fetch(url, opts);
+    } catch (e) {
+      throw new Error("the review server did not answer (is this computer online?); try again");
+    }
     const json = await resp.json().catch(() => ({}));
     if (resp.status === 401) sessionEnded();
     if (!resp.ok) {
-      const err = new Error(json.detail || resp.status + " " + resp.statusText);
+      const err = new Error(json.detail || IN_WORDS[resp.status] || "the server answered with an error; try again");
       err.status = resp.status;
       err.body = json;
       err.retryAfter = Number(resp.headers.get("Retry-After")) || RETRY_DEFAULT_S;
