@@ -116,6 +116,15 @@ def read_spans_file(features_dir: Path) -> dict[str, list[Span]]:
         raise ValueError(f"{path}: not a spans file ({exc}); run `vidmusician export` again to rewrite it") from None
 
 
+def drop_from_spans_file(features_dir: Path, clip_ids: Iterable[str]) -> int:
+    """Remove these clips (taken down) from the spans file beside the features; returns how many it held."""
+    spans = read_spans_file(features_dir)
+    gone = [c for c in clip_ids if c in spans]
+    if gone:
+        write_spans_file(features_dir, {c: ss for c, ss in spans.items() if c not in set(gone)})
+    return len(gone)
+
+
 def excluded_spans(session: Session, clip_ids: Iterable[str] | None = None) -> dict[str, list[Span]]:
     """{clip id: spans} from the live accept verdicts (every accepting annotator's spans count)."""
     q = select(Decision.clip_id, Decision.spans).where(in_force(Decision), Decision.verdict == "accept",

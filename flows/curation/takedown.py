@@ -18,6 +18,7 @@ from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot, id_problem
 from dvmset.peaks import hints_path, spectrogram_path
 from dvmset.shards import FeatureStore, StoreBusy
+from dvmset.spans import drop_from_spans_file
 from dvmset.tables import Source
 from pipeline.source_files import Downloaded
 
@@ -95,6 +96,7 @@ def run_takedown(root: DataRoot, cat: Catalog, *, video: str | None = None, clip
     plan = td.plan_takedown(cat, video=video, clip=clip, reason=reason)
     td.mark_catalog(cat, plan)  # from here no export, release or review serves them
     shards = _scrub_features_waiting(FeatureStore(root.features_dir), plan.clip_ids, wait_s)
+    drop_from_spans_file(root.features_dir, plan.clip_ids)  # their seconds, beside the features
     deleted = _delete_media(root, plan)
     write_card = _card_writer(cat)
     exports = [d.name for d in sorted(root.exports_dir.glob("*")) if d.is_dir()

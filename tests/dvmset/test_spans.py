@@ -165,3 +165,12 @@ def test_empty_queue_says_what_is_held_and_skipped(any_catalog):
     assert (w.held_by_others, w.skipped) == (1, 1)
     assert w.held_until == T0 + dt.timedelta(seconds=300)
     assert w.skipped_next == T0 + dt.timedelta(seconds=910)
+
+
+def test_a_takedown_drops_its_clips_from_the_spans_file(tmp_path):
+    from dvmset.spans import drop_from_spans_file, read_spans_file
+
+    write_spans_file(tmp_path, {"a-00000": [Span(1, 2, "noise")], "b-00000": [Span(3, 4, "vocals")]})
+    assert drop_from_spans_file(tmp_path, ["a-00000", "c-00000"]) == 1
+    assert read_spans_file(tmp_path) == {"b-00000": [Span(3, 4, "vocals")]}
+    assert drop_from_spans_file(tmp_path / "none", ["b-00000"]) == 0  # no export yet: nothing to drop
