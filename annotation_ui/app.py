@@ -55,7 +55,8 @@ def _upcoming(root: DataRoot, catalog: Catalog):  # noqa: ANN202
 
 
 def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | None = None, *,
-               compute_peaks: ComputePeaks | None = None, order: str = "queue") -> FastAPI:
+               compute_peaks: ComputePeaks | None = None, order: str = "queue",
+               min_listen_s: float = 0.0) -> FastAPI:
     """The review app over one data root and catalog. It follows the catalog's review policy, read in
     each transaction (``vidmusician review-policy set`` changes it for running servers too); a
     ``policy`` given here must be the catalog's (PolicyMismatch otherwise). Creating it writes nothing.
@@ -63,9 +64,12 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
     ``compute_peaks(clip file) -> [STORED_PEAKS]`` fills in the peaks file of a clip curated before
     curation stored them (the command passes a decoder); without it such a clip's waveform is a 404
     and nothing is warmed. ``order``: how the queue is ordered (dvmset.review_order: queue, uncertain,
-    likely-keep).
+    likely-keep). ``min_listen_s``: a verdict given sooner after the clip was handed out asks
+    the annotator to confirm it (0: never; `vidmusician review` sets it, 10 s by default).
     """
     review_order.check_order(order)
+    if min_listen_s < 0:
+        raise ValueError(f"min_listen_s must be >= 0 seconds, got {min_listen_s}")
     if policy is not None:
         with catalog.session() as s:
             review.check_policy(s, policy)
@@ -77,7 +81,7 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
         app.router.on_shutdown.append(warmer.close)
     app.state.review = ReviewContext(root=root, catalog=catalog, templates=make_templates(),
                                      writer=SerialWriter(catalog), by_query=TtlCache(BY_QUERY_TTL_S),
-                                     peaks=store, warmer=warmer, order=order)
+                                     peaks=store, warmer=warmer, order=order, min_listen_s=min_listen_s)
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for router in ROUTERS:

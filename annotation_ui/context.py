@@ -50,6 +50,7 @@ class ReviewContext:
     peaks: PeaksStore
     warmer: PeaksWarmer | None
     order: str = "queue"  # dvmset.review_order: queue | uncertain | likely-keep
+    min_listen_s: float = 0.0  # a verdict sooner after the clip was handed out asks for confirmation
 
     def clip(self, clip_id: str) -> Clip:
         """The catalog row of ``clip_id``; 400 for an unsafe id, NotFound for an unknown one."""

@@ -20,6 +20,16 @@ def _kappa(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def _kept_line(m: pd.DataFrame) -> list[str]:
+    """The seconds kept once the stretches annotators excluded (spans marked on an accept) are left out."""
+    if "kept_s" not in m:
+        return []
+    cut = m[m.excluded_spans.notna()]
+    return ["", f"Seconds kept: {m.kept_s.sum():.0f} s of {m.duration_s.sum():.0f} s; annotators excluded "
+                f"{(m.duration_s - m.kept_s).sum():.0f} s in {len(cut)} clips (spans of non-music, noise or vocals "
+                "marked on an accept: no training window overlaps one)."]
+
+
 def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: float, seed: int, missing: int) -> str:
     """DATASET.md: what is in the export, how it was split, and how the review went."""
     by_query, agree = _review_stats(catalog)
@@ -41,6 +51,7 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
     if len(m):
         d = m.duration_s
         lines += ["", f"Clip durations: min {d.min():.2f} s, median {d.median():.2f} s, max {d.max():.2f} s."]
+        lines += _kept_line(m)
     reviewed = acc + rej
     lines += ["", "## Review", "",
               f"{total} clips cut, {reviewed} reviewed, {acc} accepted: acceptance rate "
@@ -76,7 +87,8 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
               f"{p['median_seconds'] if p['median_seconds'] is not None else 'n/a'} |" for p in agree["annotators"]]
     lines += ["", "## Files", "",
               "- `manifest.parquet`: one row per clip (clip_id, source_id, query, split, path, start_s, duration_s, "
-              "sample_rate, shard, title, url, license).",
+              "sample_rate, shard, title, url, license, excluded_spans as JSON [[start_s, end_s, reason], ...], "
+              "kept_s); `features/excluded_spans.json` holds the same spans for the training windows.",
               "- `train.jsonl`, `test.jsonl` and the same lines as audiocraft's layout `egs/{train,test}/data.jsonl` "
               "(`dset=` of MusicGen's solver): AudioMeta lines; `audio/{clip_id}.json` holds MusicInfo, also in "
               "`audio/info.zip` where each line's `info_path` points.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from dvmset.shards import TOKEN_RATE_HZ, ShardReader
+from dvmset.spans import Span, read_spans_file, window_offsets
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class FeatureWindows(Dataset):
 
     ``rhythm_source`` picks the rhythm signal, as the model's ``RhythmConfig.source`` names it:
     "all_tokens" (the paper's, from patch tokens) or "global" (pooled embedding only, ablation AT off).
+    ``excluded``: {clip id: spans} no window may overlap (dvmset.spans); by default the spans the export
+    wrote beside the features. A clip left without a whole window is not served.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class FeatureWindows(Dataset):
         seed: int = 0,
         clip_ids: Sequence[str] | None = None,
         rhythm_source: str = "all_tokens",
+        excluded: Mapping[str, Sequence[Span]] | None = None,
     ) -> None:
         if rhythm_source not in RHYTHM_KEYS:
             raise ValueError(f"rhythm_source must be one of {sorted(RHYTHM_KEYS)}, got {rhythm_source!r}")
@@ -88,6 +92,22 @@ class FeatureWindows(Dataset):
             raise ValueError(f"{features_dir} has shards made before `{self.rhythm_key}` existed (shard format 1, "
                              f"e.g. {self.reader.index.at[old[0], 'shard']}): move {features_dir} aside and run "
                              "`vidmusician features` again for the global-rhythm ablation")
+        self._offsets = self._span_offsets(read_spans_file(features_dir) if excluded is None else excluded)
+
+    def _span_offsets(self, excluded: Mapping[str, Sequence[Span]]) -> dict[str, list[int]]:
+        """The allowed offsets of each clip with excluded spans; clips with none left are dropped."""
+        offsets = {c: window_offsets(self._clip_s[c], self.window_s, excluded[c])
+                   for c in self.clip_ids if excluded.get(c)}
+        if self.offset_s is not None:
+            offsets = {c: [self.offset_s] if self.offset_s in o else [] for c, o in offsets.items()}
+        empty = [c for c, o in offsets.items() if not o]
+        if empty:
+            log.warning("skipping %d clips whose excluded spans leave no %d s window: %s", len(empty),
+                        self.window_s, empty[:5])
+            self.clip_ids = [c for c in self.clip_ids if c not in set(empty)]
+            if not self.clip_ids:
+                raise ValueError(f"excluded spans leave no clip a {self.window_s} s window")
+        return {c: o for c, o in offsets.items() if o}
 
     def spec(self) -> FeatureSpec:
         """The CLIP width, CLIP model, codec, token rate and codebooks of these clips; one of each or an error."""
@@ -115,6 +135,9 @@ class FeatureWindows(Dataset):
         if self.offset_s is not None:
             return self.offset_s
         rng = np.random.default_rng([self.seed, self.epoch, i])
+        if clip_id in self._offsets:  # excluded spans: one of the windows that overlap none
+            allowed = self._offsets[clip_id]
+            return allowed[int(rng.integers(0, len(allowed)))]
         return int(rng.integers(0, self._clip_s[clip_id] - self.window_s + 1))
 
     def __getitem__(self, i: int) -> dict:

@@ -35,6 +35,7 @@ from dvmset.layout import DataRoot
 from dvmset.music_groups import MusicGroup, source_groups
 from dvmset.records import TEST, TRAIN, ClipStatus
 from dvmset.shards import FeatureStore
+from dvmset.spans import Span, excluded_spans, seconds_kept, write_spans_file
 from dvmset.tables import Clip, Source
 
 log = logging.getLogger(__name__)
@@ -282,14 +283,17 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, test_fractio
     split = plan_split(items, test_fraction, seed, fixed_units)
     store = FeatureStore(root.features_dir)
     _record_splits(catalog, store, split)
+    spans = _record_spans(catalog, store, split)
     rows, no_features = _with_features(rows, store)
     entries, missing = _link_audio(root, out / "audio", rows, split)
     rates = {e.row.id: audio_rate(e.clip_path) if audio_rate else None for e in entries}
     info_zip = out / "audio" / INFO_ZIP
     _write_info_zip(info_zip, entries)
-    manifest = _write_manifest(out / "manifest.parquet", root, entries, rates, store)
+    manifest = _with_spans(out / "manifest.parquet", _write_manifest(out / "manifest.parquet", root, entries, rates,
+                                                                     store), spans)
     for part in (TRAIN, TEST):
-        lines = [_audio_meta(e, rates[e.row.id], info_zip) for e in entries if e.split == part]
+        lines = _cut_before_spans([_audio_meta(e, rates[e.row.id], info_zip) for e in entries if e.split == part],
+                                  entries, spans)
         _write_jsonl(out / f"{part}.jsonl", lines)
         (out / "egs" / part).mkdir(parents=True, exist_ok=True)
         _write_jsonl(out / "egs" / part / "data.jsonl", lines)
@@ -301,6 +305,42 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, test_fractio
     return ExportSummary(name, out, int(n.get(TRAIN, 0)), int(n.get(TEST, 0)),
                          int(manifest.source_id.nunique()) if len(manifest) else 0, missing, len(groups), release_path,
                          tuple(no_features))
+
+
+def _record_spans(catalog: Catalog, store: FeatureStore, split: dict[str, str]) -> dict[str, list[Span]]:
+    """The exported clips' excluded spans (dvmset.spans), written beside the features where FeatureWindows
+    reads them, so no training window overlaps one."""
+    with catalog.session() as s:
+        spans = excluded_spans(s, split)
+    with store.exclusive("`vidmusician export`"):
+        write_spans_file(store.dir, spans)
+    return spans
+
+
+def _with_spans(path: Path, manifest: pd.DataFrame, spans: dict[str, list[Span]]) -> pd.DataFrame:
+    """The manifest with each clip's excluded spans (JSON) and the seconds it keeps, written again."""
+    if not len(manifest):
+        return manifest
+    manifest = manifest.assign(
+        excluded_spans=[json.dumps([s.as_list() for s in spans[c]]) if spans.get(c) else None for c in manifest.clip_id],
+        kept_s=[seconds_kept(d, spans.get(c, ())) for c, d in zip(manifest.clip_id, manifest.duration_s, strict=True)])
+    with atomic_path(path) as tmp:
+        manifest.to_parquet(tmp, index=False)
+    return manifest
+
+
+def _cut_before_spans(lines: list[dict], entries: list[_Entry], spans: dict[str, list[Span]]) -> list[dict]:
+    """AudioMeta can only say how long a file is, and audiocraft reads segments anywhere before that: a clip
+    with excluded spans is listed up to its first span (left out when that leaves nothing)."""
+    first = {str(e.link.absolute()): min(s.start_s for s in spans[e.row.id]) for e in entries if spans.get(e.row.id)}
+    out = []
+    for line in lines:
+        if line["path"] in first:
+            if first[line["path"]] <= 0:
+                continue
+            line = {**line, "duration": min(line["duration"], first[line["path"]])}
+        out.append(line)
+    return out
 
 
 def _with_features(rows: list, store: FeatureStore) -> tuple[list, list[str]]:

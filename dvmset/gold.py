@@ -161,7 +161,8 @@ def claim(session: Session, annotator_id: int, now: dt.datetime, until: dt.datet
                   key=lambda c: hashlib.sha256(f"{annotator_id}:{c}".encode()).digest())  # a different order each
     for clip_id in left:
         if session.get(Clip, clip_id).status in _SETTLED:
-            session.add(Lease(clip_id=clip_id, annotator_id=annotator_id, expires_at=until, skipped=False))
+            session.add(Lease(clip_id=clip_id, annotator_id=annotator_id, expires_at=until, skipped=False,
+                              handed_at=now))
             session.flush()
             return clip_id
     return None
@@ -210,7 +211,8 @@ def undo_latest(session: Session, annotator_id: int, since: dt.datetime | None, 
     last.undone_at = now
     session.execute(delete(Lease).where(Lease.annotator_id == annotator_id,
                                         (Lease.skipped.is_(False)) | (Lease.clip_id == last.clip_id)))
-    session.add(Lease(clip_id=last.clip_id, annotator_id=annotator_id, expires_at=until, skipped=False))
+    session.add(Lease(clip_id=last.clip_id, annotator_id=annotator_id, expires_at=until, skipped=False,
+                      handed_at=now))
     session.flush()
     return GoldUndo(last.id, last.id, last.clip_id)
 

@@ -2,8 +2,9 @@
 
 ``release.parquet`` and ``release.csv`` (the same rows) and ``release.json`` (format, the card's
 processing parameters, tool versions). A row per clip: the video id and URL, the exact window, its
-split, query, effective verdict with its agreement, licence, and the checksum and fingerprint of its
-processed music, so a rebuild can be checked clip by clip (flows/curation/rebuild.py).
+split, query, effective verdict with its agreement, licence, the checksum and fingerprint of its
+processed music, so a rebuild can be checked clip by clip (flows/curation/rebuild.py), and the stretches
+annotators excluded (``excluded_spans``, JSON [[start_s, end_s, reason], ...]; dvmset.spans).
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.records import TEST, TRAIN, ClipStatus
 from dvmset.release_rows import InvalidRow, check_rows
+from dvmset.spans import excluded_spans
 from dvmset.tables import Clip, Source
 
 RELEASE_FORMAT = "vidmusician-release/1"
 FILES = ("release.parquet", "release.csv", "release.json")
 COLUMNS = ["clip_id", "video_id", "url", "start_s", "duration_s", "source_duration_s", "split", "query",
            "verdict", "agreement", "ratings", "license", "separator", "target_lufs", "fps", "music_sha256",
-           "music_fingerprint"]
+           "music_fingerprint", "excluded_spans"]
+OPTIONAL = ("excluded_spans",)  # absent from releases made before it: read as none
 _PROCESSING = ("separator", "target_lufs", "fps")
 _TEXT = ("clip_id", "video_id", "url", "split", "query", "verdict", "license", "separator", "music_sha256",
-         "music_fingerprint")  # read as text from the CSV (a hex checksum of digits is not a number)
+         "music_fingerprint", "excluded_spans")  # read as text from the CSV (a hex checksum of digits is not a number)
 
 
 class ReleaseError(ValueError):
@@ -60,6 +63,8 @@ def _verdicts(cat: Catalog) -> dict[str, tuple[str | None, float | None, int]]:
 def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
     """The release rows of the clips in ``split`` (clip id -> train/test), in clip id order."""
     verdicts = _verdicts(cat)
+    with cat.session() as s:
+        spans = excluded_spans(s, split)
     q = (select(Clip.id, Clip.status, Clip.origin, Clip.start_s, Clip.duration_s, Clip.lineage, Clip.music_sha256,
                 Clip.music_fingerprint, Source.id.label("video_id"), Source.url, Source.webpage_url, Source.query,
                 Source.duration_s.label("source_duration_s"), Source.license, Source.separator)
@@ -79,6 +84,7 @@ def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
                 "target_lufs": _step_params(r.lineage, "loudness").get("target_lufs"),
                 "fps": _step_params(r.lineage, "clip").get("fps"),
                 "music_sha256": r.music_sha256, "music_fingerprint": r.music_fingerprint,
+                "excluded_spans": json.dumps([sp.as_list() for sp in spans[r.id]]) if spans.get(r.id) else None,
             })
     return pd.DataFrame(out, columns=COLUMNS).sort_values("clip_id").reset_index(drop=True)
 
@@ -133,7 +139,7 @@ def read_release(path: str | Path) -> Release:
             else pd.read_parquet(data)
     except (OSError, ValueError) as err:
         raise ReleaseError(f"{data}: not a readable release ({err})") from err
-    if missing := [c for c in COLUMNS if c not in df.columns]:
+    if missing := [c for c in COLUMNS if c not in df.columns and c not in OPTIONAL]:
         raise ReleaseError(f"{data}: missing columns {missing}")
     good, invalid = check_rows(df.reset_index(drop=True), COLUMNS)
     meta_path = folder / FILES[2]

@@ -8,6 +8,7 @@ the host is public is the rebuild's check: it needs the network).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -21,6 +22,7 @@ import pandas as pd
 from dvmset.layout import id_problem
 from dvmset.music_groups import decode_fingerprint
 from dvmset.records import TEST, TRAIN
+from dvmset.spans import MAX_SPANS, check_spans
 
 MAX_CLIP_S = 600.0  # a release window longer than ten minutes is not a clip (the paper's are 60 s)
 MAX_SOURCE_S = 48 * 3600.0  # no web video a release names is longer than two days
@@ -174,9 +176,26 @@ def _check(raw: dict) -> _Row:
             decode_fingerprint(fp)
         except ValueError as err:
             r.bad("music_fingerprint", f"is not a fingerprint ({err})")
+    _check_spans(r, dur)
     if not r.problems and r.raw["clip_id"] != (want := f"{r.raw['video_id']}-{int(start):05d}"):
         r.bad("clip_id", f"{_shown(r.raw['clip_id'])} is not the id of this window ({want})")
     return r
+
+
+def _check_spans(r: _Row, duration_s: float | None) -> None:
+    """``excluded_spans``: JSON [[start_s, end_s, reason], ...], stretches no training window may overlap;
+    absent (a release from before spans) or empty for a clip kept whole."""
+    if "excluded_spans" not in r.raw:
+        r.values["excluded_spans"] = None
+        return
+    if (text := r.text("excluded_spans", limit=MAX_SPANS * 40)) is None:
+        return
+    try:
+        spans = check_spans(json.loads(text), duration_s)
+    except (ValueError, TypeError) as err:
+        r.bad("excluded_spans", f"is not a list of [start_s, end_s, reason] spans ({err})")
+        return
+    r.values["excluded_spans"] = json.dumps([s.as_list() for s in spans]) if spans else None
 
 
 def _video_conflicts(rows: dict[int, _Row]) -> None:

@@ -47,6 +47,7 @@ from dvmset.review_stats import (  # noqa: F401 - the read side, re-exported whe
     progress_by_query,
     progress_overall,
 )
+from dvmset.spans import InvalidSpan, check_spans
 from dvmset.tables import (  # noqa: F401 - Annotator re-exported
     Adjudication,
     Annotator,
@@ -60,6 +61,15 @@ from dvmset.tables import (  # noqa: F401 - Annotator re-exported
 log = logging.getLogger(__name__)
 
 MAX_NOTE_CHARS = 2000
+
+
+class TooSoon(Conflict):
+    """A verdict given before the minimum listening time: sent again with ``confirm`` it is taken."""
+
+    def __init__(self, listened_s: float, min_listen_s: float) -> None:
+        self.listened_s, self.min_listen_s = listened_s, min_listen_s
+        super().__init__(f"you had this clip for {listened_s:.0f} s, under the {min_listen_s:.0f} s to listen "
+                         "before a verdict: confirm to give it anyway")
 
 
 # --- queue ------------------------------------------------------------------------------------
@@ -209,6 +219,7 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None =
             session, lease.clip_id
         ):
             lease.expires_at = until
+            lease.handed_at = lease.handed_at or now  # a lease from before revision 0006
             for other in held:
                 if other is not lease:
                     session.delete(other)
@@ -223,7 +234,7 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None =
     if not first:
         return None
     clip_id = first[0]
-    session.add(Lease(clip_id=clip_id, annotator_id=annotator_id, expires_at=until, skipped=False))
+    session.add(Lease(clip_id=clip_id, annotator_id=annotator_id, expires_at=until, skipped=False, handed_at=now))
     session.flush()
     return clip_id
 
@@ -260,19 +271,40 @@ def decide(
     seconds_spent: float | None = None,
     policy: QueuePolicy | None = None,
     now: dt.datetime | None = None,
+    spans: Sequence = (),
+    min_listen_s: float = 0.0,
+    confirm: bool = False,
 ) -> Decision:
-    """Append this annotator's verdict on a clip and move the clip's status by the effective-verdict rule."""
+    """Append this annotator's verdict on a clip and move the clip's status by the effective-verdict rule.
+
+    ``spans``: stretches excluded from an accept (dvmset.spans). The listening time is the server's: from
+    handing the clip out to now; under ``min_listen_s`` the verdict is refused (TooSoon) unless ``confirm``."""
     now = now or utcnow()
     verdict, reasons, note = _check_decision(verdict, reasons, note)
     if seconds_spent is not None and not 0 <= seconds_spent <= 86400:
         raise InvalidDecision(f"seconds_spent {seconds_spent} is outside 0..86400")
+    if spans and verdict != Verdict.ACCEPT:
+        raise InvalidDecision("spans mark what to leave out of an accepted clip; a reject takes none")
     _serialise_writers(session, now)
-    if gold.gold_verdict(session, clip_id) is not None:  # scored against the gold verdict, not a vote
+    held = session.get(Lease, (clip_id, annotator_id))
+    listened_s = None
+    if held is not None and not held.skipped and held.handed_at is not None:
+        handed = held.handed_at if held.handed_at.tzinfo else held.handed_at.replace(tzinfo=dt.UTC)
+        listened_s = round(max(0.0, (now - handed).total_seconds()), 1)
+    if min_listen_s > 0 and not confirm and (listened_s or 0.0) < min_listen_s:
+        raise TooSoon(listened_s or 0.0, min_listen_s)
+    # a gold clip asks the same question as any clip (the annotator cannot tell it apart), then is scored
+    # against the gold verdict, not counted as a vote
+    if gold.gold_verdict(session, clip_id) is not None:
         return gold.answer(session, annotator_id, clip_id, verdict, reasons, seconds_spent, now)
     policy = policy or current_policy(session)
     clip = session.get(Clip, clip_id)
     if clip is None:
         raise NotFound(f"clip {clip_id!r} is not in the catalog")
+    try:
+        checked = check_spans(spans, clip.duration_s)
+    except InvalidSpan as exc:
+        raise InvalidDecision(str(exc)) from None
     live = _live_rows(session, clip_id)
     if annotator_id in live:
         raise Conflict(f"clip {clip_id!r} already has your verdict; undo it first to change it")
@@ -286,7 +318,8 @@ def decide(
                        f"{len(live)} verdicts, {others_leased} other reviewers holding it)")
     session.execute(delete(Lease).where(Lease.clip_id == clip_id, Lease.annotator_id == annotator_id))
     row = Decision(clip_id=clip_id, annotator_id=annotator_id, verdict=verdict, reasons=reasons, note=note,
-                   seconds_spent=seconds_spent, created_at=now)
+                   seconds_spent=seconds_spent, created_at=now, listened_s=listened_s,
+                   spans=[sp.as_list() for sp in checked] or None)
     session.add(row)
     session.flush()
     live[annotator_id] = DecisionRow(row.id, clip_id, annotator_id, verdict, tuple(reasons))
@@ -321,7 +354,7 @@ def undo_last(session: Session, annotator_id: int, policy: QueuePolicy | None = 
     session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.skipped.is_(False)))
     session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.clip_id == last.clip_id))
     session.add(Lease(clip_id=last.clip_id, annotator_id=annotator_id,
-                      expires_at=now + dt.timedelta(seconds=policy.lease_s), skipped=False))
+                      expires_at=now + dt.timedelta(seconds=policy.lease_s), skipped=False, handed_at=now))
     return row
 
 
@@ -335,7 +368,7 @@ def skip(session: Session, annotator_id: int, clip_id: str, policy: QueuePolicy 
         raise NotFound(f"clip {clip_id!r} is not in the catalog")
     session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.clip_id == clip_id))
     session.add(Lease(clip_id=clip_id, annotator_id=annotator_id,
-                      expires_at=now + dt.timedelta(seconds=policy.skip_s), skipped=True))
+                      expires_at=now + dt.timedelta(seconds=policy.skip_s), skipped=True, handed_at=now))
 
 
 def redecide(session: Session, policy: QueuePolicy, *, write: bool = True) -> dict[str, str]:

@@ -161,6 +161,10 @@ class Decision(Base):
     voids: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), index=True)  # for undo rows
     seconds_spent: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # revision 0006: stretches excluded on an accept ([[start_s, end_s, reason], ...], dvmset.spans), and the
+    # seconds from handing the clip out to this verdict, measured by the server
+    spans: Mapped[list | None] = mapped_column(JSON)
+    listened_s: Mapped[float | None] = mapped_column(Float)
 
 
 class Lease(Base):
@@ -173,6 +177,8 @@ class Lease(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     # A skip: the clip leaves this annotator's queue until expiry but blocks nobody else.
     skipped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # when it was handed out (or skipped), kept across renewals (revision 0006): listening time, undo of a skip
+    handed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ReviewSettings(Base):

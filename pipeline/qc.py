@@ -19,13 +19,24 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dvmset.peaks import STORED_PEAKS, peaks_from_samples, write_peaks
+from dvmset.peaks import (
+    SPEC_BANDS,
+    STORED_PEAKS,
+    hints_path,
+    peaks_from_samples,
+    spectrogram_from_samples,
+    spectrogram_path,
+    stretches,
+    write_hints,
+    write_peaks,
+    write_spectrogram,
+)
 from pipeline.audio import check_wav
 from pipeline.errors import StageError
 from pipeline.loudness import ClipLoudness, true_peak_dbtp
@@ -86,6 +97,11 @@ class QCReport:
 
 def silence_ratio(wav: np.ndarray, sr: int, threshold_db: float = -50.0, window_s: float = 0.1) -> float:
     """Fraction of ``window_s`` windows of ``wav`` [C, N] whose RMS (all channels) is below ``threshold_db`` dBFS."""
+    return float(np.mean(silent_windows(wav, sr, threshold_db, window_s)))
+
+
+def silent_windows(wav: np.ndarray, sr: int, threshold_db: float = -50.0, window_s: float = 0.1) -> np.ndarray:
+    """[W] bool: the ``window_s`` windows of ``wav`` [C, N] whose RMS (all channels) is below ``threshold_db`` dBFS."""
     check_wav(wav, sr)
     if window_s <= 0:
         raise ValueError(f"window_s must be positive, got {window_s}")
@@ -96,7 +112,7 @@ def silence_ratio(wav: np.ndarray, sr: int, threshold_db: float = -50.0, window_
     frames = wav[:, : n_windows * win] if wav.shape[1] >= win else wav
     power = np.square(frames, dtype=np.float64).reshape(wav.shape[0], n_windows, -1).mean(axis=(0, 2))  # [W]
     threshold_power = 10.0 ** (threshold_db / 10.0)
-    return float(np.mean(power < threshold_power))
+    return power < threshold_power
 
 
 def changed_fraction(a: np.ndarray, b: np.ndarray, delta: int = STILL_PIXEL_DELTA) -> float:
@@ -251,13 +267,28 @@ def clip_waveform_peaks(path: Path) -> np.ndarray:
     return waveform_peaks(audio[0]) if audio is not None else np.zeros(STORED_PEAKS, np.float32)
 
 
+SILENCE_WINDOW_S = 0.1  # silence_ratio's windows
+HINT_MIN_S = 1.0  # still and silent stretches shorter than this are not drawn on the review timeline
+
+
+def timeline_hints(duration_s: float, video: VideoScores, silent: np.ndarray | None,
+                   vocals_per_s: Sequence[float] | None) -> dict:
+    """The per-second QC hints the review page draws under the waveform (dvmset.peaks.write_hints):
+    scene cuts, still stretches, silent stretches (0.1 s windows) and the residual-vocal share per second."""
+    return {"seconds": round(float(duration_s), 2), "cuts": [round(float(t), 2) for t in video.cut_times_s],
+            "still": stretches(video.still, video.fps, HINT_MIN_S),
+            "silence": stretches(silent, 1 / SILENCE_WINDOW_S, HINT_MIN_S) if silent is not None else [[0.0, duration_s]],
+            "vocals": [round(float(v), 3) for v in vocals_per_s] if vocals_per_s is not None else None}
+
+
 def qc_clip(clip_path: Path, *, vocal_energy: float | None = None, loudness: ClipLoudness | None = None,
-            peaks_path: Path | None = None) -> QCReport:
+            peaks_path: Path | None = None, vocals_per_s: Sequence[float] | None = None) -> QCReport:
     """Score one clip: one probe, its audio decoded once, its frames decoded once.
 
     ``loudness`` is what the clip stage did to the audio (``Cut.loudness``), copied into the report;
     ``peaks_path`` (e.g. ``DataRoot.peaks_path(clip_id)``) receives the waveform peaks for the review
-    tool (all zeros for a clip without audio). A clip without video is a StageError; a clip without
+    tool (all zeros for a clip without audio), and beside it the spectrogram and the per-second timeline
+    hints (``vocals_per_s``: the residual-vocal share of each second, from the separator). A clip without video is a StageError; a clip without
     audio scores as all silence.
     """
     clip_path = Path(clip_path)
@@ -278,6 +309,10 @@ def qc_clip(clip_path: Path, *, vocal_energy: float | None = None, loudness: Cli
     video = video_scores(clip_path, info)
     if peaks_path is not None:
         write_peaks(peaks_path, peaks)
+        spec = spectrogram_from_samples(*audio) if audio is not None else np.zeros((SPEC_BANDS, 1), np.uint8)
+        write_spectrogram(spectrogram_path(peaks_path), spec)  # beside the peaks, for the review tool
+        silent = silent_windows(*audio, window_s=SILENCE_WINDOW_S) if audio is not None else None
+        write_hints(hints_path(peaks_path), timeline_hints(info.duration_s, video, silent, vocals_per_s))
     report = QCReport(
         silence_ratio=silence, static_ratio=video.static_ratio, scene_cuts=len(video.cut_times_s),
         loudness_lufs=lufs, loudness_range_lu=lra, vocal_energy=vocal_energy, cut_times_s=video.cut_times_s,

@@ -1,7 +1,9 @@
-"""A clip's media, with HTTP byte ranges, and its waveform peaks (stored by curation)."""
+"""A clip's media, with HTTP byte ranges, and its waveform peaks, spectrogram and per-second QC hints (all
+stored by curation; the server reads them, never computes a spectrogram or hints per request)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -10,6 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from annotation_ui import media
 from annotation_ui.context import Ctx, Who
 from annotation_ui.peaks import MAX_PEAKS
+from dvmset.peaks import SPEC_FPS, hints_path, read_hints, read_spectrogram, spectrogram_path
 
 router = APIRouter()
 DEFAULT_PEAKS = 1000
@@ -23,6 +26,32 @@ def api_peaks(clip_id: str, ctx: Ctx, ann: Who,
     if ctx.warmer is not None:
         ctx.warmer.after(clip_id, ann.id)  # the next clips' missing peaks files, while this one plays
     return {"clip_id": clip_id, "n": len(peaks), "peaks": [round(float(v), 3) for v in peaks]}
+
+
+@router.get("/api/clips/{clip_id}/spectrogram")
+def api_spectrogram(clip_id: str, ctx: Ctx, ann: Who) -> Response:
+    """The stored spectrogram, [bands, frames] uint8 (row 0 the lowest band) as base64; ``stored: false``
+    when curation stored none (clips curated before spectrograms were stored): an answer, not an error."""
+    clip = ctx.clip(clip_id)
+    try:
+        spec = read_spectrogram(spectrogram_path(ctx.root.peaks_path(clip.id)))  # [F, T]
+    except FileNotFoundError:
+        return JSONResponse({"clip_id": clip_id, "stored": False})
+    return JSONResponse({"clip_id": clip_id, "stored": True, "bands": int(spec.shape[0]), "frames": int(spec.shape[1]),
+                         "fps": SPEC_FPS, "data": base64.b64encode(spec.tobytes()).decode("ascii")},
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/api/clips/{clip_id}/hints")
+def api_hints(clip_id: str, ctx: Ctx, ann: Who) -> Response:
+    """The per-second QC hints curation stored (scene cuts, still stretches, silence, residual vocals per
+    second); ``stored: false`` when it stored none."""
+    clip = ctx.clip(clip_id)
+    try:
+        hints = read_hints(hints_path(ctx.root.peaks_path(clip.id)))
+    except FileNotFoundError:
+        return JSONResponse({"clip_id": clip_id, "stored": False})
+    return JSONResponse({"clip_id": clip_id, "stored": True, **hints})
 
 
 @router.api_route("/media/{clip_id}", methods=["GET", "HEAD"])

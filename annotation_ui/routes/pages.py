@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from annotation_ui.context import Ctx, Who
-from annotation_ui.routes.queue import lease_seconds, next_clip, progress
+from annotation_ui.routes.queue import lease_seconds, next_clip, progress, waiting
 from dvmset.records import RejectReason
+from dvmset.spans import SpanReason
 
 router = APIRouter()
 REASON_LABELS = {
@@ -18,6 +19,11 @@ REASON_LABELS = {
     RejectReason.OTHER: "other (write a note)",
 }
 
+SPAN_REASONS = [{"code": SpanReason.NON_MUSIC.value, "label": "non-music"},
+                {"code": SpanReason.NOISE.value, "label": "noise"},
+                {"code": SpanReason.VOCALS.value, "label": "vocals"},
+                {"code": SpanReason.OTHER.value, "label": "other"}]
+
 
 @router.get("/", response_class=HTMLResponse)
 def review_page(request: Request, ctx: Ctx, ann: Who) -> Response:
@@ -25,6 +31,9 @@ def review_page(request: Request, ctx: Ctx, ann: Who) -> Response:
     with ctx.catalog.session() as s:
         prog = progress(ctx, s, ann.id)
     reasons = [{"code": r.value, "label": REASON_LABELS[r]} for r in RejectReason]
-    data = {"clip": clip, "progress": prog, "reasons": reasons, "lease_s": lease_seconds(ctx)}
+    data = {"clip": clip, "progress": prog, "reasons": reasons, "lease_s": lease_seconds(ctx),
+            "span_reasons": SPAN_REASONS, "min_listen_s": ctx.min_listen_s}
+    if clip is None:
+        data["waiting"] = waiting(ctx, ann.id)
     return ctx.templates.TemplateResponse(request, "review.html", {"data": data, "annotator": ann.name,
                                                                    "reasons": reasons})

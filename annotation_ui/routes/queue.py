@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
 from annotation_ui.context import Ctx, ReviewContext, Who
-from dvmset import gold, review
+from dvmset import gold, review, review_skips
+from dvmset.constants import TRAIN_WINDOW_S
 from dvmset.layout import check_id
 from dvmset.tables import Clip, Source
 
@@ -57,8 +58,11 @@ def clip_payload(s: Session, clip_id: str | None) -> dict | None:
         "id": clip.id,
         "media_url": f"/media/{clip.id}",
         "peaks_url": f"/api/clips/{clip.id}/peaks",
+        "spectrogram_url": f"/api/clips/{clip.id}/spectrogram",
+        "hints_url": f"/api/clips/{clip.id}/hints",
         "start_s": clip.start_s,
         "duration_s": clip.duration_s,
+        "window_s": TRAIN_WINDOW_S,  # the page counts the training windows the clip keeps as spans are marked
         "qc": qc_hints(clip),
         "source": {
             "id": src.id if src else None,
@@ -90,11 +94,42 @@ def lease_seconds(ctx: ReviewContext) -> float:
         return review.current_policy(s).lease_s
 
 
+def iso(t) -> str | None:  # noqa: ANN001 - a datetime or None
+    return None if t is None else t.isoformat()
+
+
+def waiting(ctx: ReviewContext, annotator_id: int) -> dict:
+    """What an empty queue waits for: clips held by others and clips the caller skipped, with when they return."""
+    with ctx.catalog.session() as s:
+        w = review_skips.waiting(s, annotator_id)
+    return {"held_by_others": w.held_by_others, "held_until": iso(w.held_until), "skipped": w.skipped,
+            "skipped_next": iso(w.skipped_next)}
+
+
 @router.get("/api/next")
 def api_next(ctx: Ctx, ann: Who) -> dict:
-    """The clip to review now (leased to the caller) and the lease's length; progress comes from
-    /api/progress, off the hot path."""
-    return {"clip": next_clip(ctx, ann.id), "lease_s": lease_seconds(ctx)}
+    """The clip to review now (leased to the caller) and the lease's length; when there is none, what the
+    queue waits for. Progress comes from /api/progress, off the hot path."""
+    clip = next_clip(ctx, ann.id)
+    out = {"clip": clip, "lease_s": lease_seconds(ctx)}
+    if clip is None:
+        out["waiting"] = waiting(ctx, ann.id)
+    return out
+
+
+@router.get("/api/skipped")
+def api_skipped(ctx: Ctx, ann: Who) -> dict:
+    """The caller's skipped clips that have not come back yet, latest first, with when each comes back."""
+    with ctx.catalog.session() as s:
+        return {"skipped": [{"clip_id": k.clip_id, "back_at": iso(k.back_at)} for k in review_skips.skipped(s, ann.id)]}
+
+
+@router.post("/api/unskip")
+def api_unskip(body: SkipIn, ctx: Ctx, ann: Who) -> dict:
+    """Bring a skipped clip back now: it becomes the caller's clip unless someone else holds it meanwhile."""
+    with ctx.writer.session() as s:
+        back = review_skips.unskip(s, ann.id, body.clip_id)
+    return {"clip_id": body.clip_id, "handed_back": back}
 
 
 @router.get("/api/progress")

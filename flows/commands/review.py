@@ -45,6 +45,19 @@ def lease_arg(text: str) -> float:
     return value
 
 
+DEFAULT_MIN_LISTEN_S = 10.0
+
+
+def min_listen_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds from 0 (never ask) to 3600")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="serve the review tool (FastAPI) for annotators")
     add_root_arg(p)
@@ -64,6 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="queue: by clip id; uncertain: the clips a model of the verdicts so far (on the QC "
                         "hints) is least sure of first, to learn fastest; likely-keep: the clips it expects "
                         "kept first, to reach a dataset size sooner (benchmarks/bench_review_order.py)")
+    p.add_argument("--min-listen-seconds", type=min_listen_arg, default=DEFAULT_MIN_LISTEN_S, metavar="S",
+                   help="a verdict given sooner than this after the clip was handed out asks the annotator to "
+                        f"confirm it; the listening time is stored with each verdict (default "
+                        f"{DEFAULT_MIN_LISTEN_S:g}; 0 turns the question off)")
     p.add_argument("--public-url", default=None, metavar="URL",
                    help="the URL annotators reach this server at (behind a proxy, or when binding 0.0.0.0); "
                         "recorded in the catalog for the links `annotators add/link` print "
@@ -145,7 +162,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     url = args.public_url or public_url(args.host, sock.getsockname()[1])
     with catalog.session() as s:
         record_server_url(s, url)
-    app = create_app(root, catalog, policy, compute_peaks=peaks_decoder(), order=args.order)
+    app = create_app(root, catalog, policy, compute_peaks=peaks_decoder(), order=args.order,
+                     min_listen_s=getattr(args, "min_listen_seconds", DEFAULT_MIN_LISTEN_S))
     announce(args.host, url, policy)
     config = uvicorn.Config(app, log_level="warning", proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips)
     uvicorn.Server(config).run(sockets=[sock])

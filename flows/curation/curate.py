@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from dvmset import leases, sources, takedown
 from dvmset.catalog import Catalog
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
+from dvmset.peaks import hints_path, spectrogram_path
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.runs import record_run, run_done
 from flows.cluster import limits
@@ -143,6 +145,14 @@ def _finished_clip_ids(cat: Catalog, source_id: str, root: DataRoot) -> set[str]
     return {cid for cid in sources.clip_ids_of(cat, source_id) if root.clip_path(cid).exists()}
 
 
+def _vocals_per_s(audio: ProcessedAudio, start_s: float, end_s: float) -> list[float] | None:
+    """The residual-vocal share of each second of the window (the review timeline draws it); None when the
+    separator gave no per-second energies."""
+    if audio.energy_per_s is None:
+        return None
+    return [audio.vocal_share(start_s + i, min(end_s, start_s + i + 1)) for i in range(int(math.ceil(end_s - start_s)))]
+
+
 def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, media: Path,
                audio: ProcessedAudio, span: clipping.ClipSpan, on_event: EventHook | None) -> str:
     cid = clipping.clip_id(source_id, span.start_s)
@@ -152,10 +162,13 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
     try:
         cut = clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs)
         report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s), loudness=cut.loudness,
-                            peaks_path=root.peaks_path(cid))  # waveform peaks stored for the review tool
+                            peaks_path=root.peaks_path(cid),  # waveform peaks, spectrogram, hints for the review tool
+                            vocals_per_s=_vocals_per_s(audio, span.start_s, span.end_s))
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
         dest.unlink(missing_ok=True)
         root.peaks_path(cid).unlink(missing_ok=True)
+        spectrogram_path(root.peaks_path(cid)).unlink(missing_ok=True)
+        hints_path(root.peaks_path(cid)).unlink(missing_ok=True)
         error = item_failure(err)
         log.warning("clip %s failed: %s", cid, error)
     path = str(dest.relative_to(root.path)) if error is None else None

@@ -16,7 +16,9 @@ import pandas as pd
 from dvmset import takedown as td
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot, id_problem
+from dvmset.peaks import hints_path, spectrogram_path
 from dvmset.shards import FeatureStore, StoreBusy
+from dvmset.spans import drop_from_spans_file
 from dvmset.tables import Source
 from pipeline.source_files import Downloaded
 
@@ -54,7 +56,8 @@ def _delete_media(root: DataRoot, plan: td.TakedownPlan) -> int:
     for cid in plan.clip_ids:
         if id_problem(cid) is not None:
             continue
-        for p in (root.clip_path(cid), root.peaks_path(cid)):
+        for p in (root.clip_path(cid), root.peaks_path(cid), spectrogram_path(root.peaks_path(cid)),
+                  hints_path(root.peaks_path(cid))):
             if p.exists():
                 p.unlink()
                 n += 1
@@ -93,6 +96,7 @@ def run_takedown(root: DataRoot, cat: Catalog, *, video: str | None = None, clip
     plan = td.plan_takedown(cat, video=video, clip=clip, reason=reason)
     td.mark_catalog(cat, plan)  # from here no export, release or review serves them
     shards = _scrub_features_waiting(FeatureStore(root.features_dir), plan.clip_ids, wait_s)
+    drop_from_spans_file(root.features_dir, plan.clip_ids)  # their seconds, beside the features
     deleted = _delete_media(root, plan)
     write_card = _card_writer(cat)
     exports = [d.name for d in sorted(root.exports_dir.glob("*")) if d.is_dir()

@@ -200,7 +200,7 @@ def test_a_verdict_made_during_a_catalog_outage_is_sent_again(browser, postgres_
                 page.wait_for_timeout(2000)
             page.wait_for_function(f"() => document.getElementById('clip-id').textContent === '{ids[1]}'",
                                    timeout=20000)
-            assert f"accepted {ids[0]}" in page.inner_text("#status")
+            assert f"Accepted {ids[0]}" in page.inner_text("#status")
         finally:
             ctx.close()
     assert answers[0] == 503 and answers[-1] == 201, answers

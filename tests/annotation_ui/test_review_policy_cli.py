@@ -159,7 +159,10 @@ def test_a_second_review_process_changes_nothing(data_root, clip_media, capsys, 
         said = first.wait_for("review tool on")
         assert f"review tool on http://127.0.0.1:{port}/ (overlap 2, leases 600 s" in said
         base = f"http://127.0.0.1:{port}"
-        r = httpx.post(f"{base}/api/decisions", json={"clip_id": ids[0], "verdict": "accept"},
+        verdict = {"clip_id": ids[0], "verdict": "accept"}
+        r = httpx.post(f"{base}/api/decisions", json=verdict, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code == 409 and r.json()["needs_confirmation"]  # the command asks for 10 s of listening
+        r = httpx.post(f"{base}/api/decisions", json={**verdict, "confirm": True},
                        headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert r.status_code == 201 and r.json()["clip_status"] == "pending_review"
 

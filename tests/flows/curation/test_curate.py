@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
+from dvmset.peaks import hints_path, read_hints, read_spectrogram, spectrogram_path
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.tables import Clip, Run, Source
 from flows.demos.small import serve_directory
@@ -105,6 +106,11 @@ def test_flow_curates_good_sources_and_records_each_bad_one(served, data_root: D
         assert c.still_s is not None and c.true_peak_dbtp is not None and c.true_peak_dbtp <= -1.0
         assert c.clip_gain_db is not None and c.limiting_db is not None
         assert data_root.peaks_path(c.id).is_file()
+        # and the review timeline's spectrogram (10 frames a second) and per-second hints beside them
+        spec = read_spectrogram(spectrogram_path(data_root.peaks_path(c.id)))
+        assert abs(spec.shape[1] - c.duration_s * 10) <= 2 and spec.max() > 200
+        hints = read_hints(hints_path(data_root.peaks_path(c.id)))
+        assert len(hints["cuts"]) == c.scene_cuts and hints["vocals"] is None  # no separator: no vocals per second
     assert sorted(len(v) for v in by_source.values()) == [1, 2]
     assert sum(1 for e in events if e[0] == "source") == len(urls)
 
@@ -357,6 +363,8 @@ def test_demucs_path_through_the_flow_from_a_local_repo(served, data_root: DataR
     assert per_s[0].sum() / per_s[1].sum() == pytest.approx(src.vocal_energy, rel=1e-6)
     assert clip.vocal_energy == pytest.approx(vocal_share(per_s, clip.start_s, clip.start_s + clip.duration_s))
     assert clip.vocal_energy != src.vocal_energy  # 60 s of a 65 s source: not the whole source's number
+    vocals = read_hints(hints_path(data_root.peaks_path(clip.id)))["vocals"]  # drawn per second on the timeline
+    assert len(vocals) == 60 and vocals[7] == pytest.approx(vocal_share(per_s, clip.start_s + 7, clip.start_s + 8), abs=1e-3)
 
     # a run killed before the source was done, re-run without a separator: the audio is redone and the
     # old separation's energies go with it (they no longer describe music.wav)
