@@ -73,7 +73,8 @@ def test_gold_through_the_api_is_handed_unmarked_and_never_a_vote(make_client, c
         assert s.get(Clip, ids[5]).status == "rejected"  # the gold verdict stands
     rep = client.get("/api/agreement", headers=bearer(lead)).json()
     assert rep["figures"]["ann"]["gold"]["answered"] == 1 and rep["figures"]["ann"]["gold"]["correct"] == 0
-    assert rep["figures"]["ann"]["listening"] is None  # no listened_s here: no figure, not zero
+    listening = rep["figures"]["ann"]["listening"]  # the server measured each verdict: the client decided at once
+    assert listening["clips"] == 11 and listening["median_s"] < 5  # 11 ordinary verdicts; the gold answer is not one
     assert [p["decisions"] for p in rep["annotators"] if p["name"] == "ann"] == [11]  # the gold answer is no vote
     r = client.post("/api/undo", headers=bearer(ann))  # gold or not, an undo reads the same
     assert r.status_code == 200 and r.json()["clip_status"] == "pending_review"
