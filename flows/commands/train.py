@@ -72,7 +72,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                    help="default bf16 on GPU, fp32 on CPU")
     p.add_argument("--val-every", type=int, default=r["val_every"].default,
-                   help="validation on the test split every N steps")
+                   help="validation on the valid split every N steps")
     p.add_argument("--ckpt-every", type=int, default=r["ckpt_every"].default,
                    help="checkpoint every N steps (and at the end)")
     p.add_argument("--keep", type=int, default=r["keep"].default, help="rotating checkpoints kept (best.pt apart)")
