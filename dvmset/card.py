@@ -74,11 +74,12 @@ def _made_section(m: pd.DataFrame, catalog: Catalog, features: Sequence[dict]) -
     lines = ["## How the data was made", ""]
     seps = Counter(r.separator or "not recorded" for r in rows)
     removed = {k: v for k, v in seps.items() if k not in ("none", "not recorded")}
-    lines.append("- **Vocals**: " + ("; ".join(
-        f"removed with {k} in {v} clips" for k, v in sorted(removed.items())) or "not removed in any clip") + (
-        f"; **not removed** (separation skipped) in {seps['none']} clips: they may carry speech or singing"
-        if seps.get("none") else "") + (f"; not recorded for {seps['not recorded']} clips" if seps.get("not recorded")
-                                        else "") + ".")
+    vocals = [f"removed with {k} in {v} clips" for k, v in sorted(removed.items())]
+    if seps.get("none"):
+        vocals.append(f"**not removed** (separation skipped) in {seps['none']} clips: they may carry speech or singing")
+    if seps.get("not recorded"):
+        vocals.append(f"separator not recorded for {seps['not recorded']} clips")
+    lines.append(f"- **Vocals**: {'; '.join(vocals) or 'no clips'}.")
     targets = sorted({st["params"].get("target_lufs") for st in steps if st.get("step") == "loudness"} - {None})
     measured = [r.loudness_out_lufs for r in rows if r.loudness_out_lufs is not None]
     lines.append("- **Loudness**: " + (f"music normalised to {', '.join(f'{t:g}' for t in targets)} LUFS "

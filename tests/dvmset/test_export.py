@@ -9,14 +9,14 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 import pytest
-from feature_helpers import add_clips, entry
+from feature_helpers import add_clips, entry, synthetic
 from sqlalchemy import select
 
 from dvmset.constants import TEST_FRACTION, VALID_FRACTION
 from dvmset.export import SplitItem, export_dataset, plan_split
 from dvmset.records import ClipStatus
-from dvmset.shards import FeatureStore, write_shard
-from dvmset.tables import Annotator, Clip, Decision
+from dvmset.shards import FeatureStore, ShardEntry, write_shard
+from dvmset.tables import Annotator, Clip, Decision, Source
 from pipeline.probe import audio_rate
 
 
@@ -285,3 +285,57 @@ def test_export_takes_durations_from_the_catalog_and_decodes_nothing(data_root, 
     export_dataset(data_root, catalog, "raw", test_fraction=0.3, seed=0)
     m = pd.read_parquet(data_root.export_dir("raw") / "manifest.parquet").set_index("clip_id")
     assert m.at[ids[0], "duration_s"] == 59.96 and m.at[ids[1], "duration_s"] == 4.0
+
+
+def test_dataset_card_says_what_made_the_data_and_how_it_was_split(data_root, catalog, clip_factory):
+    """DATASET.md names the separator (and where vocals were not removed), the loudness target, the CLIP and
+    codec of the features, the audio rate, the licences, what the QC hints mean with this export's counts, and
+    the splits with how they were drawn; every number here is worked out from what the test put in."""
+    clip = clip_factory(4.0, cut_every_s=2.0)
+    ids = add_clips(catalog, data_root, clip, {f"v{i}": ("query 0", 1) for i in range(6)})
+    qc = {0: dict(silence_ratio=0.2, still_s=12.0, scene_cuts=0, loudness_lufs=-14.0, limiting_db=4.0,
+                  vocal_energy=0.3),
+          1: dict(silence_ratio=0.01, still_s=0.0, scene_cuts=3, loudness_lufs=-35.0, limiting_db=0.5,
+                  vocal_energy=0.05)}
+    with catalog.session() as s:
+        for k, c in enumerate(ids):
+            clip_row = s.get(Clip, c)
+            source = s.get(Source, clip_row.source_id)
+            source.separator = "none" if k < 2 else "htdemucs"
+            source.loudness_out_lufs = -14.0 + 0.1 * k
+            source.license = "Creative Commons Attribution license (reuse allowed)" if k < 3 else None
+            clip_row.lineage = {"format": "vidmusician-lineage/1", "steps": [
+                {"step": "loudness", "tool": "pyloudnorm", "version": "0.1.1",
+                 "params": {"target_lufs": -14.0, "source_gain_db": 1.0, "clip_gain_db": 0.0}}]}
+            for col, v in qc.get(k, {}).items():
+                setattr(clip_row, col, v)
+    ident = {"format": "vidmusician-features/2", "clip_model": "ViT-L-14", "pretrained": "openai",
+             "codec": "facebook/musicgen-small", "clip_s": 60, "fps": 25, "token_rate": 50, "sample_rate": 32000}
+    store = FeatureStore(data_root.features_dir)
+    store.append(write_shard(store.shard_path(0), [ShardEntry(c, synthetic(seed=k), json.dumps({"identity": ident}))
+                                                    for k, c in enumerate(ids)]))
+    summary = export_dataset(data_root, catalog, "card", test_fraction=0.2, valid_fraction=0.2, seed=3,
+                             audio_rate=audio_rate)
+    card = (data_root.export_dir("card") / "DATASET.md").read_text()
+    assert (summary.train, summary.valid, summary.test) == (4, 1, 1)
+    lines = card.splitlines()
+    assert "- **Vocals**: removed with htdemucs in 4 clips; **not removed** (separation skipped) in 2 clips: they " \
+           "may carry speech or singing." in lines
+    assert "- **Loudness**: music normalised to -14 LUFS (pyloudnorm, BS.1770) before cutting; measured after " \
+           "normalisation: median -13.8 LUFS over 6 clips' sources." in lines
+    assert "- **Features** (6 clips): CLIP `ViT-L-14` (openai) at 25 fps, codes from codec " \
+           "`facebook/musicgen-small` at 50 Hz (32000 Hz audio), format vidmusician-features/2." in lines
+    assert "- **Audio files**: AAC in the clip MP4s at 44100 Hz (6 clips) (the manifest's and the JSONL's " \
+           "`sample_rate`)." in lines
+    assert "Creative Commons Attribution license (reuse allowed): 3 clips, not stated by the source: 3 clips." in card
+    hints = {cells[0]: cells[3:] for line in lines if line.startswith("| ")
+             for cells in [[c.strip() for c in line.strip("|").split("|")]] if len(cells) == 5}
+    assert hints["silence_ratio"] == ["1", "4"] and hints["still_s"] == ["1", "4"]
+    assert hints["scene_cuts"] == ["1", "4"] and hints["loudness_lufs"] == ["1", "4"]
+    assert hints["limiting_db"] == ["1", "4"] and hints["vocal_energy"] == ["1", "4"]
+    assert "This export: 4 / 1 / 1 (train / valid / test)." in card
+    assert "The paper: 3,571 train / 268 test of 3,839 clips and no validation split." in card
+    assert "valid fraction 0.2000, seed 3" in card and "No valid split" not in card
+
+    export_dataset(data_root, catalog, "novalid", valid_fraction=0.0, seed=3, keep_existing=False)
+    assert "**No valid split**" in (data_root.export_dir("novalid") / "DATASET.md").read_text()
