@@ -76,6 +76,8 @@ class DataSource:
         if self.export is not None:
             return self.export.ids(split)
         index = pd.read_parquet(self.features / "index.parquet", columns=["clip_id", "split"])
+        if index.split.isna().all():  # never exported: every clip trains, nothing validates
+            return sorted(index.clip_id) if split == TRAIN else []
         return sorted(index[index.split == split].clip_id)
 
     def record(self) -> dict:
