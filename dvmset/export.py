@@ -207,6 +207,16 @@ def _recorded_splits(rows: list) -> dict[str, str]:
     return fixed
 
 
+def _own_splits(out: Path) -> dict[str, str]:
+    """{source id: split} of this export's manifest, when it was exported before: its videos keep their split
+    even when another export (``--reshuffle``) has since recorded others in the catalog."""
+    manifest = out / "manifest.parquet"
+    if not manifest.is_file():
+        return {}
+    m = pd.read_parquet(manifest, columns=["source_id", "split"]).dropna()
+    return {str(s): str(p) for s, p in zip(m.source_id, m.split, strict=True) if p in SPLITS}
+
+
 def _split_items(rows: list, groups: list[MusicGroup], fixed: dict[str, str]) -> tuple[list[SplitItem], dict[str, str]]:
     """Split items with the sources of one music group as one unit (its first source's query and recorded
     split), so that the same music never straddles the split; and the fixed splits by unit."""
@@ -320,7 +330,7 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: t
             keep_existing: bool, audio_rate: Callable[[Path], int | None] | None, release: bool) -> ExportSummary:
     test_fraction, valid_fraction = fractions
     rows = _accepted_rows(catalog)
-    fixed = _recorded_splits(rows) if keep_existing else {}
+    fixed = {**_recorded_splits(rows), **_own_splits(out)} if keep_existing else {}
     groups = music_groups_of(catalog, [r.id for r in rows])
     items, fixed_units = _split_items(rows, groups, fixed)
     split = plan_split(items, test_fraction, seed, fixed_units, valid_fraction)

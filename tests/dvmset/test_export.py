@@ -339,3 +339,23 @@ def test_dataset_card_says_what_made_the_data_and_how_it_was_split(data_root, ca
 
     export_dataset(data_root, catalog, "novalid", valid_fraction=0.0, seed=3, keep_existing=False)
     assert "**No valid split**" in (data_root.export_dir("novalid") / "DATASET.md").read_text()
+
+
+def test_re_exporting_keeps_the_exports_own_split_after_another_export_reshuffled(data_root, catalog, clip_factory):
+    """`export --name b --reshuffle` records other splits in the catalog; `export --name a` again keeps a's
+    manifest split for a's videos (what a run on exports/a trained on), and new videos join it."""
+    clip = clip_factory(4.0, cut_every_s=2.0)
+    add_clips(catalog, data_root, clip, {f"v{i}": ("q", 1) for i in range(10)})
+
+    def split_of(name):
+        m = pd.read_parquet(data_root.export_dir(name) / "manifest.parquet")
+        return dict(zip(m.clip_id, m.split, strict=True))
+
+    export_dataset(data_root, catalog, "a", test_fraction=0.2, valid_fraction=0.2, seed=0)
+    a = split_of("a")
+    export_dataset(data_root, catalog, "b", test_fraction=0.2, valid_fraction=0.2, seed=9, keep_existing=False)
+    assert split_of("b") != a
+    add_clips(catalog, data_root, clip, {"w0": ("q", 1)})
+    export_dataset(data_root, catalog, "a", test_fraction=0.2, valid_fraction=0.2, seed=0)
+    again = split_of("a")
+    assert {c: again[c] for c in a} == a and "w0-00000" in again
