@@ -47,8 +47,9 @@ def _splits_section(m: pd.DataFrame, test_fraction: float, valid_fraction: float
              "the same recording (see Shared music) are drawn as one. Within each query the videos are taken in a "
              f"seeded order (seed {seed}) into test until about {test_fraction:.2%} of the query's clips, then into "
              f"valid until about {valid_fraction:.2%}, the rest train; a query with two or more videos has one in "
-             "train and one in test, with three or more also one in valid. A re-export keeps the recorded splits "
-             "(a train video may move to valid only when no valid split was recorded yet; test never changes).", "",
+             "train and one in test, with three or more also one in valid. A re-export keeps the recorded splits, "
+             "this export's own first (a train video may move to valid only when no valid split was recorded yet; "
+             "test never changes).", "",
              "`vidmusician train --data` this export trains on `train` and chooses `best.pt` by the validation loss "
              "on `valid`; `test` is read only by `vidmusician generate` / `evaluate` (Table 1). "
              f"{PAPER} This export: {n['train']} / {n['valid']} / {n['test']} (train / valid / test).", ""]
