@@ -3,7 +3,9 @@
 A window of W seconds starting at a whole second o is global[o : o+W] (1 fps), rhythm and codes
 [:, 50*o : 50*(o+W)] (50 Hz), so the tensors always cover the same span of the clip
 (paper §5.1: 30 s windows from the 60 s clips). Offsets are random per (seed, epoch, index) or
-fixed; any sampler works, ``DistributedSampler`` included.
+fixed; any sampler works, ``DistributedSampler`` included. ``read_export_split`` gives an export's own
+split (its manifest's), which is what training selects clips by: the index's ``split`` column is only the
+latest export's.
 """
 
 from __future__ import annotations

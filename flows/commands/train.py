@@ -17,7 +17,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train VidMusician (stage 1 semantic, stage 2 + rhythm) on feature shards")
     p.add_argument("--data", type=Path, required=True,
-                   help="an export (ROOT/exports/NAME), a data root, or a features directory")
+                   help="an export (ROOT/exports/NAME: its own manifest's split, train on train, best.pt on valid), "
+                        "a data root, or a features directory (the index's split, which the latest export rewrote)")
     p.add_argument("--out", type=Path, required=True, help="run directory (re-run the same command to resume)")
     p.add_argument("--stage", choices=("1", "2", "both"), default=None,
                    help="both (default), or 1 / 2 alone; --no-rhythm trains stage 1, --one-stage its one stage")
