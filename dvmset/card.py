@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+
 import pandas as pd
+from sqlalchemy import select
 
 from dvmset.agreement import agreement_report
+from dvmset.batches import batches
 from dvmset.catalog import Catalog
-from dvmset.records import TEST, TRAIN, ClipStatus
+from dvmset.records import SPLITS, VALID, ClipStatus
+from dvmset.release import distinct_steps
+from dvmset.tables import Clip, Source
 
 
 def _review_stats(catalog: Catalog) -> tuple[dict[str, dict[str, int]], dict]:
@@ -30,8 +37,97 @@ def _kept_line(m: pd.DataFrame) -> list[str]:
                 "marked on an accept: no training window overlaps one)."]
 
 
-def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: float, seed: int, missing: int) -> str:
-    """DATASET.md: what is in the export, how it was split, and how the review went."""
+PAPER = "The paper: 3,571 train / 268 test of 3,839 clips and no validation split."
+#: the QC hints the review page shows (annotation_ui/static/review.js flags them at these values):
+#: (column, what it measures, flagged when, the flag as a test on the value)
+QC_HINTS = (
+    ("silence_ratio", "share of the clip that is silence or not music", "> 8 %", lambda v: v > 0.08),
+    ("still_s", "seconds of still picture", ">= 10 s", lambda v: v >= 10),
+    ("scene_cuts", "scene cuts in the clip", "0 (one static shot)", lambda v: v == 0),
+    ("loudness_lufs", "integrated loudness of the clip (LUFS)", "< -30 or > -8", lambda v: v < -30 or v > -8),
+    ("limiting_db", "deepest true-peak limiting (dB)", "> 3 dB (audible)", lambda v: v > 3),
+    ("vocal_energy", "residual vocal energy after separation (share of the mix)", "> 0.1", lambda v: v > 0.1),
+)
+
+
+def _splits_section(m: pd.DataFrame, test_fraction: float, valid_fraction: float, seed: int) -> list[str]:
+    n = {p: int((m.split == p).sum()) if len(m) else 0 for p in SPLITS}
+    lines = ["## Splits", "",
+             "Drawn by source video: every clip of a video is in one split, and videos whose processed music is "
+             "the same recording (see Shared music) are drawn as one. Within each query the videos are taken in a "
+             f"seeded order (seed {seed}) into test until about {test_fraction:.2%} of the query's clips, then into "
+             f"valid until about {valid_fraction:.2%}, the rest train; a query with two or more videos has one in "
+             "train and one in test, with three or more also one in valid. A re-export keeps the recorded splits, "
+             "this export's own first (a train video may move to valid only when no valid split was recorded yet; "
+             "test never changes).", "",
+             "`vidmusician train --data` this export trains on `train` and chooses `best.pt` by the validation loss "
+             "on `valid`; `test` is read only by `vidmusician generate` / `evaluate` (Table 1). "
+             f"{PAPER} This export: {n['train']} / {n['valid']} / {n['test']} (train / valid / test).", ""]
+    if not n[VALID]:
+        lines += ["**No valid split**: `train` on this export computes no validation loss and keeps its latest "
+                  "checkpoint as `best.pt` (it never chooses on test). Export with `--valid-fraction` > 0 for one.", ""]
+    return lines
+
+
+def _clip_rows(catalog: Catalog, ids: list[str]) -> list:
+    cols = [getattr(Clip, c) for c, *_ in QC_HINTS]
+    with catalog.session() as s:
+        return [r for chunk in batches(ids) for r in s.execute(
+            select(Clip.id, Source.separator, Source.loudness_out_lufs, *cols)
+            .join(Source, Source.id == Clip.source_id).where(Clip.id.in_(chunk)))]
+
+
+def _made_section(m: pd.DataFrame, catalog: Catalog, features: Sequence[dict]) -> list[str]:
+    """What made the data: vocal removal, loudness, the features' CLIP and codec, rates, licences, QC hints."""
+    ids = list(m.clip_id) if len(m) else []
+    rows = _clip_rows(catalog, ids)
+    steps = distinct_steps(catalog, ids)
+    lines = ["## How the data was made", ""]
+    seps = Counter(r.separator or "not recorded" for r in rows)
+    removed = {k: v for k, v in seps.items() if k not in ("none", "not recorded")}
+    vocals = [f"removed with {k} in {v} clips" for k, v in sorted(removed.items())]
+    if seps.get("none"):
+        vocals.append(f"**not removed** (separation skipped) in {seps['none']} clips: they may carry speech or singing")
+    if seps.get("not recorded"):
+        vocals.append(f"separator not recorded for {seps['not recorded']} clips")
+    lines.append(f"- **Vocals**: {'; '.join(vocals) or 'no clips'}.")
+    targets = sorted({st["params"].get("target_lufs") for st in steps if st.get("step") == "loudness"} - {None})
+    measured = [r.loudness_out_lufs for r in rows if r.loudness_out_lufs is not None]
+    lines.append("- **Loudness**: " + (f"music normalised to {', '.join(f'{t:g}' for t in targets)} LUFS "
+                                       "(pyloudnorm, BS.1770) before cutting" if targets else "target not recorded")
+                 + (f"; measured after normalisation: median {pd.Series(measured).median():.1f} LUFS over "
+                    f"{len(measured)} clips' sources." if measured else "."))
+    if features:
+        for f in features:
+            lines.append(f"- **Features** ({f['clips']} clips): CLIP `{f.get('clip_model')}`"
+                         f"{' (' + str(f['pretrained']) + ')' if f.get('pretrained') else ''} at {f.get('fps')} fps, "
+                         f"codes from codec `{f.get('codec')}` at {f.get('token_rate')} Hz "
+                         f"({f.get('sample_rate')} Hz audio), format {f.get('format')}.")
+    else:
+        lines.append("- **Features**: none extracted for these clips yet (`vidmusician features`).")
+    rates = Counter("unknown" if pd.isna(r) else f"{int(r)} Hz" for r in (m.sample_rate if len(m) else []))
+    lines.append("- **Audio files**: AAC in the clip MP4s at " + ", ".join(
+        f"{k} ({v} clips)" for k, v in sorted(rates.items())) + " (the manifest's and the JSONL's `sample_rate`)."
+        if rates else "- **Audio files**: none.")
+    lic = Counter("not stated by the source" if pd.isna(x) or not x else str(x)
+                  for x in (m.license if len(m) else []))
+    lines.append("- **Licences** (as the source's site states them; check them before redistributing media — "
+                 "a release with `--release` ships ids only): "
+                 + (", ".join(f"{k}: {v} clips" for k, v in lic.most_common()) or "no clips") + ".")
+    lines += ["", "QC hints are measured by curation and shown to reviewers beside each clip; they flag, a person "
+              "decides (nothing is rejected automatically). Among this export's accepted clips:", "",
+              "| hint | measures | flagged when | flagged clips | not measured |", "|---|---|---|---:|---:|"]
+    for i, (col, what, when, flag) in enumerate(QC_HINTS):
+        values = [r[3 + i] for r in rows]
+        known = [v for v in values if v is not None]
+        lines.append(f"| {col} | {what} | {when} | {sum(bool(flag(v)) for v in known)} | {len(values) - len(known)} |")
+    return [*lines, ""]
+
+
+def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: float, seed: int, missing: int,
+                 valid_fraction: float = 0.0, features: Sequence[dict] = ()) -> str:
+    """DATASET.md: what is in the export, how it was split, what made it, and how the review went.
+    ``features``: the identities (CLIP, codec, rates) of the features runs that made these clips' shards."""
     by_query, agree = _review_stats(catalog)
     acc = sum(v.get(ClipStatus.ACCEPTED, 0) for v in by_query.values())
     rej = sum(v.get(ClipStatus.REJECTED, 0) for v in by_query.values())
@@ -41,10 +137,11 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
         f"# DVMSet export `{name}`", "",
         f"{len(m)} clips ({hours:.2f} h) from {m.source_id.nunique() if len(m) else 0} source videos and "
         f"{m['query'].nunique() if len(m) else 0} queries. Split by source video (no video in two splits), "
-        f"stratified by query; target test fraction {test_fraction:.4f}, seed {seed}.", "",
+        f"stratified by query; target test fraction {test_fraction:.4f}, valid fraction {valid_fraction:.4f}, "
+        f"seed {seed}.", "",
         "| split | clips | sources | hours |", "|---|---:|---:|---:|",
     ]
-    for part in (TRAIN, TEST):
+    for part in SPLITS:
         p = m[m.split == part] if len(m) else m
         lines.append(f"| {part} | {len(p)} | {p.source_id.nunique() if len(p) else 0} | "
                      f"{(p.duration_s.sum() / 3600 if len(p) else 0):.2f} |")
@@ -52,6 +149,7 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
         d = m.duration_s
         lines += ["", f"Clip durations: min {d.min():.2f} s, median {d.median():.2f} s, max {d.max():.2f} s."]
         lines += _kept_line(m)
+    lines += ["", *_splits_section(m, test_fraction, valid_fraction, seed), *_made_section(m, catalog, features)]
     reviewed = acc + rej
     lines += ["", "## Review", "",
               f"{total} clips cut, {reviewed} reviewed, {acc} accepted: acceptance rate "
@@ -59,18 +157,17 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
               f"({(acc / total if total else float('nan')):.1%} of all clips).", ""]
     if missing:
         lines += [f"**{missing} accepted clips had no file and were left out.**", ""]
-    lines += ["| query | train | test | accepted | rejected | all clips | acceptance |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| query | train | valid | test | accepted | rejected | all clips | acceptance |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     # URL-sourced clips have no query; the catalog's counts call that group "(url)", and so must this.
     counts = (m.assign(query=m["query"].fillna("(url)")).groupby(["query", "split"]).size()
               .unstack(fill_value=0) if len(m) else pd.DataFrame())
     for q in sorted(set(by_query) | set(counts.index)):
         st = by_query.get(q, {})
         a, r = st.get(ClipStatus.ACCEPTED, 0), st.get(ClipStatus.REJECTED, 0)
-        tr = int(counts.at[q, TRAIN]) if TRAIN in counts and q in counts.index else 0
-        te = int(counts.at[q, TEST]) if TEST in counts and q in counts.index else 0
+        n = [int(counts.at[q, p]) if p in counts and q in counts.index else 0 for p in SPLITS]
         rate = f"{a / (a + r):.1%}" if a + r else "n/a"
-        lines.append(f"| {q} | {tr} | {te} | {a} | {r} | {sum(st.values())} | {rate} |")
+        lines.append(f"| {q} | {' | '.join(map(str, n))} | {a} | {r} | {sum(st.values())} | {rate} |")
     lines += ["", "## Annotator agreement", ""]
     ov = agree["overall"]
     lines += [f"Effective verdict: {agree['rule'].rstrip('.')}.",
@@ -87,11 +184,15 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
               f"{p['median_seconds'] if p['median_seconds'] is not None else 'n/a'} |" for p in agree["annotators"]]
     lines += ["", "## Files", "",
               "- `manifest.parquet`: one row per clip (clip_id, source_id, query, split, path, start_s, duration_s, "
-              "sample_rate, shard, title, url, license, excluded_spans as JSON [[start_s, end_s, reason], ...], "
-              "kept_s); `features/excluded_spans.json` holds the same spans for the training windows.",
-              "- `train.jsonl`, `test.jsonl` and the same lines as audiocraft's layout `egs/{train,test}/data.jsonl` "
-              "(`dset=` of MusicGen's solver): AudioMeta lines; `audio/{clip_id}.json` holds MusicInfo, also in "
-              "`audio/info.zip` where each line's `info_path` points.",
+              "sample_rate, shard, title, description, url, license, excluded_spans as JSON [[start_s, end_s, "
+              "reason], ...], kept_s); `features/excluded_spans.json` holds the same spans for the training windows. "
+              "Its split is this export's, fixed when it was written: `vidmusician train --data` this folder reads "
+              "it (another export cannot change it), and a checkpoint records its hash.",
+              "- `train.jsonl`, `valid.jsonl`, `test.jsonl` and the same lines as audiocraft's layout "
+              "`egs/{train,valid,test}/data.jsonl` (`dset=` of MusicGen's solver): AudioMeta lines (with the file's "
+              "sample_rate and a `description`; a clip with excluded spans is listed up to its first span); "
+              "`audio/{clip_id}.json` holds MusicInfo (description = query and title, what MusicGen's text "
+              "conditioning reads), also in `audio/info.zip` where each line's `info_path` points.",
               "- Features: `features/index.parquet` + `features/shard-*.safetensors` under the data root "
               "(global [T, D] fp16 at 1 fps, rhythm [T*50] fp32 and, from shard format 2, rhythm_global [T*50] fp32, "
               "codes [4, T*50] int16).", ""]

@@ -3,11 +3,14 @@
 A window of W seconds starting at a whole second o is global[o : o+W] (1 fps), rhythm and codes
 [:, 50*o : 50*(o+W)] (50 Hz), so the tensors always cover the same span of the clip
 (paper §5.1: 30 s windows from the 60 s clips). Offsets are random per (seed, epoch, index) or
-fixed; any sampler works, ``DistributedSampler`` included.
+fixed; any sampler works, ``DistributedSampler`` included. ``read_export_split`` gives an export's own
+split (its manifest's), which is what training selects clips by: the index's ``split`` column is only the
+latest export's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
@@ -176,3 +180,45 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
 def batches_per_epoch(n: int, batch_size: int) -> int:
     """Full global batches in one epoch of ``n`` items (the same for every world size)."""
     return n // batch_size
+
+
+MANIFEST = "manifest.parquet"  # exports/NAME/manifest.parquet: the export's clips and their split
+
+
+@dataclass(frozen=True)
+class ExportSplit:
+    """An export's own split, as its manifest fixed it at export time (never the shared feature index's
+    ``split`` column, which the latest export rewrites)."""
+
+    export: Path  # exports/NAME
+    features: Path  # the data root's features/
+    split_of: dict[str, str]  # clip id -> train / valid / test
+    manifest_sha256: str  # of manifest.parquet's bytes (provenance)
+    split_sha256: str  # of the sorted "clip_id<TAB>split" lines: what a resumed run must find unchanged
+
+    def ids(self, split: str) -> list[str]:
+        return sorted(c for c, s in self.split_of.items() if s == split)
+
+    def record(self) -> dict:
+        """What a checkpoint keeps of it: where, both hashes, and the clips of each split."""
+        parts = sorted(set(self.split_of.values()))
+        return {"export": str(self.export.resolve()), "manifest_sha256": self.manifest_sha256,
+                "split_sha256": self.split_sha256, "splits": {p: self.ids(p) for p in parts}}
+
+
+def split_sha256(split_of: dict[str, str]) -> str:
+    return hashlib.sha256("".join(f"{c}\t{s}\n" for c, s in sorted(split_of.items())).encode()).hexdigest()
+
+
+def read_export_split(export: str | Path) -> ExportSplit:
+    """The split of the export at ``export`` (ROOT/exports/NAME) from its own manifest.parquet."""
+    export = Path(export)
+    manifest = export / MANIFEST
+    raw = manifest.read_bytes()
+    frame = pd.read_parquet(manifest, columns=["clip_id", "split"])
+    split_of = {str(c): (None if pd.isna(s) else str(s)) for c, s in zip(frame.clip_id, frame.split, strict=True)}
+    if (unsplit := [c for c, s in split_of.items() if s is None]):
+        raise ValueError(f"{manifest}: {len(unsplit)} clips have no split (e.g. {unsplit[0]}): "
+                         "re-run `vidmusician export` for this export")
+    return ExportSplit(export, export.parent.parent / "features", split_of,  # type: ignore[arg-type]
+                       hashlib.sha256(raw).hexdigest(), split_sha256(split_of))  # type: ignore[arg-type]

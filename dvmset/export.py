@@ -1,12 +1,14 @@
 """Export: split accepted clips by source video, stratified by query, and write the hand-off files.
 
 ``exports/{name}/``: ``manifest.parquet``; audiocraft ``AudioMeta`` lines (path, duration,
-sample_rate, amplitude, weight, info_path) as ``train.jsonl`` / ``test.jsonl`` and in audiocraft's
-own layout ``egs/{train,test}/data.jsonl`` (what ``AudioDataset.from_meta`` and MusicGen's solver
-``dset=`` read); ``audio/`` with a link per clip beside its MusicInfo ``.json`` (where MusicDataset
+sample_rate, amplitude, weight, info_path, plus description) as ``train.jsonl`` / ``valid.jsonl`` /
+``test.jsonl`` and in audiocraft's own layout ``egs/{train,valid,test}/data.jsonl`` (what
+``AudioDataset.from_meta`` and MusicGen's solver ``dset=`` read); ``audio/`` with a link per clip beside its MusicInfo ``.json`` (where MusicDataset
 looks) and those JSONs in ``audio/info.zip`` (``info_path``); ``DATASET.md``.
-**[paper §4]** no source video in two splits; both splits hold every query; 268 / 3,839 test.
-Durations come from the catalog: the export decodes and probes nothing.
+**[paper §4]** no source video in two splits; every split holds every query (with enough sources); 268 / 3,839 test. The paper
+names no validation split: ``valid`` (as large as test by default) is drawn the same way, from what the
+paper trained on, and is what ``train`` chooses best.pt on; test is read only by ``generate``/``evaluate``.
+Durations come from the catalog; the sample rate from ``audio_rate`` (the commands probe the files).
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from sqlalchemy import bindparam, or_, select, update
 from dvmset import release as rel
 from dvmset.batches import batches
 from dvmset.catalog import Catalog
-from dvmset.constants import TEST_FRACTION
+from dvmset.constants import TEST_FRACTION, VALID_FRACTION
 from dvmset.export_card import EXPORT_PARAMS, music_groups_of, write_card
 from dvmset.io import atomic_path, atomic_write_text, file_lock, remove_partials
 from dvmset.layout import DataRoot
 from dvmset.music_groups import MusicGroup, source_groups
-from dvmset.records import TEST, TRAIN, ClipStatus
+from dvmset.records import SPLITS, TEST, TRAIN, VALID, ClipStatus
 from dvmset.shards import FeatureStore
 from dvmset.spans import Span, excluded_spans, seconds_kept, write_spans_file
 from dvmset.tables import Clip, Source
@@ -73,17 +75,27 @@ def plan_split(
     test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     fixed: Mapping[str, str] | None = None,
+    valid_fraction: float = VALID_FRACTION,
 ) -> dict[str, str]:
-    """clip id -> "train"|"test": whole sources per split, about ``test_fraction`` of each query's clips.
+    """clip id -> "train"|"valid"|"test": whole sources per split, about ``test_fraction`` and
+    ``valid_fraction`` of each query's clips.
 
-    Sources in ``fixed`` keep their split (a re-export never moves a video across splits). A query
-    with two or more sources gets at least one of each split.
+    Sources in ``fixed`` keep their split (a re-export never moves a video across splits), with one
+    exception: when the recorded split has no valid part yet (exports before validation splits), its train
+    sources may be drawn into valid, never into test. A query with two or more sources gets at least one
+    train and one test source, with three or more also a valid one.
     """
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    for what, f in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"{what} must be in [0, 1), got {f}")
+    if test_fraction + valid_fraction >= 1.0:
+        raise ValueError(f"test_fraction + valid_fraction must leave clips to train on, got "
+                         f"{test_fraction} + {valid_fraction}")
     fixed = dict(fixed or {})
-    if bad := {s for s in fixed.values() if s not in (TRAIN, TEST)}:
-        raise ValueError(f"fixed splits must be train/test, got {sorted(bad)}")
+    if bad := {s for s in fixed.values() if s not in SPLITS}:
+        raise ValueError(f"fixed splits must be one of {', '.join(SPLITS)}, got {sorted(bad)}")
+    # an earlier split without a valid part lends it train sources (test ones never move)
+    lend = valid_fraction > 0 and VALID not in fixed.values()
     clips_of: dict[str, list[str]] = defaultdict(list)
     query_of: dict[str, str] = {}
     for it in items:
@@ -96,25 +108,39 @@ def plan_split(
         sources_by_query[q].append(s)
     split_of: dict[str, str] = {}
     for q, sources in sorted(sources_by_query.items()):
-        rng = np.random.default_rng([seed, zlib.crc32(q.encode())])
-        sources = sorted(sources)
-        target = test_fraction * sum(len(clips_of[s]) for s in sources)
-        n_test = sum(len(clips_of[s]) for s in sources if fixed.get(s) == TEST)
-        free = [s for s in sources if s not in fixed]
-        for i in rng.permutation(len(free)):
-            s = free[i]
-            take = n_test + len(clips_of[s]) <= target + 0.5
-            split_of[s] = TEST if take else TRAIN
-            n_test += len(clips_of[s]) if take else 0
-        final = {s: fixed.get(s) or split_of[s] for s in sources}
-        if len(sources) >= 2 and test_fraction > 0:
-            for want in (TEST, TRAIN):  # both splits hold every query (paper §4)
-                movable = [s for s in free if final[s] != want]
-                if want not in final.values() and movable:
-                    s = min(movable, key=lambda x: (len(clips_of[x]), x))
-                    split_of[s] = final[s] = want
-        split_of.update({s: fixed[s] for s in sources if s in fixed})
+        split_of.update(_split_query(q, sorted(sources), clips_of, fixed, lend, test_fraction, valid_fraction, seed))
     return {c: split_of[s] for s, cs in clips_of.items() for c in cs}
+
+
+def _split_query(q: str, sources: list[str], clips_of: Mapping[str, list[str]], fixed: Mapping[str, str],
+                 lend: bool, test_fraction: float, valid_fraction: float, seed: int) -> dict[str, str]:
+    """One query's sources -> split: a seeded order, each source to test, then valid, while it fits the target."""
+    rng = np.random.default_rng([seed, zlib.crc32(q.encode())])
+    size = {s: len(clips_of[s]) for s in sources}
+    total = sum(size.values())
+    target = {TEST: test_fraction * total, VALID: valid_fraction * total}
+    free = [s for s in sources if s not in fixed or (lend and fixed[s] == TRAIN)]
+    final = {s: fixed[s] for s in sources if s not in free}
+    have = {p: sum(size[s] for s in final if final[s] == p) for p in (TEST, VALID)}
+    for i in rng.permutation(len(free)):
+        s = free[i]
+        final[s] = TRAIN
+        for part in (VALID,) if s in fixed else (TEST, VALID):  # a recorded train source never becomes test
+            if have[part] + size[s] <= target[part] + 0.5:
+                final[s], have[part] = part, have[part] + size[s]
+                break
+    required = [TEST] if test_fraction > 0 and len(sources) >= 2 else []
+    if valid_fraction > 0 and len(sources) >= 2 + len(required):
+        required.append(VALID)
+    for want in [*required, TRAIN] if required else []:  # every split holds every query (paper §4)
+        if want in final.values():
+            continue
+        count = {p: sum(v == p for v in final.values()) for p in SPLITS}
+        movable = [s for s in free if final[s] != want and count[final[s]] >= 2 and (want != TEST or s not in fixed)]
+        if movable:
+            s = min(movable, key=lambda x: (final[x] != TRAIN, size[x], x))
+            final[s] = want
+    return final
 
 
 @dataclass(frozen=True)
@@ -128,6 +154,8 @@ class ExportSummary:
     music_groups: int = 0  # groups of sources sharing music, each kept in one split
     release: Path | None = None  # release.parquet when asked for (ids only, no media)
     no_features: tuple[str, ...] = ()  # accepted clips left out: features were extracted, theirs were not
+    valid: int = 0  # clips in the validation split (best.pt is chosen on it)
+    no_rate: int = 0  # clips whose audio sample rate could not be read (null in the manifest and the JSONL)
 
 
 @dataclass(frozen=True)
@@ -140,13 +168,23 @@ class _Entry:
     link: Path
 
     @property
+    def description(self) -> str | None:
+        """The text a text-conditioned trainer reads (MusicGen's ``description``): the query and the title."""
+        return description(self.row.query, self.row.title)
+
+    @property
     def info(self) -> dict:
         """The clip's MusicInfo (what audiocraft's MusicDataset reads beside the audio): every field it
         requires by default (``info_fields_required``), None where the catalog does not know it."""
         r = self.row
         return {**dict.fromkeys(("key", "bpm", "genre", "moods", "instrument")), "name": r.id,
-                "title": r.title, "artist": r.uploader, "description": r.query, "keywords": r.query,
+                "title": r.title, "artist": r.uploader, "description": self.description, "keywords": r.query,
                 "clip_id": r.id, "source_id": r.source_id, "url": r.webpage_url or r.url, "start_s": r.start_s}
+
+
+def description(query: str | None, title: str | None) -> str | None:
+    """``"<query>. <title>"``, either alone when the other is missing, None when both are."""
+    return ". ".join(t.strip() for t in (query, title) if t and t.strip()) or None
 
 
 def _accepted_rows(catalog: Catalog) -> list:
@@ -165,9 +203,19 @@ def _recorded_splits(rows: list) -> dict[str, str]:
     """{source id: split} as earlier exports recorded them (a re-export keeps them)."""
     fixed: dict[str, str] = {}
     for r in rows:
-        if r.split in (TRAIN, TEST) and fixed.setdefault(r.source_id, r.split) != r.split:
+        if r.split in SPLITS and fixed.setdefault(r.source_id, r.split) != r.split:
             raise ValueError(f"source {r.source_id} already has clips in both splits; re-export with keep_existing=False")
     return fixed
+
+
+def _own_splits(out: Path) -> dict[str, str]:
+    """{source id: split} of this export's manifest, when it was exported before: its videos keep their split
+    even when another export (``--reshuffle``) has since recorded others in the catalog."""
+    manifest = out / "manifest.parquet"
+    if not manifest.is_file():
+        return {}
+    m = pd.read_parquet(manifest, columns=["source_id", "split"]).dropna()
+    return {str(s): str(p) for s, p in zip(m.source_id, m.split, strict=True) if p in SPLITS}
 
 
 def _split_items(rows: list, groups: list[MusicGroup], fixed: dict[str, str]) -> tuple[list[SplitItem], dict[str, str]]:
@@ -229,7 +277,7 @@ def _audio_meta(e: _Entry, sample_rate: int | None, info_zip: Path) -> dict:
     zip_path = str(info_zip.absolute())
     info_path = None if ":" in zip_path else f"{zip_path}:{e.row.id}.json"  # PathInZip splits on the one ':'
     return {"path": str(e.link.absolute()), "duration": e.row.duration_s, "sample_rate": sample_rate,
-            "amplitude": None, "weight": None, "info_path": info_path}
+            "amplitude": None, "weight": None, "info_path": info_path, "description": e.description}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -243,6 +291,7 @@ def _write_manifest(path: Path, root: DataRoot, entries: list[_Entry], rates: di
         "clip_id": e.row.id, "source_id": e.row.source_id, "query": e.row.query, "split": e.split,
         "path": str(e.clip_path.relative_to(root.path)), "start_s": e.row.start_s, "duration_s": e.row.duration_s,
         "sample_rate": rates[e.row.id], "shard": shard_of.get(e.row.id), "title": e.row.title,
+        "description": e.description,
         "url": e.row.webpage_url or e.row.url, "license": e.row.license,
     } for e in entries])
     with atomic_path(path) as tmp:
@@ -259,52 +308,60 @@ def export_dataset(
     keep_existing: bool = True,
     audio_rate: Callable[[Path], int | None] | None = None,
     release: bool = False,
+    valid_fraction: float = VALID_FRACTION,
 ) -> ExportSummary:
     """Split the accepted clips, record the split in the catalog and the feature index, write the export.
 
-    ``audio_rate(clip_path)`` gives a clip's audio sample rate for the AudioMeta lines (the catalog
-    does not hold it; audiocraft reads the real rate from the file); None leaves it out. Sources whose
-    processed music is the same recording (dvmset.music_groups) are split as one. ``release`` also writes
-    the ids-only release (release.parquet / .csv / .json).
+    ``audio_rate(clip_path)`` gives a clip's audio sample rate for the manifest and the AudioMeta lines (the
+    catalog does not hold it and dvmset decodes nothing: the commands pass ``pipeline.probe.audio_rate``);
+    without it, or where it gives None, the rate is null and the export warns. Sources whose processed music
+    is the same recording (dvmset.music_groups) are split as one. The export's ``manifest.parquet`` is its
+    split, fixed from now on: training reads it (not the shared feature index, which the latest export
+    rewrites). ``release`` also writes the ids-only release (release.parquet / .csv / .json).
     """
     out = root.export_dir(name)
     out.mkdir(parents=True, exist_ok=True)
     with export_lock(out):
         sweep_partials(out)
-        return _export(root, catalog, name, out, test_fraction, seed, keep_existing, audio_rate, release)
+        return _export(root, catalog, name, out, (test_fraction, valid_fraction), seed, keep_existing, audio_rate,
+                       release)
 
 
-def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, test_fraction: float, seed: int,
+def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: tuple[float, float], seed: int,
             keep_existing: bool, audio_rate: Callable[[Path], int | None] | None, release: bool) -> ExportSummary:
+    test_fraction, valid_fraction = fractions
     rows = _accepted_rows(catalog)
-    fixed = _recorded_splits(rows) if keep_existing else {}
+    fixed = {**_recorded_splits(rows), **_own_splits(out)} if keep_existing else {}
     groups = music_groups_of(catalog, [r.id for r in rows])
     items, fixed_units = _split_items(rows, groups, fixed)
-    split = plan_split(items, test_fraction, seed, fixed_units)
+    split = plan_split(items, test_fraction, seed, fixed_units, valid_fraction)
     store = FeatureStore(root.features_dir)
     _record_splits(catalog, store, split)
     spans = _record_spans(catalog, store, split)
     rows, no_features = _with_features(rows, store)
     entries, missing = _link_audio(root, out / "audio", rows, split)
     rates = {e.row.id: audio_rate(e.clip_path) if audio_rate else None for e in entries}
+    if no_rate := [c for c, r in rates.items() if r is None]:
+        log.warning("%d clips have no known audio sample rate (%s): null in the manifest and the JSONL",
+                    len(no_rate), "nothing read their files" if audio_rate is None else f"unreadable, e.g. {no_rate[0]}")
     info_zip = out / "audio" / INFO_ZIP
     _write_info_zip(info_zip, entries)
     manifest = _with_spans(out / "manifest.parquet", _write_manifest(out / "manifest.parquet", root, entries, rates,
                                                                      store), spans)
-    for part in (TRAIN, TEST):
+    for part in SPLITS:
         lines = _cut_before_spans([_audio_meta(e, rates[e.row.id], info_zip) for e in entries if e.split == part],
                                   entries, spans)
         _write_jsonl(out / f"{part}.jsonl", lines)
         (out / "egs" / part).mkdir(parents=True, exist_ok=True)
         _write_jsonl(out / "egs" / part / "data.jsonl", lines)
-    params = {"test_fraction": test_fraction, "seed": seed, "missing": missing}
+    params = {"test_fraction": test_fraction, "valid_fraction": valid_fraction, "seed": seed, "missing": missing}
     atomic_write_text(out / EXPORT_PARAMS, json.dumps(params, sort_keys=True) + "\n")
     release_path = _write_release(out, name, catalog, entries, params) if release else _drop_release(out)
     write_card(out, manifest, catalog, **params)
     n = manifest.split.value_counts() if len(manifest) else pd.Series(dtype=int)
     return ExportSummary(name, out, int(n.get(TRAIN, 0)), int(n.get(TEST, 0)),
                          int(manifest.source_id.nunique()) if len(manifest) else 0, missing, len(groups), release_path,
-                         tuple(no_features))
+                         tuple(no_features), int(n.get(VALID, 0)), len(no_rate))
 
 
 def _record_spans(catalog: Catalog, store: FeatureStore, split: dict[str, str]) -> dict[str, list[Span]]:

@@ -3,6 +3,7 @@ one split) and the release files. Written by the export and again by a takedown 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from dvmset.constants import TEST_FRACTION
 from dvmset.io import atomic_write_text
 from dvmset.music_groups import MusicGroup, group_by_music, music_clips
 from dvmset.release import FILES as RELEASE_FILES
+from dvmset.shards import FeatureStore
 from dvmset.tables import Clip
 
-EXPORT_PARAMS = "export.json"  # test_fraction, seed, missing: what the card is regenerated with
+EXPORT_PARAMS = "export.json"  # test_fraction, valid_fraction, seed, missing: what the card is regenerated with
 
 
 def music_groups_of(cat: Catalog, clip_ids: Iterable[str]) -> list[MusicGroup]:
@@ -43,10 +45,24 @@ def groups_section(groups: list[MusicGroup], split_of: dict[str, str]) -> list[s
     return [*lines, ""]
 
 
+def features_made(features_dir: Path, clip_ids: Iterable[str]) -> list[dict]:
+    """The identities (CLIP, codec, rates, format) of the features runs that made these clips' shards, each
+    with its number of clips."""
+    store = FeatureStore(features_dir)
+    index = store.index()
+    index = index[index.clip_id.isin(set(clip_ids))]
+    out = []
+    for raw, n in index.config.value_counts().sort_index().items():
+        out.append({**json.loads(raw).get("identity", {}), "clips": int(n)})
+    return out
+
+
 def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction: float = TEST_FRACTION,
-               seed: int = 0, missing: int = 0, **_: object) -> Path:
-    """DATASET.md of the export at ``out`` for ``manifest``."""
-    card = dataset_card(out.name, manifest, cat, test_fraction, seed, missing)
+               seed: int = 0, missing: int = 0, valid_fraction: float = 0.0, **_: object) -> Path:
+    """DATASET.md of the export at ``out`` (ROOT/exports/NAME) for ``manifest``. ``valid_fraction`` is 0 for an
+    export.json written before valid splits existed."""
+    made = features_made(out.parent.parent / "features", manifest.clip_id if len(manifest) else [])
+    card = dataset_card(out.name, manifest, cat, test_fraction, seed, missing, valid_fraction, made)
     split_of = dict(zip(manifest.clip_id, manifest.split, strict=True)) if len(manifest) else {}
     extra = groups_section(music_groups_of(cat, split_of), split_of)
     if (out / RELEASE_FILES[0]).is_file():

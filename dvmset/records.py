@@ -34,4 +34,5 @@ class RejectReason(enum.StrEnum):
     OTHER = "other"  # see the decision's note
 
 
-TRAIN, TEST = "train", "test"  # the export's split names, stored in clips.split and the feature index
+TRAIN, VALID, TEST = "train", "valid", "test"  # the export's split names, stored in clips.split and the feature index
+SPLITS = (TRAIN, VALID, TEST)  # in the order an export lists them

@@ -21,7 +21,7 @@ from dvmset.agreement import effective_verdict, live_verdicts, load_decision_row
 from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, atomic_write_text
-from dvmset.records import TEST, TRAIN, ClipStatus
+from dvmset.records import SPLITS, ClipStatus
 from dvmset.release_rows import InvalidRow, check_rows
 from dvmset.spans import excluded_spans
 from dvmset.tables import Clip, Source
@@ -104,7 +104,7 @@ def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping 
     with atomic_path(out_dir / FILES[1]) as tmp:
         df.to_csv(tmp, index=False)
     meta = {"format": RELEASE_FORMAT, "name": name, "clips": len(df), "videos": int(df.video_id.nunique()),
-            "splits": {p: int((df.split == p).sum()) for p in (TRAIN, TEST)},
+            "splits": {p: int((df.split == p).sum()) for p in SPLITS},
             "processing": processing_parameters(df), **dict(extra or {})}
     atomic_write_text(out_dir / FILES[2], json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     return [out_dir / f for f in FILES]

@@ -21,7 +21,7 @@ import pandas as pd
 
 from dvmset.layout import id_problem
 from dvmset.music_groups import decode_fingerprint
-from dvmset.records import TEST, TRAIN
+from dvmset.records import SPLITS
 from dvmset.spans import MAX_SPANS, check_spans
 
 MAX_CLIP_S = 600.0  # a release window longer than ten minutes is not a clip (the paper's are 60 s)
@@ -161,7 +161,7 @@ def _check(raw: dict) -> _Row:
     src = r.number("source_duration_s", lo=0.0, hi=MAX_SOURCE_S, lo_open=True, required=False)
     if None not in (start, dur, src) and start + dur > src + WINDOW_SLACK_S:
         r.bad("start_s", f"puts the window at {start:g}-{start + dur:g} s, past the video's end ({src:g} s)")
-    r.text("split", required=True, choices=(TRAIN, TEST))
+    r.text("split", required=True, choices=SPLITS)
     r.text("verdict", choices=VERDICTS)
     r.text("query")
     r.text("license")

@@ -173,7 +173,7 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.Data
                 with atomic_path(p) as tmp:
                     kept = rel[~rel.clip_id.isin(gone)]
                     kept.to_parquet(tmp, index=False) if p.suffix == ".parquet" else kept.to_csv(tmp, index=False)
-    for p in [out / "train.jsonl", out / "test.jsonl", *sorted(out.glob("egs/*/data.jsonl"))]:
+    for p in [*sorted(out.glob("*.jsonl")), *sorted(out.glob("egs/*/data.jsonl"))]:
         _jsonl_without(p, gone)
     for cid in gone:
         if id_problem(cid) is not None:

@@ -14,13 +14,14 @@ from pipeline.synth import make_sample_video
 TINY_CLIP_D = 32
 
 
-def tiny_export(root: Path, n_train: int = 4, n_test: int = 2, clip_s: int = 4) -> Path:
-    write_store(root / "features", n_train=n_train, n_test=n_test, clip_s=clip_s, dim=TINY_CLIP_D)
+def tiny_export(root: Path, n_train: int = 4, n_test: int = 2, clip_s: int = 4, n_valid: int = 2) -> Path:
+    """An export folder (manifest, test clips' videos) over a tiny feature store; best.pt is chosen on valid."""
+    write_store(root / "features", n_train=n_train, n_test=n_test, clip_s=clip_s, dim=TINY_CLIP_D, n_valid=n_valid)
     export = root / "exports" / "tiny"
     (export / "audio").mkdir(parents=True)
     (root / "clips").mkdir()
     rows = []
-    for split, n in (("train", n_train), ("test", n_test)):
+    for split, n in (("train", n_train), ("test", n_test), ("valid", n_valid)):
         for i in range(n):
             clip_id = f"{split}-{i:02d}"
             clip = root / "clips" / f"{clip_id}.mp4"

@@ -36,12 +36,13 @@ def clip_tensors(clip_s: int, dim: int, rng: np.random.Generator, n_codebooks: i
 
 
 def write_store(features_dir: Path, n_train: int = 6, n_test: int = 2, clip_s: int = 4, dim: int = CLIP_D,
-                seed: int = 0, codec: str = "tiny", clips_per_shard: int = 4) -> Path:
-    """features_dir with shards + index.parquet; clips train-00..., test-00... with their split set."""
+                seed: int = 0, codec: str = "tiny", clips_per_shard: int = 4, n_valid: int = 0) -> Path:
+    """features_dir with shards + index.parquet; clips train-00..., test-00..., valid-00... with their split set
+    (train validates on the valid ones; none by default)."""
     rng = np.random.default_rng(seed)
     entries = [ShardEntry(f"{split}-{i:02d}", clip_tensors(clip_s, dim, rng), identity(codec), query="q",
                           source_id=f"src-{split}-{i}", split=split)
-               for split, n in (("train", n_train), ("test", n_test)) for i in range(n)]
+               for split, n in (("train", n_train), ("test", n_test), ("valid", n_valid)) for i in range(n)]
     store = FeatureStore(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
     for k in range(0, len(entries), clips_per_shard):

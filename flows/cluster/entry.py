@@ -107,7 +107,8 @@ def features(settings: dict[str, Any] | None = None, root: str | None = None, db
 
 @flow(name="vidmusician-export", log_prints=False)
 def export(name: str, test_fraction: float | None = None, seed: int | None = None, reshuffle: bool = False,
-           release: bool = False, root: str | None = None, db: str | None = None) -> dict:
+           release: bool = False, root: str | None = None, db: str | None = None,
+           valid_fraction: float | None = None) -> dict:
     """Split accepted clips by source and write the export (manifest, JSONL, DATASET.md)."""
     from dvmset.catalog import Catalog
     from dvmset.export import export_dataset
@@ -115,7 +116,7 @@ def export(name: str, test_fraction: float | None = None, seed: int | None = Non
     from pipeline.probe import audio_rate
 
     root_path, db_url = _where(root, db)
-    given = {"test_fraction": test_fraction, "seed": seed}
+    given = {"test_fraction": test_fraction, "valid_fraction": valid_fraction, "seed": seed}
     cat = Catalog(db_url)
     try:
         s = export_dataset(DataRoot(root_path), cat, name, keep_existing=not reshuffle, audio_rate=audio_rate,

@@ -74,7 +74,7 @@ def features_elsewhere(args: argparse.Namespace, cat: Catalog, cfg) -> int:  # n
 
 def export_elsewhere(args: argparse.Namespace, cat: Catalog) -> int:
     """`export --via-server`."""
-    given = {"test_fraction": args.test_fraction, "seed": args.seed}
+    given = {"test_fraction": args.test_fraction, "valid_fraction": args.valid_fraction, "seed": args.seed}
     params = {"name": args.name, "reshuffle": args.reshuffle, "release": args.release,
               **{k: v for k, v in given.items() if v is not None}}
     return follow_remote("export", {**params, **where_params(args)}, cat)

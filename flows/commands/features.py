@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from dvmset.constants import TEST_FRACTION
+from dvmset.constants import TEST_FRACTION, VALID_FRACTION
 from flows.commands.cluster import add_cluster_options
 from flows.config import FeaturesConfig
 from flows.progress import progress_bar
@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_root_arg(p)
     p.add_argument("--name", required=True, help="export name: exports/NAME/")
     p.add_argument("--test-fraction", type=float, help=f"test share of clips (268/3839 = {TEST_FRACTION:.4f})")
+    p.add_argument("--valid-fraction", type=float,
+                   help=f"validation share of clips, drawn like test; train chooses best.pt on it "
+                        f"({VALID_FRACTION:.4f}, as large as test; 0: no valid split, best.pt is the latest)")
     p.add_argument("--seed", type=int, help="split seed (0)")
     p.add_argument("--reshuffle", action="store_true", help="ignore splits recorded by earlier exports")
     p.add_argument("--release", action="store_true",
@@ -117,7 +120,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from flows.commands.cluster import export_elsewhere
 
         return export_elsewhere(args, open_catalog(root))
-    given = {"test_fraction": args.test_fraction, "seed": args.seed}
+    given = {"test_fraction": args.test_fraction, "valid_fraction": args.valid_fraction, "seed": args.seed}
     try:
         s = export_dataset(root, open_catalog(root), args.name, keep_existing=not args.reshuffle,
                            audio_rate=audio_rate, release=args.release,
@@ -125,8 +128,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (ValueError, StoreBusy) as err:
         print(f"export: {err}", file=sys.stderr)
         return 2
-    print(f"export {s.name}: {s.train} train / {s.test} test clips from {s.sources} sources -> {s.path}"
-          + (f" ({s.missing} accepted clips without a file left out)" if s.missing else ""))
+    print(f"export {s.name}: {s.train} train / {s.valid} valid / {s.test} test clips from {s.sources} sources "
+          f"-> {s.path}" + (f" ({s.missing} accepted clips without a file left out)" if s.missing else ""))
+    if not s.valid:
+        print("  no valid split: `train` on this export validates on nothing and keeps the latest checkpoint as "
+              "best.pt (it never chooses on test); export with --valid-fraction > 0 for one", file=sys.stderr)
+    if s.no_rate:
+        print(f"  warning: {s.no_rate} clips have no readable audio sample rate (null in the manifest and the JSONL)",
+              file=sys.stderr)
     if s.no_features:
         print(f"  warning: {len(s.no_features)} accepted clips have no features and are left out: "
               f"{', '.join(s.no_features[:5])}{', ...' if len(s.no_features) > 5 else ''} (`vidmusician status` "

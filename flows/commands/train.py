@@ -17,7 +17,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train VidMusician (stage 1 semantic, stage 2 + rhythm) on feature shards")
     p.add_argument("--data", type=Path, required=True,
-                   help="an export (ROOT/exports/NAME), a data root, or a features directory")
+                   help="an export (ROOT/exports/NAME: its own manifest's split, train on train, best.pt on valid), "
+                        "a data root, or a features directory (the index's split, which the latest export rewrote)")
     p.add_argument("--out", type=Path, required=True, help="run directory (re-run the same command to resume)")
     p.add_argument("--stage", choices=("1", "2", "both"), default=None,
                    help="both (default), or 1 / 2 alone; --no-rhythm trains stage 1, --one-stage its one stage")
@@ -72,7 +73,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                    help="default bf16 on GPU, fp32 on CPU")
     p.add_argument("--val-every", type=int, default=r["val_every"].default,
-                   help="validation on the test split every N steps")
+                   help="validation on the valid split every N steps")
     p.add_argument("--ckpt-every", type=int, default=r["ckpt_every"].default,
                    help="checkpoint every N steps (and at the end)")
     p.add_argument("--keep", type=int, default=r["keep"].default, help="rotating checkpoints kept (best.pt apart)")

@@ -33,6 +33,7 @@ from flows.training.generate import GenerateConfig, GenerateError, Generator, Vi
 from flows.training.run import TrainRun
 from flows.training.train import run_training
 from model.training.config import TrainConfig
+from pipeline.probe import audio_rate
 
 log = logging.getLogger(__name__)
 SHORTCUT_ANNOTATOR = "demo-shortcut"
@@ -133,10 +134,11 @@ def _run(root: Path, cfg: FullDemoConfig, say: Say, curate: CurateStep) -> Path:
         say(f"      features: {feats['done']} extracted, {feats['already']} already in shards "
             f"({time.perf_counter() - t0:.0f} s)")
 
-        summary = export_dataset(root_dir, catalog, EXPORT_NAME)
+        summary = export_dataset(root_dir, catalog, EXPORT_NAME, audio_rate=audio_rate)
     finally:
         catalog.dispose()
-    say(f"[4/6] export '{EXPORT_NAME}': {summary.train} train / {summary.test} test clips -> {summary.path}")
+    say(f"[4/6] export '{EXPORT_NAME}': {summary.train} train / {summary.valid} valid / {summary.test} test clips "
+        f"-> {summary.path}")
 
     run_dir = root_dir.path / "runs" / EXPORT_NAME
     say(f"[5/6] train: DEMO SHORTCUT, stage 1 then stage 2 for {cfg.steps_per_stage} steps each on the debug "

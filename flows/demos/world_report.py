@@ -138,7 +138,8 @@ def it_check(run: AblateRun, stage1_best: Path) -> dict:
     features, _ = features_source(Path(run.data))
     manifest = pd.read_parquet(Path(run.data) / "manifest.parquet", columns=["clip_id", "split"])
     ids = sorted(manifest[manifest.split == run.split].clip_id)
-    val = FeatureWindows(features, split=run.split, window_s=run.train.recipe.window_s, seed=0, clip_ids=ids)
+    # the manifest's split, not the index's (another export may have rewritten that)
+    val = FeatureWindows(features, window_s=run.train.recipe.window_s, seed=0, clip_ids=ids)
     items = [val[i] for i in range(min(len(val), 8))]
     glob = torch.stack([torch.as_tensor(it[GLOBAL]).float() for it in items])
     rhythm = torch.stack([torch.as_tensor(it[RHYTHM]).float() for it in items])

@@ -122,15 +122,15 @@ def _train(train_run) -> tuple[Path, float | None, dict]:  # noqa: ANN001 - Trai
 
 
 def _val_loss(train_run, model) -> float | None:  # noqa: ANN001 - TrainRun, VidMusician
-    """The validation loss on the test split, batched as `train` validates (stage 2: rhythm on)."""
+    """The validation loss on the valid split, batched as `train` validates (stage 2: rhythm on)."""
     import torch
 
-    from flows.training.train import _loader, _windows, features_source
+    from dvmset.records import VALID
+    from flows.training.train import _loader, _windows, data_source
     from model.training.step import evaluate
 
-    features, ids = features_source(train_run.data)
     recipe = train_run.recipe
-    val = _windows(features, ids, "test", recipe, model.config.rhythm.source)
+    val = _windows(data_source(train_run.data), VALID, recipe, model.config.rhythm.source)
     if val is None:
         return None
     batches = [list(range(i, min(i + recipe.batch_size, len(val)))) for i in range(0, len(val), recipe.batch_size)]
@@ -141,7 +141,7 @@ def _val_loss(train_run, model) -> float | None:  # noqa: ANN001 - TrainRun, Vid
 
 def _reference(train_run, row: Row) -> tuple[Path, float | None]:  # noqa: ANN001 - TrainRun
     """The untrained stage-2 model, or the frozen backbone alone: a checkpoint of nothing trained, and its
-    validation loss on the test split."""
+    validation loss on the valid split."""
     from dvmset.dataset import FeatureWindows
     from flows.training.train import features_source, model_config
     from model.training.checkpoint import save_trainable

@@ -1,6 +1,6 @@
 """The train flow: feature shards -> VidMusician, stage 1 then stage 2, resumable bitwise.
 
-RUN_DIR/stage{N}/ holds ckpt-{step}.pt (last K), best.pt (lowest validation loss on the test split),
+RUN_DIR/stage{N}/ holds ckpt-{step}.pt (last K), best.pt (lowest validation loss on the valid split),
 metrics.csv and tb/. Running the same command on the same RUN_DIR resumes each stage from its latest
 checkpoint (a finished stage is skipped); the data order is a function of (seed, epoch) only and the
 position within the epoch is saved, so a resumed run ends equal to an uninterrupted one.
@@ -30,7 +30,16 @@ import torch.distributed as dist
 from prefect import flow
 from torch.utils.data import DataLoader
 
-from dvmset.dataset import FeatureWindows, batches_per_epoch, epoch_batches
+from dvmset.dataset import (
+    MANIFEST,
+    ExportSplit,
+    FeatureWindows,
+    batches_per_epoch,
+    epoch_batches,
+    read_export_split,
+    split_sha256,
+)
+from dvmset.records import TRAIN, VALID
 from dvmset.shards import CorruptShards, check_shards
 from flows.training.output import (
     BEST,
@@ -47,42 +56,116 @@ from model.config import SemanticConfig, VidMusicianConfig
 from model.training.checkpoint import load_model, load_trainable, read_checkpoint
 from model.training.config import TrainConfig
 from model.training.data import check_features
-from model.training.state import frozen_fingerprint, restore_training, save_training
+from model.training.state import frozen_fingerprint, read_training, restore_training, save_training
 from model.training.step import NonFiniteLossError, TrainState, evaluate, new_state, train_step
 from model.vidmusician import VidMusician
 
 log = logging.getLogger(__name__)
 
 
-def features_source(data: Path) -> tuple[Path, list[str] | None]:
-    """(features dir, the export's clip ids or None) for a features dir, a data root or an export dir."""
+@dataclass(frozen=True)
+class DataSource:
+    """What `--data` names: the features, the clips of an export (None: every clip), and the split."""
+
+    features: Path
+    ids: list[str] | None
+    export: ExportSplit | None  # the export's own split (None: --data is not an export)
+
+    def split_ids(self, split: str) -> list[str]:
+        """The clips of one split: the export's manifest's, else the feature index's split column."""
+        if self.export is not None:
+            return self.export.ids(split)
+        index = pd.read_parquet(self.features / "index.parquet", columns=["clip_id", "split"])
+        if index.split.isna().all():  # never exported: every clip trains, nothing validates
+            return sorted(index.clip_id) if split == TRAIN else []
+        return sorted(index[index.split == split].clip_id)
+
+    def record(self) -> dict:
+        """What a training checkpoint keeps: the export's manifest hash and split (else the index's split of
+        the clips training reads), so that a resume on changed data is refused."""
+        if self.export is not None:
+            return self.export.record()
+        splits = {p: self.split_ids(p) for p in (TRAIN, VALID)}
+        return {"export": None, "features": str(self.features.resolve()), "manifest_sha256": None,
+                "split_sha256": split_sha256({c: p for p, ids in splits.items() for c in ids}), "splits": splits}
+
+
+def data_source(data: Path) -> DataSource:
+    """A features dir, a data root or an export dir (ROOT/exports/NAME, whose manifest is the split)."""
     data = Path(data)
     if (data / "index.parquet").is_file():
-        return data, None
+        return DataSource(data, None, None)
     if (data / "features" / "index.parquet").is_file():
-        return data / "features", None
-    if (data / "manifest.parquet").is_file():  # ROOT/exports/NAME
-        features = data.parent.parent / "features"
-        ids = list(pd.read_parquet(data / "manifest.parquet").clip_id)
-        if not (features / "index.parquet").is_file():
-            raise FileNotFoundError(f"{data} is an export but {features} has no features: run `vidmusician features`")
-        return features, ids
+        return DataSource(data / "features", None, None)
+    if (data / MANIFEST).is_file():  # ROOT/exports/NAME
+        export = read_export_split(data)
+        if not (export.features / "index.parquet").is_file():
+            raise FileNotFoundError(f"{data} is an export but {export.features} has no features: "
+                                    "run `vidmusician features`")
+        return DataSource(export.features, list(export.split_of), export)
     raise FileNotFoundError(f"{data}: not a features directory, a data root with features/, or an export "
                             "(manifest.parquet); pass --data ROOT or --data ROOT/exports/NAME")
 
 
-def _windows(features: Path, ids: list[str] | None, split: str | None, cfg: TrainConfig, source: str
-             ) -> FeatureWindows | None:
-    index = pd.read_parquet(features / "index.parquet")
-    if ids is not None:
-        index = index[index.clip_id.isin(ids)]
-    if split is not None:
-        index = index[index.split == split]
-    index = index[index.clip_s >= cfg.window_s]
+def features_source(data: Path) -> tuple[Path, list[str] | None]:
+    """(features dir, the export's clip ids or None) for a features dir, a data root or an export dir."""
+    source = data_source(data)
+    return source.features, source.ids
+
+
+def _windows(source: DataSource, split: str, cfg: TrainConfig, rhythm: str) -> FeatureWindows | None:
+    """The windows of one split's clips long enough for a window; None when there are none."""
+    index = pd.read_parquet(source.features / "index.parquet", columns=["clip_id", "clip_s"])
+    index = index[index.clip_id.isin(source.split_ids(split)) & (index.clip_s >= cfg.window_s)]
     if index.empty:
         return None
-    return FeatureWindows(features, split=split, window_s=cfg.window_s, seed=cfg.seed,
-                          clip_ids=sorted(index.clip_id), rhythm_source=source)
+    return FeatureWindows(source.features, window_s=cfg.window_s, seed=cfg.seed, clip_ids=sorted(index.clip_id),
+                          rhythm_source=rhythm)
+
+
+def training_data(source: DataSource, data: Path, cfg: TrainConfig, rhythm: str
+                  ) -> tuple[FeatureWindows, FeatureWindows | None]:
+    """(train, valid) windows. The test split is never read here: it is generate's and evaluate's."""
+    if source.export is None:
+        log.warning("%s is not an export: the split is features/index.parquet's, which the latest `vidmusician "
+                    "export` rewrote; train on --data ROOT/exports/NAME for a split no other export changes", data)
+    train_ds = _windows(source, TRAIN, cfg, rhythm)
+    if train_ds is None:
+        raise ValueError(f"no training clips of >= {cfg.window_s} s in {data}")
+    val_ds = _windows(source, VALID, cfg, rhythm)
+    if val_ds is None:
+        log.warning("no validation clips of >= %d s in %s (no valid split): no validation loss, best.pt is the "
+                    "latest checkpoint; the test split is not used instead (re-export with --valid-fraction)",
+                    cfg.window_s, data)
+    return train_ds, val_ds
+
+
+def check_resume_data(out: Path, stages: tuple[int, ...], record: dict) -> None:
+    """Refuse to resume a stage whose checkpoint was trained on another split than --data gives now."""
+    for stage in stages:
+        latest = latest_checkpoint(stage_dir(out, stage))
+        if latest is None:
+            continue
+        saved = read_training(latest[1]).get("extra", {}).get("data")
+        if saved is None:
+            log.warning("%s records no data split (written before splits were recorded): resuming unchecked",
+                        latest[1])
+        elif saved["split_sha256"] != record["split_sha256"]:
+            raise ValueError(f"{latest[1]} was trained on {_split_change(saved, record)}: resuming would train or "
+                             "validate on other clips; resume with the data as it was, or train into another --out")
+
+
+def _split_change(saved: dict, now: dict) -> str:
+    where = saved.get("export") or saved.get("features")
+    before = {c: p for p, ids in saved["splits"].items() for c in ids}
+    after = {c: p for p, ids in now["splits"].items() for c in ids}
+    moved = sorted(c for c in before.keys() & after.keys() if before[c] != after[c])
+    added, removed = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
+    what = [f"{len(moved)} clips moved split (e.g. {moved[0]}: {before[moved[0]]} -> {after[moved[0]]})"] if moved else []
+    what += [f"{len(added)} added"] if added else []
+    what += [f"{len(removed)} removed"] if removed else []
+    return (f"{where}'s split {saved['split_sha256'][:12]}, which has changed since (now {now['split_sha256'][:12]}: "
+            f"{', '.join(what) or 'the same clips, split differently'})")
 
 
 def model_config(run: TrainRun, clip_dim: int) -> VidMusicianConfig:
@@ -150,8 +233,9 @@ def _validate(state: TrainState, val: FeatureWindows | None, run: TrainRun, rank
 
 def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: FeatureWindows,
                 val_ds: FeatureWindows | None, fingerprint: str, rank: int, world: int, device: torch.device,
-                init: Path | None) -> Path:
-    """Train one stage to its end (or resume it); returns its best.pt."""
+                init: Path | None, data: dict | None = None) -> Path:
+    """Train one stage to its end (or resume it); returns its best.pt. ``data``: the split it trains on
+    (:meth:`DataSource.record`), kept in every checkpoint."""
     cfg = run.stage_config(stage)
     out = stage_dir(run.out, stage)
     per_epoch = batches_per_epoch(len(train_ds), cfg.batch_size)
@@ -179,6 +263,8 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
         restore_training(state, latest[1], fingerprint)
         log.info("stage %d: resumed from %s (step %d, epoch %d + %d batches)", stage, latest[1].name, state.step,
                  state.epoch, state.batch_in_epoch)
+    if data is not None:
+        state.extra["data"] = data  # in every checkpoint: a resume on another split is refused
     writer = MetricsWriter(out, model.lm.num_codebooks, state.step if latest else None) if rank == 0 else None
     bar = _Progress(run.progress and rank == 0, stage, total, state.step)
     try:
@@ -232,7 +318,7 @@ def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows
 
 def _after_validation(run: TrainRun, state: TrainState, val_ds: FeatureWindows | None, fingerprint: str,
                       rank: int, world: int, device: torch.device, out: Path) -> dict:
-    """Validation loss on the test split; a new lowest one writes best.pt (the weights of this step)."""
+    """Validation loss on the valid split; a new lowest one writes best.pt (the weights of this step)."""
     got = _validate(state, val_ds, run, rank, world, device)
     if got is None:
         return {}
@@ -253,7 +339,7 @@ def _checkpoint(run: TrainRun, state: TrainState, fingerprint: str, rank: int, o
     if rank == 0:
         path = save_training(state, ckpt_path(out, state.step), fingerprint)
         if no_val and _updates(state):
-            copy_best(path, out)  # without a test split, best is the latest (once weights have changed)
+            copy_best(path, out)  # without a valid split, best is the latest (once weights have changed)
         prune(out, run.keep)
     if dist.is_initialized():
         dist.barrier()
@@ -310,7 +396,10 @@ def run_training(run: TrainRun) -> TrainResult:
     rank, world, device = _distributed(run.device)
     try:
         stage2_init = _stage2_init(run)  # before any loading: a refusal comes at once
-        features, ids = features_source(run.data)
+        source = data_source(run.data)
+        data_record = source.record()
+        check_resume_data(run.out, run.stages, data_record)  # before any model is built
+        features, ids = source.features, source.ids
         recipe = run.recipe  # the window length and seed are the same in both stages
         probe = FeatureWindows(features, window_s=recipe.window_s, clip_ids=ids)
         spec = probe.spec()
@@ -320,14 +409,7 @@ def run_training(run: TrainRun) -> TrainResult:
         check_features(spec, model)
         if problems := check_shards(features, ids, card=int(model.lm.card)):  # every rank: all refuse alike
             raise CorruptShards(features, problems)
-        rhythm_source = model.config.rhythm.source
-        split_known = probe.reader.index.split.notna().any()
-        train_ds = _windows(features, ids, "train" if split_known else None, recipe, rhythm_source)
-        if train_ds is None:
-            raise ValueError(f"no training clips of >= {recipe.window_s} s in {run.data}")
-        val_ds = _windows(features, ids, "test", recipe, rhythm_source) if split_known else None
-        if val_ds is None:
-            log.warning("no test split in %s: no validation, best.pt is the latest checkpoint", run.data)
+        train_ds, val_ds = training_data(source, run.data, recipe, model.config.rhythm.source)
         fingerprint = frozen_fingerprint(model)
         for tmp_dir in (stage_dir(run.out, s) for s in run.stages):
             if rank == 0:
@@ -335,7 +417,8 @@ def run_training(run: TrainRun) -> TrainResult:
         best: dict[int, Path] = {}
         for stage in run.stages:
             init = best.get(1, stage2_init) if stage == 2 else None
-            best[stage] = train_stage(run, model, stage, train_ds, val_ds, fingerprint, rank, world, device, init)
+            best[stage] = train_stage(run, model, stage, train_ds, val_ds, fingerprint, rank, world, device, init,
+                                      data=data_record)
         return TrainResult(best, model, rank)
     finally:
         if world > 1 and dist.is_initialized():

@@ -63,7 +63,7 @@ def test_parquet_and_csv_read_back_the_same_and_no_media_is_written(tmp_path, ca
     a, b = read_release(paths[0]), read_release(paths[1])
     assert a.rows.equals(b.rows) and a.rows.to_dict("records") == b.rows.to_dict("records")
     assert a.meta["processing"] == {"separator": ["none"], "target_lufs": [-14.0], "fps": [25]}
-    assert a.meta["splits"] == {"train": 3, "test": 0} and a.meta["tools"] == {"ffmpeg": "5"}
+    assert a.meta["splits"] == {"train": 3, "valid": 0, "test": 0} and a.meta["tools"] == {"ffmpeg": "5"}
     assert list(a.videos()) == ["v1", "v2"] and list(a.videos()["v1"].start_s) == [0.0, 60.0]
     assert read_release(tmp_path / "rel").rows.equals(a.rows)
 
@@ -79,7 +79,7 @@ def test_a_broken_release_is_refused_with_what_is_wrong(tmp_path, catalog, relea
     rel = read_release(tmp_path / "y.csv")  # a bad row costs only itself
     assert list(rel.rows.clip_id) == ["v1-00000", "v2-00000"]
     (bad,) = rel.invalid
-    assert (bad.row, bad.clip_id, bad.problems) == (2, "v1-00060", (("split", "is 'val', one of train, test expected"),))
+    assert (bad.row, bad.clip_id, bad.problems) == (2, "v1-00060", (("split", "is 'val', one of train, valid, test expected"),))
 
 
 def test_a_rebuilt_clip_is_matching_or_says_how_it_differs():
@@ -128,7 +128,7 @@ def test_each_bad_row_is_set_aside_with_its_field_and_why_and_the_rest_kept(tmp_
         5: "row 5: duration_s is 1e+12, outside (0, 600]",
         6: "row 6: start_s puts the window at 40-60 s, past the video's end (45 s)",
         7: "row 7: url 'file:///etc/passwd': only http and https URLs are fetched, not file; split is 'val', one of "
-           "train, test expected; verdict is 'maybe', one of accept, reject expected; separator '../m' is not a "
+           "train, valid, test expected; verdict is 'maybe', one of accept, reject expected; separator '../m' is not a "
            "model name: it contains a path separator; target_lufs is 5, outside [-70, 0]; fps is 2.5, not a whole "
            "number; music_sha256 is 'zz', not 64 lowercase hex digits; music_fingerprint is not a fingerprint "
            "(Only base64 data is allowed)",

@@ -38,7 +38,7 @@ def test_features_export_and_train_entry_flows_chain_on_json_parameters(data_roo
 
     made = entry.export(**_through_json(name="ds", test_fraction=0.4, seed=0, **where))
     manifest = pd.read_parquet(Path(made["path"]) / "manifest.parquet")
-    assert sorted(manifest.clip_id) == sorted(ids) and made["train"] + made["test"] == len(ids) and made["test"] > 0
+    assert sorted(manifest.clip_id) == sorted(ids) and made["train"] + made["valid"] + made["test"] == len(ids) and made["test"] > 0
 
     best = entry.train(**_through_json(
         data=made["path"], out=str(tmp_path / "run"),

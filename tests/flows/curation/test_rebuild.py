@@ -54,7 +54,7 @@ def _rows(cat: Catalog) -> dict[str, Clip]:
 
 def test_the_release_lists_ids_and_windows_and_no_media(released):
     root, _, rel = released
-    assert len(rel) == 4 and set(rel.split) == {"train", "test"}
+    assert len(rel) == 4 and set(rel.split) == {"train", "valid", "test"}  # three videos: one in each
     assert (rel.duration_s == CLIP_S).all() and rel.music_sha256.str.len().eq(64).all()
     assert rel.music_fingerprint.str.startswith("cp1:").all() and (rel.verdict.isna() | (rel.verdict == "accept")).all()
     files = {p.name for p in root.export_dir("r1").iterdir()}

@@ -208,7 +208,8 @@ def test_data_may_be_a_features_dir_a_root_or_an_export(tmp_path):
     features = write_store(tmp_path / "root" / "features", n_train=3, n_test=1)
     export = tmp_path / "root" / "exports" / "mix"
     export.mkdir(parents=True)
-    pd.DataFrame({"clip_id": ["train-00", "test-00"]}).to_parquet(export / "manifest.parquet")
+    pd.DataFrame({"clip_id": ["train-00", "test-00"], "split": ["train", "test"]}).to_parquet(
+        export / "manifest.parquet")
     assert features_source(features) == (features, None)
     assert features_source(tmp_path / "root") == (features, None)
     assert features_source(export) == (features, ["train-00", "test-00"])
