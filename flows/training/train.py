@@ -1,7 +1,11 @@
 """The train flow: feature shards -> VidMusician, stage 1 then stage 2, resumable bitwise.
 
-RUN_DIR/stage{N}/ holds ckpt-{step}.pt (last K), best.pt (lowest validation loss on the test split),
-metrics.csv and tb/. Running the same command on the same RUN_DIR resumes each stage from its latest
+RUN_DIR/config.yaml is the run's resolved config (the command's options with every default filled in,
+each stage's recipe, the model and the features it trains on); a re-run that differs from it in anything
+but the run's length and cadence is refused, naming the fields. RUN_DIR/stage{N}/ holds ckpt-{step}.pt
+(last K), best.pt (lowest validation loss on the test split; with --ema, the EMA weights, validated as
+such, so stage 2 starts from them and `generate` reads them), metrics.csv and tb/. Without a progress
+bar (no terminal) the log gets a loss line every `log_every` steps. Running the same command on the same RUN_DIR resumes each stage from its latest
 checkpoint (a finished stage is skipped); the data order is a function of (seed, epoch) only and the
 position within the epoch is saved, so a resumed run ends equal to an uninterrupted one.
 
@@ -16,12 +20,13 @@ Under torchrun every rank trains (DDP: gloo on CPU, NCCL on GPU), rank 0 alone w
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +46,7 @@ from flows.training.output import (
     prune,
     stage_dir,
     sweep_partials,
+    write_run_config,
 )
 from flows.training.run import TrainRun
 from model.config import SemanticConfig, VidMusicianConfig
@@ -144,8 +150,14 @@ def _validate(state: TrainState, val: FeatureWindows | None, run: TrainRun, rank
     local = max(1, state.cfg.batch_size // world)
     mine = list(range(rank, len(val), world))
     batches = [mine[i:i + local] for i in range(0, len(mine), local)]
-    loss, per_k, _ = evaluate(state.model, _loader(val, batches, run.workers, 0, device), state.cfg.precision)
+    with _averaged(state):
+        loss, per_k, _ = evaluate(state.model, _loader(val, batches, run.workers, 0, device), state.cfg.precision)
     return loss, per_k
+
+
+def _averaged(state: TrainState) -> contextlib.AbstractContextManager:
+    """The EMA weights in the model while validating and writing best.pt (when EMA is on)."""
+    return state.ema.applied(state.model) if state.ema is not None else contextlib.nullcontext()
 
 
 def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: FeatureWindows,
@@ -154,10 +166,10 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
     """Train one stage to its end (or resume it); returns its best.pt."""
     cfg = run.stage_config(stage)
     out = stage_dir(run.out, stage)
-    per_epoch = batches_per_epoch(len(train_ds), cfg.batch_size)
+    per_epoch = batches_per_epoch(len(train_ds), cfg.update_batch)
     if per_epoch == 0:
-        raise ValueError(f"{len(train_ds)} training clips cannot fill one batch of {cfg.batch_size}: "
-                         "lower --batch-size or add clips")
+        raise ValueError(f"{len(train_ds)} training clips cannot fill one batch of {cfg.update_batch} "
+                         f"(--batch-size {cfg.batch_size} x --accumulate {cfg.accumulate}): lower them or add clips")
     total = cfg.steps or cfg.epochs * per_epoch
     latest = latest_checkpoint(out)
     if latest is not None and latest[0] >= total and (out / BEST).is_file():
@@ -206,7 +218,7 @@ def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows
     t_last, s_last = time.perf_counter(), state.step
     while state.step < total:
         train_ds.set_epoch(state.epoch)
-        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, state.epoch, rank, world,
+        batches = epoch_batches(len(train_ds), cfg.update_batch, cfg.seed, state.epoch, rank, world,
                                 start=state.batch_in_epoch)
         seed = cfg.seed * 100_003 + state.epoch * 101 + state.batch_in_epoch
         for batch in _loader(train_ds, batches[: total - state.step], run.workers, seed, device):
@@ -216,9 +228,12 @@ def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows
             t_last, s_last = now, state.step
             row = {"stage": cfg.stage, "step": state.step, "epoch": state.epoch, "loss": res.loss, "lr": res.lr,
                    "grad_norm": res.grad_norm, "steps_per_s": rate, "skipped_nonfinite": state.skipped_nonfinite,
-                   "skipped_scaler": state.skipped_scaler, **{f"ce_{k}": v for k, v in enumerate(res.per_codebook)}}
+                   "skipped_scaler": state.skipped_scaler, "skipped_uncond": state.skipped_uncond,
+                   **{f"ce_{k}": v for k, v in enumerate(res.per_codebook)}}
             if state.step % run.val_every == 0 or state.step == total:
                 row.update(_after_validation(run, state, val_ds, fingerprint, rank, world, device, out))
+            if rank == 0 and not run.progress and (state.step % run.log_every == 0 or state.step == total):
+                log.info(_loss_line(row, total, res.skipped))
             if writer is not None:  # before the checkpoint: a resume never lacks the row of its own step
                 writer.write(row)
             if state.step % run.ckpt_every == 0 or state.step == total:
@@ -240,20 +255,37 @@ def _after_validation(run: TrainRun, state: TrainState, val_ds: FeatureWindows |
     if _updates(state) and math.isfinite(loss) and (state.best_val is None or loss < state.best_val):
         state.best_val, state.best_step = loss, state.step
         if rank == 0:
-            save_training(state, out / BEST, fingerprint)
+            with _averaged(state):
+                save_training(state, out / BEST, fingerprint)
     return {"val_loss": loss, **{f"val_ce_{k}": v for k, v in enumerate(per_k)}}
 
 
 def _updates(state: TrainState) -> int:
     """Optimiser updates this stage really made (skipped steps change no weight)."""
-    return state.step - state.skipped_nonfinite - state.skipped_scaler
+    return state.step - state.skipped_nonfinite - state.skipped_scaler - state.skipped_uncond
+
+
+def _loss_line(row: dict, total: int, skipped: str | None) -> str:
+    """One log line of a step's metrics row: what a trainer without a terminal reads."""
+    line = (f"stage {row['stage']} step {row['step']}/{total} epoch {row['epoch']}: loss {row['loss']:.4f} "
+            f"lr {row['lr']:.3g} grad_norm {row['grad_norm']:.3g} {row['steps_per_s']:.2f} it/s")
+    if "val_loss" in row:
+        line += f" val_loss {row['val_loss']:.4f}"
+    skips = {k: row[k] for k in ("skipped_nonfinite", "skipped_scaler", "skipped_uncond") if row[k]}
+    if skips:
+        line += " " + " ".join(f"{k} {v}" for k, v in skips.items())
+    return line + (f" (this step: no update, {skipped})" if skipped else "")
 
 
 def _checkpoint(run: TrainRun, state: TrainState, fingerprint: str, rank: int, out: Path, no_val: bool) -> None:
     if rank == 0:
         path = save_training(state, ckpt_path(out, state.step), fingerprint)
-        if no_val and _updates(state):
-            copy_best(path, out)  # without a test split, best is the latest (once weights have changed)
+        if no_val and _updates(state):  # without a test split, best is the latest (once weights have changed)
+            if state.ema is None:
+                copy_best(path, out)
+            else:
+                with _averaged(state):
+                    save_training(state, out / BEST, fingerprint)
         prune(out, run.keep)
     if dist.is_initialized():
         dist.barrier()
@@ -298,6 +330,38 @@ def _stage2_init(run: TrainRun) -> Path | None:
     return stage1_best
 
 
+def _memory_options(run: TrainRun, model: VidMusician) -> None:
+    """Activation checkpointing of the LM's layers; the frozen LM's weights in bf16/fp16 (GPU only, refused
+    on CPU by TrainRun). The trained parameters (LoRA, semantic, rhythm, a trained self-attention) stay fp32."""
+    if run.activation_checkpointing:
+        model.lm.transformer.checkpointing = "torch"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run.recipe.frozen_dtype)
+    if dtype is not None:
+        trained = {id(p) for p in model.trainable_state().values()}
+        with torch.no_grad():
+            for p in model.lm.parameters():
+                if id(p) not in trained and p.is_floating_point():
+                    p.data = p.data.to(dtype)
+
+
+def resolved_config(run: TrainRun, model: VidMusician, spec: object) -> dict:
+    """RUN_DIR/config.yaml's content: the run with every default filled in, each stage's recipe, the model's
+    config and the features it trains on, as plain YAML values."""
+    def plain(value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    fields = {f: getattr(run, f) for f in TrainRun.__dataclass_fields__}
+    fields["recipe"] = asdict(run.recipe)
+    return plain({"run": fields, "stages": {s: asdict(run.stage_config(s)) for s in run.stages},
+                  "model": model.config.to_dict(), "features": asdict(spec)})
+
+
 @dataclass(frozen=True)
 class TrainResult:
     best: dict[int, Path]  # stage -> best.pt
@@ -328,7 +392,11 @@ def run_training(run: TrainRun) -> TrainResult:
         val_ds = _windows(features, ids, "test", recipe, rhythm_source) if split_known else None
         if val_ds is None:
             log.warning("no test split in %s: no validation, best.pt is the latest checkpoint", run.data)
-        fingerprint = frozen_fingerprint(model)
+        fingerprint = frozen_fingerprint(model)  # of the weights as loaded, whatever dtype they are held in below
+        _memory_options(run, model)
+        if rank == 0:
+            resuming = any(latest_checkpoint(stage_dir(run.out, s)) is not None for s in (1, 2))
+            write_run_config(run.out, resolved_config(run, model, spec), resuming)
         for tmp_dir in (stage_dir(run.out, s) for s in run.stages):
             if rank == 0:
                 sweep_partials(tmp_dir)
