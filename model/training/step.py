@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dvmset.dataset import CODES
 from model.training.config import TrainConfig
 from model.training.optim import EMA, build_optimizer, build_scheduler
 from model.vidmusician import VidMusician
@@ -135,6 +136,9 @@ def _trainable(model: VidMusician) -> list[nn.Parameter]:
 def _micro_batches(batch: Mapping[str, object], keep: torch.Tensor, n: int) -> list[tuple[dict, torch.Tensor]]:
     """`n` consecutive slices of this rank's rows (tensors and lists alike) with their CFG-keep rows."""
     rows = keep.shape[0]
+    if batch[CODES].shape[0] != rows:
+        raise ValueError(f"a batch of {batch[CODES].shape[0]} rows for an update of {rows} rows per process "
+                         "(--batch-size x --accumulate over the processes): the loader must deal update batches")
     if rows % n:
         raise ValueError(f"{rows} rows per process do not split into {n} micro-batches: make --batch-size a "
                          f"multiple of the number of processes and the rows per update a multiple of --accumulate")
