@@ -139,6 +139,11 @@ def show_progress_log() -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        run = _run(args)  # refuses bad options (bf16 on CPU, ...) before torch, data or a run folder
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from flows.training.train import run_training
     from model.training.checkpoint import CheckpointError
     from model.training.data import FeatureMismatchError
@@ -146,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     show_progress_log()
     try:
-        best = run_training(_run(args)).best
+        best = run_training(run).best
     except (FeatureMismatchError, CheckpointError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -358,7 +358,7 @@ def resolved_config(run: TrainRun, model: VidMusician, spec: object) -> dict:
 
     fields = {f: getattr(run, f) for f in TrainRun.__dataclass_fields__}
     fields["recipe"] = asdict(run.recipe)
-    return plain({"run": fields, "stages": {s: asdict(run.stage_config(s)) for s in run.stages},
+    return plain({"run": fields, "stages": {f"stage{s}": asdict(run.stage_config(s)) for s in run.stages},
                   "model": model.config.to_dict(), "features": asdict(spec)})
 
 
