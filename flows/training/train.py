@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import math
 import os
@@ -162,7 +163,7 @@ def _averaged(state: TrainState) -> contextlib.AbstractContextManager:
 
 def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: FeatureWindows,
                 val_ds: FeatureWindows | None, fingerprint: str, rank: int, world: int, device: torch.device,
-                init: Path | None) -> Path:
+                init: Path | None, extractor: dict | None = None) -> Path:
     """Train one stage to its end (or resume it); returns its best.pt."""
     cfg = run.stage_config(stage)
     out = stage_dir(run.out, stage)
@@ -187,6 +188,7 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
         wrap = (lambda m: DDP(m, device_ids=[device.index], broadcast_buffers=False)) if device.type == "cuda" \
             else (lambda m: DDP(m, broadcast_buffers=False))
     state = new_state(model, cfg, wrap)
+    state.features = extractor
     if latest is not None:
         restore_training(state, latest[1], fingerprint)
         log.info("stage %d: resumed from %s (step %d, epoch %d + %d batches)", stage, latest[1].name, state.step,
@@ -330,6 +332,22 @@ def _stage2_init(run: TrainRun) -> Path | None:
     return stage1_best
 
 
+def features_extractor(index: pd.DataFrame) -> dict:
+    """What made these clips' features, from the index's config column: {clip_model, clip_pretrained,
+    clip_weights_sha256 (None for shards written before the features stage recorded it), codec}."""
+    found = set()
+    for raw in index.config.unique():
+        config = json.loads(raw)
+        ident = config.get("identity", {})
+        found.add((ident.get("clip_model"), ident.get("pretrained"), config.get("clip_weights_sha256"),
+                   ident.get("codec")))
+    if len(found) != 1:
+        raise ValueError(f"the clips' features were made by different extractors {sorted(found, key=str)}: "
+                         "train on one features run (move the other shards aside)")
+    (clip_model, pretrained, weights, codec), = found
+    return {"clip_model": clip_model, "clip_pretrained": pretrained, "clip_weights_sha256": weights, "codec": codec}
+
+
 def _memory_options(run: TrainRun, model: VidMusician) -> None:
     """Activation checkpointing of the LM's layers; the frozen LM's weights in bf16/fp16 (GPU only, refused
     on CPU by TrainRun). The trained parameters (LoRA, semantic, rhythm, a trained self-attention) stay fp32."""
@@ -344,7 +362,7 @@ def _memory_options(run: TrainRun, model: VidMusician) -> None:
                     p.data = p.data.to(dtype)
 
 
-def resolved_config(run: TrainRun, model: VidMusician, spec: object) -> dict:
+def resolved_config(run: TrainRun, model: VidMusician, spec: object, extractor: dict) -> dict:
     """RUN_DIR/config.yaml's content: the run with every default filled in, each stage's recipe, the model's
     config and the features it trains on, as plain YAML values."""
     def plain(value: object) -> object:
@@ -359,7 +377,7 @@ def resolved_config(run: TrainRun, model: VidMusician, spec: object) -> dict:
     fields = {f: getattr(run, f) for f in TrainRun.__dataclass_fields__}
     fields["recipe"] = asdict(run.recipe)
     return plain({"run": fields, "stages": {f"stage{s}": asdict(run.stage_config(s)) for s in run.stages},
-                  "model": model.config.to_dict(), "features": asdict(spec)})
+                  "model": model.config.to_dict(), "features": {**asdict(spec), **extractor}})
 
 
 @dataclass(frozen=True)
@@ -392,18 +410,20 @@ def run_training(run: TrainRun) -> TrainResult:
         val_ds = _windows(features, ids, "test", recipe, rhythm_source) if split_known else None
         if val_ds is None:
             log.warning("no test split in %s: no validation, best.pt is the latest checkpoint", run.data)
+        extractor = features_extractor(probe.reader.index.loc[probe.clip_ids])
         fingerprint = frozen_fingerprint(model)  # of the weights as loaded, whatever dtype they are held in below
         _memory_options(run, model)
         if rank == 0:
             resuming = any(latest_checkpoint(stage_dir(run.out, s)) is not None for s in (1, 2))
-            write_run_config(run.out, resolved_config(run, model, spec), resuming)
+            write_run_config(run.out, resolved_config(run, model, spec, extractor), resuming)
         for tmp_dir in (stage_dir(run.out, s) for s in run.stages):
             if rank == 0:
                 sweep_partials(tmp_dir)
         best: dict[int, Path] = {}
         for stage in run.stages:
             init = best.get(1, stage2_init) if stage == 2 else None
-            best[stage] = train_stage(run, model, stage, train_ds, val_ds, fingerprint, rank, world, device, init)
+            best[stage] = train_stage(run, model, stage, train_ds, val_ds, fingerprint, rank, world, device, init,
+                                      extractor)
         return TrainResult(best, model, rank)
     finally:
         if world > 1 and dist.is_initialized():

@@ -91,8 +91,12 @@ def state_package(state: TrainState, fingerprint: str) -> dict:
 
 
 def save_training(state: TrainState, path: str | Path, fingerprint: str) -> Path:
-    """Atomically write the model's trainable weights plus the whole training state."""
-    return save_trainable(state.model, path, extra={"train": state_package(state, fingerprint)})
+    """Atomically write the model's trainable weights plus the whole training state (and, at the top of
+    `extra`, the features' extractor, which `generate` reads)."""
+    extra = {"train": state_package(state, fingerprint)}
+    if state.features is not None:
+        extra["features"] = dict(state.features)
+    return save_trainable(state.model, path, extra=extra)
 
 
 def read_training(path: str | Path) -> dict:

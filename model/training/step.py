@@ -71,6 +71,7 @@ class TrainState:
     best_val: float | None = None
     best_step: int | None = None
     extra: dict = field(default_factory=dict)
+    features: dict | None = None  # the features' extractor (CLIP, its weights' sha256, codec); every checkpoint records it
 
 
 @dataclass(frozen=True)
