@@ -108,3 +108,23 @@ def test_a_resume_with_other_options_names_the_fields(tmp_path, make_model):
     assert "accumulate: 1 -> 2" in text and "lr: 0.001 -> 0.0005" in text
     assert "steps" not in text.split("(saved")[0] and "TrainConfig(" not in text  # no two whole configs
     restore_training(new_state(make_model(), TrainConfig.debug(stage=1, steps=99)), path, frozen_fingerprint(a.model))
+
+
+def test_memory_options_halve_the_frozen_lm_and_keep_the_trained_weights_fp32(tmp_path, make_model):
+    """--frozen-dtype bf16 (GPU only; the cast itself is device-independent) and --activation-checkpointing."""
+    from flows.training.run import TrainRun
+    from flows.training.train import _memory_options
+
+    model = make_model()
+    trained = {id(p) for p in model.trainable_state().values()}
+    frozen = [p for p in model.lm.parameters() if id(p) not in trained]
+    before = sum(p.numel() * p.element_size() for p in frozen)
+    run = TrainRun(data=tmp_path, out=tmp_path / "run", device="cuda", activation_checkpointing=True,
+                   recipe=TrainConfig.debug(frozen_dtype="bf16"))
+    _memory_options(run, model)
+    assert all(p.dtype == torch.bfloat16 for p in frozen)
+    assert sum(p.numel() * p.element_size() for p in frozen) * 2 == before
+    assert all(p.dtype == torch.float32 for p in model.trainable_state().values())
+    assert model.lm.transformer.checkpointing == "torch"
+    with pytest.raises(ValueError, match="--frozen-dtype bf16 needs a GPU"):
+        TrainRun(data=tmp_path, out=tmp_path / "run", recipe=TrainConfig.debug(frozen_dtype="bf16"))
