@@ -87,6 +87,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=r["workers"].default, help="data-loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--sample-every", type=int, default=r["sample_every"].default, metavar="N",
+                   help="every N steps, music for the first --samples validation windows (current weights; EMA when "
+                        "on) in RUN/stageN/samples/ and TensorBoard's Audio tab (default 0: never)")
+    p.add_argument("--samples", type=int, default=r["samples"].default, help="validation windows per sample step")
     p.add_argument("--log-every", type=int, default=r["log_every"].default, metavar="N",
                    help="without a progress bar (no terminal), a loss line in the log every N steps")
 
@@ -113,7 +117,8 @@ def train_run(args: argparse.Namespace, data: Path, out: Path, stages: tuple[int
                     backbone=args.backbone, t5=args.t5, clip_dim=args.clip_dim, device=device,
                     val_every=args.val_every, ckpt_every=args.ckpt_every, keep=args.keep, workers=args.workers,
                     progress=not args.no_progress and sys.stderr.isatty(), log_every=args.log_every,
-                    activation_checkpointing=args.activation_checkpointing, **switches)
+                    activation_checkpointing=args.activation_checkpointing, sample_every=args.sample_every,
+                    samples=args.samples, **switches)
 
 
 def _stages(args: argparse.Namespace) -> tuple[int, ...]:

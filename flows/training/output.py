@@ -13,6 +13,9 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from dvmset.io import atomic_path, remove_partials
 
 log = logging.getLogger(__name__)
@@ -22,7 +25,8 @@ BEST = "best.pt"
 CONFIG = "config.yaml"
 # config.yaml fields a re-run may change: how long and how often, where and how fast; not what is trained
 RESUMABLE = {"run.stages", "run.init", "run.device", "run.val_every", "run.ckpt_every", "run.keep", "run.workers",
-             "run.progress", "run.log_every", "run.activation_checkpointing", "run.recipe.steps",
+             "run.progress", "run.log_every", "run.activation_checkpointing", "run.sample_every", "run.samples",
+             "run.recipe.steps",
              "run.recipe.epochs"}
 
 
@@ -142,6 +146,19 @@ class MetricsWriter:
             w = csv.DictWriter(fh, fieldnames=self.fields)
             w.writeheader()
             w.writerows({k: r.get(k, "") for k in self.fields} for r in kept)
+
+    def hparams(self, values: dict) -> None:
+        """The stage's recipe in TensorBoard's HParams tab (scalars and strings; others as text)."""
+        if self._tb is not None:
+            plain = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
+            self._tb.add_hparams(plain, {}, run_name=".")
+
+    def audio(self, tag: str, wav: np.ndarray, sample_rate: int, step: int) -> None:
+        """One sample (mono [N] float in [-1, 1]) in TensorBoard's Audio tab."""
+        if self._tb is not None:
+            self._tb.add_audio(tag, torch.from_numpy(np.asarray(wav, dtype=np.float32))[None], step,
+                               sample_rate=sample_rate)
+            self._tb.flush()
 
     def write(self, row: dict) -> None:
         self._csv.writerow({k: row.get(k, "") for k in self.fields})

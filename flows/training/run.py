@@ -38,6 +38,8 @@ class TrainRun:
     progress: bool = False
     log_every: int = 50  # a loss line in the log every N steps when there is no progress bar
     activation_checkpointing: bool = False  # recompute the LM's layers in backward (less memory, ~1/3 slower)
+    sample_every: int = 0  # every N steps, music for the first `samples` validation windows (0: never)
+    samples: int = 2
     t5_from_scratch: bool = False
     rhythm: bool = True
     init_technique: bool = True
@@ -60,6 +62,8 @@ class TrainRun:
         for name in ("val_every", "ckpt_every", "keep", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sample_every < 0 or self.samples < 1:
+            raise ValueError(f"sample_every must be >= 0 (0: off) and samples >= 1, got {self.sample_every}, {self.samples}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
 

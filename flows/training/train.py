@@ -194,6 +194,8 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
         log.info("stage %d: resumed from %s (step %d, epoch %d + %d batches)", stage, latest[1].name, state.step,
                  state.epoch, state.batch_in_epoch)
     writer = MetricsWriter(out, model.lm.num_codebooks, state.step if latest else None) if rank == 0 else None
+    if writer is not None and latest is None:
+        writer.hparams({**asdict(cfg), "update_batch": cfg.update_batch})
     bar = _Progress(run.progress and rank == 0, stage, total, state.step)
     try:
         _loop(run, state, total, train_ds, val_ds, fingerprint, rank, world, device, writer, bar, out)
@@ -238,6 +240,8 @@ def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows
                 log.info(_loss_line(row, total, res.skipped))
             if writer is not None:  # before the checkpoint: a resume never lacks the row of its own step
                 writer.write(row)
+            if run.sample_every and state.step % run.sample_every == 0 and rank == 0 and val_ds is not None:
+                _samples(run, state, val_ds, writer, out)
             if state.step % run.ckpt_every == 0 or state.step == total:
                 _checkpoint(run, state, fingerprint, rank, out, val_ds is None)
             bar.update(state.step, res.loss, res.lr, rate)
@@ -260,6 +264,41 @@ def _after_validation(run: TrainRun, state: TrainState, val_ds: FeatureWindows |
             with _averaged(state):
                 save_training(state, out / BEST, fingerprint)
     return {"val_loss": loss, **{f"val_ce_{k}": v for k, v in enumerate(per_k)}}
+
+
+def _samples(run: TrainRun, state: TrainState, val_ds: FeatureWindows, writer: MetricsWriter | None,
+             out: Path) -> list[Path]:
+    """Music for the first `run.samples` validation windows with the current (EMA, when on) weights:
+    RUN/stageN/samples/step-XXXXXXXX/{clip}.wav and TensorBoard audio. Seeded by the run's seed, so two
+    steps' samples differ only by the weights."""
+    from model.generation import SamplingParams
+    from pipeline.audio import save_audio
+
+    model, cfg = state.model, state.cfg
+    if model.codec is None:
+        return []
+    device = next(model.lm.parameters()).device
+    folder = out / "samples" / f"step-{state.step:08d}"
+    written = []
+    was_training = model.training
+    try:
+        with _averaged(state):
+            model.eval()
+            for i in range(min(run.samples, len(val_ds))):
+                item = val_ds[i]
+                glob = item["global"][None].to(device)  # [1, W, D]
+                rhythm = item["rhythm"][None].to(device) if model.config.rhythm.enabled and cfg.stage == 2 else None
+                codes = model.generate_codes(glob, rhythm, float(cfg.window_s), SamplingParams(), seed=cfg.seed)
+                with torch.no_grad():
+                    audio = model.codec.decode(codes, None)[0].float().cpu().numpy()  # [1, N]
+                rate = int(model.codec.sample_rate)
+                written.append(save_audio(folder / f"{item['clip_id']}.wav", audio, rate))
+                if writer is not None:
+                    writer.audio(f"stage{cfg.stage}/sample/{item['clip_id']}", audio[0], rate, state.step)
+    finally:
+        model.train(was_training)
+    log.info("stage %d step %d: %d sample(s) in %s", cfg.stage, state.step, len(written), folder)
+    return written
 
 
 def _updates(state: TrainState) -> int:

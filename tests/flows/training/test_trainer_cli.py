@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import yaml
 from torch.utils.data import DataLoader
@@ -96,3 +98,26 @@ def test_accumulate_2_of_batch_2_trains_as_batch_4(store, tmp_path):
     la, lb = _rows(big / "stage1" / "metrics.csv"), _rows(acc / "stage1" / "metrics.csv")
     assert [float(r["loss"]) for r in lb] == pytest.approx([float(r["loss"]) for r in la], rel=1e-5)
     assert a["extra"]["train"]["counters"]["epoch"] == b["extra"]["train"]["counters"]["epoch"] == 2  # 6 clips: 1 batch of 4 per epoch, epochs 0, 1, 2
+
+
+@pytest.mark.slow
+def test_samples_during_training_go_to_wav_and_tensorboard_with_hparams(store, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out = tmp_path / "run"
+    args = debug_train_args(store, out, "--stage", "1", "--steps", "2", "--val-every", "2", "--sample-every", "1",
+                            "--samples", "1", "--workers", "0")
+    assert run_main(args) == 0
+    wavs = sorted((out / "stage1" / "samples").rglob("*.wav"))
+    assert [p.relative_to(out / "stage1").as_posix() for p in wavs] == [
+        "samples/step-00000001/test-00.wav", "samples/step-00000002/test-00.wav"]
+    one, sr = sf.read(wavs[0])
+    two, _ = sf.read(wavs[1])
+    assert len(one) == 2 * sr and np.isfinite(one).all() and np.abs(one).max() > 0  # the 2 s window, not silence
+    assert not np.array_equal(one, two)  # same seed, other weights: other music
+    events = EventAccumulator(str(out / "stage1" / "tb"), size_guidance={"audio": 0}).Reload()
+    assert [e.step for e in events.Audio("stage1/sample/test-00")] == [1, 2]
+    tags = {v.tag for f in (out / "stage1" / "tb").glob("events.out.tfevents.*")
+            for e in EventFileLoader(str(f)).Load() for v in e.summary.value}
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= tags  # the HParams tab has the recipe
