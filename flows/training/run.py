@@ -59,6 +59,9 @@ class TrainRun:
             for flag, value in (("--precision", self.recipe.precision), ("--frozen-dtype", self.recipe.frozen_dtype)):
                 if value != "fp32":
                     raise ValueError(f"{flag} {value} needs a GPU (--device cuda); on CPU train with {flag} fp32")
+        if self.recipe.frozen_dtype != "fp32" and self.recipe.precision == "fp32":
+            raise ValueError(f"--frozen-dtype {self.recipe.frozen_dtype} needs autocast: pass --precision bf16 or fp16 "
+                             "(the trained weights stay fp32 either way)")
         for name in ("val_every", "ckpt_every", "keep", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

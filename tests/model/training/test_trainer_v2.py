@@ -120,7 +120,7 @@ def test_memory_options_halve_the_frozen_lm_and_keep_the_trained_weights_fp32(tm
     frozen = [p for p in model.lm.parameters() if id(p) not in trained]
     before = sum(p.numel() * p.element_size() for p in frozen)
     run = TrainRun(data=tmp_path, out=tmp_path / "run", device="cuda", activation_checkpointing=True,
-                   recipe=TrainConfig.debug(frozen_dtype="bf16"))
+                   recipe=TrainConfig.debug(frozen_dtype="bf16", precision="bf16"))
     _memory_options(run, model)
     assert all(p.dtype == torch.bfloat16 for p in frozen)
     assert sum(p.numel() * p.element_size() for p in frozen) * 2 == before
@@ -128,3 +128,5 @@ def test_memory_options_halve_the_frozen_lm_and_keep_the_trained_weights_fp32(tm
     assert model.lm.transformer.checkpointing == "torch"
     with pytest.raises(ValueError, match="--frozen-dtype bf16 needs a GPU"):
         TrainRun(data=tmp_path, out=tmp_path / "run", recipe=TrainConfig.debug(frozen_dtype="bf16"))
+    with pytest.raises(ValueError, match="needs autocast: pass --precision bf16 or fp16"):
+        TrainRun(data=tmp_path, out=tmp_path / "run", device="cuda", recipe=TrainConfig.debug(frozen_dtype="bf16"))
