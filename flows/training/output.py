@@ -160,6 +160,13 @@ class MetricsWriter:
                                sample_rate=sample_rate)
             self._tb.flush()
 
+    def scalars(self, stage: int, step: int, values: dict[str, float]) -> None:
+        """TensorBoard scalars outside metrics.csv's columns (e.g. the samples' Rhythm recall and chance)."""
+        if self._tb is not None:
+            for key, value in values.items():
+                self._tb.add_scalar(f"stage{stage}/{key}", value, step)
+            self._tb.flush()
+
     def write(self, row: dict) -> None:
         self._csv.writerow({k: row.get(k, "") for k in self.fields})
         self._fh.flush()

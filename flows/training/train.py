@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -51,6 +52,7 @@ from flows.training.output import (
 )
 from flows.training.run import TrainRun
 from model.config import SemanticConfig, VidMusicianConfig
+from model.metrics.rhythm import RhythmItem
 from model.training.checkpoint import load_model, load_trainable, read_checkpoint
 from model.training.config import TrainConfig
 from model.training.data import check_features
@@ -280,6 +282,8 @@ def _samples(run: TrainRun, state: TrainState, val_ds: FeatureWindows, writer: M
     device = next(model.lm.parameters()).device
     folder = out / "samples" / f"step-{state.step:08d}"
     written = []
+    rhythm_items = []
+    videos = clip_videos(run.data)
     was_training = model.training
     try:
         with _averaged(state):
@@ -295,10 +299,52 @@ def _samples(run: TrainRun, state: TrainState, val_ds: FeatureWindows, writer: M
                 written.append(save_audio(folder / f"{item['clip_id']}.wav", audio, rate))
                 if writer is not None:
                     writer.audio(f"stage{cfg.stage}/sample/{item['clip_id']}", audio[0], rate, state.step)
+                if (video := videos.get(item["clip_id"])) is not None:
+                    rhythm_items.append(_sample_rhythm(video, int(item["offset_s"]), cfg.window_s, audio[0], rate))
     finally:
         model.train(was_training)
-    log.info("stage %d step %d: %d sample(s) in %s", cfg.stage, state.step, len(written), folder)
+    scores = ""
+    if writer is not None and (scored := [r for r in rhythm_items if r.n_cuts]):
+        cuts = sum(r.n_cuts for r in scored)
+        recall = sum(r.cut_hits for r in scored) / cuts  # pooled over the samples' cuts
+        chance = sum(r.chance_recall * r.n_cuts for r in scored) / cuts  # each music's 2τ coverage, cut-weighted
+        writer.scalars(cfg.stage, state.step, {"sample_rhythm_recall": recall, "sample_rhythm_chance": chance})
+        scores = f"; Rhythm recall {recall:.3f} (chance {chance:.3f}) over {cuts} cuts"
+    log.info("stage %d step %d: %d sample(s) in %s%s", cfg.stage, state.step, len(written), folder, scores)
     return written
+
+
+def clip_videos(data: Path) -> dict[str, Path]:
+    """clip id -> its video, where the data names them: an export's manifest (its audio/ links, else the root's
+    clip files), or a data root's clips/ folder; empty for a bare features directory."""
+    data = Path(data)
+    if (data / "manifest.parquet").is_file():
+        rows = pd.read_parquet(data / "manifest.parquet", columns=["clip_id", "path"])
+        root = data.resolve().parents[1]
+        return {r.clip_id: (data / "audio" / f"{r.clip_id}.mp4") if (data / "audio" / f"{r.clip_id}.mp4").exists()
+                else root / r.path for r in rows.itertuples()}
+    for clips in (data / "clips", data.parent / "clips"):  # --data ROOT or ROOT/features
+        if clips.is_dir():
+            return {p.stem: p for p in clips.glob("*.mp4")}
+    return {}
+
+
+_CUTS: dict[Path, tuple[float, ...]] = {}  # a video's cuts, detected once per process
+
+
+def _sample_rhythm(video: Path, offset_s: int, window_s: int, mono: np.ndarray, rate: int) -> RhythmItem:
+    """The Rhythm metric's counts for music generated for seconds [offset, offset + window) of `video`."""
+    from model.metrics.audio import resample
+    from model.metrics.beats import BeatConfig, track_beats
+    from model.metrics.rhythm import rhythm_item
+    from pipeline.cuts import detect_video_cuts
+
+    if video not in _CUTS:
+        _CUTS[video] = detect_video_cuts(video).cut_times_s
+    cuts = [t - offset_s for t in _CUTS[video] if offset_s <= t < offset_s + window_s]
+    beat_cfg = BeatConfig()
+    beats = track_beats(resample(mono, rate, beat_cfg.sample_rate), beat_cfg.sample_rate, beat_cfg)
+    return rhythm_item(cuts, beats, float(window_s))
 
 
 def _updates(state: TrainState) -> int:

@@ -5,6 +5,7 @@ such), --accumulate 2 x --batch-size 2 equal to --batch-size 4."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -101,14 +102,27 @@ def test_accumulate_2_of_batch_2_trains_as_batch_4(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_samples_during_training_go_to_wav_and_tensorboard_with_hparams(store, tmp_path):
+def test_samples_during_training_go_to_wav_and_tensorboard_with_hparams(store, tmp_path, capsys):
+    from evaluate_media import clicks, cut_video, grid  # tests/flows/, on pytest's path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+    from flows.training.train import _sample_rhythm
+
+    root = tmp_path / "root"  # a data root: features/ and the clips' videos in clips/
+    shutil.copytree(store, root / "features")
+    (root / "clips").mkdir()
+    video = cut_video(root / "clips" / "test-00.mp4", [1.5, 2.5, 3.5], 4.0)
+    on_cuts = _sample_rhythm(video, 0, 4, clicks(grid(0.5, 0.5, 4.0), 4.0, sr=32000), 32000)
+    assert (on_cuts.n_cuts, on_cuts.cut_hits) == (3, 3) and 0 < on_cuts.chance_recall < 1
+    later = _sample_rhythm(video, 2, 2, clicks(grid(0.25, 0.5, 2.0), 2.0, sr=32000), 32000)
+    assert (later.n_cuts, later.cut_hits) == (2, 0)  # cuts 0.5 and 1.5 s into the window, beats 0.25 s off them
+
     out = tmp_path / "run"
-    args = debug_train_args(store, out, "--stage", "1", "--steps", "2", "--val-every", "2", "--sample-every", "1",
+    args = debug_train_args(root, out, "--stage", "1", "--steps", "2", "--val-every", "2", "--sample-every", "1",
                             "--samples", "1", "--workers", "0")
     assert run_main(args) == 0
+    assert "Rhythm recall" in capsys.readouterr().err
     wavs = sorted((out / "stage1" / "samples").rglob("*.wav"))
     assert [p.relative_to(out / "stage1").as_posix() for p in wavs] == [
         "samples/step-00000001/test-00.wav", "samples/step-00000002/test-00.wav"]
@@ -118,6 +132,10 @@ def test_samples_during_training_go_to_wav_and_tensorboard_with_hparams(store, t
     assert not np.array_equal(one, two)  # same seed, other weights: other music
     events = EventAccumulator(str(out / "stage1" / "tb"), size_guidance={"audio": 0}).Reload()
     assert [e.step for e in events.Audio("stage1/sample/test-00")] == [1, 2]
+    scalars = EventAccumulator(str(out / "stage1" / "tb"), size_guidance={"scalars": 0}).Reload()
+    for tag in ("stage1/sample_rhythm_recall", "stage1/sample_rhythm_chance"):
+        values = scalars.Scalars(tag)
+        assert [v.step for v in values] == [1, 2] and all(0.0 <= v.value <= 1.0 for v in values)
     tags = {v.tag for f in (out / "stage1" / "tb").glob("events.out.tfevents.*")
             for e in EventFileLoader(str(f)).Load() for v in e.summary.value}
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= tags  # the HParams tab has the recipe
