@@ -4,8 +4,9 @@ RUN_DIR/config.yaml is the run's resolved config (the command's options with eve
 each stage's recipe, the model and the features it trains on); a re-run that differs from it in anything
 but the run's length and cadence is refused, naming the fields. RUN_DIR/stage{N}/ holds ckpt-{step}.pt
 (last K), best.pt (lowest validation loss on the test split; with --ema, the EMA weights, validated as
-such, so stage 2 starts from them and `generate` reads them), metrics.csv and tb/. Without a progress
-bar (no terminal) the log gets a loss line every `log_every` steps. Running the same command on the same RUN_DIR resumes each stage from its latest
+such, so stage 2 starts from them and `generate` reads them), metrics.csv, tb/ and, with
+`sample_every`, samples/. Without a progress bar (no terminal) the log gets a loss line every
+`log_every` steps. Running the same command on the same RUN_DIR resumes each stage from its latest
 checkpoint (a finished stage is skipped); the data order is a function of (seed, epoch) only and the
 position within the epoch is saved, so a resumed run ends equal to an uninterrupted one.
 
