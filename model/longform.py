@@ -6,10 +6,15 @@ the stride (W - stride seconds), and conditioned on the global features and rhyt
 so a cut at second t steers the music at second t in whichever window generates it. The plan is a pure
 function (`plan_windows`); `generate_long` runs it on a model. Output: exactly round(duration x 32000)
 samples, since `total_frames` covers them and the decoded audio is cut (or padded) to that length.
+
+Window i samples with `window_seed(seed, i)`: window 0 with the seed itself (so a video that fits in one
+window gets exactly `generate_codes(..., seed)`), each later window with a hash of (seed, i). With
+`seed + i` instead, seed s's windows 1, 2, ... would draw what seed s + 1's windows 0, 1, ... draw.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -86,6 +91,15 @@ class Window:
         return self.n_frames / self.frame_rate
 
 
+def window_seed(seed: int, index: int) -> int:
+    """The sampling seed of long-form window `index`: `seed` for window 0, else 63 bits of
+    sha256("seed:index"), a value no other (seed, index) pair is expected to share."""
+    if index == 0:
+        return seed
+    digest = hashlib.sha256(f"vidmusician-window:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # torch.Generator.manual_seed takes up to 2**64 - 1
+
+
 def num_samples(duration_s: float, sample_rate: int = SAMPLE_RATE_HZ) -> int:
     return int(round(duration_s * sample_rate))
 
@@ -128,7 +142,7 @@ def generate_long(model: VidMusician, global_feats: torch.Tensor, rhythm: torch.
                   cfg: LongformConfig = LongformConfig(), params: SamplingParams | None = None,
                   seed: int | None = None, on_window: WindowHook | None = None) -> LongformResult:
     """Codes for `duration_s` of video. global_feats [B, >= ceil(frames/50), D] at 1 fps from second 0,
-    rhythm [B, >= frames] at 50 Hz (or None). Window i samples with seed + i; one window (duration <= W)
+    rhythm [B, >= frames] at 50 Hz (or None). Window i samples with `window_seed(seed, i)`; one window (duration <= W)
     is exactly `model.generate_codes(global_feats, rhythm, duration_s, params, seed)`."""
     if cfg.window_s > model.config.max_duration_s:
         raise ValueError(f"window_s={cfg.window_s} exceeds the model's {model.config.max_duration_s} s")
@@ -152,7 +166,7 @@ def generate_long(model: VidMusician, global_feats: torch.Tensor, rhythm: torch.
         if win.n_prompt:
             prev_win, prev_codes = windows[win.index - 1], per_window[-1]
             prompt = prev_codes[..., win.start_frame - prev_win.start_frame:]  # [B, K, n_prompt]
-        codes = model.generate_codes(feats, sig, win.duration_s, params, None if seed is None else seed + win.index,
+        codes = model.generate_codes(feats, sig, win.duration_s, params, None if seed is None else window_seed(seed, win.index),
                                      prompt=prompt)  # [B, K, n_frames]
         if codes.shape[-1] != win.n_frames or (prompt is not None and not torch.equal(codes[..., :win.n_prompt],
                                                                                      prompt)):

@@ -86,6 +86,18 @@ class ClipImageEncoder:
         return pooled.float(), tokens.float()
 
 
+def weights_sha256(encoder: ClipImageEncoder) -> str:
+    """sha256 over the image tower's weights (names, shapes, dtypes, bytes): which CLIP made the features,
+    recorded by the features stage and checked by `generate` against the checkpoint's."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(encoder.visual.state_dict().items()):
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _tiny_visual(seed: int) -> torch.nn.Module:
     from open_clip.model import CLIPVisionCfg, _build_vision_tower
 

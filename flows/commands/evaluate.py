@@ -31,17 +31,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=e["seed"].default,
                    help=f"bootstrap/split seed: the same seed gives the same numbers ({e['seed'].default})")
     p.add_argument("--device", default=e["device"].default, help="cpu or cuda, for the embedders")
+    from model.metrics.gate import GateConfig
+
+    g = GateConfig()
+    p.add_argument("--max-silence", type=_seconds_or_none, default=g.max_silence_s, metavar="S",
+                   help=f"refuse generated music silent (below {g.silence_dbfs:g} dBFS) for more than S seconds in one "
+                        f"stretch, listed with the other exclusions ({g.max_silence_s:g}; 'none': no limit)")
     p.set_defaults(func=cmd_evaluate)
+
+
+def _seconds_or_none(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'none', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive seconds (or 'none' for no limit), got {text!r}")
+    return value
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluation.evaluate import EvaluateConfig, evaluate
     from flows.evaluation.report import report_markdown, write_report
+    from model.metrics.gate import GateConfig
 
     try:
         cfg = EvaluateConfig.with_env(
             generated=args.generated, reference=args.reference, videos=args.videos, panns=args.panns,
             clap=args.clap, imagebind=args.imagebind, vggish=args.vggish, passt=args.passt, seed=args.seed, device=args.device,
+            gate=GateConfig(max_silence_s=args.max_silence),
             metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()))
         report = evaluate(cfg)
     except (ValueError, FileNotFoundError) as err:

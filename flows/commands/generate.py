@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                            "of 30); each window is prompted with the W - S before it")
     p.add_argument("--clip-model", help="the CLIP the training features used (default: the one the checkpoint "
                                         "records, else ViT-L-14), a local-dir:/hf-hub: id, or 'tiny'")
+    p.add_argument("--allow-other-clip", action="store_true",
+                   help="use --clip-model even when it is not the CLIP (name, or weights' hash) the checkpoint's "
+                        "features were made with; by default that is refused")
     p.add_argument("--pretrained", help=f"its pretrained tag or local checkpoint file ({d['clip_pretrained']})")
     p.add_argument("--backbone", help="a local directory holding the checkpoint's MusicGen (offline)")
     p.add_argument("--device", help=f"cpu or cuda ({d['device']})")
@@ -56,6 +59,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 2
     try:
         given = {field: getattr(args, opt) for opt, field in _FIELDS.items() if getattr(args, opt) is not None}
+        if args.allow_other_clip:
+            given["allow_other_clip"] = True
         cfg = GenerateConfig(checkpoint=args.checkpoint, out_dir=args.out, mux=not args.no_mux, **given)
         jobs = jobs_for_export(args.export, args.split) if args.export else jobs_for_videos(args.videos)
     except (ValueError, GenerateError) as err:

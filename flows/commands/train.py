@@ -59,7 +59,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, default=None, help=f"epochs per stage (default {d.epochs})")
     length.add_argument("--steps", type=int, default=None, help="batches per stage instead of epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split over processes)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="global (micro-)batch, split over processes; an update sees --batch-size x --accumulate rows")
+    p.add_argument("--accumulate", type=int, default=d.accumulate, metavar="N",
+                   help="gradient accumulation: N micro-batches per update (the paper's batch 16 on one GPU: "
+                        "--batch-size 4 --accumulate 4)")
     p.add_argument("--stage1-lr", type=float, default=None, help=f"stage 1 peak lr (default {PAPER_LR[1]:g})")
     p.add_argument("--stage2-lr", type=float, default=None, help=f"stage 2 peak lr (default {PAPER_LR[2]:g})")
     p.add_argument("--warmup", type=int, default=d.warmup_steps, help="linear warm-up updates per stage")
@@ -71,7 +75,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-s", type=int, default=d.window_s, help="seconds per training window")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cuda when there is a GPU")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
-                   help="default bf16 on GPU, fp32 on CPU")
+                   help="default bf16 on GPU, fp32 on CPU (bf16/fp16 need a GPU)")
+    p.add_argument("--frozen-dtype", choices=("fp32", "bf16", "fp16"), default=d.frozen_dtype,
+                   help="hold the frozen MusicGen LM's weights in this dtype (bf16/fp16: GPU only; halves their memory)")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute the LM's layers in backward: less activation memory, slower steps")
     p.add_argument("--val-every", type=int, default=r["val_every"].default,
                    help="validation on the valid split every N steps")
     p.add_argument("--ckpt-every", type=int, default=r["ckpt_every"].default,
@@ -80,6 +88,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=r["workers"].default, help="data-loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--sample-every", type=int, default=r["sample_every"].default, metavar="N",
+                   help="every N steps, music for the first --samples validation windows (current weights; EMA when "
+                        "on) in RUN/stageN/samples/ and TensorBoard's Audio tab (default 0: never)")
+    p.add_argument("--samples", type=int, default=r["samples"].default, help="validation windows per sample step")
+    p.add_argument("--log-every", type=int, default=r["log_every"].default, metavar="N",
+                   help="without a progress bar (no terminal), a loss line in the log every N steps")
 
 
 def _cuda() -> bool:
@@ -98,11 +112,14 @@ def train_run(args: argparse.Namespace, data: Path, out: Path, stages: tuple[int
     recipe = TrainConfig(stage=1, lr=args.stage1_lr, warmup_steps=args.warmup, batch_size=args.batch_size,
                          epochs=args.epochs or TrainConfig.epochs, steps=args.steps, grad_clip=args.grad_clip,
                          cfg_dropout=args.cfg_dropout, ema_decay=args.ema, precision=precision,
-                         window_s=args.window_s, seed=args.seed, weight_decay=args.weight_decay)
+                         window_s=args.window_s, seed=args.seed, weight_decay=args.weight_decay,
+                         accumulate=args.accumulate, frozen_dtype=args.frozen_dtype)
     return TrainRun(data=data, out=out, stages=stages, recipe=recipe, lr2=args.stage2_lr,
                     backbone=args.backbone, t5=args.t5, clip_dim=args.clip_dim, device=device,
                     val_every=args.val_every, ckpt_every=args.ckpt_every, keep=args.keep, workers=args.workers,
-                    progress=not args.no_progress and sys.stderr.isatty(), **switches)
+                    progress=not args.no_progress and sys.stderr.isatty(), log_every=args.log_every,
+                    activation_checkpointing=args.activation_checkpointing, sample_every=args.sample_every,
+                    samples=args.samples, **switches)
 
 
 def _stages(args: argparse.Namespace) -> tuple[int, ...]:
@@ -118,14 +135,29 @@ def _run(args: argparse.Namespace):  # noqa: ANN202 - flows.training.train.Train
                              rhythm_style=args.rhythm_style), init=args.init)
 
 
+def show_progress_log() -> None:
+    """The training loop's INFO lines (loss every --log-every steps, resumes) on stderr without -v."""
+    import logging
+
+    progress = logging.getLogger("flows.training.train")
+    if progress.getEffectiveLevel() > logging.INFO:
+        progress.setLevel(logging.INFO)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        run = _run(args)  # refuses bad options (bf16 on CPU, ...) before torch, data or a run folder
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from flows.training.train import run_training
     from model.training.checkpoint import CheckpointError
     from model.training.data import FeatureMismatchError
     from model.training.step import NonFiniteLossError
 
+    show_progress_log()
     try:
-        best = run_training(_run(args)).best
+        best = run_training(run).best
     except (FeatureMismatchError, CheckpointError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

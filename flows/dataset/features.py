@@ -71,12 +71,14 @@ def _load_models(cfg: FeaturesConfig):  # noqa: ANN202 - (ClipImageEncoder, code
 def _extract_shard(root: DataRoot, db_url: str, n: int, clips: list, models: tuple, cfg: FeaturesConfig,
                    on_clip: ClipHook | None, on_start: Callable[[str], None] | None = None) -> dict:
     """Extract one shard's clips, write the shard, then index it and record each clip's run."""
+    from pipeline.clip_encoder import weights_sha256
     from pipeline.features import ExtractConfig, build_shard
 
     encoder, codec = models
     store, cat = FeatureStore(root.features_dir), Catalog(db_url)
     config_json = json.dumps({"identity": cfg.identity(), "run": asdict(cfg), "image_size": encoder.image_size,
-                              "embed_dim": encoder.embed_dim}, sort_keys=True)
+                              "embed_dim": encoder.embed_dim, "clip_weights_sha256": weights_sha256(encoder)},
+                             sort_keys=True)
     t0 = time.monotonic()
     try:
         rows, failed = build_shard(store.shard_path(n), clips, encoder, codec,

@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from model.metrics.audio import resample, to_mono
-from model.metrics.gate import Exclusion, GateConfig, audio_problems, duration_mismatch, video_problems
+from model.metrics.gate import (
+    Exclusion,
+    GateConfig,
+    audio_problems,
+    duration_mismatch,
+    silence_problem,
+    video_problems,
+)
 from model.metrics.scores import ClipFeatures
 from pipeline.errors import StageError
 
@@ -134,6 +141,8 @@ def gate_and_extract(ids: list[str], files: dict[str, dict[str, list[Path]]], ga
                 continue
             path = files[role][cid][0]
             dec, problems = decode_audio(path, gate)
+            if dec is not None and role == "generated" and (why := silence_problem(dec.mono, dec.sr, gate)):
+                dec, problems = None, [why]
             reasons += [Exclusion(cid, role, f"{path.name}: {p}") for p in problems]
             if dec is not None:
                 decoded[role] = dec

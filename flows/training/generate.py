@@ -19,10 +19,10 @@ import torch
 
 from flows.training.generate_config import GenerateConfig
 from model.longform import decode_to_duration, generate_long
-from model.training.checkpoint import CheckpointError, load_model
+from model.training.checkpoint import CheckpointError, load_model, read_checkpoint
 from model.vidmusician import VidMusician
 from pipeline.audio import save_audio
-from pipeline.clip_encoder import ClipEncoderSpec, ClipImageEncoder, load_clip_encoder
+from pipeline.clip_encoder import ClipEncoderSpec, ClipImageEncoder, load_clip_encoder, weights_sha256
 from pipeline.errors import RunError, item_failure
 from pipeline.mux import mux_audio
 from pipeline.video_features import video_conditions
@@ -98,13 +98,21 @@ class Generator:
 
     @classmethod
     def load(cls, cfg: GenerateConfig) -> Generator:
+        """The checkpoint's model (its EMA weights when it holds them: best.pt already is them) and the CLIP
+        its features were made with: by default the one it records; another one is refused unless
+        `allow_other_clip` (compared by weights' sha256 when recorded, else by name)."""
         try:
-            model = load_model(cfg.checkpoint, device=cfg.device, backbone=cfg.backbone)
+            _, pkg = read_checkpoint(cfg.checkpoint)
+            ema = (((pkg["extra"].get("train") or {}).get("ema") or {}).get("shadow")) is not None
+            model = load_model(cfg.checkpoint, device=cfg.device, backbone=cfg.backbone, ema=ema)
         except (CheckpointError, OSError, ValueError, RuntimeError) as err:
             raise GenerateError(f"cannot load checkpoint {cfg.checkpoint}: {err}") from err
+        recorded = dict(pkg["extra"].get("features") or {})
+        recorded_clip = recorded.get("clip_model") or model.config.clip_model
         if cfg.clip_model is None:  # the features' extractor, as the checkpoint records it
-            clip = model.config.clip_model or DEFAULT_CLIP
-            cfg = replace(cfg, clip_model=clip, clip_pretrained=None if clip == "tiny" else cfg.clip_pretrained)
+            clip = recorded_clip or DEFAULT_CLIP
+            pretrained = recorded.get("clip_pretrained") or cfg.clip_pretrained
+            cfg = replace(cfg, clip_model=clip, clip_pretrained=None if clip == "tiny" else pretrained)
         if cfg.window_s > model.config.max_duration_s:
             raise GenerateError(f"--window {cfg.window_s} exceeds the model's {model.config.max_duration_s:g} s")
         try:
@@ -118,6 +126,10 @@ class Generator:
                 f"checkpoint {cfg.checkpoint.name} was trained on CLIP features of width {want}, but "
                 f"--clip-model {cfg.clip_model} gives {encoder.embed_dim}: pass the CLIP the shards were "
                 "extracted with (the features index records it)")
+        if not cfg.allow_other_clip and (why := _other_clip(recorded, recorded_clip, cfg.clip_model, encoder)):
+            raise GenerateError(f"checkpoint {cfg.checkpoint.name} was trained on features of {why}: drop "
+                                "--clip-model to use the recorded one, or pass --allow-other-clip to generate with "
+                                "conditions the model was not trained on")
         return cls(cfg, model, encoder)
 
     def conditions(self, video: Path) -> tuple[float, float, torch.Tensor, torch.Tensor | None]:
@@ -149,6 +161,18 @@ class Generator:
             log.warning("%s: %s", job.video, reason)
             return VideoResult(job.name, job.video, error=reason, seconds=time.perf_counter() - t0)
         return VideoResult(job.name, job.video, wav, mp4, None, span, len(res.windows), time.perf_counter() - t0)
+
+
+def _other_clip(recorded: dict, recorded_clip: str | None, clip_model: str, encoder: ClipImageEncoder) -> str | None:
+    """Why `encoder` is not the CLIP the checkpoint records (None when it is, or nothing is recorded)."""
+    want = recorded.get("clip_weights_sha256")
+    if want:
+        have = weights_sha256(encoder)
+        return None if have == want else (f"CLIP {recorded_clip} (weights sha256 {want[:12]}...), and "
+                                          f"--clip-model {clip_model} has weights {have[:12]}...")
+    if recorded_clip is not None and clip_model != recorded_clip:
+        return f"CLIP {recorded_clip}, not --clip-model {clip_model}"
+    return None
 
 
 ResultHook = Callable[[VideoResult], None]

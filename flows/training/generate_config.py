@@ -25,7 +25,8 @@ class GenerateConfig:
     window_s: int = 30
     stride_s: int | None = None  # None: 3/5 of the window (18 s of 30)
     clip_model: str | None = None  # None: the CLIP the checkpoint records (train writes it), else ViT-L-14
-    clip_pretrained: str | None = "openai"
+    clip_pretrained: str | None = "openai"  # with clip_model None: the checkpoint's recorded tag, if any
+    allow_other_clip: bool = False  # True: a CLIP other than the one the checkpoint records (same width) is used
     device: str = "cpu"
     backbone: str | None = None  # a local copy of the checkpoint's MusicGen (same weights, other path)
     cache_dir: Path | None = None  # feature cache; None: out_dir/.features

@@ -1,4 +1,5 @@
-"""What a training run writes under RUN_DIR/stage{N}/: rotating checkpoints, best.pt, metrics.csv, tb/.
+"""What a training run writes: RUN_DIR/config.yaml, and under RUN_DIR/stage{N}/ rotating checkpoints,
+best.pt, metrics.csv, tb/.
 
 Only rank 0 builds these. A resumed run drops the metric rows its predecessor wrote after the checkpoint
 it resumes from, so metrics.csv reads as one uninterrupted run.
@@ -12,12 +13,58 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from dvmset.io import atomic_path, remove_partials
 
 log = logging.getLogger(__name__)
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
 BEST = "best.pt"
+CONFIG = "config.yaml"
+# config.yaml fields a re-run may change: how long and how often, where and how fast; not what is trained
+RESUMABLE = {"run.stages", "run.init", "run.device", "run.val_every", "run.ckpt_every", "run.keep", "run.workers",
+             "run.progress", "run.log_every", "run.activation_checkpointing", "run.sample_every", "run.samples",
+             "run.recipe.steps",
+             "run.recipe.epochs"}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_differences(old: dict, new: dict, ignore: set[str] = RESUMABLE) -> list[str]:
+    """'field: old -> new' for each leaf of two config.yaml trees that differs. `stages` is derived from
+    `run` (and lists only the stages this invocation trains), so it is not compared itself."""
+    a, b = _flat(old), _flat(new)
+    changed = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) and not k.startswith("stages.")]
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed if k not in ignore]
+
+
+def write_run_config(out: Path, config: dict, resuming: bool) -> Path:
+    """RUN_DIR/config.yaml: the run's resolved config. A re-run of a started run (`resuming`) that differs
+    from the config.yaml it left in anything but RESUMABLE fields is refused, naming the fields."""
+    import yaml
+
+    path = out / CONFIG
+    if resuming and path.is_file():
+        old = yaml.safe_load(path.read_text()) or {}
+        if differ := config_differences(old, config):
+            raise ValueError(f"{out} holds a run started with other options ({path.name}: "
+                             f"{'; '.join(differ)}; saved -> asked): re-run it with the same options (only the length "
+                             "and cadence may change), or pass another --out for a new run")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=False))
+    return path
 
 
 def stage_dir(out: Path, stage: int) -> Path:
@@ -67,7 +114,7 @@ class MetricsWriter:
     def __init__(self, directory: Path, n_codebooks: int, resume_step: int | None, tensorboard: bool = True) -> None:
         self.path = directory / "metrics.csv"
         self.fields = ["stage", "step", "epoch", "loss", *[f"ce_{k}" for k in range(n_codebooks)], "lr",
-                       "grad_norm", "steps_per_s", "skipped_nonfinite", "skipped_scaler", "val_loss",
+                       "grad_norm", "steps_per_s", "skipped_nonfinite", "skipped_scaler", "skipped_uncond", "val_loss",
                        *[f"val_ce_{k}" for k in range(n_codebooks)]]
         directory.mkdir(parents=True, exist_ok=True)
         self._truncate(resume_step or 0)
@@ -99,6 +146,26 @@ class MetricsWriter:
             w = csv.DictWriter(fh, fieldnames=self.fields)
             w.writeheader()
             w.writerows({k: r.get(k, "") for k in self.fields} for r in kept)
+
+    def hparams(self, values: dict) -> None:
+        """The stage's recipe in TensorBoard's HParams tab (scalars and strings; others as text)."""
+        if self._tb is not None:
+            plain = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
+            self._tb.add_hparams(plain, {}, run_name=".")
+
+    def audio(self, tag: str, wav: np.ndarray, sample_rate: int, step: int) -> None:
+        """One sample (mono [N] float in [-1, 1]) in TensorBoard's Audio tab."""
+        if self._tb is not None:
+            self._tb.add_audio(tag, torch.from_numpy(np.asarray(wav, dtype=np.float32))[None], step,
+                               sample_rate=sample_rate)
+            self._tb.flush()
+
+    def scalars(self, stage: int, step: int, values: dict[str, float]) -> None:
+        """TensorBoard scalars outside metrics.csv's columns (e.g. the samples' Rhythm recall and chance)."""
+        if self._tb is not None:
+            for key, value in values.items():
+                self._tb.add_scalar(f"stage{stage}/{key}", value, step)
+            self._tb.flush()
 
     def write(self, row: dict) -> None:
         self._csv.writerow({k: row.get(k, "") for k in self.fields})

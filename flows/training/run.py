@@ -36,6 +36,10 @@ class TrainRun:
     keep: int = 3
     workers: int = 2
     progress: bool = False
+    log_every: int = 50  # a loss line in the log every N steps when there is no progress bar
+    activation_checkpointing: bool = False  # recompute the LM's layers in backward (less memory, ~1/3 slower)
+    sample_every: int = 0  # every N steps, music for the first `samples` validation windows (0: never)
+    samples: int = 2
     t5_from_scratch: bool = False
     rhythm: bool = True
     init_technique: bool = True
@@ -51,9 +55,18 @@ class TrainRun:
         check_switches(self.switches, tuple(self.stages))
         if not self.stages or any(s not in (1, 2) for s in self.stages) or list(self.stages) != sorted(set(self.stages)):
             raise ValueError(f"stages must be (1,), (2,) or (1, 2), got {self.stages}")
-        for name in ("val_every", "ckpt_every", "keep"):
+        if self.device != "cuda":  # refused here, before a model is built or the run folder written
+            for flag, value in (("--precision", self.recipe.precision), ("--frozen-dtype", self.recipe.frozen_dtype)):
+                if value != "fp32":
+                    raise ValueError(f"{flag} {value} needs a GPU (--device cuda); on CPU train with {flag} fp32")
+        if self.recipe.frozen_dtype != "fp32" and self.recipe.precision == "fp32":
+            raise ValueError(f"--frozen-dtype {self.recipe.frozen_dtype} needs autocast: pass --precision bf16 or fp16 "
+                             "(the trained weights stay fp32 either way)")
+        for name in ("val_every", "ckpt_every", "keep", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sample_every < 0 or self.samples < 1:
+            raise ValueError(f"sample_every must be >= 0 (0: off) and samples >= 1, got {self.sample_every}, {self.samples}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
 

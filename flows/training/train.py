@@ -1,7 +1,12 @@
 """The train flow: feature shards -> VidMusician, stage 1 then stage 2, resumable bitwise.
 
-RUN_DIR/stage{N}/ holds ckpt-{step}.pt (last K), best.pt (lowest validation loss on the valid split),
-metrics.csv and tb/. Running the same command on the same RUN_DIR resumes each stage from its latest
+RUN_DIR/config.yaml is the run's resolved config (the command's options with every default filled in,
+each stage's recipe, the model and the features it trains on); a re-run that differs from it in anything
+but the run's length and cadence is refused, naming the fields. RUN_DIR/stage{N}/ holds ckpt-{step}.pt
+(last K), best.pt (lowest validation loss on the valid split; with --ema, the EMA weights, validated as
+such, so stage 2 starts from them and `generate` reads them), metrics.csv, tb/ and, with
+`sample_every`, samples/. Without a progress bar (no terminal) the log gets a loss line every
+`log_every` steps. Running the same command on the same RUN_DIR resumes each stage from its latest
 checkpoint (a finished stage is skipped); the data order is a function of (seed, epoch) only and the
 position within the epoch is saved, so a resumed run ends equal to an uninterrupted one.
 
@@ -16,14 +21,17 @@ Under torchrun every rank trains (DDP: gloo on CPU, NCCL on GPU), rank 0 alone w
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -50,9 +58,11 @@ from flows.training.output import (
     prune,
     stage_dir,
     sweep_partials,
+    write_run_config,
 )
 from flows.training.run import TrainRun
 from model.config import SemanticConfig, VidMusicianConfig
+from model.metrics.rhythm import RhythmItem
 from model.training.checkpoint import load_model, load_trainable, read_checkpoint
 from model.training.config import TrainConfig
 from model.training.data import check_features
@@ -227,21 +237,27 @@ def _validate(state: TrainState, val: FeatureWindows | None, run: TrainRun, rank
     local = max(1, state.cfg.batch_size // world)
     mine = list(range(rank, len(val), world))
     batches = [mine[i:i + local] for i in range(0, len(mine), local)]
-    loss, per_k, _ = evaluate(state.model, _loader(val, batches, run.workers, 0, device), state.cfg.precision)
+    with _averaged(state):
+        loss, per_k, _ = evaluate(state.model, _loader(val, batches, run.workers, 0, device), state.cfg.precision)
     return loss, per_k
+
+
+def _averaged(state: TrainState) -> contextlib.AbstractContextManager:
+    """The EMA weights in the model while validating and writing best.pt (when EMA is on)."""
+    return state.ema.applied(state.model) if state.ema is not None else contextlib.nullcontext()
 
 
 def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: FeatureWindows,
                 val_ds: FeatureWindows | None, fingerprint: str, rank: int, world: int, device: torch.device,
-                init: Path | None, data: dict | None = None) -> Path:
+                init: Path | None, data: dict | None = None, extractor: dict | None = None) -> Path:
     """Train one stage to its end (or resume it); returns its best.pt. ``data``: the split it trains on
-    (:meth:`DataSource.record`), kept in every checkpoint."""
+    (:meth:`DataSource.record`), kept in every checkpoint; ``extractor``: what made its features."""
     cfg = run.stage_config(stage)
     out = stage_dir(run.out, stage)
-    per_epoch = batches_per_epoch(len(train_ds), cfg.batch_size)
+    per_epoch = batches_per_epoch(len(train_ds), cfg.update_batch)
     if per_epoch == 0:
-        raise ValueError(f"{len(train_ds)} training clips cannot fill one batch of {cfg.batch_size}: "
-                         "lower --batch-size or add clips")
+        raise ValueError(f"{len(train_ds)} training clips cannot fill one batch of {cfg.update_batch} "
+                         f"(--batch-size {cfg.batch_size} x --accumulate {cfg.accumulate}): lower them or add clips")
     total = cfg.steps or cfg.epochs * per_epoch
     latest = latest_checkpoint(out)
     if latest is not None and latest[0] >= total and (out / BEST).is_file():
@@ -259,6 +275,7 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
         wrap = (lambda m: DDP(m, device_ids=[device.index], broadcast_buffers=False)) if device.type == "cuda" \
             else (lambda m: DDP(m, broadcast_buffers=False))
     state = new_state(model, cfg, wrap)
+    state.features = extractor
     if latest is not None:
         restore_training(state, latest[1], fingerprint)
         log.info("stage %d: resumed from %s (step %d, epoch %d + %d batches)", stage, latest[1].name, state.step,
@@ -266,6 +283,8 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
     if data is not None:
         state.extra["data"] = data  # in every checkpoint: a resume on another split is refused
     writer = MetricsWriter(out, model.lm.num_codebooks, state.step if latest else None) if rank == 0 else None
+    if writer is not None and latest is None:
+        writer.hparams({**asdict(cfg), "update_batch": cfg.update_batch})
     bar = _Progress(run.progress and rank == 0, stage, total, state.step)
     try:
         _loop(run, state, total, train_ds, val_ds, fingerprint, rank, world, device, writer, bar, out)
@@ -292,7 +311,7 @@ def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows
     t_last, s_last = time.perf_counter(), state.step
     while state.step < total:
         train_ds.set_epoch(state.epoch)
-        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, state.epoch, rank, world,
+        batches = epoch_batches(len(train_ds), cfg.update_batch, cfg.seed, state.epoch, rank, world,
                                 start=state.batch_in_epoch)
         seed = cfg.seed * 100_003 + state.epoch * 101 + state.batch_in_epoch
         for batch in _loader(train_ds, batches[: total - state.step], run.workers, seed, device):
@@ -302,11 +321,16 @@ def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows
             t_last, s_last = now, state.step
             row = {"stage": cfg.stage, "step": state.step, "epoch": state.epoch, "loss": res.loss, "lr": res.lr,
                    "grad_norm": res.grad_norm, "steps_per_s": rate, "skipped_nonfinite": state.skipped_nonfinite,
-                   "skipped_scaler": state.skipped_scaler, **{f"ce_{k}": v for k, v in enumerate(res.per_codebook)}}
+                   "skipped_scaler": state.skipped_scaler, "skipped_uncond": state.skipped_uncond,
+                   **{f"ce_{k}": v for k, v in enumerate(res.per_codebook)}}
             if state.step % run.val_every == 0 or state.step == total:
                 row.update(_after_validation(run, state, val_ds, fingerprint, rank, world, device, out))
+            if rank == 0 and not run.progress and (state.step % run.log_every == 0 or state.step == total):
+                log.info(_loss_line(row, total, res.skipped))
             if writer is not None:  # before the checkpoint: a resume never lacks the row of its own step
                 writer.write(row)
+            if run.sample_every and state.step % run.sample_every == 0 and rank == 0 and val_ds is not None:
+                _samples(run, state, val_ds, writer, out)
             if state.step % run.ckpt_every == 0 or state.step == total:
                 _checkpoint(run, state, fingerprint, rank, out, val_ds is None)
             bar.update(state.step, res.loss, res.lr, rate)
@@ -326,20 +350,116 @@ def _after_validation(run: TrainRun, state: TrainState, val_ds: FeatureWindows |
     if _updates(state) and math.isfinite(loss) and (state.best_val is None or loss < state.best_val):
         state.best_val, state.best_step = loss, state.step
         if rank == 0:
-            save_training(state, out / BEST, fingerprint)
+            with _averaged(state):
+                save_training(state, out / BEST, fingerprint)
     return {"val_loss": loss, **{f"val_ce_{k}": v for k, v in enumerate(per_k)}}
+
+
+def _samples(run: TrainRun, state: TrainState, val_ds: FeatureWindows, writer: MetricsWriter | None,
+             out: Path) -> list[Path]:
+    """Music for the first `run.samples` validation windows with the current (EMA, when on) weights:
+    RUN/stageN/samples/step-XXXXXXXX/{clip}.wav and TensorBoard audio. Seeded by the run's seed, so two
+    steps' samples differ only by the weights."""
+    from model.generation import SamplingParams
+    from pipeline.audio import save_audio
+
+    model, cfg = state.model, state.cfg
+    if model.codec is None:
+        return []
+    device = next(model.lm.parameters()).device
+    folder = out / "samples" / f"step-{state.step:08d}"
+    written = []
+    rhythm_items = []
+    videos = clip_videos(run.data)
+    was_training = model.training
+    try:
+        with _averaged(state):
+            model.eval()
+            for i in range(min(run.samples, len(val_ds))):
+                item = val_ds[i]
+                glob = item["global"][None].to(device)  # [1, W, D]
+                rhythm = item["rhythm"][None].to(device) if model.config.rhythm.enabled and cfg.stage == 2 else None
+                codes = model.generate_codes(glob, rhythm, float(cfg.window_s), SamplingParams(), seed=cfg.seed)
+                with torch.no_grad():
+                    audio = model.codec.decode(codes, None)[0].float().cpu().numpy()  # [1, N]
+                rate = int(model.codec.sample_rate)
+                written.append(save_audio(folder / f"{item['clip_id']}.wav", audio, rate))
+                if writer is not None:
+                    writer.audio(f"stage{cfg.stage}/sample/{item['clip_id']}", audio[0], rate, state.step)
+                if (video := videos.get(item["clip_id"])) is not None:
+                    rhythm_items.append(_sample_rhythm(video, int(item["offset_s"]), cfg.window_s, audio[0], rate))
+    finally:
+        model.train(was_training)
+    scores = ""
+    if writer is not None and (scored := [r for r in rhythm_items if r.n_cuts]):
+        cuts = sum(r.n_cuts for r in scored)
+        recall = sum(r.cut_hits for r in scored) / cuts  # pooled over the samples' cuts
+        chance = sum(r.chance_recall * r.n_cuts for r in scored) / cuts  # each music's 2τ coverage, cut-weighted
+        writer.scalars(cfg.stage, state.step, {"sample_rhythm_recall": recall, "sample_rhythm_chance": chance})
+        scores = f"; Rhythm recall {recall:.3f} (chance {chance:.3f}) over {cuts} cuts"
+    log.info("stage %d step %d: %d sample(s) in %s%s", cfg.stage, state.step, len(written), folder, scores)
+    return written
+
+
+def clip_videos(data: Path) -> dict[str, Path]:
+    """clip id -> its video, where the data names them: an export's manifest (its audio/ links, else the root's
+    clip files), or a data root's clips/ folder; empty for a bare features directory."""
+    data = Path(data)
+    if (data / "manifest.parquet").is_file():
+        rows = pd.read_parquet(data / "manifest.parquet", columns=["clip_id", "path"])
+        root = data.resolve().parents[1]
+        return {r.clip_id: (data / "audio" / f"{r.clip_id}.mp4") if (data / "audio" / f"{r.clip_id}.mp4").exists()
+                else root / r.path for r in rows.itertuples()}
+    for clips in (data / "clips", data.parent / "clips"):  # --data ROOT or ROOT/features
+        if clips.is_dir():
+            return {p.stem: p for p in clips.glob("*.mp4")}
+    return {}
+
+
+_CUTS: dict[Path, tuple[float, ...]] = {}  # a video's cuts, detected once per process
+
+
+def _sample_rhythm(video: Path, offset_s: int, window_s: int, mono: np.ndarray, rate: int) -> RhythmItem:
+    """The Rhythm metric's counts for music generated for seconds [offset, offset + window) of `video`."""
+    from model.metrics.audio import resample
+    from model.metrics.beats import BeatConfig, track_beats
+    from model.metrics.rhythm import rhythm_item
+    from pipeline.cuts import detect_video_cuts
+
+    if video not in _CUTS:
+        _CUTS[video] = detect_video_cuts(video).cut_times_s
+    cuts = [t - offset_s for t in _CUTS[video] if offset_s <= t < offset_s + window_s]
+    beat_cfg = BeatConfig()
+    beats = track_beats(resample(mono, rate, beat_cfg.sample_rate), beat_cfg.sample_rate, beat_cfg)
+    return rhythm_item(cuts, beats, float(window_s))
 
 
 def _updates(state: TrainState) -> int:
     """Optimiser updates this stage really made (skipped steps change no weight)."""
-    return state.step - state.skipped_nonfinite - state.skipped_scaler
+    return state.step - state.skipped_nonfinite - state.skipped_scaler - state.skipped_uncond
+
+
+def _loss_line(row: dict, total: int, skipped: str | None) -> str:
+    """One log line of a step's metrics row: what a trainer without a terminal reads."""
+    line = (f"stage {row['stage']} step {row['step']}/{total} epoch {row['epoch']}: loss {row['loss']:.4f} "
+            f"lr {row['lr']:.3g} grad_norm {row['grad_norm']:.3g} {row['steps_per_s']:.2f} it/s")
+    if "val_loss" in row:
+        line += f" val_loss {row['val_loss']:.4f}"
+    skips = {k: row[k] for k in ("skipped_nonfinite", "skipped_scaler", "skipped_uncond") if row[k]}
+    if skips:
+        line += " " + " ".join(f"{k} {v}" for k, v in skips.items())
+    return line + (f" (this step: no update, {skipped})" if skipped else "")
 
 
 def _checkpoint(run: TrainRun, state: TrainState, fingerprint: str, rank: int, out: Path, no_val: bool) -> None:
     if rank == 0:
         path = save_training(state, ckpt_path(out, state.step), fingerprint)
-        if no_val and _updates(state):
-            copy_best(path, out)  # without a valid split, best is the latest (once weights have changed)
+        if no_val and _updates(state):  # without a valid split, best is the latest (once weights have changed)
+            if state.ema is None:
+                copy_best(path, out)
+            else:
+                with _averaged(state):
+                    save_training(state, out / BEST, fingerprint)
         prune(out, run.keep)
     if dist.is_initialized():
         dist.barrier()
@@ -384,6 +504,54 @@ def _stage2_init(run: TrainRun) -> Path | None:
     return stage1_best
 
 
+def features_extractor(index: pd.DataFrame) -> dict:
+    """What made these clips' features, from the index's config column: {clip_model, clip_pretrained,
+    clip_weights_sha256 (None for shards written before the features stage recorded it), codec}."""
+    found = set()
+    for raw in index.config.unique():
+        config = json.loads(raw)
+        ident = config.get("identity", {})
+        found.add((ident.get("clip_model"), ident.get("pretrained"), config.get("clip_weights_sha256"),
+                   ident.get("codec")))
+    if len(found) != 1:
+        raise ValueError(f"the clips' features were made by different extractors {sorted(found, key=str)}: "
+                         "train on one features run (move the other shards aside)")
+    (clip_model, pretrained, weights, codec), = found
+    return {"clip_model": clip_model, "clip_pretrained": pretrained, "clip_weights_sha256": weights, "codec": codec}
+
+
+def _memory_options(run: TrainRun, model: VidMusician) -> None:
+    """Activation checkpointing of the LM's layers; the frozen LM's weights in bf16/fp16 (GPU only, refused
+    on CPU by TrainRun). The trained parameters (LoRA, semantic, rhythm, a trained self-attention) stay fp32."""
+    if run.activation_checkpointing:
+        model.lm.transformer.checkpointing = "torch"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run.recipe.frozen_dtype)
+    if dtype is not None:
+        trained = {id(p) for p in model.trainable_state().values()}
+        with torch.no_grad():
+            for p in model.lm.parameters():
+                if id(p) not in trained and p.is_floating_point():
+                    p.data = p.data.to(dtype)
+
+
+def resolved_config(run: TrainRun, model: VidMusician, spec: object, extractor: dict) -> dict:
+    """RUN_DIR/config.yaml's content: the run with every default filled in, each stage's recipe, the model's
+    config and the features it trains on, as plain YAML values."""
+    def plain(value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    fields = {f: getattr(run, f) for f in TrainRun.__dataclass_fields__}
+    fields["recipe"] = asdict(run.recipe)
+    return plain({"run": fields, "stages": {f"stage{s}": asdict(run.stage_config(s)) for s in run.stages},
+                  "model": model.config.to_dict(), "features": {**asdict(spec), **extractor}})
+
+
 @dataclass(frozen=True)
 class TrainResult:
     best: dict[int, Path]  # stage -> best.pt
@@ -409,8 +577,14 @@ def run_training(run: TrainRun) -> TrainResult:
         check_features(spec, model)
         if problems := check_shards(features, ids, card=int(model.lm.card)):  # every rank: all refuse alike
             raise CorruptShards(features, problems)
-        train_ds, val_ds = training_data(source, run.data, recipe, model.config.rhythm.source)
-        fingerprint = frozen_fingerprint(model)
+        rhythm_source = model.config.rhythm.source
+        train_ds, val_ds = training_data(source, run.data, recipe, rhythm_source)
+        extractor = features_extractor(probe.reader.index.loc[probe.clip_ids])
+        fingerprint = frozen_fingerprint(model)  # of the weights as loaded, whatever dtype they are held in below
+        _memory_options(run, model)
+        if rank == 0:
+            resuming = any(latest_checkpoint(stage_dir(run.out, s)) is not None for s in (1, 2))
+            write_run_config(run.out, resolved_config(run, model, spec, extractor), resuming)
         for tmp_dir in (stage_dir(run.out, s) for s in run.stages):
             if rank == 0:
                 sweep_partials(tmp_dir)
@@ -418,7 +592,7 @@ def run_training(run: TrainRun) -> TrainResult:
         for stage in run.stages:
             init = best.get(1, stage2_init) if stage == 2 else None
             best[stage] = train_stage(run, model, stage, train_ds, val_ds, fingerprint, rank, world, device, init,
-                                      data=data_record)
+                                      data=data_record, extractor=extractor)
         return TrainResult(best, model, rank)
     finally:
         if world > 1 and dist.is_initialized():

@@ -24,12 +24,19 @@ class GateConfig:
     # generated music longer or shorter than its video by more than this: not music for that video
     # (4 s of music scored against a 60 s video's cuts would read as a low Rhythm recall)
     max_video_mismatch_s: float = 1.0
+    # generated music silent (every `silence_frame_s` frame's RMS below `silence_dbfs`) for longer than this
+    # in one stretch: refused (12 s of music then 48 s of silence passes the whole-file RMS and scores Rhythm 0).
+    # None: no limit
+    max_silence_s: float | None = 10.0
+    silence_frame_s: float = 0.05
 
     def __post_init__(self) -> None:
         if self.silence_dbfs >= 0 or not 0 < self.clip_level <= 1 or not 0 <= self.max_clipped_share < 1:
             raise ValueError(f"gate thresholds out of range: {self}")
         if self.min_duration_s <= 0 or self.min_sample_rate <= 0 or self.max_video_mismatch_s <= 0:
             raise ValueError(f"min_duration_s, min_sample_rate and max_video_mismatch_s must be positive: {self}")
+        if (self.max_silence_s is not None and not self.max_silence_s > 0) or not self.silence_frame_s > 0:
+            raise ValueError(f"max_silence_s (None for no limit) and silence_frame_s must be positive: {self}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,39 @@ def audio_problems(wav: np.ndarray, sr: int, config: GateConfig = GateConfig()) 
     if clipped > config.max_clipped_share:
         problems.append(f"clipped: {100 * clipped:.1f}% of samples at full scale")
     return problems
+
+
+def longest_silence_s(mono: np.ndarray, sr: int, config: GateConfig = GateConfig()) -> float:
+    """Seconds of the longest run of consecutive frames (`silence_frame_s` each, the last one partial) whose
+    RMS is below `silence_dbfs`, in ``mono`` [N] at ``sr`` Hz."""
+    x = np.asarray(mono, dtype=np.float64).reshape(-1)
+    hop = max(1, int(round(config.silence_frame_s * sr)))
+    n_frames = -(-x.size // hop)
+    if n_frames == 0:
+        return 0.0
+    padded = np.zeros(n_frames * hop)
+    padded[: x.size] = x
+    frames = padded.reshape(n_frames, hop)
+    lengths = np.full(n_frames, hop)
+    lengths[-1] = x.size - (n_frames - 1) * hop
+    rms = np.sqrt(np.sum(frames * frames, axis=1) / lengths)  # [n_frames]
+    silent = rms < 10.0 ** (config.silence_dbfs / 20.0)
+    best = run = 0
+    for i, quiet in enumerate(silent):  # in samples, so a partial last frame counts its own length
+        run = run + int(lengths[i]) if quiet else 0
+        best = max(best, run)
+    return best / sr
+
+
+def silence_problem(mono: np.ndarray, sr: int, config: GateConfig = GateConfig()) -> str | None:
+    """The reason generated music may not be scored for a silent stretch longer than `max_silence_s`, or None."""
+    if config.max_silence_s is None:
+        return None
+    longest = longest_silence_s(mono, sr, config)
+    if longest <= config.max_silence_s:
+        return None
+    return (f"silent for {longest:.1f} s in one stretch (below {config.silence_dbfs:g} dBFS; the limit is "
+            f"{config.max_silence_s:g} s, --max-silence): generated music must cover the video")
 
 
 def video_problems(duration_s: float | None, fps: float | None) -> list[str]:

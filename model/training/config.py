@@ -10,7 +10,13 @@ Choices the paper leaves open, made here:
   (the paper generates with CFG but gives no training dropout): a dropped sample loses both conditions
   together (null semantic rows, F_Rj = 0), exactly the unconditional half generation uses.
 * weight decay only on freshly initialised matrices (see `model.training.optim.param_groups` for the measurement).
-* EMA off by default (the paper does not mention one); `ema_decay=0.999` turns it on.
+* EMA off by default (the paper does not mention one); `ema_decay=0.999` turns it on. When on, the EMA
+  weights are the ones validated, written to best.pt (so stage 2 starts from them and `generate` reads
+  them); rotating ckpt-*.pt hold the raw weights and the EMA shadow, for an exact resume.
+* `accumulate` micro-batches of `batch_size` per update: the update sees `batch_size * accumulate` rows
+  (the paper's batch 16 on one GPU: batch 4, accumulate 4), drawn and CFG-dropped as one batch of that size.
+* `frozen_dtype` bf16/fp16 holds the frozen MusicGen LM in half precision (GPU only); the trained
+  parameters stay in fp32.
 """
 
 from __future__ import annotations
@@ -34,13 +40,15 @@ class TrainConfig:
     weight_decay: float = 0.1
     decay_pretrained_init: bool = False  # True: L_j (identity) and P (MusicGen's projection) decay too
     warmup_steps: int = 6000
-    batch_size: int = 16  # global: split evenly across DDP ranks
+    batch_size: int = 16  # global micro-batch: split evenly across DDP ranks
+    accumulate: int = 1  # micro-batches per optimiser update (gradient accumulation)
     epochs: int = 120
     steps: int | None = None
     grad_clip: float = 1.0
     cfg_dropout: float = 0.3
     ema_decay: float | None = None
     precision: Precision = "fp32"
+    frozen_dtype: Precision = "fp32"  # the frozen LM's weights: fp32, or bf16/fp16 on a GPU
     window_s: int = 30  # seconds of each training window (the model generates at most 30 s)
     seed: int = 0
     max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
@@ -61,6 +69,8 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.accumulate < 1:
+            raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.steps is not None and self.steps < 1:
@@ -71,12 +81,23 @@ class TrainConfig:
             raise ValueError(f"cfg_dropout must be in [0, 1], got {self.cfg_dropout}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        for name in ("precision", "frozen_dtype"):
+            if getattr(self, name) not in ("fp32", "bf16", "fp16"):
+                raise ValueError(f"{name} must be fp32, bf16 or fp16, got {getattr(self, name)!r}")
         if not 1 <= self.window_s <= 30:
             raise ValueError(f"window_s must be in [1, 30] (MusicGen generates at most 30 s), got {self.window_s}")
         if self.max_nonfinite < 1:
             raise ValueError(f"max_nonfinite must be >= 1, got {self.max_nonfinite}")
+
+    @property
+    def update_batch(self) -> int:
+        """Rows per optimiser update: `batch_size` x `accumulate` (over all DDP ranks)."""
+        return self.batch_size * self.accumulate
+
+    def differences(self, other: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+        """'field: mine -> other's' for every field that differs (those in `ignore` apart)."""
+        a, b = asdict(self), asdict(other)
+        return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a) if k not in ignore and a[k] != b.get(k)]
 
     @classmethod
     def paper(cls, stage: int) -> TrainConfig:
@@ -106,4 +127,4 @@ class TrainConfig:
     def from_json(cls, text: str) -> TrainConfig:
         data = json.loads(text)
         data["betas"] = tuple(data["betas"])
-        return cls(**data)
+        return cls(**data)  # a checkpoint from before a field existed gets its default

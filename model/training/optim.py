@@ -15,7 +15,9 @@ weight get none — for biases and norms this is the usual practice (GPT-2, nano
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -83,6 +85,21 @@ class EMA:
         for name, p in model.trainable_state().items():
             if p.requires_grad:
                 self.shadow[name].lerp_(p.detach().float(), 1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def applied(self, model: VidMusician) -> Iterator[None]:
+        """The EMA weights in the model for the duration (validation, best.pt, samples); the trained ones after."""
+        params = model.trainable_state()
+        with torch.no_grad():
+            saved = {n: p.detach().clone() for n, p in params.items()}
+            for name, p in params.items():
+                p.copy_(self.shadow[name].to(p.dtype))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(saved[name])
 
     @torch.no_grad()
     def reset_from(self, model: VidMusician) -> None:

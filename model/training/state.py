@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from model.vidmusician import VidMusician
 logger = logging.getLogger(__name__)
 
 TRAIN_FORMAT = "vidmusician-train/1"
+RESUMABLE_CHANGES = ("steps", "epochs")  # TrainConfig fields a resume may change (a longer run)
 
 
 def frozen_fingerprint(model: VidMusician) -> str:
@@ -82,6 +82,7 @@ def state_package(state: TrainState, fingerprint: str) -> dict:
         "ema": None if state.ema is None else state.ema.state_dict(),
         "counters": {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
                      "skipped_nonfinite": state.skipped_nonfinite, "skipped_scaler": state.skipped_scaler,
+                     "skipped_uncond": state.skipped_uncond,
                      "consecutive_nonfinite": state.consecutive_nonfinite},
         "best": {"val": state.best_val, "step": state.best_step},
         "rng": capture_rng(state),
@@ -90,8 +91,12 @@ def state_package(state: TrainState, fingerprint: str) -> dict:
 
 
 def save_training(state: TrainState, path: str | Path, fingerprint: str) -> Path:
-    """Atomically write the model's trainable weights plus the whole training state."""
-    return save_trainable(state.model, path, extra={"train": state_package(state, fingerprint)})
+    """Atomically write the model's trainable weights plus the whole training state (and, at the top of
+    `extra`, the features' extractor, which `generate` reads)."""
+    extra = {"train": state_package(state, fingerprint)}
+    if state.features is not None:
+        extra["features"] = dict(state.features)
+    return save_trainable(state.model, path, extra=extra)
 
 
 def read_training(path: str | Path) -> dict:
@@ -110,9 +115,10 @@ def restore_training(state: TrainState, path: str | Path, fingerprint: str) -> N
 
     train = read_training(path)
     saved = TrainConfig.from_json(train["config"])
-    if replace(saved, steps=state.cfg.steps, epochs=state.cfg.epochs) != state.cfg:  # a longer run may resume
-        raise CheckpointError(f"{path}: was written with {saved}, this run asks for {state.cfg}; use the same "
-                              "options to resume (only --steps / --epochs may change), or another --out for a new run")
+    if differ := saved.differences(state.cfg, ignore=RESUMABLE_CHANGES):  # a longer run may resume
+        raise CheckpointError(f"{path}: this run differs from the one that wrote it in {'; '.join(differ)} "
+                              "(saved -> asked); resume with the same options (only --steps / --epochs may change), "
+                              "or pass another --out for a new run")
     if train["fingerprint"] != fingerprint:
         raise CheckpointError(f"{path}: trained against another frozen backbone/T5 (fingerprint differs); pass "
                               "the same --backbone and --t5 as the run that wrote it")

@@ -3,7 +3,16 @@ a `StepResult` out. No file I/O, no argv; distributed only through the collectiv
 `torch.distributed` process group (DDP), if there is one.
 
 `TrainState.step` counts batches consumed (the run's position); updates the optimiser really made are
-`step - skipped_nonfinite - skipped_scaler`, and the warm-up schedule counts only those.
+`step - skipped_nonfinite - skipped_scaler - skipped_uncond`, and the warm-up schedule counts only those.
+
+A batch is `cfg.update_batch` rows; with `cfg.accumulate` > 1 it runs as that many micro-batches (forward
+and backward each, DDP synchronising only the last), each weighted by its share of the rows, so the
+gradient is the full batch's (the loss is a mean over rows that all have the same number of tokens).
+
+A batch whose classifier-free dropout drops every row is not an update: every trainable parameter is
+conditioning (semantic module, LoRA, rhythm module), and their gradient on such a batch is zero, so
+AdamW would move them by its moments and weight decay alone and the warm-up would count a step that
+learned nothing. Its update is skipped and counted (`skipped_uncond`); the schedule and EMA do not move.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dvmset.dataset import CODES
 from model.training.config import TrainConfig
 from model.training.optim import EMA, build_optimizer, build_scheduler
 from model.vidmusician import VidMusician
@@ -56,10 +66,12 @@ class TrainState:
     batch_in_epoch: int = 0  # position within `epoch` (batches already consumed)
     skipped_nonfinite: int = 0
     skipped_scaler: int = 0
+    skipped_uncond: int = 0  # batches whose CFG dropout dropped every row (no update)
     consecutive_nonfinite: int = 0
     best_val: float | None = None
     best_step: int | None = None
     extra: dict = field(default_factory=dict)
+    features: dict | None = None  # the features' extractor (CLIP, its weights' sha256, codec); every checkpoint records it
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ class StepResult:
     per_codebook: list[float]
     lr: float  # the lr this update used (or would have used)
     grad_norm: float  # total norm before clipping
-    skipped: str | None = None  # None, "nonfinite" or "scaler"
+    skipped: str | None = None  # None, "nonfinite", "scaler" or "uncond"
 
 
 def cfg_seed(seed: int, stage: int) -> int:
@@ -95,8 +107,13 @@ def cfg_keep(generator: torch.Generator, global_batch: int, p: float, rank: int 
     """keep [global_batch // world] bool: this rank's rows of one draw for the whole global batch (rows
     rank, rank + world, ... as `dvmset.dataset.epoch_batches` deals items), so the dropout is the same
     for any number of processes. p = 0: none dropped; p = 1: all."""
+    return cfg_keep_all(generator, global_batch, p)[rank::world]
+
+
+def cfg_keep_all(generator: torch.Generator, global_batch: int, p: float) -> torch.Tensor:
+    """keep [global_batch] bool: one draw for the whole global batch (every rank draws the same)."""
     u = torch.rand(global_batch, generator=generator)  # [global_batch], in [0, 1)
-    return (u >= p)[rank::world]
+    return u >= p
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -117,18 +134,55 @@ def _trainable(model: VidMusician) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def _micro_batches(batch: Mapping[str, object], keep: torch.Tensor, n: int) -> list[tuple[dict, torch.Tensor]]:
+    """`n` consecutive slices of this rank's rows (tensors and lists alike) with their CFG-keep rows."""
+    rows = keep.shape[0]
+    if batch[CODES].shape[0] != rows:
+        raise ValueError(f"a batch of {batch[CODES].shape[0]} rows for an update of {rows} rows per process "
+                         "(--batch-size x --accumulate over the processes): the loader must deal update batches")
+    if rows % n:
+        raise ValueError(f"{rows} rows per process do not split into {n} micro-batches: make --batch-size a "
+                         f"multiple of the number of processes and the rows per update a multiple of --accumulate")
+    size = rows // n
+    return [({k: v[i * size:(i + 1) * size] for k, v in batch.items()}, keep[i * size:(i + 1) * size])
+            for i in range(n)]
+
+
+def _forward_backward(state: TrainState, batch: Mapping[str, torch.Tensor], keep: torch.Tensor,
+                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss [], per-codebook CE [K]) of the whole batch; its gradient accumulated into .grad."""
+    cfg = state.cfg
+    if cfg.accumulate == 1:
+        with autocast(cfg.precision, device):
+            loss, per_k = state.runner(batch, keep)
+        (loss if state.scaler is None else state.scaler.scale(loss)).backward()
+        return loss, per_k
+    parts = _micro_batches(batch, keep, cfg.accumulate)
+    no_sync = getattr(state.runner, "no_sync", None)  # DDP: all-reduce the gradient on the last micro-batch only
+    loss_sum = per_k_sum = None
+    for i, (part, part_keep) in enumerate(parts):
+        quiet = no_sync() if no_sync is not None and i < len(parts) - 1 else contextlib.nullcontext()
+        with quiet:
+            with autocast(cfg.precision, device):
+                loss, per_k = state.runner(part, part_keep)
+            share = 1.0 / len(parts)  # equal micro-batches: the mean over rows is the mean of their means
+            (loss * share if state.scaler is None else state.scaler.scale(loss * share)).backward()
+        loss_sum = loss.detach() * share if loss_sum is None else loss_sum + loss.detach() * share
+        per_k_sum = per_k.detach() * share if per_k_sum is None else per_k_sum + per_k.detach() * share
+    return loss_sum, per_k_sum
+
+
 def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> StepResult:
-    """Forward, backward, clip, AdamW update — or a counted skip when the loss or gradient is not finite."""
+    """Forward, backward (over `cfg.accumulate` micro-batches), clip, AdamW update — or a counted skip
+    when the loss or gradient is not finite, or when CFG dropout dropped every row of the batch."""
     cfg, model = state.cfg, state.model
     rank, world = _world()
     device = next(model.lm.parameters()).device
-    keep = cfg_keep(state.cfg_generator, cfg.batch_size, cfg.cfg_dropout, rank, world).to(device)
+    keep_all = cfg_keep_all(state.cfg_generator, cfg.update_batch, cfg.cfg_dropout)
+    keep = keep_all[rank::world].to(device)
     params = _trainable(model)
     state.optimizer.zero_grad(set_to_none=True)
-    with autocast(cfg.precision, device):
-        loss, per_k = state.runner(batch, keep)
-    scaled = loss if state.scaler is None else state.scaler.scale(loss)
-    scaled.backward()  # always: DDP expects a backward after each forward; a bad step is dropped below
+    loss, per_k = _forward_backward(state, batch, keep, device)  # always: DDP expects a backward per forward
     if state.scaler is not None:
         state.scaler.unscale_(state.optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)  # [] before clipping
@@ -145,6 +199,13 @@ def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> StepResu
     values = stats.tolist()
     result = dict(loss=values[0], per_codebook=values[1:-1], lr=lr, grad_norm=values[-1])
     loss_bad, grad_bad = (bool(b) for b in bad.tolist())
+    if not keep_all.any():  # the same draw on every rank: all skip together
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is not None:
+            state.scaler.update()  # closes this step's unscale_ bookkeeping; the scale is unchanged
+        state.skipped_uncond += 1
+        logger.info("step %d: CFG dropout dropped all %d rows, no update", state.step, cfg.update_batch)
+        return StepResult(**result, skipped="uncond")
     if state.scaler is None:
         if loss_bad or grad_bad:
             return _skip_nonfinite(state, result)

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from model.generation import SamplingParams
-from model.longform import LongformConfig, decode_to_duration, generate_long, plan_windows, total_frames
+from model.longform import (
+    LongformConfig,
+    decode_to_duration,
+    generate_long,
+    plan_windows,
+    total_frames,
+    window_seed,
+)
 from model.rhythm import frame_index_per_position
 
 FPS = 50
@@ -146,3 +153,28 @@ def test_inputs_too_short_for_the_duration_are_refused(trained_like):
         generate_long(trained_like, glob, rhythm[:, :300], 7.0, CFG_7S, PARAMS)
     with pytest.raises(ValueError, match="window_s"):
         generate_long(trained_like, glob, rhythm, 7.0, LongformConfig(window_s=31, stride_s=18), PARAMS)
+
+
+def test_window_seeds_are_not_the_next_seed_shifted_by_a_window():
+    seeds = {(s, i): window_seed(s, i) for s in range(40) for i in range(12)}
+    assert all(seeds[(s, 0)] == s for s in range(40))  # one window: generate_codes(..., seed) exactly
+    assert all(seeds[(s, i + 1)] != seeds[(s + 1, i)] for s in range(39) for i in range(11))
+    later = [v for (s, i), v in seeds.items() if i > 0]
+    assert len(set(later)) == len(later) and all(0 <= v < 2**63 for v in later)
+    assert window_seed(5, 3) == window_seed(5, 3)  # a pure function of (seed, index)
+
+
+def test_each_window_samples_with_its_derived_seed_not_seed_plus_index(trained_like):
+    """Window 1 regenerated from its own inputs and prompt: equal with window_seed(3, 1), not with 3 + 1."""
+    glob, rhythm = _inputs(7)
+    res = generate_long(trained_like, glob, rhythm, 7.0, CFG_7S, PARAMS, seed=3)
+    win = res.windows[1]
+    feats = glob[:, win.start_s: win.start_s + win.n_seconds]
+    sig = rhythm[:, win.start_frame: win.end_frame]
+    prompt = res.window_codes[0][..., win.start_frame:]
+
+    def window_1(seed: int) -> torch.Tensor:
+        return trained_like.generate_codes(feats, sig, win.duration_s, PARAMS, seed, prompt=prompt)
+
+    assert torch.equal(window_1(window_seed(3, 1)), res.window_codes[1])
+    assert not torch.equal(window_1(3 + 1), res.window_codes[1])
