@@ -14,7 +14,11 @@ from flows.demos.world import SCALES, default_real_video, run_world_demo
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # ~10 min on two shared cores; pre-training dominates
 def test_small_world_rhythm_follows_cuts_with_rcm_and_it_starts_at_stage1(tmp_path, prefect_harness):
-    report = run_world_demo(tmp_path, SCALES["small"], say=lambda _: None, real_video=default_real_video())
+    scale = SCALES["small"]
+    report = run_world_demo(tmp_path, scale, say=lambda _: None, real_video=default_real_video())
+    # the frozen backbone is competent before anything is trained on it: its own music holds its class's tempo
+    tempo = report["backbone_tempo"]
+    assert tempo["accuracy"] >= scale.min_tempo_accuracy and tempo["n"] == 3 * scale.tempo_check_per_class, tempo
     # stage 2 at step 0: with IT the logits are the stage-1 model's, bit for bit; without IT they are not
     it = report["it_check"]
     assert it["it_equal"] and not it["no_it_equal"], it

@@ -12,13 +12,13 @@ from flows.demos.world import SCALES, BackboneNotReady, run_world_demo
 
 
 def test_world_flow_refuses_an_untrained_backbone_and_says_what_to_do(tmp_path):
-    scale = replace(SCALES["small"], name="gate", videos_per_class=1, pretrain_pieces_per_class=1, pretrain_steps=1,
-                    pretrain_batch=2, tempo_check_per_class=2)
+    scale = replace(SCALES["small"], name="gate", videos_per_class=1, clip_s=4, pretrain_pieces_per_class=1,
+                    pretrain_piece_s=4.0, pretrain_steps=1, pretrain_batch=2, tempo_check_per_class=1)
     said: list[str] = []
     with pytest.raises(BackboneNotReady, match=r"--pretrain-steps N above 1\b"):
         run_world_demo(tmp_path, scale, say=said.append)
     tempo = json.loads((tmp_path / "backbone" / "tempo.json").read_text())
-    assert tempo["n"] == 6 and tempo["accuracy"] < scale.min_tempo_accuracy  # measured, recorded, below the gate
+    assert tempo["n"] == 3 and tempo["accuracy"] < scale.min_tempo_accuracy  # measured, recorded, below the gate
     assert tempo["sampling"]["cfg_coef"] == scale.cfg_coef and tempo["sampling"]["duration_s"] == scale.clip_s
     assert any("backbone tempo with its own class words" in line for line in said), said
     assert not (tmp_path / "world").exists()  # nothing curated, exported or trained on it
