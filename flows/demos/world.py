@@ -60,7 +60,7 @@ class WorldScale:
     pretrain_batch: int = 8
     pretrain_window_s: float = 4.0
     pretrain_piece_s: float = 8.0  # each pre-training piece's length (windows are drawn from it)
-    pretrain_lr: float = 3e-3
+    pretrain_lr: float = 1e-2  # the first run's 3e-3 x 200 steps left the backbone unable to keep a tempo
     pretrain_warmup: int = 40
     test_fraction: float = 0.3
     cfg_coef: float = 3.0
@@ -77,9 +77,9 @@ class WorldScale:
 
 SCALES = {
     "small": WorldScale("small", videos_per_class=4, clips_per_video=1, clip_s=8, pretrain_pieces_per_class=6,
-                        pretrain_steps=150, steps_per_stage=60, rows=("full", "no-rcm", "no-it")),
+                        pretrain_steps=400, steps_per_stage=60, rows=("full", "no-rcm", "no-it")),
     "full": WorldScale("full", videos_per_class=6, clips_per_video=1, clip_s=8, pretrain_pieces_per_class=8,
-                       pretrain_steps=200, steps_per_stage=80, rows=ALL_ROWS, test_fraction=0.34),
+                       pretrain_steps=400, steps_per_stage=80, rows=ALL_ROWS, test_fraction=0.34),
 }
 
 
