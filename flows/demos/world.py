@@ -1,8 +1,9 @@
 """`vidmusician demo --world`: the miniature world where the paper's claims can be checked on CPU.
 
 Builds the world's videos (pipeline.world), pre-trains the miniature MusicGen on the world's music alone
-(model.training.miniature, saved in audiocraft's layout), then runs what a user runs: curate (served on loopback,
-`--separator none`), DEMO SHORTCUT accept, features (tiny random CLIP, the miniature backbone's codec),
+(model.training.miniature, saved in audiocraft's layout) and gates on it (its own music, sampled with each
+class word, must hold that class's tempo: else BackboneNotReady, before anything is curated), then runs what a
+user runs: curate (served on loopback, `--separator none`), DEMO SHORTCUT accept, features (tiny random CLIP, the miniature backbone's codec),
 export, and `ablate` with Table 2's rows and both references. Then the world's own scores
 (flows.demos.world_report): semantics (tempo of the generated music vs the video's class) and rhythm
 against shuffled pairs with bootstrap intervals, the IT check at stage 2's step 0, a figure, and the full
