@@ -27,15 +27,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--real-video", type=Path, metavar="MP4",
                    help="with --world: real footage with cuts to try the full row on (default: "
                         "../shared/media/bikes_cuts_10s.mp4 when present)")
+    p.add_argument("--pretrain-steps", type=int, metavar="N",
+                   help="with --world: the miniature backbone's pre-training steps (default: the scale's); the run "
+                        "stops after pre-training when the backbone does not hold its classes' tempos")
     p.set_defaults(func=cmd_demo, runs_flows=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     root = resolve_root(args.root)
     if args.world:
-        from flows.demos.world import SCALES, default_real_video, run_world_demo
+        from dataclasses import replace
 
-        run_world_demo(root.path, SCALES[args.scale], real_video=args.real_video or default_real_video())
+        from flows.demos.world import SCALES, BackboneNotReady, default_real_video, run_world_demo
+
+        scale = SCALES[args.scale]
+        if args.pretrain_steps is not None:
+            if args.pretrain_steps < 1:
+                raise SystemExit(f"--pretrain-steps must be >= 1, got {args.pretrain_steps}")
+            scale = replace(scale, pretrain_steps=args.pretrain_steps)
+        try:
+            run_world_demo(root.path, scale, real_video=args.real_video or default_real_video())
+        except BackboneNotReady as e:
+            print(f"world demo stopped after pre-training: {e}")
+            return 2
         return 0
     if args.full:
         from flows.demos.full import run_full_demo  # torch and the model load only for --full

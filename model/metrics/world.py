@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.metrics.beats import BeatConfig, detect_onsets_loris, track_beats
 from model.metrics.rhythm import recall_matrix
 from model.metrics.stats import Interval, bootstrap_ci
 
@@ -96,3 +97,101 @@ def rhythm_vs_shuffled(cuts: Sequence[np.ndarray], beats: Sequence[np.ndarray], 
     value = float(np.trace(hits) / total)
     chance = float(hits[off].sum() / (total * (n - 1)))
     return Paired(value, chance, bootstrap_ci(n, diff, seed=seed), n)
+
+
+@dataclass(frozen=True)
+class TempoItem:
+    """One piece of music made for a class: its tracked tempo and how much of its onsets sit on its beat grid."""
+
+    target_bpm: float
+    tracked_bpm: float  # 60 / median inter-beat interval of the tracked beats (NaN below 3 beats)
+    n_onsets: int
+    on_grid: float  # share of detected onsets within `grid_tol_s` of a tracked beat (NaN without onsets)
+    tolerance: float  # relative tempo tolerance
+
+    @property
+    def tempo_ok(self) -> bool:
+        return bool(np.isfinite(self.tracked_bpm) and abs(self.tracked_bpm / self.target_bpm - 1) <= self.tolerance)
+
+    def to_json(self) -> dict:
+        return {"target_bpm": self.target_bpm, "tracked_bpm": round(self.tracked_bpm, 2), "tempo_ok": self.tempo_ok,
+                "on_grid": round(self.on_grid, 3), "onsets": self.n_onsets}
+
+
+def tempo_item(beats: np.ndarray, onsets: np.ndarray, target_bpm: float, tolerance: float = 0.04,
+               grid_tol_s: float = 0.07) -> TempoItem:
+    """Score one piece: is its tracked tempo the class's (within `tolerance`), and are its onsets on its beats?
+
+    The tracker (dynamic programming with a strong tempo prior) lays a steady grid over any music, so the tempo
+    alone does not say the music is regular: `on_grid` checks the onsets themselves against that grid."""
+    if not target_bpm > 0 or not 0 < tolerance < 1 or not grid_tol_s > 0:
+        raise ValueError(f"target_bpm, tolerance in (0, 1) and grid_tol_s must be positive: "
+                         f"{target_bpm}, {tolerance}, {grid_tol_s}")
+    b = np.sort(np.asarray(beats, dtype=np.float64))
+    o = np.asarray(onsets, dtype=np.float64)
+    if o.size == 0:
+        on_grid = float("nan")
+    elif b.size == 0:
+        on_grid = 0.0
+    else:
+        near = np.abs(o[:, None] - b[None, :]).min(axis=1)  # [O]
+        on_grid = float(np.mean(near <= grid_tol_s + 1e-9))
+    return TempoItem(float(target_bpm), tempo_bpm(b), int(o.size), on_grid, tolerance)
+
+
+@dataclass(frozen=True)
+class TempoAccuracy:
+    """How well music made for each class holds that class's tempo: the backbone's competence gate."""
+
+    items: tuple[TempoItem, ...]
+    words: tuple[str, ...]  # the class word each item was made with
+
+    def __post_init__(self) -> None:
+        if not self.items or len(self.items) != len(self.words):
+            raise ValueError(f"need one word per item and at least one item, got {len(self.items)} and "
+                             f"{len(self.words)}")
+
+    @property
+    def accuracy(self) -> float:
+        """Share of pieces whose tracked tempo is their class's."""
+        return float(np.mean([i.tempo_ok for i in self.items]))
+
+    @property
+    def on_grid(self) -> float:
+        """Mean share of onsets on the tracked beat grid (pieces without onsets count as 0)."""
+        return float(np.mean([0.0 if not np.isfinite(i.on_grid) else i.on_grid for i in self.items]))
+
+    def per_word(self) -> dict[str, float]:
+        return {w: float(np.mean([i.tempo_ok for i, v in zip(self.items, self.words, strict=True) if v == w]))
+                for w in dict.fromkeys(self.words)}
+
+    def to_json(self) -> dict:
+        return {"accuracy": self.accuracy, "on_grid": self.on_grid, "per_word": self.per_word(), "n": len(self.items),
+                "tolerance": self.items[0].tolerance,
+                "items": [{"word": w, **i.to_json()} for i, w in zip(self.items, self.words, strict=True)]}
+
+
+def beats_and_onsets(mono: np.ndarray, sr: int, config: BeatConfig = BeatConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """(beat times, onset times) in seconds of mono audio [N] at `sr`, by the project's tracker and LORIS's
+    onset picker (both at 22 050 Hz)."""
+    import soxr
+
+    y = np.asarray(mono, dtype=np.float32)
+    if sr != config.sample_rate:
+        y = soxr.resample(y, sr, config.sample_rate).astype(np.float32)
+    return track_beats(y, config.sample_rate, config), detect_onsets_loris(y, config.sample_rate)
+
+
+def tempo_accuracy(audio: Sequence[np.ndarray], sr: int, words: Sequence[str], class_bpm: dict[str, float],
+                   tolerance: float = 0.04) -> TempoAccuracy:
+    """Score music made for class words (`audio[i]` mono [N] for `words[i]`) against each class's tempo."""
+    if len(audio) != len(words):
+        raise ValueError(f"need one word per piece, got {len(audio)} pieces and {len(words)} words")
+    unknown = sorted(set(words) - set(class_bpm))
+    if unknown:
+        raise ValueError(f"words {unknown} have no tempo; known: {sorted(class_bpm)}")
+    items = []
+    for y, w in zip(audio, words, strict=True):
+        beats, onsets = beats_and_onsets(y, sr)
+        items.append(tempo_item(beats, onsets, class_bpm[w], tolerance))
+    return TempoAccuracy(tuple(items), tuple(words))

@@ -140,3 +140,48 @@ def class_word_bins(words: Sequence[str], n_bins: int = 64) -> dict[str, int]:
     if len(set(bins.values())) != len(bins):
         raise ValueError(f"class words collide in the LUT's {n_bins} bins: {bins}")
     return bins
+
+
+def load_miniature(directory: Path) -> tuple[LMModel, torch.nn.Module]:
+    """The saved LM *with* its text conditioner (the backbone loader drops it) and its codec, for sampling."""
+    directory = Path(directory)
+    lm_file = checkpoints.read_checkpoint(directory / LM_FILE)
+    with torch.random.fork_rng(devices=[]):
+        lm = builders.get_lm_model(lm_file.cfg)
+    lm.load_state_dict(lm_file.state)
+    codec = checkpoints.load_compression_model(directory / CODEC_FILE)
+    return lm.eval(), codec.eval()
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How the backbone is sampled when its tempo is measured: MusicGen's defaults, as `generate` samples."""
+
+    duration_s: float = 8.0
+    per_word: int = 4
+    cfg_coef: float = 3.0
+    top_k: int = 250
+    temperature: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0 or self.per_word < 1 or self.cfg_coef <= 0 or self.top_k < 0:
+            raise ValueError(f"duration_s > 0, per_word >= 1, cfg_coef > 0 and top_k >= 0 required: {self}")
+
+
+@torch.no_grad()
+def sample_words(lm: LMModel, codec: torch.nn.Module, words: Sequence[str], cfg: SampleConfig = SampleConfig()
+                 ) -> tuple[list[str], torch.Tensor]:
+    """`cfg.per_word` pieces per word through audiocraft's own `LMModel.generate` (its text = the word), decoded:
+    (the word of each piece, audio [N, 1, S] at the codec's rate). Seeded; the caller's RNG is left untouched.
+    A top-k above the codebook's size keeps every token, as `model.generation.sample_next` does (audiocraft's
+    own top-k raises there)."""
+    order = [w for w in words for _ in range(cfg.per_word)]
+    frames = int(round(cfg.duration_s * codec.frame_rate))
+    attrs = [ConditioningAttributes(text={"description": w}) for w in order]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # audiocraft samples from the global RNG
+        codes = lm.generate(conditions=attrs, max_gen_len=frames, use_sampling=True, temp=cfg.temperature,
+                            top_k=min(cfg.top_k, lm.card), cfg_coef=cfg.cfg_coef)  # [N, K, frames]
+    audio = codec.decode(codes, None)  # [N, 1, S]
+    return order, audio[..., : int(round(cfg.duration_s * codec.sample_rate))]

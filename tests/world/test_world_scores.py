@@ -1,10 +1,24 @@
-"""The world's semantic and rhythm scores against shuffled pairs (model/metrics/world.py)."""
+"""The world's semantic and rhythm scores against shuffled pairs, and the backbone's tempo gate
+(model/metrics/world.py)."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
 
-from model.metrics.world import nearest_class, rhythm_vs_shuffled, semantic_score, tempo_bpm
+import numpy as np
+import torch
+
+from dvmset.envelope_codec import EnvelopeCodec
+from model.metrics.world import (
+    nearest_class,
+    rhythm_vs_shuffled,
+    semantic_score,
+    tempo_accuracy,
+    tempo_bpm,
+    tempo_item,
+)
+from pipeline.loudness import normalize_clip
+from pipeline.world import CLASSES, WorldVideo, plan_world, synth_music
 
 
 def test_tempo_and_nearest_class():
@@ -29,3 +43,41 @@ def test_rhythm_on_the_cuts_beats_shuffled_music():
     grid = [np.arange(0, 10, 0.5) + rng.uniform(0, 0.5) for _ in range(10)]  # beats that ignore the cuts
     blind = rhythm_vs_shuffled(cuts, grid)
     assert not blind.above_chance
+
+
+def _irregular(plan: WorldVideo, seed: int) -> WorldVideo:
+    """The same class and notes, its onsets at random intervals of 0.4-1.6 beats (no grid, mean tempo kept)."""
+    rng = np.random.default_rng(seed)
+    gaps = plan.world_class.beat_s * rng.uniform(0.4, 1.6, 64)
+    times = np.cumsum(np.concatenate([[plan.beat_times[0]], gaps]))
+    return replace(plan, beat_times=tuple(float(t) for t in times[times < plan.duration_s]))
+
+
+def test_tempo_accuracy_passes_world_music_and_fails_irregular_or_other_class_music():
+    codec = EnvelopeCodec()
+    plans = plan_world(2, 8.0, seed=11, prefix="tempo")
+    bpm = {c.word: c.bpm for c in CLASSES}
+    words = [p.world_class.word for p in plans]
+
+    def decoded(plan: WorldVideo) -> np.ndarray:  # through the codec, as the backbone's music is heard
+        music, _ = normalize_clip(synth_music(plan)[None], codec.sample_rate)
+        return codec.decode(codec.encode(torch.from_numpy(music)[None])[0])[0, 0].numpy()
+
+    real = tempo_accuracy([decoded(p) for p in plans], codec.sample_rate, words, bpm)
+    assert real.accuracy == 1.0 and real.on_grid > 0.85, real.to_json()
+    irregular = tempo_accuracy([decoded(_irregular(p, i)) for i, p in enumerate(plans)], codec.sample_rate, words,
+                               bpm)
+    assert irregular.accuracy <= 0.5 and irregular.on_grid < real.on_grid - 0.2, irregular.to_json()
+    rotated = words[1:] + words[:1]  # each piece scored against the next class's tempo: on its grid, wrong tempo
+    other = tempo_accuracy([decoded(p) for p in plans], codec.sample_rate, rotated, bpm)
+    assert other.accuracy == 0.0 and other.on_grid > 0.85, other.to_json()
+
+
+def test_tempo_item_counts_onsets_off_the_grid():
+    beats = np.arange(0.5, 8.0, 0.6)  # 100 BPM
+    on = tempo_item(beats, beats + 0.01, 100.0)
+    assert on.tempo_ok and on.on_grid == 1.0
+    off = tempo_item(beats, np.concatenate([beats, beats[:-1] + 0.3]), 100.0)
+    assert off.tempo_ok and abs(off.on_grid - len(beats) / (2 * len(beats) - 1)) < 1e-9
+    assert not tempo_item(beats, beats, 125.0).tempo_ok  # 100 BPM is not 125 within 4 %
+    assert not tempo_item(beats[:2], beats[:2], 100.0).tempo_ok  # too few beats for a tempo
