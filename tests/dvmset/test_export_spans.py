@@ -41,7 +41,7 @@ def test_export_writes_spans_beside_features_manifest_release_and_card(data_root
     assert m.kept_s.to_dict() == {ids[0]: 55.0, ids[1]: 55.0, ids[2]: 60.0, ids[3]: 60.0}
     assert json.loads(m.at[ids[0], "excluded_spans"]) == [[50.0, 55.0, "noise"]] and pd.isna(m.at[ids[2], "excluded_spans"])
     lines = {json.loads(ln)["path"].rsplit("/", 1)[1].removesuffix(".mp4"): json.loads(ln)["duration"]
-             for part in ("train", "test") for ln in (out / f"{part}.jsonl").read_text().splitlines()}
+             for part in ("train", "valid", "test") for ln in (out / f"{part}.jsonl").read_text().splitlines()}
     assert lines == {ids[0]: 50.0, ids[2]: 60.0, ids[3]: 60.0}  # ids[1]'s first span starts at 0: left out
     rel = read_release(out).rows.set_index("clip_id")
     assert json.loads(rel.at[ids[1], "excluded_spans"]) == [[0.0, 3.0, "non_music"], [10.0, 12.0, "vocals"]]

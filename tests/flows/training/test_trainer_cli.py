@@ -26,7 +26,7 @@ from model.training.step import evaluate
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return write_store(tmp_path_factory.mktemp("trainer") / "features")
+    return write_store(tmp_path_factory.mktemp("trainer") / "features", n_valid=2)  # train validates on valid-*
 
 
 @pytest.mark.parametrize("flag", ["--precision", "--frozen-dtype"])
@@ -92,7 +92,7 @@ def test_config_yaml_loss_lines_and_ema_best(store, tmp_path, capsys):
     assert all(torch.equal(best["state"][n], shadow[n]) for n in shadow)
     _, raw = read_checkpoint(out / "stage1" / f"ckpt-{step:08d}.pt")
     assert any(not torch.equal(best["state"][n], raw["state"][n]) for n in shadow)  # not the trained weights
-    test = FeatureWindows(store, split="test", window_s=2, seed=0, clip_ids=["test-00", "test-01"])
+    test = FeatureWindows(store, split="valid", window_s=2, seed=0, clip_ids=["valid-00", "valid-01"])
     loader = DataLoader(test, batch_sampler=[[0, 1]])
     assert evaluate(load_model(out / "stage1" / "best.pt"), loader)[0] == pytest.approx(val[step], rel=1e-5)
     assert evaluate(load_model(out / "stage1" / f"ckpt-{step:08d}.pt"), loader)[0] != pytest.approx(val[step], rel=1e-5)
@@ -133,7 +133,7 @@ def test_samples_during_training_go_to_wav_and_tensorboard_with_hparams(store, t
     root = tmp_path / "root"  # a data root: features/ and the clips' videos in clips/
     shutil.copytree(store, root / "features")
     (root / "clips").mkdir()
-    video = cut_video(root / "clips" / "test-00.mp4", [1.5, 2.5, 3.5], 4.0)
+    video = cut_video(root / "clips" / "valid-00.mp4", [1.5, 2.5, 3.5], 4.0)
     on_cuts = _sample_rhythm(video, 0, 4, clicks(grid(0.5, 0.5, 4.0), 4.0, sr=32000), 32000)
     assert (on_cuts.n_cuts, on_cuts.cut_hits) == (3, 3) and 0 < on_cuts.chance_recall < 1
     later = _sample_rhythm(video, 2, 2, clicks(grid(0.25, 0.5, 2.0), 2.0, sr=32000), 32000)
@@ -147,13 +147,13 @@ def test_samples_during_training_go_to_wav_and_tensorboard_with_hparams(store, t
     assert sum("sample(s) in" in line and "Rhythm recall" in line for line in logged) == 2
     wavs = sorted((out / "stage1" / "samples").rglob("*.wav"))
     assert [p.relative_to(out / "stage1").as_posix() for p in wavs] == [
-        "samples/step-00000001/test-00.wav", "samples/step-00000002/test-00.wav"]
+        "samples/step-00000001/valid-00.wav", "samples/step-00000002/valid-00.wav"]
     one, sr = sf.read(wavs[0])
     two, _ = sf.read(wavs[1])
     assert len(one) == 2 * sr and np.isfinite(one).all() and np.abs(one).max() > 0  # the 2 s window, not silence
     assert not np.array_equal(one, two)  # same seed, other weights: other music
     events = EventAccumulator(str(out / "stage1" / "tb"), size_guidance={"audio": 0}).Reload()
-    assert [e.step for e in events.Audio("stage1/sample/test-00")] == [1, 2]
+    assert [e.step for e in events.Audio("stage1/sample/valid-00")] == [1, 2]
     scalars = EventAccumulator(str(out / "stage1" / "tb"), size_guidance={"scalars": 0}).Reload()
     for tag in ("stage1/sample_rhythm_recall", "stage1/sample_rhythm_chance"):
         values = scalars.Scalars(tag)
