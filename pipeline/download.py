@@ -149,7 +149,7 @@ def proxy_without_credentials(proxy: str) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
-_SECRET_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization", "x-goog-visitor-id"})
+_SECRET_HEADER = re.compile(r"cookie|auth|token|key|secret|session|pass|visitor", re.IGNORECASE)
 
 
 def scrub_secrets(info: Any) -> Any:
@@ -160,8 +160,8 @@ def scrub_secrets(info: Any) -> Any:
         for k, v in info.items():
             if k == "cookies":
                 continue
-            if k == "http_headers" and isinstance(v, dict):
-                v = {h: x for h, x in v.items() if str(h).lower() not in _SECRET_HEADERS}
+            if k == "http_headers" and isinstance(v, dict):  # a login's, or one given as a yt-dlp option
+                v = {h: x for h, x in v.items() if not _SECRET_HEADER.search(str(h))}
             out[k] = scrub_secrets(v)
         return out
     if isinstance(info, list):
@@ -230,7 +230,7 @@ BOT_CHECK, RATE_LIMIT = "bot check", "HTTP 429"
 #: What sites answer a bulk downloader with, as yt-dlp reports it (lower case; YouTube writes "you’re"
 #: with a typographic apostrophe, yt-dlp's own messages an ASCII one).
 _BOT_CHECK_TEXTS = ("confirm you’re not a bot", "confirm you're not a bot", "confirm that you're not a bot",
-                    "confirm you are not a bot")
+                    "confirm you are not a bot", "requiring a captcha challenge")
 _RATE_LIMIT_TEXTS = ("http error 429", "too many requests", "session has been rate-limited",
                      "rate-limited by youtube")
 
