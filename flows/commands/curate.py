@@ -13,12 +13,11 @@ from dvmset.catalog import Catalog
 from flows.commands.cluster import add_cluster_options, curate_params, follow_remote, where_params
 from flows.config import SITE_ACCESS_ENV, CurateConfig, site_access_from_env
 from flows.progress import progress_bar
-from flows.settings import add_root_arg, existing_root, open_catalog, resolve_root
+from flows.settings import SEARCH_HITS_PER_QUERY, add_root_arg, existing_root, open_catalog, resolve_root
 from pipeline.download import DownloadOptions
 from pipeline.errors import failure_reason, is_whole_run
 
 _D = CurateConfig()  # the defaults shown in --help
-_PER_QUERY = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--query", action="append", default=[], metavar="Q", help="a search query (repeatable)")
     src.add_argument("--queries-file", type=Path, metavar="F", help="one query per line (# comments)")
     src.add_argument("--url", action="append", default=[], metavar="U", help="a video URL (repeatable)")
-    p.add_argument("--per-query", type=int, default=_PER_QUERY, metavar="N",
-                   help=f"search hits per query ({_PER_QUERY})")
+    p.add_argument("--per-query", type=int, default=SEARCH_HITS_PER_QUERY, metavar="N",
+                   help=f"search hits per query ({SEARCH_HITS_PER_QUERY})")
     add_curate_options(p)
     p.add_argument("--retry-failed", action="store_true", help="try failed sources again")
     src.add_argument("--from-release", type=Path, metavar="FILE",

@@ -33,6 +33,7 @@ from flows.cluster import limits
 from flows.config import CurateConfig
 from flows.curation.lineage import record_made_clip
 from flows.curation.takedown import refused_video
+from flows.settings import SEARCH_HITS_PER_QUERY
 from pipeline import clip as clipping
 from pipeline import download as dl
 from pipeline import qc
@@ -419,7 +420,7 @@ def curate_flow(
     db_url: str,
     queries: list[str] | None = None,
     urls: list[str] | None = None,
-    per_query: int = 10,
+    per_query: int = SEARCH_HITS_PER_QUERY,
     cfg: CurateConfig | None = None,
     retry_failed: bool = False,
     on_event: EventHook | None = None,
@@ -466,7 +467,7 @@ def curate_flow(
 
 
 def run_curate(root: DataRoot, db_url: str, *, queries: list[str] | None = None, urls: list[str] | None = None,
-               per_query: int = 10, cfg: CurateConfig | None = None, retry_failed: bool = False,
+               per_query: int = SEARCH_HITS_PER_QUERY, cfg: CurateConfig | None = None, retry_failed: bool = False,
                on_event: EventHook | None = None, on_plan: Callable[[int, int], None] | None = None) -> dict:
     """Run the curate flow with ``cfg.workers`` sources in flight at once."""
     cfg = cfg or CurateConfig()
