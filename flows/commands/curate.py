@@ -231,7 +231,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     c = report["counts"]
     print(f"rebuilt {c['matching']} clips matching the release, {c['different']} different, {c['gone']} gone, "
           f"{c['invalid']} invalid" + (f", {c['refused']} refused (taken down here)" if c["refused"] else "")
-          + f" (report: {root.path / 'rebuilds'})")
+          + (f", {c['held']} held (another run has the video, or its site is paused: run again later)"
+             if c.get("held") else "") + f" (report: {root.path / 'rebuilds'})")
     if c["invalid"]:
         print("invalid rows were set aside before any download; each is listed above with its field and why")
     return 0 if c["matching"] == sum(c.values()) else 1
