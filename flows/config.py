@@ -10,7 +10,8 @@ from dvmset.constants import CLIP_SECONDS, SAMPLE_RATE_HZ, TOKEN_RATE_HZ, VIDEO_
 from dvmset.runs import params_hash
 from dvmset.shards import SHARD_FORMAT
 from dvmset.site_blocks import PausePolicy
-from pipeline.download import DownloadOptions, parse_ytdlp_option
+from pipeline.download import DownloadOptions
+from pipeline.site_access import parse_ytdlp_option
 
 
 @dataclass(frozen=True)
