@@ -14,6 +14,7 @@ from dvmset.batches import batches
 from dvmset.card import dataset_card
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
+from dvmset.hub_card import hub_metadata
 from dvmset.io import atomic_write_text
 from dvmset.music_groups import MusicGroup, group_by_music, music_clips
 from dvmset.release import FILES as RELEASE_FILES
@@ -71,4 +72,5 @@ def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction
                   "agreement, licence, checksum and fingerprint of the processed music), no media; "
                   "`release.json`: the processing parameters. Rebuild with "
                   "`vidmusician curate --from-release release.parquet --root DIR`.", ""]
-    return atomic_write_text(out / "DATASET.md", card.rstrip("\n") + "\n\n" + "\n".join(extra))
+    return atomic_write_text(out / "DATASET.md", hub_metadata(out.name, manifest)  # the hub's YAML block first
+                             + card.rstrip("\n") + "\n\n" + "\n".join(extra))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, func, select
 
-from dvmset import leases
+from dvmset import leases, site_blocks
 from dvmset.catalog import Catalog
 from dvmset.constants import CODEBOOK_SIZE
 from dvmset.io import atomic_write_text
@@ -87,11 +87,17 @@ def shared_music(cat: Catalog, cache: Path | None = None) -> dict:
     return out
 
 
+def site_pause_lines(cat: Catalog) -> list[str]:
+    """"youtube paused until 14:20 UTC (bot check, 3rd time)" for each site paused now (dvmset.site_blocks)."""
+    return [p.describe() for p in site_blocks.active_pauses(cat)]
+
+
 def status_report(root: DataRoot, cat: Catalog) -> dict:
     """Everything ``vidmusician status`` shows, as plain JSON-able values."""
     report = cat.counts()
     report["failed_sources"] = failed_sources(cat)
     report["leased_sources"] = leases.held_by_others(cat, leases.SOURCES, owner="")  # a worker is on them now
+    report["site_pauses"] = site_pause_lines(cat)
     report["features"] = features_status(root, cat)
     report["shared_music"] = shared_music(cat, root.path / "cache" / SHARED_MUSIC_CACHE)
     report["root"] = str(root.path)

@@ -255,3 +255,18 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     duration_s: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class SiteBlock(Base):
+    """A site that pushed back (a bot check, HTTP 429): every worker pauses its downloads until
+    ``paused_until``; ``times`` counts the blocks in a row (the back-off), reset by a download that
+    gets through (dvmset.site_blocks; revision 0008)."""
+
+    __tablename__ = "site_blocks"
+
+    site: Mapped[str] = mapped_column(String(255), primary_key=True)  # pipeline.urls.site_of
+    kind: Mapped[str] = mapped_column(String(32))  # "bot check" | "HTTP 429"
+    times: Mapped[int] = mapped_column(Integer)
+    paused_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    message: Mapped[str | None] = mapped_column(Text)  # the site's words, as yt-dlp reported them
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

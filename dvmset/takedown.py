@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from dvmset.catalog import Catalog
 from dvmset.export import export_lock, sweep_partials
+from dvmset.export_webdataset import scrub_webdataset
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import check_id, id_problem
 from dvmset.release import FILES as RELEASE_FILES
@@ -182,6 +183,7 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.Data
             if p.is_symlink() or p.exists():
                 p.unlink()
     _zip_without(out / "audio" / "info.zip", gone)
+    named = scrub_webdataset(out, gone) or named  # its shards, where the export has them
     if named:
         manifest = manifest[~manifest.clip_id.isin(gone)].reset_index(drop=True)
         write_card(out, manifest)

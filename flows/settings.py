@@ -9,6 +9,16 @@ from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
 
 DEFAULT_ROOT = "./dvm-data"
+SEARCH_HITS_PER_QUERY = 10  # `curate --per-query` and the curate flows' default
+STORE_WAIT_S = 600.0  # `takedown --wait`: how long to wait for a features run or export holding the store
+DEPLOY_SOURCE_ENV = "VIDMUSICIAN_DEPLOY_SOURCE"
+
+
+def deploy_source() -> Path:
+    """Where `deploy`'s workers load the flows from: $VIDMUSICIAN_DEPLOY_SOURCE, else this checkout (or the
+    site-packages root holding flows/cluster/entry.py)."""
+    given = os.environ.get(DEPLOY_SOURCE_ENV, "").strip()
+    return Path(given) if given else Path(__file__).resolve().parents[1]
 
 
 def add_root_arg(parser) -> None:  # noqa: ANN001 - argparse.ArgumentParser

@@ -6,5 +6,8 @@ Public API: `VidMusicianConfig` (presets debug/small/medium/large + ablation swi
 """
 
 from model.config import RhythmConfig, SemanticConfig, VidMusicianConfig
+from model.metrics.checkpoints import isolate_laion_clap
+
+isolate_laion_clap()  # before anything imports audiocraft (see there): cheap, no import of laion_clap itself
 
 __all__ = ["RhythmConfig", "SemanticConfig", "VidMusicianConfig"]

@@ -21,6 +21,13 @@ from urllib.parse import urlsplit
 from dvmset.layout import check_id
 from pipeline.errors import NO_ROOM, StageError, disk_full
 from pipeline.probe import probe
+from pipeline.site_access import (
+    browser_spec,
+    parse_ytdlp_option,
+    proxy_without_credentials,
+    redact,
+    scrub_secrets,
+)
 from pipeline.source_files import (
     MEDIA_STEM,
     Downloaded,
@@ -34,13 +41,15 @@ from pipeline.source_files import (
     url_key,
     work_folder,
 )
-from pipeline.urls import PrivateUrlRefused, private_url_problem
+from pipeline.urls import PrivateUrlRefused, private_url_problem, site_of
 
 log = logging.getLogger(__name__)
 
 STAGE = "download"
-__all__ = ["Downloaded", "DownloadOptions", "Entry", "download", "find_downloaded", "search", "source_lock",
-           "sweep_stale_workdirs", "url_key"]  # the on-disk parts live in pipeline.source_files
+ACCESS_KEY = "vidmusician_access"  # in info.json: DownloadOptions.access_record() of the download
+__all__ = ["Downloaded", "DownloadOptions", "Entry", "SiteBlocked", "browser_spec", "download", "find_downloaded",
+           "parse_ytdlp_option", "proxy_without_credentials", "redact", "scrub_secrets", "search", "source_lock",
+           "sweep_stale_workdirs", "url_key"]  # site access helpers live in pipeline.site_access  # the on-disk parts live in pipeline.source_files
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,13 @@ class DownloadOptions:
     format: str = "bv*[height<=720]+ba/b[height<=720]/b"
     js_runtimes: tuple[str, ...] = ("deno", "node")
     public_only: bool = False  # every request (page, media, redirect target) to a public host only
+    # how to get past a site that pushes back (yt-dlp's --cookies, --cookies-from-browser, --proxy,
+    # --sleep-requests; ``ytdlp_options``: (yt-dlp API parameter, value) pairs, e.g. extractor_args)
+    cookies_file: str | None = None
+    cookies_from_browser: str | None = None  # BROWSER[+KEYRING][:PROFILE][::CONTAINER], as yt-dlp takes it
+    proxy: str | None = None
+    sleep_requests_s: float | None = None
+    ytdlp_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.min_duration_s) or self.min_duration_s < 0:
@@ -77,12 +93,44 @@ class DownloadOptions:
             raise ValueError(f"socket_timeout_s must be > 0, got {self.socket_timeout_s}")
         if not self.format.strip():
             raise ValueError("format must be a yt-dlp format selector such as 'b'")
+        if self.sleep_requests_s is not None and not (math.isfinite(self.sleep_requests_s)
+                                                      and self.sleep_requests_s >= 0):
+            raise ValueError(f"sleep between requests must be >= 0 seconds, got {self.sleep_requests_s}")
+        if self.cookies_file is not None and not Path(self.cookies_file).is_file():
+            raise ValueError(f"cookies file {self.cookies_file} not found: export it from a browser logged in to "
+                             "the site (Netscape format), or use --cookies-from-browser")
+        for key, _ in self.ytdlp_options:
+            if key in _OWN_PARAMS:
+                raise ValueError(f"yt-dlp option {key!r} is set by vidmusician itself (its download layout); "
+                                 "choose another")
         unknown = set(self.js_runtimes) - {"deno", "node", "bun", "quickjs"}
         if unknown:
             raise ValueError(
                 f"unknown JavaScript runtime(s) {sorted(unknown)}: use deno, node, bun or quickjs"
             )
 
+
+    def access_record(self) -> dict[str, Any]:
+        """What lineage records of how the site was reached, never a secret: whether a cookies file was
+        used (not its path or contents), the browser's name, the proxy without credentials, the sleep,
+        the yt-dlp options with secret-looking values replaced by "<redacted>"."""
+        out: dict[str, Any] = {}
+        if self.cookies_file is not None:
+            out["cookies"] = "file"
+        if self.cookies_from_browser is not None:
+            out["cookies_from_browser"] = re.split(r"[+:]", self.cookies_from_browser, maxsplit=1)[0]
+        if self.proxy is not None:
+            out["proxy"] = proxy_without_credentials(self.proxy)
+        if self.sleep_requests_s is not None:
+            out["sleep_requests_s"] = self.sleep_requests_s
+        if self.ytdlp_options:
+            out["ytdlp_options"] = {k: redact(k, v) for k, v in self.ytdlp_options}
+        return out
+
+
+#: yt-dlp parameters the download layout depends on: not overridable by --yt-dlp-option.
+_OWN_PARAMS = frozenset({"outtmpl", "paths", "logger", "noplaylist", "overwrites", "merge_output_format",
+                         "cachedir", "quiet", "noprogress"})
 
 @dataclass(frozen=True)
 class Entry:
@@ -92,6 +140,30 @@ class Entry:
     url: str
     title: str | None
     duration_s: float | None
+
+
+class SiteBlocked(StageError):
+    """The site refused a bulk downloader (a bot check, HTTP 429): no fault of the source, which stays
+    pending; the caller pauses the site's downloads (dvmset.site_blocks). ``retry_after_s``: the wait the
+    site asked for in a Retry-After header, when it gave one."""
+
+    def __init__(self, site: str, kind: str, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(STAGE, message, permanent=False)
+        self.site, self.kind, self.retry_after_s = site, kind, retry_after_s
+
+    def __reduce__(self):  # noqa: ANN204 - travels between processes (Dask) with its fields
+        return (type(self), (self.site, self.kind, self.args[1] if len(self.args) > 1 else str(self),
+                             self.retry_after_s))
+
+
+BOT_CHECK, RATE_LIMIT = "bot check", "HTTP 429"
+
+#: What sites answer a bulk downloader with, as yt-dlp reports it (lower case; YouTube writes "you’re"
+#: with a typographic apostrophe, yt-dlp's own messages an ASCII one).
+_BOT_CHECK_TEXTS = ("confirm you’re not a bot", "confirm you're not a bot", "confirm that you're not a bot",
+                    "confirm you are not a bot", "requiring a captcha challenge")
+_RATE_LIMIT_TEXTS = ("http error 429", "too many requests", "session has been rate-limited",
+                     "rate-limited by youtube")
 
 
 # ---------------------------------------------------------------------------------------- pure parts
@@ -190,8 +262,27 @@ def _ydl_params(opts: DownloadOptions, workdir: Path | None = None, **extra: Any
     }
     if workdir is not None:
         params["paths"] = {"home": str(workdir), "temp": str(workdir)}
+    params.update(_access_params(opts))
     params.update(extra)
     return params
+
+
+def _access_params(opts: DownloadOptions) -> dict[str, Any]:
+    """yt-dlp's API parameters for the cookies, proxy, sleep and extra options of ``opts``."""
+    out: dict[str, Any] = {}
+    if opts.cookies_file is not None:
+        out["cookiefile"] = opts.cookies_file
+    if opts.cookies_from_browser is not None:
+        out["cookiesfrombrowser"] = browser_spec(opts.cookies_from_browser)
+    if opts.proxy is not None:
+        out["proxy"] = opts.proxy
+    if opts.sleep_requests_s is not None:
+        out["sleep_interval_requests"] = opts.sleep_requests_s
+    for key, value in opts.ytdlp_options:
+        out[key] = value
+    return out
+
+
 
 
 def _chain(err: BaseException) -> list[BaseException]:
@@ -212,6 +303,35 @@ def _chain(err: BaseException) -> list[BaseException]:
 
 def _host(url: str) -> str:
     return urlsplit(url).netloc or url
+
+
+def _retry_after(value: object) -> float | None:
+    """Seconds from a Retry-After header given in seconds (an HTTP date is ignored: the back-off applies)."""
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def site_block(err: BaseException, url: str) -> SiteBlocked | None:
+    """The site block behind a yt-dlp failure (a bot check or an HTTP 429 anywhere in its chain), or None."""
+    from yt_dlp.networking.exceptions import HTTPError
+
+    chain = _chain(err)
+    for e in chain:
+        if isinstance(e, HTTPError) and e.status == 429:
+            headers = getattr(e.response, "headers", None) or {}
+            wait = _retry_after(headers.get("Retry-After")) if hasattr(headers, "get") else None
+            where = getattr(e.response, "url", None) or url
+            return SiteBlocked(site_of(url), RATE_LIMIT, f"HTTP Error 429: Too Many Requests for {where}", wait)
+    text = " ".join(str(e) for e in chain).lower()
+    first = re.sub(r"^ERROR:\s*", "", str(err)).strip().splitlines()[0] if str(err).strip() else ""
+    if any(t in text for t in _BOT_CHECK_TEXTS):
+        return SiteBlocked(site_of(url), BOT_CHECK, f"the site asks to confirm this is not a bot: {first} ({url})")
+    if any(t in text for t in _RATE_LIMIT_TEXTS):
+        return SiteBlocked(site_of(url), RATE_LIMIT, f"the site rate-limits this downloader: {first} ({url})")
+    return None
 
 
 def classify(err: BaseException, url: str) -> tuple[str, bool]:
@@ -261,6 +381,8 @@ def _fail(err: BaseException, url: str, workdir: Path | None = None) -> StageErr
             return disk_full(STAGE, e.filename or (workdir or Path.cwd()) / "download", e.strerror or str(e))
         if "No space left on device" in str(e):  # yt-dlp's own message, the OSError gone
             return disk_full(STAGE, (workdir or Path.cwd()) / "download", "No space left on device")
+    if (blocked := site_block(err, url)) is not None:
+        return blocked
     message, permanent = classify(err, url)
     return StageError(STAGE, message, permanent=permanent)
 
@@ -362,7 +484,9 @@ def download(url: str, sources_dir: Path, opts: DownloadOptions, expect_id: str 
             duration = probe(got).duration_s
             if (why := duration_problem(duration, opts)) is not None:
                 raise StageError(STAGE, why)
-            return commit(sources_dir, vid, got, ydl.sanitize_info(result), url, duration)
+            info = scrub_secrets(ydl.sanitize_info(result))
+            info[ACCESS_KEY] = opts.access_record()  # how the site was reached, for lineage (no secrets)
+            return commit(sources_dir, vid, got, info, url, duration)
 
 
 def _downloaded_file(result: dict[str, Any], workdir: Path) -> Path:

@@ -5,6 +5,7 @@ live there). A name is resolved and refused when ANY of its addresses is not pub
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -12,6 +13,30 @@ from urllib.parse import urlsplit
 from pipeline.errors import StageError
 
 Resolver = Callable[[str, int], list[str]]
+
+#: Sites known by name (rate limits, pauses); any other host is its own site, named by its host.
+SITES = {"youtube": ("youtube.com", "youtu.be", "youtube-nocookie.com"), "vimeo": ("vimeo.com",)}
+
+
+def site_of(url: str) -> str:
+    """The site a fetch of ``url`` goes to: "youtube" / "vimeo" for their domains and yt-dlp's YouTube
+    searches (``ytsearch10:...``), else the host (with its port: two loopback servers are two sites)."""
+    prefix = url.split(":", 1)[0].lower()
+    if re.fullmatch(r"ytsearch(date|all)?\d*", prefix):
+        return "youtube"
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        return "other"
+    for site, domains in SITES.items():
+        if any(host == d or host.endswith("." + d) for d in domains):
+            return site
+    if not host:
+        return "other"
+    host = host.removeprefix("www.")
+    return f"{host}:{port}" if port else host
 
 
 class PrivateUrlRefused(StageError):

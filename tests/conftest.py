@@ -15,6 +15,7 @@ import pytest
 
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
+from model.metrics.checkpoints import isolate_laion_clap
 from pipeline.media import run_ffmpeg
 from pipeline.synth import make_sample_video
 
@@ -25,6 +26,7 @@ SHARED_MEDIA = Path(os.environ.get("VIDMUSICIAN_SHARED_MEDIA", REPO.parent / "sh
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+isolate_laion_clap()  # tests that import audiocraft directly, before model/ does it
 
 
 def pytest_configure(config: pytest.Config) -> None:

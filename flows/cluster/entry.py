@@ -22,7 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from dvmset.leases import LeasePolicy
 from flows.cluster import limits
 from flows.config import CurateConfig, FeaturesConfig
-from flows.settings import catalog_url, resolve_root
+from flows.settings import SEARCH_HITS_PER_QUERY, catalog_url, resolve_root
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _where(root: str | None, db: str | None) -> tuple[Path, str]:
 
 
 @flow(name="vidmusician-curate", log_prints=False)
-def curate(queries: list[str] | None = None, urls: list[str] | None = None, per_query: int = 10,
+def curate(queries: list[str] | None = None, urls: list[str] | None = None, per_query: int = SEARCH_HITS_PER_QUERY,
            settings: dict[str, Any] | None = None, retry_failed: bool = False, dask: str | None = None,
            lease_ttl_s: float = 600.0, max_attempts: int = 3, root: str | None = None,
            db: str | None = None) -> dict:

@@ -10,15 +10,14 @@ import contextlib
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from pipeline.urls import SITES
+
 DEMUCS = "vidmusician-demucs"  # one Demucs at a time per CPU worker (limit = CPU workers)
 GPU_JOBS = "vidmusician-gpu-jobs"  # features / training jobs at once (limit = GPUs)
 DOWNLOAD_PREFIX = "vidmusician-download-"  # + site: a rate limit (slots decay over time)
 
-#: Sites with their own download rate limit; any other host shares "other".
-SITES = {"youtube": ("youtube.com", "youtu.be", "youtube-nocookie.com"), "vimeo": ("vimeo.com",)}
-
-
 def site_of(url: str) -> str:
+    """The URL's rate-limit bucket: a site of pipeline.urls.SITES; any other host shares "other"."""
     host = (urlsplit(url).hostname or "").lower()
     for site, domains in SITES.items():
         if any(host == d or host.endswith("." + d) for d in domains):

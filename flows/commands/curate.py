@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from dvmset.catalog import Catalog
 from flows.commands.cluster import add_cluster_options, curate_params, follow_remote, where_params
-from flows.config import CurateConfig
+from flows.config import SITE_ACCESS_ENV, CurateConfig, site_access_from_env
 from flows.progress import progress_bar
-from flows.settings import add_root_arg, existing_root, open_catalog, resolve_root
+from flows.settings import SEARCH_HITS_PER_QUERY, add_root_arg, existing_root, open_catalog, resolve_root
+from pipeline.download import DownloadOptions
 from pipeline.errors import failure_reason, is_whole_run
 
 _D = CurateConfig()  # the defaults shown in --help
-_PER_QUERY = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--query", action="append", default=[], metavar="Q", help="a search query (repeatable)")
     src.add_argument("--queries-file", type=Path, metavar="F", help="one query per line (# comments)")
     src.add_argument("--url", action="append", default=[], metavar="U", help="a video URL (repeatable)")
-    p.add_argument("--per-query", type=int, default=_PER_QUERY, metavar="N",
-                   help=f"search hits per query ({_PER_QUERY})")
+    p.add_argument("--per-query", type=int, default=SEARCH_HITS_PER_QUERY, metavar="N",
+                   help=f"search hits per query ({SEARCH_HITS_PER_QUERY})")
     add_curate_options(p)
     p.add_argument("--retry-failed", action="store_true", help="try failed sources again")
     src.add_argument("--from-release", type=Path, metavar="FILE",
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-private-urls", action="store_true",
                    help="with --from-release: also fetch from loopback, private and link-local hosts "
                         "(refused by default: a release is input from elsewhere)")
+    add_site_access_options(p)
     add_cluster_options(p)
     p.set_defaults(func=cmd_curate, runs_flows=True)
 
@@ -58,11 +60,48 @@ def add_curate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="sources processed at once (default: cores, at most 4)")
 
 
+def add_site_access_options(p: argparse.ArgumentParser) -> None:
+    """yt-dlp's ways past a site that pushes back; a deployment's workers read them from their environment."""
+    g = p.add_argument_group("site access (passed to yt-dlp; lineage records which were used, never the secrets; "
+                             "a deployment's workers read " + ", ".join(SITE_ACCESS_ENV.values()) + " instead)")
+    g.add_argument("--cookies", metavar="FILE", help="a Netscape cookies file of a logged-in browser")
+    g.add_argument("--cookies-from-browser", metavar="NAME",
+                   help="read cookies from a browser: BROWSER[+KEYRING][:PROFILE][::CONTAINER]")
+    g.add_argument("--proxy", metavar="URL", help="e.g. socks5://user:pass@host:1080")
+    g.add_argument("--sleep-requests", type=float, metavar="S", help="seconds between a site's requests")
+    g.add_argument("--yt-dlp-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a yt-dlp parameter (JSON value or text), e.g. extractor_args=youtube:player_client=web "
+                        "(repeatable)")
+    g.add_argument("--site-pause", type=float, metavar="S",
+                   help=f"a site's first pause after a bot check or HTTP 429 ({_D.site_pause_s:g} s; "
+                        "doubles with each block in a row)")
+
+
+def apply_site_access(args: argparse.Namespace) -> str | None:
+    """Put the site access options in this process's environment, where the curate run reads them
+    (flows.config.site_access_from_env); returns why they cannot be used, or None."""
+    given = {"cookies_file": args.cookies, "cookies_from_browser": args.cookies_from_browser, "proxy": args.proxy,
+             "sleep_requests_s": None if args.sleep_requests is None else str(args.sleep_requests),
+             "ytdlp_options": "\n".join(args.yt_dlp_option) or None}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and getattr(args, "via_server", False):
+        return ("--via-server runs on the deployment's workers, which read site access from their own "
+                "environment: set " + ", ".join(SITE_ACCESS_ENV[k] for k in given) + " there")
+    env = {SITE_ACCESS_ENV[k]: v for k, v in given.items()}
+    try:
+        DownloadOptions(**site_access_from_env(env))  # a missing cookies file or a bad option: said now
+    except ValueError as err:
+        return str(err)
+    os.environ.update(env)
+    return None
+
+
 def config_from_args(args: argparse.Namespace) -> CurateConfig:
     """A :class:`CurateConfig` of the options given on the command line, defaults for the rest."""
     given = {"separator": args.separator, "demucs_name": args.demucs_model, "demucs_repo": args.demucs_repo,
              "demucs_shifts": args.shifts, "device": args.device, "clip_seconds": args.clip_seconds,
-             "target_lufs": args.target_lufs, "max_clips_per_source": args.max_clips, "workers": args.workers}
+             "target_lufs": args.target_lufs, "max_clips_per_source": args.max_clips, "workers": args.workers,
+             "site_pause_s": getattr(args, "site_pause", None)}
     return CurateConfig(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -111,6 +150,9 @@ def cmd_curate(args: argparse.Namespace) -> int:
     if not queries and not args.url:
         print("nothing to curate: give --query, --queries-file, --url or --from-release", file=sys.stderr)
         return 2
+    if (why := apply_site_access(args)) is not None:
+        print(f"curate: {why}", file=sys.stderr)
+        return 2
     from pipeline.separate import WeightsUnavailable  # torch: imported only when curating
 
     root = resolve_root(args.root)
@@ -134,7 +176,18 @@ def cmd_curate(args: argparse.Namespace) -> int:
         print("clips by status: " + _by_status(cat.counts()["clips"]), file=sys.stderr)
         return 3
     print_summary(result, cat)
-    return 1 if result["failed"] else 0
+    return exit_code(result)
+
+
+#: `curate` exits 0 (all done), 1 (a source failed), 3 (stopped: a full disk), 4 (nothing failed, but sources
+#: wait for a paused site: run the same command again after the time it names).
+PAUSED_EXIT = 4
+
+
+def exit_code(result: dict) -> int:
+    if result["failed"]:
+        return 1
+    return PAUSED_EXIT if result.get("paused") or result.get("paused_queries") else 0
 
 
 def curate_elsewhere(args: argparse.Namespace, root, cat: Catalog, queries: list[str], cfg) -> int:  # noqa: ANN001
@@ -146,7 +199,7 @@ def curate_elsewhere(args: argparse.Namespace, root, cat: Catalog, queries: list
 
     result = curate(**params, root=str(root.path), db=cat.url)
     print_summary(result, cat)
-    return 1 if result["failed"] else 0
+    return exit_code(result)
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -178,7 +231,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     c = report["counts"]
     print(f"rebuilt {c['matching']} clips matching the release, {c['different']} different, {c['gone']} gone, "
           f"{c['invalid']} invalid" + (f", {c['refused']} refused (taken down here)" if c["refused"] else "")
-          + f" (report: {root.path / 'rebuilds'})")
+          + (f", {c['held']} held (another run has the video, or its site is paused: run again later)"
+             if c.get("held") else "") + f" (report: {root.path / 'rebuilds'})")
     if c["invalid"]:
         print("invalid rows were set aside before any download; each is listed above with its field and why")
     return 0 if c["matching"] == sum(c.values()) else 1
@@ -198,10 +252,26 @@ def print_summary(result: dict, cat: Catalog) -> None:
               "(a run started after that one died takes over)")
     for key, why in result.get("refused", {}).items():
         print(f"refused {key}: {why}")
+    print_pauses(result)
     print("clips by status: " + _by_status(cat.counts()["clips"]))
     if result["failed"]:
         print("see why with: vidmusician status (failed sources carry their error); "
               "--retry-failed tries them again")
+
+
+def print_pauses(result: dict) -> None:
+    """Sources and queries left for a paused site, until when, and how to go on."""
+    n, queries = result.get("paused") or 0, result.get("paused_queries") or []
+    if not n and not queries:
+        return
+    waiting = ([f"{n} source{'s' if n != 1 else ''} (still pending)"] if n else []) + \
+              ([f"{len(queries)} quer{'ies' if len(queries) != 1 else 'y'} not searched ({', '.join(queries[:3])}"
+                f"{', ...' if len(queries) > 3 else ''})"] if queries else [])
+    print(f"{' and '.join(waiting)} wait for a paused site; nothing was given up:")
+    for line in result.get("pauses") or []:
+        print(f"  {line}")
+    print("resume: run the same command again after that time (`vidmusician status` shows the pauses); a bot check "
+          "often needs --cookies FILE or --cookies-from-browser NAME, a 429 --sleep-requests S")
 
 
 def _by_status(counts: dict) -> str:
@@ -227,6 +297,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {query}: " + _by_status(by_status))
     for f in report["failed_sources"]:
         print(f"  failed {f['id']}: {f['error']}")
+    for line in report.get("site_pauses", []):
+        print(f"  {line}")
     shared = report["shared_music"]
     if shared["clips"]:
         print(f"shared music: {shared['clips']} clips share their music with another source "

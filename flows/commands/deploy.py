@@ -7,16 +7,16 @@ import contextlib
 import sys
 from pathlib import Path
 
-_SOURCE = Path(__file__).resolve().parents[2]  # the checkout (or site-packages root) holding flows/cluster/entry.py
+from flows.settings import DEPLOY_SOURCE_ENV, deploy_source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deploy", help="set up a Prefect server for workers: pools, limits, deployments (idempotent)")
     p.add_argument("--api", metavar="URL", help="the Prefect API, e.g. http://prefect:4200/api "
                                                 "(default $PREFECT_API_URL)")
-    p.add_argument("--source", type=Path, default=_SOURCE, metavar="DIR",
+    p.add_argument("--source", type=Path, default=deploy_source(), metavar="DIR",
                    help=f"the directory the workers load the flows from; the same path on every worker host "
-                        f"({_SOURCE})")
+                        f"(${DEPLOY_SOURCE_ENV}, else {deploy_source()})")
     p.add_argument("--cpu-workers", type=int, help="CPU curation runs at once, and Demucs instances (2)")
     p.add_argument("--gpus", type=int, help="GPU features/training jobs at once (1)")
     p.set_defaults(func=cmd_deploy)

@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reshuffle", action="store_true", help="ignore splits recorded by earlier exports")
     p.add_argument("--release", action="store_true",
                    help="also write the ids-only release (release.parquet/.csv/.json: ids, windows, checksums; no media)")
+    p.add_argument("--format", choices=("audiocraft", "webdataset"), default="audiocraft",
+                   help="webdataset: also write tar shards of samples (mp4, flac music, json, features as .npy) "
+                        "under exports/NAME/webdataset/")
+    p.add_argument("--shard-size", default="1GB", metavar="SIZE",
+                   help="with --format webdataset: bytes per shard, e.g. 500MB or 1GiB (1GB)")
     add_cluster_options(p, dask=False)  # one step: nothing to fan out
     p.set_defaults(func=cmd_export)
 
@@ -112,6 +117,7 @@ def quiet_prefect_failures() -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from dvmset.export import export_dataset
+    from dvmset.export_webdataset import parse_size
     from dvmset.shards import StoreBusy
     from pipeline.probe import audio_rate
 
@@ -121,6 +127,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         return export_elsewhere(args, open_catalog(root))
     given = {"test_fraction": args.test_fraction, "valid_fraction": args.valid_fraction, "seed": args.seed}
+    try:
+        shard_size = parse_size(args.shard_size)
+    except ValueError as err:
+        print(f"export: {err}", file=sys.stderr)
+        return 2
     try:
         s = export_dataset(root, open_catalog(root), args.name, keep_existing=not args.reshuffle,
                            audio_rate=audio_rate, release=args.release,
@@ -145,5 +156,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if s.release:
         print(f"  release (ids only, no media): {s.release} and .csv; rebuild with "
               f"vidmusician curate --from-release {s.release}")
+    if args.format == "webdataset":
+        from flows.dataset.webdataset import export_webdataset
+
+        w = export_webdataset(root, s.path, shard_size)
+        print(f"  webdataset: {w.samples} samples in {w.shards} shards ({w.written} written now, "
+              f"{w.bytes / 1e6:.1f} MB) -> {w.folder}; read with webdataset.WebDataset(\"{w.urls('train')}\")")
     return 0
 

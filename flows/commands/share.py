@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from flows.settings import add_root_arg, existing_root, open_catalog
+from flows.settings import STORE_WAIT_S, add_root_arg, existing_root, open_catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--video", metavar="ID", help="a source video id: all its clips and its media")
     what.add_argument("--clip", metavar="ID", help="one clip id")
     p.add_argument("--reason", required=True, help="why (kept in the catalog as the audit record)")
-    p.add_argument("--wait", type=float, default=600.0, metavar="S",
-                   help="seconds to wait for a features run or export holding the feature store (600)")
+    p.add_argument("--wait", type=float, default=STORE_WAIT_S, metavar="S",
+                   help=f"seconds to wait for a features run or export holding the feature store ({STORE_WAIT_S:g})")
     p.set_defaults(func=cmd_takedown)
 
 

@@ -24,7 +24,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from dvmset import leases, sources, takedown
+from dvmset import leases, site_blocks, sources, takedown
 from dvmset.catalog import Catalog
 from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
@@ -35,12 +35,14 @@ from flows.cluster import limits
 from flows.config import CurateConfig
 from flows.curation.lineage import record_made_clip
 from flows.curation.takedown import refused_video
+from flows.settings import SEARCH_HITS_PER_QUERY
 from pipeline import clip as clipping
 from pipeline import download as dl
 from pipeline import qc
 from pipeline.errors import StageError, failure_reason, is_whole_run, item_failure
 from pipeline.probe import probe, require_streams
 from pipeline.process import MUSIC_FILE, ProcessedAudio, Separator, load_processed, process_audio
+from pipeline.urls import site_of
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ def _retry_transient(task_, task_run, state) -> bool:
     """Retry a download only when the fault is not permanent (a 404 stays a 404)."""
     try:
         state.result()
+    except dl.SiteBlocked:  # the site pauses instead (every worker): hammering it again deepens the block
+        return False
     except StageError as err:
         return not err.permanent and not is_whole_run(err)  # a full disk stops the run, no retry
     except Exception as err:  # noqa: BLE001 - an unexpected fault: let the retry policy decide
@@ -182,66 +186,105 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
 
 #: Outcomes that are no row status: another worker holds the source; it was found done once claimed
 #: (by another run, or another item of this run reaching the same video; counted done).
-HELD, DONE_ELSEWHERE = "held", "done-elsewhere"
+#: PAUSED: the site is paused (a bot check or HTTP 429, dvmset.site_blocks): the source stays pending.
+HELD, DONE_ELSEWHERE, PAUSED = "held", "done-elsewhere", "paused"
 
 
 @task(name="curate-source", cache_policy=NO_CACHE)
 def curate_source(item: Item, root_path: str, db_url: str, cfg: CurateConfig, on_event: EventHook | None = None,
                   lease: leases.LeasePolicy | None = None) -> str:
-    """Take one source as far as it goes; returns its final status, or HELD / DONE_ELSEWHERE. A fault of this
-    source, of any type, is its failed row; only errors of the whole run (pipeline.errors.is_whole_run)
-    raise. Every argument travels by value (a Dask worker gets copies): resources are per process."""
-    root, cat, res = DataRoot(Path(root_path)), _catalog(db_url), shared_resources(cfg)
-    source_id = item.key
+    """Take one source as far as it goes; returns its final status, or HELD / DONE_ELSEWHERE / PAUSED. A fault
+    of this source, of any type, is its failed row; a site block (a bot check, HTTP 429) pauses the site and
+    leaves the source pending; only errors of the whole run (pipeline.errors.is_whole_run) raise. Every
+    argument travels by value (a Dask worker gets copies): resources are per process."""
+    root, cat = DataRoot(Path(root_path)), _catalog(db_url)
     if (stopped := _stopped.get(root_path)) is not None:  # another source of this run hit a whole-run error
         raise stopped
-    try:
-        retrying = download_task.with_options(retries=cfg.download_retries,
-                                              retry_delay_seconds=cfg.retry_delays())
-        got = retrying(item.url, root.sources_dir, cfg.download_options())
-        if why := refused_video(cat, root, item.url, got):
-            log.warning("refused %s: %s", got.id, why)
-            if got.id != source_id:
-                sources.drop_placeholder(cat, source_id)
-            if on_event:
-                on_event("source", got.id, REFUSED)
-            return REFUSED
-        if got.id != source_id:  # the URL's real id is known now: the row moves to it
-            sources.drop_placeholder(cat, source_id)
-            source_id = got.id
-        sources.upsert_source(
-            cat, source_id, **_origin(item), title=got.title, uploader=got.uploader,
-            license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
-            media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
-        )
-        status = _under_lease(cat, root, cfg, res, source_id, got, item, on_event, lease or leases.LeasePolicy())
-    except leases.LeaseLost as err:  # it expired while we worked and another worker has the source now
-        log.warning("%s", err)
-        status = HELD
-    except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
-        if is_whole_run(err):
-            _stopped[root_path] = err  # the sources still queued in this process start no work
-        sources.fail_source(cat, source_id, item_failure(err), getattr(err, "stage", None), **_origin(item))
-        status = SourceStatus.FAILED
+    source_id, status = item.key, _claim_and_curate(item, root, cat, cfg, on_event, lease or leases.LeasePolicy())
+    if isinstance(status, tuple):  # the source moved to its real id once downloaded
+        source_id, status = status
     if on_event:
         on_event("source", source_id, status)
     return status
 
 
+def _claim_and_curate(item: Item, root: DataRoot, cat: Catalog, cfg: CurateConfig, on_event: EventHook | None,
+                      policy: leases.LeasePolicy) -> str | tuple[str, str]:
+    """Claim the source by its key (the URL's, where the id is not known yet) before any download, so a
+    second run finds it held instead of fetching it too; download; go on under the video's own lease."""
+    site = site_of(item.url)
+    if site_blocks.paused(cat, site) is not None:
+        return PAUSED
+    owner, source_id = leases.new_owner(), item.key
+    pre = leases.claim(cat, leases.SOURCES, [source_id], owner, policy)
+    if pre.exhausted:
+        return SourceStatus.FAILED
+    if pre.held:
+        return HELD
+    ours = source_id if pre.claimed else None  # no row to claim: a caller that planned none
+    try:
+        with leases.Heartbeat(cat, leases.SOURCES, [ours], owner, policy) if ours else contextlib.nullcontext():
+            fresh = dl.find_downloaded(item.url, root.sources_dir) is None
+            got = download_task.with_options(retries=cfg.download_retries, retry_delay_seconds=cfg.retry_delays())(
+                item.url, root.sources_dir, cfg.download_options())
+        if fresh:
+            site_blocks.got_through(cat, site)
+        if why := refused_video(cat, root, item.url, got):
+            log.warning("refused %s: %s", got.id, why)
+            if got.id != source_id:
+                sources.drop_placeholder(cat, source_id)
+            elif ours:
+                _release(cat, ours, owner)
+            return got.id, REFUSED
+        if got.id != source_id:  # the URL's real id is known now: the row (and its lease) moves to it
+            sources.drop_placeholder(cat, source_id)
+            ours, source_id = None, got.id
+        sources.upsert_source(
+            cat, source_id, **_origin(item), title=got.title, uploader=got.uploader,
+            license=got.license, duration_s=got.duration_s, webpage_url=got.webpage_url,
+            media_path=str(got.media_path.relative_to(root.path)), error=None, stage=None,
+        )
+        res = shared_resources(cfg)
+        return source_id, _under_lease(cat, root, cfg, res, source_id, got, item, on_event, policy,
+                                       owner if ours else None)
+    except dl.SiteBlocked as err:  # no fault of the source: it stays pending, every worker pauses the site
+        site_blocks.record_block(cat, err.site, err.kind, str(err), retry_after_s=err.retry_after_s,
+                                 policy=cfg.pause_policy())
+        if ours:
+            _release(cat, ours, owner)
+        return PAUSED
+    except leases.LeaseLost as err:  # it expired while we worked and another worker has the source now
+        log.warning("%s", err)
+        return source_id, HELD
+    except Exception as err:  # noqa: BLE001 - the stage contract: a failed source is a row
+        if is_whole_run(err):
+            _stopped[str(root.path)] = err  # the sources still queued in this process start no work
+            if ours:
+                _release(cat, ours, owner)
+        sources.fail_source(cat, source_id, item_failure(err), getattr(err, "stage", None), **_origin(item))
+        if ours and not is_whole_run(err):
+            with contextlib.suppress(leases.LeaseLost):
+                leases.finish(cat, leases.SOURCES, ours, owner)
+        return source_id, SourceStatus.FAILED
+
+
 def _under_lease(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resources, source_id: str,
-                 got: dl.Downloaded, item: Item, on_event: EventHook | None, policy: leases.LeasePolicy) -> str:
-    """Process the source holding its catalog lease (renewed meanwhile) and its same-host flock.
+                 got: dl.Downloaded, item: Item, on_event: EventHook | None, policy: leases.LeasePolicy,
+                 owner: str | None = None) -> str:
+    """Process the source holding its catalog lease (renewed meanwhile) and its same-host flock; ``owner``:
+    the lease is held already (claimed by this key before the download), else it is claimed here.
 
     A live lease of another worker: HELD, left to it. Found done once claimed: DONE_ELSEWHERE. Given up
     after workers kept dying on it: FAILED (the claim wrote the row). A failure is recorded before
     the lease is let go, so no other worker starts on a source about to be marked failed.
     """
-    owner = leases.new_owner()
-    claim = leases.claim(cat, leases.SOURCES, [source_id], owner, policy)
-    if claim.exhausted:
-        return SourceStatus.FAILED
-    if not claim.claimed:
-        return HELD
+    if owner is None:
+        owner = leases.new_owner()
+        claim = leases.claim(cat, leases.SOURCES, [source_id], owner, policy)
+        if claim.exhausted:
+            return SourceStatus.FAILED
+        if not claim.claimed:
+            return HELD
     try:
         if source_id in sources.source_ids(cat, SourceStatus.DONE) and source_id not in sources.with_failed_clips(cat):
             status = DONE_ELSEWHERE
@@ -334,15 +377,28 @@ def _catalog(url: str) -> Catalog:
 def resolve_items(cat: Catalog, queries: list[str], urls: list[str], per_query: int,
                   opts: dl.DownloadOptions, retry_failed: bool = False,
                   refused: dict[str, str] | None = None,
-                  failed_before: list[str] | None = None) -> tuple[list[Item], int]:
+                  failed_before: list[str] | None = None,
+                  paused_queries: list[str] | None = None,
+                  pause_policy: site_blocks.PausePolicy = site_blocks.PausePolicy()) -> tuple[list[Item], int]:
     """Search each query, add the URLs; drop what the catalog already finished. Returns (todo, skipped).
 
     ``refused`` (when given) collects {video id or URL: why} of the taken-down videos left out;
-    ``failed_before`` the keys of the failed sources left out (``skipped`` counts them too).
+    ``failed_before`` the keys of the failed sources left out (``skipped`` counts them too);
+    ``paused_queries`` the queries not searched because their site is paused (or paused it now).
     """
     items: list[Item] = []
     for q in queries:
-        items += [Item(url=e.url, query=q, id=e.id) for e in dl.search(q, per_query, opts)]
+        target = dl.search_query(q, per_query)
+        if site_blocks.paused(cat, site_of(target)) is None:
+            try:
+                items += [Item(url=e.url, query=q, id=e.id) for e in dl.search(q, per_query, opts)]
+                continue
+            except dl.SiteBlocked as err:
+                site_blocks.record_block(cat, err.site, err.kind, str(err), retry_after_s=err.retry_after_s,
+                                         policy=pause_policy)
+        if paused_queries is None:
+            raise StageError("download", f"{site_of(target)} is paused: query {q!r} not searched")
+        paused_queries.append(q)
     items += [Item(url=u) for u in urls]
     seen: set[str] = set()
     done, failed = sources.source_ids(cat, SourceStatus.DONE), sources.source_ids(cat, SourceStatus.FAILED)
@@ -377,7 +433,7 @@ def curate_flow(
     db_url: str,
     queries: list[str] | None = None,
     urls: list[str] | None = None,
-    per_query: int = 10,
+    per_query: int = SEARCH_HITS_PER_QUERY,
     cfg: CurateConfig | None = None,
     retry_failed: bool = False,
     on_event: EventHook | None = None,
@@ -386,15 +442,17 @@ def curate_flow(
     lease: leases.LeasePolicy | None = None,
 ) -> dict:
     """Curate sources into clips awaiting review; returns counts of this run's outcomes (``held``:
-    sources another worker holds a live lease on, left to it; a later run takes over expired ones)."""
+    sources another worker holds a live lease on, left to it; a later run takes over expired ones;
+    ``paused``: sources left pending because their site is paused, ``pauses`` saying until when)."""
     cfg = cfg or CurateConfig()
     shared_resources(cfg, res)  # the tasks find it there (loaded now unless given)
     root, cat = DataRoot(Path(root_path)).ensure(), _catalog(db_url)
     _stopped.pop(str(root.path), None)  # the key the tasks get
     refused: dict[str, str] = {}
     failed_before: list[str] = []
+    paused_queries: list[str] = []
     todo, skipped = resolve_items(cat, queries or [], urls or [], per_query, cfg.download_options(),
-                                  retry_failed, refused, failed_before)
+                                  retry_failed, refused, failed_before, paused_queries, cfg.pause_policy())
     known = sources.source_ids(cat)
     for it in todo:  # a row per source before any work, so a killed run leaves it pending, not unknown
         if it.key not in known:
@@ -413,6 +471,8 @@ def curate_flow(
     refused |= {it.key: takedown.refusal(cat, url=it.url) or "taken down (see the log)"
                 for it, st in zip(todo, statuses, strict=True) if st == REFUSED}
     return {"planned": len(todo), "skipped": skipped, "failed_before": failed_before, "refused": refused, "held": sum(s == HELD for s in statuses),
+            "paused": sum(s == PAUSED for s in statuses), "paused_queries": paused_queries,
+            "pauses": [p.describe() for p in site_blocks.active_pauses(cat)],
             "done": sum(s in (SourceStatus.DONE, DONE_ELSEWHERE) for s in statuses),
             "done_elsewhere": sum(s == DONE_ELSEWHERE for s in statuses),
             "failed": sum(s == SourceStatus.FAILED for s in statuses),
@@ -420,7 +480,7 @@ def curate_flow(
 
 
 def run_curate(root: DataRoot, db_url: str, *, queries: list[str] | None = None, urls: list[str] | None = None,
-               per_query: int = 10, cfg: CurateConfig | None = None, retry_failed: bool = False,
+               per_query: int = SEARCH_HITS_PER_QUERY, cfg: CurateConfig | None = None, retry_failed: bool = False,
                on_event: EventHook | None = None, on_plan: Callable[[int, int], None] | None = None) -> dict:
     """Run the curate flow with ``cfg.workers`` sources in flight at once."""
     cfg = cfg or CurateConfig()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 from dvmset.catalog import Catalog
 from dvmset.lineage import record_lineage
@@ -11,6 +13,7 @@ from dvmset.tables import Clip
 from flows.config import CurateConfig
 from pipeline import provenance
 from pipeline.clip import ClipSpan, clip_id
+from pipeline.download import ACCESS_KEY
 from pipeline.errors import item_failure
 from pipeline.fingerprint import window_music
 from pipeline.process import ProcessedAudio
@@ -29,8 +32,20 @@ def record_clip_lineage(cat: Catalog, cfg: CurateConfig, clip_id: str, span: Cli
         demucs_repo=cfg.demucs_repo, demucs_shifts=cfg.demucs_shifts, demucs_segment_s=cfg.demucs_segment_s,
         target_lufs=cfg.target_lufs, source_gain_db=audio.gain.gain_db if audio.gain else None,
         clip_gain_db=clip_gain_db, start_s=span.start_s, duration_s=span.duration_s, fps=cfg.fps)
+    steps[0]["params"] |= download_access(got.info_json_path)
     record_lineage(cat, clip_id, steps, music_sha256=sha, music_fingerprint=fp, origin=origin,
                    **provenance.download_facts(got.info_json_path))
+
+
+def download_access(info_json: Path) -> dict:
+    """How the source's download reached its site (cookies used, browser, proxy host, sleep, yt-dlp options;
+    never a secret), as pipeline.download recorded it in info.json; empty when nothing special was used."""
+    try:
+        info = json.loads(Path(info_json).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    access = info.get(ACCESS_KEY)
+    return {"access": access} if isinstance(access, dict) and access else {}
 
 
 def record_made_clip(cat: Catalog, cfg: CurateConfig, source_id: str, span: ClipSpan, audio: ProcessedAudio,

@@ -10,6 +10,7 @@ curate: a re-run skips videos it finished and clips already cut.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -25,7 +26,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from dvmset import sources
+from dvmset import leases, site_blocks, sources
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_write_text
 from dvmset.layout import DataRoot, id_problem
@@ -52,7 +53,8 @@ from pipeline.urls import PrivateUrlRefused, private_url_problem, resolve_host
 log = logging.getLogger(__name__)
 ORIGIN = "release"
 MATCHING, DIFFERENT, GONE, INVALID, REFUSED = "matching", "different", "gone", "invalid", "refused"
-OUTCOMES = (MATCHING, DIFFERENT, GONE, INVALID, REFUSED)
+HELD = "held"  # another run holds the video's source lease: left to it, this run rebuilds nothing of it
+OUTCOMES = (MATCHING, DIFFERENT, GONE, INVALID, REFUSED, HELD)
 _VERDICT_STATUS = {"accept": ClipStatus.ACCEPTED, "reject": ClipStatus.REJECTED}
 _ANY_LENGTH = dl.DownloadOptions(min_duration_s=0.0, max_duration_s=None)  # the windows are checked instead
 _res: dict[str, _Resources] = {}
@@ -171,8 +173,33 @@ def rebuild_video(rows: pd.DataFrame, root_path: str, db_url: str, base: CurateC
         return _gone(rows, known_error or "download failed")
     if done and all(root.clip_path(c).exists() for c in rows.clip_id):
         return [_outcome_of(cat, r, duration) for r in rows.itertuples()]
-    cfg = release_config(rows, base)
     origin = {"url": url, "query": first.query}
+    sources.upsert_source(cat, vid, **origin)  # the row the lease lives on (its status, if any, stays)
+    owner = leases.new_owner()
+    claim = leases.claim(cat, leases.SOURCES, [vid], owner)
+    if claim.exhausted:
+        return _gone(rows, claim.exhausted[vid])
+    if not claim.claimed:
+        return _gone(rows, "another run is rebuilding this video now; run again once it is done", HELD)
+    finished = False
+    try:
+        with leases.Heartbeat(cat, leases.SOURCES, [vid], owner):
+            out = _rebuild_claimed(rows, root, cat, base, origin, opts)
+        finished = True
+        return out
+    finally:
+        if finished:
+            with contextlib.suppress(leases.LeaseLost):
+                leases.finish(cat, leases.SOURCES, vid, owner)
+        else:  # a whole-run error (a full disk): no fault of this video, its try is given back
+            leases.release(cat, leases.SOURCES, vid, owner)
+
+
+def _rebuild_claimed(rows: pd.DataFrame, root: DataRoot, cat: Catalog, base: CurateConfig, origin: dict,
+                     opts: dl.DownloadOptions) -> list[ClipOutcome]:
+    """Download, process and cut one release video; the caller holds its source lease."""
+    vid, url = rows.iloc[0].video_id, origin["url"]
+    cfg = release_config(rows, base)
     dropped = ""  # an earlier run may have left another video's download under this URL, with no row
     if (prior := dl.find_downloaded(url, root.sources_dir)) is not None and prior.id != vid \
             and _drop_other_download(cat, root, prior):
@@ -201,6 +228,10 @@ def rebuild_video(rows: pd.DataFrame, root_path: str, db_url: str, base: CurateC
                     _cut(cat, root, cfg, r, got.media_path, audio, got)
         sources.upsert_source(cat, vid, status=SourceStatus.DONE, duration_s=info.duration_s)
         return [_outcome_of(cat, r, info.duration_s) for r in rows.itertuples()]
+    except dl.SiteBlocked as err:  # the site pushes back: not this video's fault; every worker pauses the site
+        pause = site_blocks.record_block(cat, err.site, err.kind, str(err), retry_after_s=err.retry_after_s,
+                                         policy=base.pause_policy())
+        return _gone(rows, f"{pause.describe()}: run the rebuild again after that", HELD)
     except PrivateUrlRefused as err:  # found only once fetching (a redirect, the media's own URL)
         return _invalid(rows, err.args[0])
     except Exception as err:  # noqa: BLE001 - a dead video is its rows, not a crashed rebuild

@@ -98,6 +98,30 @@ def strip_prefix(state: dict, prefix: str) -> dict:
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
+def register_bare_package(package: str) -> bool:
+    """Register ``package`` as a bare namespace (its ``__init__`` never runs) unless already imported;
+    False when it is not installed. Its submodules import as usual."""
+    if package in sys.modules:
+        return True
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    bare = types.ModuleType(package)
+    bare.__path__ = list(spec.submodule_search_locations)
+    bare.__spec__ = spec
+    sys.modules[package] = bare
+    return True
+
+
+def isolate_laion_clap() -> None:
+    """Keep ``import audiocraft`` from running laion_clap's ``__init__``: audiocraft.metrics imports it at
+    module level (guarded only against ImportError), and with webdataset, braceexpand and wget installed
+    that ``__init__`` goes on to load a BERT tokenizer from the Hub, which fails offline with another
+    error. Our CLAP metric uses only its model code (model/metrics/clap.py); audiocraft's own CLAP
+    text-consistency metric and conditioner, which need ``laion_clap.CLAP_Module``, are never used here."""
+    register_bare_package("laion_clap")
+
+
 def import_skipping_package_init(package: str, module: str) -> types.ModuleType:
     """Import ``package.module`` without running ``package/__init__.py``.
 
@@ -112,11 +136,7 @@ def import_skipping_package_init(package: str, module: str) -> types.ModuleType:
     if spec is None or not spec.submodule_search_locations:
         wheel = _NO_DEPS_WHEELS.get(package, package)
         raise EmbedderUnavailable(f"the {package} package is not installed: pip install --no-deps {wheel}")
-    if package not in sys.modules:
-        bare = types.ModuleType(package)
-        bare.__path__ = list(spec.submodule_search_locations)
-        bare.__spec__ = spec
-        sys.modules[package] = bare
+    register_bare_package(package)
     try:
         return importlib.import_module(name)
     except ImportError as err:

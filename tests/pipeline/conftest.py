@@ -20,11 +20,13 @@ from pipeline.media import run_ffmpeg
 
 @dataclass
 class LoopbackServer:
-    """Serves ``root`` on 127.0.0.1; ``hits`` counts GET/HEAD requests per path; ``/busy*`` answers 503."""
+    """Serves ``root`` on 127.0.0.1; ``hits`` counts GET/HEAD requests per path; ``/busy*`` answers 503,
+    ``/limited*`` 429 with Retry-After: 120; ``headers`` keeps each request's headers, in order."""
 
     root: Path
     port: int
     hits: Counter = field(default_factory=Counter)
+    headers: list = field(default_factory=list)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
@@ -42,8 +44,15 @@ def http_server(tmp_path: Path) -> Iterator[LoopbackServer]:
 
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
             server_state.hits[self.path] += 1
+            server_state.headers.append(dict(self.headers))
             if self.path.startswith("/busy"):
                 self.send_error(503, "Service Unavailable")
+                return
+            if self.path.startswith("/limited"):
+                self.send_response(429, "Too Many Requests")
+                self.send_header("Retry-After", "120")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             super().do_GET()
 

@@ -87,7 +87,7 @@ def test_rebuild_on_a_fresh_root_gives_the_same_clips_and_music(released, tmp_pa
     with cat.session() as s:
         assert s.query(Decision).count() == 0  # not reviewed again
     report = json.loads((fresh.path / "rebuilds" / "r1.json").read_text())
-    assert report["counts"] == {"matching": 4, "different": 0, "gone": 0, "invalid": 0, "refused": 0}
+    assert report["counts"] == {"matching": 4, "different": 0, "gone": 0, "invalid": 0, "refused": 0, "held": 0}
 
     mtimes = {p: p.stat().st_mtime_ns for p in fresh.clips_dir.glob("*.mp4")}
     assert cli_main(["curate", "--root", str(fresh.path), "--from-release", str(release_file),
@@ -123,5 +123,38 @@ def test_a_vanished_video_is_gone_and_a_longer_reupload_is_different(served, rel
     (diff,) = by_video["c"]
     assert diff["outcome"] == "different"
     assert "now 35.0 s long, 25.0 s when released" in diff["detail"] and "music" in diff["detail"]
-    assert report["counts"] == {"matching": 2, "different": 1, "gone": 1, "invalid": 0, "refused": 0}
+    assert report["counts"] == {"matching": 2, "different": 1, "gone": 1, "invalid": 0, "refused": 0, "held": 0}
     assert set(rel.clip_id) == {c["clip_id"] for c in report["clips"]}
+
+
+def test_a_video_another_run_holds_is_left_to_it_before_any_download(released, tmp_path, capsys):
+    """rebuild takes the source lease (as curate does): a video under a live lease of another run is
+    reported held and nothing of it is fetched; once that run lets go, a re-run rebuilds it."""
+    from dvmset import leases, sources
+    from dvmset.records import SourceStatus
+
+    origin_root, _, rel = released
+    release_file = origin_root.export_dir("r1") / "release.parquet"
+    fresh = DataRoot(tmp_path / "fresh").ensure()
+    cat = Catalog(fresh.catalog_url)
+    held = rel.video_id.iloc[0]
+    sources.upsert_source(cat, held, url=rel.url.iloc[0])
+    holder = leases.new_owner()  # this test process: alive, on this host
+    assert leases.claim(cat, leases.SOURCES, [held], holder).claimed == [held]
+    code = cli_main(["curate", "--root", str(fresh.path), "--from-release", str(release_file), "--workers", "2",
+                     "--allow-private-urls"])
+    out = capsys.readouterr().out
+    n_held = int((rel.video_id == held).sum())
+    assert code == 1 and f"{n_held} held (another run has the video" in out, out
+    assert not (fresh.sources_dir / held).exists()  # never downloaded
+    assert leases.holder(cat, leases.SOURCES, held)[0] == holder  # still theirs
+    with cat.session() as s:
+        assert s.get(sources.Source, held).status == SourceStatus.PENDING
+
+    leases.finish(cat, leases.SOURCES, held, holder)
+    assert cli_main(["curate", "--root", str(fresh.path), "--from-release", str(release_file), "--workers", "2",
+                     "--allow-private-urls"]) == 0, capsys.readouterr().out
+    with cat.session() as s:
+        assert s.get(sources.Source, held).status == SourceStatus.DONE
+        assert s.get(sources.Source, held).lease_owner is None
+    cat.dispose()

@@ -98,7 +98,7 @@ def test_bad_rows_are_invalid_with_field_and_why_and_the_good_rows_of_their_vide
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # the release is not rewritten
 
     report = json.loads((root / "rebuilds" / "edited.json").read_text())
-    assert report["counts"] == {"matching": 3, "different": 0, "gone": 0, "invalid": 5, "refused": 0}
+    assert report["counts"] == {"matching": 3, "different": 0, "gone": 0, "invalid": 5, "refused": 0, "held": 0}
     clips, srcs = _catalog_rows(root)
     outcome = {c["clip_id"]: c["outcome"] for c in report["clips"]}
     assert sorted(outcome) == sorted(r["clip_id"] for r in good + [row for row, _ in bad])
