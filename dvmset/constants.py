@@ -14,6 +14,7 @@ TOKENS_PER_FRAME = TOKEN_RATE_HZ // VIDEO_FPS  # 2: Algorithm 1 upsamples 25 fps
 CLIP_SECONDS = 60  # length of a curated clip
 TRAIN_WINDOW_S = 30  # the window a training item covers (MusicGen's 30 s segments)
 TEST_FRACTION = 268 / 3839  # the paper's test split: 268 of 3,839 clips
+NO_LOUDNESS_CHANGE = "none"  # a release's / lineage's target_lufs when the audio was kept at its level
 
 if TOKEN_RATE_HZ % VIDEO_FPS:
     raise ImportError("TOKEN_RATE_HZ must be a whole multiple of VIDEO_FPS")  # Algorithm 1's upsampling
