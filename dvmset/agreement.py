@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from dvmset.records import RejectReason, Verdict
@@ -203,10 +203,121 @@ def load_decision_rows(session: Session) -> list[DecisionRow]:
             for i, c, a, v, r, vo, s in session.execute(cols.execution_options(yield_per=20_000))]
 
 
+def _live(session: Session):  # noqa: ANN202 - a subquery
+    """Each annotator's latest in-force verdict row per clip (the rule above), as a subquery."""
+    latest = (select(func.max(Decision.id).label("id")).where(in_force(Decision))
+              .group_by(Decision.clip_id, Decision.annotator_id).subquery("latest"))
+    return (select(Decision.id, Decision.clip_id, Decision.annotator_id, Decision.verdict, Decision.reasons,
+                   Decision.seconds_spent).join(latest, latest.c.id == Decision.id).subquery("live"))
+
+
+def _has_reason(live, reason: str) -> ColumnElement[str]:  # noqa: ANN001 - the live subquery
+    """"yes" / "no": the reason is in the row's JSON list (its text holds the quoted value)."""
+    return case((cast(live.c.reasons, String).like(f'%"{reason}"%'), "yes"), else_="no")
+
+
+def _sql_agreement(session: Session, live, label, names: Mapping[int, str]) -> dict:  # noqa: ANN001
+    """``_agreement_for`` from SQL aggregates: per annotator pair the joint label counts of the clips both
+    rated, and for Fleiss the histogram of per-clip label counts among each clip's first m raters."""
+    a, b = live.alias("a"), live.alias("b")
+    la, lb = label(a), label(b)
+    joint: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    q = (select(a.c.annotator_id, b.c.annotator_id, la, lb, func.count())
+         .join(b, and_(b.c.clip_id == a.c.clip_id, b.c.annotator_id > a.c.annotator_id))
+         .group_by(a.c.annotator_id, b.c.annotator_id, la, lb))
+    for x, y, u, v, n in session.execute(q):
+        joint[(x, y)][(u, v)] += n
+    pairs = []
+    for (x, y), cnt in sorted(joint.items()):
+        n = sum(cnt.values())
+        p_o = sum(k for (u, v), k in cnt.items() if u == v) / n
+        ca, cb = Counter(), Counter()
+        for (u, v), k in cnt.items():
+            ca[u] += k
+            cb[v] += k
+        p_e = sum(ca[k] * cb[k] for k in ca) / (n * n)
+        kappa = float("nan") if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)
+        pairs.append({"a": names.get(x, str(x)), "b": names.get(y, str(y)), "items": n, "kappa": _nan_to_none(kappa)})
+
+    raters = (select(live.c.clip_id, func.count().label("k")).group_by(live.c.clip_id).subquery("raters"))
+    sizes = dict(session.execute(select(raters.c.k, func.count()).where(raters.c.k >= 2).group_by(raters.c.k)).all())
+    fleiss: dict = {"kappa": None, "items": 0, "raters_per_item": None}
+    if sizes:
+        m = max(sizes.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        ranked = (select(live.c.clip_id, label(live).label("label"),
+                         func.row_number().over(partition_by=live.c.clip_id, order_by=live.c.annotator_id).label("r"),
+                         func.count().over(partition_by=live.c.clip_id).label("k")).subquery("ranked"))
+        per_item = (select(ranked.c.clip_id, ranked.c.label, func.count().label("n"))
+                    .where(ranked.c.k >= m, ranked.c.r <= m).group_by(ranked.c.clip_id, ranked.c.label)
+                    .subquery("per_item"))
+        # with counts n_ij per item and label: sum over items of sum_j n_ij (n_ij - 1), and label totals
+        totals, pairs_in = {}, 0
+        for lab, tot, same in session.execute(select(per_item.c.label, func.sum(per_item.c.n),
+                                                     func.sum(per_item.c.n * (per_item.c.n - 1)))
+                                              .group_by(per_item.c.label)):
+            totals[lab] = int(tot)
+            pairs_in += int(same)
+        items = sum(totals.values()) // m
+        p_bar = pairs_in / (items * m * (m - 1))
+        p_e = sum((t / (items * m)) ** 2 for t in totals.values())
+        kappa = float("nan") if p_e >= 1.0 else (p_bar - p_e) / (1.0 - p_e)
+        fleiss = {"kappa": _nan_to_none(kappa), "items": items, "raters_per_item": m}
+    return {"pairs": pairs, "fleiss": fleiss}
+
+
+def _annotator_stats(session: Session, live, names: Mapping[int, str]) -> list[dict]:  # noqa: ANN001
+    """Each annotator's live verdicts, undos and pace (median and rate of the positive times), by SQL."""
+    verdicts = defaultdict(Counter)
+    for a, v, n in session.execute(select(live.c.annotator_id, live.c.verdict, func.count())
+                                   .group_by(live.c.annotator_id, live.c.verdict)):
+        verdicts[a][v] = n
+    undone = dict(session.execute(select(Decision.annotator_id, func.count()).where(Decision.verdict == UNDO)
+                                  .group_by(Decision.annotator_id)).all())
+    timed = live.c.seconds_spent > 0
+    pace = {a: (n, total) for a, n, total in session.execute(
+        select(live.c.annotator_id, func.count(), func.sum(live.c.seconds_spent)).where(timed)
+        .group_by(live.c.annotator_id))}
+    ranked = (select(live.c.annotator_id, live.c.seconds_spent,
+                     func.row_number().over(partition_by=live.c.annotator_id, order_by=live.c.seconds_spent).label("r"),
+                     func.count().over(partition_by=live.c.annotator_id).label("n")).where(timed).subquery("timed"))
+    middle = defaultdict(list)  # the one or two middle times of each annotator's sorted times
+    for a, sec in session.execute(select(ranked.c.annotator_id, ranked.c.seconds_spent)
+                                  .where(or_(ranked.c.r == (ranked.c.n + 1) // 2, ranked.c.r == (ranked.c.n + 2) // 2))
+                                  .order_by(ranked.c.annotator_id, ranked.c.r)):
+        middle[a].append(sec)
+    people = []
+    for a in sorted(set(names) | set(verdicts)):
+        n, total = pace.get(a, (0, 0.0))
+        med = statistics.mean(middle[a]) if middle.get(a) else None
+        people.append({
+            "name": names.get(a, str(a)),
+            "decisions": sum(verdicts[a].values()),
+            "accepted": verdicts[a][Verdict.ACCEPT.value],
+            "rejected": verdicts[a][Verdict.REJECT.value],
+            "undone": undone.get(a, 0),
+            "median_seconds": None if med is None else round(med, 2),
+            "clips_per_hour": None if not n else round(3600.0 * n / total, 1),
+        })
+    return people
+
+
 def agreement_report(session: Session) -> dict:
     """Overall and per-reason agreement (Cohen per pair, Fleiss for all), each annotator's count and pace.
 
-    Kappas are None where undefined (too few shared items, or every label the same).
+    Kappas are None where undefined (too few shared items, or every label the same). Computed by SQL
+    aggregates over the live verdicts (joint label counts per annotator pair, per-clip label counts),
+    never loading the decision rows: the same numbers as :func:`agreement_from_rows` on them.
     """
     names = dict(session.execute(select(Annotator.id, Annotator.name)).tuples().all())
-    return agreement_from_rows(load_decision_rows(session), names)
+    live = _live(session)
+    per_clip = select(func.count().label("k")).select_from(live).group_by(live.c.clip_id).subquery("per_clip")
+    rated = session.execute(select(func.count(), func.sum(case((per_clip.c.k >= 2, 1), else_=0)))).one()
+    return {
+        "rule": EFFECTIVE_VERDICT_RULE,
+        "clips_rated": rated[0] or 0,
+        "clips_multi_rated": int(rated[1] or 0),
+        "overall": _sql_agreement(session, live, lambda t: t.c.verdict, names),
+        "per_reason": {r.value: _sql_agreement(session, live, lambda t, r=r: _has_reason(t, r.value), names)
+                       for r in RejectReason},
+        "annotators": _annotator_stats(session, live, names),
+    }

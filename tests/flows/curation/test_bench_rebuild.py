@@ -4,6 +4,7 @@ windows → `evaluate` scores the rebuilt clips."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from sharing_helpers import cli_main
@@ -23,8 +24,12 @@ pytestmark = pytest.mark.slow
 def test_a_benchmark_given_as_ids_rebuilds_into_clips_that_evaluate_scores(tmp_path, prefect_harness, capsys):
     served = tmp_path / "served"
     served.mkdir()
-    make_sample_video(served / "vidA.mp4", 30, size="96x64", fps=25, bpm=100)
-    make_sample_video(served / "vidB.mp4", 20, size="96x64", fps=25, bpm=130, tone_hz=330)
+    make_sample_video(tmp_path / "a.mp4", 30, size="96x64", fps=25, bpm=100)
+    make_sample_video(tmp_path / "b.mp4", 20, size="96x64", fps=25, bpm=130, tone_hz=330)
+    for src, name, gain_db in (("a", "vidA", -10), ("b", "vidB", -6)):  # quieter than -14 LUFS, each its own
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(tmp_path / f"{src}.mp4"), "-c:v", "copy",
+                        "-af", f"volume={gain_db}dB", "-c:a", "aac", "-b:a", "128k", str(served / f"{name}.mp4")],
+                       check=True)
     root = DataRoot(tmp_path / "root")
     with serve_directory(served) as base:
         # V2M-Bench style, a video id and a window per row; on loopback each row names its URL, and the id is
