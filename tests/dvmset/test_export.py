@@ -235,3 +235,29 @@ def test_export_takes_durations_from_the_catalog_and_decodes_nothing(data_root, 
     export_dataset(data_root, catalog, "raw", test_fraction=0.3, seed=0)
     m = pd.read_parquet(data_root.export_dir("raw") / "manifest.parquet").set_index("clip_id")
     assert m.at[ids[0], "duration_s"] == 59.96 and m.at[ids[1], "duration_s"] == 4.0
+
+
+def test_export_syncs_the_clip_jsons_once_not_once_per_clip(data_root, catalog, tmp_path, monkeypatch):
+    """60 clips: every MusicInfo JSON is whole and right, the splits are in the catalog, and the number of
+    fsyncs does not grow with the clips (one file-system sync for the JSONs, not an fsync each)."""
+    import os
+
+    from dvmset import io as dio
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0" * 256)
+    ids = add_clips(catalog, data_root, junk, {f"v{i:02d}": (f"q{i % 3}", 2) for i in range(30)})
+    calls = {"fsync": 0, "syncfs": 0}
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.__setitem__("fsync", calls["fsync"] + 1), real_fsync(fd))[1])
+    monkeypatch.setattr(dio, "sync_filesystem", lambda p: calls.__setitem__("syncfs", calls["syncfs"] + 1))
+    export_dataset(data_root, catalog, "many", test_fraction=0.3, seed=0)
+    assert calls["syncfs"] == 1 and calls["fsync"] < 20  # the manifest, JSONL, card, release files: not 60+
+    audio = data_root.export_dir("many") / "audio"
+    with catalog.session() as s:
+        split = {c.id: c.split for c in s.query(Clip)}
+    assert set(split.values()) == {"train", "test"}
+    for cid in ids:
+        info = json.loads((audio / f"{cid}.json").read_text())
+        assert info["clip_id"] == cid and info["name"] == cid and (audio / f"{cid}.mp4").is_symlink()
+    assert not list(audio.glob(".*part*"))
