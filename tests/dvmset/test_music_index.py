@@ -152,3 +152,19 @@ def test_clips_written_without_indexing_are_caught_up(catalog, monkeypatch, bulk
     assert rebuilt and stored_groups(catalog, LIVE) == rebuilt and _links(catalog) == links
     with catalog.session() as s:
         assert s.query(Clip).filter(Clip.music_indexed.is_(False)).count() == 0
+
+
+def test_the_rebuild_command_recomputes_a_damaged_index(data_root, catalog, capsys):
+    from flows import cli
+
+    rng = np.random.default_rng(5)
+    rows = _synthetic(rng, 20)
+    _add(catalog, rows, index=True)
+    want = stored_groups(catalog, LIVE)
+    with catalog.session() as s:  # a damaged index: links lost
+        s.query(MusicLink).delete()
+    assert stored_groups(catalog, LIVE) == []
+    assert cli.main(["music-groups", "--rebuild", "--root", str(data_root.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(want)} groups of sources share music" in out and "rebuilt the shared-music index" in out
+    assert stored_groups(catalog, LIVE) == want
