@@ -186,14 +186,17 @@ def catch_up(cat: Catalog) -> int:
 
 
 def stored_links(cat: Catalog, statuses: Iterable[str]) -> list[tuple[str, str, str, str]]:
-    """(clip a, clip b, source a, source b) of the stored links whose two clips have one of ``statuses``."""
-    a, b = Clip.__table__.alias("a"), Clip.__table__.alias("b")
-    statuses = list(statuses)
-    q = (select(MusicLink.clip_a, MusicLink.clip_b, MusicLink.source_a, MusicLink.source_b)
-         .join(a, a.c.id == MusicLink.clip_a).join(b, b.c.id == MusicLink.clip_b)
-         .where(a.c.status.in_(statuses), b.c.status.in_(statuses)))
+    """(clip a, clip b, source a, source b) of the stored links whose two clips have one of ``statuses``:
+    the links (few: same-music pairs), then the statuses of their clips only, in bounded batches (a join
+    with two aliases of ``clips`` let SQLite's planner pair every clip with every clip)."""
+    keep = set(statuses)
     with cat.session() as s:
-        return [tuple(r) for r in s.execute(q.execution_options(yield_per=10_000))]
+        links = [tuple(r) for r in s.execute(select(MusicLink.clip_a, MusicLink.clip_b, MusicLink.source_a,
+                                                    MusicLink.source_b).order_by(MusicLink.clip_a, MusicLink.clip_b))]
+        status: dict[str, str] = {}
+        for ids in batches(sorted({c for r in links for c in r[:2]})):
+            status.update(s.execute(select(Clip.id, Clip.status).where(Clip.id.in_(ids))).tuples().all())
+    return [r for r in links if status.get(r[0]) in keep and status.get(r[1]) in keep]
 
 
 def stored_groups(cat: Catalog, statuses: Iterable[str], clip_ids: Iterable[str] | None = None) -> list[MusicGroup]:
