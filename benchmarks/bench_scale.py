@@ -6,8 +6,10 @@ For each size it builds a synthetic catalog through the project's tables with bu
 60 s clips per source; 60 % accepted, 20 % rejected, 20 % pending; one to three decisions from five
 annotators on each decided clip; a chromaprint-format fingerprint per clip, 1 % of sources re-uploads
 of a shared recording; an empty file per clip so the export can link it; no feature shards), then runs
-each operation in a fresh Python process (``--op``; ``status_again`` is a second status of the unchanged
-catalog) and reports its wall and CPU seconds (imports excluded; CPU of this process only, so a
+each operation in a fresh Python process (``--op``; ``music_rebuild`` builds the shared-music index of
+the bulk-inserted catalog once, as ``vidmusician music-groups --rebuild`` does; ``status_again`` is a second
+status; ``index_clip`` records one new clip's lineage, matching its fingerprint through the index, as
+curation does per clip) and reports its wall and CPU seconds (imports excluded; CPU of this process only, so a
 database server's share is in wall alone; on a shared machine CPU is the steadier number) and the
 process's peak RSS (ru_maxrss, imports included: a bare process with the imports is ``baseline``).
 ``--db`` takes a Postgres URL template with ``{db}`` for the database name (a database
@@ -35,7 +37,8 @@ from dvmset.layout import DataRoot
 from dvmset.music_groups import encode_fingerprint
 from dvmset.tables import Annotator, Clip, Decision, Source
 
-OPS = ("baseline", "status", "status_again", "agreement", "progress", "music_groups", "export", "takedown")
+OPS = ("baseline", "music_rebuild", "status", "status_again", "agreement", "progress", "music_groups", "index_clip",
+       "export", "takedown")
 CLIPS_PER_SOURCE = 3
 FP_ITEMS = 480  # ~60 s of chromaprint items
 BATCH = 20_000  # rows per bulk insert
@@ -101,13 +104,15 @@ def run_op(op: str, root: DataRoot, url: str) -> dict:
     """One operation in this process: {"op", "seconds", "rss_mb"}."""
     from dvmset.agreement import agreement_report
     from dvmset.export import export_dataset
+    from dvmset.lineage import record_lineage
+    from dvmset.music_index import rebuild_index
     from dvmset.review_stats import progress
     from dvmset.status import shared_music, status_report
     from flows.curation.takedown import run_takedown
 
     cat = Catalog(url)
     t0, c0 = time.perf_counter(), time.process_time()
-    if op in ("status", "status_again"):  # again: the shared-music count read back from the root's cache
+    if op in ("status", "status_again"):
         status_report(root, cat)
     elif op == "agreement":
         with cat.session() as s:
@@ -117,6 +122,17 @@ def run_op(op: str, root: DataRoot, url: str) -> dict:
             progress(s)
     elif op == "music_groups":
         shared_music(cat)
+    elif op == "music_rebuild":
+        rebuild_index(cat)
+    elif op == "index_clip":  # a re-upload of the first source's (shared) song, made the way curation makes one
+        with cat.session() as s:
+            fp = s.get(Clip, "v0000000-00000").music_fingerprint
+            s.merge(Source(id="new0000000", url="https://example.invalid/new", status="done", query="query 0"))
+            s.flush()
+            s.merge(Clip(id="new0000000-00000", source_id="new0000000", start_s=0.0, duration_s=60.0,
+                         status="pending_review"))
+        t0, c0 = time.perf_counter(), time.process_time()
+        record_lineage(cat, "new0000000-00000", [], music_sha256=None, music_fingerprint=fp)
     elif op == "export":
         export_dataset(root, cat, "bench", release=True)
     elif op == "takedown":

@@ -2,7 +2,8 @@
 
 ``vidmusician bench import --ids FILE --out DIR`` writes release.parquet/.csv/.json (dvmset.release)
 whose rows are the benchmark's windows exactly as listed, every one in the test split and accepted,
-with ``separator = "none"`` and no checksum to compare, so ``curate --from-release DIR/release.csv``
+with ``separator = "none"``, ``target_lufs = "none"`` (no loudness change: the rebuilt clip's audio is
+the source window's, at its own level) and no checksum to compare, so ``curate --from-release DIR/release.csv``
 downloads each video and cuts exactly those windows, and ``evaluate`` can score any system's
 outputs on the same clips. The ids file is a CSV (a header row) or JSON (a list of objects, or an
 object of id -> [start, end]); the column names below are the ones accepted for each field. A
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dvmset.constants import NO_LOUDNESS_CHANGE
 from dvmset.layout import check_id
 from dvmset.records import TEST
 from dvmset.release import COLUMNS, ReleaseError, write_release
@@ -92,7 +94,7 @@ def bench_rows(path: str | Path, url_template: str = YOUTUBE_URL) -> pd.DataFram
         out.append({"clip_id": f"{vid}-{int(start):05d}", "video_id": vid, "url": str(_pick(rec, URL_KEYS) or url_template.format(id=vid)),
                     "start_s": start, "duration_s": duration, "source_duration_s": None, "split": TEST,
                     "query": None, "verdict": "accept", "agreement": None, "ratings": 0, "license": None,
-                    "separator": "none", "target_lufs": None, "fps": None, "music_sha256": None,
+                    "separator": "none", "target_lufs": NO_LOUDNESS_CHANGE, "fps": None, "music_sha256": None,
                     "music_fingerprint": None})
     if not out:
         raise BenchError(f"{path}: no rows")
@@ -110,7 +112,8 @@ def import_bench(ids: str | Path, out_dir: str | Path, *, name: str | None = Non
     try:
         files = write_release(Path(out_dir), df, name=name or Path(ids).stem,
                               extra={"benchmark": {"ids_file": Path(ids).name, "url_template": url_template,
-                                                   "windows": "exactly as listed", "separation": "none"}})
+                                                   "windows": "exactly as listed", "separation": "none",
+                                                   "loudness": "unchanged"}})
     except ReleaseError as err:
         raise BenchError(str(err)) from err
     return df, files

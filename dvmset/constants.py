@@ -17,6 +17,7 @@ TEST_FRACTION = 268 / 3839  # the paper's test split: 268 of 3,839 clips
 # the validation split best.pt is chosen on (the paper names none): as large as the test split, taken from
 # what the paper trained on, so 3,571 / 268 becomes about 3,303 train / 268 valid / 268 test
 VALID_FRACTION = 268 / 3839
+NO_LOUDNESS_CHANGE = "none"  # a release's / lineage's target_lufs when the audio was kept at its level
 
 if TOKEN_RATE_HZ % VIDEO_FPS:
     raise ImportError("TOKEN_RATE_HZ must be a whole multiple of VIDEO_FPS")  # Algorithm 1's upsampling

@@ -8,29 +8,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
 
-from dvmset.batches import batches
 from dvmset.card import dataset_card
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
 from dvmset.hub_card import hub_metadata
 from dvmset.io import atomic_write_text
-from dvmset.music_groups import MusicGroup, group_by_music, music_clips
+from dvmset.music_groups import MusicGroup
+from dvmset.music_index import stored_groups
+from dvmset.records import ClipStatus
 from dvmset.release import FILES as RELEASE_FILES
 from dvmset.shards import FeatureStore
-from dvmset.tables import Clip
 
 EXPORT_PARAMS = "export.json"  # test_fraction, valid_fraction, seed, missing: what the card is regenerated with
 
 
 def music_groups_of(cat: Catalog, clip_ids: Iterable[str]) -> list[MusicGroup]:
-    """Groups of sources sharing music among these clips (clips without a fingerprint are left out)."""
-    rows = []
-    with cat.session() as s:
-        for ids in batches(dict.fromkeys(clip_ids)):  # bounded statements, whatever the export's size
-            rows += s.execute(select(Clip.id, Clip.source_id, Clip.music_fingerprint).where(Clip.id.in_(ids))).all()
-    return group_by_music(music_clips(sorted(rows)))
+    """Groups of sources sharing music among these clips (clips without a fingerprint are left out), read
+    from the shared-music index (dvmset.music_index): no id list bound, no fingerprint regrouped."""
+    return stored_groups(cat, [s.value for s in ClipStatus], clip_ids)
 
 
 def groups_section(groups: list[MusicGroup], split_of: dict[str, str]) -> list[str]:

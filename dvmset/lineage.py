@@ -9,6 +9,7 @@ from typing import Any
 
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
+from dvmset.music_index import index_clip
 from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Source
 
@@ -36,7 +37,8 @@ def check_steps(steps: Sequence[dict]) -> list[dict]:
 def record_lineage(cat: Catalog, clip_id: str, steps: Sequence[dict], *, music_sha256: str | None,
                    music_fingerprint: str | None, origin: str = "curated", **source_values: Any) -> None:
     """Store a clip's steps, its music's checksum and fingerprint and its origin (and source facts such as
-    ``extractor`` and ``upload_date`` on its source row)."""
+    ``extractor`` and ``upload_date`` on its source row), and match its fingerprint against the shared-music
+    index (dvmset.music_index) so the groups are kept as clips are made."""
     record = {"format": LINEAGE_FORMAT, "steps": check_steps(steps)}
     with cat.session() as s:
         clip = s.get(Clip, clip_id)
@@ -44,9 +46,11 @@ def record_lineage(cat: Catalog, clip_id: str, steps: Sequence[dict], *, music_s
             raise UnknownClip(f"clip {clip_id} is not in the catalog")
         clip.lineage, clip.music_sha256, clip.music_fingerprint, clip.origin = (
             record, music_sha256, music_fingerprint, origin)
+        clip.music_indexed = False  # until index_clip below has matched it (a crash in between: catch_up does)
         src = s.get(Source, clip.source_id)
         for k, v in source_values.items():
             setattr(src, k, v)
+    index_clip(cat, clip_id)
 
 
 def clip_lineage(root: DataRoot, cat: Catalog, clip_id: str) -> dict:

@@ -110,10 +110,11 @@ MAX_HOLDERS = 64  # a value found in more clips than this (e.g. silence) says li
 _PAIR_BLOCK = 4_000_000  # candidate pairs counted per numpy block (32 MB of int64 keys)
 
 
-def candidate_pairs(prints: Sequence[np.ndarray], min_shared: int = MIN_SHARED) -> list[tuple[int, int]]:
+def candidate_pairs(prints: Sequence[np.ndarray], min_shared: int = MIN_SHARED,
+                    max_holders: int | None = MAX_HOLDERS) -> list[tuple[int, int]]:
     """(i, j), i < j, of the fingerprints sharing at least ``min_shared`` distinct values, through an
-    inverted index (value -> the fingerprints holding it) in numpy: each value held by 2..MAX_HOLDERS
-    fingerprints adds one to each pair of its holders. The pairs of a value live as int64 keys
+    inverted index (value -> the fingerprints holding it) in numpy: each value held by 2..``max_holders``
+    (None: any number of) fingerprints adds one to each pair of its holders. The pairs of a value live as int64 keys
     ``i * n + j`` counted by sorting, not as Python tuples in a Counter (the ~200 bytes and ~1 us a
     chance collision cost there made grouping 300 K clips take 86 s and 7.8 GB)."""
     n = len(prints)
@@ -136,7 +137,8 @@ def candidate_pairs(prints: Sequence[np.ndarray], min_shared: int = MIN_SHARED) 
     edges = np.flatnonzero(np.diff(np.r_[False, same, False].astype(np.int8)))  # runs of equal values only
     starts, sizes = edges[0::2], edges[1::2] - edges[0::2] + 1  # a value held by sizes[k] fingerprints
     keys: list[np.ndarray] = []
-    for size in np.unique(sizes[(sizes > 1) & (sizes <= MAX_HOLDERS)]).tolist():
+    cap = sizes.max(initial=0) if max_holders is None else max_holders
+    for size in np.unique(sizes[(sizes > 1) & (sizes <= cap)]).tolist():
         x, y = np.triu_indices(size, 1)
         at = starts[sizes == size]
         for b in range(0, len(at), max(1, _PAIR_BLOCK // len(x))):
@@ -165,6 +167,13 @@ def same_music_pairs(clips: Sequence[MusicClip], threshold: float = SAME_MUSIC_B
 
 def group_by_music(clips: Sequence[MusicClip], threshold: float = SAME_MUSIC_BER) -> list[MusicGroup]:
     """Sources linked by any same-music clip pair, merged transitively; each group has >= 2 sources."""
+    source_of = {c.clip_id: c.source_id for c in clips}
+    return union_groups((a, b, source_of[a], source_of[b]) for a, b, _ in same_music_pairs(clips, threshold))
+
+
+def union_groups(links: Iterable[tuple[str, str, str, str]]) -> list[MusicGroup]:
+    """The groups of the sources that (clip a, clip b, source a, source b) same-music links join,
+    merged transitively, with the linked clips; sorted by their first source."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -174,19 +183,17 @@ def group_by_music(clips: Sequence[MusicClip], threshold: float = SAME_MUSIC_BER
             x = parent[x]
         return x
 
-    source_of = {c.clip_id: c.source_id for c in clips}
-    linked: set[str] = set()
-    for a, b, _ in same_music_pairs(clips, threshold):
-        ra, rb = find(source_of[a]), find(source_of[b])
+    clips_of: dict[str, set[str]] = defaultdict(set)
+    for a, b, sa, sb in links:
+        ra, rb = find(sa), find(sb)
         parent[max(ra, rb)] = min(ra, rb)
-        linked |= {a, b}
+        clips_of[sa].add(a)
+        clips_of[sb].add(b)
     groups: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
-    for c in clips:
-        if c.source_id in parent:
-            srcs, cl = groups[find(c.source_id)]
-            srcs.add(c.source_id)
-            if c.clip_id in linked:
-                cl.add(c.clip_id)
+    for src in parent:
+        srcs, cl = groups[find(src)]
+        srcs.add(src)
+        cl |= clips_of[src]
     return sorted((MusicGroup(tuple(sorted(s)), tuple(sorted(c))) for s, c in groups.values() if len(s) > 1),
                   key=lambda g: g.sources)
 

@@ -99,6 +99,10 @@ def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping 
     if list(df.columns) != COLUMNS:
         raise ReleaseError(f"release rows need the columns {COLUMNS}")
     out_dir = Path(out_dir)
+    lufs = [v for v in df.target_lufs if v is not None and not (isinstance(v, float) and pd.isna(v))]
+    if any(isinstance(v, str) for v in lufs) and not all(isinstance(v, str) for v in lufs):
+        df = df.assign(target_lufs=[None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+                                    for v in df.target_lufs])  # "none" beside numbers: one text column
     with atomic_path(out_dir / FILES[0]) as tmp:
         df.to_parquet(tmp, index=False)
     with atomic_path(out_dir / FILES[1]) as tmp:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
+from dvmset.constants import NO_LOUDNESS_CHANGE
 from dvmset.layout import id_problem
 from dvmset.music_groups import decode_fingerprint
 from dvmset.records import SPLITS
@@ -167,7 +168,10 @@ def _check(raw: dict) -> _Row:
     r.text("license")
     if (sep := r.text("separator")) is not None and (why := id_problem(sep)) is not None:
         r.bad("separator", f"{_shown(sep)} is not a model name: it {why}")
-    r.number("target_lufs", lo=-70.0, hi=0.0, required=False)
+    if isinstance(lufs := r.raw.get("target_lufs"), str) and lufs.strip().lower() == NO_LOUDNESS_CHANGE:
+        r.values["target_lufs"] = NO_LOUDNESS_CHANGE  # no loudness change: the audio kept at its level
+    else:
+        r.number("target_lufs", lo=-70.0, hi=0.0, required=False)
     r.number("fps", lo=1, hi=240, required=False, integer=True)
     if (sha := r.text("music_sha256")) is not None and not _SHA256.fullmatch(sha):
         r.bad("music_sha256", f"is {_shown(sha)}, not 64 lowercase hex digits")

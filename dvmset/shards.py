@@ -285,17 +285,20 @@ class FeatureStore:
             self._save(pd.concat([df, _frame(rows)], ignore_index=True) if rows else df)
         return orphans
 
-    def remove_clips(self, clip_ids: Iterable[str]) -> list[str]:
+    def remove_clips(self, clip_ids: Iterable[str], *, shards: Iterable[str] | None = None) -> list[str]:
         """Take clips out of the index (first: readers stop serving them) and out of every shard holding
         them, each rewritten atomically without them (deleted when none is left); every other clip's
         tensors are written back byte for byte. Idempotent; the caller holds :meth:`exclusive`.
-        Returns the names of the shards rewritten or deleted."""
+        ``shards``: the only shard files that can hold them (the caller read them from the index before);
+        None reads every shard's header. Returns the names of the shards rewritten or deleted."""
         gone = set(clip_ids)
         remove_partials(self.dir, "shard-*")  # a rewrite killed mid-write left its temp file
         df = self.index()
         if df.clip_id.isin(gone).any():
             self._save(df[~df.clip_id.isin(gone)])
-        return [p.name for p in self.shard_files() if _rewrite_without(p, gone)]
+        files = self.shard_files() if shards is None else \
+            [self.dir / n for n in sorted(set(shards)) if (self.dir / n).is_file()]
+        return [p.name for p in files if _rewrite_without(p, gone)]
 
     def set_splits(self, splits: Mapping[str, str], *, exclusive: bool = False) -> int:
         """Write clip splits (from an export) into the index; returns how many rows changed.

@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -105,6 +106,8 @@ class Clip(Base):
     lineage: Mapped[dict | None] = mapped_column(JSON)  # dvmset.lineage: every step's version and parameters
     music_sha256: Mapped[str | None] = mapped_column(String(64))  # of the window's processed music (PCM)
     music_fingerprint: Mapped[str | None] = mapped_column(Text)  # chromaprint, dvmset.music_groups encoding
+    # its fingerprint is in the shared-music index (dvmset.music_index; revision 0009); false until then
+    music_indexed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
     origin: Mapped[str | None] = mapped_column(String(32))  # "curated" | "release" (rebuilt, not reviewed)
     taken_down_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     takedown_reason: Mapped[str | None] = mapped_column(Text)
@@ -118,6 +121,29 @@ class Clip(Base):
             raise ClipTakenDown(f"clip {self.id!r} was taken down ({self.takedown_reason or 'no reason given'}); "
                                 f"it stays taken_down, not {value!r}")
         return value
+
+
+class MusicBucket(Base):
+    """A sampled value of a clip's fingerprint (dvmset.music_index.bucket_values): the inverted index that
+    finds a new clip's same-music candidates without comparing it to every clip (revision 0009)."""
+
+    __tablename__ = "music_buckets"
+
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # a chromaprint uint32 value
+    clip_id: Mapped[str] = mapped_column(String(160), primary_key=True, index=True)
+
+
+class MusicLink(Base):
+    """Two clips of different sources whose music is the same recording (checked by bit error rate);
+    ``clip_a < clip_b``. The shared-music groups are the sources these links join (revision 0009)."""
+
+    __tablename__ = "music_links"
+
+    clip_a: Mapped[str] = mapped_column(String(160), primary_key=True)
+    clip_b: Mapped[str] = mapped_column(String(160), primary_key=True, index=True)
+    source_a: Mapped[str] = mapped_column(String(128))
+    source_b: Mapped[str] = mapped_column(String(128))
+    ber: Mapped[float] = mapped_column(Float)
 
 
 class Takedown(Base):

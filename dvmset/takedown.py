@@ -118,10 +118,28 @@ def refusal(cat: Catalog, *, video_id: str | None = None, url: str | None = None
 # Feature shards
 
 
+PENDING_SHARDS = ".takedown-shards.json"  # in the features dir: the shards a takedown still has to rewrite
+
+
 def scrub_features(store: FeatureStore, clip_ids: Iterable[str]) -> list[str]:
-    """The clips out of the index and the shards (:meth:`FeatureStore.remove_clips`); returns the shards
-    rewritten or deleted. The caller holds ``store.exclusive``."""
-    return store.remove_clips(clip_ids)
+    """The clips out of the index and out of the shards the index says hold them (:meth:`FeatureStore.
+    remove_clips`), not every shard's header; returns the shards rewritten or deleted. Those shards are
+    noted in the features dir first, so a takedown killed after the index lost the clips still rewrites
+    them when run again. The caller holds ``store.exclusive``."""
+    gone = set(clip_ids)
+    pending = store.dir / PENDING_SHARDS
+    index = store.index()
+    shards = set(index.shard[index.clip_id.isin(gone)])
+    if pending.is_file():
+        try:
+            shards |= set(json.loads(pending.read_text(encoding="utf-8")))
+        except ValueError:  # a damaged note: every shard, as before
+            return store.remove_clips(gone)
+    if shards:
+        atomic_write_text(pending, json.dumps(sorted(shards)))
+    out = store.remove_clips(gone, shards=shards)
+    pending.unlink(missing_ok=True)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

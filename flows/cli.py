@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "flows.commands.deploy",
     "flows.commands.share",
     "flows.commands.bench",
+    "flows.commands.music_groups",
 )
 
 

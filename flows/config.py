@@ -24,7 +24,7 @@ class CurateConfig:
     demucs_shifts: int = 1
     demucs_segment_s: float | None = None
     device: str = "cpu"
-    target_lufs: float = -14.0
+    target_lufs: float | None = -14.0  # None: no loudness change (the audio kept at its level, `bench import`)
     clip_seconds: float = float(CLIP_SECONDS)
     fps: int = VIDEO_FPS
     max_clips_per_source: int | None = None
@@ -39,6 +39,8 @@ class CurateConfig:
     def __post_init__(self) -> None:
         if self.separator not in ("demucs", "none"):
             raise ValueError(f"unknown separator {self.separator!r}: use 'demucs' or 'none'")
+        if self.target_lufs is not None and not -70.0 <= self.target_lufs < 0.0:
+            raise ValueError(f"target_lufs must be a LUFS value in [-70, 0), got {self.target_lufs}")
         if self.clip_seconds <= 0:
             raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
         if self.workers < 1:

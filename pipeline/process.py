@@ -76,10 +76,10 @@ def load_processed(source_dir: Path, vocal_energy: float | None) -> ProcessedAud
     return ProcessedAudio(source_dir / MUSIC_FILE, vocal_energy, per_s)
 
 
-def process_audio(media: Path, source_dir: Path, *, target_lufs: float,
+def process_audio(media: Path, source_dir: Path, *, target_lufs: float | None,
                   separator: Separator | None = None) -> ProcessedAudio:
-    """Decode ``media`` (5.1 etc. downmixed to stereo), separate, normalise, and write
-    ``source_dir/music.wav`` (and the separator's per-second energies beside it)."""
+    """Decode ``media`` (5.1 etc. downmixed to stereo), separate, normalise (``target_lufs`` None: kept at
+    its level), and write ``source_dir/music.wav`` (and the separator's per-second energies beside it)."""
     music_path, energy_path = source_dir / MUSIC_FILE, source_dir / VOCAL_ENERGY_FILE
     wav, sr = load_audio(media, max_channels=2)  # [C, N]: music is stereo at most
     vocal_energy = per_s = None
@@ -93,6 +93,6 @@ def process_audio(media: Path, source_dir: Path, *, target_lufs: float,
             np.savez(tmp, energy_per_s=per_s)  # per-second vocal / mix energy, for each clip's share
     else:
         energy_path.unlink(missing_ok=True)  # an earlier run's separation no longer describes music.wav
-    plan = loudness.plan_gain(wav, sr, target_lufs=target_lufs)
-    save_audio(music_path, loudness.apply_gain(wav, plan), sr)
+    plan = None if target_lufs is None else loudness.plan_gain(wav, sr, target_lufs=target_lufs)
+    save_audio(music_path, wav if plan is None else loudness.apply_gain(wav, plan), sr)
     return ProcessedAudio(music_path, vocal_energy, per_s, plan)

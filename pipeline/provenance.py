@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dvmset.constants import NO_LOUDNESS_CHANGE
 from pipeline import media, qc
 from pipeline.clip import AAC_ARGS
 
@@ -53,7 +54,7 @@ def download_facts(info_json: Path) -> dict[str, Any]:
 
 
 def curate_steps(*, download_format: str, separator: str, demucs_repo: str | None, demucs_shifts: int,
-                 demucs_segment_s: float | None, target_lufs: float, source_gain_db: float | None,
+                 demucs_segment_s: float | None, target_lufs: float | None, source_gain_db: float | None,
                  clip_gain_db: float | None, start_s: float, duration_s: float, fps: int) -> list[dict]:
     """The lineage steps of one curated clip, in order; each names its tool, version and parameters."""
     v = tool_versions()
@@ -65,7 +66,9 @@ def curate_steps(*, download_format: str, separator: str, demucs_repo: str | Non
         {"step": "separate", "tool": "demucs" if separator != "none" else "none",
          "version": v["demucs"] if separator != "none" else None, "params": sep},
         {"step": "loudness", "tool": "pyloudnorm", "version": v["pyloudnorm"],
-         "params": {"target_lufs": target_lufs, "source_gain_db": source_gain_db, "clip_gain_db": clip_gain_db}},
+         "params": {"target_lufs": target_lufs, "source_gain_db": source_gain_db, "clip_gain_db": clip_gain_db}}
+        if target_lufs is not None else  # no loudness change: recorded as such, as "separate" records "none"
+        {"step": "loudness", "tool": "none", "version": None, "params": {"target_lufs": NO_LOUDNESS_CHANGE}},
         {"step": "clip", "tool": "ffmpeg", "version": v["ffmpeg"],
          "params": {"start_s": start_s, "duration_s": duration_s, "fps": fps, "video": "libx264",
                     "audio": " ".join(AAC_ARGS)}},

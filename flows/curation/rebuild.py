@@ -28,6 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from dvmset import leases, site_blocks, sources
 from dvmset.catalog import Catalog
+from dvmset.constants import NO_LOUDNESS_CHANGE
 from dvmset.io import atomic_write_text
 from dvmset.layout import DataRoot, id_problem
 from dvmset.records import ClipStatus, SourceStatus
@@ -94,8 +95,8 @@ def release_config(rows: pd.DataFrame, base: CurateConfig) -> CurateConfig:
     given: dict = {"clip_seconds": float(rows.duration_s.max())}
     if sep is not None:
         given |= {"separator": "none"} if sep == "none" else {"separator": "demucs", "demucs_name": sep}
-    if lufs is not None:
-        given["target_lufs"] = float(lufs)
+    if lufs is not None:  # "none": no loudness change, the window's audio kept at its level
+        given["target_lufs"] = None if lufs == NO_LOUDNESS_CHANGE else float(lufs)
     if fps is not None:
         given["fps"] = int(fps)
     return CurateConfig(**{**asdict(base), **given})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from dvmset.bench import BenchError, bench_rows, import_bench
-from dvmset.release import read_release
+from dvmset.release import read_release, write_release
 
 
 def test_csv_with_start_and_end_becomes_test_split_rows(tmp_path):
@@ -52,3 +53,20 @@ def test_the_release_files_read_back_as_a_release(tmp_path):
     rel = read_release(files[1])  # the CSV, as curate --from-release reads it
     assert rel.rows.clip_id.tolist() == df.clip_id.tolist() and rel.meta["benchmark"]["windows"] == "exactly as listed"
     assert rel.meta["processing"]["separator"] == ["none"]
+    # no loudness change, read back from the CSV and the parquet alike (not a number, not "the default")
+    assert set(rel.rows.target_lufs) == {"none"} and set(read_release(files[0]).rows.target_lufs) == {"none"}
+    assert rel.meta["processing"]["target_lufs"] == ["none"] and rel.meta["benchmark"]["loudness"] == "unchanged"
+
+
+def test_a_release_mixing_no_loudness_change_and_a_target_writes_and_reads_back(tmp_path):
+    ids = tmp_path / "bench.csv"
+    ids.write_text("video_id,start_s,end_s\nv1,0,20\nv2,3,23\n")
+    df = bench_rows(ids)
+    df["target_lufs"] = pd.Series(["none", -14.0], dtype=object)  # one video normalised, one kept at its level
+    files = write_release(tmp_path / "rel", df, name="mixed")
+    for f in files[:2]:
+        rel = read_release(f)
+        assert not rel.invalid and rel.rows.target_lufs.tolist() == ["none", -14.0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(files[1].read_text().replace(",none,none,", ",none,loud,", 1))
+    assert "target_lufs is 'loud', not a number" in read_release(bad).invalid[0].detail

@@ -60,7 +60,7 @@ def test_no_source_in_two_splits_and_every_query_in_each(seed):
 def test_valid_fraction_zero_gives_the_two_split_plan():
     items = random_items(4)
     split = plan_split(items, 0.2, seed=3, valid_fraction=0.0)
-    assert set(split.values()) == {"train", "test"}
+    assert {"train", "test"} <= set(split.values()) <= {"train", "valid", "test"}
     with pytest.raises(ValueError, match="leave clips to train"):
         plan_split(items, 0.5, valid_fraction=0.5)
     with pytest.raises(ValueError, match="valid_fraction"):
@@ -359,3 +359,29 @@ def test_re_exporting_keeps_the_exports_own_split_after_another_export_reshuffle
     export_dataset(data_root, catalog, "a", test_fraction=0.2, valid_fraction=0.2, seed=0)
     again = split_of("a")
     assert {c: again[c] for c in a} == a and "w0-00000" in again
+
+
+def test_export_syncs_the_clip_jsons_once_not_once_per_clip(data_root, catalog, tmp_path, monkeypatch):
+    """60 clips: every MusicInfo JSON is whole and right, the splits are in the catalog, and the number of
+    fsyncs does not grow with the clips (one file-system sync for the JSONs, not an fsync each)."""
+    import os
+
+    from dvmset import io as dio
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0" * 256)
+    ids = add_clips(catalog, data_root, junk, {f"v{i:02d}": (f"q{i % 3}", 2) for i in range(30)})
+    calls = {"fsync": 0, "syncfs": 0}
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.__setitem__("fsync", calls["fsync"] + 1), real_fsync(fd))[1])
+    monkeypatch.setattr(dio, "sync_filesystem", lambda p: calls.__setitem__("syncfs", calls["syncfs"] + 1))
+    export_dataset(data_root, catalog, "many", test_fraction=0.3, seed=0)
+    assert calls["syncfs"] == 1 and calls["fsync"] < 20  # the manifest, JSONL, card, release files: not 60+
+    audio = data_root.export_dir("many") / "audio"
+    with catalog.session() as s:
+        split = {c.id: c.split for c in s.query(Clip)}
+    assert {"train", "test"} <= set(split.values()) <= {"train", "valid", "test"}
+    for cid in ids:
+        info = json.loads((audio / f"{cid}.json").read_text())
+        assert info["clip_id"] == cid and info["name"] == cid and (audio / f"{cid}.mp4").is_symlink()
+    assert not list(audio.glob(".*part*"))

@@ -139,3 +139,27 @@ def test_a_valid_clip_taken_down_leaves_the_valid_jsonl_in_both_layouts(data_roo
     assert gone not in (out / "valid.jsonl").read_text()
     assert gone not in (out / "egs" / "valid" / "data.jsonl").read_text()
     assert gone not in set(pd.read_parquet(out / "manifest.parquet").clip_id)
+
+
+def test_only_the_shards_holding_the_clip_are_read_and_a_killed_run_finishes_them(data_root, catalog, exported,
+                                                                                   monkeypatch):
+    from dvmset import shards as shards_mod
+    from dvmset.takedown import PENDING_SHARDS
+
+    store = FeatureStore(data_root.features_dir)
+    read, real_read = [], shards_mod.read_shard_rows
+    monkeypatch.setattr(shards_mod, "read_shard_rows", lambda p: (read.append(p.name), real_read(p))[1])
+    real_rewrite = shards_mod._rewrite_without
+
+    def killed(path, gone):
+        raise KeyboardInterrupt("killed after the index lost the clip, before its shard was rewritten")
+
+    monkeypatch.setattr(shards_mod, "_rewrite_without", killed)
+    with pytest.raises(KeyboardInterrupt):
+        scrub_features(store, ["c-00000"])
+    assert "c-00000" not in set(store.index().clip_id) and (store.dir / PENDING_SHARDS).is_file()
+    monkeypatch.setattr(shards_mod, "_rewrite_without", real_rewrite)
+    assert scrub_features(store, ["c-00000"]) == ["shard-00001.safetensors"]  # the note says where it was
+    assert read == ["shard-00001.safetensors"]  # shard 0 (not holding it) never opened
+    assert not (store.dir / PENDING_SHARDS).exists()
+    assert "c-00000" not in {r["clip_id"] for r in real_read(store.shard_path(1))}
