@@ -4,8 +4,10 @@ the rest. A training window never overlaps one.
 A span is [start_s, end_s) in seconds from the clip's start. A window of W s at whole-second offset o
 covers [o, o + W); it is served only when it overlaps no span, so a 60 s clip with a bad stretch at
 50-55 s still yields 30 s windows at offsets 0-20. The spans of a clip are the union of those on its
-live accept verdicts (read from the catalog by :func:`excluded_spans`); the export writes them beside
-the features (``features/excluded_spans.json``), where :class:`dvmset.dataset.FeatureWindows` reads them.
+live accept verdicts (read from the catalog by :func:`excluded_spans`), and for a clip rebuilt from a
+release (no verdicts: not reviewed again) those the release listed, kept in the clip's lineage as its
+"review" step (:func:`release_review_step`); the export writes them beside the features
+(``features/excluded_spans.json``), where :class:`dvmset.dataset.FeatureWindows` reads them.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from sqlalchemy.orm import Session
 from dvmset.agreement import in_force
 from dvmset.batches import batches
 from dvmset.io import atomic_write_text
-from dvmset.tables import Decision
+from dvmset.tables import Clip, Decision
 
 SPANS_FILE = "excluded_spans.json"  # in the features directory: {clip id: [[start_s, end_s, reason], ...]}
 MAX_SPANS = 50  # per verdict
+REVIEW_STEP = "review"  # a rebuilt clip's lineage step that holds the release's verdict and spans
 
 
 class SpanReason(enum.StrEnum):
@@ -135,8 +138,28 @@ def excluded_spans(session: Session, clip_ids: Iterable[str] | None = None) -> d
     else:
         for ids in batches(dict.fromkeys(clip_ids)):
             rows += session.execute(q.where(Decision.clip_id.in_(ids))).all()
+    rows += _release_spans(session, clip_ids)
     out: dict[str, list[Span]] = {}
     for cid, raw in rows:
         if raw:
             out.setdefault(cid, []).extend(check_spans(raw))
     return {cid: sorted(set(ss)) for cid, ss in out.items()}
+
+
+def release_review_step(verdict: str | None, spans: Sequence) -> dict:
+    """The lineage step a clip rebuilt from a release records: the release's verdict and the spans its
+    annotators excluded (checked), so the rebuilt clip serves the same training windows."""
+    return {"step": REVIEW_STEP, "tool": "release", "version": None,
+            "params": {"verdict": verdict, "excluded_spans": [sp.as_list() for sp in check_spans(spans)]}}
+
+
+def _release_spans(session: Session, clip_ids: Iterable[str] | None) -> list[tuple[str, list]]:
+    """(clip id, spans) of rebuilt clips whose lineage's review step lists spans."""
+    q = select(Clip.id, Clip.lineage).where(Clip.origin == "release")
+    found = []
+    for ids in ([None] if clip_ids is None else batches(dict.fromkeys(clip_ids))):
+        for cid, lineage in session.execute(q if ids is None else q.where(Clip.id.in_(ids))):
+            for step in (lineage or {}).get("steps", []):
+                if step.get("step") == REVIEW_STEP and step.get("params", {}).get("excluded_spans"):
+                    found.append((cid, step["params"]["excluded_spans"]))
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import math
 import shutil
@@ -33,6 +34,7 @@ from dvmset.io import atomic_write_text
 from dvmset.layout import DataRoot, id_problem
 from dvmset.records import ClipStatus, SourceStatus
 from dvmset.release import Release, compare_rebuilt, read_release
+from dvmset.spans import release_review_step
 from dvmset.tables import Clip
 from dvmset.takedown import refusal
 from flows.curation.curate import (
@@ -155,6 +157,10 @@ def _cut(cat: Catalog, root: DataRoot, cfg: CurateConfig, row, media: Path, audi
     with cat.session() as s:  # the release's verdict and split: accepted "from release", not reviewed again
         c = s.get(Clip, row.clip_id)
         c.status, c.split = _VERDICT_STATUS.get(row.verdict or "accept", ClipStatus.ACCEPTED).value, row.split
+        listed = getattr(row, "excluded_spans", None)  # JSON text, or None/NaN when the release lists none
+        spans = json.loads(listed) if isinstance(listed, str) and listed else []
+        lineage = c.lineage or {}  # reassigned whole: the JSON column sees a new value
+        c.lineage = {**lineage, "steps": [*lineage.get("steps", []), release_review_step(row.verdict, spans)]}
 
 
 @task(name="rebuild-video", cache_policy=NO_CACHE)

@@ -15,7 +15,8 @@ from sharing_helpers import CLIP_S, accept_all, cli_main, curate_cfg
 from dvmset.catalog import Catalog
 from dvmset.export import export_dataset
 from dvmset.layout import DataRoot
-from dvmset.tables import Clip, Decision
+from dvmset.spans import Span, excluded_spans
+from dvmset.tables import Annotator, Clip, Decision
 from flows.demos.small import serve_directory
 from pipeline.synth import make_sample_video
 
@@ -41,7 +42,12 @@ def released(served, tmp_path_factory, prefect_harness):
     root = DataRoot(tmp_path_factory.mktemp("origin")).ensure()
     cat = Catalog(root.catalog_url)
     assert run_curate(root, cat.url, urls=[f"{base}/{n}.mp4" for n in "abc"], cfg=curate_cfg())["done"] == 3
-    accept_all(cat)
+    first = accept_all(cat)[0]
+    with cat.session() as s:  # an annotator left 5-8 s of the first clip out (noise) while accepting the rest
+        ann = Annotator(name="ann", token_hash="h")
+        s.add(ann)
+        s.flush()
+        s.add(Decision(clip_id=first, annotator_id=ann.id, verdict="accept", spans=[[5.0, 8.0, "noise"]]))
     summary = export_dataset(root, cat, "r1", test_fraction=0.3, seed=0, release=True)
     assert summary.release is not None
     return root, cat, pd.read_parquet(summary.release)
@@ -86,6 +92,10 @@ def test_rebuild_on_a_fresh_root_gives_the_same_clips_and_music(released, tmp_pa
         assert fresh.clip_path(r.clip_id).is_file()
     with cat.session() as s:
         assert s.query(Decision).count() == 0  # not reviewed again
+        spanned = rel[rel.excluded_spans.notna()]
+        assert len(spanned) == 1 and json.loads(spanned.excluded_spans.iloc[0]) == [[5.0, 8.0, "noise"]]
+        # the release's spans hold on the rebuilt clip: its exports serve the same training windows
+        assert excluded_spans(s) == {spanned.clip_id.iloc[0]: [Span(5.0, 8.0, "noise")]}
     report = json.loads((fresh.path / "rebuilds" / "r1.json").read_text())
     assert report["counts"] == {"matching": 4, "different": 0, "gone": 0, "invalid": 0, "refused": 0, "held": 0}
 
