@@ -187,7 +187,8 @@ def compare_rebuilt(row: Mapping, *, source_duration_s: float | None, music_sha2
     return "different", "; ".join(reasons)
 
 
-_PER_CLIP = {"start_s", "duration_s", "source_gain_db", "clip_gain_db"}  # a window's own values, not settings
+_PER_CLIP = {"start_s", "duration_s", "source_gain_db", "clip_gain_db",  # a window's own values, not settings
+             "verdict", "excluded_spans"}  # a rebuilt clip's review step (dvmset.spans.release_review_step)
 
 
 def distinct_steps(cat: Catalog, clip_ids: list[str]) -> list[dict]:
