@@ -258,8 +258,9 @@ def test_two_runs_on_one_root_at_once_do_each_source_once(served, tmp_path: Path
         runs = s.execute(select(Run.stage, Run.key, Run.status)).all()
     assert [(r.status, r.error) for r in sources] == [(SourceStatus.DONE, None)] * 2, outs
     assert len(clips) == 4 and all(c.status == ClipStatus.PENDING_REVIEW for c in clips)
-    assert sorted(p.name for p in root.clips_dir.iterdir()) == sorted(  # each clip and its peaks, once
-        name for c in clips for name in (f"{c.id}.mp4", root.peaks_path(c.id).name))
+    assert sorted(p.name for p in root.clips_dir.iterdir()) == sorted(  # each clip, its peaks, spectrogram, hints, once
+        name for c in clips for peaks in [root.peaks_path(c.id)]
+        for name in (f"{c.id}.mp4", peaks.name, spectrogram_path(peaks).name, hints_path(peaks).name))
     clip_runs = [(key, st) for stage, key, st in runs if stage == "clip"]
     assert sorted(clip_runs) == sorted((c.id, "done") for c in clips)
 
