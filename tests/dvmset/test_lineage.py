@@ -19,7 +19,7 @@ STEPS = [
 
 def test_recorded_steps_source_facts_and_features_come_back(data_root, catalog, clip_factory):
     add_clips(catalog, data_root, clip_factory(4.0), {"v1": ("city", 1)})
-    record_lineage(catalog, "v1-00000", STEPS, music_sha256="ab" * 32, music_fingerprint="cp1:AAAA",
+    record_lineage(catalog, "v1-00000", STEPS, music_sha256="ab" * 32, music_fingerprint="cp1:AAAAAA==",
                    extractor="Generic", upload_date="20260102")
     lin = clip_lineage(data_root, catalog, "v1-00000")
     assert lin["source"]["video_id"] == "v1" and lin["source"]["extractor"] == "Generic"

@@ -45,7 +45,7 @@ def test_webdataset_reads_every_sample_with_its_video_music_metadata_and_feature
     manifest = pd.read_parquet(out / "manifest.parquet").set_index("clip_id")
     reader = ShardReader(root.features_dir)
     seen: dict[str, dict] = {}
-    for split in ("train", "test"):
+    for split in ("train", "valid", "test"):
         got = _samples(summary.urls(split))
         assert set(got) == set(manifest.index[manifest.split == split])
         seen |= got
@@ -92,7 +92,7 @@ def test_a_takedown_rewrites_the_shard_holding_the_clip(exported):
     gone = ids[0]
     changed = scrub_export(out, [gone], lambda o, m: None)  # the card is not what this test checks
     assert changed
-    keys = {k for split in ("train", "test") for k in _samples(summary.urls(split))}
+    keys = {k for split in ("train", "valid", "test") for k in _samples(summary.urls(split))}
     assert keys == set(ids) - {gone}
     for p in summary.folder.glob("*.tar"):
         with tarfile.open(p) as tar:
