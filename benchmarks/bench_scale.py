@@ -5,10 +5,12 @@ Run by hand:  python benchmarks/bench_scale.py --sources 1000 [--db URL] [--size
 For each size it builds a synthetic catalog through the project's tables with bulk inserts (about three
 60 s clips per source; 60 % accepted, 20 % rejected, 20 % pending; one to three decisions from five
 annotators on each decided clip; a chromaprint-format fingerprint per clip, 1 % of sources re-uploads
-of a shared recording; an empty file per clip so the export can link it; no feature shards), then runs
+of a shared recording, two per recording; an empty file per clip so the export can link it; no feature shards), then runs
 each operation in a fresh Python process (``--op``; ``music_rebuild`` builds the shared-music index of
 the bulk-inserted catalog once, as ``vidmusician music-groups --rebuild`` does; ``status_again`` is a second
-status; ``index_clip`` records one new clip's lineage, matching its fingerprint through the index, as
+status; ``agreement_build`` is the first agreement report, which counts every decision into the kept summary
+(once, after revision 0010), ``agreement`` a report with one decision made since the last (a page load during
+review); ``index_clip`` records one new clip's lineage, matching its fingerprint through the index, as
 curation does per clip) and reports its wall and CPU seconds (imports excluded; CPU of this process only, so a
 database server's share is in wall alone; on a shared machine CPU is the steadier number) and the
 process's peak RSS (ru_maxrss, imports included: a bare process with the imports is ``baseline``).
@@ -37,8 +39,8 @@ from dvmset.layout import DataRoot
 from dvmset.music_groups import encode_fingerprint
 from dvmset.tables import Annotator, Clip, Decision, Source
 
-OPS = ("baseline", "music_rebuild", "status", "status_again", "agreement", "progress", "music_groups", "index_clip",
-       "export", "takedown")
+OPS = ("baseline", "music_rebuild", "status", "status_again", "agreement_build", "agreement", "progress",
+       "music_groups", "index_clip", "export", "takedown")
 CLIPS_PER_SOURCE = 3
 FP_ITEMS = 480  # ~60 s of chromaprint items
 BATCH = 20_000  # rows per bulk insert
@@ -79,7 +81,7 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
         sources.append({"id": sid, "url": f"https://example.invalid/{sid}", "query": f"query {i % 47}",
                         "status": "done", "title": f"video {i}", "license": "cc-by", "duration_s": 200.0,
                         "created_at": now, "updated_at": now})
-        song = songs[i % len(songs)] if i % 100 == 0 else None  # 1 % of sources: uploads of a shared song
+        song = songs[(i // 100) % len(songs)] if i % 100 == 0 else None  # 1 %: two uploads of each shared song
         for k in range(CLIPS_PER_SOURCE):
             cid, r = f"{sid}-{k * 60:05d}", rng.random()
             status = "accepted" if r < 0.6 else "rejected" if r < 0.8 else "pending_review"
@@ -102,7 +104,7 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
 
 def run_op(op: str, root: DataRoot, url: str) -> dict:
     """One operation in this process: {"op", "seconds", "rss_mb"}."""
-    from dvmset.agreement import agreement_report
+    from dvmset.agreement_summary import agreement_report
     from dvmset.export import export_dataset
     from dvmset.lineage import record_lineage
     from dvmset.music_index import rebuild_index
@@ -114,7 +116,13 @@ def run_op(op: str, root: DataRoot, url: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     if op in ("status", "status_again"):
         status_report(root, cat)
-    elif op == "agreement":
+    elif op == "agreement_build":  # the first report counts every decision into the summary (once, after 0010)
+        with cat.session() as s:
+            agreement_report(s)
+    elif op == "agreement":  # a page load during review: one decision made since the last report
+        with cat.session() as s:
+            s.add(Decision(clip_id="v0000002-00060", annotator_id=1, verdict="accept", reasons=[], seconds_spent=9.0))
+        t0, c0 = time.perf_counter(), time.process_time()
         with cat.session() as s:
             agreement_report(s)
     elif op == "progress":

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pandas as pd
 from sqlalchemy import select
 
-from dvmset.agreement import agreement_report
+from dvmset.agreement_summary import agreement_report
 from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.records import SPLITS, VALID, ClipStatus
