@@ -55,8 +55,9 @@ def _fp(rng: np.random.Generator, song: np.ndarray | None) -> str:
     return encode_fingerprint(noisy)
 
 
-def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
-    """The synthetic catalog (see module doc); returns the number of clips."""
+def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0, indexed: bool = False) -> int:
+    """The synthetic catalog (see module doc); returns the number of clips. ``indexed`` marks every clip as in
+    the shared-music index (with no links): status then skips the one-off bulk rebuild."""
     rng = np.random.default_rng(seed)
     now = dt.datetime.now(dt.UTC)
     songs = [rng.integers(0, 2**32, size=FP_ITEMS, dtype=np.uint64).astype(np.uint32) for _ in range(max(1, n_sources // 200))]
@@ -89,7 +90,7 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
             path.touch()
             clips.append({"id": cid, "source_id": sid, "start_s": k * 60.0, "duration_s": 60.0, "status": status,
                           "path": str(path.relative_to(root.path)), "lineage": lineage, "origin": "curated",
-                          "music_sha256": f"{n_clips:064x}", "music_fingerprint": _fp(rng, song if k == 0 else None),
+                          "music_sha256": f"{n_clips:064x}", "music_indexed": indexed, "music_fingerprint": _fp(rng, song if k == 0 else None),
                           "created_at": now, "updated_at": now})
             n_clips += 1
             if status != "pending_review":
@@ -164,16 +165,17 @@ def _db_url(template: str | None, base: Path, size: int) -> tuple[str, str | Non
     return template.format(db=name), name
 
 
-def measure(size: int, template: str | None, base: Path) -> dict[str, dict]:
+def measure(size: int, template: str | None, base: Path, ops: tuple[str, ...] = OPS,
+            indexed: bool = False) -> dict[str, dict]:
     root = DataRoot(base / f"root-{size}").ensure()
     url, _ = _db_url(template, base, size)
     cat = Catalog(url)
     t0 = time.perf_counter()
-    n_clips = build(cat, root, size)
+    n_clips = build(cat, root, size, indexed=indexed)
     cat.dispose()
     print(f"# {size} sources, {n_clips} clips: built in {time.perf_counter() - t0:.0f} s", flush=True)
     out = {}
-    for op in OPS:
+    for op in ops:
         got = subprocess.run([sys.executable, __file__, "--op", op, "--root", str(root.path), "--db", url],
                              capture_output=True, text=True)
         if got.returncode != 0:
@@ -190,6 +192,10 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=1000, help="N: measures N and 10 N sources")
     ap.add_argument("--sizes", help="comma-separated source counts instead of N,10N")
     ap.add_argument("--db", help="Postgres URL template with {db}; SQLite when absent")
+    ap.add_argument("--ops", help=f"comma-separated operations to time (default all: {','.join(OPS[1:])})")
+    ap.add_argument("--mark-indexed", action="store_true",
+                    help="build the clips as already in the shared-music index (no links): skips music_rebuild's "
+                         "one-off cost in status at sizes where it does not fit in time")
     ap.add_argument("--op", choices=OPS, help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -198,13 +204,17 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.sources, 10 * args.sources]
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        results = {size: measure(size, args.db, Path(tmp)) for size in sizes}
+        ops = ("baseline", *args.ops.split(",")) if args.ops else OPS
+        unknown = set(ops) - set(OPS)
+        if unknown:
+            ap.error(f"unknown operations {sorted(unknown)}: choose from {OPS[1:]}")
+        results = {size: measure(size, args.db, Path(tmp), ops, args.mark_indexed) for size in sizes}
     lo, hi = results[sizes[0]], results[sizes[-1]]
     print(f"\n| operation (wall s / CPU s / peak RSS) | {' | '.join(f'{s} sources' for s in sizes)} "
           f"| growth {sizes[0]} -> {sizes[-1]} (CPU, RSS over baseline) |")
     print(f"|---|{'---|' * len(sizes)}---|")
     base_lo, base_hi = lo["baseline"]["rss_mb"], hi["baseline"]["rss_mb"]
-    for op in OPS[1:]:
+    for op in ops[1:]:
         cells = [f"{results[s][op]['seconds']:.2f} / {results[s][op]['cpu_s']:.2f} s, {results[s][op]['rss_mb']} MB"
                  for s in sizes]
         cpu = hi[op]["cpu_s"] / lo[op]["cpu_s"] if lo[op]["cpu_s"] else float("nan")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 
 from dvmset import agreement_summary
 from dvmset.agreement import effective_verdict
@@ -192,9 +192,12 @@ _PER_CLIP = {"start_s", "duration_s", "source_gain_db", "clip_gain_db",  # a win
 
 def distinct_steps(cat: Catalog, clip_ids: list[str]) -> list[dict]:
     """The processing steps of these clips with their tools, versions and settings, each distinct one once."""
-    with cat.session() as s:
-        lineages = [lin for ids in batches(dict.fromkeys(clip_ids))
-                    for lin in s.scalars(select(Clip.lineage).where(Clip.id.in_(ids)))]
+    text = cast(Clip.lineage, Text)
+    lineages = []
+    with cat.session() as s:  # each distinct lineage text once (clips of one run share it), in clip order
+        for ids in batches(dict.fromkeys(clip_ids)):
+            q = select(text, func.min(Clip.id)).where(Clip.id.in_(ids), Clip.lineage.is_not(None)).group_by(text)
+            lineages += [json.loads(t) for t, _ in sorted(s.execute(q).tuples(), key=lambda r: r[1]) if t]
     seen: dict[str, dict] = {}
     for lin in lineages:
         for st in (lin or {}).get("steps", []):
