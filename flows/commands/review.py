@@ -257,7 +257,7 @@ def cmd_annotators_revoke(args: argparse.Namespace) -> int:
 def cmd_annotators_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from dvmset.agreement import agreement_report
+    from dvmset.agreement_summary import agreement_report
     from dvmset.review import is_revoked
     from dvmset.tables import Annotator
 
