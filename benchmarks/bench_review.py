@@ -89,7 +89,9 @@ def drive(base: str, token: str, n: int, t_next: list[float], t_decide: list[flo
 def _serve(root: str, url: str, port: int) -> None:
     data_root = DataRoot(Path(root))
     app = create_app(data_root, Catalog(url), QueuePolicy())
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # keep-alive past the longest pause between an annotator's clips: uvicorn's 5 s default closed idle
+    # connections under the clients as they sent their next request (a reset, not a latency)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=300)
 
 
 def _free_port() -> int:
