@@ -241,15 +241,16 @@ def cut_clip(
             video = score_frames(small_frames(), float(fps), dest.name)
             decoded = ClipDecode(clip_info, None, video)
         heard: np.ndarray | None = None
+        measured: tuple[float, float] | None = None
         if target_lufs is not None:
-            loud, heard = _settle_encoded_audio(tmp, window, rate, target_lufs, loud, Path(work))
+            loud, heard, measured = _settle_encoded_audio(tmp, window, rate, target_lufs, loud, Path(work))
         if decoded is None:
             _check_output(tmp, frames, span.duration_s)
         else:
             if heard is None:
                 heard = read_audio(tmp, rate=rate, channels=2, stage=STAGE)  # [2, N] what a player hears
             _check_decoded(counted[0], frames, heard, rate, span.duration_s)
-            decoded = ClipDecode(decoded.info, (heard, rate) if heard.shape[1] else None, decoded.video)
+            decoded = ClipDecode(decoded.info, (heard, rate) if heard.shape[1] else None, decoded.video, measured)
     log.debug("cut %s [%s s +%s s] -> %s", video_path.name, start, dur, dest)
     return Cut(dest, loud, decoded)
 
@@ -270,12 +271,12 @@ def _read_window(path: Path, span: ClipSpan, rate: int) -> np.ndarray:
 
 
 def _settle_encoded_audio(clip: Path, window: np.ndarray, rate: int, target_lufs: float, loud: ClipLoudness | None,
-                          work: Path) -> tuple[ClipLoudness | None, np.ndarray | None]:
+                          work: Path) -> tuple[ClipLoudness | None, np.ndarray | None, tuple[float, float] | None]:
     """Measure the encoded clip's audio; redo it (ceiling lowered by the overshoot, target offset by
     the miss) until it measures within the promise. A silent window is left as it is (and not decoded).
-    Returns the loudness and the clip's final audio as decoded [2, N]."""
+    Returns the loudness, the clip's final audio as decoded [2, N] and its (true peak dBTP, LUFS) as measured."""
     if loud is None or loud.input_lufs is None:
-        return loud, None
+        return loud, None, None
     ceiling, aim = LIMIT_CEILING_DBTP, target_lufs
     for attempt in range(_AUDIO_REDOS + 1):
         decoded = read_audio(clip, rate=rate, channels=2, stage=STAGE)  # [2, N] what a player hears
@@ -283,11 +284,11 @@ def _settle_encoded_audio(clip: Path, window: np.ndarray, rate: int, target_lufs
         over = tp - (TRUE_PEAK_MAX_DBTP - _ENCODED_TP_MARGIN_DB)
         off = target_lufs - lufs
         if (over <= 0 and abs(off) <= _ENCODED_LUFS_TOLERANCE) or loud.gain_db >= MAX_CLIP_GAIN_DB:
-            return loud, decoded
+            return loud, decoded, (tp, lufs)
         if attempt == _AUDIO_REDOS:
             log.warning("%s: encoded audio measures %.2f LUFS, %.2f dBTP after %d redos", clip.name, lufs, tp,
                         attempt)
-            return loud, decoded
+            return loud, decoded, (tp, lufs)
         ceiling -= max(over, 0.0) + 0.05 * (over > 0)
         aim += off if abs(off) > _ENCODED_LUFS_TOLERANCE else 0.0
         audio, loud = normalize_clip(window, rate, min(aim, -0.5), ceiling_dbtp=ceiling)

@@ -253,14 +253,17 @@ def video_scores(path: Path, info: MediaInfo, *, lag_s: float = STILL_LAG_S) -> 
 class ClipDecode:
     """What the clip stage already decoded while it cut the clip (``pipeline.clip.cut_clip(analyse=True)``), so
     QC decodes nothing again: the clip's stream facts, its audio as encoded [C, N] at its rate (None: no audio)
-    and the scores of the frames the encoder was fed."""
+    and the scores of the frames the encoder was fed; ``measured``: that audio's (true peak dBTP, integrated
+    LUFS) where the clip stage measured them (its loudness check), so QC does not measure them again."""
 
     info: MediaInfo
     audio: tuple[np.ndarray, int] | None
     video: VideoScores
+    measured: tuple[float, float] | None = None
 
 
-def _audio_scores(wav: np.ndarray, sr: int) -> tuple[float, float | None, float | None]:
+def _audio_scores(wav: np.ndarray, sr: int, lufs: float | None = None) -> tuple[float, float | None, float | None]:
+    """Silence ratio, integrated loudness and loudness range; ``lufs``: the loudness already measured on ``wav``."""
     import pyloudnorm
 
     silence = silence_ratio(wav, sr)
@@ -268,7 +271,7 @@ def _audio_scores(wav: np.ndarray, sr: int) -> tuple[float, float | None, float 
         return silence, None, None
     meter = pyloudnorm.Meter(sr)
     data = wav.T.astype(np.float64)  # [N, C]
-    lufs = float(meter.integrated_loudness(data))
+    lufs = float(meter.integrated_loudness(data)) if lufs is None else lufs
     if not math.isfinite(lufs):
         return silence, None, None
     if wav.shape[1] < int(LRA_MIN_S * sr):
@@ -325,8 +328,9 @@ def qc_clip(clip_path: Path, *, vocal_energy: float | None = None, loudness: Cli
     peak: float | None = None
     if audio is not None:
         wav, sr = audio
-        silence, lufs, lra = _audio_scores(wav, sr)
-        tp = true_peak_dbtp(wav, sr)
+        measured = decoded.measured if decoded is not None else None
+        silence, lufs, lra = _audio_scores(wav, sr, measured[1] if measured else None)
+        tp = measured[0] if measured else true_peak_dbtp(wav, sr)
         peak = tp if math.isfinite(tp) else None
         peaks = waveform_peaks(wav)
     else:
