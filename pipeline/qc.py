@@ -3,7 +3,9 @@
 **[paper]** rejection criteria: >5 s of non-music content, persistent noise, static images,
 mismatched background music. The scores are pure functions on arrays; ``qc_clip`` probes the clip
 once, decodes its audio once (silence, loudness, true peak, and the waveform peaks the review tool
-draws) and its downscaled frames once (cuts and still pictures), all through ``pipeline.media``.
+draws) and its downscaled frames once (cuts and still pictures), all through ``pipeline.media``;
+or, in curation, takes all of that from the clip stage's own pass (``ClipDecode``: ffmpeg's one decode
+of the window feeds the encoder and, split off and scaled down, ``score_frames``), decoding nothing.
 
 A still picture is measured over a second, not from frame to frame: at 25 fps consecutive frames
 of moving footage often differ by less than a grey level (a slow pan, people walking before a
