@@ -106,17 +106,19 @@ def tools_direct(url: str, work: Path, clip_s: float, *, one_pass: bool = True,
     return t
 
 
-def make_long_source(dest: Path, seconds: float, size: str, cut_every_s: float, loop_s: float = 20.0) -> Path:
+def make_long_source(dest: Path, seconds: float, size: str, cut_every_s: float, loop_s: float = 8.0) -> Path:
     """A realistic-to-encode source: moving test pattern with film grain (x264 cannot predict noise), a hue
-    flip every ``cut_every_s`` s, 30 fps, music-like audio (chord + kick + hiss), H.264 + AAC. ``loop_s`` of it
+    flip every ``cut_every_s`` s, 30 fps, music-like audio (chord + kick + hiss), H.264 at ~3 Mbit/s (a
+    web video's 720p rate) + AAC. ``loop_s`` of it
     are made and repeated to ``seconds`` without re-encoding (making minutes of 720p grain is slow)."""
     expr = ("0.15*sin(2*PI*220*t)+0.1*sin(2*PI*275*t)+0.1*sin(2*PI*330*t)+0.6*exp(-25*mod(t,0.5))*sin(2*PI*55*t)"
             "+0.05*(random(0)-0.5)")
     part = dest.with_suffix(".part.mp4")
     run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={loop_s}",
                 "-f", "lavfi", "-i", f"aevalsrc='{expr}':s=44100:c=stereo:d={loop_s}",
-                "-vf", f"hue=h='180*mod(floor(t/{cut_every_s}),2)',noise=alls=8:allf=t,format=yuv420p",
-                "-c:v", "libx264", "-preset", "ultrafast", "-crf", "20", "-g", "60", "-c:a", "aac", "-b:a", "128k",
+                "-vf", f"hue=h='180*mod(floor(t/{cut_every_s}),2)',noise=alls=4:allf=t,format=yuv420p",
+                "-c:v", "libx264", "-preset", "veryfast", "-b:v", "3M", "-maxrate", "4M", "-bufsize", "6M",
+                "-g", "60", "-c:a", "aac", "-b:a", "128k",
                 str(part)], stage="bench")  # fmt: skip
     run_ffmpeg(["-stream_loop", "-1", "-i", str(part), "-t", f"{seconds}", "-c", "copy", str(dest)], stage="bench")
     part.unlink()
