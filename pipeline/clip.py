@@ -230,7 +230,8 @@ def cut_clip(
             size = analysis_size(clip_info.width, clip_info.height, ANALYSIS_WIDTH)
             graph = f"[0:v:0]{picture},split=2[enc][qc];[qc]scale={size[0]}:{size[1]}:flags=area,format=bgr24[small]"
             args = [*inputs, "-filter_complex", graph, "-map", "[enc]", "-map", "1:a:0", *encode, str(tmp),
-                    "-map", "[small]", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+                    "-map", "[small]", "-fps_mode", "cfr", "-r", str(fps),  # as the file's: a frame it dups, QC sees
+                    "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
             counted = [0]
 
             def small_frames():  # noqa: ANN202 - the pipe's frames, counted on the way to QC
