@@ -1,0 +1,131 @@
+"""`ablate --via-server` for real on loopback: a Prefect server on Postgres, `vidmusician deploy --gpus 2`, one
+process worker on the CPU pool (the ablate run, which starts the rows) and two on the GPU pool (the rows).
+
+A tiny export, two rows: each row is its own flow run, a child of the ablate run, and the two run side by
+side on the two GPU workers; table2.json equals the in-process `ablate` of the same rows on the same data
+(same rows, same metric values); a second submission completes without touching a file under the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from ablation_helpers import debug_ablate_args, tiny_export
+from server_helpers import REPO, VENV_BIN, run_cli
+from training_helpers import run_main
+
+from flows.cluster.deploy import CPU_POOL, DEPLOYMENTS, GPU_POOL
+from flows.evaluation.evaluate import CHECKPOINTS
+
+pytestmark = pytest.mark.slow
+
+ROWS = ("no-rcm", "full")
+CLI_TIMEOUT_S = 1500
+
+
+@pytest.fixture(scope="module")
+def pool(prefect_server, tmp_path_factory):
+    """deploy with two GPU slots, then one CPU worker and two GPU workers (one run at a time each) on one
+    thread per process, as run_main trains in this process."""
+    base = tmp_path_factory.mktemp("ablate-pool")
+    env = prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
+                             OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                             PYTHONPATH=str(REPO))
+    for _, variable in CHECKPOINTS.values():  # the same (no) embedders on the workers as in this process
+        env.pop(variable, None)
+    done = run_cli(prefect_server, "deploy", "--api", prefect_server.api_url, "--gpus", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    workers, logs = [], []
+    for name, pool_name in (("cpu-0", CPU_POOL), ("gpu-0", GPU_POOL), ("gpu-1", GPU_POOL)):
+        log = open(base / f"{name}.log", "wb")  # noqa: SIM115 - closed at teardown
+        logs.append(log)
+        workers.append(subprocess.Popen(
+            [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool_name, "--type", "process", "--limit", "1",
+             "--name", f"ablate-{name}"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base,
+            start_new_session=True))
+    try:
+        yield {"base": base, "env": env}
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            try:
+                w.wait(30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        for log in logs:
+            log.close()
+        run_cli(prefect_server, "deploy", "--api", prefect_server.api_url, "--gpus", "1")  # as the other tests expect
+
+
+def _worker_logs(base: Path) -> str:
+    return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted(base.glob("*.log")))
+
+
+def _table(out: Path) -> list[dict]:
+    rows = json.loads((out / "table2.json").read_text())["rows"]
+    for r in rows:
+        r["best_checkpoint"] = str(Path(r["best_checkpoint"]).relative_to(out))
+    return rows
+
+
+def _files(directory: Path) -> dict[str, int]:
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _row_runs(server) -> list:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with server.settings(), get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(
+            name=DeploymentFilterName(any_=[DEPLOYMENTS["ablate_row"].name])))
+
+
+def test_rows_run_side_by_side_on_two_workers_and_write_the_local_table(prefect_server, pool, tmp_path,
+                                                                         monkeypatch):
+    for _, variable in CHECKPOINTS.values():
+        monkeypatch.delenv(variable, raising=False)
+    export = tiny_export(tmp_path / "root", clip_s=2)  # one 2 s window per test clip
+    args = ("--rows", ",".join(ROWS), "--precision", "fp32")
+    local = tmp_path / "local"
+    assert run_main(debug_ablate_args(export, local, *args)) == 0
+
+    out = tmp_path / "pooled"
+    cmd = [*debug_ablate_args(export, out, *args), "--via-server"]
+    sent = run_cli(prefect_server, *cmd, env=pool["env"], timeout=CLI_TIMEOUT_S)
+    assert sent.returncode == 0, f"{sent.stdout[-3000:]}\n{sent.stderr[-3000:]}\n{_worker_logs(pool['base'])}"
+    for row in ROWS:  # each row's own state, followed by the CLI
+        assert f"row {row}: Completed" in sent.stdout, sent.stdout
+    assert _table(out) == _table(local)  # same rows, same settings, same metric values
+
+    runs = _row_runs(prefect_server)
+    assert sorted(r.parameters["row"] for r in runs) == sorted(ROWS)  # one run per row, each Completed
+    assert {r.state.name for r in runs} == {"Completed"}
+    first, second = sorted(runs, key=lambda r: r.start_time)
+    assert second.start_time < first.end_time  # side by side: the second row started before the first ended
+    assert first.parent_task_run_id is not None and second.parent_task_run_id is not None  # children of ablate
+
+    rows_before = _files(out / "rows")
+    again = run_cli(prefect_server, *cmd, env=pool["env"], timeout=CLI_TIMEOUT_S)
+    assert again.returncode == 0, f"{again.stdout[-3000:]}\n{again.stderr[-3000:]}"
+    assert _files(out / "rows") == rows_before  # no row trained, generated or evaluated again
+    assert _table(out) == _table(local)
+    assert len(_row_runs(prefect_server)) == 2 * len(ROWS)
+
+
+def test_a_missing_row_deployment_fails_the_ablate_run_with_what_to_do(prefect_server, tmp_path):
+    """The coordinator's own check, in this process: a row deployment nobody made is named in the error."""
+    from prefect import flow
+
+    from flows.cluster.rows import RowsFailedError, dispatch_rows
+
+    @flow(name="ablate-missing-rows")
+    def coordinator() -> None:
+        dispatch_rows("vidmusician-ablate-row/nowhere", {"out": str(tmp_path)}, ["full"])
+
+    with prefect_server.settings(), pytest.raises(RowsFailedError, match="vidmusician deploy"):
+        coordinator()
