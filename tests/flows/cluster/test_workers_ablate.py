@@ -39,12 +39,13 @@ def pool(prefect_server, tmp_path_factory):
     done = run_cli(prefect_server, "deploy", "--api", prefect_server.api_url, "--gpus", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     workers, logs = [], []
+    worker_env = {**env, "PREFECT_LOGGING_LEVEL": "INFO"}  # the flow runs' logs in the worker logs, for failures
     for name, pool_name in (("cpu-0", CPU_POOL), ("gpu-0", GPU_POOL), ("gpu-1", GPU_POOL)):
         log = open(base / f"{name}.log", "wb")  # noqa: SIM115 - closed at teardown
         logs.append(log)
         workers.append(subprocess.Popen(
             [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool_name, "--type", "process", "--limit", "1",
-             "--name", f"ablate-{name}"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base,
+             "--name", f"ablate-{name}"], env=worker_env, stdout=log, stderr=subprocess.STDOUT, cwd=base,
             start_new_session=True))
     try:
         yield {"base": base, "env": env}
@@ -85,6 +86,7 @@ def _row_runs(server) -> list:
             name=DeploymentFilterName(any_=[DEPLOYMENTS["ablate_row"].name])))
 
 
+@pytest.mark.timeout(2400)  # two tiny ablates and a re-submission; ~10 min on two shared, busy cores
 def test_rows_run_side_by_side_on_two_workers_and_write_the_local_table(prefect_server, pool, tmp_path,
                                                                          monkeypatch):
     for _, variable in CHECKPOINTS.values():
