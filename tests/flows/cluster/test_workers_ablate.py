@@ -59,7 +59,14 @@ def pool(prefect_server, tmp_path_factory):
                 w.kill()
         for log in logs:
             log.close()
-        run_cli(prefect_server, "deploy", "--api", prefect_server.api_url, "--gpus", "1")  # as the other tests expect
+        from prefect import get_client
+
+        from flows.cluster import limits
+        from flows.cluster.deploy import _concurrency_limit, _work_pool
+
+        with prefect_server.settings(), get_client(sync_client=True) as client:  # one GPU again, as deploy's default
+            _work_pool(client, GPU_POOL, 1)
+            _concurrency_limit(client, limits.GPU_JOBS, 1, 0.0)
 
 
 def _worker_logs(base: Path) -> str:
@@ -94,7 +101,8 @@ def test_rows_run_side_by_side_on_two_workers_and_write_the_local_table(prefect_
     export = tiny_export(tmp_path / "root", clip_s=2)  # one 2 s window per test clip
     args = ("--rows", ",".join(ROWS), "--precision", "fp32")
     local = tmp_path / "local"
-    assert run_main(debug_ablate_args(export, local, *args)) == 0
+    with prefect_server.settings():  # its flow runs on the test server, not an ephemeral one
+        assert run_main(debug_ablate_args(export, local, *args)) == 0
 
     out = tmp_path / "pooled"
     cmd = [*debug_ablate_args(export, out, *args), "--via-server"]
