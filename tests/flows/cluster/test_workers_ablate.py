@@ -86,11 +86,17 @@ def _files(directory: Path) -> dict[str, int]:
 
 def _row_runs(server) -> list:
     from prefect import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowFilter,
+        FlowFilterName,
+    )
 
+    entry = DEPLOYMENTS["ablate_row"]
     with server.settings(), get_client(sync_client=True) as client:
-        return client.read_flow_runs(deployment_filter=DeploymentFilter(
-            name=DeploymentFilterName(any_=[DEPLOYMENTS["ablate_row"].name])))
+        return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[entry.flow_name])),
+                                     deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[entry.name])))
 
 
 @pytest.mark.timeout(2400)  # two tiny ablates and a re-submission; ~10 min on two shared, busy cores
