@@ -36,7 +36,7 @@ def pool(prefect_server, tmp_path_factory):
                              PYTHONPATH=str(REPO))
     for _, variable in CHECKPOINTS.values():  # the same (no) embedders on the workers as in this process
         env.pop(variable, None)
-    done = run_cli(prefect_server, "deploy", "--api", prefect_server.api_url, "--gpus", "2")
+    done = run_cli(prefect_server, "deploy", "--api", prefect_server.api_url, "--gpus", "2", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     workers, logs = [], []
     worker_env = {**env, "PREFECT_LOGGING_LEVEL": "INFO"}  # the flow runs' logs in the worker logs, for failures
