@@ -1,4 +1,4 @@
-"""Small parts of the review server, each testable alone: a TTL cache and the in-process write queue."""
+"""Small parts of the review server, each testable alone: a TTL cache and the in-process write queue (SQLite)."""
 
 from __future__ import annotations
 
@@ -47,19 +47,27 @@ class TtlCache(Generic[T]):
 
 
 class SerialWriter:
-    """Catalog sessions for writes, one at a time in this process.
+    """Catalog sessions for writes: one at a time in this process on SQLite, side by side on Postgres.
 
-    Writers queue on a lock before the database's own: SQLite's busy handler polls with sleeps of
-    up to 100 ms, which made the tail latency with two annotators. The database still serialises
-    writers from other processes (see dvmset.review), so this is about latency, not correctness.
+    SQLite takes one writer at a time anyway, and its busy handler polls with sleeps of up to 100 ms,
+    which made the tail latency with two annotators: writers queue on a lock here instead. Postgres
+    serialises writers per clip with row locks (dvmset.review), so a process-wide lock would only make
+    32 annotators wait for each other's unrelated clips. Correctness never rests on this lock: the
+    database serialises writers from other processes too.
     """
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._lock = threading.Lock()
+        self._lock: contextlib.AbstractContextManager = (
+            threading.Lock() if catalog.engine.dialect.name == "sqlite" else contextlib.nullcontext())
+
+    @property
+    def serialised(self) -> bool:
+        """Whether writers in this process wait for each other here."""
+        return not isinstance(self._lock, contextlib.nullcontext)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits on a clean exit (rolls back on an error), holding the write lock."""
+        """A session that commits on a clean exit (rolls back on an error), holding the write lock on SQLite."""
         with self._lock, self._catalog.session() as s:
             yield s

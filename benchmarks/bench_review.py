@@ -8,6 +8,9 @@ a load balancer would), and drives it with httpx clients (one per annotator, in 
 --db postgres starts a throwaway PostgreSQL cluster (initdb/pg_ctl on PATH); a URL template with
 {db} (postgresql+psycopg://user@host/{db}) uses a fresh database on that server.
 
+       python benchmarks/bench_review.py --pair-cost 150 [--db postgres]
+prints the SQL statements and CPU one next+decision pair costs the server (request code in-process).
+
        python benchmarks/bench_review.py --peaks [--peak-clips 6]
 times the waveform request of 60 s clips through the real app: from the stored peaks file (what
 curation writes) against the first request of a clip without one (decoded by the review command's
@@ -89,7 +92,9 @@ def drive(base: str, token: str, n: int, t_next: list[float], t_decide: list[flo
 def _serve(root: str, url: str, port: int) -> None:
     data_root = DataRoot(Path(root))
     app = create_app(data_root, Catalog(url), QueuePolicy())
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # keep-alive past the longest pause between an annotator's clips: uvicorn's 5 s default closed idle
+    # connections under the clients as they sent their next request (a reset, not a latency)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=300)
 
 
 def _free_port() -> int:
@@ -156,6 +161,56 @@ def bench_peaks(n_clips: int) -> None:
           f"({p_first / p_stored:.0f}x faster)")
 
 
+def bench_pair_cost(db: str, n_pairs: int) -> None:
+    """SQL statements and server CPU per next+decision pair of the request code alone (the routes' bodies
+    and the token lookups, called in this process: no HTTP, no other client): what each pair costs."""
+    from collections import Counter
+
+    from sqlalchemy import event
+
+    from annotation_ui.routes.decisions import DecisionIn, api_decide
+    from annotation_ui.routes.queue import next_clip
+    from dvmset.review import annotator_for_token
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        root = DataRoot(Path(tmp) / "root").ensure()
+        url = root.catalog_url if db == "sqlite" else _fresh_database(stack.enter_context(postgres_cluster(Path(tmp))))
+        catalog = Catalog(url)
+        with catalog.session() as s:
+            ann, token = add_annotator(s, "bench")
+        seed(catalog, 4000, 2000, ann.id)
+        ctx = create_app(root, catalog, QueuePolicy()).state.review
+        statements: Counter[str] = Counter()
+        counting = [False]
+
+        @event.listens_for(catalog.engine, "before_cursor_execute")
+        def _count(conn, cursor, statement, *_):  # noqa: ANN001, ANN202 - SQLAlchemy's signature
+            if counting[0]:
+                statements[" ".join(statement.split())[:90]] += 1
+
+        def pair() -> None:
+            with catalog.session() as s:
+                who = annotator_for_token(s, token)
+            clip, _ = next_clip(ctx, who.id)
+            with catalog.session() as s:
+                who = annotator_for_token(s, token)
+            api_decide(DecisionIn(clip_id=clip["id"], verdict="accept"), ctx, who)
+
+        for _ in range(20):
+            pair()
+        counting[0] = True
+        t0 = time.process_time()
+        for _ in range(n_pairs):
+            pair()
+        cpu = time.process_time() - t0
+        counting[0] = False
+        catalog.dispose()
+    print(f"{db}: {sum(statements.values()) / n_pairs:.1f} SQL statements and {1000 * cpu / n_pairs:.1f} ms of "
+          f"CPU per next+decision pair ({n_pairs} pairs, in-process); load average {os.getloadavg()[0]:.1f}")
+    for statement, k in statements.most_common():
+        print(f"  {k / n_pairs:4.1f}  {statement}")
+
+
 @contextlib.contextmanager
 def postgres_cluster(base: Path) -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a Unix socket: yields a URL template with {db}."""
@@ -216,6 +271,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peaks", action="store_true", help="time waveform peaks (stored vs computed) instead")
     ap.add_argument("--peak-clips", type=int, default=6, help="clips for --peaks")
+    ap.add_argument("--pair-cost", type=int, metavar="N", default=0,
+                    help="instead: SQL statements and CPU per next+decision pair over N pairs, in-process (--db)")
     ap.add_argument("--clips", type=int, default=10_000)
     ap.add_argument("--predecided", type=int, default=5_000, help="clips already decided before timing")
     ap.add_argument("--requests", type=int, default=400, help="next+decide pairs per client")
@@ -230,6 +287,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.peaks:
         bench_peaks(args.peak_clips)
+        return
+    if args.pair_cost:
+        if args.db not in ("sqlite", "postgres"):
+            raise SystemExit("--pair-cost takes --db sqlite or postgres")
+        bench_pair_cost(args.db, args.pair_cost)
         return
     if args.servers > 1 and args.db == "sqlite":
         raise SystemExit("--servers > 1 needs Postgres: SQLite takes one writer process at a time")

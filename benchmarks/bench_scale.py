@@ -5,10 +5,12 @@ Run by hand:  python benchmarks/bench_scale.py --sources 1000 [--db URL] [--size
 For each size it builds a synthetic catalog through the project's tables with bulk inserts (about three
 60 s clips per source; 60 % accepted, 20 % rejected, 20 % pending; one to three decisions from five
 annotators on each decided clip; a chromaprint-format fingerprint per clip, 1 % of sources re-uploads
-of a shared recording; an empty file per clip so the export can link it; no feature shards), then runs
+of a shared recording, two per recording; an empty file per clip so the export can link it; no feature shards), then runs
 each operation in a fresh Python process (``--op``; ``music_rebuild`` builds the shared-music index of
 the bulk-inserted catalog once, as ``vidmusician music-groups --rebuild`` does; ``status_again`` is a second
-status; ``index_clip`` records one new clip's lineage, matching its fingerprint through the index, as
+status; ``agreement_build`` is the first agreement report, which counts every decision into the kept summary
+(once, after revision 0010), ``agreement`` a report with one decision made since the last (a page load during
+review); ``index_clip`` records one new clip's lineage, matching its fingerprint through the index, as
 curation does per clip) and reports its wall and CPU seconds (imports excluded; CPU of this process only, so a
 database server's share is in wall alone; on a shared machine CPU is the steadier number) and the
 process's peak RSS (ru_maxrss, imports included: a bare process with the imports is ``baseline``).
@@ -37,8 +39,8 @@ from dvmset.layout import DataRoot
 from dvmset.music_groups import encode_fingerprint
 from dvmset.tables import Annotator, Clip, Decision, Source
 
-OPS = ("baseline", "music_rebuild", "status", "status_again", "agreement", "progress", "music_groups", "index_clip",
-       "export", "takedown")
+OPS = ("baseline", "music_rebuild", "status", "status_again", "agreement_build", "agreement", "progress",
+       "music_groups", "index_clip", "export", "takedown")
 CLIPS_PER_SOURCE = 3
 FP_ITEMS = 480  # ~60 s of chromaprint items
 BATCH = 20_000  # rows per bulk insert
@@ -53,8 +55,9 @@ def _fp(rng: np.random.Generator, song: np.ndarray | None) -> str:
     return encode_fingerprint(noisy)
 
 
-def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
-    """The synthetic catalog (see module doc); returns the number of clips."""
+def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0, indexed: bool = False) -> int:
+    """The synthetic catalog (see module doc); returns the number of clips. ``indexed`` marks every clip as in
+    the shared-music index (with no links): status then skips the one-off bulk rebuild."""
     rng = np.random.default_rng(seed)
     now = dt.datetime.now(dt.UTC)
     songs = [rng.integers(0, 2**32, size=FP_ITEMS, dtype=np.uint64).astype(np.uint32) for _ in range(max(1, n_sources // 200))]
@@ -79,7 +82,7 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
         sources.append({"id": sid, "url": f"https://example.invalid/{sid}", "query": f"query {i % 47}",
                         "status": "done", "title": f"video {i}", "license": "cc-by", "duration_s": 200.0,
                         "created_at": now, "updated_at": now})
-        song = songs[i % len(songs)] if i % 100 == 0 else None  # 1 % of sources: uploads of a shared song
+        song = songs[(i // 100) % len(songs)] if i % 100 == 0 else None  # 1 %: two uploads of each shared song
         for k in range(CLIPS_PER_SOURCE):
             cid, r = f"{sid}-{k * 60:05d}", rng.random()
             status = "accepted" if r < 0.6 else "rejected" if r < 0.8 else "pending_review"
@@ -87,7 +90,7 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
             path.touch()
             clips.append({"id": cid, "source_id": sid, "start_s": k * 60.0, "duration_s": 60.0, "status": status,
                           "path": str(path.relative_to(root.path)), "lineage": lineage, "origin": "curated",
-                          "music_sha256": f"{n_clips:064x}", "music_fingerprint": _fp(rng, song if k == 0 else None),
+                          "music_sha256": f"{n_clips:064x}", "music_indexed": indexed, "music_fingerprint": _fp(rng, song if k == 0 else None),
                           "created_at": now, "updated_at": now})
             n_clips += 1
             if status != "pending_review":
@@ -102,7 +105,7 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0) -> int:
 
 def run_op(op: str, root: DataRoot, url: str) -> dict:
     """One operation in this process: {"op", "seconds", "rss_mb"}."""
-    from dvmset.agreement import agreement_report
+    from dvmset.agreement_summary import agreement_report
     from dvmset.export import export_dataset
     from dvmset.lineage import record_lineage
     from dvmset.music_index import rebuild_index
@@ -114,7 +117,13 @@ def run_op(op: str, root: DataRoot, url: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     if op in ("status", "status_again"):
         status_report(root, cat)
-    elif op == "agreement":
+    elif op == "agreement_build":  # the first report counts every decision into the summary (once, after 0010)
+        with cat.session() as s:
+            agreement_report(s)
+    elif op == "agreement":  # a page load during review: one decision made since the last report
+        with cat.session() as s:
+            s.add(Decision(clip_id="v0000002-00060", annotator_id=1, verdict="accept", reasons=[], seconds_spent=9.0))
+        t0, c0 = time.perf_counter(), time.process_time()
         with cat.session() as s:
             agreement_report(s)
     elif op == "progress":
@@ -156,16 +165,17 @@ def _db_url(template: str | None, base: Path, size: int) -> tuple[str, str | Non
     return template.format(db=name), name
 
 
-def measure(size: int, template: str | None, base: Path) -> dict[str, dict]:
+def measure(size: int, template: str | None, base: Path, ops: tuple[str, ...] = OPS,
+            indexed: bool = False) -> dict[str, dict]:
     root = DataRoot(base / f"root-{size}").ensure()
     url, _ = _db_url(template, base, size)
     cat = Catalog(url)
     t0 = time.perf_counter()
-    n_clips = build(cat, root, size)
+    n_clips = build(cat, root, size, indexed=indexed)
     cat.dispose()
     print(f"# {size} sources, {n_clips} clips: built in {time.perf_counter() - t0:.0f} s", flush=True)
     out = {}
-    for op in OPS:
+    for op in ops:
         got = subprocess.run([sys.executable, __file__, "--op", op, "--root", str(root.path), "--db", url],
                              capture_output=True, text=True)
         if got.returncode != 0:
@@ -182,6 +192,10 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=1000, help="N: measures N and 10 N sources")
     ap.add_argument("--sizes", help="comma-separated source counts instead of N,10N")
     ap.add_argument("--db", help="Postgres URL template with {db}; SQLite when absent")
+    ap.add_argument("--ops", help=f"comma-separated operations to time (default all: {','.join(OPS[1:])})")
+    ap.add_argument("--mark-indexed", action="store_true",
+                    help="build the clips as already in the shared-music index (no links): skips music_rebuild's "
+                         "one-off cost in status at sizes where it does not fit in time")
     ap.add_argument("--op", choices=OPS, help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -190,13 +204,17 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.sources, 10 * args.sources]
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        results = {size: measure(size, args.db, Path(tmp)) for size in sizes}
+        ops = ("baseline", *args.ops.split(",")) if args.ops else OPS
+        unknown = set(ops) - set(OPS)
+        if unknown:
+            ap.error(f"unknown operations {sorted(unknown)}: choose from {OPS[1:]}")
+        results = {size: measure(size, args.db, Path(tmp), ops, args.mark_indexed) for size in sizes}
     lo, hi = results[sizes[0]], results[sizes[-1]]
     print(f"\n| operation (wall s / CPU s / peak RSS) | {' | '.join(f'{s} sources' for s in sizes)} "
           f"| growth {sizes[0]} -> {sizes[-1]} (CPU, RSS over baseline) |")
     print(f"|---|{'---|' * len(sizes)}---|")
     base_lo, base_hi = lo["baseline"]["rss_mb"], hi["baseline"]["rss_mb"]
-    for op in OPS[1:]:
+    for op in ops[1:]:
         cells = [f"{results[s][op]['seconds']:.2f} / {results[s][op]['cpu_s']:.2f} s, {results[s][op]['rss_mb']} MB"
                  for s in sizes]
         cpu = hi[op]["cpu_s"] / lo[op]["cpu_s"] if lo[op]["cpu_s"] else float("nan")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 
-from dvmset.agreement import agreement_report
+from dvmset.agreement_summary import agreement_report
 from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.records import SPLITS, VALID, ClipStatus
-from dvmset.release import distinct_steps
 from dvmset.tables import Clip, Source
 
 
@@ -69,21 +69,34 @@ def _splits_section(m: pd.DataFrame, test_fraction: float, valid_fraction: float
     return lines
 
 
-def _clip_rows(catalog: Catalog, ids: list[str]) -> list:
+CARD_FACTS = "card_facts.parquet"  # an export's per-clip card facts, so a takedown drops rows, not re-reads
+
+
+def clip_facts(catalog: Catalog, ids: Sequence[str]) -> pd.DataFrame:
+    """What the card's "How the data was made" counts, one row per clip: separator, source loudness, the
+    loudness step's target (JSON; from the lineage, each distinct lineage text parsed once) and the QC hints."""
     cols = [getattr(Clip, c) for c, *_ in QC_HINTS]
+    lineage_text = cast(Clip.lineage, Text)
+    targets: dict[str | None, str | None] = {None: None}
+    rows = []
     with catalog.session() as s:
-        return [r for chunk in batches(ids) for r in s.execute(
-            select(Clip.id, Source.separator, Source.loudness_out_lufs, *cols)
-            .join(Source, Source.id == Clip.source_id).where(Clip.id.in_(chunk)))]
+        for chunk in batches(ids):
+            q = (select(Clip.id, Source.separator, Source.loudness_out_lufs, lineage_text, *cols)
+                 .join(Source, Source.id == Clip.source_id).where(Clip.id.in_(chunk)))
+            for cid, sep, lufs, lin, *qc in s.execute(q).tuples():
+                if lin not in targets:
+                    steps = (json.loads(lin) or {}).get("steps", [])
+                    got = [st.get("params", {}).get("target_lufs") for st in steps if st.get("step") == "loudness"]
+                    targets[lin] = json.dumps([t for t in got if t is not None])
+                rows.append((cid, sep, lufs, targets[lin], *qc))
+    return pd.DataFrame(rows, columns=["clip_id", "separator", "loudness_out_lufs", "target_lufs",
+                                       *(c for c, *_ in QC_HINTS)])
 
 
-def _made_section(m: pd.DataFrame, catalog: Catalog, features: Sequence[dict]) -> list[str]:
+def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]) -> list[str]:
     """What made the data: vocal removal, loudness, the features' CLIP and codec, rates, licences, QC hints."""
-    ids = list(m.clip_id) if len(m) else []
-    rows = _clip_rows(catalog, ids)
-    steps = distinct_steps(catalog, ids)
     lines = ["## How the data was made", ""]
-    seps = Counter(r.separator or "not recorded" for r in rows)
+    seps = Counter(x if isinstance(x, str) and x else "not recorded" for x in facts.separator)
     removed = {k: v for k, v in seps.items() if k not in ("none", "not recorded")}
     vocals = [f"removed with {k} in {v} clips" for k, v in sorted(removed.items())]
     if seps.get("none"):
@@ -91,8 +104,8 @@ def _made_section(m: pd.DataFrame, catalog: Catalog, features: Sequence[dict]) -
     if seps.get("not recorded"):
         vocals.append(f"separator not recorded for {seps['not recorded']} clips")
     lines.append(f"- **Vocals**: {'; '.join(vocals) or 'no clips'}.")
-    targets = sorted({st["params"].get("target_lufs") for st in steps if st.get("step") == "loudness"} - {None})
-    measured = [r.loudness_out_lufs for r in rows if r.loudness_out_lufs is not None]
+    targets = sorted({t for text in facts.target_lufs if isinstance(text, str) for t in json.loads(text)})
+    measured = [float(x) for x in facts.loudness_out_lufs if x is not None and not pd.isna(x)]
     lines.append("- **Loudness**: " + (f"music normalised to {', '.join(f'{t:g}' for t in targets)} LUFS "
                                        "(pyloudnorm, BS.1770) before cutting" if targets else "target not recorded")
                  + (f"; measured after normalisation: median {pd.Series(measured).median():.1f} LUFS over "
@@ -117,17 +130,20 @@ def _made_section(m: pd.DataFrame, catalog: Catalog, features: Sequence[dict]) -
     lines += ["", "QC hints are measured by curation and shown to reviewers beside each clip; they flag, a person "
               "decides (nothing is rejected automatically). Among this export's accepted clips:", "",
               "| hint | measures | flagged when | flagged clips | not measured |", "|---|---|---|---:|---:|"]
-    for i, (col, what, when, flag) in enumerate(QC_HINTS):
-        values = [r[3 + i] for r in rows]
-        known = [v for v in values if v is not None]
+    for col, what, when, flag in QC_HINTS:
+        values = facts[col].tolist()
+        known = [v for v in values if v is not None and not pd.isna(v)]
         lines.append(f"| {col} | {what} | {when} | {sum(bool(flag(v)) for v in known)} | {len(values) - len(known)} |")
     return [*lines, ""]
 
 
 def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: float, seed: int, missing: int,
-                 valid_fraction: float = 0.0, features: Sequence[dict] = ()) -> str:
+                 valid_fraction: float = 0.0, features: Sequence[dict] = (), facts: pd.DataFrame | None = None) -> str:
     """DATASET.md: what is in the export, how it was split, what made it, and how the review went.
-    ``features``: the identities (CLIP, codec, rates) of the features runs that made these clips' shards."""
+    ``features``: the identities (CLIP, codec, rates) of the features runs that made these clips' shards;
+    ``facts``: :func:`clip_facts` of the manifest's clips (read from the catalog when not given)."""
+    if facts is None:
+        facts = clip_facts(catalog, list(m.clip_id) if len(m) else [])
     by_query, agree = _review_stats(catalog)
     acc = sum(v.get(ClipStatus.ACCEPTED, 0) for v in by_query.values())
     rej = sum(v.get(ClipStatus.REJECTED, 0) for v in by_query.values())
@@ -149,7 +165,7 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
         d = m.duration_s
         lines += ["", f"Clip durations: min {d.min():.2f} s, median {d.median():.2f} s, max {d.max():.2f} s."]
         lines += _kept_line(m)
-    lines += ["", *_splits_section(m, test_fraction, valid_fraction, seed), *_made_section(m, catalog, features)]
+    lines += ["", *_splits_section(m, test_fraction, valid_fraction, seed), *_made_section(facts, m, features)]
     reviewed = acc + rej
     lines += ["", "## Review", "",
               f"{total} clips cut, {reviewed} reviewed, {acc} accepted: acceptance rate "

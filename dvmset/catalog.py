@@ -173,14 +173,22 @@ def stamp_schema(url: str, revision: str) -> None:
         engine.dispose()
 
 
+POOL_SIZE = 8  # connections kept open
+POOL_OVERFLOW = 32  # opened under load beyond those, closed when returned
+
+
 class Catalog:
     """A handle on the catalog database; create one per process and share it."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict = {}
+        # a pool as large as a server's worker threads (AnyIO runs sync routes on 40): a busy review server
+        # never waits for a connection (with SQLAlchemy's default, 5 + 10, a 16th request at once waits)
+        kwargs: dict = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if ":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite://"):
+                kwargs = {"connect_args": kwargs["connect_args"]}  # one connection per thread (SingletonThreadPool)
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from dvmset.card import dataset_card
+from dvmset.card import CARD_FACTS, clip_facts, dataset_card
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
 from dvmset.hub_card import hub_metadata
-from dvmset.io import atomic_write_text
+from dvmset.io import atomic_path, atomic_write_text
 from dvmset.music_groups import MusicGroup
 from dvmset.music_index import stored_groups
 from dvmset.records import ClipStatus
@@ -54,12 +54,31 @@ def features_made(features_dir: Path, clip_ids: Iterable[str]) -> list[dict]:
     return out
 
 
+def _kept_facts(path: Path, ids: list[str]) -> pd.DataFrame | None:
+    """The stored facts of exactly ``ids`` (in that order), or None when the file lacks any of them."""
+    if not path.is_file():
+        return None
+    facts = pd.read_parquet(path).set_index("clip_id", drop=False)
+    if not set(ids) <= set(facts.index):
+        return None
+    return facts.loc[ids].reset_index(drop=True)
+
+
 def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction: float = TEST_FRACTION,
-               seed: int = 0, missing: int = 0, valid_fraction: float = 0.0, **_: object) -> Path:
+               seed: int = 0, missing: int = 0, valid_fraction: float = 0.0, reuse_facts: bool = False,
+               **_: object) -> Path:
     """DATASET.md of the export at ``out`` (ROOT/exports/NAME) for ``manifest``. ``valid_fraction`` is 0 for an
-    export.json written before valid splits existed."""
-    made = features_made(out.parent.parent / "features", manifest.clip_id if len(manifest) else [])
-    card = dataset_card(out.name, manifest, cat, test_fraction, seed, missing, valid_fraction, made)
+    export.json written before valid splits existed. The per-clip facts the card counts are kept beside it
+    (``card_facts.parquet``); ``reuse_facts`` (a takedown: fewer clips, nothing else changed) reads them back
+    for the manifest's clips instead of reading every clip's row from the catalog."""
+    ids = list(manifest.clip_id) if len(manifest) else []
+    made = features_made(out.parent.parent / "features", ids)
+    facts = _kept_facts(out / CARD_FACTS, ids) if reuse_facts else None
+    if facts is None:
+        facts = clip_facts(cat, ids)
+    with atomic_path(out / CARD_FACTS) as tmp:
+        facts.to_parquet(tmp, index=False)
+    card = dataset_card(out.name, manifest, cat, test_fraction, seed, missing, valid_fraction, made, facts)
     split_of = dict(zip(manifest.clip_id, manifest.split, strict=True)) if len(manifest) else {}
     extra = groups_section(music_groups_of(cat, split_of), split_of)
     if (out / RELEASE_FILES[0]).is_file():

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 
-from dvmset.agreement import effective_verdict, live_verdicts, load_decision_rows
+from dvmset import agreement_summary
+from dvmset.agreement import effective_verdict
 from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, atomic_write_text
-from dvmset.records import SPLITS, ClipStatus
+from dvmset.records import SPLITS, ClipStatus, Verdict
 from dvmset.release_rows import InvalidRow, check_rows
 from dvmset.spans import excluded_spans
 from dvmset.tables import Clip, Source
@@ -48,22 +49,17 @@ def _step_params(lineage: dict | None, step: str) -> dict:
     return {}
 
 
-def _verdicts(cat: Catalog) -> dict[str, tuple[str | None, float | None, int]]:
-    """clip id -> (effective verdict, share of live verdicts agreeing with it, number of live verdicts)."""
-    with cat.session() as s:
-        live = live_verdicts(load_decision_rows(s))
-    out = {}
-    for cid, by_annotator in live.items():
-        votes = [r.verdict for r in by_annotator.values()]
-        v = effective_verdict(votes)
-        out[cid] = (v, sum(x == v for x in votes) / len(votes), len(votes))
-    return out
+def _verdict(n: int, accepts: int) -> tuple[str, float, int]:
+    """(effective verdict, share of live verdicts agreeing with it, number of live verdicts) (pure)."""
+    v = effective_verdict([Verdict.ACCEPT.value] * accepts + [Verdict.REJECT.value] * (n - accepts))
+    return v, (accepts if v == Verdict.ACCEPT.value else n - accepts) / n, n
 
 
 def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
     """The release rows of the clips in ``split`` (clip id -> train/test), in clip id order."""
-    verdicts = _verdicts(cat)
     with cat.session() as s:
+        if agreement_summary.catch_up(s):  # the live verdicts, kept per clip: no decision row is loaded here
+            s.commit()
         spans = excluded_spans(s, split)
     q = (select(Clip.id, Clip.status, Clip.origin, Clip.start_s, Clip.duration_s, Clip.lineage, Clip.music_sha256,
                 Clip.music_fingerprint, Source.id.label("video_id"), Source.url, Source.webpage_url, Source.query,
@@ -71,21 +67,24 @@ def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
          .join(Source, Source.id == Clip.source_id))  # columns, not ORM objects: 10x faster at scale
     out = []
     with cat.session() as s:
-        for r in (row for ids in batches(split) for row in s.execute(q.where(Clip.id.in_(ids)))):  # bounded
-            if r.status != ClipStatus.ACCEPTED:
-                continue  # taken down or rejected since the split was planned: never released
-            verdict, agreement, n = verdicts.get(r.id, ("accept" if r.origin == "release" else None, None, 0))
-            out.append({
-                "clip_id": r.id, "video_id": r.video_id, "url": r.webpage_url or r.url, "start_s": r.start_s,
-                "duration_s": r.duration_s, "source_duration_s": r.source_duration_s, "split": split[r.id],
-                "query": r.query, "verdict": verdict, "agreement": agreement, "ratings": n,
-                "license": r.license,
-                "separator": _step_params(r.lineage, "separate").get("model", r.separator),
-                "target_lufs": _step_params(r.lineage, "loudness").get("target_lufs"),
-                "fps": _step_params(r.lineage, "clip").get("fps"),
-                "music_sha256": r.music_sha256, "music_fingerprint": r.music_fingerprint,
-                "excluded_spans": json.dumps([sp.as_list() for sp in spans[r.id]]) if spans.get(r.id) else None,
-            })
+        for ids in batches(split):  # bounded
+            counts = agreement_summary.verdict_counts(s, ids)
+            for r in s.execute(q.where(Clip.id.in_(ids))):
+                if r.status != ClipStatus.ACCEPTED:
+                    continue  # taken down or rejected since the split was planned: never released
+                verdict, agreement, n = (_verdict(*counts[r.id]) if r.id in counts
+                                         else ("accept" if r.origin == "release" else None, None, 0))
+                out.append({
+                    "clip_id": r.id, "video_id": r.video_id, "url": r.webpage_url or r.url, "start_s": r.start_s,
+                    "duration_s": r.duration_s, "source_duration_s": r.source_duration_s, "split": split[r.id],
+                    "query": r.query, "verdict": verdict, "agreement": agreement, "ratings": n,
+                    "license": r.license,
+                    "separator": _step_params(r.lineage, "separate").get("model", r.separator),
+                    "target_lufs": _step_params(r.lineage, "loudness").get("target_lufs"),
+                    "fps": _step_params(r.lineage, "clip").get("fps"),
+                    "music_sha256": r.music_sha256, "music_fingerprint": r.music_fingerprint,
+                    "excluded_spans": json.dumps([sp.as_list() for sp in spans[r.id]]) if spans.get(r.id) else None,
+                })
     return pd.DataFrame(out, columns=COLUMNS).sort_values("clip_id").reset_index(drop=True)
 
 
@@ -193,9 +192,12 @@ _PER_CLIP = {"start_s", "duration_s", "source_gain_db", "clip_gain_db",  # a win
 
 def distinct_steps(cat: Catalog, clip_ids: list[str]) -> list[dict]:
     """The processing steps of these clips with their tools, versions and settings, each distinct one once."""
-    with cat.session() as s:
-        lineages = [lin for ids in batches(dict.fromkeys(clip_ids))
-                    for lin in s.scalars(select(Clip.lineage).where(Clip.id.in_(ids)))]
+    text = cast(Clip.lineage, Text)
+    lineages = []
+    with cat.session() as s:  # each distinct lineage text once (clips of one run share it), in clip order
+        for ids in batches(dict.fromkeys(clip_ids)):
+            q = select(text, func.min(Clip.id)).where(Clip.id.in_(ids), Clip.lineage.is_not(None)).group_by(text)
+            lineages += [json.loads(t) for t, _ in sorted(s.execute(q).tuples(), key=lambda r: r[1]) if t]
     seen: dict[str, dict] = {}
     for lin in lineages:
         for st in (lin or {}).get("steps", []):

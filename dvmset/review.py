@@ -1,11 +1,16 @@
 """The review queue in the catalog: annotators, leases, append-only decisions, undo (progress: review_stats).
 
 Every function takes an open session and leaves committing to the caller (``Catalog.session()``),
-so each one is one transaction. Writers are serialised before they read: on SQLite the first
+so each one is one transaction. On SQLite writers are serialised before they read: the first
 statement is a write (SQLite then holds the database's write lock, and busy_timeout makes the
-others wait); on Postgres the ``leases`` table is locked in a self-exclusive mode. So "claim the
-next clip" and "decide" are atomic: no clip is handed to two annotators at once (default mode) or
-to more than N (overlap mode), and no decision is lost.
+others wait). On Postgres writers run side by side and meet only on the clip they touch: each
+locks that clip's row (``FOR UPDATE``; a claim passes over a row another claim holds, ``SKIP
+LOCKED``) and reads who holds it and its verdicts after the lock, in a statement of its own (READ
+COMMITTED gives each statement a fresh snapshot, so it sees what the lock's last holder committed).
+A policy change locks ``leases`` in a mode that waits for every writer (they take ROW EXCLUSIVE
+first: their first statement is a DELETE on it). So "claim the next clip" and "decide" are atomic:
+no clip is handed to two annotators at once (default mode) or to more than N (overlap mode), and no
+decision is lost.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, exists, func, select, text
+from sqlalchemy import and_, bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import Session, aliased, object_session
 
 from dvmset import gold, review_order
@@ -75,11 +80,33 @@ class TooSoon(Conflict):
 # --- queue ------------------------------------------------------------------------------------
 
 
-def _serialise_writers(session: Session, now: dt.datetime) -> None:
-    """Take the catalog's write lock before reading anything (see the module docstring)."""
-    if session.get_bind().dialect.name == "postgresql":
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _serialise_writers(session: Session, now: dt.datetime, annotator_id: int | None = None) -> None:
+    """Start a write before reading anything (see the module docstring): on SQLite take the database's write
+    lock; on Postgres the table lock every writer shares but a policy change waits for. Expired leases go: all of
+    them on SQLite, the annotator's own on Postgres (rows no other writer touches, so no two writers wait on
+    each other here; every query ignores others' expired leases)."""
+    if not _postgres(session):
+        session.execute(delete(Lease).where(Lease.expires_at <= now))
+        return
+    if annotator_id is None:  # a policy change: wait for every writer, then purge the whole table
         session.execute(text("LOCK TABLE leases IN SHARE ROW EXCLUSIVE MODE"))
-    session.execute(delete(Lease).where(Lease.expires_at <= now))
+        session.execute(delete(Lease).where(Lease.expires_at <= now))
+        return
+    # a DELETE takes ROW EXCLUSIVE on leases even when it deletes nothing: the lock a policy change waits for
+    session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.expires_at <= now))
+
+
+def lock_clip(session: Session, clip_id: str, *, skip_locked: bool = False) -> bool:
+    """Postgres: lock the clip's row for this transaction (waiting for another holder, or with
+    ``skip_locked`` passing it over: False). SQLite holds the whole database already: always True."""
+    if not _postgres(session):
+        return True
+    stmt = select(Clip.__table__.c.id).where(Clip.__table__.c.id == clip_id).with_for_update(skip_locked=skip_locked)
+    return session.execute(stmt).first() is not None
 
 
 def _live_rows(session: Session, clip_id: str) -> dict[int, DecisionRow]:
@@ -113,10 +140,9 @@ def settled_by_lead(clip: Clip) -> bool:
 _REVIEWABLE = frozenset({ClipStatus.PENDING_REVIEW, ClipStatus.ACCEPTED, ClipStatus.REJECTED})
 
 
-@functools.cache
-def _claimable_stmt(first_only: bool = True):
-    """Pending clips among :ids that :me may be handed at :now, first by id (every one of them when not
-    ``first_only``); one statement, built once, with bound parameters, so SQLAlchemy compiles it once."""
+def _open_to_me():  # noqa: ANN202 - a SQL boolean clause
+    """Whether a clip (a row of ``clips``) may be handed to :me at :now: pending, neither decided nor
+    skipped by :me, fewer than :overlap verdicts in force plus others' live leases."""
     clips, leases = Clip.__table__, Lease.__table__
     d, md = (Decision.__table__.alias(n) for n in ("d", "md"))
     me, now = bindparam("me"), bindparam("now", type_=Lease.__table__.c.expires_at.type)
@@ -136,61 +162,104 @@ def _claimable_stmt(first_only: bool = True):
     mine_l = leases.alias("ml")
     skipped = exists().where(mine_l.c.clip_id == clips.c.id, mine_l.c.annotator_id == me,
                              mine_l.c.skipped.is_(True), mine_l.c.expires_at > now)
-    stmt = (
-        select(clips.c.id)
-        .where(clips.c.id.in_(bindparam("ids", expanding=True)),
-               clips.c.status == ClipStatus.PENDING_REVIEW.value, ~mine, ~skipped,
-               live_count + others_leased < bindparam("overlap"))
-        .order_by(clips.c.id)
-    )
-    return stmt.limit(1) if first_only else stmt
+    return and_(clips.c.status == ClipStatus.PENDING_REVIEW.value, ~mine, ~skipped,
+                live_count + others_leased < bindparam("overlap"))
 
 
 @functools.cache
-def _pending_page_stmt(page: int):
+def _claimable_stmt(first_only: bool = True):
+    """Pending clips among :ids that :me may be handed at :now, first by id (every one of them when not
+    ``first_only``); one statement, built once, with bound parameters, so SQLAlchemy compiles it once."""
     clips = Clip.__table__
-    return (
-        select(clips.c.id)
-        .where(clips.c.status == ClipStatus.PENDING_REVIEW.value, clips.c.id > bindparam("after"))
-        .order_by(clips.c.id)
-        .limit(page)
-    )
+    stmt = select(clips.c.id).where(clips.c.id.in_(bindparam("ids", expanding=True)), _open_to_me())
+    return stmt.order_by(clips.c.id).limit(1) if first_only else stmt.order_by(clips.c.id)
+
+
+@functools.cache
+def _page_ids(page: int):  # noqa: ANN202 - a subquery
+    """The ids of the next ``page`` pending clips after :after (the index on clips (status, id) serves it)."""
+    p = Clip.__table__.alias("page")
+    return (select(p.c.id).where(p.c.status == ClipStatus.PENDING_REVIEW.value, p.c.id > bindparam("after"))
+            .order_by(p.c.id).limit(page).subquery())
+
+
+@functools.cache
+def _first_in_page_stmt(page: int, lock: bool):
+    """The first clip among the next ``page`` pending ones after :after that :me may be handed, :exclude
+    left out: the page and the checks in one statement. ``lock`` (Postgres): the first whose row no other
+    transaction holds, locked (the queue's ``FOR UPDATE SKIP LOCKED``), so concurrent claims take
+    different clips instead of queueing on one."""
+    clips, ids = Clip.__table__, _page_ids(page)
+    stmt = (select(clips.c.id)
+            .where(clips.c.id.in_(select(ids.c.id)), clips.c.id.not_in(bindparam("exclude", expanding=True)),
+                   _open_to_me())
+            .order_by(clips.c.id).limit(1))
+    return stmt.with_for_update(skip_locked=True, of=clips) if lock else stmt
+
+
+@functools.cache
+def _page_end_stmt(page: int):
+    ids = _page_ids(page)
+    return select(func.max(ids.c.id))
 
 
 def _claimable(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime, n: int = 1,
-               exclude: frozenset[str] = frozenset(), page: int = 200) -> list[str]:
+               exclude: frozenset[str] = frozenset(), page: int = 200, lock: bool = False) -> list[str]:
     """The first ``n`` clips this annotator may be handed, in id order, ``exclude`` left out. Walks the
     pending clips a page at a time, so the per-clip checks run on a page, not on the whole queue (a
-    single ORDER BY ... LIMIT 1 made SQLite check all 10,000 clips first)."""
+    single ORDER BY ... LIMIT 1 made SQLite check all 10,000 clips first); usually the first page holds
+    one, and that takes one statement. ``lock``: see _first_in_page_stmt."""
     found: list[str] = []
     after = ""
     while len(found) < n:
-        ids = session.scalars(_pending_page_stmt(page), {"after": after}).all()
-        if not ids:
-            break
-        candidates = [c for c in ids if c not in exclude]
-        while len(found) < n and candidates:
-            hit = session.scalar(_claimable_stmt(), {"ids": candidates, "me": annotator_id, "now": now,
-                                                     "overlap": policy.overlap})
-            if hit is None:
-                break
+        hit = session.scalar(_first_in_page_stmt(page, lock), {
+            "after": after, "exclude": [*exclude, *found], "me": annotator_id, "now": now,
+            "overlap": policy.overlap})
+        if hit is not None:
             found.append(hit)
-            candidates.remove(hit)
-        after = ids[-1]
+            continue
+        after = session.scalar(_page_end_stmt(page), {"after": after})
+        if after is None:
+            break
     return found
 
 
 def _claimable_ranked(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime,
-                      ranked: Sequence[str], page: int = 200) -> list[str]:
-    """The first clip of ``ranked`` (a review order, dvmset.review_order) this annotator may be handed."""
+                      ranked: Sequence[str], page: int = 200, exclude: frozenset[str] = frozenset(),
+                      lock: bool = False) -> list[str]:
+    """The first clip of ``ranked`` (a review order, dvmset.review_order) this annotator may be handed
+    (``lock``: whose row it could lock at once, see lock_clip)."""
     for i in range(0, len(ranked), page):
-        chunk = list(ranked[i:i + page])
+        chunk = [c for c in ranked[i:i + page] if c not in exclude]
         ok = set(session.scalars(_claimable_stmt(False), {"ids": chunk, "me": annotator_id, "now": now,
                                                           "overlap": policy.overlap}))
         for c in chunk:
-            if c in ok:
+            if c in ok and (not lock or lock_clip(session, c, skip_locked=True)):
                 return [c]
     return []
+
+
+def _still_claimable(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime,
+                     clip_id: str) -> bool:
+    """Whether ``clip_id`` may be handed out, read in a statement of its own after its row was locked."""
+    return session.scalar(_claimable_stmt(), {"ids": [clip_id], "me": annotator_id, "now": now,
+                                              "overlap": policy.overlap}) is not None
+
+
+def _pick(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime, order: str) -> str | None:
+    """The clip to hand out next (its row locked on Postgres), or None."""
+    lock = _postgres(session)
+    ranked = review_order.RANKINGS.get(session, order) if order != "queue" else ()
+    exclude: set[str] = set()
+    while True:
+        # ranked by a model of the verdicts so far; clips it has not ranked yet follow in id order
+        first = (_claimable_ranked(session, annotator_id, policy, now, ranked, exclude=frozenset(exclude), lock=lock)
+                 or _claimable(session, annotator_id, policy, now, exclude=frozenset(exclude), lock=lock))
+        if not first:
+            return None
+        if not lock or _still_claimable(session, annotator_id, policy, now, first[0]):
+            return first[0]
+        exclude.add(first[0])  # taken by a claim that committed while this one's query ran
 
 
 def likely_next(session: Session, annotator_id: int, policy: QueuePolicy, exclude: str, n: int = 2) -> list[str]:
@@ -204,7 +273,7 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None =
     """Lease the next clip to this annotator (or renew the one it holds); None when its queue is empty.
     ``policy``: the catalog's (read in this transaction) unless given; ``order``: dvmset.review_order's."""
     now = now or utcnow()
-    _serialise_writers(session, now)
+    _serialise_writers(session, now, annotator_id)
     policy = policy or current_policy(session)
     until = now + dt.timedelta(seconds=policy.lease_s)
     gold_clip = gold.claim(session, annotator_id, now, until)  # a gold clip mixed in, unmarked (dvmset.gold)
@@ -225,15 +294,9 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None =
                     session.delete(other)
             return lease.clip_id
         session.delete(lease)
-    if order == "queue":
-        first = _claimable(session, annotator_id, policy, now)
-    else:  # ranked by a model of the verdicts so far; clips it has not ranked yet follow in id order
-        ranked = review_order.RANKINGS.get(session, order)
-        first = _claimable_ranked(session, annotator_id, policy, now, ranked) or _claimable(
-            session, annotator_id, policy, now)
-    if not first:
+    clip_id = _pick(session, annotator_id, policy, now, order)
+    if clip_id is None:
         return None
-    clip_id = first[0]
     session.add(Lease(clip_id=clip_id, annotator_id=annotator_id, expires_at=until, skipped=False, handed_at=now))
     session.flush()
     return clip_id
@@ -285,7 +348,7 @@ def decide(
         raise InvalidDecision(f"seconds_spent {seconds_spent} is outside 0..86400")
     if spans and verdict != Verdict.ACCEPT:
         raise InvalidDecision("spans mark what to leave out of an accepted clip; a reject takes none")
-    _serialise_writers(session, now)
+    _serialise_writers(session, now, annotator_id)
     held = session.get(Lease, (clip_id, annotator_id))
     listened_s = None
     if held is not None and not held.skipped and held.handed_at is not None:
@@ -298,6 +361,7 @@ def decide(
     if gold.gold_verdict(session, clip_id) is not None:
         return gold.answer(session, annotator_id, clip_id, verdict, reasons, seconds_spent, now)
     policy = policy or current_policy(session)
+    lock_clip(session, clip_id)  # then its verdicts and holders are read as the last writer on it left them
     clip = session.get(Clip, clip_id)
     if clip is None:
         raise NotFound(f"clip {clip_id!r} is not in the catalog")
@@ -332,7 +396,7 @@ def undo_last(session: Session, annotator_id: int, policy: QueuePolicy | None = 
     """Void this annotator's latest live verdict with an undo row; the clip comes back to them next,
     unless it left review meanwhile (taken down): then the verdict is voided and nothing is handed out."""
     now = now or utcnow()
-    _serialise_writers(session, now)
+    _serialise_writers(session, now, annotator_id)
     policy = policy or current_policy(session)
     last = session.scalars(
         select(Decision).where(Decision.annotator_id == annotator_id, in_force(Decision))
@@ -344,6 +408,7 @@ def undo_last(session: Session, annotator_id: int, policy: QueuePolicy | None = 
         return took_back
     if last is None:
         raise Conflict("nothing to undo: you have no decision in force")
+    lock_clip(session, last.clip_id)
     row = Decision(clip_id=last.clip_id, annotator_id=annotator_id, verdict=UNDO, voids=last.id, created_at=now)
     session.add(row)
     session.flush()
@@ -362,7 +427,7 @@ def skip(session: Session, annotator_id: int, clip_id: str, policy: QueuePolicy 
          now: dt.datetime | None = None) -> None:
     """Put a clip out of this annotator's queue for ``policy.skip_s``; others may take it at once."""
     now = now or utcnow()
-    _serialise_writers(session, now)
+    _serialise_writers(session, now, annotator_id)
     policy = policy or current_policy(session)
     if session.get(Clip, clip_id) is None:
         raise NotFound(f"clip {clip_id!r} is not in the catalog")

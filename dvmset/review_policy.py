@@ -52,10 +52,19 @@ class QueuePolicy:
         return f"overlap {self.overlap}, leases {self.lease_s:g} s, skips {self.skip_s:g} s"
 
 
+_POLICY_KEY = "review_policy"  # session.info: the policy read in this session (a request's one transaction)
+
+
 def current_policy(session: Session) -> QueuePolicy:
-    """The catalog's review policy (the defaults while nobody has set one)."""
+    """The catalog's review policy (the defaults while nobody has set one); read once per session (a
+    session of the review server is one transaction, so every step of a request follows the same one)."""
+    cached = session.info.get(_POLICY_KEY)
+    if cached is not None:
+        return cached
     row = session.get(ReviewSettings, SETTINGS_ID)
-    return QueuePolicy() if row is None else QueuePolicy(row.overlap, row.lease_s, row.skip_s)
+    policy = QueuePolicy() if row is None else QueuePolicy(row.overlap, row.lease_s, row.skip_s)
+    session.info[_POLICY_KEY] = policy
+    return policy
 
 
 def store_policy(session: Session, policy: QueuePolicy) -> None:
@@ -67,6 +76,7 @@ def store_policy(session: Session, policy: QueuePolicy) -> None:
     else:
         row.overlap, row.lease_s, row.skip_s = policy.overlap, policy.lease_s, policy.skip_s
     session.flush()
+    session.info[_POLICY_KEY] = policy
 
 
 def server_url(session: Session) -> str | None:

@@ -22,6 +22,7 @@ from dvmset.review import (
     _live_rows,
     _serialise_writers,
     current_policy,
+    lock_clip,
     undo_last,
 )
 from dvmset.tables import Clip, Decision, GoldAnswer, Lease, utcnow
@@ -60,6 +61,7 @@ def skipped(session: Session, annotator_id: int, now: dt.datetime | None = None)
 def _take_back(session: Session, annotator_id: int, clip_id: str, policy: QueuePolicy, now: dt.datetime) -> bool:
     """Drop this annotator's skip of ``clip_id`` and lease it to them when it is still open to them."""
     session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.clip_id == clip_id))
+    lock_clip(session, clip_id)  # its holders and verdicts read after the lock (dvmset.review)
     clip = session.get(Clip, clip_id)
     live = _live_rows(session, clip_id)
     others = session.scalar(select(func.count()).select_from(Lease).where(
@@ -79,7 +81,7 @@ def unskip(session: Session, annotator_id: int, clip_id: str, policy: QueuePolic
     """Bring a skipped clip back now: it becomes the annotator's current clip (True), or, when someone else
     holds it or it was decided meanwhile, only leaves the skipped list (False)."""
     now = now or utcnow()
-    _serialise_writers(session, now)
+    _serialise_writers(session, now, annotator_id)
     policy = policy or current_policy(session)
     lease = session.get(Lease, (clip_id, annotator_id))
     if lease is None or not lease.skipped:
@@ -92,7 +94,7 @@ def undo(session: Session, annotator_id: int, policy: QueuePolicy | None = None,
     """Undo this annotator's latest action: a skip made after their latest verdict in force is taken back
     (the skipped clip is theirs again), otherwise that verdict is voided (dvmset.review.undo_last)."""
     now = now or utcnow()
-    _serialise_writers(session, now)
+    _serialise_writers(session, now, annotator_id)
     policy = policy or current_policy(session)
     last_skip = session.scalars(
         select(Lease).where(Lease.annotator_id == annotator_id, Lease.skipped.is_(True), Lease.expires_at > now,

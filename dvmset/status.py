@@ -3,15 +3,17 @@ reasons, and how far accepted clips got through features and export."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, select
 
 from dvmset import leases, site_blocks
+from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.constants import CODEBOOK_SIZE
 from dvmset.layout import DataRoot
 from dvmset.music_index import stored_groups
 from dvmset.records import ClipStatus, SourceStatus
-from dvmset.shards import FeatureStore, check_shards, reextract_hint
+from dvmset.shard_checks import check_changed_shards
+from dvmset.shards import FeatureStore, reextract_hint
 from dvmset.tables import Clip, Run, Source
 
 FEATURES_STAGE = "features"  # the runs-table stage name of feature extraction
@@ -24,21 +26,40 @@ def failed_sources(cat: Catalog) -> list[dict]:
         return [{"id": r.id, "url": r.url, "stage": r.stage, "error": r.error} for r in rows]
 
 
-def features_status(root: DataRoot, cat: Catalog) -> dict:
-    """Accepted clips: how many have features, how many wait, which failed (and why), what was exported."""
+def _failed_features(cat: Catalog) -> dict[str, str | None]:
+    """clip id -> error of the clips whose latest features run failed (a run's later retry replaces it)."""
+    later = Run.__table__.alias("later")
+    q = (select(Run.key, Run.error).where(Run.stage == FEATURES_STAGE, Run.status == "failed",
+                                          ~exists().where(later.c.stage == FEATURES_STAGE, later.c.key == Run.key,
+                                                          later.c.finished_at > Run.finished_at)))
     with cat.session() as s:
-        accepted = set(s.scalars(select(Clip.id).where(Clip.status == ClipStatus.ACCEPTED)))
-        runs = s.execute(select(Run.key, Run.status, Run.error, Run.finished_at)
-                         .where(Run.stage == FEATURES_STAGE).order_by(Run.finished_at)).all()
-    in_shards = accepted & set(FeatureStore(root.features_dir).index().clip_id)
-    last = {key: (status, error) for key, status, error, _ in runs}  # the latest run of each clip
-    failed = [{"clip_id": c, "error": last[c][1]} for c in sorted(accepted - in_shards)
-              if last.get(c, ("",))[0] == "failed"]
+        return dict(s.execute(q).tuples().all())
+
+
+def features_status(root: DataRoot, cat: Catalog) -> dict:
+    """Accepted clips: how many have features, how many wait, which failed (and why), what was exported.
+    Streams the accepted ids once (the index is a file the catalog cannot join); checks only the shards
+    changed since they were last found sound (dvmset.shard_checks)."""
+    indexed = set(FeatureStore(root.features_dir).index().clip_id)
+    accepted = in_shards = 0
+    accepted_failed = _failed_features(cat)
+    with cat.session() as s:
+        accepted = s.scalar(select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.ACCEPTED))
+        if indexed:  # Core rows streamed in blocks: no ORM object, no list of every id
+            q = select(Clip.id).where(Clip.status == ClipStatus.ACCEPTED).execution_options(yield_per=50_000)
+            for part in s.connection().execute(q).scalars().partitions():
+                in_shards += len(indexed.intersection(part))
+        for ids in batches(sorted(accepted_failed)):  # few: the failed runs' clips
+            still = set(s.scalars(select(Clip.id).where(Clip.id.in_(ids), Clip.status == ClipStatus.ACCEPTED)))
+            for c in ids:
+                if c not in still or c in indexed:
+                    accepted_failed.pop(c)
+    failed = [{"clip_id": c, "error": e} for c, e in sorted(accepted_failed.items())]
     exports = sorted(p.parent.name for p in root.exports_dir.glob("*/manifest.parquet"))
-    problems = check_shards(root.features_dir, card=CODEBOOK_SIZE)  # every shard against the index's sha256
+    problems = check_changed_shards(root.features_dir, card=CODEBOOK_SIZE)  # against the index's sha256
     corrupt = sorted({p.shard for p in problems})
-    return {"accepted": len(accepted), "in_shards": len(in_shards), "failed": failed,
-            "pending": len(accepted) - len(in_shards) - len(failed), "exports": exports,
+    return {"accepted": accepted, "in_shards": in_shards, "failed": failed,
+            "pending": accepted - in_shards - len(failed), "exports": exports,
             "corrupt": [{"shard": p.shard, "clip_id": p.clip_id, "problem": p.problem} for p in problems],
             "corrupt_hint": reextract_hint(root.features_dir, corrupt) if corrupt else None}
 

@@ -78,7 +78,8 @@ class Clip(Base):
     """One 60 s clip cut from a source; what annotators review and trainers consume."""
 
     __tablename__ = "clips"
-    __table_args__ = (Index("ix_clips_status_id", "status", "id"),)  # the review queue's next-clip scan
+    # the review queue's next-clip scan; status's counts by query and status (covering: no row read, 0010)
+    __table_args__ = (Index("ix_clips_status_id", "status", "id"), Index("ix_clips_source_status", "source_id", "status"))
 
     id: Mapped[str] = mapped_column(String(160), primary_key=True)  # {video_id}-{start_s:05d}
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"), index=True)
@@ -146,6 +147,31 @@ class MusicLink(Base):
     ber: Mapped[float] = mapped_column(Float)
 
 
+class AgreementVerdict(Base):
+    """Each annotator's live verdict on each clip, as the agreement summary last counted it
+    (dvmset.agreement_summary; revision 0010): what a clip's counts are taken back from when it changes."""
+
+    __tablename__ = "agreement_verdicts"
+    __table_args__ = (Index("ix_agreement_verdicts_annotator_seconds", "annotator_id", "seconds_spent"),)
+
+    clip_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[str] = mapped_column(Text)  # JSON list of reasons
+    seconds_spent: Mapped[float | None] = mapped_column(Float)
+
+
+class AgreementCount(Base):
+    """One counter of the agreement summary (dvmset.agreement_summary; revision 0010), keyed by a JSON list
+    such as ``["pair", "noise", 1, 2, "yes", "no"]``; ``total`` sums seconds where the counter is a pace."""
+
+    __tablename__ = "agreement_counts"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Takedown(Base):
     """A takedown request and how far it got: an audit record, never deleted (dvmset.takedown)."""
 
@@ -191,6 +217,8 @@ class Decision(Base):
     # seconds from handing the clip out to this verdict, measured by the server
     spans: Mapped[list | None] = mapped_column(JSON)
     listened_s: Mapped[float | None] = mapped_column(Float)
+    # revision 0010: counted in the agreement summary (dvmset.agreement_summary) - bookkeeping, not the verdict
+    summarised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
 
 
 class Lease(Base):

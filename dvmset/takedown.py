@@ -150,7 +150,10 @@ def _jsonl_without(path: Path, gone: set[str]) -> None:
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = [ln for ln in lines if not ln.strip() or Path(json.loads(ln)["path"]).stem not in gone]
+    # a line naming no gone id is kept unparsed (a takedown's few ids against every clip's line)
+    few = len(gone) <= 64
+    keep = [ln for ln in lines if not ln.strip() or (few and not any(g in ln for g in gone))
+            or Path(json.loads(ln)["path"]).stem not in gone]
     if len(keep) != len(lines):
         atomic_write_text(path, "".join(keep))
 

@@ -14,18 +14,19 @@ import numpy as np
 from dvmset.io import atomic_path
 from pipeline.errors import StageError, disk_full, low_on_space
 from pipeline.media import read_audio
-from pipeline.probe import probe
+from pipeline.probe import MediaInfo, probe
 
 log = logging.getLogger(__name__)
 STAGE = "audio"
 
 
 def load_audio(path: Path, sr: int | None = None, channels: int | None = None,
-               max_channels: int | None = None) -> tuple[np.ndarray, int]:
+               max_channels: int | None = None, info: MediaInfo | None = None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of any container to ``([C, N] float32, sr)`` through ffmpeg.
 
     ``sr`` / ``channels`` resample / remix with ffmpeg (None keeps the stream's own, which costs a
-    probe); ``max_channels`` downmixes only wider streams (5.1 -> stereo) and keeps narrower ones.
+    probe, or ``info`` where the caller probed the file already); ``max_channels`` downmixes only wider
+    streams (5.1 -> stereo) and keeps narrower ones.
     A file with no audio stream, or one ffmpeg cannot decode, is a ``StageError("audio", ...)``.
     """
     path = Path(path)
@@ -35,7 +36,7 @@ def load_audio(path: Path, sr: int | None = None, channels: int | None = None,
         raise ValueError(f"channel count must be positive, got {channels}")
     out_sr, out_ch = sr, channels
     if out_sr is None or out_ch is None or max_channels is not None:
-        info = probe(path, stage=STAGE)
+        info = info if info is not None else probe(path, stage=STAGE)
         if not info.has_audio or info.audio_sample_rate is None or info.audio_channels is None:
             raise StageError(STAGE, f"{path.name}: no audio stream")
         out_sr = out_sr or info.audio_sample_rate

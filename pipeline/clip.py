@@ -30,8 +30,9 @@ from pipeline.loudness import (
     normalize_clip,
     true_peak_dbtp,
 )
-from pipeline.media import ffprobe_json, read_audio, run_ffmpeg
+from pipeline.media import ffprobe_json, read_audio, run_ffmpeg, run_ffmpeg_frames
 from pipeline.probe import MediaInfo, probe, require_streams
+from pipeline.qc import ANALYSIS_WIDTH, ClipDecode, analysis_size, score_frames
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,23 @@ def _check_output(path: Path, frames: int, duration_s: float) -> None:
         raise StageError(STAGE, f"cut has {a_dur:.3f} s of audio, expected {duration_s:.3f} s")
 
 
+def _check_decoded(frames: int, expected_frames: int, audio: np.ndarray, rate: int, duration_s: float) -> None:
+    """The same refusal as :func:`_check_output`, from what the cut's own pass decoded (no probe)."""
+    if frames != expected_frames:
+        raise StageError(STAGE, f"cut has {frames} video frames, expected {expected_frames}: the source ends early")
+    a_dur = audio.shape[1] / rate
+    if abs(a_dur - duration_s) > 1024 / rate + _EPS:
+        raise StageError(STAGE, f"cut has {a_dur:.3f} s of audio, expected {duration_s:.3f} s")
+
+
 @dataclass(frozen=True)
 class Cut:
-    """A written clip and what its audio went through (``loudness`` None: audio kept as it was)."""
+    """A written clip and what its audio went through (``loudness`` None: audio kept as it was); ``decoded``:
+    what the cut's one pass decoded for QC (``qc.qc_clip(decoded=...)``), None unless asked for."""
 
     path: Path
     loudness: ClipLoudness | None
+    decoded: ClipDecode | None = None
 
     def __fspath__(self) -> str:  # stands for its file wherever a path is expected
         return str(self.path)
@@ -156,6 +168,9 @@ def cut_clip(
     crf: int = 23,
     preset: str = "veryfast",
     target_lufs: float | None = -14.0,
+    source_info: MediaInfo | None = None,
+    music_info: MediaInfo | None = None,
+    analyse: bool = False,
 ) -> Cut:
     """Cut ``span`` from ``video_path`` into ``dest`` (MP4), frame-accurately, by re-encoding.
 
@@ -166,10 +181,16 @@ def cut_clip(
     window is normalised to it with true peak ≤ −1 dBTP, as measured on the encoded file
     (``pipeline.loudness``); None keeps the audio's level. ``+faststart`` so browsers can seek.
     Written atomically; the result is checked (frame count, audio length) before it lands.
+
+    ``source_info``/``music_info`` are the files' probes, made once per source by the caller (None: probed
+    here). ``analyse=True`` makes the one decode of the window feed QC too: ffmpeg splits the frames it
+    encodes into a second, small raw output that QC scores as they come (cuts, stills), the encoded
+    audio decoded for the loudness check is kept, and the result is checked from those instead of a
+    probe of the clip; ``Cut.decoded`` carries them to ``qc.qc_clip``. No ffprobe runs then.
     """
     video_path, dest = Path(video_path), Path(dest)
     frames = span.frames(fps)
-    info = probe(video_path)
+    info = source_info if source_info is not None else probe(video_path)
     require_streams(info, video_path, video=True, audio=music_path is None)
     if span.end_s > info.duration_s + 1.0 / fps + _EPS:
         raise StageError(
@@ -179,7 +200,7 @@ def cut_clip(
     audio_src, audio_info = video_path, info
     if music_path is not None:
         audio_src = Path(music_path)
-        audio_info = probe(audio_src)
+        audio_info = music_info if music_info is not None else probe(audio_src)
         require_streams(audio_info, audio_src, video=False, audio=True)
     rate = _audio_rate(audio_info, audio_src)
     window = _read_window(audio_src, span, rate)  # [2, duration * rate]
@@ -188,26 +209,51 @@ def cut_clip(
     if target_lufs is not None:
         audio, loud = normalize_clip(window, rate, target_lufs)
     start, dur = f"{span.start_s:.6f}", f"{span.duration_s:.6f}"
-    vf = (
+    picture = (
         f"fps={fps},scale=trunc(iw/2)*2:trunc(ih/2)*2,setsar=1,format=yuv420p,"
         f"tpad=stop_mode=clone:stop_duration={_PAD_S},trim=end_frame={frames}"
     )
+    encode = ["-fps_mode", "cfr", "-r", str(fps), "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
+              "-g", str(2 * fps), "-pix_fmt", "yuv420p", *AAC_ARGS,
+              "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn", "-movflags", "+faststart"]  # fmt: skip
+    decoded: ClipDecode | None = None
     with tempfile.TemporaryDirectory(prefix="vidmusician-cut-") as work, atomic_path(dest) as tmp:
         wav_path = save_audio(Path(work) / "audio.wav", audio, rate)
-        args = [
-            "-ss", start, "-t", dur, "-i", str(video_path), "-i", str(wav_path),
-            "-map", "0:v:0", "-map", "1:a:0", "-vf", vf, "-fps_mode", "cfr", "-r", str(fps),
-            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", str(2 * fps),
-            "-pix_fmt", "yuv420p", *AAC_ARGS,
-            "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
-            "-movflags", "+faststart",
-        ]  # fmt: skip
-        run_ffmpeg([*args, str(tmp)], stage=STAGE)
+        inputs = ["-ss", start, "-t", dur, "-i", str(video_path), "-i", str(wav_path)]
+        if not analyse:
+            run_ffmpeg([*inputs, "-map", "0:v:0", "-map", "1:a:0", "-vf", picture, *encode, str(tmp)], stage=STAGE)
+        else:
+            clip_info = MediaInfo(duration_s=span.duration_s, has_video=True, has_audio=True, fps=float(fps),
+                                  width=info.width // 2 * 2 if info.width else None,
+                                  height=info.height // 2 * 2 if info.height else None,
+                                  audio_sample_rate=rate, audio_channels=2)
+            size = analysis_size(clip_info.width, clip_info.height, ANALYSIS_WIDTH)
+            graph = f"[0:v:0]{picture},split=2[enc][qc];[qc]scale={size[0]}:{size[1]}:flags=area,format=bgr24[small]"
+            args = [*inputs, "-filter_complex", graph, "-map", "[enc]", "-map", "1:a:0", *encode, str(tmp),
+                    "-map", "[small]", "-fps_mode", "cfr", "-r", str(fps),  # as the file's: a frame it dups, QC sees
+                    "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+            counted = [0]
+
+            def small_frames():  # noqa: ANN202 - the pipe's frames, counted on the way to QC
+                for frame in run_ffmpeg_frames(args, size=size, stage=STAGE, written=tmp):
+                    counted[0] += 1
+                    yield frame
+
+            video = score_frames(small_frames(), float(fps), dest.name)
+            decoded = ClipDecode(clip_info, None, video)
+        heard: np.ndarray | None = None
+        measured: tuple[float, float] | None = None
         if target_lufs is not None:
-            loud = _settle_encoded_audio(tmp, window, rate, target_lufs, loud, Path(work))
-        _check_output(tmp, frames, span.duration_s)
+            loud, heard, measured = _settle_encoded_audio(tmp, window, rate, target_lufs, loud, Path(work))
+        if decoded is None:
+            _check_output(tmp, frames, span.duration_s)
+        else:
+            if heard is None:
+                heard = read_audio(tmp, rate=rate, channels=2, stage=STAGE)  # [2, N] what a player hears
+            _check_decoded(counted[0], frames, heard, rate, span.duration_s)
+            decoded = ClipDecode(decoded.info, (heard, rate) if heard.shape[1] else None, decoded.video, measured)
     log.debug("cut %s [%s s +%s s] -> %s", video_path.name, start, dur, dest)
-    return Cut(dest, loud)
+    return Cut(dest, loud, decoded)
 
 
 def _audio_rate(audio_info: MediaInfo, path: Path) -> int:
@@ -225,12 +271,13 @@ def _read_window(path: Path, span: ClipSpan, rate: int) -> np.ndarray:
     return np.ascontiguousarray(wav[:, :n])
 
 
-def _settle_encoded_audio(clip: Path, window: np.ndarray, rate: int, target_lufs: float,
-                          loud: ClipLoudness | None, work: Path) -> ClipLoudness | None:
+def _settle_encoded_audio(clip: Path, window: np.ndarray, rate: int, target_lufs: float, loud: ClipLoudness | None,
+                          work: Path) -> tuple[ClipLoudness | None, np.ndarray | None, tuple[float, float] | None]:
     """Measure the encoded clip's audio; redo it (ceiling lowered by the overshoot, target offset by
-    the miss) until it measures within the promise. A silent window is left as it is."""
+    the miss) until it measures within the promise. A silent window is left as it is (and not decoded).
+    Returns the loudness, the clip's final audio as decoded [2, N] and its (true peak dBTP, LUFS) as measured."""
     if loud is None or loud.input_lufs is None:
-        return loud
+        return loud, None, None
     ceiling, aim = LIMIT_CEILING_DBTP, target_lufs
     for attempt in range(_AUDIO_REDOS + 1):
         decoded = read_audio(clip, rate=rate, channels=2, stage=STAGE)  # [2, N] what a player hears
@@ -238,11 +285,11 @@ def _settle_encoded_audio(clip: Path, window: np.ndarray, rate: int, target_lufs
         over = tp - (TRUE_PEAK_MAX_DBTP - _ENCODED_TP_MARGIN_DB)
         off = target_lufs - lufs
         if (over <= 0 and abs(off) <= _ENCODED_LUFS_TOLERANCE) or loud.gain_db >= MAX_CLIP_GAIN_DB:
-            return loud
+            return loud, decoded, (tp, lufs)
         if attempt == _AUDIO_REDOS:
             log.warning("%s: encoded audio measures %.2f LUFS, %.2f dBTP after %d redos", clip.name, lufs, tp,
                         attempt)
-            return loud
+            return loud, decoded, (tp, lufs)
         ceiling -= max(over, 0.0) + 0.05 * (over > 0)
         aim += off if abs(off) > _ENCODED_LUFS_TOLERANCE else 0.0
         audio, loud = normalize_clip(window, rate, min(aim, -0.5), ceiling_dbtp=ceiling)
@@ -252,4 +299,4 @@ def _settle_encoded_audio(clip: Path, window: np.ndarray, rate: int, target_lufs
                     *AAC_ARGS, "-movflags", "+faststart", str(redone)], stage=STAGE)  # fmt: skip
         shutil.move(redone, clip)
         log.debug("%s: audio redone (%.2f dBTP, %.2f LUFS encoded)", clip.name, tp, lufs)
-    return loud
+    return loud, None

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +229,33 @@ def iter_frames(
     yield from _stream(cmd, path, stage, shape, batch_size, timeout_s)
 
 
+def run_ffmpeg_frames(args: list, *, size: tuple[int, int], stage: str, written: Path, pix_fmt: str = "bgr24",
+                      timeout_s: float | None = DECODE_TIMEOUT_S) -> Iterator[np.ndarray]:
+    """Run ``ffmpeg`` whose last output is raw ``pix_fmt`` frames of ``size`` on ``pipe:1``; yield them [H, W(, 3)].
+
+    For one decode with several outputs (``args`` write a file and then the pipe): the frames come as
+    ffmpeg makes them, so the consumer works while ffmpeg encodes; ``written`` is the file output (named in a
+    full disk's error). A failure, a full disk or a timeout
+    raises as :func:`run_ffmpeg` does, once the frames are read.
+    """
+    if pix_fmt not in _PIX_CHANNELS:
+        raise ValueError(f"pix_fmt must be one of {sorted(_PIX_CHANNELS)}, got {pix_fmt!r}")
+    w, h = size
+    if w <= 0 or h <= 0 or not args or str(args[-1]) != "pipe:1":
+        raise ValueError(f"need a positive size and args ending in pipe:1, got {size}, {args[-1:]}")
+    cmd = _ffmpeg_cmd(["-y", *args], stage)
+    log.debug("ffmpeg %s", " ".join(cmd[1:]))
+    def failed(rc: int, stderr: str) -> StageError:
+        if full := _disk_full(stderr, stage, [written]):
+            return full
+        if rc == 0:
+            return StageError(stage, f"ffmpeg could not finish its output: {_tail(stderr)}")
+        return StageError(stage, f"ffmpeg failed (exit {rc}): {_tail(stderr)}")
+
+    shape = (h, w, 3) if _PIX_CHANNELS[pix_fmt] == 3 else (h, w)
+    yield from _stream(cmd, Path(str(args[-1])), stage, shape, None, timeout_s, failed=failed)
+
+
 def read_frames(path: Path, **kwargs) -> np.ndarray:
     """All frames of :func:`iter_frames` (same keywords) in one array [N, H, W(, 3)] uint8."""
     kwargs.pop("batch_size", None)
@@ -237,7 +264,9 @@ def read_frames(path: Path, **kwargs) -> np.ndarray:
 
 
 def _stream(cmd: list[str], path: Path, stage: str, shape: tuple[int, ...], batch_size: int | None,
-            timeout_s: float | None) -> Iterator[np.ndarray]:
+            timeout_s: float | None, *, failed: Callable[[int, str], StageError] | None = None) -> Iterator[np.ndarray]:
+    """``failed(rc, stderr)`` names the error of a non-zero exit (or of stderr that says the output was not
+    written: a disk that filled up); by default a decode error of ``path``'s video."""
     frame_bytes = int(np.prod(shape))
     per = batch_size or 1
     with tempfile.TemporaryFile() as err_file:  # a file, not a pipe: a chatty decoder never blocks
@@ -275,6 +304,11 @@ def _stream(cmd: list[str], path: Path, stage: str, shape: tuple[int, ...], batc
             rc = proc.wait()
         if killed.is_set():
             raise _timed_out("ffmpeg", stage, timeout_s)
-        if rc != 0:
+        if failed is not None:
+            err_file.seek(0)
+            stderr = err_file.read().decode("utf-8", "replace")
+            if rc != 0 or _NO_ROOM.search(stderr) or _WRITE_FAILED.search(stderr):
+                raise failed(rc, stderr)
+        elif rc != 0:
             err_file.seek(0)
             raise _decode_error(path, "video", stage, err_file.read().decode("utf-8", "replace"))

@@ -15,6 +15,7 @@ import numpy as np
 from dvmset.io import atomic_path
 from pipeline import loudness
 from pipeline.audio import load_audio, save_audio
+from pipeline.probe import MediaInfo
 from pipeline.qc import vocal_share
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,12 @@ def load_processed(source_dir: Path, vocal_energy: float | None) -> ProcessedAud
 
 
 def process_audio(media: Path, source_dir: Path, *, target_lufs: float | None,
-                  separator: Separator | None = None) -> ProcessedAudio:
+                  separator: Separator | None = None, info: MediaInfo | None = None) -> ProcessedAudio:
     """Decode ``media`` (5.1 etc. downmixed to stereo), separate, normalise (``target_lufs`` None: kept at
-    its level), and write ``source_dir/music.wav`` (and the separator's per-second energies beside it)."""
+    its level), and write ``source_dir/music.wav`` (and the separator's per-second energies beside it).
+    ``info``: ``media``'s probe when the caller has one (None: probed here)."""
     music_path, energy_path = source_dir / MUSIC_FILE, source_dir / VOCAL_ENERGY_FILE
-    wav, sr = load_audio(media, max_channels=2)  # [C, N]: music is stereo at most
+    wav, sr = load_audio(media, max_channels=2, info=info)  # [C, N]: music is stereo at most
     vocal_energy = per_s = None
     if separator is not None:
         from pipeline import separate

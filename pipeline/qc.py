@@ -3,7 +3,9 @@
 **[paper]** rejection criteria: >5 s of non-music content, persistent noise, static images,
 mismatched background music. The scores are pure functions on arrays; ``qc_clip`` probes the clip
 once, decodes its audio once (silence, loudness, true peak, and the waveform peaks the review tool
-draws) and its downscaled frames once (cuts and still pictures), all through ``pipeline.media``.
+draws) and its downscaled frames once (cuts and still pictures), all through ``pipeline.media``;
+or, in curation, takes all of that from the clip stage's own pass (``ClipDecode``: ffmpeg's one decode
+of the window feeds the encoder and, split off and scaled down, ``score_frames``), decoding nothing.
 
 A still picture is measured over a second, not from frame to frame: at 25 fps consecutive frames
 of moving footage often differ by less than a grey level (a slow pan, people walking before a
@@ -195,29 +197,33 @@ class VideoScores:
         return float(np.mean(self.still)) if self.still.size else 0.0
 
 
-def _analysis_size(info: MediaInfo, width: int) -> tuple[int, int]:
-    if info.width is None or info.height is None:
+def analysis_size(width: int | None, height: int | None, max_width: int = ANALYSIS_WIDTH) -> tuple[int, int]:
+    """(w, h) the frames are scored at: at most ``max_width`` wide, even, the picture's aspect kept."""
+    if width is None or height is None:
         raise StageError(STAGE, "the video stream has no picture size")
-    w = min(width, info.width)
+    w = min(max_width, width)
     w -= w % 2
-    h = max(2, round(info.height * w / info.width / 2) * 2)
+    h = max(2, round(height * w / width / 2) * 2)
     return w, h
 
 
-def video_scores(path: Path, info: MediaInfo, *, lag_s: float = STILL_LAG_S) -> VideoScores:
-    """One decode of small BGR frames: cut times (s) and the still-picture mask."""
+def _analysis_size(info: MediaInfo, width: int) -> tuple[int, int]:
+    return analysis_size(info.width, info.height, width)
+
+
+def score_frames(frames_bgr: Iterable[np.ndarray], fps: float, name: str = "clip", *,
+                 lag_s: float = STILL_LAG_S) -> VideoScores:
+    """Cut times (s) and the still-picture mask of small BGR frames [H, W, 3] at ``fps``, read once as they come
+    (from a decode of the clip file, or from the cut's own decode: ``pipeline.clip``)."""
     import cv2
 
-    if info.fps is None:
-        raise StageError(STAGE, f"{path.name}: the video stream has no frame rate")
-    lag = max(1, round(lag_s * info.fps))
+    lag = max(1, round(lag_s * fps))
     recent: deque[np.ndarray] = deque(maxlen=lag + 1)  # the last lag+1 grey frames [H, W]
     steps: list[float] = []
     pairs: list[float] = []
 
     def frames() -> Iterator[np.ndarray]:
-        for frame in iter_frames(path, size=_analysis_size(info, ANALYSIS_WIDTH), stage=STAGE, pix_fmt="bgr24",
-                                 scale_flags="area"):
+        for frame in frames_bgr:
             recent.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
             if len(recent) > 1:
                 steps.append(changed_fraction(recent[-2], recent[-1]))
@@ -225,18 +231,41 @@ def video_scores(path: Path, info: MediaInfo, *, lag_s: float = STILL_LAG_S) -> 
                 pairs.append(changed_fraction(recent[0], recent[-1]))
             yield frame
 
-    cuts = detect_cuts(frames(), info.fps)
+    cuts = detect_cuts(frames(), fps)
     n = len(steps) + 1 if steps or recent else 0
     if n == 0:
-        raise StageError(STAGE, f"{path.name}: the video stream decodes to no frames")
+        raise StageError(STAGE, f"{name}: the video stream decodes to no frames")
     if n <= lag:  # shorter than the lag: compare its first and last frames
         lag = n - 1
         pairs = [changed_fraction(recent[0], recent[-1])] if lag else []
     still = still_mask(np.asarray(pairs), np.asarray(steps), max(lag, 1)) if n > 1 else np.ones(1, bool)
-    return VideoScores(tuple(cuts), still, float(info.fps))
+    return VideoScores(tuple(cuts), still, float(fps))
 
 
-def _audio_scores(wav: np.ndarray, sr: int) -> tuple[float, float | None, float | None]:
+def video_scores(path: Path, info: MediaInfo, *, lag_s: float = STILL_LAG_S) -> VideoScores:
+    """One decode of the clip file's small BGR frames: cut times (s) and the still-picture mask."""
+    if info.fps is None:
+        raise StageError(STAGE, f"{path.name}: the video stream has no frame rate")
+    frames = iter_frames(path, size=_analysis_size(info, ANALYSIS_WIDTH), stage=STAGE, pix_fmt="bgr24",
+                         scale_flags="area")
+    return score_frames(frames, info.fps, path.name, lag_s=lag_s)
+
+
+@dataclass(frozen=True)
+class ClipDecode:
+    """What the clip stage already decoded while it cut the clip (``pipeline.clip.cut_clip(analyse=True)``), so
+    QC decodes nothing again: the clip's stream facts, its audio as encoded [C, N] at its rate (None: no audio)
+    and the scores of the frames the encoder was fed; ``measured``: that audio's (true peak dBTP, integrated
+    LUFS) where the clip stage measured them (its loudness check), so QC does not measure them again."""
+
+    info: MediaInfo
+    audio: tuple[np.ndarray, int] | None
+    video: VideoScores
+    measured: tuple[float, float] | None = None
+
+
+def _audio_scores(wav: np.ndarray, sr: int, lufs: float | None = None) -> tuple[float, float | None, float | None]:
+    """Silence ratio, integrated loudness and loudness range; ``lufs``: the loudness already measured on ``wav``."""
     import pyloudnorm
 
     silence = silence_ratio(wav, sr)
@@ -244,7 +273,7 @@ def _audio_scores(wav: np.ndarray, sr: int) -> tuple[float, float | None, float 
         return silence, None, None
     meter = pyloudnorm.Meter(sr)
     data = wav.T.astype(np.float64)  # [N, C]
-    lufs = float(meter.integrated_loudness(data))
+    lufs = float(meter.integrated_loudness(data)) if lufs is None else lufs
     if not math.isfinite(lufs):
         return silence, None, None
     if wav.shape[1] < int(LRA_MIN_S * sr):
@@ -282,8 +311,10 @@ def timeline_hints(duration_s: float, video: VideoScores, silent: np.ndarray | N
 
 
 def qc_clip(clip_path: Path, *, vocal_energy: float | None = None, loudness: ClipLoudness | None = None,
-            peaks_path: Path | None = None, vocals_per_s: Sequence[float] | None = None) -> QCReport:
-    """Score one clip: one probe, its audio decoded once, its frames decoded once.
+            peaks_path: Path | None = None, vocals_per_s: Sequence[float] | None = None,
+            decoded: ClipDecode | None = None) -> QCReport:
+    """Score one clip: one probe, its audio decoded once, its frames decoded once; with ``decoded`` (what the
+    cut decoded in its own pass: ``Cut.decoded``) no probe and no decode at all.
 
     ``loudness`` is what the clip stage did to the audio (``Cut.loudness``), copied into the report;
     ``peaks_path`` (e.g. ``DataRoot.peaks_path(clip_id)``) receives the waveform peaks for the review
@@ -292,21 +323,22 @@ def qc_clip(clip_path: Path, *, vocal_energy: float | None = None, loudness: Cli
     audio scores as all silence.
     """
     clip_path = Path(clip_path)
-    info = probe(clip_path, stage=STAGE)
+    info = probe(clip_path, stage=STAGE) if decoded is None else decoded.info
     if not info.has_video:
         raise StageError(STAGE, f"{clip_path.name}: no video stream")
-    audio = read_clip_audio(clip_path, info)
+    audio = read_clip_audio(clip_path, info) if decoded is None else decoded.audio
     peak: float | None = None
     if audio is not None:
         wav, sr = audio
-        silence, lufs, lra = _audio_scores(wav, sr)
-        tp = true_peak_dbtp(wav, sr)
+        measured = decoded.measured if decoded is not None else None
+        silence, lufs, lra = _audio_scores(wav, sr, measured[1] if measured else None)
+        tp = measured[0] if measured else true_peak_dbtp(wav, sr)
         peak = tp if math.isfinite(tp) else None
         peaks = waveform_peaks(wav)
     else:
         silence, lufs, lra = 1.0, None, None
         peaks = np.zeros(STORED_PEAKS, np.float32)
-    video = video_scores(clip_path, info)
+    video = video_scores(clip_path, info) if decoded is None else decoded.video
     if peaks_path is not None:
         write_peaks(peaks_path, peaks)
         spec = spectrogram_from_samples(*audio) if audio is not None else np.zeros((SPEC_BANDS, 1), np.uint8)

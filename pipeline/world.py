@@ -151,6 +151,29 @@ def iter_frames(video: WorldVideo, size: tuple[int, int] = (128, 96), fps: int =
         yield (dark + (light - dark) * v).astype(np.uint8)
 
 
+def curated_music(video: WorldVideo, workdir: str | Path, *, target_lufs: float | None = -14.0,
+                  fps: int = VIDEO_FPS) -> np.ndarray:
+    """[N] float32 mono at 32 kHz: the video's music as the features stage reads it after curation.
+
+    The same functions on the same path as `curate` + `features`: the world MP4 (its AAC), the source's audio
+    processing (no separator, the source-level gain), the cut of the whole video as one clip (its stereo window's
+    loudness normalisation and true-peak limiting, then AAC), and the features' decode. Pre-training the backbone
+    on this keeps its codes those the ablation trains on: the first corpus normalised the mono synthesis directly,
+    which the limiter treats differently from curation's stereo window (+3 dB of loudness less gain), and 92 % of
+    its level tokens differed from the curated clip's (docs/world.md)."""
+    from pipeline.clip import ClipSpan, cut_clip
+    from pipeline.features import ExtractConfig, clip_audio
+    from pipeline.process import process_audio
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    media = write_world_video(video, work / f"{video.name}.mp4", fps=fps)
+    audio = process_audio(media, work, target_lufs=target_lufs, separator=None)
+    clip = work / f"{video.name}-clip.mp4"
+    cut_clip(media, audio.music_path, ClipSpan(0.0, video.duration_s), clip, fps=fps, target_lufs=target_lufs)
+    return clip_audio(clip, ExtractConfig(clip_s=max(1, int(video.duration_s))))
+
+
 def write_world_video(video: WorldVideo, dest: str | Path, size: tuple[int, int] = (128, 96),
                       fps: int = VIDEO_FPS) -> Path:
     """The video's MP4 (H.264 + AAC) at `dest`: its frames and music through one ffmpeg call."""

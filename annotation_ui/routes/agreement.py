@@ -8,7 +8,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from annotation_ui.context import Ctx, Who
 from dvmset import review
-from dvmset.agreement import EFFECTIVE_VERDICT_RULE, agreement_report
+from dvmset.agreement import EFFECTIVE_VERDICT_RULE
+from dvmset.agreement_summary import agreement_report
 from dvmset.annotators import is_lead
 from dvmset.lead_figures import has_listening, lead_figures, visible_to
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from annotation_ui.context import Ctx, Who
-from annotation_ui.routes.queue import lease_seconds, next_clip, progress, waiting
+from annotation_ui.routes.queue import next_clip, progress, waiting
 from dvmset.records import RejectReason
 from dvmset.spans import SpanReason
 
@@ -27,11 +27,11 @@ SPAN_REASONS = [{"code": SpanReason.NON_MUSIC.value, "label": "non-music"},
 
 @router.get("/", response_class=HTMLResponse)
 def review_page(request: Request, ctx: Ctx, ann: Who) -> Response:
-    clip = next_clip(ctx, ann.id)
+    clip, lease_s = next_clip(ctx, ann.id)
     with ctx.catalog.session() as s:
         prog = progress(ctx, s, ann.id)
     reasons = [{"code": r.value, "label": REASON_LABELS[r]} for r in RejectReason]
-    data = {"clip": clip, "progress": prog, "reasons": reasons, "lease_s": lease_seconds(ctx),
+    data = {"clip": clip, "progress": prog, "reasons": reasons, "lease_s": lease_s,
             "span_reasons": SPAN_REASONS, "min_listen_s": ctx.min_listen_s}
     if clip is None:
         data["waiting"] = waiting(ctx, ann.id)

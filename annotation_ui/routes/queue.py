@@ -73,12 +73,12 @@ def clip_payload(s: Session, clip_id: str | None) -> dict | None:
     }
 
 
-def next_clip(ctx: ReviewContext, annotator_id: int) -> dict | None:
-    """Lease the caller's next clip (or renew their current lease) and describe it."""
+def next_clip(ctx: ReviewContext, annotator_id: int) -> tuple[dict | None, float]:
+    """Lease the caller's next clip (or renew their current lease) and describe it, with the lease's
+    length; one transaction (the policy claim_next read is in the session already)."""
     with ctx.writer.session() as s:
         clip_id = review.claim_next(s, annotator_id, order=ctx.order)
-    with ctx.catalog.session() as s:
-        return clip_payload(s, clip_id)
+        return clip_payload(s, clip_id), review.current_policy(s).lease_s
 
 
 def progress(ctx: ReviewContext, s: Session, annotator_id: int) -> dict:
@@ -86,12 +86,6 @@ def progress(ctx: ReviewContext, s: Session, annotator_id: int) -> dict:
     out = {**review.progress_overall(s, annotator_id), "by_query": ctx.by_query.get(lambda: review.progress_by_query(s))}
     out["mine"] += gold.answers_given(s, annotator_id)  # gold answers count as verdicts here (unmarked)
     return out
-
-
-def lease_seconds(ctx: ReviewContext) -> float:
-    """The catalog's lease length: the page renews its lease at a fraction of it."""
-    with ctx.catalog.session() as s:
-        return review.current_policy(s).lease_s
 
 
 def iso(t) -> str | None:  # noqa: ANN001 - a datetime or None
@@ -110,8 +104,8 @@ def waiting(ctx: ReviewContext, annotator_id: int) -> dict:
 def api_next(ctx: Ctx, ann: Who) -> dict:
     """The clip to review now (leased to the caller) and the lease's length; when there is none, what the
     queue waits for. Progress comes from /api/progress, off the hot path."""
-    clip = next_clip(ctx, ann.id)
-    out = {"clip": clip, "lease_s": lease_seconds(ctx)}
+    clip, lease_s = next_clip(ctx, ann.id)
+    out = {"clip": clip, "lease_s": lease_s}
     if clip is None:
         out["waiting"] = waiting(ctx, ann.id)
     return out

@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the miniature world (docs/world.md): build it, pre-train a small MusicGen on its music, "
                         "curate, accept (a demo shortcut), extract features, export, run `ablate` with every Table 2 "
                         "row and both references, and score semantics and rhythm against shuffled pairs")
-    p.add_argument("--scale", choices=("small", "full"), default="full",
-                   help="with --world: 'full' is the documented experiment, 'small' the slow test's (default full)")
+    p.add_argument("--scale", choices=("small", "full", "large"), default="full",
+                   help="with --world: 'full' is the documented experiment, 'small' the slow test's, 'large' about "
+                        "15 test clips and 3x the training (about an hour on 2 cores; default full)")
     p.add_argument("--real-video", type=Path, metavar="MP4",
                    help="with --world: real footage with cuts to try the full row on (default: "
                         "../shared/media/bikes_cuts_10s.mp4 when present)")

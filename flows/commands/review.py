@@ -117,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("decisions", help="export review decisions")
     dsub = p.add_subparsers(dest="decisions_command", required=True, metavar="ACTION")
-    e = dsub.add_parser("export", help="every decision row (undo rows too, with a 'live' column)")
+    e = dsub.add_parser("export", help="every verdict row: decisions (undo rows too), gold answers and "
+                        "adjudications, with 'kind' and 'live' columns")
     add_root_arg(e)
     e.add_argument("--format", choices=("csv", "parquet"), default="csv")
     e.add_argument("--out", type=Path, required=True, help="output file")
@@ -257,7 +258,7 @@ def cmd_annotators_revoke(args: argparse.Namespace) -> int:
 def cmd_annotators_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from dvmset.agreement import agreement_report
+    from dvmset.agreement_summary import agreement_report
     from dvmset.review import is_revoked
     from dvmset.tables import Annotator
 
@@ -281,8 +282,8 @@ def cmd_decisions_export(args: argparse.Namespace) -> int:
     catalog = open_catalog(existing_root(args.root))
     with catalog.session() as s:
         rows = decision_records(s)
-    cols = ["id", "clip_id", "annotator", "verdict", "reasons", "note", "voids", "live", "seconds_spent",
-            "created_at"]
+    cols = ["kind", "id", "clip_id", "annotator", "verdict", "reasons", "note", "voids", "live", "seconds_spent",
+            "created_at", "gold_verdict"]
     df = pd.DataFrame(rows, columns=cols).astype({"voids": "Int64"})
     df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
     with atomic_path(args.out) as tmp:
@@ -290,7 +291,9 @@ def cmd_decisions_export(args: argparse.Namespace) -> int:
             spreadsheet_safe(df).to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
-    print(f"{len(df)} decisions -> {args.out}")
+    kinds = df["kind"].value_counts()
+    print(f"{kinds.get('decision', 0)} decisions, {kinds.get('gold_answer', 0)} gold answers, "
+          f"{kinds.get('adjudication', 0)} adjudications -> {args.out}")
     return 0
 
 

@@ -40,7 +40,7 @@ from pipeline import clip as clipping
 from pipeline import download as dl
 from pipeline import qc
 from pipeline.errors import StageError, failure_reason, is_whole_run, item_failure
-from pipeline.probe import probe, require_streams
+from pipeline.probe import MediaInfo, probe, require_streams
 from pipeline.process import MUSIC_FILE, ProcessedAudio, Separator, load_processed, process_audio
 from pipeline.urls import site_of
 
@@ -130,7 +130,8 @@ def shared_resources(cfg: CurateConfig, made: _Resources | None = None) -> _Reso
         return _resources[key]
 
 
-def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str, media: Path) -> ProcessedAudio:
+def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str, media: Path,
+                   info: MediaInfo | None = None) -> ProcessedAudio:
     """Separate and normalise the source's audio once; on a re-run read the recorded result."""
     cfg, source_dir = res.cfg, root.source_dir(source_id)
     key_hash = cfg.audio_params_hash()
@@ -138,7 +139,7 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
         return load_processed(source_dir, sources.source_vocal_energy(cat, source_id))
     t0 = time.perf_counter()
     with limits.holding(limits.DEMUCS) if res.separator is not None else contextlib.nullcontext():
-        audio = process_audio(media, source_dir, target_lufs=cfg.target_lufs, separator=res.separator)
+        audio = process_audio(media, source_dir, target_lufs=cfg.target_lufs, separator=res.separator, info=info)
     sources.upsert_source(cat, source_id, music_path=str(audio.music_path.relative_to(root.path)),
                           separator=cfg.separator_label, **audio.source_values())
     record_run(cat, "audio", source_id, key_hash, time.perf_counter() - t0)
@@ -158,16 +159,21 @@ def _vocals_per_s(audio: ProcessedAudio, start_s: float, end_s: float) -> list[f
 
 
 def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, media: Path,
-               audio: ProcessedAudio, span: clipping.ClipSpan, on_event: EventHook | None) -> str:
+               audio: ProcessedAudio, span: clipping.ClipSpan, on_event: EventHook | None,
+               probes: tuple[MediaInfo, MediaInfo] | None = None) -> str:
+    """Cut and QC one window in one decode (``cut_clip(analyse=True)``); ``probes``: the source's and the
+    music's, made once per source, so no clip runs an ffprobe."""
     cid = clipping.clip_id(source_id, span.start_s)
     dest = root.clip_path(cid)
     t0 = time.perf_counter()
     report = error = None
     try:
-        cut = clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs)
+        source_info, music_info = probes if probes is not None else (None, None)
+        cut = clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs,
+                                source_info=source_info, music_info=music_info, analyse=True)
         report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s), loudness=cut.loudness,
                             peaks_path=root.peaks_path(cid),  # waveform peaks, spectrogram, hints for the review tool
-                            vocals_per_s=_vocals_per_s(audio, span.start_s, span.end_s))
+                            vocals_per_s=_vocals_per_s(audio, span.start_s, span.end_s), decoded=cut.decoded)
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row, not a crash
         dest.unlink(missing_ok=True)
         root.peaks_path(cid).unlink(missing_ok=True)
@@ -324,13 +330,14 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
     if not spans:
         raise StageError("clip", f"source is {info.duration_s:.1f} s, shorter than one "
                                  f"{cfg.clip_seconds:g} s clip")
-    audio = _process_audio(cat, root, res, source_id, got.media_path)
+    audio = _process_audio(cat, root, res, source_id, got.media_path, info)
+    probes = (info, probe(audio.music_path, stage="clip"))  # once per source: the clips probe nothing
     finished = _finished_clip_ids(cat, source_id, root)
     failed: list[str] = []
     for span in spans:
         if clipping.clip_id(source_id, span.start_s) not in finished:
             check()
-            status = _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event)
+            status = _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event, probes)
             if status != ClipStatus.FAILED:
                 record_made_clip(cat, cfg, source_id, span, audio, got)
             else:

@@ -137,13 +137,17 @@ def _outcome_of(cat: Catalog, row, source_duration_s: float | None) -> ClipOutco
     return ClipOutcome(row.clip_id, row.video_id, status, how)
 
 
-def _cut(cat: Catalog, root: DataRoot, cfg: CurateConfig, row, media: Path, audio, got: dl.Downloaded) -> None:  # noqa: ANN001
+def _cut(cat: Catalog, root: DataRoot, cfg: CurateConfig, row, media: Path, audio, got: dl.Downloaded,  # noqa: ANN001
+         probes: tuple | None = None) -> None:
+    """Cut and QC one listed window in one decode; ``probes``: (source, music) probes made once per source."""
     span = clipping.ClipSpan(float(row.start_s), float(row.duration_s))
     dest = root.clip_path(row.clip_id)
+    source_info, music_info = probes if probes is not None else (None, None)
     try:
-        cut = clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs)
+        cut = clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs,
+                                source_info=source_info, music_info=music_info, analyse=True)
         report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s), loudness=cut.loudness,
-                            peaks_path=root.peaks_path(row.clip_id))
+                            peaks_path=root.peaks_path(row.clip_id), decoded=cut.decoded)
     except Exception as err:  # noqa: BLE001 - the stage contract: a failed clip is a row
         if is_whole_run(err):
             raise
@@ -225,14 +229,15 @@ def _rebuild_claimed(rows: pd.DataFrame, root: DataRoot, cat: Catalog, base: Cur
             _remove_leftovers(root, vid)
             info = probe(got.media_path)
             require_streams(info, got.media_path)
-            audio = _process_audio(cat, root, _resources(cfg), vid, got.media_path)
+            audio = _process_audio(cat, root, _resources(cfg), vid, got.media_path, info)
+            probes = (info, probe(audio.music_path, stage="clip"))  # once per source, none per clip
             for r in rows.itertuples():
                 if r.start_s + r.duration_s > info.duration_s + 1.0:
                     sources.record_clip(cat, r.clip_id, vid, float(r.start_s), float(r.duration_s),
                                         error=f"the window ends at {r.start_s + r.duration_s:g} s, past the "
                                               f"video's end ({info.duration_s:.1f} s)")
                 elif not root.clip_path(r.clip_id).exists():
-                    _cut(cat, root, cfg, r, got.media_path, audio, got)
+                    _cut(cat, root, cfg, r, got.media_path, audio, got, probes)
         sources.upsert_source(cat, vid, status=SourceStatus.DONE, duration_s=info.duration_s)
         return [_outcome_of(cat, r, info.duration_s) for r in rows.itertuples()]
     except dl.SiteBlocked as err:  # the site pushes back: not this video's fault; every worker pauses the site

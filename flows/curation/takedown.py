@@ -73,7 +73,7 @@ def _card_writer(cat: Catalog):  # noqa: ANN202 - Callable[[Path, pd.DataFrame],
     def write(out: Path, manifest: pd.DataFrame) -> None:
         params_path = out / EXPORT_PARAMS
         params = json.loads(params_path.read_text(encoding="utf-8")) if params_path.is_file() else {}
-        write_card(out, manifest, cat, **params)
+        write_card(out, manifest, cat, **{**params, "reuse_facts": True})  # only fewer clips: facts kept
 
     return write
 

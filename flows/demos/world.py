@@ -13,6 +13,7 @@ row on real footage. Every part prints its wall time. A re-run reuses what is do
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -82,9 +83,14 @@ class WorldScale:
 
 SCALES = {
     "small": WorldScale("small", videos_per_class=4, clips_per_video=1, clip_s=8, pretrain_pieces_per_class=6,
-                        pretrain_steps=400, steps_per_stage=60, rows=("full", "no-rcm", "no-it")),
+                        pretrain_steps=800, steps_per_stage=60, rows=("full", "no-rcm", "no-it")),
     "full": WorldScale("full", videos_per_class=6, clips_per_video=1, clip_s=8, pretrain_pieces_per_class=8,
-                       pretrain_steps=400, steps_per_stage=80, rows=ALL_ROWS, test_fraction=0.34),
+                       pretrain_steps=800, steps_per_stage=80, rows=ALL_ROWS, test_fraction=0.34),
+    # what run B of `full` left to try, decided before this scale ran (docs/world.md, "What would make the world
+    # answer"): three times the steps per stage, training windows as long as the generated clips, and about 15 test
+    # clips so intervals can separate rows. The backbone's settings are full's, so its backbone is the same.
+    "large": WorldScale("large", videos_per_class=15, clips_per_video=1, clip_s=8, pretrain_pieces_per_class=8,
+                        pretrain_steps=800, steps_per_stage=240, rows=ALL_ROWS, test_fraction=0.34, window_s=8),
 }
 
 
@@ -121,6 +127,11 @@ def build_media(root: Path, scale: WorldScale) -> tuple[Path, list]:
     return media, plans
 
 
+# the pre-training music's path: "curated" = through curation's own audio functions (pipeline.world.curated_music);
+# the first backbones ("direct", no record) normalised the synthesis directly and saw other codes than the features'
+PRETRAIN_CORPUS = "curated"
+
+
 class BackboneNotReady(RuntimeError):
     """The pre-trained backbone does not hold its classes' tempos: the ablation would measure nothing."""
 
@@ -132,19 +143,21 @@ def pretrain_backbone(root: Path, scale: WorldScale, say: Say) -> tuple[Path, di
     from dvmset.checkpoints import LM_FILE
     from dvmset.envelope_codec import EnvelopeCodec
     from model.training.miniature import PretrainConfig, class_word_bins, pretrain_lm, save_miniature
-    from pipeline.loudness import normalize_clip
-    from pipeline.world import CLASSES, plan_world, synth_music
+    from pipeline.world import CLASSES, curated_music, plan_world
 
     out = root / "backbone"
     cfg = PretrainConfig(scale="mini", steps=scale.pretrain_steps, batch_size=scale.pretrain_batch,
                          window_s=scale.pretrain_window_s, lr=scale.pretrain_lr, warmup=scale.pretrain_warmup,
                          seed=scale.seed)
     record = out / "pretrain.json"
-    if (out / LM_FILE).is_file() and record.is_file() and json.loads(record.read_text())["config"] != asdict(cfg):
-        old = json.loads(record.read_text())["config"]
+    kept = json.loads(record.read_text()) if record.is_file() else None
+    if (out / LM_FILE).is_file() and kept is not None and (kept["config"] != asdict(cfg)
+                                                           or kept.get("corpus") != PRETRAIN_CORPUS):
+        old = kept["config"]
         aside = root / f"backbone-{old['steps']}steps-{int(time.time())}"
         out.rename(aside)
-        say(f"      {out} was trained with other settings ({old}); kept as {aside}, training anew")
+        say(f"      {out} was trained with other settings ({old}, corpus {kept.get('corpus', 'direct')}); kept as "
+            f"{aside}, training anew")
     if (out / LM_FILE).is_file():
         say(f"      {out} already holds the pre-trained backbone")
     else:
@@ -153,16 +166,17 @@ def pretrain_backbone(root: Path, scale: WorldScale, say: Say) -> tuple[Path, di
         pieces = plan_world(scale.pretrain_pieces_per_class, scale.pretrain_piece_s, seed=scale.seed + 1,
                             prefix="pretrain")
         corpus, words = [], []
-        for piece in pieces:  # the same loudness normalisation curation applies, so the codes match the features'
-            music, _ = normalize_clip(synth_music(piece)[None], codec.sample_rate)
-            codes, _ = codec.encode(torch.from_numpy(music)[None])  # [1, 4, T]
-            corpus.append(codes[0])
-            words.append(piece.world_class.word)
+        with tempfile.TemporaryDirectory(prefix="world-pretrain-") as work:
+            for piece in pieces:  # through curation's own audio path, so the codes are those the features hold
+                music = curated_music(piece, Path(work) / piece.name, target_lufs=CurateConfig().target_lufs)
+                codes, _ = codec.encode(torch.from_numpy(music)[None, None])  # [1, 4, T]
+                corpus.append(codes[0])
+                words.append(piece.world_class.word)
         res = pretrain_lm(corpus, words, cfg)
         first, last = sum(res.losses[:10]) / 10, sum(res.losses[-10:]) / 10
         say(f"      {len(corpus)} pieces, {cfg.steps} steps: loss {first:.3f} -> {last:.3f} ({res.seconds:.0f} s)")
         save_miniature(res.lm, codec, out, scale="mini")
-        record.write_text(json.dumps({"config": asdict(cfg), "losses": res.losses, "seconds": res.seconds,
+        record.write_text(json.dumps({"config": asdict(cfg), "corpus": PRETRAIN_CORPUS, "losses": res.losses, "seconds": res.seconds,
                                       "pieces": len(corpus)}))
     tempo = backbone_tempo(out, scale)
     say(f"      backbone tempo with its own class words: {tempo['accuracy']:.0%} of {tempo['n']} pieces at their "

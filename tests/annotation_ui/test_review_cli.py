@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from review_helpers import seed
 from sqlalchemy import func, select
 
 from annotation_ui.app import create_app
+from dvmset import adjudication, gold, review
 from dvmset.catalog import Catalog
 from dvmset.review import add_annotator
 from flows.cli import build_parser, main
@@ -57,6 +59,41 @@ def test_annotators_and_export(data_root, capsys, tmp_path, monkeypatch):
         assert df["note"].iloc[1] == 'hum, "buzz"' and df["reasons"].iloc[1] == "noise;other"
         assert int(df["voids"].iloc[2]) == int(df["id"].iloc[1])
         assert set(df["annotator"]) == {"ann"}
+
+
+def test_export_has_gold_answers_and_adjudications(data_root, tmp_path, capsys, monkeypatch):
+    """A gold answer carries the lead's gold verdict and goes out of force when undone; of two adjudications
+    of one clip only the latest is in force; ordinary decisions are unchanged."""
+    monkeypatch.delenv("VIDMUSICIAN_DB", raising=False)
+    catalog = Catalog(data_root.catalog_url)
+    ids = seed(catalog, data_root, 3)
+    now = dt.datetime.now(dt.UTC)
+    with catalog.session() as s:
+        ann, _ = add_annotator(s, "ann")
+        bob, _ = add_annotator(s, "bob")
+        lead, _ = add_annotator(s, "lea", "lead")
+        gold.add_gold(s, ids[0], "reject", ["noise"], lead_id=lead.id)
+        gold.answer(s, ann.id, ids[0], "accept", [], 7.0, now)
+        gold.answer(s, bob.id, ids[0], "reject", ["noise"], 9.0, now).undone_at = now
+        review.decide(s, ann.id, ids[1], "accept", policy=review.QueuePolicy(overlap=2))
+        review.decide(s, bob.id, ids[1], "reject", ["mismatch"], policy=review.QueuePolicy(overlap=2))
+        adjudication.adjudicate(s, lead.id, ids[1], "accept", note="music fits")
+        adjudication.adjudicate(s, lead.id, ids[1], "reject", ["noise"], note="hum at 40 s")
+    catalog.dispose()
+    out = tmp_path / "d.parquet"
+    assert main(["decisions", "export", "--root", str(data_root.path), "--format", "parquet", "--out", str(out)]) == 0
+    assert "2 decisions, 2 gold answers, 2 adjudications" in capsys.readouterr().out
+    df = pd.read_parquet(out)
+    rows = {k: g.reset_index(drop=True) for k, g in df.groupby("kind")}
+    assert list(rows["decision"]["verdict"]) == ["accept", "reject"] and rows["decision"]["live"].all()
+    g = rows["gold_answer"]
+    assert list(zip(g["annotator"], g["verdict"], g["gold_verdict"], g["live"], strict=True)) == [
+        ("ann", "accept", "reject", True), ("bob", "reject", "reject", False)]
+    assert set(g["clip_id"]) == {ids[0]} and list(g["seconds_spent"]) == [7.0, 9.0]
+    a = rows["adjudication"]
+    assert list(zip(a["annotator"], a["verdict"], a["note"], a["live"], strict=True)) == [
+        ("lea", "accept", "music fits", False), ("lea", "reject", "hum at 40 s", True)]
+    assert a["reasons"].iloc[1] == "noise" and set(a["clip_id"]) == {ids[1]}
 
 
 def test_export_refuses_unknown_format(data_root):

@@ -11,6 +11,7 @@ from review_helpers import LiveServer, make_annotator, seed
 from sqlalchemy import select
 
 from annotation_ui.app import create_app
+from dvmset import review
 from dvmset.agreement import load_decision_rows
 from dvmset.review import QueuePolicy
 from dvmset.tables import Clip, Lease
@@ -69,3 +70,32 @@ def test_two_annotators_200_clips_none_lost_none_double_assigned(catalog, data_r
     assert all(by[c] == a for c in handed[0]) and all(by[c] == b for c in handed[1])
     assert statuses["pending_review"] == 0 and statuses["accepted"] + statuses["rejected"] == 200
     assert leases == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overlap", [1, 2])
+def test_sixteen_annotators_on_postgres_no_clip_over_its_overlap_every_verdict_once(postgres_catalog, data_root,
+                                                                                    overlap):
+    """Postgres writers run side by side (no process-wide lock): still no clip is handed to more than
+    ``overlap`` annotators, nobody gets a clip twice, and each verdict is recorded exactly once."""
+    ids = seed(postgres_catalog, data_root, 96)
+    anns = [make_annotator(postgres_catalog, f"a{i:02d}") for i in range(16)]
+    with postgres_catalog.session() as s:
+        review.set_policy(s, overlap=overlap)
+    app = create_app(data_root, postgres_catalog, QueuePolicy(overlap=overlap))
+    assert not app.state.review.writer.serialised
+    handed, errors = _run(app, [t for _, t in anns])
+    assert errors == []
+    for h in handed:
+        assert len(h) == len(set(h)), "an annotator was handed the same clip twice"
+    per_clip = Counter(c for h in handed for c in h)
+    assert set(per_clip) == set(ids) and set(per_clip.values()) == {overlap}
+    with postgres_catalog.session() as s:
+        rows = load_decision_rows(s)
+        statuses = Counter(s.scalars(select(Clip.status)).all())
+        leases = s.scalars(select(Lease)).all()
+    assert len(rows) == overlap * len(ids)
+    assert Counter((r.clip_id, r.annotator_id) for r in rows) == Counter(
+        (c, a) for (a, _), h in zip(anns, handed, strict=True) for c in h)
+    assert statuses["pending_review"] == 0 and leases == []
+    assert sum(1 for h in handed if h) > 1, "only one annotator worked"

@@ -163,3 +163,31 @@ def test_only_the_shards_holding_the_clip_are_read_and_a_killed_run_finishes_the
     assert read == ["shard-00001.safetensors"]  # shard 0 (not holding it) never opened
     assert not (store.dir / PENDING_SHARDS).exists()
     assert "c-00000" not in {r["clip_id"] for r in real_read(store.shard_path(1))}
+
+
+def test_the_card_after_a_takedown_equals_the_card_written_from_scratch(data_root, catalog, exported):
+    """A takedown rewrites the card from the facts kept beside it (card_facts.parquet) less the clip gone,
+    not from every clip's catalog row: the text equals a card written from the catalog, and the facts
+    that changed (the clip had the only 'none' separator and the only flagged still picture) are gone."""
+    with catalog.session() as s:
+        for n, cid in enumerate(exported):
+            clip = s.get(Clip, cid)
+            clip.still_s, clip.silence_ratio, clip.scene_cuts = (12.0 if n == 0 else 1.0 + n), 0.01 * n, n
+        s.get(Source, "a").separator, s.get(Source, "b").separator = "none", "htdemucs"
+        s.get(Source, "c").loudness_out_lufs = -14.5
+    out = data_root.export_dir("v1")
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0)
+    before = (out / "DATASET.md").read_text()
+    assert (out / "card_facts.parquet").is_file() and "**not removed**" in before
+    assert "| still_s | seconds of still picture | >= 10 s | 1 |" in before
+
+    plan = plan_takedown(catalog, video="a", reason="rights holder request #13")
+    mark_catalog(catalog, plan)
+    assert scrub_export(out, plan.clip_ids, lambda o, m: write_card(o, m, catalog, reuse_facts=True))
+    kept = (out / "DATASET.md").read_text()
+    assert "**not removed**" not in kept and "| still_s | seconds of still picture | >= 10 s | 0 |" in kept
+    facts = pd.read_parquet(out / "card_facts.parquet")
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert list(facts.clip_id) == list(manifest.clip_id) and not set(plan.clip_ids) & set(facts.clip_id)
+    write_card(out, manifest, catalog)  # from the catalog
+    assert (out / "DATASET.md").read_text() == kept

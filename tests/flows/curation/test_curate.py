@@ -147,6 +147,32 @@ def test_rerun_redoes_nothing(served, data_root: DataRoot, catalog: Catalog, pre
         assert s.scalar(select(func.count()).select_from(Run)) == runs_before
 
 
+def test_a_sources_ffprobes_do_not_grow_with_its_clips(served, tmp_path: Path, catalog: Catalog, data_root: DataRoot,
+                                                       prefect_harness, monkeypatch):
+    """Each clip is cut and scored in one decode and probes nothing: a 1-clip and a 2-clip source run the same
+    number of real ffprobes (a PATH shim counts them), and none of them reads a clip."""
+    import shutil
+    import stat
+
+    from flows.curation.curate import run_curate
+
+    real, shim_dir, log = shutil.which("ffprobe"), tmp_path / "shim", tmp_path / "ffprobe.log"
+    shim_dir.mkdir()
+    (shim_dir / "ffprobe").write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {real} "$@"\n')
+    (shim_dir / "ffprobe").chmod(0o755 | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{shim_dir}{os.pathsep}{os.environ['PATH']}")
+    counts = []
+    for name in ("good-a.mp4", "good-b.mp4"):  # 65 s: one clip; 125 s: two
+        log.write_text("")
+        assert run_curate(data_root, catalog.url, urls=[f"{served}/{name}"], cfg=_cfg(workers=1))["done"] == 1
+        calls = log.read_text().splitlines()
+        assert not [c for c in calls if str(data_root.clips_dir) in c], "no clip is probed"
+        counts.append(len(calls))
+    with catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(Clip)) == 3
+    assert counts[0] == counts[1] and counts[0] > 0, counts
+
+
 def _curate_args(root: Path, urls: list[str]) -> list[str]:
     # Short clips keep the test quick; what it proves does not depend on the clip length.
     args = [sys.executable, "-m", "flows.cli", "curate", "--root", str(root), "--separator", "none",

@@ -1,0 +1,50 @@
+"""status's shard check is remembered per shard (dvmset.shard_checks): a shard found sound is read again only
+when its file or index rows change; what changes without touching size or mtime is not seen (the documented
+limit), and a corrupt shard is reported on every call until it is fixed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from training_helpers import write_store
+
+from dvmset.shard_checks import CHECKED_NAME, check_changed_shards
+from dvmset.shards import check_shards
+
+BAD = "shard-00001.safetensors"
+
+
+def _flip(path: Path) -> os.stat_result:
+    """Flip tensor bytes in place; return the stat from before (to put size and mtime back)."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    for i in range(start + 100, start + 356):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return before
+
+
+def test_a_sound_shard_is_not_read_again_until_its_file_changes(tmp_path: Path):
+    features = write_store(tmp_path / "features")
+    assert check_changed_shards(features, card=2048) == []
+    assert (features / CHECKED_NAME).is_file()
+
+    before = _flip(features / BAD)  # same size, and the mtime put back: the remembered check holds
+    os.utime(features / BAD, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert check_changed_shards(features, card=2048) == []
+    assert {p.shard for p in check_shards(features, card=2048)} == {BAD}  # the full check sees it
+
+    os.utime(features / BAD, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))  # touched: read again
+    for _ in range(2):  # and reported again: a corrupt shard is never remembered as sound
+        assert {p.shard for p in check_changed_shards(features, card=2048)} == {BAD}
+
+
+def test_a_changed_codebook_or_index_checks_again(tmp_path: Path):
+    features = write_store(tmp_path / "features")
+    assert check_changed_shards(features, card=2048) == []
+    # the debug codes lie below 2048; a smaller codebook must re-read every shard and find them out of range
+    assert check_changed_shards(features, card=1) != []
+    (features / BAD).unlink()  # a missing file is a problem, never a remembered success
+    assert any(p.shard == BAD and "missing" in p.problem for p in check_changed_shards(features, card=2048))
