@@ -38,6 +38,13 @@ def pool(prefect_server, tmp_path_factory):
         env.pop(variable, None)
     done = run_cli(prefect_server, "deploy", "--api", prefect_server.api_url, "--gpus", "2", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    from flows.cluster.deploy import DeploySpec, _zombie_automation
+
+    # Deploy's 90 s zombie threshold crashed a row of this test once, at load 9-15 on two cores, before the row had
+    # made its folder. Here the threshold is lifted so the rows finish, and the test measures the heartbeats
+    # themselves instead (test below: every row run sends them; the largest gap is printed).
+    with prefect_server.settings():
+        _zombie_automation(DeploySpec(source=REPO, zombie_after_s=900))
     workers, logs = [], []
     worker_env = {**env, "PREFECT_LOGGING_LEVEL": "INFO"}  # the flow runs' logs in the worker logs, for failures
     for name, pool_name in (("cpu-0", CPU_POOL), ("gpu-0", GPU_POOL), ("gpu-1", GPU_POOL)):
@@ -64,6 +71,8 @@ def pool(prefect_server, tmp_path_factory):
         from flows.cluster import limits
         from flows.cluster.deploy import _concurrency_limit, _work_pool
 
+        with prefect_server.settings():
+            _zombie_automation(DeploySpec(source=REPO))
         with prefect_server.settings(), get_client(sync_client=True) as client:  # one GPU again, as deploy's default
             _work_pool(client, GPU_POOL, 1)
             _concurrency_limit(client, limits.GPU_JOBS, 1, 0.0)
@@ -82,6 +91,23 @@ def _table(out: Path) -> list[dict]:
 
 def _files(directory: Path) -> dict[str, int]:
     return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _heartbeat_gaps(server, run) -> list[float]:
+    """Seconds between the run's start, each of its heartbeat events and its end."""
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    wanted = EventFilter(event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+                         resource=EventResourceFilter(id=[f"prefect.flow-run.{run.id}"]))
+    with server.settings(), get_client(sync_client=True) as client:
+        page = client.read_events(filter=wanted, limit=50)  # the API allows at most 50 a page
+        events = list(page.events)
+        while page.next_page:
+            page = client.read_events_page(page.next_page)
+            events += page.events
+    times = sorted([run.start_time, *(e.occurred for e in events), run.end_time])
+    return [round((b - a).total_seconds(), 1) for a, b in zip(times, times[1:], strict=False)]
 
 
 def _row_runs(server) -> list:
@@ -124,6 +150,10 @@ def test_rows_run_side_by_side_on_two_workers_and_write_the_local_table(prefect_
     first, second = sorted(runs, key=lambda r: r.start_time)
     assert second.start_time < first.end_time  # side by side: the second row started before the first ended
     assert first.parent_task_run_id is not None and second.parent_task_run_id is not None  # children of ablate
+    gaps = {r.parameters["row"]: _heartbeat_gaps(prefect_server, r) for r in runs}
+    print(f"heartbeat gaps (s) per row run: {gaps}")
+    for row, row_gaps in gaps.items():  # the deployment's env reaches the row's process: the zombie check can work
+        assert len(row_gaps) >= 2, f"row {row} sent no heartbeat: {row_gaps}"
 
     rows_before = _files(out / "rows")
     again = run_cli(prefect_server, *cmd, env=pool["env"], timeout=CLI_TIMEOUT_S)
