@@ -4,10 +4,11 @@ adjudicates disagreements."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from dvmset.review_policy import Conflict, NotFound, ReviewError
@@ -99,4 +100,10 @@ def is_revoked(ann: Annotator) -> bool:
 def annotator_for_token(session: Session, token: str | None) -> Annotator | None:
     if not token or len(token) > 256:
         return None
-    return session.scalars(select(Annotator).where(Annotator.token_hash == hash_token(token))).first()
+    return session.scalars(_by_token_hash(), {"token_hash": hash_token(token)}).first()
+
+
+@functools.cache
+def _by_token_hash() -> Select:
+    """Built once: every request looks its annotator up with it."""
+    return select(Annotator).where(Annotator.token_hash == bindparam("token_hash"))
