@@ -202,6 +202,12 @@ def _pick(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.date
         # ranked by a model of the verdicts so far; clips it has not ranked yet follow in id order
         first = (_claimable_ranked(session, annotator_id, policy, now, ranked, exclude=frozenset(exclude), lock=lock)
                  or _claimable(session, annotator_id, policy, now, exclude=frozenset(exclude), lock=lock))
+        if not first and lock:
+            # every claimable row was locked: a verdict being written on it holds it for milliseconds, so
+            # "queue empty" would be false (and the page would say so); wait for that row instead
+            first = _claimable(session, annotator_id, policy, now, exclude=frozenset(exclude))
+            if first:
+                lock_clip(session, first[0])
         if not first:
             return None
         if not lock or _still_claimable(session, annotator_id, policy, now, first[0]):
