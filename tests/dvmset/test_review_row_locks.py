@@ -126,3 +126,27 @@ def test_many_claims_at_once_never_share_a_clip(postgres_catalog):
     with postgres_catalog.session() as s:
         held = s.execute(select(Lease.clip_id, Lease.annotator_id)).all()
     assert sorted(held) == sorted(zip(got, anns, strict=True))
+
+
+def test_a_claim_waits_for_a_verdict_in_flight_on_the_only_open_clip_instead_of_saying_the_queue_is_empty(
+        postgres_catalog):
+    """With overlap 2, ann's verdict on the only clip locks its row; bob may still be handed that clip. SKIP
+    LOCKED alone passed it over and answered None ("queue empty"), which the page shows as a finished queue."""
+    (clip,) = _seed(postgres_catalog, 1)
+    a, b = _annotators(postgres_catalog, "ann", "bob")
+    policy = review.QueuePolicy(overlap=2)
+    with postgres_catalog.session() as s:
+        assert review.claim_next(s, a, policy) == clip
+    with Session(postgres_catalog.engine) as verdict:
+        review.decide(verdict, a, clip, "accept", policy=policy)  # the clip's row locked, not committed yet
+        t, out = _in_thread(lambda: _claim_with(postgres_catalog, b, policy))
+        _wait_for_lock_wait(postgres_catalog)  # bob's claim waits on the row instead of skipping it
+        verdict.commit()
+        t.join(timeout=60)
+    assert not t.is_alive() and "error" not in out, out
+    assert out["value"] == clip
+
+
+def _claim_with(catalog: Catalog, annotator_id: int, policy: review.QueuePolicy) -> str | None:
+    with catalog.session() as s:
+        return review.claim_next(s, annotator_id, policy)
