@@ -35,6 +35,8 @@ from dvmset.annotators import (  # noqa: F401 - re-exported: the review tool's o
     new_token,
     revoke_annotator,
 )
+from dvmset.clip_locks import lock_clip
+from dvmset.clip_locks import on_postgres as _postgres
 from dvmset.records import ClipStatus, RejectReason, Verdict
 from dvmset.review_policy import (  # noqa: F401 - re-exported: the review tool's one import
     Conflict,
@@ -83,10 +85,6 @@ class TooSoon(Conflict):
 # --- queue ------------------------------------------------------------------------------------
 
 
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def _serialise_writers(session: Session, now: dt.datetime, annotator_id: int | None = None) -> None:
     """Start a write before reading anything (see the module docstring): on SQLite take the database's write
     lock; on Postgres the table lock every writer shares but a policy change waits for. Expired leases go: all of
@@ -101,15 +99,6 @@ def _serialise_writers(session: Session, now: dt.datetime, annotator_id: int | N
         return
     # a DELETE takes ROW EXCLUSIVE on leases even when it deletes nothing: the lock a policy change waits for
     session.execute(sql.drop_expired(True), {"now": now, "me": annotator_id})
-
-
-def lock_clip(session: Session, clip_id: str, *, skip_locked: bool = False) -> bool:
-    """Postgres: lock the clip's row for this transaction (waiting for another holder, or with
-    ``skip_locked`` passing it over: False). SQLite holds the whole database already: always True."""
-    if not _postgres(session):
-        return True
-    stmt = select(Clip.__table__.c.id).where(Clip.__table__.c.id == clip_id).with_for_update(skip_locked=skip_locked)
-    return session.execute(stmt).first() is not None
 
 
 def _live_rows(session: Session, clip_id: str) -> dict[int, DecisionRow]:
