@@ -145,7 +145,9 @@ def test_a_claim_waits_for_a_verdict_in_flight_on_the_only_open_clip_instead_of_
     with Session(postgres_catalog.engine) as verdict:
         review.decide(verdict, a, clip, "accept", policy=policy)  # the clip's row locked, not committed yet
         t, out = _in_thread(lambda: _claim_with(postgres_catalog, b, policy))
-        _wait_for_lock_wait(postgres_catalog)  # bob's claim waits on the row instead of skipping it
+        # bob's claim waits on the row instead of skipping it; judged by the outcome (a slow thread on a loaded
+        # machine may reach the lock late): with SKIP LOCKED alone it answers None at once
+        _lock_wait_seen(postgres_catalog, deadline_s=30.0)
         verdict.commit()
         t.join(timeout=60)
     assert not t.is_alive() and "error" not in out, out
