@@ -1,0 +1,120 @@
+"""A takedown's file rewrites in proportion to what it touches: the export's files after a takedown equal
+the export made again without the clip (byte for byte where the writer is deterministic), only the info
+zip that may hold the clip is opened, and only the JSONL/CSV lines that contain a gone id are parsed."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+from feature_helpers import add_clips
+
+from dvmset import info_zips, line_filter
+from dvmset.export import export_dataset
+from dvmset.export_card import write_card
+from dvmset.takedown import mark_catalog, plan_takedown, scrub_export
+
+LAYOUT = {"a": ("q1", 3), "b": ("q1", 2), "c": ("q2", 3), "d": ("q2", 2), "e": ("q1", 1)}
+
+
+def _files(out) -> dict[str, bytes]:
+    keep = ("*.jsonl", "egs/*/data.jsonl", "audio/info*.zip", "release.csv")
+    return {str(p.relative_to(out)): p.read_bytes() for g in keep for p in sorted(out.glob(g))}
+
+
+def _info(out) -> dict[str, dict]:
+    got = {}
+    for p in info_zips.present(out / "audio"):
+        with zipfile.ZipFile(p) as z:
+            got.update({n: json.loads(z.read(n)) for n in z.namelist()})
+    return got
+
+
+@pytest.mark.parametrize("per_zip", [1000, 3])  # one info.zip; the MusicInfo spread over several zips
+def test_a_takedown_leaves_the_files_an_export_without_the_clip_writes(data_root, catalog, clip_factory,
+                                                                       monkeypatch, per_zip):
+    monkeypatch.setattr(info_zips, "PER_ZIP", per_zip)
+    ids = add_clips(catalog, data_root, clip_factory(4.0), LAYOUT)
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, valid_fraction=0.2, seed=0, release=True)
+    out = data_root.export_dir("v1")
+    zips = info_zips.present(out / "audio")
+    assert len(zips) == info_zips.zip_count(len(ids), per_zip) and _info(out).keys() == {f"{c}.json" for c in ids}
+    for line in (out / "train.jsonl").read_text().splitlines():  # each line points into the zip holding its clip
+        meta = json.loads(line)
+        zip_path, member = meta["info_path"].split(":")
+        with zipfile.ZipFile(zip_path) as z:
+            assert json.loads(z.read(member))["clip_id"] == member.removesuffix(".json")
+
+    opened = []
+    real = info_zips._zip_without
+    monkeypatch.setattr(info_zips, "_zip_without", lambda p, g: (opened.append(p.name), real(p, g))[1])
+    gone = "a-00060"
+    plan = plan_takedown(catalog, clip=gone, reason="rights holder")
+    mark_catalog(catalog, plan)
+    assert scrub_export(out, plan.clip_ids, lambda o, m: write_card(o, m, catalog, reuse_facts=True))
+    assert opened == [info_zips.zip_name(gone, len(zips))]  # the other zips are not read
+    after = _files(out)
+    manifest, release = pd.read_parquet(out / "manifest.parquet"), pd.read_parquet(out / "release.parquet")
+    assert gone not in set(manifest.clip_id) and gone not in set(release.clip_id)
+    assert all(gone.encode() not in data for data in after.values())
+
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, valid_fraction=0.2, seed=0, release=True)
+    again = _files(out)
+    assert len(info_zips.present(out / "audio")) == len(zips)  # the same layout either way (9 clips at 3 a zip)
+    assert after == again  # JSONL, info zips and release.csv byte for byte
+    pd.testing.assert_frame_equal(manifest, pd.read_parquet(out / "manifest.parquet"))
+    pd.testing.assert_frame_equal(release, pd.read_parquet(out / "release.parquet"))
+
+
+def test_an_export_of_fewer_clips_deletes_the_zips_it_no_longer_writes(data_root, catalog, clip_factory, monkeypatch):
+    monkeypatch.setattr(info_zips, "PER_ZIP", 3)
+    ids = add_clips(catalog, data_root, clip_factory(4.0), LAYOUT)
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0)
+    out = data_root.export_dir("v1")
+    assert len(info_zips.present(out / "audio")) > 1
+    monkeypatch.setattr(info_zips, "PER_ZIP", 1000)
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0)
+    assert [p.name for p in info_zips.present(out / "audio")] == ["info.zip"]
+    assert _info(out).keys() == {f"{c}.json" for c in ids}
+
+
+def _counting_loads(monkeypatch) -> list[str]:
+    parsed, real = [], json.loads
+    monkeypatch.setattr(line_filter.json, "loads", lambda s, *a, **k: (parsed.append(s), real(s, *a, **k))[1])
+    return parsed
+
+
+def test_only_jsonl_lines_holding_a_gone_id_are_parsed(tmp_path, monkeypatch):
+    lines = [{"path": f"/x/audio/v{i:04d}-00000.mp4", "description": "q. title"} for i in range(1000)]
+    lines[7]["description"] = "q. a video about v0003-00000"  # names a gone id, is not its line: parsed, kept
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(ln, sort_keys=True) + "\n" for ln in lines))
+    parsed = _counting_loads(monkeypatch)
+    gone = {"v0003-00000", "v0500-00000"}
+    assert line_filter.jsonl_without(path, gone, lambda r: r["path"].rsplit("/", 1)[1].removesuffix(".mp4"))
+    assert len(parsed) == 3  # of 1000 lines: the two gone and the one that mentions one
+    kept = [ln for ln in lines if ln["path"].rsplit("/", 1)[1][:-4] not in gone]
+    assert path.read_text() == "".join(json.dumps(ln, sort_keys=True) + "\n" for ln in kept)
+    assert not line_filter.jsonl_without(path, gone, lambda r: r["path"])  # nothing left to drop: unchanged
+
+
+@pytest.mark.parametrize("gone", [{"v0002-00000", "v0004-00060"}, {f"v{i:04d}-00000" for i in range(70)}])
+def test_release_csv_records_dropped_by_lines_equal_pandas_writing_the_rest(tmp_path, gone):
+    """Quoted fields with commas, quotes and newlines, one of them a line that starts like a gone clip's
+    record: the lines-only filter (a few ids) and the parse-all fallback (many) agree with pandas."""
+    rows = [{"clip_id": f"v{i:04d}-{k:05d}", "query": q, "excluded_spans": None, "start_s": float(k)}
+            for i, q in enumerate(["city", 'say "hi", then', "two\nlines", "x\nv0004-00060,fake", "plain"] * 20)
+            for k in (0, 60)]
+    rows[3]["excluded_spans"] = json.dumps([[1.0, 2.0, "noise"]])
+    df = pd.DataFrame(rows)
+    path = tmp_path / "release.csv"
+    df.to_csv(path, index=False)
+    expected = df[~df.clip_id.isin(gone)].to_csv(index=False)
+    got = line_filter.csv_without(path, gone)
+    if len(gone) > line_filter.FEW:
+        assert got is None  # the caller parses the file (dvmset.takedown)
+        return
+    assert got and path.read_text() == expected
+    assert line_filter.csv_without(path, gone) is False
