@@ -103,7 +103,7 @@ def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping 
         df = df.assign(target_lufs=[None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
                                     for v in df.target_lufs])  # "none" beside numbers: one text column
     with atomic_path(out_dir / FILES[0]) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, row_group_size=10_000)  # a takedown rewrites it a group at a time
     with atomic_path(out_dir / FILES[1]) as tmp:
         df.to_csv(tmp, index=False)
     meta = {"format": RELEASE_FORMAT, "name": name, "clips": len(df), "videos": int(df.video_id.nunique()),

@@ -23,7 +23,7 @@ from dvmset.export_webdataset import scrub_webdataset
 from dvmset.info_zips import drop_from_info_zips
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import check_id, id_problem
-from dvmset.line_filter import csv_without, jsonl_without
+from dvmset.line_filter import csv_without, jsonl_without, parquet_without
 from dvmset.release import FILES as RELEASE_FILES
 from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Source, Takedown, utcnow
@@ -169,15 +169,17 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.Data
     for name in RELEASE_FILES[:2]:  # the release may name a clip the manifest already lost (a killed run)
         p = out / name
         if p.is_file():
-            if p.suffix == ".csv" and (by_lines := csv_without(p, gone)) is not None:
+            if p.suffix == ".parquet":
+                named = parquet_without(p, gone) or named  # a row group at a time
+                continue
+            if (by_lines := csv_without(p, gone)) is not None:
                 named = by_lines or named  # the few lines naming a gone id looked at, the rest copied
                 continue
-            rel = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype=str, keep_default_na=False)
+            rel = pd.read_csv(p, dtype=str, keep_default_na=False)
             if rel.clip_id.isin(gone).any():
                 named = True
                 with atomic_path(p) as tmp:
-                    kept = rel[~rel.clip_id.isin(gone)]
-                    kept.to_parquet(tmp, index=False) if p.suffix == ".parquet" else kept.to_csv(tmp, index=False)
+                    rel[~rel.clip_id.isin(gone)].to_csv(tmp, index=False)
     for p in [*sorted(out.glob("*.jsonl")), *sorted(out.glob("egs/*/data.jsonl"))]:
         jsonl_without(p, gone, _audio_stem)
     for cid in gone:

@@ -97,11 +97,14 @@ def test_only_jsonl_lines_holding_a_gone_id_are_parsed(tmp_path, monkeypatch):
     assert len(parsed) == 3  # of 1000 lines: the two gone and the one that mentions one
     kept = [ln for ln in lines if ln["path"].rsplit("/", 1)[1][:-4] not in gone]
     assert path.read_text() == "".join(json.dumps(ln, sort_keys=True) + "\n" for ln in kept)
+    inode = path.stat().st_ino
     assert not line_filter.jsonl_without(path, gone, lambda r: r["path"])  # nothing left to drop: unchanged
+    assert path.stat().st_ino == inode
 
 
+@pytest.mark.parametrize("block", [8 * 2**20, 50])  # one block; blocks smaller than a record, ends in quotes
 @pytest.mark.parametrize("gone", [{"v0002-00000", "v0004-00060"}, {f"v{i:04d}-00000" for i in range(70)}])
-def test_release_csv_records_dropped_by_lines_equal_pandas_writing_the_rest(tmp_path, gone):
+def test_release_csv_records_dropped_by_lines_equal_pandas_writing_the_rest(tmp_path, monkeypatch, gone, block):
     """Quoted fields with commas, quotes and newlines, one of them a line that starts like a gone clip's
     record: the lines-only filter (a few ids) and the parse-all fallback (many) agree with pandas."""
     rows = [{"clip_id": f"v{i:04d}-{k:05d}", "query": q, "excluded_spans": None, "start_s": float(k)}
@@ -112,9 +115,29 @@ def test_release_csv_records_dropped_by_lines_equal_pandas_writing_the_rest(tmp_
     path = tmp_path / "release.csv"
     df.to_csv(path, index=False)
     expected = df[~df.clip_id.isin(gone)].to_csv(index=False)
+    monkeypatch.setattr(line_filter, "BLOCK", block)
     got = line_filter.csv_without(path, gone)
     if len(gone) > line_filter.FEW:
         assert got is None  # the caller parses the file (dvmset.takedown)
         return
     assert got and path.read_text() == expected
-    assert line_filter.csv_without(path, gone) is False
+    inode = path.stat().st_ino
+    assert line_filter.csv_without(path, gone) is False and path.stat().st_ino == inode  # not rewritten
+
+
+def test_release_parquet_is_filtered_a_row_group_at_a_time_and_reads_back_the_same(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    df = pd.DataFrame({"clip_id": [f"v{i:04d}-00000" for i in range(95)], "fps": [25] * 94 + [None],
+                       "music_fingerprint": ["cp1:" + "x" * 50] * 95})
+    path = tmp_path / "release.parquet"
+    df.to_parquet(path, index=False, row_group_size=10)
+    monkeypatch.setattr(line_filter, "ROWS", 10)
+    read, real = [], pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, g, *a, **k: (read.append(g), real(self, g, *a, **k))[1])
+    gone = {"v0003-00000", "v0094-00000"}
+    assert line_filter.parquet_without(path, gone)
+    assert read == list(range(10))  # one group at a time, never the whole file
+    pd.testing.assert_frame_equal(pd.read_parquet(path), df[~df.clip_id.isin(gone)].reset_index(drop=True))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 10
+    assert not line_filter.parquet_without(path, gone)
