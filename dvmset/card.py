@@ -112,7 +112,8 @@ def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]
     if seps.get("not recorded"):
         vocals.append(f"separator not recorded for {seps['not recorded']} clips")
     lines.append(f"- **Vocals**: {'; '.join(vocals) or 'no clips'}.")
-    targets = sorted({t for text in facts.target_lufs.dropna().unique() if isinstance(text, str) for t in json.loads(text)})
+    targets = sorted({t for text in facts.target_lufs.dropna().unique() if isinstance(text, str)
+                      for t in json.loads(text)})
     measured = pd.to_numeric(facts.loudness_out_lufs, errors="coerce").dropna()
     lines.append("- **Loudness**: " + (f"music normalised to {', '.join(f'{t:g}' for t in targets)} LUFS "
                                        "(pyloudnorm, BS.1770) before cutting" if targets else "target not recorded")
@@ -217,7 +218,8 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
               "`egs/{train,valid,test}/data.jsonl` (`dset=` of MusicGen's solver): AudioMeta lines (with the file's "
               "sample_rate and a `description`; a clip with excluded spans is listed up to its first span); "
               "`audio/{clip_id}.json` holds MusicInfo (description = query and title, what MusicGen's text "
-              "conditioning reads), also in `audio/info.zip` where each line's `info_path` points.",
+              "conditioning reads), also in `audio/info.zip` (a large export: `audio/info-*-of-*.zip`) where each "
+              "line's `info_path` points.",
               "- Features: `features/index.parquet` + `features/shard-*.safetensors` under the data root "
               "(global [T, D] fp16 at 1 fps, rhythm [T*50] fp32 and, from shard format 2, rhythm_global [T*50] fp32, "
               "codes [4, T*50] int16).", ""]
