@@ -141,3 +141,19 @@ def test_release_parquet_is_filtered_a_row_group_at_a_time_and_reads_back_the_sa
     pd.testing.assert_frame_equal(pd.read_parquet(path), df[~df.clip_id.isin(gone)].reset_index(drop=True))
     assert pq.ParquetFile(path).metadata.num_row_groups == 10
     assert not line_filter.parquet_without(path, gone)
+
+
+def test_an_export_with_one_large_info_zip_made_before_is_still_taken_down_from(data_root, catalog, clip_factory,
+                                                                                 monkeypatch, caplog):
+    """Exports made before the split keep every MusicInfo in one info.zip: a takedown rewrites it whole and
+    says that a re-export splits it."""
+    ids = add_clips(catalog, data_root, clip_factory(4.0), LAYOUT)
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0)
+    out = data_root.export_dir("v1")
+    monkeypatch.setattr(info_zips, "PER_ZIP", 3)  # as if this export were larger than a zip holds now
+    gone = "c-00060"
+    with caplog.at_level("INFO", logger="dvmset.info_zips"):
+        assert scrub_export(out, [gone], lambda o, m: write_card(o, m, catalog))
+    assert [p.name for p in info_zips.present(out / "audio")] == ["info.zip"]
+    assert _info(out).keys() == {f"{c}.json" for c in ids if c != gone}
+    assert "a re-export spreads them" in caplog.text
