@@ -2,7 +2,7 @@
 audit record (when, why). Every step is idempotent, so a takedown interrupted anywhere and run again
 finishes: the request row is written first and names the clips; then the catalog marks, the feature
 shards (each affected shard rewritten atomically, every other clip's tensors byte for byte the same)
-and the index, the exports (manifest, JSONL, links, info.zip, release, card); media files are deleted
+and the index, the exports (manifest, JSONL, links, info zips, release, card); media files are deleted
 by flows/curation/takedown.py. A later curate refuses the video (:func:`refusal`).
 """
 
