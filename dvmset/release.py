@@ -33,7 +33,7 @@ COLUMNS = ["clip_id", "video_id", "url", "start_s", "duration_s", "source_durati
            "verdict", "agreement", "ratings", "license", "separator", "target_lufs", "fps", "music_sha256",
            "music_fingerprint", "excluded_spans"]
 OPTIONAL = ("excluded_spans",)  # absent from releases made before it: read as none
-_PROCESSING = ("separator", "target_lufs", "fps")
+PROCESSING = ("separator", "target_lufs", "fps")
 _TEXT = ("clip_id", "video_id", "url", "split", "query", "verdict", "license", "separator", "music_sha256",
          "music_fingerprint", "excluded_spans")  # read as text from the CSV (a hex checksum of digits is not a number)
 
@@ -90,7 +90,13 @@ def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
 
 def processing_parameters(df: pd.DataFrame) -> dict:
     """The distinct processing parameters of the rows (one value each in a uniformly made release)."""
-    return {k: sorted({v for v in df[k] if v is not None and not pd.isna(v)}, key=str) for k in _PROCESSING}
+    return {k: sorted({v for v in df[k].dropna().unique().tolist() if v is not None}, key=str) for k in PROCESSING}
+
+
+def release_counts(df: pd.DataFrame) -> dict:
+    """release.json's counts and processing parameters of these rows (a takedown writes them again)."""
+    return {"clips": len(df), "videos": int(df.video_id.nunique()),
+            "splits": {p: int((df.split == p).sum()) for p in SPLITS}, "processing": processing_parameters(df)}
 
 
 def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping | None = None) -> list[Path]:
@@ -106,9 +112,7 @@ def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping 
         df.to_parquet(tmp, index=False, row_group_size=10_000)  # a takedown rewrites it a group at a time
     with atomic_path(out_dir / FILES[1]) as tmp:
         df.to_csv(tmp, index=False)
-    meta = {"format": RELEASE_FORMAT, "name": name, "clips": len(df), "videos": int(df.video_id.nunique()),
-            "splits": {p: int((df.split == p).sum()) for p in SPLITS},
-            "processing": processing_parameters(df), **dict(extra or {})}
+    meta = {"format": RELEASE_FORMAT, "name": name, **release_counts(df), **dict(extra or {})}
     atomic_write_text(out_dir / FILES[2], json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     return [out_dir / f for f in FILES]
 

@@ -25,6 +25,7 @@ from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import check_id, id_problem
 from dvmset.line_filter import csv_without, jsonl_without, parquet_without
 from dvmset.release import FILES as RELEASE_FILES
+from dvmset.release import PROCESSING, release_counts
 from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Source, Takedown, utcnow
 
@@ -151,6 +152,17 @@ def _audio_stem(line: dict) -> str:
     return Path(line["path"]).stem
 
 
+def _recount_release(out: Path) -> None:
+    """release.json's counts and processing parameters again from release.parquet (a few columns read)."""
+    meta_path = out / RELEASE_FILES[2]
+    if not meta_path.is_file():
+        return
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    df = pd.read_parquet(out / RELEASE_FILES[0], columns=["video_id", "split", *PROCESSING])
+    meta.update(release_counts(df))
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+
 def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path, pd.DataFrame], None]) -> bool:
     """One export without the clips: manifest, JSONL (both layouts), audio links and MusicInfo, the info zips,
     the release, then the card again (``write_card(out, manifest)``); the temp files of an interrupted
@@ -170,7 +182,9 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.Data
         p = out / name
         if p.is_file():
             if p.suffix == ".parquet":
-                named = parquet_without(p, gone) or named  # a row group at a time
+                if parquet_without(p, gone):  # a row group at a time
+                    named = True
+                    _recount_release(out)
                 continue
             if (by_lines := csv_without(p, gone)) is not None:
                 named = by_lines or named  # the few lines naming a gone id looked at, the rest copied

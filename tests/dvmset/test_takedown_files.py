@@ -20,7 +20,7 @@ LAYOUT = {"a": ("q1", 3), "b": ("q1", 2), "c": ("q2", 3), "d": ("q2", 2), "e": (
 
 
 def _files(out) -> dict[str, bytes]:
-    keep = ("*.jsonl", "egs/*/data.jsonl", "audio/info*.zip", "release.csv")
+    keep = ("*.jsonl", "egs/*/data.jsonl", "audio/info*.zip", "release.csv", "release.json")
     return {str(p.relative_to(out)): p.read_bytes() for g in keep for p in sorted(out.glob(g))}
 
 
@@ -63,7 +63,7 @@ def test_a_takedown_leaves_the_files_an_export_without_the_clip_writes(data_root
     export_dataset(data_root, catalog, "v1", test_fraction=0.3, valid_fraction=0.2, seed=0, release=True)
     again = _files(out)
     assert len(info_zips.present(out / "audio")) == len(zips)  # the same layout either way (9 clips at 3 a zip)
-    assert after == again  # JSONL, info zips and release.csv byte for byte
+    assert after == again  # JSONL, info zips, release.csv and release.json's counts byte for byte
     pd.testing.assert_frame_equal(manifest, pd.read_parquet(out / "manifest.parquet"))
     pd.testing.assert_frame_equal(release, pd.read_parquet(out / "release.parquet"))
 
