@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 
 from annotation_ui.context import HERE, ReviewContext, make_templates
 from annotation_ui.errors import add_error_handlers
-from annotation_ui.guard import RequestGuard
+from annotation_ui.guard import ASGIApp, Message, Receive, RequestGuard, Scope, Send
 from annotation_ui.peaks import ComputePeaks, PeaksStore, PeaksWarmer
 from annotation_ui.routes import agreement, auth, clips, decisions, lead, pages, queue
 from annotation_ui.serving import SerialWriter, TtlCache
@@ -88,12 +89,27 @@ def create_app(root: DataRoot, catalog: Catalog, policy: review.QueuePolicy | No
         app.include_router(router)
     add_error_handlers(app)
     app.add_middleware(RequestGuard)  # inside the headers middleware below, so its answers get them too
-
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette signature
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
-
+    app.add_middleware(SecurityHeaders)
     return app
+
+
+class SecurityHeaders:
+    """SECURITY_HEADERS on every response that does not set them itself. A plain ASGI middleware: one
+    wrapped ``send``, where ``@app.middleware("http")`` ran each request through a task and memory streams."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                headers = MutableHeaders(scope=msg)
+                for k, v in SECURITY_HEADERS.items():
+                    headers.setdefault(k, v)
+            await send(msg)
+
+        await self.app(scope, receive, with_headers)

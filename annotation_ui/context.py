@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from annotation_ui.peaks import PeaksStore, PeaksWarmer
@@ -77,7 +78,7 @@ class ReviewContext:
         return path
 
 
-def review_context(request: Request) -> ReviewContext:
+async def review_context(request: Request) -> ReviewContext:  # async: no worker thread for an attribute
     return request.app.state.review
 
 
@@ -89,19 +90,24 @@ def bearer_or_cookie(request: Request) -> str | None:
     return auth[7:].strip() if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
 
 
-def current_annotator(request: Request, ctx: Ctx) -> Annotator:
-    """The annotator whose token came with the request (``Authorization: Bearer`` or the cookie)."""
+async def current_annotator(request: Request, ctx: Ctx) -> Annotator:
+    """The annotator whose token came with the request (``Authorization: Bearer`` or the cookie); async, so
+    only the catalog lookup takes a worker thread, and none when the guard looked it up already."""
     checked = getattr(request.state, "annotator", None)  # a state-changing request: annotation_ui.guard
     if checked is not None:
         return checked
     token = bearer_or_cookie(request)
     if not token:
         raise Unauthorized("sign in with your personal login link (vidmusician annotators add NAME)")
-    with ctx.catalog.session() as s:
-        ann = review.annotator_for_token(s, token)
+    ann = await run_in_threadpool(_annotator_for_token, ctx.catalog, token)
     if ann is None:
         raise Unauthorized("unknown token: ask for a new login link")
     return ann
+
+
+def _annotator_for_token(catalog: Catalog, token: str) -> Annotator | None:
+    with catalog.session() as s:
+        return review.annotator_for_token(s, token)
 
 
 Who = Annotated[Annotator, Depends(current_annotator)]

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dvmset.agreement import DecisionRow, live_verdicts
+from dvmset.clip_locks import lock_clip
 from dvmset.gold import check_verdict
 from dvmset.records import ClipStatus, Verdict
 from dvmset.review_policy import Conflict, NotFound
@@ -92,6 +93,7 @@ def adjudicate(session: Session, lead_id: int, clip_id: str, verdict: str, reaso
                note: str | None = None) -> Adjudication:
     """Settle a clip whose verdicts disagree with a lead's verdict; the caller checks the role."""
     verdict, reasons = check_verdict(verdict, reasons)
+    lock_clip(session, clip_id)  # a vote or undo in flight on the clip finishes first; its verdicts read after
     clip = session.get(Clip, clip_id)
     if clip is None:
         raise NotFound(f"clip {clip_id!r} is not in the catalog")

@@ -4,11 +4,12 @@ adjudicates disagreements."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, delete, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from dvmset.review_policy import Conflict, NotFound, ReviewError
 from dvmset.tables import Annotator, Lease
@@ -97,6 +98,19 @@ def is_revoked(ann: Annotator) -> bool:
 
 
 def annotator_for_token(session: Session, token: str | None) -> Annotator | None:
+    """The token's annotator, detached (as a caller holds it once its session closes): read-only here;
+    set_role, new_token and revoke_annotator change annotators."""
     if not token or len(token) > 256:
         return None
-    return session.scalars(select(Annotator).where(Annotator.token_hash == hash_token(token))).first()
+    row = session.execute(_by_token_hash(), {"token_hash": hash_token(token)}).first()
+    if row is None:
+        return None
+    ann = Annotator(**row._asdict())
+    make_transient_to_detached(ann)  # as the ORM would load it, without its per-object work (every request asks)
+    return ann
+
+
+@functools.cache
+def _by_token_hash() -> Select:
+    t = Annotator.__table__
+    return select(*t.c).where(t.c.token_hash == bindparam("token_hash"))

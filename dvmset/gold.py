@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from dvmset.clip_locks import lock_clip
 from dvmset.records import ClipStatus, RejectReason, Verdict
 from dvmset.review_policy import Conflict, InvalidDecision, NotFound
 from dvmset.tables import Annotator, Clip, Decision, GoldAnswer, GoldClip, Lease, ReviewSettings
@@ -80,6 +81,7 @@ def add_gold(session: Session, clip_id: str, verdict: str, reasons: Sequence[str
              lead_id: int | None = None) -> GoldClip:
     """Mark a clip gold with its known verdict (or change its gold verdict); its status becomes that verdict."""
     verdict, reasons = check_verdict(verdict, reasons)
+    lock_clip(session, clip_id)  # a vote in flight on the clip finishes first (dvmset.clip_locks)
     clip = session.get(Clip, clip_id)
     if clip is None:
         raise NotFound(f"clip {clip_id!r} is not in the catalog (`vidmusician status` lists clips)")
@@ -100,6 +102,7 @@ def add_gold(session: Session, clip_id: str, verdict: str, reasons: Sequence[str
 def remove_gold(session: Session, clip_id: str) -> int:
     """Unmark a gold clip; its answers stay recorded but no longer count. A clip without a live vote goes
     back to the queue; one with votes keeps its status. Returns the answers it had."""
+    lock_clip(session, clip_id)
     row = session.get(GoldClip, clip_id)
     if row is None:
         raise NotFound(f"clip {clip_id!r} is not gold (`vidmusician review gold list` shows them)")

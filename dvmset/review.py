@@ -16,15 +16,15 @@ decision is lost.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, exists, func, select, text
-from sqlalchemy.orm import Session, aliased, object_session
+from sqlalchemy import delete, exists, select, text
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached, object_session
 
 from dvmset import gold, review_order
+from dvmset import review_sql as sql
 from dvmset.agreement import UNDO, DecisionRow, effective_verdict, in_force, live_verdicts
 from dvmset.annotators import (  # noqa: F401 - re-exported: the review tool's one import
     REVOKED,
@@ -35,6 +35,8 @@ from dvmset.annotators import (  # noqa: F401 - re-exported: the review tool's o
     new_token,
     revoke_annotator,
 )
+from dvmset.clip_locks import lock_clip
+from dvmset.clip_locks import on_postgres as _postgres
 from dvmset.records import ClipStatus, RejectReason, Verdict
 from dvmset.review_policy import (  # noqa: F401 - re-exported: the review tool's one import
     Conflict,
@@ -43,9 +45,11 @@ from dvmset.review_policy import (  # noqa: F401 - re-exported: the review tool'
     PolicyMismatch,
     QueuePolicy,
     ReviewError,
+    adopt_policy,
     current_policy,
     store_policy,
 )
+from dvmset.review_sql import clip_and_source  # noqa: F401 - re-exported: what the page shows of a clip
 from dvmset.review_stats import (  # noqa: F401 - the read side, re-exported where the review server looks
     decision_records,
     progress,
@@ -58,6 +62,7 @@ from dvmset.tables import (  # noqa: F401 - Annotator re-exported
     Annotator,
     Clip,
     Decision,
+    GoldAnswer,
     GoldClip,
     Lease,
     utcnow,
@@ -80,33 +85,20 @@ class TooSoon(Conflict):
 # --- queue ------------------------------------------------------------------------------------
 
 
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def _serialise_writers(session: Session, now: dt.datetime, annotator_id: int | None = None) -> None:
     """Start a write before reading anything (see the module docstring): on SQLite take the database's write
     lock; on Postgres the table lock every writer shares but a policy change waits for. Expired leases go: all of
     them on SQLite, the annotator's own on Postgres (rows no other writer touches, so no two writers wait on
     each other here; every query ignores others' expired leases)."""
     if not _postgres(session):
-        session.execute(delete(Lease).where(Lease.expires_at <= now))
+        session.execute(sql.drop_expired(False), {"now": now})
         return
     if annotator_id is None:  # a policy change: wait for every writer, then purge the whole table
         session.execute(text("LOCK TABLE leases IN SHARE ROW EXCLUSIVE MODE"))
-        session.execute(delete(Lease).where(Lease.expires_at <= now))
+        session.execute(sql.drop_expired(False), {"now": now})
         return
     # a DELETE takes ROW EXCLUSIVE on leases even when it deletes nothing: the lock a policy change waits for
-    session.execute(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.expires_at <= now))
-
-
-def lock_clip(session: Session, clip_id: str, *, skip_locked: bool = False) -> bool:
-    """Postgres: lock the clip's row for this transaction (waiting for another holder, or with
-    ``skip_locked`` passing it over: False). SQLite holds the whole database already: always True."""
-    if not _postgres(session):
-        return True
-    stmt = select(Clip.__table__.c.id).where(Clip.__table__.c.id == clip_id).with_for_update(skip_locked=skip_locked)
-    return session.execute(stmt).first() is not None
+    session.execute(sql.drop_expired(True), {"now": now, "me": annotator_id})
 
 
 def _live_rows(session: Session, clip_id: str) -> dict[int, DecisionRow]:
@@ -118,16 +110,23 @@ def _live_rows(session: Session, clip_id: str) -> dict[int, DecisionRow]:
     return live_verdicts(rows).get(clip_id, {})
 
 
-def _set_status(clip: Clip, live: dict[int, DecisionRow], policy: QueuePolicy) -> None:
-    """Move a clip by the effective-verdict rule; a taken-down (or failed) clip never moves, nor does one
-    a lead settled (dvmset.adjudication) or marked gold (dvmset.gold)."""
-    if clip.status not in _REVIEWABLE or settled_by_lead(clip):
-        return
+def new_status(status: str, settled: bool, live: dict[int, DecisionRow], policy: QueuePolicy) -> str | None:
+    """Where the effective-verdict rule moves a clip now in ``status`` (None: it stays); a taken-down (or
+    failed) clip never moves, nor does one a lead settled (dvmset.adjudication) or marked gold (dvmset.gold)."""
+    if status not in _REVIEWABLE or settled:
+        return None
     eff = effective_verdict([r.verdict for r in live.values()], policy.overlap)
     new = {None: ClipStatus.PENDING_REVIEW, Verdict.ACCEPT: ClipStatus.ACCEPTED,
            Verdict.REJECT: ClipStatus.REJECTED}[eff]
-    if clip.status != new:
-        clip.status = new.value
+    return None if status == new else new.value
+
+
+def _set_status(clip: Clip, live: dict[int, DecisionRow], policy: QueuePolicy) -> None:
+    """Move a clip by the effective-verdict rule (see new_status)."""
+    if clip.status in _REVIEWABLE:
+        new = new_status(clip.status, settled_by_lead(clip), live, policy)
+        if new is not None:
+            clip.status = new
 
 
 def settled_by_lead(clip: Clip) -> bool:
@@ -140,85 +139,22 @@ def settled_by_lead(clip: Clip) -> bool:
 _REVIEWABLE = frozenset({ClipStatus.PENDING_REVIEW, ClipStatus.ACCEPTED, ClipStatus.REJECTED})
 
 
-def _open_to_me():  # noqa: ANN202 - a SQL boolean clause
-    """Whether a clip (a row of ``clips``) may be handed to :me at :now: pending, neither decided nor
-    skipped by :me, fewer than :overlap verdicts in force plus others' live leases."""
-    clips, leases = Clip.__table__, Lease.__table__
-    d, md = (Decision.__table__.alias(n) for n in ("d", "md"))
-    me, now = bindparam("me"), bindparam("now", type_=Lease.__table__.c.expires_at.type)
-    live_count = (
-        select(func.count()).select_from(d)
-        .where(d.c.clip_id == clips.c.id, in_force(d))
-        .scalar_subquery()
-    )
-    others = leases.alias("o")
-    others_leased = (
-        select(func.count()).select_from(others)
-        .where(others.c.clip_id == clips.c.id, others.c.annotator_id != me,
-               others.c.skipped.is_(False), others.c.expires_at > now)
-        .scalar_subquery()
-    )
-    mine = exists().where(md.c.clip_id == clips.c.id, md.c.annotator_id == me, in_force(md))
-    mine_l = leases.alias("ml")
-    skipped = exists().where(mine_l.c.clip_id == clips.c.id, mine_l.c.annotator_id == me,
-                             mine_l.c.skipped.is_(True), mine_l.c.expires_at > now)
-    return and_(clips.c.status == ClipStatus.PENDING_REVIEW.value, ~mine, ~skipped,
-                live_count + others_leased < bindparam("overlap"))
-
-
-@functools.cache
-def _claimable_stmt(first_only: bool = True):
-    """Pending clips among :ids that :me may be handed at :now, first by id (every one of them when not
-    ``first_only``); one statement, built once, with bound parameters, so SQLAlchemy compiles it once."""
-    clips = Clip.__table__
-    stmt = select(clips.c.id).where(clips.c.id.in_(bindparam("ids", expanding=True)), _open_to_me())
-    return stmt.order_by(clips.c.id).limit(1) if first_only else stmt.order_by(clips.c.id)
-
-
-@functools.cache
-def _page_ids(page: int):  # noqa: ANN202 - a subquery
-    """The ids of the next ``page`` pending clips after :after (the index on clips (status, id) serves it)."""
-    p = Clip.__table__.alias("page")
-    return (select(p.c.id).where(p.c.status == ClipStatus.PENDING_REVIEW.value, p.c.id > bindparam("after"))
-            .order_by(p.c.id).limit(page).subquery())
-
-
-@functools.cache
-def _first_in_page_stmt(page: int, lock: bool):
-    """The first clip among the next ``page`` pending ones after :after that :me may be handed, :exclude
-    left out: the page and the checks in one statement. ``lock`` (Postgres): the first whose row no other
-    transaction holds, locked (the queue's ``FOR UPDATE SKIP LOCKED``), so concurrent claims take
-    different clips instead of queueing on one."""
-    clips, ids = Clip.__table__, _page_ids(page)
-    stmt = (select(clips.c.id)
-            .where(clips.c.id.in_(select(ids.c.id)), clips.c.id.not_in(bindparam("exclude", expanding=True)),
-                   _open_to_me())
-            .order_by(clips.c.id).limit(1))
-    return stmt.with_for_update(skip_locked=True, of=clips) if lock else stmt
-
-
-@functools.cache
-def _page_end_stmt(page: int):
-    ids = _page_ids(page)
-    return select(func.max(ids.c.id))
-
-
 def _claimable(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime, n: int = 1,
                exclude: frozenset[str] = frozenset(), page: int = 200, lock: bool = False) -> list[str]:
     """The first ``n`` clips this annotator may be handed, in id order, ``exclude`` left out. Walks the
     pending clips a page at a time, so the per-clip checks run on a page, not on the whole queue (a
     single ORDER BY ... LIMIT 1 made SQLite check all 10,000 clips first); usually the first page holds
-    one, and that takes one statement. ``lock``: see _first_in_page_stmt."""
+    one, and that takes one statement. ``lock``: see dvmset.review_sql.first_in_page."""
     found: list[str] = []
     after = ""
     while len(found) < n:
-        hit = session.scalar(_first_in_page_stmt(page, lock), {
+        hit = session.scalar(sql.first_in_page(page, lock), {
             "after": after, "exclude": [*exclude, *found], "me": annotator_id, "now": now,
             "overlap": policy.overlap})
         if hit is not None:
             found.append(hit)
             continue
-        after = session.scalar(_page_end_stmt(page), {"after": after})
+        after = session.scalar(sql.page_end(page), {"after": after})
         if after is None:
             break
     return found
@@ -231,7 +167,7 @@ def _claimable_ranked(session: Session, annotator_id: int, policy: QueuePolicy, 
     (``lock``: whose row it could lock at once, see lock_clip)."""
     for i in range(0, len(ranked), page):
         chunk = [c for c in ranked[i:i + page] if c not in exclude]
-        ok = set(session.scalars(_claimable_stmt(False), {"ids": chunk, "me": annotator_id, "now": now,
+        ok = set(session.scalars(sql.claimable(False), {"ids": chunk, "me": annotator_id, "now": now,
                                                           "overlap": policy.overlap}))
         for c in chunk:
             if c in ok and (not lock or lock_clip(session, c, skip_locked=True)):
@@ -242,7 +178,7 @@ def _claimable_ranked(session: Session, annotator_id: int, policy: QueuePolicy, 
 def _still_claimable(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.datetime,
                      clip_id: str) -> bool:
     """Whether ``clip_id`` may be handed out, read in a statement of its own after its row was locked."""
-    return session.scalar(_claimable_stmt(), {"ids": [clip_id], "me": annotator_id, "now": now,
+    return session.scalar(sql.claimable(), {"ids": [clip_id], "me": annotator_id, "now": now,
                                               "overlap": policy.overlap}) is not None
 
 
@@ -255,6 +191,12 @@ def _pick(session: Session, annotator_id: int, policy: QueuePolicy, now: dt.date
         # ranked by a model of the verdicts so far; clips it has not ranked yet follow in id order
         first = (_claimable_ranked(session, annotator_id, policy, now, ranked, exclude=frozenset(exclude), lock=lock)
                  or _claimable(session, annotator_id, policy, now, exclude=frozenset(exclude), lock=lock))
+        if not first and lock:
+            # every claimable row was locked: a verdict being written on it holds it for milliseconds, so
+            # "queue empty" would be false (and the page would say so); wait for that row instead
+            first = _claimable(session, annotator_id, policy, now, exclude=frozenset(exclude))
+            if first:
+                lock_clip(session, first[0])
         if not first:
             return None
         if not lock or _still_claimable(session, annotator_id, policy, now, first[0]):
@@ -274,31 +216,26 @@ def claim_next(session: Session, annotator_id: int, policy: QueuePolicy | None =
     ``policy``: the catalog's (read in this transaction) unless given; ``order``: dvmset.review_order's."""
     now = now or utcnow()
     _serialise_writers(session, now, annotator_id)
-    policy = policy or current_policy(session)
+    first = session.execute(sql.policy_and_gold()).one()
+    policy = policy or adopt_policy(session, first.policy_overlap, first.policy_lease_s, first.policy_skip_s)
     until = now + dt.timedelta(seconds=policy.lease_s)
-    gold_clip = gold.claim(session, annotator_id, now, until)  # a gold clip mixed in, unmarked (dvmset.gold)
-    if gold_clip is not None:
-        return gold_clip
-    held = session.scalars(
-        select(Lease).where(Lease.annotator_id == annotator_id, Lease.skipped.is_(False)).order_by(Lease.clip_id)
-    ).all()
-    for lease in held:
-        clip = session.get(Clip, lease.clip_id)
-        if clip is not None and clip.status == ClipStatus.PENDING_REVIEW and annotator_id not in _live_rows(
-            session, lease.clip_id
-        ):
-            lease.expires_at = until
-            lease.handed_at = lease.handed_at or now  # a lease from before revision 0006
-            for other in held:
-                if other is not lease:
-                    session.delete(other)
-            return lease.clip_id
-        session.delete(lease)
+    if first.any_gold:
+        gold_clip = gold.claim(session, annotator_id, now, until)  # a gold clip mixed in, unmarked (dvmset.gold)
+        if gold_clip is not None:
+            return gold_clip
+    held = session.execute(sql.held_leases(), {"me": annotator_id}).all()
+    renewed = next((h.clip_id for h in held if h.renewable), None)  # the first the annotator may still decide
+    dropped = [h.clip_id for h in held if h.clip_id != renewed]
+    if dropped:
+        session.execute(sql.drop_leases(), {"me": annotator_id, "ids": dropped})
+    if renewed is not None:
+        session.execute(sql.renew_lease(), {"clip": renewed, "me": annotator_id, "until": until, "now": now})
+        return renewed
     clip_id = _pick(session, annotator_id, policy, now, order)
     if clip_id is None:
         return None
-    session.add(Lease(clip_id=clip_id, annotator_id=annotator_id, expires_at=until, skipped=False, handed_at=now))
-    session.flush()
+    session.execute(sql.add_lease(), {"clip_id": clip_id, "annotator_id": annotator_id, "expires_at": until,
+                                      "skipped": False, "handed_at": now})
     return clip_id
 
 
@@ -324,7 +261,25 @@ def _check_decision(verdict: str, reasons: Sequence[str], note: str | None) -> t
     return verdict, reasons, note
 
 
-def decide(
+@dataclass(frozen=True)
+class Decided:
+    """A verdict taken: its row, and the clip's status after it (None for a gold clip, whose answer shows
+    what an ordinary clip's would: gold.shown_status)."""
+
+    row: Decision | GoldAnswer
+    clip_status: str | None
+
+
+def decide(session: Session, annotator_id: int, clip_id: str, verdict: str, reasons: Sequence[str] = (),
+           note: str | None = None, seconds_spent: float | None = None, policy: QueuePolicy | None = None,
+           now: dt.datetime | None = None, spans: Sequence = (), min_listen_s: float = 0.0,
+           confirm: bool = False) -> Decision | GoldAnswer:
+    """Append this annotator's verdict on a clip and move the clip's status: :func:`give_verdict`'s row."""
+    return give_verdict(session, annotator_id, clip_id, verdict, reasons, note, seconds_spent, policy, now, spans,
+                        min_listen_s, confirm).row
+
+
+def give_verdict(
     session: Session,
     annotator_id: int,
     clip_id: str,
@@ -337,7 +292,7 @@ def decide(
     spans: Sequence = (),
     min_listen_s: float = 0.0,
     confirm: bool = False,
-) -> Decision:
+) -> Decided:
     """Append this annotator's verdict on a clip and move the clip's status by the effective-verdict rule.
 
     ``spans``: stretches excluded from an accept (dvmset.spans). The listening time is the server's: from
@@ -349,46 +304,52 @@ def decide(
     if spans and verdict != Verdict.ACCEPT:
         raise InvalidDecision("spans mark what to leave out of an accepted clip; a reject takes none")
     _serialise_writers(session, now, annotator_id)
-    held = session.get(Lease, (clip_id, annotator_id))
+    before = session.execute(sql.before_lock(), {"clip": clip_id, "me": annotator_id}).one()
     listened_s = None
-    if held is not None and not held.skipped and held.handed_at is not None:
-        handed = held.handed_at if held.handed_at.tzinfo else held.handed_at.replace(tzinfo=dt.UTC)
+    if before.handed_at is not None:
+        handed = before.handed_at if before.handed_at.tzinfo else before.handed_at.replace(tzinfo=dt.UTC)
         listened_s = round(max(0.0, (now - handed).total_seconds()), 1)
     if min_listen_s > 0 and not confirm and (listened_s or 0.0) < min_listen_s:
         raise TooSoon(listened_s or 0.0, min_listen_s)
+    read = adopt_policy(session, before.policy_overlap, before.policy_lease_s, before.policy_skip_s)
     # a gold clip asks the same question as any clip (the annotator cannot tell it apart), then is scored
     # against the gold verdict, not counted as a vote
-    if gold.gold_verdict(session, clip_id) is not None:
-        return gold.answer(session, annotator_id, clip_id, verdict, reasons, seconds_spent, now)
-    policy = policy or current_policy(session)
-    lock_clip(session, clip_id)  # then its verdicts and holders are read as the last writer on it left them
-    clip = session.get(Clip, clip_id)
+    if before.gold:
+        return Decided(gold.answer(session, annotator_id, clip_id, verdict, reasons, seconds_spent, now), None)
+    policy = policy or read
+    # on Postgres the clip's row is locked first; then its verdicts and holders are read, in a statement of
+    # their own, as the last writer on it left them
+    clip = session.execute(sql.clip_row(_postgres(session)), {"clip": clip_id}).first()
     if clip is None:
         raise NotFound(f"clip {clip_id!r} is not in the catalog")
     try:
         checked = check_spans(spans, clip.duration_s)
     except InvalidSpan as exc:
         raise InvalidDecision(str(exc)) from None
-    live = _live_rows(session, clip_id)
+    rows = session.execute(sql.verdicts_and_holders(), {"clip": clip_id, "me": annotator_id, "now": now}).all()
+    others_leased, settled = rows[0].others_leased, bool(rows[0].settled)
+    live = live_verdicts(
+        DecisionRow(id=r.id, clip_id=clip_id, annotator_id=r.annotator_id, verdict=r.verdict,
+                    reasons=tuple(r.reasons or ()), voids=r.voids, seconds_spent=r.seconds_spent)
+        for r in rows if r.id is not None
+    ).get(clip_id, {})
     if annotator_id in live:
         raise Conflict(f"clip {clip_id!r} already has your verdict; undo it first to change it")
-    others_leased = session.scalar(
-        select(func.count()).select_from(Lease).where(
-            Lease.clip_id == clip_id, Lease.annotator_id != annotator_id,
-            Lease.skipped.is_(False), Lease.expires_at > now)
-    )
     if clip.status != ClipStatus.PENDING_REVIEW or len(live) + others_leased >= policy.overlap:
         raise Conflict(f"clip {clip_id!r} is not open for review (status {clip.status}, "
                        f"{len(live)} verdicts, {others_leased} other reviewers holding it)")
-    session.execute(delete(Lease).where(Lease.clip_id == clip_id, Lease.annotator_id == annotator_id))
-    row = Decision(clip_id=clip_id, annotator_id=annotator_id, verdict=verdict, reasons=reasons, note=note,
-                   seconds_spent=seconds_spent, created_at=now, listened_s=listened_s,
-                   spans=[sp.as_list() for sp in checked] or None)
+    session.execute(sql.drop_my_lease(), {"clip": clip_id, "me": annotator_id})
+    values = {"clip_id": clip_id, "annotator_id": annotator_id, "verdict": verdict, "reasons": reasons, "note": note,
+              "voids": None, "seconds_spent": seconds_spent, "created_at": now, "listened_s": listened_s,
+              "spans": [sp.as_list() for sp in checked] or None, "summarised": False}
+    row = Decision(id=session.scalar(sql.add_decision(), values), **values)
+    make_transient_to_detached(row)  # the row just inserted, as the session would hold it after a flush
     session.add(row)
-    session.flush()
     live[annotator_id] = DecisionRow(row.id, clip_id, annotator_id, verdict, tuple(reasons))
-    _set_status(clip, live, policy)
-    return row
+    status = new_status(clip.status, settled, live, policy)
+    if status is not None:
+        session.execute(sql.move_clip(), {"clip": clip_id, "status": status})
+    return Decided(row, status or clip.status)
 
 
 def undo_last(session: Session, annotator_id: int, policy: QueuePolicy | None = None,

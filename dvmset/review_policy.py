@@ -3,8 +3,10 @@ server's URL, and the review tool's refusals. Changing the policy re-decides cli
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dvmset.tables import ReviewSettings
@@ -63,6 +65,26 @@ def current_policy(session: Session) -> QueuePolicy:
         return cached
     row = session.get(ReviewSettings, SETTINGS_ID)
     policy = QueuePolicy() if row is None else QueuePolicy(row.overlap, row.lease_s, row.skip_s)
+    session.info[_POLICY_KEY] = policy
+    return policy
+
+
+@functools.cache
+def policy_columns() -> tuple:
+    """The policy's three values as scalar subqueries (NULL while nobody has set one), to read the policy
+    in the same statement as something else a request needs; :func:`adopt_policy` takes them back."""
+    rs = ReviewSettings.__table__
+    return tuple(select(c).where(rs.c.id == SETTINGS_ID).scalar_subquery().label(f"policy_{c.name}")
+                 for c in (rs.c.overlap, rs.c.lease_s, rs.c.skip_s))
+
+
+def adopt_policy(session: Session, overlap: int | None, lease_s: float | None, skip_s: float | None) -> QueuePolicy:
+    """The policy read through :func:`policy_columns`, kept as this session's (as :func:`current_policy`
+    keeps what it reads); the one the session read first, if it already read one."""
+    cached = session.info.get(_POLICY_KEY)
+    if cached is not None:
+        return cached
+    policy = QueuePolicy() if overlap is None else QueuePolicy(overlap, lease_s, skip_s)
     session.info[_POLICY_KEY] = policy
     return policy
 

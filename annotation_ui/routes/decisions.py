@@ -49,10 +49,10 @@ class DecisionIn(BaseModel):
 def api_decide(body: DecisionIn, ctx: Ctx, ann: Who) -> dict | Response:
     try:
         with ctx.writer.session() as s:
-            row = review.decide(s, ann.id, body.clip_id, body.verdict, body.reasons, body.note,
-                                body.seconds_spent, spans=[sp.model_dump() for sp in body.spans],
-                                min_listen_s=ctx.min_listen_s, confirm=body.confirm)
-            status = s.get(Clip, body.clip_id).status
+            done = review.give_verdict(s, ann.id, body.clip_id, body.verdict, body.reasons, body.note,
+                                       body.seconds_spent, spans=[sp.model_dump() for sp in body.spans],
+                                       min_listen_s=ctx.min_listen_s, confirm=body.confirm)
+            row, status = done.row, done.clip_status
             listened = getattr(row, "listened_s", None)
             if isinstance(row, GoldAnswer):  # unmarked: the answer shows what an ordinary clip would
                 status = gold.shown_status(s, body.clip_id, body.verdict)

@@ -6,13 +6,14 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from annotation_ui.context import Ctx, ReviewContext, Who
 from dvmset import gold, review, review_skips
 from dvmset.constants import TRAIN_WINDOW_S
 from dvmset.layout import check_id
-from dvmset.tables import Clip, Source
+from dvmset.tables import Clip
 
 router = APIRouter()
 
@@ -38,7 +39,7 @@ def safe_link(url: str | None) -> str | None:
     return url if scheme in ("http", "https") else None
 
 
-def qc_hints(clip: Clip) -> dict:
+def qc_hints(clip: Clip | Row) -> dict:
     """The automatic QC hints shown beside the player (None where curation did not measure one)."""
     # still_s, limiting_db and clip_gain_db are None for clips curated before catalog revision 0002.
     return {
@@ -52,8 +53,8 @@ def clip_payload(s: Session, clip_id: str | None) -> dict | None:
     """What the page needs to show one clip; None for an empty queue."""
     if clip_id is None:
         return None
-    clip = s.get(Clip, clip_id)
-    src = s.get(Source, clip.source_id)
+    clip = s.execute(review.clip_and_source(), {"clip": clip_id}).one()
+    has_source = clip.source_id is not None
     return {
         "id": clip.id,
         "media_url": f"/media/{clip.id}",
@@ -65,10 +66,10 @@ def clip_payload(s: Session, clip_id: str | None) -> dict | None:
         "window_s": TRAIN_WINDOW_S,  # the page counts the training windows the clip keeps as spans are marked
         "qc": qc_hints(clip),
         "source": {
-            "id": src.id if src else None,
-            "title": (src.title if src else None) or "",
-            "query": (src.query if src else None) or "",
-            "link": safe_link((src.webpage_url or src.url) if src else None),
+            "id": clip.source_id,
+            "title": clip.source_title or "",
+            "query": clip.source_query or "",
+            "link": safe_link((clip.source_webpage_url or clip.source_url) if has_source else None),
         },
     }
 

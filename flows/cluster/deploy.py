@@ -1,11 +1,12 @@
 """`vidmusician deploy`: the Prefect objects a server with workers needs, created or found (idempotent).
 
-Work pools (process workers): CPU for curation and export, GPU for features and training, each with a
-concurrency limit; the global concurrency limits the flows take (flows.cluster.limits: one Demucs per CPU
-worker, a download rate limit per site, GPU jobs per device); the deployments of flows.cluster.entry from a
-local source directory (every worker host has the same checkout or installed package there); and
-the automation that marks a flow run whose heartbeats stopped (its process was killed: a "zombie")
-as crashed. Re-running converges on the same objects and says what it found.
+Work pools (process workers): CPU for curation, export and the ablate run that starts its rows, GPU for
+features, training and each ablate row, each with a concurrency limit; the global concurrency limits the
+flows take (flows.cluster.limits: one Demucs per CPU worker, a download rate limit per site, GPU jobs per
+device); the deployments of flows.cluster.entry from a local source directory (every worker host has the
+same checkout or installed package there); and the automation that marks a flow run whose heartbeats
+stopped (its process was killed: a "zombie") as crashed. Re-running converges on the same objects and
+says what it found.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Entry:
 
     @property
     def flow_name(self) -> str:
-        return f"vidmusician-{self.function}"
+        return f"vidmusician-{self.function.replace('_', '-')}"
 
     @property
     def full_name(self) -> str:  # what run_deployment and `prefect deployment run` take
@@ -46,7 +47,7 @@ class Entry:
 ENTRY_FILE = "flows/cluster/entry.py"  # relative to the source the workers pull
 ENTRIES = (Entry("curate", "curate", CPU_POOL), Entry("export", "export", CPU_POOL),
            Entry("features", "features", GPU_POOL), Entry("train", "train", GPU_POOL),
-           Entry("ablate", "ablate", GPU_POOL))
+           Entry("ablate", "ablate", CPU_POOL), Entry("ablate_row", "ablate-row", GPU_POOL))
 DEPLOYMENTS = MappingProxyType({e.function: e for e in ENTRIES})
 
 # YouTube throttles a session at a few hundred videos an hour: stay under it by default.
@@ -173,6 +174,9 @@ def _deployment(spec: DeploySpec, entry: Entry) -> Outcome:
     if before.entrypoint != entrypoint:  # e.g. made before flows/ was grouped by job: the same deployment, moved
         return Outcome("deployment", entry.full_name, "updated",
                        f"pool {entry.pool}, id {dep_id}, entrypoint {before.entrypoint} -> {entrypoint}")
+    if before.work_pool_name != entry.pool:  # e.g. ablate, which became the CPU-side coordinator of its rows
+        return Outcome("deployment", entry.full_name, "updated",
+                       f"pool {before.work_pool_name} -> {entry.pool}, id {dep_id}")
     return Outcome("deployment", entry.full_name, "found", f"pool {entry.pool}, id {dep_id}")
 
 

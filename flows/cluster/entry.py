@@ -192,14 +192,53 @@ def ablate_run(data: str, out: str, rows: list[str] | None = None, recipe: dict[
 @flow(name="vidmusician-ablate", log_prints=False)
 def ablate(data: str, out: str, rows: list[str] | None = None, recipe: dict[str, Any] | None = None,
            settings: dict[str, Any] | None = None, generate: dict[str, Any] | None = None,
-           evaluate: dict[str, Any] | None = None, split: str = "test") -> dict:
-    """Table 2 on an export (resumable): each row a subflow; returns the table's paths and the rows done."""
+           evaluate: dict[str, Any] | None = None, split: str = "test", row_deployment: str | None = None) -> dict:
+    """Table 2 on an export (resumable); returns the table's paths and the rows done. Without
+    ``row_deployment`` every row is a subflow of this run, in turn; with it (`ablate --via-server`) each row is
+    a run of that deployment (the ablate-row entry flow), so the pool's workers run them side by side."""
     from flows.training.ablate import run_ablate, with_features_clip
 
     run = ablate_run(data, out, rows, recipe, settings, generate, evaluate, split)
+    if row_deployment is not None:
+        return _ablate_on_pool(run, row_deployment, {"data": data, "out": out, "recipe": recipe, "settings": settings,
+                                                      "generate": generate, "evaluate": evaluate, "split": split})
     if generate is not None and "clip_model" not in generate:
         run = with_features_clip(run)
     with _gpu_slot(run.train.device):
         result = run_ablate(run)
     return {"table2.md": str(result.table_md), "table2.json": str(result.table_json),
             "rows": [r["row"] for r in result.rows]}
+
+
+def _ablate_on_pool(run, deployment: str, params: dict[str, Any]) -> dict:  # noqa: ANN001 - an AblateRun
+    """Check the export and link the test clips once, start every row on ``deployment``, wait, write the table."""
+    from prefect.logging import get_run_logger
+
+    from flows.cluster.rows import dispatch_rows
+    from flows.training.ablate_row import prepare
+    from flows.training.table2 import write_table
+
+    logger = get_run_logger()
+    prepare(run)
+    records = dispatch_rows(deployment, {k: v for k, v in params.items() if v is not None}, run.rows,
+                            on_state=lambda row, state: logger.info("row %s: %s", row, state))
+    md, js = write_table(Path(run.out), records)
+    return {"table2.md": str(md), "table2.json": str(js), "rows": [r["row"] for r in records]}
+
+
+@flow(name="vidmusician-ablate-row", log_prints=False)
+def ablate_row(data: str, out: str, row: str, recipe: dict[str, Any] | None = None,
+               settings: dict[str, Any] | None = None, generate: dict[str, Any] | None = None,
+               evaluate: dict[str, Any] | None = None, split: str = "test") -> dict:
+    """One Table 2 row to its end on this worker (train, generate, evaluate; a row already done returns its
+    record untouched), holding one GPU job slot on CUDA; returns the row, its fingerprint and best checkpoint."""
+    from flows.training.ablate import ablate_row as run_row
+    from flows.training.ablate import row_options, with_features_clip
+
+    run = ablate_run(data, out, [row], recipe, settings, generate, evaluate, split)
+    if generate is not None and "clip_model" not in generate:
+        run = with_features_clip(run)
+    gen, ev = row_options(run)
+    with _gpu_slot(run.train.device):
+        record = run_row(run, row, gen, ev)
+    return {"row": row, "fingerprint": record["fingerprint"], "best_checkpoint": record["best_checkpoint"]}

@@ -28,8 +28,10 @@ class RemoteRun:
 
 
 def run_remote(deployment: str, parameters: dict[str, Any], *, on_poll: Callable[[str], None] | None = None,
-               poll_s: float = 2.0, timeout_s: float | None = None) -> RemoteRun:
-    """Start ``deployment`` (``flow-name/deployment-name``) with JSON ``parameters``; wait until it ends."""
+               poll_s: float = 2.0, timeout_s: float | None = None,
+               on_start: Callable[[str], None] | None = None) -> RemoteRun:
+    """Start ``deployment`` (``flow-name/deployment-name``) with JSON ``parameters``; wait until it ends.
+    ``on_start`` gets the new flow run's id (to follow what it starts), ``on_poll`` its state at each poll."""
     from prefect import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
@@ -40,6 +42,8 @@ def run_remote(deployment: str, parameters: dict[str, Any], *, on_poll: Callable
         raise RemoteRunError(f"no deployment {deployment} on the Prefect server: run `vidmusician deploy` "
                              "against it first") from err
     log.info("started flow run %s (%s) of %s", flow_run.name, flow_run.id, deployment)
+    if on_start is not None:
+        on_start(str(flow_run.id))
     started = time.monotonic()
     last = None
     with get_client(sync_client=True) as client:

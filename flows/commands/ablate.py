@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.add_argument("--via-server", action="store_true",
                    help="start the ablate deployment on the Prefect server ($PREFECT_API_URL, set up by `vidmusician "
-                        "deploy`) and follow it; a GPU worker runs it (paths must be valid on the worker)")
+                        "deploy`) and follow it: it starts each row as its own run on the GPU pool, so its workers "
+                        "run rows side by side (paths must be valid on every worker, --out on shared storage)")
     p.set_defaults(func=cmd_ablate, runs_flows=True)
 
 
@@ -107,6 +108,7 @@ def remote_params(run, args: argparse.Namespace) -> dict:  # noqa: ANN001 - an A
     """The ablate entry flow's JSON parameters (flows/cluster/entry.py) for this run: only what was given."""
     from dataclasses import fields
 
+    from flows.cluster.deploy import DEPLOYMENTS
     from flows.training.run import TrainRun
     from model.training.config import TrainConfig
 
@@ -132,18 +134,41 @@ def remote_params(run, args: argparse.Namespace) -> dict:  # noqa: ANN001 - an A
               "evaluate": ev}
     if gen:
         params["generate"] = gen
+    params["row_deployment"] = DEPLOYMENTS["ablate_row"].full_name  # each row its own run: side by side
     return params
 
 
 def _via_server(run, args: argparse.Namespace) -> int:  # noqa: ANN001 - an AblateRun
+    from prefect import get_client
+
     from flows.cluster.deploy import DEPLOYMENTS
     from flows.cluster.remote import RemoteRunError, run_remote
+    from flows.cluster.rows import child_states
 
     deployment = DEPLOYMENTS["ablate"].full_name
+    shown: dict[str, str] = {}
+    started: list[str] = []
+
+    def on_poll(state: str) -> None:
+        if shown.get("") != state:
+            print(f"{deployment}: {state}", flush=True)
+            shown[""] = state
+        if not started:
+            return
+        with get_client(sync_client=True) as client:
+            rows = child_states(client, started[0])
+        for row, row_state in sorted(rows.items()):
+            if shown.get(row) != row_state:
+                print(f"row {row}: {row_state}", flush=True)
+                shown[row] = row_state
+
     try:
-        done = run_remote(deployment, remote_params(run, args), on_poll=lambda state: print(f"{deployment}: {state}"))
+        done = run_remote(deployment, remote_params(run, args), on_poll=on_poll, on_start=started.append)
     except RemoteRunError as err:
         print(f"ablate: {err}", file=sys.stderr)
         return 2
+    on_poll(done.state)  # the rows' last states, read after the run ended
     print(f"flow run {done.name} ({done.flow_run_id}): {done.state}" + (f": {done.message}" if done.message else ""))
+    if done.state == "Completed":
+        print(f"wrote {Path(run.out) / 'table2.md'} and {Path(run.out) / 'table2.json'} (on the workers' storage)")
     return 0 if done.state == "Completed" else 1

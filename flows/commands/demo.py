@@ -22,11 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the miniature world (docs/world.md): build it, pre-train a small MusicGen on its music, "
                         "curate, accept (a demo shortcut), extract features, export, run `ablate` with every Table 2 "
                         "row and both references, and score semantics and rhythm against shuffled pairs")
-    p.add_argument("--scale", choices=("small", "full"), default="full",
-                   help="with --world: 'full' is the documented experiment, 'small' the slow test's (default full)")
+    p.add_argument("--scale", choices=("small", "full", "large"), default="full",
+                   help="with --world: 'full' is the documented experiment, 'small' the slow test's, 'large' about "
+                        "15 test clips and 3x the training (about an hour on 2 cores; default full)")
     p.add_argument("--real-video", type=Path, metavar="MP4",
                    help="with --world: real footage with cuts to try the full row on (default: "
                         "../shared/media/bikes_cuts_10s.mp4 when present)")
+    p.add_argument("--rows", metavar="ROW,ROW",
+                   help="with --world: the ablate rows and references to run (default: the scale's; any of "
+                        "full, no-t5, no-rcm, no-it, one-stage, at, musicongen, musicongen-no-it, backbone, untrained)")
     p.add_argument("--pretrain-steps", type=int, metavar="N",
                    help="with --world: the miniature backbone's pre-training steps (default: the scale's); the run "
                         "stops after pre-training when the backbone does not hold its classes' tempos")
@@ -38,15 +42,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.world:
         from dataclasses import replace
 
-        from flows.demos.world import SCALES, BackboneNotReady, default_real_video, run_world_demo
+        from flows.demos.world import ALL_ROWS, SCALES, BackboneNotReady, default_real_video, run_world_demo
 
         scale = SCALES[args.scale]
+        rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) if args.rows else None
+        if rows is not None and (not rows or set(rows) - set(ALL_ROWS)):
+            raise SystemExit(f"--rows: unknown {sorted(set(rows) - set(ALL_ROWS)) or 'none given'}; "
+                             f"choose from {', '.join(ALL_ROWS)}")
         if args.pretrain_steps is not None:
             if args.pretrain_steps < 1:
                 raise SystemExit(f"--pretrain-steps must be >= 1, got {args.pretrain_steps}")
             scale = replace(scale, pretrain_steps=args.pretrain_steps)
         try:
-            run_world_demo(root.path, scale, real_video=args.real_video or default_real_video())
+            run_world_demo(root.path, scale, rows=rows, real_video=args.real_video or default_real_video())
         except BackboneNotReady as e:
             print(f"world demo stopped after pre-training: {e}")
             return 2

@@ -15,7 +15,13 @@ from flows.training.ablate import AblateRun, row_dir
 from flows.training.ablate_row import TEST_DIR
 from model.metrics.beats import BeatConfig, track_beats
 from model.metrics.rhythm import rhythm_item
-from model.metrics.world import nearest_class, rhythm_vs_shuffled, semantic_score, tempo_bpm
+from model.metrics.world import (
+    nearest_class,
+    precision_vs_shuffled,
+    rhythm_vs_shuffled,
+    semantic_score,
+    tempo_bpm,
+)
 from pipeline.audio import load_audio
 from pipeline.cuts import detect_video_cuts
 from pipeline.world import CLASSES
@@ -72,11 +78,13 @@ def world_report(root: Path, run: AblateRun, plans: list, records: list[dict], r
         pred = [nearest_class(t, bpms) for t in tempos]
         sem = semantic_score(pred, truth, seed=run.train.recipe.seed)
         rhy = rhythm_vs_shuffled([cuts[c] for c in clips], beats, seed=run.train.recipe.seed)
-        report["rows"][name] = {"semantic": sem.to_json(), "rhythm": rhy.to_json(),
+        pre = precision_vs_shuffled([cuts[c] for c in clips], beats, seed=run.train.recipe.seed)
+        report["rows"][name] = {"semantic": sem.to_json(), "rhythm": rhy.to_json(), "rhythm_precision": pre.to_json(),
                                 "tempo_bpm": [round(t, 1) for t in tempos],
                                 "music_class": [CLASSES[p].word if p >= 0 else None for p in pred]}
         say(f"      {name:>18}: semantic {sem.value:.2f} (chance {sem.chance:.2f}, diff CI "
-            f"{_ci(sem)})   rhythm {rhy.value:.2f} (shuffled {rhy.chance:.2f}, diff CI {_ci(rhy)})")
+            f"{_ci(sem)})   rhythm {rhy.value:.2f} (shuffled {rhy.chance:.2f}, diff CI {_ci(rhy)})   "
+            f"precision {pre.value:.2f} (shuffled {pre.chance:.2f}, diff CI {_ci(pre)})")
     report["figure"] = str(draw_figure(root / "world" / "figure.png", clips, cuts, envelopes))
     best = {r["row"]: Path(r["best_checkpoint"]) for r in records}
     if "full" in best:

@@ -8,8 +8,8 @@ back, a row without it resumes its training (`train`'s own resume) and generates
 (seeded: the same numbers). A row directory started with other settings is refused with what differs:
 use another --out, or delete that row's directory.
 
-Each row is its own Prefect flow (`ablate_row`), so a pool can run rows side by side; `ablate_flow` runs
-them in turn as subflows of one run.
+Each row is its own Prefect flow (`ablate_row`): `ablate_flow` runs them in turn as subflows of one run;
+flows/cluster/rows.py starts each as its own deployment run, so a pool of workers runs them side by side.
 """
 
 from __future__ import annotations
@@ -202,13 +202,20 @@ def ablate_row(run: AblateRun, name: str, generate: GenerateConfig, evaluate: Ev
     return record
 
 
-def run_ablate(run: AblateRun, on_row: RowHook | None = None) -> AblateResult:
-    """Every row in turn (each a Prefect flow run), then table2.md and table2.json."""
+def row_options(run: AblateRun) -> tuple[GenerateConfig, EvaluateConfig]:
+    """Check the export and link its split's clips into OUT/test/ (idempotent; safe from several workers at
+    once); the sampling and evaluation options every row runs with."""
     from flows.training.ablate_row import prepare
-    from flows.training.table2 import write_table
 
     clip_model = prepare(run)
-    generate, evaluate = default_generate(run, clip_model), default_evaluate(run)
+    return default_generate(run, clip_model), default_evaluate(run)
+
+
+def run_ablate(run: AblateRun, on_row: RowHook | None = None) -> AblateResult:
+    """Every row in turn (each a Prefect flow run), then table2.md and table2.json."""
+    from flows.training.table2 import write_table
+
+    generate, evaluate = row_options(run)
     records = [ablate_row(run, name, generate, evaluate, on_row) for name in run.rows]
     md, js = write_table(Path(run.out), records)
     return AblateResult(records, md, js)
@@ -221,4 +228,4 @@ def ablate_flow(run: AblateRun) -> dict:
     return {"table2.md": str(result.table_md), "table2.json": str(result.table_json)}
 
 
-__all__ = ["ROWS", "TABLE2", "AblateError", "AblateResult", "AblateRun", "ablate_flow", "ablate_row", "run_ablate"]
+__all__ = ["ROWS", "TABLE2", "AblateError", "AblateResult", "AblateRun", "ablate_flow", "ablate_row", "row_options", "run_ablate"]

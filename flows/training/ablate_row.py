@@ -41,8 +41,10 @@ def prepare(run: AblateRun) -> str | None:
         target = job.video.resolve()
         if link.is_symlink() and Path(os.readlink(link)) == target:
             continue
-        link.unlink(missing_ok=True)
-        link.symlink_to(target)
+        tmp = test / f".{job.name}.{os.getpid()}.link"  # rows on other workers may link at the same time
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        os.replace(tmp, link)
     return features_clip_model(run)
 
 

@@ -99,6 +99,33 @@ def rhythm_vs_shuffled(cuts: Sequence[np.ndarray], beats: Sequence[np.ndarray], 
     return Paired(value, chance, bootstrap_ci(n, diff, seed=seed), n)
 
 
+def precision_vs_shuffled(cuts: Sequence[np.ndarray], beats: Sequence[np.ndarray], tolerance_s: float = 0.1,
+                          seed: int = 0) -> Paired:
+    """Pooled share of the music's beats within ``tolerance_s`` of a cut, against every other clip's video,
+    beat-weighted. Recall alone rewards dense music (a beat falls near any instant); this is its other side."""
+    n = len(cuts)
+    if n < 2 or len(beats) != n:
+        raise ValueError(f"need >= 2 clips with cuts and beats, got {n} and {len(beats)}")
+    hits = recall_matrix(beats, cuts, tolerance_s).astype(np.float64).T  # [i video, j music]: beats of j near cuts of i
+    n_beats = np.array([np.asarray(b).size for b in beats], dtype=np.float64)  # [N], by music j
+
+    def diff(idx: np.ndarray) -> float:
+        sub = hits[np.ix_(idx, idx)]
+        other = idx[:, None] != idx[None, :]
+        total = n_beats[idx].sum()
+        off_total = (n_beats[idx][None, :] * other).sum()
+        if total == 0 or off_total == 0:
+            return float("nan")
+        return float(np.trace(sub) / total - sub[other].sum() / off_total)
+
+    total = n_beats.sum()
+    if total == 0:
+        return Paired(float("nan"), float("nan"), None, n)
+    off = ~np.eye(n, dtype=bool)
+    return Paired(float(np.trace(hits) / total), float(hits[off].sum() / (total * (n - 1))),
+                  bootstrap_ci(n, diff, seed=seed), n)
+
+
 @dataclass(frozen=True)
 class TempoItem:
     """One piece of music made for a class: its tracked tempo and how much of its onsets sit on its beat grid."""

@@ -105,3 +105,25 @@ def test_database_alone_serialises_claims_and_decisions(any_catalog, overlap, wo
         live = live_verdicts(load_decision_rows(s))
         assert set(s.scalars(select(Clip.status)).all()) <= {"accepted", "rejected"}
     assert {c: len(per) for c, per in live.items()} == {c: overlap for c in ids}
+
+
+def test_a_verdicts_row_is_the_stored_row_and_its_status_the_catalogs(any_catalog):
+    """give_verdict inserts without the ORM's flush: the row it answers is the one the session holds, with
+    the stored values, and the status it reports is the one the catalog keeps."""
+    ids = seed(any_catalog, 2)
+    a = make_annotator(any_catalog, "ann")
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with any_catalog.session() as s:
+        assert review.claim_next(s, a, now=t0) == ids[0]
+    with any_catalog.session() as s:
+        done = review.give_verdict(s, a, ids[0], "reject", ["static", "noise"], note=" still ",
+                                   now=t0 + dt.timedelta(seconds=30))
+        assert s.get(review.Decision, done.row.id) is done.row and done.clip_status == "rejected"
+    with any_catalog.session() as s:
+        stored = s.get(review.Decision, done.row.id)
+        assert s.get(Clip, ids[0]).status == "rejected"
+        assert s.scalar(select(review.Lease.clip_id).where(review.Lease.annotator_id == a)) is None
+    got = {k: getattr(done.row, k) for k in ("clip_id", "annotator_id", "verdict", "reasons", "note", "voids",
+                                                "seconds_spent", "listened_s", "spans", "summarised")}
+    assert got == {k: getattr(stored, k) for k in got}
+    assert got["reasons"] == ["noise", "static"] and got["note"] == "still" and got["listened_s"] == 30.0

@@ -126,3 +126,57 @@ def test_many_claims_at_once_never_share_a_clip(postgres_catalog):
     with postgres_catalog.session() as s:
         held = s.execute(select(Lease.clip_id, Lease.annotator_id)).all()
     assert sorted(held) == sorted(zip(got, anns, strict=True))
+
+
+def test_a_claim_waits_for_a_verdict_in_flight_on_the_only_open_clip_instead_of_saying_the_queue_is_empty(
+        postgres_catalog):
+    """With overlap 2, ann's verdict on the only clip locks its row; bob may still be handed that clip. SKIP
+    LOCKED alone passed it over and answered None ("queue empty"), which the page shows as a finished queue."""
+    (clip,) = _seed(postgres_catalog, 1)
+    a, b = _annotators(postgres_catalog, "ann", "bob")
+    policy = review.QueuePolicy(overlap=2)
+    with postgres_catalog.session() as s:
+        assert review.claim_next(s, a, policy) == clip
+    with Session(postgres_catalog.engine) as verdict:
+        review.decide(verdict, a, clip, "accept", policy=policy)  # the clip's row locked, not committed yet
+        t, out = _in_thread(lambda: _claim_with(postgres_catalog, b, policy))
+        _wait_for_lock_wait(postgres_catalog)  # bob's claim waits on the row instead of skipping it
+        verdict.commit()
+        t.join(timeout=60)
+    assert not t.is_alive() and "error" not in out, out
+    assert out["value"] == clip
+
+
+def _claim_with(catalog: Catalog, annotator_id: int, policy: review.QueuePolicy) -> str | None:
+    with catalog.session() as s:
+        return review.claim_next(s, annotator_id, policy)
+
+
+def test_a_lead_settling_a_clip_waits_for_the_vote_in_flight_and_reads_it(postgres_catalog):
+    """The vote that makes the disagreement is being written when the lead settles: the adjudication waits for
+    the clip's row and then sees both verdicts. Read without the lock, it saw one and refused ("nothing to
+    settle"), and a vote committing after an unlocked adjudication could read the clip as unsettled."""
+    from dvmset.adjudication import adjudicate
+
+    (clip,) = _seed(postgres_catalog, 1)
+    a, b, lead = _annotators(postgres_catalog, "ann", "bob", "lee")
+    policy = review.QueuePolicy(overlap=2)
+    for who in (a, b):
+        with postgres_catalog.session() as s:
+            assert review.claim_next(s, who, policy) == clip
+    with postgres_catalog.session() as s:
+        review.decide(s, a, clip, "accept", policy=policy)
+    with Session(postgres_catalog.engine) as vote:
+        review.decide(vote, b, clip, "reject", ["noise"], policy=policy)  # locked, not committed yet
+        t, out = _in_thread(lambda: _settle(postgres_catalog, lead, clip, adjudicate))
+        _wait_for_lock_wait(postgres_catalog)
+        vote.commit()
+        t.join(timeout=60)
+    assert not t.is_alive() and "error" not in out, out
+    with postgres_catalog.session() as s:
+        assert s.get(Clip, clip).status == "rejected"
+
+
+def _settle(catalog: Catalog, lead: int, clip_id: str, adjudicate) -> None:  # noqa: ANN001
+    with catalog.session() as s:
+        adjudicate(s, lead, clip_id, "reject", ["noise"])

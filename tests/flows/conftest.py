@@ -36,7 +36,7 @@ def prefect_server(postgres_server, tmp_path_factory):
                                  str(port), "--no-ui"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=base, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600  # migrations on a fresh database: minutes on busy shared cores
         while not _healthy(server.api_url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"prefect server did not start: {server.log.read_text()[-2000:]}")

@@ -30,3 +30,11 @@ def test_world_flow_refuses_an_untrained_backbone_and_says_what_to_do(tmp_path):
     kept = sorted(p.name for p in tmp_path.glob("backbone-1steps-*"))
     assert len(kept) == 1 and (tmp_path / kept[0] / "state_dict.bin").is_file()
     assert json.loads((tmp_path / "backbone" / "pretrain.json").read_text())["config"]["steps"] == 2
+
+
+def test_world_rows_option_refuses_an_unknown_row_before_any_work(tmp_path, capsys):
+    from flows.cli import main
+
+    with pytest.raises(SystemExit, match=r"--rows: unknown \['fulll'\]; choose from full, no-t5"):
+        main(["demo", "--world", "--rows", "fulll,no-rcm", "--root", str(tmp_path / "root")])
+    assert not (tmp_path / "root" / "world-media").exists()  # refused before the world was built

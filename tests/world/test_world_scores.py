@@ -11,6 +11,7 @@ import torch
 from dvmset.envelope_codec import EnvelopeCodec
 from model.metrics.world import (
     nearest_class,
+    precision_vs_shuffled,
     rhythm_vs_shuffled,
     semantic_score,
     tempo_accuracy,
@@ -43,6 +44,23 @@ def test_rhythm_on_the_cuts_beats_shuffled_music():
     grid = [np.arange(0, 10, 0.5) + rng.uniform(0, 0.5) for _ in range(10)]  # beats that ignore the cuts
     blind = rhythm_vs_shuffled(cuts, grid)
     assert not blind.above_chance
+
+
+def test_precision_tells_dense_music_from_music_on_the_cuts():
+    rng = np.random.default_rng(1)
+    cuts = [np.sort(rng.uniform(0.5, 9.5, 6)) for _ in range(10)]
+    dense = [np.arange(0, 10, 0.15) + rng.uniform(0, 0.15) for _ in range(10)]  # a beat near any instant
+    recall, precision = rhythm_vs_shuffled(cuts, dense), precision_vs_shuffled(cuts, dense)
+    assert recall.value > 0.9 and abs(recall.value - recall.chance) < 0.1  # recall rewards the density ...
+    assert precision.value < 0.35 and not precision.above_chance  # ... precision shows it is not on the cuts
+    on_cuts = [np.concatenate([c, c + 3.3]) for c in cuts]  # half its beats on the cuts
+    exact = precision_vs_shuffled(cuts, on_cuts)
+    hand = sum(int((np.abs(b[:, None] - c[None, :]).min(1) <= 0.1 + 1e-9).sum()) for c, b in zip(cuts, on_cuts, strict=True))
+    assert exact.value == hand / sum(b.size for b in on_cuts) and exact.above_chance
+    # chance: every beat of music j against video i != j, beat-weighted (the mean over re-pairings)
+    pairs = [(i, j) for i in range(10) for j in range(10) if i != j]
+    near = sum(int((np.abs(on_cuts[j][:, None] - cuts[i][None, :]).min(1) <= 0.1 + 1e-9).sum()) for i, j in pairs)
+    assert abs(exact.chance - near / sum(on_cuts[j].size for _, j in pairs)) < 1e-12
 
 
 def _irregular(plan: WorldVideo, seed: int) -> WorldVideo:

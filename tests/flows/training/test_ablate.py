@@ -240,6 +240,7 @@ def test_via_server_parameters_rebuild_the_same_run_on_a_worker(tmp_path, monkey
                                                        "--seed", "5", "--precision", "fp32", *extra))
     local = ablate_run_from_args(args)
     params = json.loads(json.dumps(remote_params(local, args)))  # as the Prefect API carries them
+    assert params.pop("row_deployment") == "vidmusician-ablate-row/ablate-row"  # each row its own run
     assert ablate_run(**params) == local
 
 
