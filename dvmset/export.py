@@ -414,9 +414,9 @@ def _with_features(rows: list, store: FeatureStore) -> tuple[list, list[str]]:
 def _write_release(out: Path, name: str, catalog: Catalog, entries: list[_Entry], params: dict) -> Path:
     """The ids-only release of this export (dvmset.release): no media."""
     ids = {e.row.id: e.split for e in entries}
-    df = rel.release_frame(catalog, ids)
-    return rel.write_release(out, df, name=name, extra={"split": params,
-                                                        "steps": rel.distinct_steps(catalog, list(ids))})[0]
+    steps = rel.distinct_steps(catalog, list(ids))
+    return rel.write_release_batches(out, rel.release_batches(catalog, ids), name=name,
+                                     extra={"split": params, "steps": steps})[0]
 
 
 def _drop_release(out: Path) -> None:
