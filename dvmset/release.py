@@ -125,10 +125,11 @@ def _param(key: str, v: object) -> object:
     names ("none" as itself), an ``fps`` read back as a float (beside a missing one) as an int."""
     v = v.item() if hasattr(v, "item") else v  # numpy scalars: plain numbers, as json writes them
     if key == "target_lufs" and isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return v
+        for number in (int, float):  # "-14" as -14 and "-14.0" as -14.0: the value the lineage held
+            try:
+                return number(v)
+            except ValueError:
+                pass
     if key == "fps" and isinstance(v, float) and v.is_integer():
         return int(v)
     return v

@@ -82,6 +82,14 @@ def test_a_release_written_before_streaming_reads_back_as_the_new_one(tmp_path, 
         assert not got.invalid and got.rows.to_dict("records") == want.to_dict("records")
 
 
+def test_release_json_lists_the_loudness_target_as_the_lineage_held_it(tmp_path, catalog, split):
+    frame = release_frame(catalog, split)
+    for lufs in (-14, -14.0, -23.5):
+        paths = rel.write_release(tmp_path / str(lufs), frame.assign(target_lufs=lufs), name="r")
+        got = json.loads(paths[2].read_text())["processing"]["target_lufs"]
+        assert got == [lufs] and type(got[0]) is type(lufs)  # -14, not -14.0, as the whole frame wrote it
+
+
 def test_an_fps_that_is_not_whole_is_refused_naming_the_clip(tmp_path, catalog, split):
     frame = release_frame(catalog, split).assign(fps=29.97)
     with pytest.raises(rel.ReleaseError, match="v1-00000: fps 29.97"):
