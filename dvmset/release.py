@@ -5,16 +5,30 @@ processing parameters, tool versions). A row per clip: the video id and URL, the
 split, query, effective verdict with its agreement, licence, the checksum and fingerprint of its
 processed music, so a rebuild can be checked clip by clip (flows/curation/rebuild.py), and the stretches
 annotators excluded (``excluded_spans``, JSON [[start_s, end_s, reason], ...]; dvmset.spans).
+
+The files are written a batch of :data:`BATCH` rows at a time (:func:`write_release_batches`): the catalog
+is read a batch of ids at a time, each batch becomes one arrow table (one parquet row group) and its CSV
+lines, and release.json's counts are summed on the way, so an export's memory is a batch, not the catalog.
+Batches written apart must agree, so the column types are fixed (:data:`SCHEMA`) instead of inferred from
+all the rows at once as pandas did: ``target_lufs`` is text (a number as Python writes it, or "none" for
+no loudness change) and ``fps`` a nullable integer, whatever the rows hold. Releases written before (a
+float ``target_lufs``, a float ``fps`` where a clip lacked one) read back the same: :func:`read_release`
+checks and converts every row's values (dvmset.release_rows), and :func:`processing_parameters` reads
+"-14.0" as the number it names.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import Text, cast, func, select
 
 from dvmset import agreement_summary
@@ -33,7 +47,12 @@ COLUMNS = ["clip_id", "video_id", "url", "start_s", "duration_s", "source_durati
            "verdict", "agreement", "ratings", "license", "separator", "target_lufs", "fps", "music_sha256",
            "music_fingerprint", "excluded_spans"]
 OPTIONAL = ("excluded_spans",)  # absent from releases made before it: read as none
-_PROCESSING = ("separator", "target_lufs", "fps")
+PROCESSING = ("separator", "target_lufs", "fps")
+BATCH = 1_000  # release rows built, converted and written at once (a parquet row group): ~10 MB at 10 K sources, 90 at 5,000
+_FLOAT = ("start_s", "duration_s", "source_duration_s", "agreement")
+_INT = ("ratings", "fps")
+SCHEMA = pa.schema([pa.field(c, pa.float64() if c in _FLOAT else pa.int64() if c in _INT else pa.string())
+                    for c in COLUMNS])  # every batch of every release, whatever its rows hold
 _TEXT = ("clip_id", "video_id", "url", "split", "query", "verdict", "license", "separator", "music_sha256",
          "music_fingerprint", "excluded_spans")  # read as text from the CSV (a hex checksum of digits is not a number)
 
@@ -55,20 +74,21 @@ def _verdict(n: int, accepts: int) -> tuple[str, float, int]:
     return v, (accepts if v == Verdict.ACCEPT.value else n - accepts) / n, n
 
 
-def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
-    """The release rows of the clips in ``split`` (clip id -> train/test), in clip id order."""
+def release_batches(cat: Catalog, split: Mapping[str, str], size: int | None = None) -> Iterator[list[dict]]:
+    """The release rows of the clips in ``split`` (clip id -> split), in clip id order, a list of at most
+    ``size`` (:data:`BATCH`) rows at a time: no more rows are held than one batch (and the ids of ``split``)."""
     with cat.session() as s:
         if agreement_summary.catch_up(s):  # the live verdicts, kept per clip: no decision row is loaded here
             s.commit()
-        spans = excluded_spans(s, split)
     q = (select(Clip.id, Clip.status, Clip.origin, Clip.start_s, Clip.duration_s, Clip.lineage, Clip.music_sha256,
                 Clip.music_fingerprint, Source.id.label("video_id"), Source.url, Source.webpage_url, Source.query,
                 Source.duration_s.label("source_duration_s"), Source.license, Source.separator)
          .join(Source, Source.id == Clip.source_id))  # columns, not ORM objects: 10x faster at scale
-    out = []
     with cat.session() as s:
-        for ids in batches(split):  # bounded
+        for ids in batches(sorted(split), size or BATCH):  # consecutive id ranges: the batches in order make the whole
             counts = agreement_summary.verdict_counts(s, ids)
+            spans = excluded_spans(s, ids)
+            out = []
             for r in s.execute(q.where(Clip.id.in_(ids))):
                 if r.status != ClipStatus.ACCEPTED:
                     continue  # taken down or rejected since the split was planned: never released
@@ -85,32 +105,115 @@ def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
                     "music_sha256": r.music_sha256, "music_fingerprint": r.music_fingerprint,
                     "excluded_spans": json.dumps([sp.as_list() for sp in spans[r.id]]) if spans.get(r.id) else None,
                 })
-    return pd.DataFrame(out, columns=COLUMNS).sort_values("clip_id").reset_index(drop=True)
+            if out:
+                yield sorted(out, key=lambda row: row["clip_id"])
+
+
+def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
+    """The release rows of the clips in ``split`` (clip id -> train/test), in clip id order, in one frame
+    (for tests and small releases: an export streams :func:`release_batches` instead)."""
+    rows = [r for b in release_batches(cat, split) for r in b]
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values("clip_id").reset_index(drop=True)
+
+
+def _missing(v: object) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _param(key: str, v: object) -> object:
+    """A processing parameter as release.json lists it: a text ``target_lufs`` ("-14.0") as the number it
+    names ("none" as itself), an ``fps`` read back as a float (beside a missing one) as an int."""
+    v = v.item() if hasattr(v, "item") else v  # numpy scalars: plain numbers, as json writes them
+    if key == "target_lufs" and isinstance(v, str):
+        for number in (int, float):  # "-14" as -14 and "-14.0" as -14.0: the value the lineage held
+            try:
+                return number(v)
+            except ValueError:
+                pass
+    if key == "fps" and isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+class _Counts:
+    """release.json's counts and processing parameters, summed a batch at a time."""
+
+    def __init__(self) -> None:
+        self.clips, self.videos, self.splits = 0, set(), Counter()
+        self.processing: dict[str, set] = {k: set() for k in PROCESSING}
+
+    def add(self, df: pd.DataFrame) -> None:
+        self.clips += len(df)
+        self.videos.update(df.video_id.tolist())
+        self.splits.update(df.split.tolist())
+        for k in PROCESSING:
+            self.processing[k].update(_param(k, v) for v in df[k].tolist() if not _missing(v))
+
+    def as_dict(self) -> dict:
+        return {"clips": self.clips, "videos": len(self.videos), "splits": {p: self.splits[p] for p in SPLITS},
+                "processing": {k: sorted(v, key=str) for k, v in self.processing.items()}}
 
 
 def processing_parameters(df: pd.DataFrame) -> dict:
     """The distinct processing parameters of the rows (one value each in a uniformly made release)."""
-    return {k: sorted({v for v in df[k] if v is not None and not pd.isna(v)}, key=str) for k in _PROCESSING}
+    return release_counts(df)["processing"]
+
+
+def release_counts(df: pd.DataFrame) -> dict:
+    """release.json's counts and processing parameters of these rows (a takedown writes them again)."""
+    counts = _Counts()
+    counts.add(df)
+    return counts.as_dict()
+
+
+def _fps(v: object, clip_id: object) -> int | None:
+    if _missing(v):
+        return None
+    if isinstance(v, str) or float(v) != int(float(v)):
+        raise ReleaseError(f"clip {clip_id}: fps {v!r} is not a whole number of frames per second")
+    return int(v)
+
+
+def _table(rows: Sequence[Mapping]) -> pa.Table:
+    """One batch of release rows as an arrow table of :data:`SCHEMA` (missing values as nulls)."""
+    cols = {c: [None if _missing(r.get(c)) else r.get(c) for r in rows] for c in COLUMNS}
+    cols["target_lufs"] = [None if v is None else str(v) for v in cols["target_lufs"]]
+    cols["fps"] = [_fps(v, c) for v, c in zip(cols["fps"], cols["clip_id"], strict=True)]
+    return pa.Table.from_pydict(cols, schema=SCHEMA)
+
+
+def write_release_batches(out_dir: Path, row_batches: Iterable[Sequence[Mapping]], *, name: str,
+                          extra: Mapping | None = None) -> list[Path]:
+    """The three release files under ``out_dir`` (atomic each) from batches of rows (dicts of
+    :data:`COLUMNS`, in the order the files list them): a batch is one parquet row group and its CSV lines,
+    and only one is held at a time. Returns the files' paths."""
+    out_dir = Path(out_dir)
+    counts = _Counts()
+    with atomic_path(out_dir / FILES[0]) as ptmp, atomic_path(out_dir / FILES[1]) as ctmp, \
+            pq.ParquetWriter(ptmp, SCHEMA) as writer, open(ctmp, "w", encoding="utf-8", newline="") as csv:
+        header = True
+        for rows in row_batches:
+            if not len(rows):
+                continue
+            table = _table(rows)
+            writer.write_table(table, row_group_size=max(len(rows), 1))
+            frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)  # 25, not 25.0, beside a null
+            frame.to_csv(csv, index=False, header=header)
+            header = False
+            counts.add(frame)
+        if header:
+            pd.DataFrame(columns=COLUMNS).to_csv(csv, index=False)
+    meta = {"format": RELEASE_FORMAT, "name": name, **counts.as_dict(), **dict(extra or {})}
+    atomic_write_text(out_dir / FILES[2], json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    return [out_dir / f for f in FILES]
 
 
 def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping | None = None) -> list[Path]:
-    """The three release files under ``out_dir`` (atomic each); returns their paths."""
+    """The three release files of the rows of ``df`` under ``out_dir`` (:func:`write_release_batches`)."""
     if list(df.columns) != COLUMNS:
         raise ReleaseError(f"release rows need the columns {COLUMNS}")
-    out_dir = Path(out_dir)
-    lufs = [v for v in df.target_lufs if v is not None and not (isinstance(v, float) and pd.isna(v))]
-    if any(isinstance(v, str) for v in lufs) and not all(isinstance(v, str) for v in lufs):
-        df = df.assign(target_lufs=[None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
-                                    for v in df.target_lufs])  # "none" beside numbers: one text column
-    with atomic_path(out_dir / FILES[0]) as tmp:
-        df.to_parquet(tmp, index=False)
-    with atomic_path(out_dir / FILES[1]) as tmp:
-        df.to_csv(tmp, index=False)
-    meta = {"format": RELEASE_FORMAT, "name": name, "clips": len(df), "videos": int(df.video_id.nunique()),
-            "splits": {p: int((df.split == p).sum()) for p in SPLITS},
-            "processing": processing_parameters(df), **dict(extra or {})}
-    atomic_write_text(out_dir / FILES[2], json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-    return [out_dir / f for f in FILES]
+    chunks = (df.iloc[i:i + BATCH].to_dict("records") for i in range(0, len(df), BATCH))
+    return write_release_batches(out_dir, chunks, name=name, extra=extra)
 
 
 @dataclass(frozen=True)

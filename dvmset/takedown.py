@@ -2,7 +2,7 @@
 audit record (when, why). Every step is idempotent, so a takedown interrupted anywhere and run again
 finishes: the request row is written first and names the clips; then the catalog marks, the feature
 shards (each affected shard rewritten atomically, every other clip's tensors byte for byte the same)
-and the index, the exports (manifest, JSONL, links, info.zip, release, card); media files are deleted
+and the index, the exports (manifest, JSONL, links, info zips, release, card); media files are deleted
 by flows/curation/takedown.py. A later curate refuses the video (:func:`refusal`).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,12 @@ from sqlalchemy import select
 from dvmset.catalog import Catalog
 from dvmset.export import export_lock, sweep_partials
 from dvmset.export_webdataset import scrub_webdataset
+from dvmset.info_zips import drop_from_info_zips
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import check_id, id_problem
+from dvmset.line_filter import csv_without, jsonl_without, parquet_without
 from dvmset.release import FILES as RELEASE_FILES
+from dvmset.release import PROCESSING, release_counts
 from dvmset.shards import FeatureStore
 from dvmset.tables import Clip, Source, Takedown, utcnow
 
@@ -146,33 +148,23 @@ def scrub_features(store: FeatureStore, clip_ids: Iterable[str]) -> list[str]:
 # Exports
 
 
-def _jsonl_without(path: Path, gone: set[str]) -> None:
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    # a line naming no gone id is kept unparsed (a takedown's few ids against every clip's line)
-    few = len(gone) <= 64
-    keep = [ln for ln in lines if not ln.strip() or (few and not any(g in ln for g in gone))
-            or Path(json.loads(ln)["path"]).stem not in gone]
-    if len(keep) != len(lines):
-        atomic_write_text(path, "".join(keep))
+def _audio_stem(line: dict) -> str:
+    return Path(line["path"]).stem
 
 
-def _zip_without(path: Path, gone: set[str]) -> None:
-    if not path.is_file():
+def _recount_release(out: Path) -> None:
+    """release.json's counts and processing parameters again from release.parquet (a few columns read)."""
+    meta_path = out / RELEASE_FILES[2]
+    if not meta_path.is_file():
         return
-    with zipfile.ZipFile(path) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    if not any(Path(n).stem in gone for n in members):
-        return
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for n, data in members.items():
-            if Path(n).stem not in gone:
-                z.writestr(n, data)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    df = pd.read_parquet(out / RELEASE_FILES[0], columns=["video_id", "split", *PROCESSING])
+    meta.update(release_counts(df))
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path, pd.DataFrame], None]) -> bool:
-    """One export without the clips: manifest, JSONL (both layouts), audio links and MusicInfo, info.zip,
+    """One export without the clips: manifest, JSONL (both layouts), audio links and MusicInfo, the info zips,
     the release, then the card again (``write_card(out, manifest)``); the temp files of an interrupted
     write swept first. Returns whether it changed the export (it named one of them, or held a temp file)."""
     with export_lock(out):
@@ -189,21 +181,28 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.Data
     for name in RELEASE_FILES[:2]:  # the release may name a clip the manifest already lost (a killed run)
         p = out / name
         if p.is_file():
-            rel = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype=str, keep_default_na=False)
+            if p.suffix == ".parquet":
+                if parquet_without(p, gone):  # a row group at a time
+                    named = True
+                    _recount_release(out)
+                continue
+            if (by_lines := csv_without(p, gone)) is not None:
+                named = by_lines or named  # the few lines naming a gone id looked at, the rest copied
+                continue
+            rel = pd.read_csv(p, dtype=str, keep_default_na=False)
             if rel.clip_id.isin(gone).any():
                 named = True
                 with atomic_path(p) as tmp:
-                    kept = rel[~rel.clip_id.isin(gone)]
-                    kept.to_parquet(tmp, index=False) if p.suffix == ".parquet" else kept.to_csv(tmp, index=False)
+                    rel[~rel.clip_id.isin(gone)].to_csv(tmp, index=False)
     for p in [*sorted(out.glob("*.jsonl")), *sorted(out.glob("egs/*/data.jsonl"))]:
-        _jsonl_without(p, gone)
+        jsonl_without(p, gone, _audio_stem)
     for cid in gone:
         if id_problem(cid) is not None:
             continue  # no file was ever named by it (an older version's row): never a path to build
         for p in (out / "audio" / f"{cid}.mp4", out / "audio" / f"{cid}.json"):
             if p.is_symlink() or p.exists():
                 p.unlink()
-    _zip_without(out / "audio" / "info.zip", gone)
+    drop_from_info_zips(out / "audio", gone)
     named = scrub_webdataset(out, gone) or named  # its shards, where the export has them
     if named:
         manifest = manifest[~manifest.clip_id.isin(gone)].reset_index(drop=True)

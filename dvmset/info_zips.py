@@ -1,0 +1,97 @@
+"""The zip files of an export's MusicInfo JSONs, which each AudioMeta line's ``info_path`` points into
+(``<zip>:<clip_id>.json``, audiocraft's PathInZip).
+
+Up to :data:`PER_ZIP` clips go in one ``audio/info.zip``; more are spread over
+``audio/info-{i:04d}-of-{n:04d}.zip`` by a hash of the clip's video (its id before the last ``-``), so a
+takedown rewrites the zip holding that video's clips, not every clip's JSON. Members carry a fixed date,
+so the same clips make the same bytes (a takedown's zip equals the export's made without the clip).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import zipfile
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from dvmset.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+SINGLE = "info.zip"
+PER_ZIP = 1000  # clips per zip: a takedown rewrites one in about 0.1 s
+_PART = re.compile(r"info-(\d{4,})-of-(\d{4,})\.zip")
+_DATE = (1980, 1, 1, 0, 0, 0)  # zip's epoch: no write time in the bytes
+
+
+def zip_count(n_clips: int, per_zip: int | None = None) -> int:
+    """How many zips an export of ``n_clips`` spreads its MusicInfo over."""
+    return max(1, math.ceil(n_clips / (per_zip or PER_ZIP)))
+
+
+def zip_name(clip_id: str, count: int) -> str:
+    """The zip (of ``count``) that holds the clip's JSON: every clip of one video in the same one."""
+    if count == 1:
+        return SINGLE
+    key = clip_id.rpartition("-")[0] or clip_id
+    return f"info-{zlib.crc32(key.encode('utf-8')) % count:04d}-of-{count:04d}.zip"
+
+
+def _write(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as z:
+        for name, data in members:
+            z.writestr(zipfile.ZipInfo(name, _DATE), data, compress_type=zipfile.ZIP_DEFLATED)
+
+
+def write_info_zips(audio_dir: Path, clip_ids: list[str], info_json: Callable[[str], str]) -> dict[str, Path]:
+    """Each clip's MusicInfo (``info_json(clip_id)``) in its zip under ``audio_dir``, members in id order; the
+    zips of an earlier export there that this one does not write are deleted. Returns clip id -> zip path."""
+    count = zip_count(len(clip_ids))
+    by_zip: dict[str, list[str]] = defaultdict(list)
+    for cid in sorted(clip_ids):
+        by_zip[zip_name(cid, count)].append(cid)
+    if not by_zip:
+        by_zip[SINGLE] = []  # an empty export still has the zip its layout names
+    for name, ids in sorted(by_zip.items()):
+        _write(audio_dir / name, ((f"{c}.json", info_json(c).encode("utf-8")) for c in ids))
+    for stale in present(audio_dir):
+        if stale.name not in by_zip:
+            stale.unlink()
+    return {c: audio_dir / name for name, ids in by_zip.items() for c in ids}
+
+
+def present(audio_dir: Path) -> list[Path]:
+    """The info zips in ``audio_dir`` (one ``info.zip``, or the parts of a larger export)."""
+    if not audio_dir.is_dir():
+        return []
+    return sorted(p for p in audio_dir.glob("info*.zip") if p.name == SINGLE or _PART.fullmatch(p.name))
+
+
+def drop_from_info_zips(audio_dir: Path, gone: set[str]) -> bool:
+    """Each info zip that may hold one of the ``gone`` clips rewritten without them (the other zips are not
+    opened); returns whether one changed. An ``info.zip`` beside parts (none an export writes) is checked too."""
+    changed = False
+    for path in present(audio_dir):
+        if (m := _PART.fullmatch(path.name)) is not None:
+            count = int(m.group(2))
+            if not any(zip_name(c, count) == path.name for c in gone):
+                continue
+        changed = _zip_without(path, gone) or changed
+    return changed
+
+
+def _zip_without(path: Path, gone: set[str]) -> bool:
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        if not any(Path(n).stem in gone for n in names):
+            return False
+        if len(names) > PER_ZIP:
+            log.info("%s holds %d clips' MusicInfo: rewriting it all (a re-export spreads them over zips of %d, "
+                     "which a takedown rewrites one at a time)", path, len(names), PER_ZIP)
+        members = [(n, z.read(n)) for n in names if Path(n).stem not in gone]
+    _write(path, members)
+    return True

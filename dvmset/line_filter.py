@@ -1,0 +1,152 @@
+"""Records dropped by id from the line-per-record files of an export (JSONL, the release CSV, its parquet)
+without parsing the rest: the file is read in blocks of whole records, each block searched for the ids (one
+C-speed scan per id) and only the lines that contain one parsed; memory stays at a block whatever the file's
+size. A takedown removes a few clips from files that list every clip."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from dvmset.io import atomic_path
+
+FEW = 64  # more ids than this: every line is parsed (one scan per id would cost more)
+BLOCK = 8 * 2**20  # bytes read at a time (then on to the end of a record)
+ROWS = 10_000  # parquet rows read and written at a time
+
+
+class _Unchanged(Exception):
+    """Nothing to drop: the temp file is discarded, the file left as it was."""
+
+
+def lines_containing(data: bytes, keys: Iterable[bytes]) -> list[tuple[int, int]]:
+    """(start, end) of each line of ``data`` holding one of ``keys``, end just past its newline, in order."""
+    spans = set()
+    for key in keys:
+        at = data.find(key)
+        while at >= 0:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end + 1
+            spans.add((start, end))
+            at = data.find(key, end)
+    return sorted(spans)
+
+
+
+def _without(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+    parts, last = [], 0
+    for start, end in spans:
+        parts.append(data[last:start])
+        last = end
+    parts.append(data[last:])
+    return b"".join(parts)
+
+
+def _blocks(src: BinaryIO, quoted: bool) -> Iterator[bytes]:
+    """Blocks of whole lines, and with ``quoted`` (CSV) of whole records: a block never ends inside quotes."""
+    while block := src.read(BLOCK):
+        block += src.readline()
+        if quoted:
+            while block.count(b'"') % 2 and (more := src.readline()):
+                block += more
+        yield block
+
+
+def _filter(path: Path, drops: Callable[[bytes], list[tuple[int, int]]], quoted: bool = False) -> bool:
+    """``path`` rewritten (atomically) less the byte ranges ``drops(block)`` names in each block; left as it
+    was when none does. Returns whether it changed."""
+    dropped = False
+    try:
+        with open(path, "rb") as src, atomic_path(path) as tmp, open(tmp, "wb") as out:
+            for block in _blocks(src, quoted):
+                spans = drops(block)
+                dropped = dropped or bool(spans)
+                out.write(_without(block, spans) if spans else block)
+            if not dropped:
+                raise _Unchanged
+    except _Unchanged:
+        return False
+    return True
+
+
+def _every_line(data: bytes) -> list[tuple[int, int]]:
+    out, at = [], 0
+    for line in data.splitlines(keepends=True):
+        out.append((at, at + len(line)))
+        at += len(line)
+    return out
+
+
+def jsonl_without(path: Path, gone: set[str], id_of: Callable[[dict], str]) -> bool:
+    """The JSONL file without the lines whose record ``id_of(record)`` names a gone clip; only lines holding a
+    gone id (as JSON writes it) are parsed. Returns whether it changed (rewritten atomically)."""
+    if not path.is_file() or not gone:
+        return False
+    keys = [json.dumps(g)[1:-1].encode("ascii") for g in gone]  # as json.dumps writes it in a string
+
+    def drops(block: bytes) -> list[tuple[int, int]]:
+        candidates = _every_line(block) if len(gone) > FEW else lines_containing(block, keys)
+        return [(s, e) for s, e in candidates if block[s:e].strip() and id_of(json.loads(block[s:e])) in gone]
+
+    return _filter(path, drops)
+
+
+def _plain(cid: str) -> bool:
+    """Whether a CSV writer leaves the id as it is (no quotes, nothing doubled)."""
+    return not any(ch in cid for ch in ',"\r\n') and cid == cid.strip()
+
+
+def csv_without(path: Path, gone: set[str]) -> bool | None:
+    """The CSV file (first column the clip id, as pandas writes it) without the records of the gone clips:
+    only lines holding a gone id are looked at, and a record there is told from a quoted field that spans
+    lines by the parity of the quotes before it. Returns whether it changed, or None where it cannot
+    tell by lines (many ids, or an id the writer quotes): the caller rewrites the file by parsing it."""
+    if not path.is_file() or not gone:
+        return False
+    if len(gone) > FEW or not all(_plain(g) for g in gone):
+        return None
+    keys = [g.encode("utf-8") for g in gone]
+
+    def drops(block: bytes) -> list[tuple[int, int]]:  # a block starts outside quotes (_blocks)
+        drop: list[tuple[int, int]] = []
+        quotes, counted_to = 0, 0
+        for start, end in lines_containing(block, keys):
+            if drop and start < drop[-1][1]:
+                continue  # inside the record just dropped
+            quotes += block.count(b'"', counted_to, start)
+            counted_to = start
+            if quotes % 2:
+                continue  # inside a quoted field of an earlier record
+            if block[start:end].split(b",", 1)[0].decode("utf-8", "replace") not in gone:
+                continue
+            while block.count(b'"', start, end) % 2 and end < len(block):  # a quoted field runs on
+                nxt = block.find(b"\n", end)
+                end = len(block) if nxt < 0 else nxt + 1
+            drop.append((start, end))
+        return drop
+
+    return _filter(path, drops, quoted=True)
+
+
+def parquet_without(path: Path, gone: set[str], column: str = "clip_id") -> bool:
+    """The parquet file without the rows whose ``column`` is a gone id, read and written a row group at a time
+    (an export writes groups of ROWS; its schema, pandas metadata included, kept); only the id column is read
+    when none is there."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not path.is_file() or not gone:
+        return False
+    ids = pa.array(sorted(gone), pa.string())
+    if not pc.any(pc.is_in(pq.read_table(path, columns=[column])[column], value_set=ids)).as_py():
+        return False
+    with pq.ParquetFile(path) as src, atomic_path(path) as tmp:
+        with pq.ParquetWriter(tmp, src.schema_arrow) as out:
+            for group in range(src.num_row_groups):  # (iter_batches kept the whole file allocated, pyarrow 26)
+                t = src.read_row_group(group)
+                out.write_table(t.filter(pc.invert(pc.is_in(t[column], value_set=ids))), row_group_size=ROWS)
+    return True
