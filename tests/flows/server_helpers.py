@@ -59,3 +59,25 @@ def run_cli(server: PrefectServer, *args: str, env: dict[str, str] | None = None
     """`vidmusician ARGS` in a fresh process against ``server``."""
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env or server.env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_worker(base: Path, name: str, pool: str, env: dict[str, str]) -> tuple[subprocess.Popen, object]:
+    """A `prefect worker` process on ``pool`` (one run at a time), its output in BASE/NAME.log: (process, log)."""
+    log = open(base / f"{name}.log", "wb")  # noqa: SIM115 - closed by stop_workers
+    worker = subprocess.Popen(
+        [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process", "--limit", "1",
+         "--name", name], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base, start_new_session=True)
+    return worker, log
+
+
+def stop_workers(workers: list[subprocess.Popen], logs: list) -> None:
+    """Terminate the workers (killed after 30 s) and close their logs."""
+    for w in workers:
+        w.terminate()
+    for w in workers:
+        try:
+            w.wait(30)
+        except subprocess.TimeoutExpired:
+            w.kill()
+    for log in logs:
+        log.close()

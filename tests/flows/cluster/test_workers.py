@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from server_helpers import REPO, VENV_BIN, new_database, run_cli
+from server_helpers import REPO, new_database, run_cli, start_worker, stop_workers
 from sqlalchemy import select
 
 from dvmset import leases
@@ -63,28 +62,14 @@ def stack(prefect_server, tmp_path_factory):
                              PREFECT_LOCAL_STORAGE_PATH=str(base / "results"), PYTHONPATH=str(REPO))
     done = run_cli(prefect_server, "deploy", "--api", prefect_server.api_url, "--cpu-workers", "2")
     assert done.returncode == 0, done.stderr[-3000:]
-    workers, logs = [], []
-    for i in range(2):
-        log = open(base / f"worker-{i}.log", "wb")  # noqa: SIM115 - closed at teardown
-        logs.append(log)
-        workers.append(subprocess.Popen(
-            [str(VENV_BIN / "prefect"), "worker", "start", "--pool", "vidmusician-cpu", "--type", "process",
-             "--limit", "1", "--name", f"worker-{i}"], env=env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=base, start_new_session=True))
+    started = [start_worker(base, f"worker-{i}", "vidmusician-cpu", env) for i in range(2)]
+    workers, logs = [w for w, _ in started], [log for _, log in started]
     cat = Catalog(db_url)
     try:
         yield {"root": root, "cat": cat, "env": env, "base": base, "workers": workers}
     finally:
         cat.dispose()
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-        for log in logs:
-            log.close()
+        stop_workers(workers, logs)
 
 
 def _start(server, **params):

@@ -9,12 +9,11 @@ side on the two GPU workers; table2.json equals the in-process `ablate` of the s
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from ablation_helpers import debug_ablate_args, tiny_export
-from server_helpers import REPO, VENV_BIN, run_cli
+from server_helpers import REPO, run_cli, start_worker, stop_workers
 from training_helpers import run_main
 
 from flows.cluster.deploy import CPU_POOL, DEPLOYMENTS, GPU_POOL
@@ -45,27 +44,14 @@ def pool(prefect_server, tmp_path_factory):
     # themselves instead (test below: every row run sends them; the largest gap is printed).
     with prefect_server.settings():
         _zombie_automation(DeploySpec(source=REPO, zombie_after_s=900))
-    workers, logs = [], []
     worker_env = {**env, "PREFECT_LOGGING_LEVEL": "INFO"}  # the flow runs' logs in the worker logs, for failures
-    for name, pool_name in (("cpu-0", CPU_POOL), ("gpu-0", GPU_POOL), ("gpu-1", GPU_POOL)):
-        log = open(base / f"{name}.log", "wb")  # noqa: SIM115 - closed at teardown
-        logs.append(log)
-        workers.append(subprocess.Popen(
-            [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool_name, "--type", "process", "--limit", "1",
-             "--name", f"ablate-{name}"], env=worker_env, stdout=log, stderr=subprocess.STDOUT, cwd=base,
-            start_new_session=True))
+    started = [start_worker(base, f"ablate-{name}", pool_name, worker_env)
+               for name, pool_name in (("cpu-0", CPU_POOL), ("gpu-0", GPU_POOL), ("gpu-1", GPU_POOL))]
+    workers, logs = [w for w, _ in started], [log for _, log in started]
     try:
         yield {"base": base, "env": env}
     finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-        for log in logs:
-            log.close()
+        stop_workers(workers, logs)
         from prefect import get_client
 
         from flows.cluster import limits
