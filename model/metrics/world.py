@@ -74,29 +74,34 @@ def semantic_score(predicted: Sequence[int], truth: Sequence[int], seed: int = 0
     return _paired(match, seed)
 
 
+def _pooled_vs_shuffled(hits: np.ndarray, weight: np.ndarray, seed: int) -> Paired:
+    """hits[i, j] / weight[i, j]: events of video i against music j (diagonal = true pairs), pooled over pairs.
+    Value = the diagonal's pooled ratio, chance = the off-diagonal's, with a bootstrap interval of the difference."""
+    n = hits.shape[0]
+
+    def diff(idx: np.ndarray) -> float:
+        sub, w = hits[np.ix_(idx, idx)], weight[np.ix_(idx, idx)]
+        other = idx[:, None] != idx[None, :]
+        if np.trace(w) == 0 or w[other].sum() == 0:
+            return float("nan")
+        return float(np.trace(sub) / np.trace(w) - sub[other].sum() / w[other].sum())
+
+    if np.trace(weight) == 0:
+        return Paired(float("nan"), float("nan"), None, n)
+    off = ~np.eye(n, dtype=bool)
+    return Paired(float(np.trace(hits) / np.trace(weight)), float(hits[off].sum() / weight[off].sum()),
+                  bootstrap_ci(n, diff, seed=seed), n)
+
+
 def rhythm_vs_shuffled(cuts: Sequence[np.ndarray], beats: Sequence[np.ndarray], tolerance_s: float = 0.1,
                        seed: int = 0) -> Paired:
     """Pooled recall of cuts at beats (the paper's Rhythm) against every other clip's music, cut-weighted."""
     n = len(cuts)
     if n < 2 or len(beats) != n:
         raise ValueError(f"need >= 2 clips with cuts and beats, got {n} and {len(beats)}")
-    hits = recall_matrix(cuts, beats, tolerance_s).astype(np.float64)  # [N, N]
-    n_cuts = np.array([np.asarray(c).size for c in cuts], dtype=np.float64)  # [N]
-
-    def diff(idx: np.ndarray) -> float:
-        sub = hits[np.ix_(idx, idx)]
-        other = idx[:, None] != idx[None, :]
-        total = n_cuts[idx].sum()
-        off_total = (n_cuts[idx][:, None] * other).sum()
-        if total == 0 or off_total == 0:
-            return float("nan")
-        return float(np.trace(sub) / total - sub[other].sum() / off_total)
-
-    total = n_cuts.sum()
-    off = ~np.eye(n, dtype=bool)
-    value = float(np.trace(hits) / total)
-    chance = float(hits[off].sum() / (total * (n - 1)))
-    return Paired(value, chance, bootstrap_ci(n, diff, seed=seed), n)
+    hits = recall_matrix(cuts, beats, tolerance_s).astype(np.float64)  # [N video, N music]
+    n_cuts = np.array([np.asarray(c).size for c in cuts], dtype=np.float64)  # by video i
+    return _pooled_vs_shuffled(hits, np.repeat(n_cuts[:, None], n, axis=1), seed)
 
 
 def precision_vs_shuffled(cuts: Sequence[np.ndarray], beats: Sequence[np.ndarray], tolerance_s: float = 0.1,
@@ -107,23 +112,8 @@ def precision_vs_shuffled(cuts: Sequence[np.ndarray], beats: Sequence[np.ndarray
     if n < 2 or len(beats) != n:
         raise ValueError(f"need >= 2 clips with cuts and beats, got {n} and {len(beats)}")
     hits = recall_matrix(beats, cuts, tolerance_s).astype(np.float64).T  # [i video, j music]: beats of j near cuts of i
-    n_beats = np.array([np.asarray(b).size for b in beats], dtype=np.float64)  # [N], by music j
-
-    def diff(idx: np.ndarray) -> float:
-        sub = hits[np.ix_(idx, idx)]
-        other = idx[:, None] != idx[None, :]
-        total = n_beats[idx].sum()
-        off_total = (n_beats[idx][None, :] * other).sum()
-        if total == 0 or off_total == 0:
-            return float("nan")
-        return float(np.trace(sub) / total - sub[other].sum() / off_total)
-
-    total = n_beats.sum()
-    if total == 0:
-        return Paired(float("nan"), float("nan"), None, n)
-    off = ~np.eye(n, dtype=bool)
-    return Paired(float(np.trace(hits) / total), float(hits[off].sum() / (total * (n - 1))),
-                  bootstrap_ci(n, diff, seed=seed), n)
+    n_beats = np.array([np.asarray(b).size for b in beats], dtype=np.float64)  # by music j
+    return _pooled_vs_shuffled(hits, np.repeat(n_beats[None, :], n, axis=0), seed)
 
 
 @dataclass(frozen=True)
