@@ -91,7 +91,9 @@ def world_report(root: Path, run: AblateRun, plans: list, records: list[dict], r
         report["it_check"] = it_check(run, best["full"].parent.parent / "stage1" / "best.pt")
         say(f"      IT check at stage 2 step 0: {report['it_check']}")
     if real_video is not None and real_video.is_file():
-        report["real_footage"] = {row: real_footage(best[row], real_video, root / "world" / "real" / row)
+        sampling = {"cfg_coef": run.generate.cfg_coef, "top_k": run.generate.top_k,
+                    "temperature": run.generate.temperature}
+        report["real_footage"] = {row: real_footage(best[row], real_video, root / "world" / "real" / row, **sampling)
                                   for row in ("full", "no-rcm") if row in best}
         say(f"      real footage {real_video.name}: {report['real_footage']}")
     return report
@@ -170,12 +172,15 @@ def it_check(run: AblateRun, stage1_best: Path) -> dict:
             "val_loss": {k: v[1] for k, v in out.items()}, "windows": len(items)}
 
 
-def real_footage(checkpoint: Path, video: Path, out_dir: Path) -> dict:
-    """`generate VIDEO --checkpoint CK` alone (backbone and CLIP from the checkpoint), then Rhythm on its cuts."""
+def real_footage(checkpoint: Path, video: Path, out_dir: Path, cfg_coef: float = 3.0, top_k: int = 250,
+                 temperature: float = 1.0) -> dict:
+    """`generate VIDEO --checkpoint CK` (backbone and CLIP from the checkpoint; the sampling the test split was
+    generated with), then Rhythm on its cuts."""
     from flows.training.generate import Generator, VideoJob
     from flows.training.generate_config import GenerateConfig
 
-    cfg = GenerateConfig(checkpoint=checkpoint, out_dir=out_dir, seed=0, mux=False)
+    cfg = GenerateConfig(checkpoint=checkpoint, out_dir=out_dir, seed=0, mux=False, cfg_coef=cfg_coef, top_k=top_k,
+                         temperature=temperature)
     gen = Generator.load(cfg)
     window = int(min(gen.model.config.max_duration_s, 10))
     gen = replace(gen, cfg=replace(gen.cfg, window_s=window))
