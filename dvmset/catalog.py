@@ -14,6 +14,7 @@ from sqlalchemy import Connection, create_engine, event, func, inspect, select, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from dvmset import clip_counts
 from dvmset.tables import Base, Clip, Source
 
 
@@ -209,18 +210,14 @@ class Catalog:
                 raise
 
     def counts(self) -> dict:
-        """Counts by status for sources and clips, and clip counts by query and status."""
-        with self.session() as s:
-            sources = dict(s.execute(select(Source.status, func.count()).group_by(Source.status)).all())
-            clips = dict(s.execute(select(Clip.status, func.count()).group_by(Clip.status)).all())
-            by_query: dict[str, dict[str, int]] = {}
-            rows = s.execute(
-                select(Source.query, Clip.status, func.count())
-                .join(Clip, Clip.source_id == Source.id)
-                .group_by(Source.query, Clip.status)
-            ).all()
-            for query, status, n in rows:
-                by_query.setdefault(query or "(url)", {})[status] = n
+        """Counts by status for sources and clips, and clip counts by query and status (kept by the database,
+        dvmset.clip_counts; folded here when their rows pile up)."""
+        with self.engine.connect() as conn:
+            sources = dict(conn.execute(select(Source.status, func.count()).group_by(Source.status)).all())
+            clips = dict(conn.execute(select(Clip.status, func.count()).group_by(Clip.status)).all())
+            by_query, rows = clip_counts.kept_counts(conn)
+        if rows > clip_counts.FOLD_ROWS:
+            clip_counts.fold(self.engine)
         return {"sources": sources, "clips": clips, "clips_by_query": by_query}
 
     def dispose(self) -> None:

@@ -5,25 +5,23 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dvmset import clip_counts
 from dvmset.agreement import UNDO, in_force
 from dvmset.records import ClipStatus
-from dvmset.tables import Adjudication, Annotator, Clip, Decision, GoldAnswer, GoldClip, Source
+from dvmset.tables import Adjudication, Annotator, Clip, Decision, GoldAnswer, GoldClip
 
 
 def progress_by_query(session: Session) -> list[dict]:
-    """Done / left per query (done = accepted or rejected; left = pending_review)."""
-    rows = session.execute(
-        select(Source.query, Clip.status, func.count())
-        .join(Source, Source.id == Clip.source_id)
-        .where(Clip.status.in_([ClipStatus.PENDING_REVIEW.value, ClipStatus.ACCEPTED.value,
-                                ClipStatus.REJECTED.value]))
-        .group_by(Source.query, Clip.status)
-    ).all()
-    by_query: dict[str, dict[str, int]] = {}
-    for query, status, n in rows:
-        q = by_query.setdefault(query or "(url)", {"done": 0, "left": 0})
-        q["left" if status == ClipStatus.PENDING_REVIEW else "done"] += n
-    return [{"query": k, **v} for k, v in sorted(by_query.items())]
+    """Done / left per query (done = accepted or rejected; left = pending_review), from the clip counts the
+    database keeps (dvmset.clip_counts): no clip is read."""
+    by_query, _ = clip_counts.kept_counts(session.connection())
+    done = (ClipStatus.ACCEPTED.value, ClipStatus.REJECTED.value)
+    out = []
+    for query, counts in sorted(by_query.items()):
+        if any(s in counts for s in (*done, ClipStatus.PENDING_REVIEW.value)):
+            out.append({"query": query, "done": sum(counts.get(s, 0) for s in done),
+                        "left": counts.get(ClipStatus.PENDING_REVIEW.value, 0)})
+    return out
 
 
 def progress_overall(session: Session, annotator_id: int | None = None) -> dict:

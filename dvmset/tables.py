@@ -172,6 +172,20 @@ class AgreementCount(Base):
     total: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class ClipCount(Base):
+    """Clip counts by source query and clip status, kept by the database (revision 0011): triggers on clips
+    (insert, status or source change, delete) and on sources (query change) append +n / -n rows; a fold
+    (dvmset.clip_counts) replaces the rows it summed with one row per (query, status). ``status`` reads the
+    sums here instead of counting every clip. Append-only between folds: no counter row is ever updated."""
+
+    __tablename__ = "clip_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    query: Mapped[str | None] = mapped_column(String(256))  # the clip's source's query (None: a URL)
+    status: Mapped[str] = mapped_column(String(32))  # ClipStatus
+    n: Mapped[int] = mapped_column(Integer)  # clips added (+) or taken away (-)
+
+
 class Takedown(Base):
     """A takedown request and how far it got: an audit record, never deleted (dvmset.takedown)."""
 
