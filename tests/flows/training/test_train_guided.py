@@ -63,6 +63,11 @@ def test_each_validation_writes_the_guided_loss_at_generates_coefficient(store, 
     assert all(float(r["val_loss_guided"]) != float(r["val_loss"]) for r in rows)  # cond differs from null
     lines = [m for m in logged if ": loss " in m]
     assert len(lines) == 2 and all("val_loss_guided" in line for line in lines)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "stage1" / "tb")).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("stage1/val_loss_guided")] == [
+        (int(r["step"]), pytest.approx(float(r["val_loss_guided"]), rel=1e-6)) for r in rows]
 
     # the number is the guided loss of the valid windows with the weights of that step (batch 2: one batch)
     from torch.utils.data import DataLoader
@@ -112,3 +117,38 @@ def test_a_run_started_before_the_guided_loss_resumes(store, tmp_path):
     assert [r["val_loss_guided"] for r in rows[:2]] == ["", ""] and float(rows[2]["val_loss_guided"]) > 0
     coef = GenerateConfig(checkpoint=out, out_dir=out).cfg_coef
     assert yaml.safe_load((out / "config.yaml").read_text())["run"]["val_cfg_coef"] == coef
+
+
+def test_an_ablate_row_records_its_best_weights_guided_loss_at_its_generate_coefficient(store, tmp_path):
+    """Table 2's row: the guided loss of its best weights at the coefficient its music is sampled with (not
+    train's --val-cfg-coef, which is no setting of the row's numbers); a row from before it shows —."""
+    from torch.utils.data import DataLoader
+
+    from dvmset.dataset import FeatureWindows
+    from flows.training.ablate import ROWS, AblateRun, default_evaluate, default_generate, row_settings
+    from flows.training.ablate_row import _train, row_record
+    from flows.training.run import TrainRun
+    from flows.training.table2 import table_markdown
+    from model.training.config import TrainConfig
+    from model.training.state import read_training
+
+    recipe = TrainConfig(batch_size=2, steps=2, warmup_steps=0, window_s=2, lr=1e-3)
+    run = TrainRun(data=store, out=tmp_path / "run", stages=(1,), recipe=recipe, backbone="debug", workers=0,
+                   val_every=1, rhythm=False, val_cfg_coef=1.0)
+    best, val_loss, guided, start = _train(run, 2.0)
+    assert val_loss == read_training(best)["best"]["val"] and start == {}
+    valid = FeatureWindows(store, split="valid", window_s=2, seed=0, clip_ids=["valid-00", "valid-01"])
+    got = validate(load_model(best), DataLoader(valid, batch_sampler=[[0, 1]]), cfg_coef=2.0)
+    assert guided == pytest.approx(got.guided, rel=1e-5) and guided != pytest.approx(val_loss, rel=1e-3)
+
+    ablate = AblateRun(tmp_path / "export", tmp_path / "out", ("full",), TrainRun(data=tmp_path, out=tmp_path))
+    settings = row_settings(ablate, ROWS["full"], default_generate(ablate, "tiny"), default_evaluate(ablate))
+    other = AblateRun(tmp_path / "export", tmp_path / "out", ("full",),
+                      TrainRun(data=tmp_path, out=tmp_path, val_cfg_coef=1.0))
+    assert row_settings(other, ROWS["full"], default_generate(other, "tiny"), default_evaluate(other)) == settings
+
+    new = row_record(ROWS["no-rcm"], settings, "f" * 16, best, val_loss, {}, [], guided)
+    old = {**new, "row": "old"}
+    del old["val_loss_guided"]  # a done.json written before the column
+    table = table_markdown([new, old])
+    assert f"| {val_loss:.4f} | {guided:.4f} | `{best}` |" in table and f"| {val_loss:.4f} | — | `{best}` |" in table
