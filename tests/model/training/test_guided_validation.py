@@ -125,6 +125,7 @@ def _ddp_worker(rank: int, world: int, store_dir: str, init: str, out: str) -> N
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned processes: about a minute on a shared 2-core machine
 def test_under_ddp_the_guided_loss_is_summed_over_ranks(store, windows, tmp_path):
     """Two gloo processes, each validating its share of three windows, report the losses of all three."""
     import torch.multiprocessing as mp
