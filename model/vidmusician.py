@@ -162,12 +162,35 @@ class VidMusician(nn.Module):
         """`loss` on a collated `dvmset.dataset.FeatureWindows` batch ({"global" [B, W, D], "rhythm" [B, W*50],
         "codes" [B, K, W*50]}, any device). In stage 1 the rhythm module stays out of the graph, so an
         untrained (ablation: randomly initialised) rhythm module cannot disturb the semantic stage."""
+        out, codes = self.batch_predictions(batch, keep)
+        return codebook_cross_entropy(out.logits, codes, out.mask)
+
+    def batch_predictions(self, batch: Mapping[str, torch.Tensor], keep: torch.Tensor | None = None
+                          ) -> tuple[LMOutput, torch.Tensor]:
+        """(teacher-forced LMOutput, codes [B, K, T] on the model's device) of a collated batch, as
+        `batch_loss` computes them: in stage 1 without the rhythm module."""
         device = next(self.lm.parameters()).device
         codes = batch[CODES].to(device, non_blocking=True)
         if self.stage == 1 or self._injector is None:
-            out = self.lm.compute_predictions(codes, [], condition_tensors=self.condition_tensors(batch[GLOBAL], keep))
-            return codebook_cross_entropy(out.logits, codes, out.mask)
-        return self.loss(batch[GLOBAL], batch[RHYTHM], codes, keep)
+            conds = self.condition_tensors(batch[GLOBAL], keep)
+            return self.lm.compute_predictions(codes, [], condition_tensors=conds), codes
+        return self(batch[GLOBAL], batch[RHYTHM], codes, keep), codes
+
+    def guided_batch_loss(self, batch: Mapping[str, torch.Tensor], cfg_coef: float
+                          ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """((loss, per-codebook CE [K]) with both conditions on, as `batch_loss`; (loss, per-codebook CE) under
+        the logits `generate` samples from, null + cfg_coef * (cond - null), null being the same batch with
+        keep=False: no description, no rhythm). cfg_coef 1: the guided loss is the conditional one (no second
+        forward). With a frozen backbone the null is the backbone's own, so a conditional far from it can have
+        a low loss while its guided distribution is far from the music (docs/world.md, "Run C examined")."""
+        cond, codes = self.batch_predictions(batch)
+        plain = codebook_cross_entropy(cond.logits, codes, cond.mask)
+        if cfg_coef == 1.0:
+            return plain, plain
+        drop = torch.zeros(codes.shape[0], dtype=torch.bool, device=codes.device)
+        null, _ = self.batch_predictions(batch, drop)
+        guided = null.logits.float() + cfg_coef * (cond.logits.float() - null.logits.float())
+        return plain, codebook_cross_entropy(guided, codes, cond.mask)
 
     # --- generation -----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -94,6 +94,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=r["samples"].default, help="validation windows per sample step")
     p.add_argument("--log-every", type=int, default=r["log_every"].default, metavar="N",
                    help="without a progress bar (no terminal), a loss line in the log every N steps")
+    p.add_argument("--val-cfg-coef", type=float, default=r["val_cfg_coef"].default, metavar="C",
+                   help="each validation also reports val_loss_guided, the loss under the guided logits generate "
+                        "samples from (null + C (cond - null)); default generate's --cfg-coef "
+                        f"({r['val_cfg_coef'].default:g}); 1 turns it off (it equals val_loss)"),
 
 
 def _cuda() -> bool:
@@ -119,7 +123,7 @@ def train_run(args: argparse.Namespace, data: Path, out: Path, stages: tuple[int
                     val_every=args.val_every, ckpt_every=args.ckpt_every, keep=args.keep, workers=args.workers,
                     progress=not args.no_progress and sys.stderr.isatty(), log_every=args.log_every,
                     activation_checkpointing=args.activation_checkpointing, sample_every=args.sample_every,
-                    samples=args.samples, **switches)
+                    samples=args.samples, val_cfg_coef=args.val_cfg_coef, **switches)
 
 
 def _stages(args: argparse.Namespace) -> tuple[int, ...]:

@@ -95,7 +95,8 @@ def _plain(value: object) -> object:
 
 
 # settings that change no number of a row: where things go, how fast, how loud
-_NOT_RESULTS = {"train": {"out", "progress", "workers", "keep", "ckpt_every", "data"},
+# (train's val_cfg_coef only adds a metrics.csv column; table2's guided loss is at the rows' generate cfg_coef)
+_NOT_RESULTS = {"train": {"out", "progress", "workers", "keep", "ckpt_every", "data", "val_cfg_coef"},
                 "generate": {"checkpoint", "out_dir", "cache_dir", "mux", "longform", "sampling"},
                 "evaluate": {"generated", "reference", "videos"}}
 

@@ -72,9 +72,9 @@ def finish_row(run: AblateRun, row: Row, directory: Path, generate: GenerateConf
     train_run = row_train_run(run, row)
     start: dict = {}
     if row.reference is None:
-        best, val_loss, start = _train(train_run)
+        best, val_loss, guided, start = _train(train_run, generate.cfg_coef)
     else:
-        best, val_loss = _reference(train_run, row)
+        best, val_loss, guided = _reference(train_run, row, generate.cfg_coef)
     note("trained")
     gen_dir = directory / "generated"
     results = generate_batch(jobs_for_export(Path(run.data), run.split),
@@ -86,14 +86,16 @@ def finish_row(run: AblateRun, row: Row, directory: Path, generate: GenerateConf
     report = run_evaluation(replace(evaluate, generated=gen_dir, reference=test, videos=test))
     write_report(report, directory / "evaluation")
     metrics = report_json(report)["metrics"]
-    return {**row_record(row, settings, fingerprint, best, val_loss, metrics, failed), **start}
+    return {**row_record(row, settings, fingerprint, best, val_loss, metrics, failed, guided), **start}
 
 
 def row_record(row: Row, settings: dict, fingerprint: str, best: Path, val_loss: float | None, metrics: dict,
-               failed: list[str]) -> dict:
-    """A row of table2.json: name, switches, settings and their fingerprint, best checkpoint, validation loss,
-    and per metric {value, ci95, chance, n} (or {skipped: reason}). Two-stage rows add stage1_val_loss and
-    stage2_step0_val_loss (stage 1's best weights with the rhythm module as initialised: equal with IT)."""
+               failed: list[str], val_loss_guided: float | None = None) -> dict:
+    """A row of table2.json: name, switches, settings and their fingerprint, best checkpoint, validation loss
+    (and val_loss_guided: the best weights' validation loss under the guided logits the row's music was
+    sampled from, at its generate cfg_coef), and per metric {value, ci95, chance, n} (or {skipped: reason}).
+    Two-stage rows add stage1_val_loss and stage2_step0_val_loss (stage 1's best weights with the rhythm
+    module as initialised: equal with IT)."""
     cells = {}
     for name, m in metrics.items():
         if m.get("skipped"):
@@ -103,33 +105,44 @@ def row_record(row: Row, settings: dict, fingerprint: str, best: Path, val_loss:
                            "extra": {k: v for k, v in m.items() if k not in ("value", "ci95", "chance", "n")}}
     return {"row": row.name, "title": row.title, "reference": row.reference, "columns": row.switches.columns(),
             "switches": row.switches.as_dict(), "stages": list(row.stages), "settings": settings,
-            "fingerprint": fingerprint, "best_checkpoint": str(best), "val_loss": val_loss, "metrics": cells,
+            "fingerprint": fingerprint, "best_checkpoint": str(best), "val_loss": val_loss,
+            "val_loss_guided": val_loss_guided, "metrics": cells,
             "paper": None if row.paper is None else dict(row.paper), "generation_failures": failed}
 
 
-def _train(train_run) -> tuple[Path, float | None, dict]:  # noqa: ANN001 - TrainRun
-    """Train the row (resuming); (best checkpoint, its validation loss, the stage-2 start's losses)."""
+def _train(train_run, cfg_coef: float) -> tuple[Path, float | None, float | None, dict]:  # noqa: ANN001 - TrainRun
+    """Train the row (resuming); (best checkpoint, its validation loss, its guided validation loss at
+    `cfg_coef`, the stage-2 start's losses)."""
     from flows.training.train import run_training
-    from model.training.checkpoint import load_model
+    from model.training.checkpoint import load_model, load_trainable
     from model.training.state import read_training
 
     result = run_training(train_run)
     best = result.best[max(result.best)]
+    load_trainable(result.model, best)  # the trained model, its best weights (no second backbone loaded)
+    guided = _validation(train_run, result.model, cfg_coef)
     start = {}
     if set(result.best) == {1, 2}:  # where stage 2 starts: stage 1's best, the rhythm module as initialised
         stage1 = result.best[1]
         start = {"stage1_val_loss": read_training(stage1)["best"]["val"],
                  "stage2_step0_val_loss": _val_loss(train_run, load_model(stage1, device=train_run.device))}
-    return best, read_training(best)["best"]["val"], start
+    return best, read_training(best)["best"]["val"], None if guided is None else guided.guided, start
 
 
 def _val_loss(train_run, model) -> float | None:  # noqa: ANN001 - TrainRun, VidMusician
     """The validation loss on the valid split, batched as `train` validates (stage 2: rhythm on)."""
+    got = _validation(train_run, model, 1.0)
+    return None if got is None else got.loss
+
+
+def _validation(train_run, model, cfg_coef: float):  # noqa: ANN001, ANN202 - TrainRun, VidMusician -> Validation | None
+    """The valid split's losses (`model.training.step.validate`; guided at `cfg_coef`), batched as `train`
+    validates; None without a valid split."""
     import torch
 
     from dvmset.records import VALID
     from flows.training.train import _loader, _windows, data_source
-    from model.training.step import evaluate
+    from model.training.step import validate
 
     recipe = train_run.recipe
     val = _windows(data_source(train_run.data), VALID, recipe, model.config.rhythm.source)
@@ -137,13 +150,12 @@ def _val_loss(train_run, model) -> float | None:  # noqa: ANN001 - TrainRun, Vid
         return None
     batches = [list(range(i, min(i + recipe.batch_size, len(val)))) for i in range(0, len(val), recipe.batch_size)]
     with torch.no_grad():
-        loss, _, _ = evaluate(model, _loader(val, batches, 0, 0, torch.device(train_run.device)), recipe.precision)
-    return loss
+        return validate(model, _loader(val, batches, 0, 0, torch.device(train_run.device)), recipe.precision, cfg_coef)
 
 
-def _reference(train_run, row: Row) -> tuple[Path, float | None]:  # noqa: ANN001 - TrainRun
+def _reference(train_run, row: Row, cfg_coef: float) -> tuple[Path, float | None, float | None]:  # noqa: ANN001 - TrainRun
     """The untrained stage-2 model, or the frozen backbone alone: a checkpoint of nothing trained, and its
-    validation loss on the valid split."""
+    validation loss on the valid split, plain and guided at `cfg_coef`."""
     from dvmset.dataset import FeatureWindows
     from flows.training.train import features_source, model_config
     from model.training.checkpoint import save_trainable
@@ -159,4 +171,5 @@ def _reference(train_run, row: Row) -> tuple[Path, float | None]:  # noqa: ANN00
     model = VidMusician.from_config(config, device=train_run.device, seed=recipe.seed)
     check_features(spec, model)
     path = save_trainable(model, Path(train_run.out) / "model.pt")
-    return path, _val_loss(train_run, model)
+    got = _validation(train_run, model, cfg_coef)
+    return path, *((None, None) if got is None else (got.loss, got.guided))

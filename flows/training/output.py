@@ -26,7 +26,7 @@ CONFIG = "config.yaml"
 # config.yaml fields a re-run may change: how long and how often, where and how fast; not what is trained
 RESUMABLE = {"run.stages", "run.init", "run.device", "run.val_every", "run.ckpt_every", "run.keep", "run.workers",
              "run.progress", "run.log_every", "run.activation_checkpointing", "run.sample_every", "run.samples",
-             "run.recipe.steps",
+             "run.val_cfg_coef", "run.recipe.steps",
              "run.recipe.epochs"}
 
 
@@ -109,13 +109,14 @@ def copy_best(src: Path, directory: Path) -> Path:
 
 
 class MetricsWriter:
-    """metrics.csv (one row per step, validation rows carry val_*) and TensorBoard scalars."""
+    """metrics.csv (one row per step, validation rows carry val_*; val_loss_guided is empty on every row when
+    the run's val_cfg_coef is 1) and TensorBoard scalars."""
 
     def __init__(self, directory: Path, n_codebooks: int, resume_step: int | None, tensorboard: bool = True) -> None:
         self.path = directory / "metrics.csv"
         self.fields = ["stage", "step", "epoch", "loss", *[f"ce_{k}" for k in range(n_codebooks)], "lr",
                        "grad_norm", "steps_per_s", "skipped_nonfinite", "skipped_scaler", "skipped_uncond", "val_loss",
-                       *[f"val_ce_{k}" for k in range(n_codebooks)]]
+                       *[f"val_ce_{k}" for k in range(n_codebooks)], "val_loss_guided"]
         directory.mkdir(parents=True, exist_ok=True)
         self._truncate(resume_step or 0)
         new = not self.path.exists()
@@ -137,10 +138,12 @@ class MetricsWriter:
             return
         with self.path.open(newline="") as fh:
             text = fh.read()
-        rows = list(csv.DictReader(text.splitlines()))
+        reader = csv.DictReader(text.splitlines())
+        rows = list(reader)
         # a row cut short by a kill has missing fields (None) or an unreadable step; drop it with the rest
         kept = [r for r in rows if None not in r.values() and r.get("step", "").isdigit() and int(r["step"]) <= step]
-        if len(kept) == len(rows) and text.endswith("\n"):
+        # a file written before a column was added (val_loss_guided) gets today's header, its cells empty
+        if len(kept) == len(rows) and text.endswith("\n") and reader.fieldnames == self.fields:
             return
         with atomic_path(self.path) as tmp, tmp.open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=self.fields)

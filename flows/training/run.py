@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from flows.training.generate_config import GenerateConfig
 from model.ablation import AblationError, Switches, check_switches
 from model.training.config import TrainConfig
+
+GENERATE_CFG_COEF: float = GenerateConfig.__dataclass_fields__["cfg_coef"].default  # what `generate` guides with
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class TrainRun:
     activation_checkpointing: bool = False  # recompute the LM's layers in backward (less memory, ~1/3 slower)
     sample_every: int = 0  # every N steps, music for the first `samples` validation windows (0: never)
     samples: int = 2
+    # each validation also reports val_loss_guided: the loss under the logits `generate` samples from at this
+    # classifier-free guidance coefficient (1: off, it would equal val_loss); it picks nothing
+    val_cfg_coef: float = GENERATE_CFG_COEF
     t5_from_scratch: bool = False
     rhythm: bool = True
     init_technique: bool = True
@@ -67,6 +73,8 @@ class TrainRun:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.sample_every < 0 or self.samples < 1:
             raise ValueError(f"sample_every must be >= 0 (0: off) and samples >= 1, got {self.sample_every}, {self.samples}")
+        if not self.val_cfg_coef > 0:
+            raise ValueError(f"val_cfg_coef must be positive (1: no guided validation loss), got {self.val_cfg_coef}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
 

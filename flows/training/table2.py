@@ -1,6 +1,6 @@
 """Write the ablation's rows as OUT/table2.json (every number, interval, chance level and setting) and
 OUT/table2.md (the paper's Table 2 layout: the switches as ✓/✗, each metric as value [95 % interval] with
-its chance level, the validation loss and the settings fingerprint)."""
+its chance level, the validation loss, the guided validation loss and the settings fingerprint)."""
 
 from __future__ import annotations
 
@@ -50,15 +50,17 @@ def _tick(v: bool | None) -> str:
 
 
 def table_markdown(records: list[dict]) -> str:
-    head = ["row", *COLUMNS, *(label for _, label in METRICS), "val loss", "best checkpoint", "fingerprint"]
+    head = ["row", *COLUMNS, *(label for _, label in METRICS), "val loss", "val loss guided", "best checkpoint",
+            "fingerprint"]
     lines = ["# Table 2 (ablations)", "",
              "Each metric: value [95 % interval] (chance level); — where it does not apply. Rows train from the "
-             "same options and seed; references train nothing.", "",
+             "same options and seed; references train nothing. Val loss guided: the same windows under the logits "
+             "the music was sampled from (null + cfg_coef (cond - null), the rows' generate cfg_coef).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         cols = [_tick(r["columns"].get(c)) for c in COLUMNS] if r.get("reference") is None else ["ref"] * len(COLUMNS)
         cells = [_cell(r["metrics"].get(k)) for k, _ in METRICS]
-        lines.append("| " + " | ".join([f"{r['row']}", *cols, *cells, _num(r.get("val_loss")),
+        lines.append("| " + " | ".join([f"{r['row']}", *cols, *cells, _num(r.get("val_loss")), _num(r.get("val_loss_guided")),
                                         f"`{r['best_checkpoint']}`", f"`{r['fingerprint']}`"]) + " |")
     others = sorted({k for r in records for k in r["metrics"]} - {k for k, _ in METRICS})
     if others:

@@ -4,7 +4,8 @@ RUN_DIR/config.yaml is the run's resolved config (the command's options with eve
 each stage's recipe, the model and the features it trains on); a re-run that differs from it in anything
 but the run's length and cadence is refused, naming the fields. RUN_DIR/stage{N}/ holds ckpt-{step}.pt
 (last K), best.pt (lowest validation loss on the valid split; with --ema, the EMA weights, validated as
-such, so stage 2 starts from them and `generate` reads them), metrics.csv, tb/ and, with
+such, so stage 2 starts from them and `generate` reads them), metrics.csv (each validation also reports
+val_loss_guided, the loss under the guided logits `generate` samples from at --val-cfg-coef), tb/ and, with
 `sample_every`, samples/. Without a progress bar (no terminal) the log gets a loss line every
 `log_every` steps. Running the same command on the same RUN_DIR resumes each stage from its latest
 checkpoint (a finished stage is skipped); the data order is a function of (seed, epoch) only and the
@@ -67,7 +68,7 @@ from model.training.checkpoint import load_model, load_trainable, read_checkpoin
 from model.training.config import TrainConfig
 from model.training.data import check_features
 from model.training.state import frozen_fingerprint, read_training, restore_training, save_training
-from model.training.step import NonFiniteLossError, TrainState, evaluate, new_state, train_step
+from model.training.step import NonFiniteLossError, TrainState, Validation, new_state, train_step, validate
 from model.vidmusician import VidMusician
 
 log = logging.getLogger(__name__)
@@ -231,15 +232,17 @@ def _loader(ds: FeatureWindows, batches: list[list[int]], workers: int, seed: in
 
 
 def _validate(state: TrainState, val: FeatureWindows | None, run: TrainRun, rank: int, world: int,
-              device: torch.device) -> tuple[float, list[float]] | None:
+              device: torch.device) -> Validation | None:
+    """The valid split's losses with the model's weights (EMA, when on): both conditions on, and at
+    `run.val_cfg_coef` under the guided logits `generate` samples from."""
     if val is None:
         return None
     local = max(1, state.cfg.batch_size // world)
     mine = list(range(rank, len(val), world))
     batches = [mine[i:i + local] for i in range(0, len(mine), local)]
     with _averaged(state):
-        loss, per_k, _ = evaluate(state.model, _loader(val, batches, run.workers, 0, device), state.cfg.precision)
-    return loss, per_k
+        return validate(state.model, _loader(val, batches, run.workers, 0, device), state.cfg.precision,
+                        run.val_cfg_coef)
 
 
 def _averaged(state: TrainState) -> contextlib.AbstractContextManager:
@@ -284,7 +287,7 @@ def train_stage(run: TrainRun, model: VidMusician, stage: int, train_ds: Feature
         state.extra["data"] = data  # in every checkpoint: a resume on another split is refused
     writer = MetricsWriter(out, model.lm.num_codebooks, state.step if latest else None) if rank == 0 else None
     if writer is not None and latest is None:
-        writer.hparams({**asdict(cfg), "update_batch": cfg.update_batch})
+        writer.hparams({**asdict(cfg), "update_batch": cfg.update_batch, "val_cfg_coef": run.val_cfg_coef})
     bar = _Progress(run.progress and rank == 0, stage, total, state.step)
     try:
         _loop(run, state, total, train_ds, val_ds, fingerprint, rank, world, device, writer, bar, out)
@@ -342,17 +345,19 @@ def _loop(run: TrainRun, state: TrainState, total: int, train_ds: FeatureWindows
 
 def _after_validation(run: TrainRun, state: TrainState, val_ds: FeatureWindows | None, fingerprint: str,
                       rank: int, world: int, device: torch.device, out: Path) -> dict:
-    """Validation loss on the valid split; a new lowest one writes best.pt (the weights of this step)."""
+    """Validation loss on the valid split; a new lowest one writes best.pt (the weights of this step). The
+    guided loss (val_loss_guided; none at val_cfg_coef 1) is reported beside it and picks nothing."""
     got = _validate(state, val_ds, run, rank, world, device)
     if got is None:
         return {}
-    loss, per_k = got
+    loss, per_k = got.loss, got.per_codebook
     if _updates(state) and math.isfinite(loss) and (state.best_val is None or loss < state.best_val):
         state.best_val, state.best_step = loss, state.step
         if rank == 0:
             with _averaged(state):
                 save_training(state, out / BEST, fingerprint)
-    return {"val_loss": loss, **{f"val_ce_{k}": v for k, v in enumerate(per_k)}}
+    guided = {"val_loss_guided": got.guided} if run.val_cfg_coef != 1.0 else {}
+    return {"val_loss": loss, **{f"val_ce_{k}": v for k, v in enumerate(per_k)}, **guided}
 
 
 def _samples(run: TrainRun, state: TrainState, val_ds: FeatureWindows, writer: MetricsWriter | None,
@@ -445,6 +450,8 @@ def _loss_line(row: dict, total: int, skipped: str | None) -> str:
             f"lr {row['lr']:.3g} grad_norm {row['grad_norm']:.3g} {row['steps_per_s']:.2f} it/s")
     if "val_loss" in row:
         line += f" val_loss {row['val_loss']:.4f}"
+    if "val_loss_guided" in row:
+        line += f" val_loss_guided {row['val_loss_guided']:.4f}"
     skips = {k: row[k] for k in ("skipped_nonfinite", "skipped_scaler", "skipped_uncond") if row[k]}
     if skips:
         line += " " + " ".join(f"{k} {v}" for k, v in skips.items())

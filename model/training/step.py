@@ -240,33 +240,58 @@ def _skip_nonfinite(state: TrainState, result: dict) -> StepResult:
     return StepResult(**result, skipped="nonfinite")
 
 
+@dataclass(frozen=True)
+class Validation:
+    """What `validate` measures over a split: the loss with both conditions on (what picks best.pt), and the
+    loss under the guided logits `generate` samples from (null + cfg_coef * (cond - null))."""
+
+    loss: float  # mean over items; nan when there are none
+    per_codebook: list[float]
+    items: int
+    guided: float  # at cfg_coef; equal to `loss` at cfg_coef 1; nan when there are no items
+    guided_per_codebook: list[float]
+    cfg_coef: float
+
+
 @torch.no_grad()
 def evaluate(model: VidMusician, batches: Iterable[Mapping[str, torch.Tensor]], precision: str = "fp32"
              ) -> tuple[float, list[float], int]:
     """(mean loss, mean per-codebook CE, items) over batches with both conditions on; summed over DDP
     ranks when distributed (each rank passes its own share). The model's train/eval mode is restored."""
+    got = validate(model, batches, precision)
+    return got.loss, got.per_codebook, got.items
+
+
+@torch.no_grad()
+def validate(model: VidMusician, batches: Iterable[Mapping[str, torch.Tensor]], precision: str = "fp32",
+             cfg_coef: float = 1.0) -> Validation:
+    """`evaluate`'s losses and, at `cfg_coef` != 1, the cross-entropy under classifier-free guidance's logits
+    (`VidMusician.guided_batch_loss`: one more forward per batch, with the null condition). Means over items,
+    summed over DDP ranks when distributed (each rank passes its own share; one all-reduce). The model's
+    train/eval mode is restored."""
     was_training = model.training
     model.eval()
     device = next(model.lm.parameters()).device
+    k = model.lm.num_codebooks
     total: torch.Tensor | None = None
     try:
         for batch in batches:
             with autocast(precision, device):
-                loss, per_k = model.batch_loss(batch)
+                (loss, per_k), (guided, guided_k) = model.guided_batch_loss(batch, cfg_coef)
             n = batch["codes"].shape[0]
-            row = torch.cat([loss.float().reshape(1), per_k.float()]) * n
+            row = torch.cat([loss.float().reshape(1), per_k.float(), guided.float().reshape(1), guided_k.float()]) * n
             row = torch.cat([row, torch.tensor([float(n)], device=row.device)])
             total = row if total is None else total + row
     finally:
         model.train(was_training)
     rank, world = _world()
     if total is None:
-        k = model.lm.num_codebooks
-        total = torch.zeros(k + 2, device=device)
+        total = torch.zeros(2 * k + 3, device=device)
     if world > 1:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
     n = float(total[-1])
     if n == 0:
-        return float("nan"), [], 0
+        return Validation(float("nan"), [], 0, float("nan"), [], cfg_coef)
     mean = (total[:-1] / n).tolist()
-    return mean[0], mean[1:], int(n)
+    return Validation(loss=mean[0], per_codebook=mean[1:k + 1], items=int(n), guided=mean[k + 1],
+                      guided_per_codebook=mean[k + 2:], cfg_coef=cfg_coef)
