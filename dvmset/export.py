@@ -10,29 +10,42 @@ dvmset.info_zips); ``DATASET.md``.
 names no validation split: ``valid`` (as large as test by default) is drawn the same way, from what the
 paper trained on, and is what ``train`` chooses best.pt on; test is read only by ``generate``/``evaluate``.
 Durations come from the catalog; the sample rate from ``audio_rate`` (the commands probe the files).
+
+Memory is bounded by a batch of :data:`BATCH` clips plus compact per-clip lists (ids, splits), not by the
+catalog: the split is planned from ids and sources alone, then the catalog is read a batch at a time and each
+batch is linked, appended to the JSONL files and written as one row group of the manifest, whose column types
+are fixed (:data:`MANIFEST_SCHEMA`) instead of inferred from all rows at once (a column with no value reads
+back as missing values of its type, not as None). The info zips re-read their clips' rows a zip at a time; the
+release and the card read what they need in batches or by column.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import zlib
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from dvmset import release as rel
 from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION, VALID_FRACTION
 from dvmset.export_card import EXPORT_PARAMS, music_groups_of, write_card
-from dvmset.info_zips import write_info_zips
+from dvmset.info_zips import write_info_zips, zip_count, zip_name
 from dvmset.io import atomic_path, atomic_write_text, file_lock, remove_partials, write_texts_then_sync
 from dvmset.layout import DataRoot
 from dvmset.music_groups import MusicGroup, source_groups
@@ -43,6 +56,14 @@ from dvmset.tables import Clip, Source
 
 log = logging.getLogger(__name__)
 LOCK = ".lock"  # exports/{name}/.lock: held by whoever writes the export (an export, a takedown)
+BATCH = 1_000  # clips read from the catalog, linked and written at once (one row group of the manifest)
+MANIFEST = "manifest.parquet"
+MANIFEST_COLUMNS = ["clip_id", "source_id", "query", "split", "path", "start_s", "duration_s", "sample_rate", "shard",
+                    "title", "description", "url", "license", "excluded_spans", "kept_s"]
+_FLOAT = ("start_s", "duration_s", "kept_s")
+MANIFEST_SCHEMA = pa.schema([pa.field(c, pa.float64() if c in _FLOAT else pa.int64() if c == "sample_rate"
+                                      else pa.string()) for c in MANIFEST_COLUMNS])  # every batch, whatever it holds
+CARD_COLUMNS = [c for c in MANIFEST_COLUMNS if c not in ("path", "start_s", "shard", "title", "description", "url")]
 
 
 def export_lock(out: Path):  # noqa: ANN201 - a context manager
@@ -71,7 +92,7 @@ class SplitItem:
 
 
 def plan_split(
-    items: Sequence[SplitItem],
+    items: Iterable[SplitItem],
     test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     fixed: Mapping[str, str] | None = None,
@@ -99,7 +120,7 @@ def plan_split(
     clips_of: dict[str, list[str]] = defaultdict(list)
     query_of: dict[str, str] = {}
     for it in items:
-        q = it.query or "(url)"
+        q = it.query if isinstance(it.query, str) and it.query else "(url)"  # None, or NaN read from a manifest
         if query_of.setdefault(it.source_id, q) != q:
             raise ValueError(f"source {it.source_id} has clips under two queries: {query_of[it.source_id]!r}, {q!r}")
         clips_of[it.source_id].append(it.clip_id)
@@ -162,7 +183,7 @@ class ExportSummary:
 class _Entry:
     """One exported clip: its catalog row, split and file."""
 
-    row: object  # a Row of _accepted_rows
+    row: object  # a row of _rows
     split: str
     clip_path: Path
     link: Path
@@ -172,14 +193,14 @@ class _Entry:
         """The text a text-conditioned trainer reads (MusicGen's ``description``): the query and the title."""
         return description(self.row.query, self.row.title)
 
-    @property
-    def info(self) -> dict:
-        """The clip's MusicInfo (what audiocraft's MusicDataset reads beside the audio): every field it
-        requires by default (``info_fields_required``), None where the catalog does not know it."""
-        r = self.row
-        return {**dict.fromkeys(("key", "bpm", "genre", "moods", "instrument")), "name": r.id,
-                "title": r.title, "artist": r.uploader, "description": self.description, "keywords": r.query,
-                "clip_id": r.id, "source_id": r.source_id, "url": r.webpage_url or r.url, "start_s": r.start_s}
+
+def _info_json(r: object) -> str:
+    """The clip's MusicInfo (what audiocraft's MusicDataset reads beside the audio) as JSON: every field it
+    requires by default (``info_fields_required``), None where the catalog does not know it."""
+    info = {**dict.fromkeys(("key", "bpm", "genre", "moods", "instrument")), "name": r.id,
+            "title": r.title, "artist": r.uploader, "description": description(r.query, r.title), "keywords": r.query,
+            "clip_id": r.id, "source_id": r.source_id, "url": r.webpage_url or r.url, "start_s": r.start_s}
+    return json.dumps(info, sort_keys=True)
 
 
 def description(query: str | None, title: str | None) -> str | None:
@@ -187,44 +208,57 @@ def description(query: str | None, title: str | None) -> str | None:
     return ". ".join(t.strip() for t in (query, title) if t and t.strip()) or None
 
 
-def _accepted_rows(catalog: Catalog) -> list:
+@dataclass
+class _Accepted:
+    """The whole-catalog view the split needs, and no more: every accepted clip's id and source (one text per
+    source, shared by its clips), each source's query and recorded split. The rest of a clip's row is read a
+    batch at a time when its files are written (:func:`_row_batches`)."""
+
+    ids: list[str]  # in id order
+    source: list[str]  # the source of ids[i]
+    query_of: dict[str, str | None]
+    recorded: dict[str, str]  # source id -> the split earlier exports recorded (a re-export keeps it)
+
+
+def _accepted(catalog: Catalog) -> _Accepted:
+    """The accepted clips' ids and sources, streamed from the catalog (rows of four columns, not held)."""
+    q = (select(Clip.id, Clip.source_id, Source.query, Clip.split).join(Source, Source.id == Clip.source_id)
+         .where(Clip.status == ClipStatus.ACCEPTED).execution_options(yield_per=BATCH))
+    pairs: list[tuple[str, str]] = []
+    query_of: dict[str, str | None] = {}
+    recorded: dict[str, str] = {}
     with catalog.session() as s:
-        rows = s.execute(
-            select(Clip.id, Clip.source_id, Source.query, Clip.start_s, Clip.duration_s, Clip.split,
-                   Source.title, Source.uploader, Source.webpage_url, Source.url, Source.license)
-            .join(Source, Source.id == Clip.source_id).where(Clip.status == ClipStatus.ACCEPTED)
-        ).all()
-    if not rows:
+        for cid, source, query, part in s.execute(q).tuples():
+            source = sys.intern(source)  # one text per source, however many clips it has
+            query_of.setdefault(source, query)
+            pairs.append((cid, source))
+            if part in SPLITS and recorded.setdefault(source, part) != part:
+                raise ValueError(f"source {source} already has clips in both splits; "
+                                 "re-export with keep_existing=False")
+    if not pairs:
         raise ValueError(f"no accepted clips in {catalog.url}: review clips before exporting")
-    return sorted(rows, key=lambda r: r.id)
-
-
-def _recorded_splits(rows: list) -> dict[str, str]:
-    """{source id: split} as earlier exports recorded them (a re-export keeps them)."""
-    fixed: dict[str, str] = {}
-    for r in rows:
-        if r.split in SPLITS and fixed.setdefault(r.source_id, r.split) != r.split:
-            raise ValueError(f"source {r.source_id} already has clips in both splits; re-export with keep_existing=False")
-    return fixed
+    pairs.sort()
+    return _Accepted([c for c, _ in pairs], [s for _, s in pairs], query_of, recorded)
 
 
 def _own_splits(out: Path) -> dict[str, str]:
     """{source id: split} of this export's manifest, when it was exported before: its videos keep their split
     even when another export (``--reshuffle``) has since recorded others in the catalog."""
-    manifest = out / "manifest.parquet"
+    manifest = out / MANIFEST
     if not manifest.is_file():
         return {}
     m = pd.read_parquet(manifest, columns=["source_id", "split"]).dropna()
     return {str(s): str(p) for s, p in zip(m.source_id, m.split, strict=True) if p in SPLITS}
 
 
-def _split_items(rows: list, groups: list[MusicGroup], fixed: dict[str, str]) -> tuple[list[SplitItem], dict[str, str]]:
+def _split_items(acc: _Accepted, groups: list[MusicGroup],
+                 fixed: dict[str, str]) -> tuple[Iterator[SplitItem], dict[str, str]]:
     """Split items with the sources of one music group as one unit (its first source's query and recorded
-    split), so that the same music never straddles the split; and the fixed splits by unit."""
+    split), so that the same music never straddles the split; and the fixed splits by unit. The items are
+    made as :func:`plan_split` reads them, not held."""
     unit = source_groups(groups)
-    query_of = {r.source_id: r.query for r in rows}
-    key = {s: unit.get(s, s) for s in query_of}
-    items = [SplitItem(r.id, key[r.source_id], query_of.get(key[r.source_id], r.query)) for r in rows]
+    items = (SplitItem(c, unit.get(s, s), acc.query_of.get(unit.get(s, s), acc.query_of[s]))
+             for c, s in zip(acc.ids, acc.source, strict=True))
     fixed_units: dict[str, str] = {}
     for source, part in sorted(fixed.items(), key=lambda kv: (unit.get(kv[0], kv[0]) != kv[0], kv[0])):
         fixed_units.setdefault(unit.get(source, source), part)  # a group keeps its first source's split
@@ -246,27 +280,55 @@ def _record_splits(catalog: Catalog, store: FeatureStore, split: dict[str, str])
         store.set_splits(split, exclusive=True)
 
 
-def _link_audio(root: DataRoot, audio_dir: Path, rows: list, split: dict[str, str]) -> tuple[list[_Entry], int]:
-    """A link per clip file in ``audio_dir`` beside its MusicInfo JSON; returns (entries, clips without a file)."""
+def _with_files(root: DataRoot, ids: list[str]) -> tuple[list[str], int]:
+    """The clips whose file is there (the rest left out with a warning), and how many are not: known before any
+    file is written, since the number of exported clips names the info zips each AudioMeta line points into."""
+    kept = []
+    for cid in ids:
+        if root.clip_path(cid).is_file():
+            kept.append(cid)
+        else:
+            log.warning("accepted clip %s has no file at %s; left out of the export", cid, root.clip_path(cid))
+    return kept, len(ids) - len(kept)
+
+
+def _rows(s: Session, ids: list[str]) -> list:
+    """The catalog rows an export writes of these clips (at most :data:`~dvmset.batches.MAX_BIND`), in id order."""
+    q = (select(Clip.id, Clip.source_id, Source.query, Clip.start_s, Clip.duration_s, Source.title, Source.uploader,
+                Source.webpage_url, Source.url, Source.license).join(Source, Source.id == Clip.source_id))
+    return sorted(s.execute(q.where(Clip.id.in_(ids))).all(), key=lambda r: r.id)
+
+
+def _row_batches(catalog: Catalog, ids: list[str]) -> Iterator[list]:
+    """The rows of ``ids`` (in id order) a batch of :data:`BATCH` at a time."""
+    with catalog.session() as s:
+        for chunk in batches(ids, BATCH):
+            yield _rows(s, chunk)
+
+
+def _info_jsons(catalog: Catalog) -> Callable[[list[str]], list[str]]:
+    """The MusicInfo JSONs of one info zip's clips, read from the catalog again (a zip's clips are spread over
+    the id order the JSONs were first written in; reading the files back cost more)."""
+    def texts(ids: list[str]) -> list[str]:
+        with catalog.session() as s:
+            rows = {r.id: r for chunk in batches(ids) for r in _rows(s, chunk)}
+        return [_info_json(rows[c]) for c in ids]
+    return texts
+
+
+def _clear_audio_dir(audio_dir: Path) -> None:
+    """An earlier export under this name may list other clips: its links and JSONs go."""
     audio_dir.mkdir(parents=True, exist_ok=True)
-    for stale in audio_dir.iterdir():  # an earlier export under this name may list other clips
+    for stale in audio_dir.iterdir():
         if stale.is_symlink() or stale.suffix == ".json":
             stale.unlink()
-    entries, missing = [], 0
-    for r in rows:
-        clip_path = root.clip_path(r.id)
-        if not clip_path.is_file():
-            log.warning("accepted clip %s has no file at %s; left out of the export", r.id, clip_path)
-            missing += 1
-            continue
-        e = _Entry(r, split[r.id], clip_path, audio_dir / clip_path.name)
-        e.link.unlink(missing_ok=True)
-        os.symlink(os.path.relpath(clip_path, e.link.parent), e.link)
-        entries.append(e)
-    # each JSON renamed into place whole, and one sync for all of them (an fsync per clip cost 177 s at 165 K)
-    write_texts_then_sync(((e.link.with_suffix(".json"), json.dumps(e.info, sort_keys=True)) for e in entries),
-                          audio_dir)
-    return entries, missing
+
+
+def _link(clip_path: Path, audio_dir: Path) -> None:
+    """The clip's link in the export's audio folder (its MusicInfo JSON goes beside it)."""
+    link = audio_dir / clip_path.name
+    link.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(clip_path, audio_dir), link)
 
 
 def _audio_meta(e: _Entry, sample_rate: int | None, info_zip: Path) -> dict:
@@ -277,23 +339,87 @@ def _audio_meta(e: _Entry, sample_rate: int | None, info_zip: Path) -> dict:
             "amplitude": None, "weight": None, "info_path": info_path, "description": e.description}
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+def _cut_before_spans(line: dict, spans: Sequence[Span]) -> dict | None:
+    """AudioMeta can only say how long a file is, and audiocraft reads segments anywhere before that: a clip
+    with excluded spans is listed up to its first span (left out, None, when that leaves nothing)."""
+    if not spans:
+        return line
+    first = min(s.start_s for s in spans)
+    return None if first <= 0 else {**line, "duration": min(line["duration"], first)}
 
 
-def _write_manifest(path: Path, root: DataRoot, entries: list[_Entry], rates: dict[str, int | None],
-                    store: FeatureStore) -> pd.DataFrame:
-    shard_of = store.index().set_index("clip_id")["shard"]
-    manifest = pd.DataFrame([{
-        "clip_id": e.row.id, "source_id": e.row.source_id, "query": e.row.query, "split": e.split,
-        "path": str(e.clip_path.relative_to(root.path)), "start_s": e.row.start_s, "duration_s": e.row.duration_s,
-        "sample_rate": rates[e.row.id], "shard": shard_of.get(e.row.id), "title": e.row.title,
-        "description": e.description,
-        "url": e.row.webpage_url or e.row.url, "license": e.row.license,
-    } for e in entries])
-    with atomic_path(path) as tmp:
-        manifest.to_parquet(tmp, index=False)
-    return manifest
+def _manifest_row(root: DataRoot, e: _Entry, rate: int | None, shard: str | None, spans: Sequence[Span]) -> dict:
+    r = e.row
+    return {"clip_id": r.id, "source_id": r.source_id, "query": r.query, "split": e.split,
+            "path": str(e.clip_path.relative_to(root.path)), "start_s": r.start_s, "duration_s": r.duration_s,
+            "sample_rate": rate, "shard": shard, "title": r.title, "description": e.description,
+            "url": r.webpage_url or r.url, "license": r.license,
+            "excluded_spans": json.dumps([s.as_list() for s in spans]) if spans else None,
+            "kept_s": seconds_kept(r.duration_s, spans)}
+
+
+def _manifest_table(rows: Sequence[dict]) -> pa.Table:
+    """One batch of manifest rows as a table of :data:`MANIFEST_SCHEMA`: batches written apart agree."""
+    return pa.Table.from_pydict({c: [r[c] for r in rows] for c in MANIFEST_COLUMNS}, schema=MANIFEST_SCHEMA)
+
+
+@dataclass
+class _Written:
+    """What the export summary and the warnings need of the clips written: counts, not the clips."""
+
+    splits: Counter
+    sources: set[str]
+    no_rate: int = 0
+    no_rate_example: str | None = None
+
+
+def _write_clips(root: DataRoot, catalog: Catalog, out: Path, ids: list[str], split: Mapping[str, str],
+                 spans: Mapping[str, list[Span]], shard_of: Mapping[str, str],
+                 audio_rate: Callable[[Path], int | None] | None) -> _Written:
+    """Every clip's link, then per clip its MusicInfo JSON, its manifest row and its AudioMeta line, a batch of
+    :data:`BATCH` clips at a time: each batch is one row group of the manifest and its lines appended to the
+    JSONL files, so no more than a batch is held whatever the export's size. One file-system sync for all the
+    JSONs (an fsync per clip cost 177 s at 165 K)."""
+    audio_dir = out / "audio"
+    _clear_audio_dir(audio_dir)
+    for cid in ids:  # every link, then every JSON, as before the export streamed (not one of each by turns)
+        _link(root.clip_path(cid), audio_dir)
+    count = zip_count(len(ids))
+    done = _Written(Counter(), set())
+    with contextlib.ExitStack() as stack:
+        manifest = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_path(out / MANIFEST)),
+                                                        MANIFEST_SCHEMA))
+        jsonl = {part: [_open_jsonl(stack, out / f"{part}.jsonl"), _open_jsonl(stack, out / "egs" / part / "data.jsonl")]
+                 for part in SPLITS}
+
+        def written() -> Iterator[tuple[Path, str]]:  # the JSONs, as write_texts_then_sync writes them
+            for rows in _row_batches(catalog, ids):
+                table = []
+                for r in rows:
+                    clip_path = root.clip_path(r.id)
+                    e = _Entry(r, split[r.id], clip_path, audio_dir / clip_path.name)
+                    yield e.link.with_suffix(".json"), _info_json(r)
+                    rate = audio_rate(e.clip_path) if audio_rate else None
+                    if rate is None:
+                        done.no_rate += 1
+                        done.no_rate_example = done.no_rate_example or r.id
+                    table.append(_manifest_row(root, e, rate, shard_of.get(r.id), spans.get(r.id, ())))
+                    line = _cut_before_spans(_audio_meta(e, rate, audio_dir / zip_name(r.id, count)), spans.get(r.id))
+                    if line is not None:
+                        text = json.dumps(line, sort_keys=True) + "\n"
+                        for f in jsonl[e.split]:
+                            f.write(text)
+                    done.splits[e.split] += 1
+                    done.sources.add(r.source_id)
+                manifest.write_table(_manifest_table(table), row_group_size=max(len(table), 1))
+
+        write_texts_then_sync(written(), audio_dir)
+    return done
+
+
+def _open_jsonl(stack: contextlib.ExitStack, path: Path) -> TextIO:
+    """A JSONL file written line by line, renamed into place whole when the export's writing succeeds."""
+    return stack.enter_context(open(stack.enter_context(atomic_path(path)), "w", encoding="utf-8"))
 
 
 def export_dataset(
@@ -327,38 +453,34 @@ def export_dataset(
 def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: tuple[float, float], seed: int,
             keep_existing: bool, audio_rate: Callable[[Path], int | None] | None, release: bool) -> ExportSummary:
     test_fraction, valid_fraction = fractions
-    rows = _accepted_rows(catalog)
-    fixed = {**_recorded_splits(rows), **_own_splits(out)} if keep_existing else {}
-    groups = music_groups_of(catalog, [r.id for r in rows])
-    items, fixed_units = _split_items(rows, groups, fixed)
+    acc = _accepted(catalog)
+    fixed = {**acc.recorded, **_own_splits(out)} if keep_existing else {}
+    groups = music_groups_of(catalog, acc.ids)
+    items, fixed_units = _split_items(acc, groups, fixed)
     split = plan_split(items, test_fraction, seed, fixed_units, valid_fraction)
     store = FeatureStore(root.features_dir)
     _record_splits(catalog, store, split)
     spans = _record_spans(catalog, store, split)
-    rows, no_features = _with_features(rows, store)
-    entries, missing = _link_audio(root, out / "audio", rows, split)
-    rates = {e.row.id: audio_rate(e.clip_path) if audio_rate else None for e in entries}
-    if no_rate := [c for c, r in rates.items() if r is None]:
-        log.warning("%d clips have no known audio sample rate (%s): null in the manifest and the JSONL",
-                    len(no_rate), "nothing read their files" if audio_rate is None else f"unreadable, e.g. {no_rate[0]}")
-    info = {e.row.id: e for e in entries}
-    info_zip = write_info_zips(out / "audio", list(info), lambda c: json.dumps(info[c].info, sort_keys=True))
-    manifest = _with_spans(out / "manifest.parquet", _write_manifest(out / "manifest.parquet", root, entries, rates,
-                                                                     store), spans)
-    for part in SPLITS:
-        lines = _cut_before_spans([_audio_meta(e, rates[e.row.id], info_zip[e.row.id]) for e in entries if e.split == part],
-                                  entries, spans)
-        _write_jsonl(out / f"{part}.jsonl", lines)
-        (out / "egs" / part).mkdir(parents=True, exist_ok=True)
-        _write_jsonl(out / "egs" / part / "data.jsonl", lines)
+    index = store.index()
+    ids, no_features = _with_features(acc.ids, set(index.clip_id.tolist()))
+    del acc
+    ids, missing = _with_files(root, ids)
+    shard_of = dict(zip(index.clip_id.tolist(), index.shard.tolist(), strict=True))
+    del index
+    done = _write_clips(root, catalog, out, ids, split, spans, shard_of, audio_rate)
+    if done.no_rate:
+        log.warning("%d clips have no known audio sample rate (%s): null in the manifest and the JSONL", done.no_rate,
+                    "nothing read their files" if audio_rate is None else f"unreadable, e.g. {done.no_rate_example}")
+    write_info_zips(out / "audio", ids, _info_jsons(catalog))
     params = {"test_fraction": test_fraction, "valid_fraction": valid_fraction, "seed": seed, "missing": missing}
     atomic_write_text(out / EXPORT_PARAMS, json.dumps(params, sort_keys=True) + "\n")
-    release_path = _write_release(out, name, catalog, entries, params) if release else _drop_release(out)
-    write_card(out, manifest, catalog, **params)
-    n = manifest.split.value_counts() if len(manifest) else pd.Series(dtype=int)
-    return ExportSummary(name, out, int(n.get(TRAIN, 0)), int(n.get(TEST, 0)),
-                         int(manifest.source_id.nunique()) if len(manifest) else 0, missing, len(groups), release_path,
-                         tuple(no_features), int(n.get(VALID, 0)), len(no_rate))
+    exported = {c: split[c] for c in ids}
+    del split, ids
+    release_path = _write_release(out, name, catalog, exported, params) if release else _drop_release(out)
+    del exported
+    write_card(out, pd.read_parquet(out / MANIFEST, columns=CARD_COLUMNS), catalog, **params)
+    return ExportSummary(name, out, done.splits[TRAIN], done.splits[TEST], len(done.sources), missing, len(groups),
+                         release_path, tuple(no_features), done.splits[VALID], done.no_rate)
 
 
 def _record_spans(catalog: Catalog, store: FeatureStore, split: dict[str, str]) -> dict[str, list[Span]]:
@@ -371,51 +493,24 @@ def _record_spans(catalog: Catalog, store: FeatureStore, split: dict[str, str]) 
     return spans
 
 
-def _with_spans(path: Path, manifest: pd.DataFrame, spans: dict[str, list[Span]]) -> pd.DataFrame:
-    """The manifest with each clip's excluded spans (JSON) and the seconds it keeps, written again."""
-    if not len(manifest):
-        return manifest
-    manifest = manifest.assign(
-        excluded_spans=[json.dumps([s.as_list() for s in spans[c]]) if spans.get(c) else None for c in manifest.clip_id],
-        kept_s=[seconds_kept(d, spans.get(c, ())) for c, d in zip(manifest.clip_id, manifest.duration_s, strict=True)])
-    with atomic_path(path) as tmp:
-        manifest.to_parquet(tmp, index=False)
-    return manifest
-
-
-def _cut_before_spans(lines: list[dict], entries: list[_Entry], spans: dict[str, list[Span]]) -> list[dict]:
-    """AudioMeta can only say how long a file is, and audiocraft reads segments anywhere before that: a clip
-    with excluded spans is listed up to its first span (left out when that leaves nothing)."""
-    first = {str(e.link.absolute()): min(s.start_s for s in spans[e.row.id]) for e in entries if spans.get(e.row.id)}
-    out = []
-    for line in lines:
-        if line["path"] in first:
-            if first[line["path"]] <= 0:
-                continue
-            line = {**line, "duration": min(line["duration"], first[line["path"]])}
-        out.append(line)
-    return out
-
-
-def _with_features(rows: list, store: FeatureStore) -> tuple[list, list[str]]:
-    """Once features exist, an export lists only clips that have them (a manifest row with no shard would
-    fail a trainer later): the rest are left out with a warning (extract or retry them, then re-export).
-    Before any features an export is of audio alone and lists every accepted clip."""
-    have = set(store.index().clip_id)
+def _with_features(ids: list[str], have: set[str]) -> tuple[list[str], list[str]]:
+    """Once features exist (``have``: the clips in the feature index), an export lists only clips that have
+    them (a manifest row with no shard would fail a trainer later): the rest are left out with a warning
+    (extract or retry them, then re-export). Before any features an export is of audio alone and lists every
+    accepted clip."""
     if not have:
-        return rows, []
-    left = [r.id for r in rows if r.id not in have]
+        return ids, []
+    left = [c for c in ids if c not in have]
     if left:
         log.warning("%d accepted clips have no features (not extracted yet, or failed): left out of the export: %s",
                     len(left), left[:5])
-    return [r for r in rows if r.id in have], left
+    return [c for c in ids if c in have], left
 
 
-def _write_release(out: Path, name: str, catalog: Catalog, entries: list[_Entry], params: dict) -> Path:
+def _write_release(out: Path, name: str, catalog: Catalog, split: dict[str, str], params: dict) -> Path:
     """The ids-only release of this export (dvmset.release): no media."""
-    ids = {e.row.id: e.split for e in entries}
-    steps = rel.distinct_steps(catalog, list(ids))
-    return rel.write_release_batches(out, rel.release_batches(catalog, ids), name=name,
+    steps = rel.distinct_steps(catalog, list(split))
+    return rel.write_release_batches(out, rel.release_batches(catalog, split), name=name,
                                      extra={"split": params, "steps": steps})[0]
 
 

@@ -47,9 +47,10 @@ def _write(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
             z.writestr(zipfile.ZipInfo(name, _DATE), data, compress_type=zipfile.ZIP_DEFLATED)
 
 
-def write_info_zips(audio_dir: Path, clip_ids: list[str], info_json: Callable[[str], str]) -> dict[str, Path]:
-    """Each clip's MusicInfo (``info_json(clip_id)``) in its zip under ``audio_dir``, members in id order; the
-    zips of an earlier export there that this one does not write are deleted. Returns clip id -> zip path."""
+def write_info_zips(audio_dir: Path, clip_ids: list[str], info_jsons: Callable[[list[str]], Iterable[str]]) -> None:
+    """Each clip's MusicInfo in its zip under ``audio_dir``, members in id order (``info_jsons(ids)``: the JSON
+    texts of one zip's clips, in that order, so the caller reads them a zip at a time); the zips of an earlier
+    export there that this one does not write are deleted."""
     count = zip_count(len(clip_ids))
     by_zip: dict[str, list[str]] = defaultdict(list)
     for cid in sorted(clip_ids):
@@ -57,11 +58,11 @@ def write_info_zips(audio_dir: Path, clip_ids: list[str], info_json: Callable[[s
     if not by_zip:
         by_zip[SINGLE] = []  # an empty export still has the zip its layout names
     for name, ids in sorted(by_zip.items()):
-        _write(audio_dir / name, ((f"{c}.json", info_json(c).encode("utf-8")) for c in ids))
+        _write(audio_dir / name, ((f"{c}.json", text.encode("utf-8"))
+                                  for c, text in zip(ids, info_jsons(ids), strict=True)))
     for stale in present(audio_dir):
         if stale.name not in by_zip:
             stale.unlink()
-    return {c: audio_dir / name for name, ids in by_zip.items() for c in ids}
 
 
 def present(audio_dir: Path) -> list[Path]:

@@ -385,3 +385,31 @@ def test_export_syncs_the_clip_jsons_once_not_once_per_clip(data_root, catalog, 
         info = json.loads((audio / f"{cid}.json").read_text())
         assert info["clip_id"] == cid and info["name"] == cid and (audio / f"{cid}.mp4").is_symlink()
     assert not list(audio.glob(".*part*"))
+
+
+def test_export_written_a_batch_at_a_time_equals_one_batch(data_root, catalog, tmp_path, monkeypatch):
+    """24 clips in batches of 5: the manifest comes in row groups of at most 5 rows, and every file equals the
+    export written in one batch (manifest frame-equal; JSONL, both layouts, and the info zip byte-equal)."""
+    import pyarrow.parquet as pq
+
+    from dvmset import export
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0" * 256)
+    add_clips(catalog, data_root, junk, {f"v{i:02d}": (f"q{i % 3}", 2) for i in range(12)})
+    out = data_root.export_dir("e")
+    files = ["train.jsonl", "valid.jsonl", "test.jsonl", *(f"egs/{p}/data.jsonl" for p in ("train", "valid", "test")),
+             "audio/info.zip"]
+
+    def written() -> tuple[pd.DataFrame, dict[str, bytes]]:
+        export_dataset(data_root, catalog, "e", test_fraction=0.3, seed=0)
+        return pd.read_parquet(out / "manifest.parquet"), {f: (out / f).read_bytes() for f in files}
+
+    whole, whole_files = written()
+    assert pq.ParquetFile(out / "manifest.parquet").metadata.num_row_groups == 1
+    monkeypatch.setattr(export, "BATCH", 5)
+    batched, batched_files = written()
+    meta = pq.ParquetFile(out / "manifest.parquet").metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [5, 5, 5, 5, 4]
+    pd.testing.assert_frame_equal(batched, whole)
+    assert batched_files == whole_files and len(whole) == 24 and whole_files["train.jsonl"]
