@@ -6,10 +6,14 @@ clip's global features can learn them quickly: an overfit test sees the loss fal
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +86,28 @@ def run_main(args: list[str]) -> int:
 def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=cli_env(), capture_output=True,
                           text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def train_log() -> Iterator[list[str]]:
+    """The messages the training loop's logger lets through at the level the CLI leaves it (no -v), whatever
+    stream an earlier test's CLI handler still points at."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Collect()
+    logger = logging.getLogger("flows.training.train")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def csv_rows(path: Path) -> list[dict]:
+    """A metrics.csv's rows as dicts (every value text, an empty cell '')."""
+    with path.open() as fh:
+        return list(csv.DictReader(fh))

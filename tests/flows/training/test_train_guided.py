@@ -4,15 +4,12 @@ samples from) at each validation, records its coefficient in config.yaml, leaves
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from training_helpers import debug_train_args, run_main, write_store
+from training_helpers import csv_rows, debug_train_args, run_main, train_log, write_store
 
 from flows.training.generate_config import GenerateConfig
 from model.training.checkpoint import load_model
@@ -24,29 +21,6 @@ def store(tmp_path_factory):
     return write_store(tmp_path_factory.mktemp("guided") / "features", n_valid=2)  # train validates on valid-*
 
 
-@contextlib.contextmanager
-def _train_log() -> Iterator[list[str]]:
-    """The training loop's log messages, whatever handlers an earlier CLI call left on its logger."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    handler = Collect()
-    logger = logging.getLogger("flows.training.train")
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-
-
-def _rows(path: Path) -> list[dict]:
-    with path.open() as fh:
-        return list(csv.DictReader(fh))
-
-
 def _args(store: Path, out: Path, steps: int, *extra: str) -> list[str]:
     return debug_train_args(store, out, "--stage", "1", "--steps", str(steps), "--val-every", "1",
                             "--ckpt-every", "1", "--keep", "5", "--log-every", "1", "--workers", "0", *extra)
@@ -54,11 +28,11 @@ def _args(store: Path, out: Path, steps: int, *extra: str) -> list[str]:
 
 def test_each_validation_writes_the_guided_loss_at_generates_coefficient(store, tmp_path):
     out = tmp_path / "run"
-    with _train_log() as logged:
+    with train_log() as logged:
         assert run_main(_args(store, out, 2)) == 0
     coef = GenerateConfig(checkpoint=out, out_dir=out).cfg_coef  # generate's default, whatever it is
     assert yaml.safe_load((out / "config.yaml").read_text())["run"]["val_cfg_coef"] == coef
-    rows = _rows(out / "stage1" / "metrics.csv")
+    rows = csv_rows(out / "stage1" / "metrics.csv")
     assert [r["step"] for r in rows] == ["1", "2"]
     assert all(float(r["val_loss_guided"]) != float(r["val_loss"]) for r in rows)  # cond differs from null
     lines = [m for m in logged if ": loss " in m]
@@ -84,10 +58,10 @@ def test_each_validation_writes_the_guided_loss_at_generates_coefficient(store, 
 def test_coefficient_1_leaves_the_column_empty_and_val_loss_unchanged(store, tmp_path):
     on, off = tmp_path / "on", tmp_path / "off"
     assert run_main(_args(store, on, 2, "--val-cfg-coef", "2")) == 0
-    with _train_log() as logged:
+    with train_log() as logged:
         assert run_main(_args(store, off, 2, "--val-cfg-coef", "1")) == 0
     assert yaml.safe_load((off / "config.yaml").read_text())["run"]["val_cfg_coef"] == 1.0
-    a, b = _rows(on / "stage1" / "metrics.csv"), _rows(off / "stage1" / "metrics.csv")
+    a, b = csv_rows(on / "stage1" / "metrics.csv"), csv_rows(off / "stage1" / "metrics.csv")
     assert "val_loss_guided" in b[0] and all(r["val_loss_guided"] == "" for r in b)  # off: no number
     assert [r["val_loss"] for r in a] == [r["val_loss"] for r in b]  # the guided loss picks and changes nothing
     lines = [m for m in logged if ": loss " in m]
@@ -103,7 +77,7 @@ def test_a_run_started_before_the_guided_loss_resumes(store, tmp_path):
     del config["run"]["val_cfg_coef"]
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     metrics = out / "stage1" / "metrics.csv"
-    old = _rows(metrics)
+    old = csv_rows(metrics)
     fields = [f for f in old[0] if f != "val_loss_guided"]
     with metrics.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
@@ -111,7 +85,7 @@ def test_a_run_started_before_the_guided_loss_resumes(store, tmp_path):
         w.writerows({k: r[k] for k in fields} for r in old)
 
     assert run_main(_args(store, out, 3)) == 0
-    rows = _rows(metrics)
+    rows = csv_rows(metrics)
     assert [r["step"] for r in rows] == ["1", "2", "3"] and None not in rows[-1].values()
     assert [r["val_loss"] for r in rows[:2]] == [r["val_loss"] for r in old]
     assert [r["val_loss_guided"] for r in rows[:2]] == ["", ""] and float(rows[2]["val_loss_guided"]) > 0

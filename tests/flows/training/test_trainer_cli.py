@@ -4,12 +4,7 @@ such), --accumulate 2 x --batch-size 2 equal to --batch-size 4."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import logging
 import shutil
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +12,7 @@ import soundfile as sf
 import torch
 import yaml
 from torch.utils.data import DataLoader
-from training_helpers import debug_train_args, run_main, write_store
+from training_helpers import csv_rows, debug_train_args, run_main, train_log, write_store
 
 from dvmset.dataset import FeatureWindows
 from model.training.checkpoint import load_model, read_checkpoint
@@ -40,36 +35,12 @@ def test_half_precision_on_cpu_is_refused_before_anything_is_built(store, tmp_pa
     assert "needs a GPU" in capsys.readouterr().err and not out.exists()
 
 
-@contextlib.contextmanager
-def _train_log() -> Iterator[list[str]]:
-    """The messages the training loop's logger lets through at the level the CLI leaves it (no -v), whatever
-    stream an earlier test's CLI handler still points at."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    handler = Collect()
-    logger = logging.getLogger("flows.training.train")
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-
-
-def _rows(path: Path) -> list[dict]:
-    with path.open() as fh:
-        return list(csv.DictReader(fh))
-
-
 @pytest.mark.slow
 def test_config_yaml_loss_lines_and_ema_best(store, tmp_path, capsys):
     out = tmp_path / "run"
     args = debug_train_args(store, out, "--stage", "1", "--steps", "6", "--ema", "0.5", "--val-every", "2",
                             "--ckpt-every", "1", "--keep", "10", "--log-every", "2", "--workers", "0")
-    with _train_log() as logged:
+    with train_log() as logged:
         assert run_main(args) == 0  # no -v: the CLI's default log level
     lines = [line for line in logged if ": loss " in line]  # what a run without a terminal leaves in its log
     assert [line.split(":")[0] for line in lines] == [f"stage 1 step {s}/6 epoch {e}" for s, e in ((2, 0), (4, 1), (6, 1))]
@@ -83,7 +54,7 @@ def test_config_yaml_loss_lines_and_ema_best(store, tmp_path, capsys):
     assert config["model"]["clip_model"] == "tiny"
 
     # best.pt holds the EMA weights of its step, and the validation loss that chose it is theirs
-    rows = _rows(out / "stage1" / "metrics.csv")
+    rows = csv_rows(out / "stage1" / "metrics.csv")
     val = {int(r["step"]): float(r["val_loss"]) for r in rows if r["val_loss"]}
     _, best = read_checkpoint(out / "stage1" / "best.pt")
     step = best["extra"]["train"]["counters"]["step"]
@@ -117,7 +88,7 @@ def test_accumulate_2_of_batch_2_trains_as_batch_4(store, tmp_path):
     _, b = read_checkpoint(acc / "stage1" / "ckpt-00000003.pt")
     for name, tensor in a["state"].items():
         torch.testing.assert_close(b["state"][name], tensor, rtol=1e-4, atol=1e-6, msg=name)
-    la, lb = _rows(big / "stage1" / "metrics.csv"), _rows(acc / "stage1" / "metrics.csv")
+    la, lb = csv_rows(big / "stage1" / "metrics.csv"), csv_rows(acc / "stage1" / "metrics.csv")
     assert [float(r["loss"]) for r in lb] == pytest.approx([float(r["loss"]) for r in la], rel=1e-5)
     assert a["extra"]["train"]["counters"]["epoch"] == b["extra"]["train"]["counters"]["epoch"] == 2  # 6 clips: 1 batch of 4 per epoch, epochs 0, 1, 2
 
@@ -142,7 +113,7 @@ def test_samples_during_training_go_to_wav_and_tensorboard_with_hparams(store, t
     out = tmp_path / "run"
     args = debug_train_args(root, out, "--stage", "1", "--steps", "2", "--val-every", "2", "--sample-every", "1",
                             "--samples", "1", "--workers", "0")
-    with _train_log() as logged:
+    with train_log() as logged:
         assert run_main(args) == 0
     assert sum("sample(s) in" in line and "Rhythm recall" in line for line in logged) == 2
     wavs = sorted((out / "stage1" / "samples").rglob("*.wav"))
