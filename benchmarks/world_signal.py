@@ -26,6 +26,7 @@ import torch
 from audiocraft.modules.conditioners import ConditioningAttributes
 
 from dvmset.dataset import CODES, GLOBAL, RHYTHM, FeatureWindows
+from model.generation import guided_logits
 from model.training.checkpoint import load_model
 from model.training.miniature import load_miniature
 from pipeline.world import CLASSES
@@ -42,9 +43,8 @@ def token_ce(logits: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor) -> t
 
 
 def guided_ce(cond, null, codes: torch.Tensor, coef: float) -> torch.Tensor:  # noqa: ANN001 - LMOutput
-    """token_ce of the distribution generation samples from with classifier-free guidance (audiocraft's
-    null + coef * (cond - null) on the logits), on the reference codes."""
-    return token_ce(null.logits + coef * (cond.logits - null.logits), codes, cond.mask)
+    """token_ce of the distribution generation samples from with classifier-free guidance, on the reference codes."""
+    return token_ce(guided_logits(cond.logits, null.logits, coef), codes, cond.mask)
 
 
 def split_mean(ce: torch.Tensor, frame_rate: float, at_cuts: torch.Tensor) -> tuple[float, ...]:

@@ -78,6 +78,11 @@ def _check_prompt(prompt: torch.Tensor, batch: int, n_q: int, n_frames: int, car
         raise ValueError(f"prompt must hold integer codes in [0, {card})")
 
 
+def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, cfg_coef: float) -> torch.Tensor:
+    """Classifier-free guidance on the logits, as audiocraft's LMModel.generate: uncond + coef * (cond - uncond)."""
+    return uncond + (cond - uncond) * cfg_coef
+
+
 # (input position, conditional logits [B, K, card], unconditional logits [B, K, card] or None without CFG)
 StepCallback = Callable[[int, torch.Tensor, "torch.Tensor | None"], None]
 
@@ -117,7 +122,7 @@ def stream_generate(lm: LMModel, condition_tensors: dict[str, ConditionType], ba
             logits = logits[:, :, -1]  # [rows, K, card]
             if use_cfg:
                 cond, uncond = logits.split(batch, dim=0)
-                guided = uncond + (cond - uncond) * params.cfg_coef
+                guided = guided_logits(cond, uncond, params.cfg_coef)
             else:
                 cond, uncond = logits, None
                 guided = logits

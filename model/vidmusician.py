@@ -21,7 +21,7 @@ from torch import nn
 from dvmset.dataset import CODES, GLOBAL, RHYTHM
 from model.backbone import Backbone, load_backbone
 from model.config import VidMusicianConfig
-from model.generation import SamplingParams, StepCallback, stream_generate
+from model.generation import SamplingParams, StepCallback, guided_logits, stream_generate
 from model.rhythm import RhythmInjector, RhythmModule, align_to_pattern, musicongen_trainable
 from model.semantic import SemanticConditioner, build_t5_encoder
 
@@ -189,7 +189,7 @@ class VidMusician(nn.Module):
             return plain, plain
         drop = torch.zeros(codes.shape[0], dtype=torch.bool, device=codes.device)
         null, _ = self.batch_predictions(batch, drop)
-        guided = null.logits.float() + cfg_coef * (cond.logits.float() - null.logits.float())
+        guided = guided_logits(cond.logits.float(), null.logits.float(), cfg_coef)
         return plain, codebook_cross_entropy(guided, codes, cond.mask)
 
     # --- generation -----------------------------------------------------------------------------------
