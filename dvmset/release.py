@@ -1,10 +1,10 @@
 """The ids-only release of an export: what anyone needs to rebuild the dataset from the web, and no media.
 
 ``release.parquet`` and ``release.csv`` (the same rows; files, or folders of parts for a large release) and
-``release.json`` (format, the card's processing parameters, tool versions). A row per clip: the video id and URL, the exact window, its
-split, query, effective verdict with its agreement, licence, the checksum and fingerprint of its
-processed music, so a rebuild can be checked clip by clip (flows/curation/rebuild.py), and the stretches
-annotators excluded (``excluded_spans``, JSON [[start_s, end_s, reason], ...]; dvmset.spans).
+``release.json`` (format, the card's processing parameters, tool versions). A row per clip: the video id and
+URL, the exact window, its split, query, effective verdict with its agreement, licence, the checksum and
+fingerprint of its processed music, so a rebuild can be checked clip by clip (flows/curation/rebuild.py),
+and the stretches annotators excluded (``excluded_spans``, JSON [[start_s, end_s, reason], ...]; dvmset.spans).
 
 A release of more than dvmset.release_layout.PER_PART clips is spread over parts: ``release.parquet/`` and
 ``release.csv/`` are folders of ``part-{i:04d}-of-{n:04d}`` files, a video's clips in one part, so a takedown
