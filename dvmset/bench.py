@@ -1,6 +1,7 @@
 """A benchmark given as ids (V2M-Bench and the like: YouTube ids with start and end seconds) as a release.
 
-``vidmusician bench import --ids FILE --out DIR`` writes release.parquet/.csv/.json (dvmset.release)
+``vidmusician bench import --ids FILE --out DIR`` writes release.parquet/.csv/.json (dvmset.release; over
+2,000 windows the first two are folders of parts, which ``--from-release`` reads as well)
 whose rows are the benchmark's windows exactly as listed, every one in the test split and accepted,
 with ``separator = "none"``, ``target_lufs = "none"`` (no loudness change: the rebuilt clip's audio is
 the source window's, at its own level) and no checksum to compare, so ``curate --from-release DIR/release.csv``

@@ -41,6 +41,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from dvmset import release as rel
+from dvmset import release_layout
 from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION, VALID_FRACTION
@@ -77,7 +78,7 @@ def sweep_partials(out: Path) -> list[Path]:
     mid-write left in the export: they may hold a taken-down clip's metadata. The caller holds
     :func:`export_lock`."""
     removed = []
-    for d in (out, out / "audio", *sorted((out / "egs").glob("*"))):
+    for d in (out, out / "audio", *sorted((out / "egs").glob("*")), *(out / f for f in rel.FILES[:2])):
         removed += remove_partials(d)
     if removed:
         log.info("removed %d temp file(s) of an interrupted write in %s", len(removed), out)
@@ -510,11 +511,12 @@ def _with_features(ids: list[str], have: set[str]) -> tuple[list[str], list[str]
 def _write_release(out: Path, name: str, catalog: Catalog, split: dict[str, str], params: dict) -> Path:
     """The ids-only release of this export (dvmset.release): no media."""
     steps = rel.distinct_steps(catalog, list(split))
-    return rel.write_release_batches(out, rel.release_batches(catalog, split), name=name,
-                                     extra={"split": params, "steps": steps})[0]
+    rel.catch_up_verdicts(catalog)
+    return rel.write_release_parts(out, list(split), lambda ids: rel.release_batches(catalog, split, ids=ids,
+                                                                                     caught_up=True),
+                                   name=name, extra={"split": params, "steps": steps})[0]
 
 
 def _drop_release(out: Path) -> None:
     """An export made without ``release`` keeps no release of an earlier run (it would list other clips)."""
-    for f in rel.FILES:
-        (out / f).unlink(missing_ok=True)
+    release_layout.remove(out)

@@ -81,11 +81,14 @@ def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction
     card = dataset_card(out.name, manifest, cat, test_fraction, seed, missing, valid_fraction, made, facts)
     split_of = dict(zip(ids, manifest.split.tolist(), strict=True)) if len(manifest) else {}
     extra = groups_section(music_groups_of(cat, split_of), split_of)
-    if (out / RELEASE_FILES[0]).is_file():
+    if (out / RELEASE_FILES[0]).exists():
         extra += ["## Release", "",
                   "`release.parquet` / `release.csv`: ids only (video id, URL, window, split, query, verdict and "
                   "agreement, licence, checksum and fingerprint of the processed music), no media; "
-                  "`release.json`: the processing parameters. Rebuild with "
+                  + ("each a folder of parts (`part-NNNN-of-NNNN`, a video's clips in one part): "
+                     "`pd.read_parquet(\"release.parquet\")` reads them all; "
+                     if (out / RELEASE_FILES[0]).is_dir() else "")
+                  + "`release.json`: the processing parameters. Rebuild with "
                   "`vidmusician curate --from-release release.parquet --root DIR`.", ""]
     return atomic_write_text(out / "DATASET.md", hub_metadata(out.name, manifest)  # the hub's YAML block first
                              + card.rstrip("\n") + "\n\n" + "\n".join(extra))

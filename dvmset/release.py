@@ -1,10 +1,15 @@
 """The ids-only release of an export: what anyone needs to rebuild the dataset from the web, and no media.
 
-``release.parquet`` and ``release.csv`` (the same rows) and ``release.json`` (format, the card's
-processing parameters, tool versions). A row per clip: the video id and URL, the exact window, its
-split, query, effective verdict with its agreement, licence, the checksum and fingerprint of its
-processed music, so a rebuild can be checked clip by clip (flows/curation/rebuild.py), and the stretches
-annotators excluded (``excluded_spans``, JSON [[start_s, end_s, reason], ...]; dvmset.spans).
+``release.parquet`` and ``release.csv`` (the same rows; files, or folders of parts for a large release) and
+``release.json`` (format, the card's processing parameters, tool versions). A row per clip: the video id and
+URL, the exact window, its split, query, effective verdict with its agreement, licence, the checksum and
+fingerprint of its processed music, so a rebuild can be checked clip by clip (flows/curation/rebuild.py),
+and the stretches annotators excluded (``excluded_spans``, JSON [[start_s, end_s, reason], ...]; dvmset.spans).
+
+A release of more than dvmset.release_layout.PER_PART clips is spread over parts: ``release.parquet/`` and
+``release.csv/`` are folders of ``part-{i:04d}-of-{n:04d}`` files, a video's clips in one part, so a takedown
+rewrites a part, not the whole release (:func:`write_release_parts`); :func:`read_release` reads either layout
+(an older export's single files too).
 
 The files are written a batch of :data:`BATCH` rows at a time (:func:`write_release_batches`): the catalog
 is read a batch of ids at a time, each batch becomes one arrow table (one parquet row group) and its CSV
@@ -22,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +37,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Text, cast, func, select
 
 from dvmset import agreement_summary
+from dvmset import release_layout as layout
 from dvmset.agreement import effective_verdict
 from dvmset.batches import batches
 from dvmset.catalog import Catalog
@@ -74,22 +80,23 @@ def _verdict(n: int, accepts: int) -> tuple[str, float, int]:
     return v, (accepts if v == Verdict.ACCEPT.value else n - accepts) / n, n
 
 
-def release_batches(cat: Catalog, split: Mapping[str, str], size: int | None = None) -> Iterator[list[dict]]:
-    """The release rows of the clips in ``split`` (clip id -> split), in clip id order, a list of at most
-    ``size`` (:data:`BATCH`) rows at a time: no more rows are held than one batch (and the ids of ``split``)."""
-    with cat.session() as s:
-        if agreement_summary.catch_up(s):  # the live verdicts, kept per clip: no decision row is loaded here
-            s.commit()
+def release_batches(cat: Catalog, split: Mapping[str, str], size: int | None = None, *,
+                    ids: Iterable[str] | None = None, caught_up: bool = False) -> Iterator[list[dict]]:
+    """The release rows of the clips in ``split`` (clip id -> split), or of its ``ids`` only, in clip id order,
+    a list of at most ``size`` (:data:`BATCH`) rows at a time: no more rows are held than one batch (and the
+    ids of ``split``). ``caught_up``: the verdict counts were brought up to date already (one part of many)."""
+    if not caught_up:
+        catch_up_verdicts(cat)
     q = (select(Clip.id, Clip.status, Clip.origin, Clip.start_s, Clip.duration_s, Clip.lineage, Clip.music_sha256,
                 Clip.music_fingerprint, Source.id.label("video_id"), Source.url, Source.webpage_url, Source.query,
                 Source.duration_s.label("source_duration_s"), Source.license, Source.separator)
          .join(Source, Source.id == Clip.source_id))  # columns, not ORM objects: 10x faster at scale
     with cat.session() as s:
-        for ids in batches(sorted(split), size or BATCH):  # consecutive id ranges: the batches in order make the whole
-            counts = agreement_summary.verdict_counts(s, ids)
-            spans = excluded_spans(s, ids)
+        for chunk in batches(sorted(split if ids is None else ids), size or BATCH):  # in order they make the whole
+            counts = agreement_summary.verdict_counts(s, chunk)
+            spans = excluded_spans(s, chunk)
             out = []
-            for r in s.execute(q.where(Clip.id.in_(ids))):
+            for r in s.execute(q.where(Clip.id.in_(chunk))):
                 if r.status != ClipStatus.ACCEPTED:
                     continue  # taken down or rejected since the split was planned: never released
                 verdict, agreement, n = (_verdict(*counts[r.id]) if r.id in counts
@@ -107,6 +114,13 @@ def release_batches(cat: Catalog, split: Mapping[str, str], size: int | None = N
                 })
             if out:
                 yield sorted(out, key=lambda row: row["clip_id"])
+
+
+def catch_up_verdicts(cat: Catalog) -> None:
+    """The live verdicts, kept per clip, brought up to date (no decision row is loaded by the release)."""
+    with cat.session() as s:
+        if agreement_summary.catch_up(s):
+            s.commit()
 
 
 def release_frame(cat: Catalog, split: Mapping[str, str]) -> pd.DataFrame:
@@ -182,14 +196,11 @@ def _table(rows: Sequence[Mapping]) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=SCHEMA)
 
 
-def write_release_batches(out_dir: Path, row_batches: Iterable[Sequence[Mapping]], *, name: str,
-                          extra: Mapping | None = None) -> list[Path]:
-    """The three release files under ``out_dir`` (atomic each) from batches of rows (dicts of
-    :data:`COLUMNS`, in the order the files list them): a batch is one parquet row group and its CSV lines,
-    and only one is held at a time. Returns the files' paths."""
-    out_dir = Path(out_dir)
+def _write_files(parquet: Path, csv_path: Path, row_batches: Iterable[Sequence[Mapping]]) -> _Counts:
+    """One parquet and its CSV (atomic each) from batches of rows: a batch is one parquet row group and its CSV
+    lines, and only one is held at a time. Returns the rows' counts."""
     counts = _Counts()
-    with atomic_path(out_dir / FILES[0]) as ptmp, atomic_path(out_dir / FILES[1]) as ctmp, \
+    with atomic_path(parquet) as ptmp, atomic_path(csv_path) as ctmp, \
             pq.ParquetWriter(ptmp, SCHEMA) as writer, open(ctmp, "w", encoding="utf-8", newline="") as csv:
         header = True
         for rows in row_batches:
@@ -203,17 +214,65 @@ def write_release_batches(out_dir: Path, row_batches: Iterable[Sequence[Mapping]
             counts.add(frame)
         if header:
             pd.DataFrame(columns=COLUMNS).to_csv(csv, index=False)
-    meta = {"format": RELEASE_FORMAT, "name": name, **counts.as_dict(), **dict(extra or {})}
+    return counts
+
+
+def _write_meta(out_dir: Path, name: str, counts: Mapping, extra: Mapping | None) -> None:
+    meta = {"format": RELEASE_FORMAT, "name": name, **counts, **dict(extra or {})}
     atomic_write_text(out_dir / FILES[2], json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_release_batches(out_dir: Path, row_batches: Iterable[Sequence[Mapping]], *, name: str,
+                          extra: Mapping | None = None) -> list[Path]:
+    """The three release files under ``out_dir`` (atomic each) from batches of rows (dicts of
+    :data:`COLUMNS`, in the order the files list them), one file each whatever the number of rows (an
+    export spreads a large release over parts: :func:`write_release_parts`). Returns the files' paths."""
+    out_dir = Path(out_dir)
+    for f in FILES[:2]:
+        layout.clear_for(out_dir / f, parts=False)
+    counts = _write_files(out_dir / FILES[0], out_dir / FILES[1], row_batches)
+    _write_meta(out_dir, name, counts.as_dict(), extra)
     return [out_dir / f for f in FILES]
 
 
-def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping | None = None) -> list[Path]:
-    """The three release files of the rows of ``df`` under ``out_dir`` (:func:`write_release_batches`)."""
+def write_release_parts(out_dir: Path, clip_ids: Sequence[str],
+                        rows_of: Callable[[list[str]], Iterable[Sequence[Mapping]]], *, name: str,
+                        extra: Mapping | None = None, per_part: int | None = None) -> list[Path]:
+    """The release of ``clip_ids`` under ``out_dir`` in the layout its size calls for (dvmset.release_layout):
+    the two single files up to ``per_part`` clips, else a folder of parts each (``rows_of(ids)``: batches of
+    the release rows of one part's clips, in id order, so only one batch is held at a time); release.json with
+    each part's counts. Returns the paths of the parquet, the CSV (a file or a folder) and release.json."""
+    out_dir = Path(out_dir)
+    clip_ids = sorted(set(clip_ids))
+    count = layout.part_count(len(clip_ids), per_part)
+    if count == 1:
+        return write_release_batches(out_dir, rows_of(clip_ids), name=name, extra=extra)
+    folders = [out_dir / f for f in FILES[:2]]
+    for folder in folders:
+        layout.clear_for(folder, parts=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    parts = {}
+    for stem, ids in layout.parts_of(clip_ids, count).items():
+        parts[stem] = _write_files(folders[0] / f"{stem}.parquet", folders[1] / f"{stem}.csv",
+                                   rows_of(ids) if ids else ()).as_dict()
+    for folder in folders:
+        layout.remove_stale(folder, {f"{stem}{folder.suffix}" for stem in parts})
+    _write_meta(out_dir, name, {**layout.totals(parts), "parts": parts}, extra)
+    return [out_dir / f for f in FILES]
+
+
+def write_release(out_dir: Path, df: pd.DataFrame, *, name: str, extra: Mapping | None = None,
+                  per_part: int | None = None) -> list[Path]:
+    """The release of the rows of ``df`` under ``out_dir`` (:func:`write_release_parts`)."""
     if list(df.columns) != COLUMNS:
         raise ReleaseError(f"release rows need the columns {COLUMNS}")
-    chunks = (df.iloc[i:i + BATCH].to_dict("records") for i in range(0, len(df), BATCH))
-    return write_release_batches(out_dir, chunks, name=name, extra=extra)
+    by_id = df.set_index("clip_id", drop=False)
+
+    def rows_of(ids: list[str]) -> Iterator[list[dict]]:
+        rows = by_id.loc[ids]
+        return (rows.iloc[i:i + BATCH].to_dict("records") for i in range(0, len(rows), BATCH))
+
+    return write_release_parts(out_dir, df.clip_id.tolist(), rows_of, name=name, extra=extra, per_part=per_part)
 
 
 @dataclass(frozen=True)
@@ -230,21 +289,34 @@ class Release:
         return {v: g.sort_values("start_s") for v, g in self.rows.groupby("video_id", sort=True)}
 
 
+def _read_data(data: Path) -> pd.DataFrame:
+    """The rows of a release.parquet / release.csv file, or of the folder of its parts (concatenated)."""
+    files = layout.part_files(data) if data.is_dir() else [data]
+    if not files:
+        raise ReleaseError(f"{data}: a folder without release parts (part-NNNN-of-NNNN{data.suffix})")
+    try:
+        frames = [pd.read_csv(f, dtype=dict.fromkeys(_TEXT, str)) if f.suffix == ".csv" else pd.read_parquet(f)
+                  for f in files]
+    except (OSError, ValueError) as err:
+        raise ReleaseError(f"{data}: not a readable release ({err})") from err
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True).sort_values("clip_id", kind="stable", ignore_index=True)
+
+
 def read_release(path: str | Path) -> Release:
-    """A release from its directory, its ``.parquet`` or its ``.csv`` (release.json beside it, if present).
+    """A release from its directory, its ``.parquet`` or its ``.csv``, each a file or a folder of parts
+    (dvmset.release_layout; release.json beside it, if present); the rows in clip id order.
 
     A file that is not a release raises :class:`ReleaseError`; a bad row is set aside in ``invalid`` with
     the field and why (dvmset.release_rows), so one edited row costs only itself."""
     path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    data = folder / FILES[0] if path.is_dir() else path
-    if not data.is_file():
+    parts = path.is_dir() and path.suffix in (".parquet", ".csv")
+    folder = path if path.is_dir() and not parts else path.parent
+    data = folder / FILES[0] if path.is_dir() and not parts else path
+    if not data.exists():
         raise ReleaseError(f"no release at {data}: give the release.parquet or release.csv an export wrote")
-    try:
-        df = pd.read_csv(data, dtype=dict.fromkeys(_TEXT, str)) if data.suffix == ".csv" \
-            else pd.read_parquet(data)
-    except (OSError, ValueError) as err:
-        raise ReleaseError(f"{data}: not a readable release ({err})") from err
+    df = _read_data(data)
     if missing := [c for c in COLUMNS if c not in df.columns and c not in OPTIONAL]:
         raise ReleaseError(f"{data}: missing columns {missing}")
     good, invalid = check_rows(df.reset_index(drop=True), COLUMNS)

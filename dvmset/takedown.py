@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
+from dvmset import release_layout
 from dvmset.catalog import Catalog
 from dvmset.export import export_lock, sweep_partials
 from dvmset.export_webdataset import scrub_webdataset
@@ -153,7 +154,8 @@ def _audio_stem(line: dict) -> str:
 
 
 def _recount_release(out: Path) -> None:
-    """release.json's counts and processing parameters again from release.parquet (a few columns read)."""
+    """release.json's counts and processing parameters again from release.parquet (a few columns read): an
+    export's single file, or an older export's."""
     meta_path = out / RELEASE_FILES[2]
     if not meta_path.is_file():
         return
@@ -161,6 +163,48 @@ def _recount_release(out: Path) -> None:
     df = pd.read_parquet(out / RELEASE_FILES[0], columns=["video_id", "split", *PROCESSING])
     meta.update(release_counts(df))
     atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _recount_parts(out: Path, parts: list[Path]) -> None:
+    """release.json's counts of these parquet parts read again, and its totals summed from every part's."""
+    meta_path = out / RELEASE_FILES[2]
+    if not meta_path.is_file():
+        return
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if not isinstance(meta.get("parts"), dict):  # written by hand or cut short: every part read
+        meta["parts"], parts = {}, release_layout.part_files(out / RELEASE_FILES[0])
+    for p in parts:
+        meta["parts"][p.stem] = release_counts(pd.read_parquet(p, columns=["video_id", "split", *PROCESSING]))
+    new = {**meta, **release_layout.totals(meta["parts"])}
+    if new != meta or parts:
+        atomic_write_text(meta_path, json.dumps(new, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _scrub_release(out: Path, gone: set[str]) -> bool:
+    """The release without the clips: in a folder of parts only the parts their videos hash to (parquet and
+    CSV), each recounted in release.json whether or not this run changed it (a killed run may have rewritten it
+    before the count); a single file (a small export's, or an older one's) whole. Returns whether it named one."""
+    named = False
+    folder = out / RELEASE_FILES[0]
+    if folder.is_dir():
+        parts = release_layout.parts_holding(folder, gone)
+        for p in parts:
+            named = parquet_without(p, gone) or named
+        _recount_parts(out, parts)
+    elif folder.is_file() and parquet_without(folder, gone):  # a row group at a time
+        named = True
+        _recount_release(out)
+    csv = out / RELEASE_FILES[1]
+    for p in release_layout.parts_holding(csv, gone) if csv.is_dir() else [csv] if csv.is_file() else []:
+        if (by_lines := csv_without(p, gone)) is not None:
+            named = by_lines or named  # the few lines naming a gone id looked at, the rest copied
+            continue
+        rel = pd.read_csv(p, dtype=str, keep_default_na=False)
+        if rel.clip_id.isin(gone).any():
+            named = True
+            with atomic_path(p) as tmp:
+                rel[~rel.clip_id.isin(gone)].to_csv(tmp, index=False)
+    return named
 
 
 def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path, pd.DataFrame], None]) -> bool:
@@ -178,22 +222,7 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.Data
         return False
     manifest = pd.read_parquet(manifest_path)
     named = bool(manifest.clip_id.isin(gone).any())
-    for name in RELEASE_FILES[:2]:  # the release may name a clip the manifest already lost (a killed run)
-        p = out / name
-        if p.is_file():
-            if p.suffix == ".parquet":
-                if parquet_without(p, gone):  # a row group at a time
-                    named = True
-                    _recount_release(out)
-                continue
-            if (by_lines := csv_without(p, gone)) is not None:
-                named = by_lines or named  # the few lines naming a gone id looked at, the rest copied
-                continue
-            rel = pd.read_csv(p, dtype=str, keep_default_na=False)
-            if rel.clip_id.isin(gone).any():
-                named = True
-                with atomic_path(p) as tmp:
-                    rel[~rel.clip_id.isin(gone)].to_csv(tmp, index=False)
+    named = _scrub_release(out, gone) or named  # it may name a clip the manifest already lost (a killed run)
     for p in [*sorted(out.glob("*.jsonl")), *sorted(out.glob("egs/*/data.jsonl"))]:
         jsonl_without(p, gone, _audio_stem)
     for cid in gone:

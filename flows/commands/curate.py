@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_curate_options(p)
     p.add_argument("--retry-failed", action="store_true", help="try failed sources again")
     src.add_argument("--from-release", type=Path, metavar="FILE",
-                     help="rebuild a release (release.parquet/.csv): its exact windows, splits and verdicts")
+                     help="rebuild a release (release.parquet/.csv, a file or a folder of parts, or the export "
+                          "folder): its exact windows, splits and verdicts")
     p.add_argument("--allow-private-urls", action="store_true",
                    help="with --from-release: also fetch from loopback, private and link-local hosts "
                         "(refused by default: a release is input from elsewhere)")
