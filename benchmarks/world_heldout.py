@@ -28,6 +28,7 @@ from dvmset.records import ClipStatus
 from dvmset.tables import Clip
 from flows.demos.world import SCALES, curate_world
 from flows.demos.world_report import clip_class, draw_figure, score_sources
+from model.metrics.world import rhythm_between
 from flows.settings import catalog_url
 from flows.training.generate import VideoJob, generate_batch
 from flows.training.generate_config import GenerateConfig
@@ -109,13 +110,21 @@ def main() -> None:
                 raise SystemExit(f"row {row}: generation failed for {len(failed)} clips: {failed[:3]}")
         sources[row] = {c: out_dir / f"{c}.wav" for c in names}
         t = part(f"generate {row} ({len(todo)} clips)", t)
-    rows, envelopes = score_sources(sources, truth, cuts, scale.seed, print)
+    rows, envelopes, beats = score_sources(sources, truth, cuts, scale.seed, print)
+    between = {}  # the full row against each other row on the same clips: the paper's "full above no-RCM and AT"
+    for row in [r for r in beats if r not in ("full", "reference music")]:
+        if "full" in beats:
+            got = rhythm_between(list(cuts.values()), beats["full"], beats[row], seed=scale.seed)
+            between[f"full - {row}"] = {"full": got.value, row: got.chance, "diff": got.value - got.chance,
+                                        "diff_ci95": None if got.diff_ci is None else [got.diff_ci.low, got.diff_ci.high]}
+            print(f"Rhythm recall full {got.value:.2f} vs {row} {got.chance:.2f}: diff {got.value - got.chance:+.2f} "
+                  f"[{got.diff_ci.low:+.2f}, {got.diff_ci.high:+.2f}] (same clips, bootstrap over clips)", flush=True)
     figure = draw_figure(root_dir.path / "figure.png", names, cuts, envelopes)
     part("score", t)
     report = {"root": str(args.root), "seed": args.seed, "videos_per_class": args.videos_per_class,
               "cfg_coef": args.cfg_coef, "top_k": scale.top_k, "temperature": scale.temperature, "clips": names,
               "classes": [CLASSES[k].word for k in truth], "cuts": int(sum(len(v) for v in cuts.values())),
-              "rows": rows, "figure": str(figure), "timings_s": timings, "threads": torch.get_num_threads()}
+              "rows": rows, "rhythm_between_rows": between, "figure": str(figure), "timings_s": timings, "threads": torch.get_num_threads()}
     (root_dir.path / "report.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"{time.perf_counter() - t0:.0f} s: {root_dir.path / 'report.json'}")
 

@@ -62,7 +62,7 @@ def world_report(root: Path, run: AblateRun, plans: list, records: list[dict], r
     for rec in records:
         gen = row_dir(run.out, rec["row"]) / "generated"
         sources[rec["row"]] = {c: gen / f"{c}.wav" for c in clips}
-    report["rows"], envelopes = score_sources(sources, truth, cuts, run.train.recipe.seed, say)
+    report["rows"], envelopes, _ = score_sources(sources, truth, cuts, run.train.recipe.seed, say)
     report["figure"] = str(draw_figure(root / "world" / "figure.png", clips, cuts, envelopes))
     best = {r["row"]: Path(r["best_checkpoint"]) for r in records}
     if "full" in best:
@@ -78,15 +78,16 @@ def world_report(root: Path, run: AblateRun, plans: list, records: list[dict], r
 
 
 def score_sources(sources: dict[str, dict[str, Path]], truth: list[int], cuts: dict[str, np.ndarray], seed: int,
-                  say: Say) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+                  say: Say) -> tuple[dict, dict[str, dict[str, np.ndarray]], dict[str, list[np.ndarray]]]:
     """Each source's music (name -> clip id -> file, clips in `cuts`' order) scored against its video: semantic
     (tracked tempo's class = the video's class `truth`), Rhythm recall and beat precision on the video's `cuts`,
-    each against shuffled pairs. Returns (name -> scores, name -> clip -> onset envelope); a source missing a
-    file is skipped with a reason."""
+    each against shuffled pairs. Returns (name -> scores, name -> clip -> onset envelope, name -> each clip's
+    beat times); a source missing a file is skipped with a reason."""
     clips = list(cuts)
     bpms = [c.bpm for c in CLASSES]
     rows: dict = {}
     envelopes: dict[str, dict[str, np.ndarray]] = {}
+    beats_of: dict[str, list[np.ndarray]] = {}
     for name, files in sources.items():
         if not all(f.is_file() for f in files.values()):
             rows[name] = {"skipped": "missing generated files"}
@@ -97,7 +98,7 @@ def score_sources(sources: dict[str, dict[str, Path]], truth: list[int], cuts: d
             beats.append(b)
             envs[c] = env
             tempos.append(tempo_bpm(b))
-        envelopes[name] = envs
+        envelopes[name], beats_of[name] = envs, beats
         pred = [nearest_class(t, bpms) for t in tempos]
         sem = semantic_score(pred, truth, seed=seed)
         rhy = rhythm_vs_shuffled([cuts[c] for c in clips], beats, seed=seed)
@@ -108,7 +109,7 @@ def score_sources(sources: dict[str, dict[str, Path]], truth: list[int], cuts: d
         say(f"      {name:>18}: semantic {sem.value:.2f} (chance {sem.chance:.2f}, diff CI "
             f"{_ci(sem)})   rhythm {rhy.value:.2f} (shuffled {rhy.chance:.2f}, diff CI {_ci(rhy)})   "
             f"precision {pre.value:.2f} (shuffled {pre.chance:.2f}, diff CI {_ci(pre)})")
-    return rows, envelopes
+    return rows, envelopes, beats_of
 
 
 def _ci(p) -> str:  # noqa: ANN001 - model.metrics.world.Paired
