@@ -56,35 +56,13 @@ def world_report(root: Path, run: AblateRun, plans: list, records: list[dict], r
     clips = sorted(p.stem for p in test_dir.glob("*.mp4"))
     truth = [clip_class(c, plans) for c in clips]
     cuts = {c: np.asarray(detect_video_cuts(test_dir / f"{c}.mp4").cut_times_s) for c in clips}
-    bpms = [c.bpm for c in CLASSES]
     report: dict = {"test_clips": clips, "test_classes": [CLASSES[k].word for k in truth],
                     "cuts_per_clip": {c: len(v) for c, v in cuts.items()}, "rows": {}}
     sources = {"reference music": {c: test_dir / f"{c}.mp4" for c in clips}}
     for rec in records:
         gen = row_dir(run.out, rec["row"]) / "generated"
         sources[rec["row"]] = {c: gen / f"{c}.wav" for c in clips}
-    envelopes: dict[str, dict[str, np.ndarray]] = {}
-    for name, files in sources.items():
-        if not all(f.is_file() for f in files.values()):
-            report["rows"][name] = {"skipped": "missing generated files"}
-            continue
-        beats, envs, tempos = [], {}, []
-        for c in clips:
-            b, env, _ = music_beats(files[c])
-            beats.append(b)
-            envs[c] = env
-            tempos.append(tempo_bpm(b))
-        envelopes[name] = envs
-        pred = [nearest_class(t, bpms) for t in tempos]
-        sem = semantic_score(pred, truth, seed=run.train.recipe.seed)
-        rhy = rhythm_vs_shuffled([cuts[c] for c in clips], beats, seed=run.train.recipe.seed)
-        pre = precision_vs_shuffled([cuts[c] for c in clips], beats, seed=run.train.recipe.seed)
-        report["rows"][name] = {"semantic": sem.to_json(), "rhythm": rhy.to_json(), "rhythm_precision": pre.to_json(),
-                                "tempo_bpm": [round(t, 1) for t in tempos],
-                                "music_class": [CLASSES[p].word if p >= 0 else None for p in pred]}
-        say(f"      {name:>18}: semantic {sem.value:.2f} (chance {sem.chance:.2f}, diff CI "
-            f"{_ci(sem)})   rhythm {rhy.value:.2f} (shuffled {rhy.chance:.2f}, diff CI {_ci(rhy)})   "
-            f"precision {pre.value:.2f} (shuffled {pre.chance:.2f}, diff CI {_ci(pre)})")
+    report["rows"], envelopes, _ = score_sources(sources, truth, cuts, run.train.recipe.seed, say)
     report["figure"] = str(draw_figure(root / "world" / "figure.png", clips, cuts, envelopes))
     best = {r["row"]: Path(r["best_checkpoint"]) for r in records}
     if "full" in best:
@@ -97,6 +75,41 @@ def world_report(root: Path, run: AblateRun, plans: list, records: list[dict], r
                                   for row in ("full", "no-rcm") if row in best}
         say(f"      real footage {real_video.name}: {report['real_footage']}")
     return report
+
+
+def score_sources(sources: dict[str, dict[str, Path]], truth: list[int], cuts: dict[str, np.ndarray], seed: int,
+                  say: Say) -> tuple[dict, dict[str, dict[str, np.ndarray]], dict[str, list[np.ndarray]]]:
+    """Each source's music (name -> clip id -> file, clips in `cuts`' order) scored against its video: semantic
+    (tracked tempo's class = the video's class `truth`), Rhythm recall and beat precision on the video's `cuts`,
+    each against shuffled pairs. Returns (name -> scores, name -> clip -> onset envelope, name -> each clip's
+    beat times); a source missing a file is skipped with a reason."""
+    clips = list(cuts)
+    bpms = [c.bpm for c in CLASSES]
+    rows: dict = {}
+    envelopes: dict[str, dict[str, np.ndarray]] = {}
+    beats_of: dict[str, list[np.ndarray]] = {}
+    for name, files in sources.items():
+        if not all(f.is_file() for f in files.values()):
+            rows[name] = {"skipped": "missing generated files"}
+            continue
+        beats, envs, tempos = [], {}, []
+        for c in clips:
+            b, env, _ = music_beats(files[c])
+            beats.append(b)
+            envs[c] = env
+            tempos.append(tempo_bpm(b))
+        envelopes[name], beats_of[name] = envs, beats
+        pred = [nearest_class(t, bpms) for t in tempos]
+        sem = semantic_score(pred, truth, seed=seed)
+        rhy = rhythm_vs_shuffled([cuts[c] for c in clips], beats, seed=seed)
+        pre = precision_vs_shuffled([cuts[c] for c in clips], beats, seed=seed)
+        rows[name] = {"semantic": sem.to_json(), "rhythm": rhy.to_json(), "rhythm_precision": pre.to_json(),
+                      "tempo_bpm": [round(t, 1) for t in tempos],
+                      "music_class": [CLASSES[p].word if p >= 0 else None for p in pred]}
+        say(f"      {name:>18}: semantic {sem.value:.2f} (chance {sem.chance:.2f}, diff CI "
+            f"{_ci(sem)})   rhythm {rhy.value:.2f} (shuffled {rhy.chance:.2f}, diff CI {_ci(rhy)})   "
+            f"precision {pre.value:.2f} (shuffled {pre.chance:.2f}, diff CI {_ci(pre)})")
+    return rows, envelopes, beats_of
 
 
 def _ci(p) -> str:  # noqa: ANN001 - model.metrics.world.Paired

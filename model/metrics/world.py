@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.metrics.beats import BeatConfig, detect_onsets_loris, track_beats
-from model.metrics.rhythm import recall_matrix
+from model.metrics.rhythm import hit_mask, recall_matrix
 from model.metrics.stats import Interval, bootstrap_ci
 
 
@@ -114,6 +114,26 @@ def precision_vs_shuffled(cuts: Sequence[np.ndarray], beats: Sequence[np.ndarray
     hits = recall_matrix(beats, cuts, tolerance_s).astype(np.float64).T  # [i video, j music]: beats of j near cuts of i
     n_beats = np.array([np.asarray(b).size for b in beats], dtype=np.float64)  # by music j
     return _pooled_vs_shuffled(hits, np.repeat(n_beats[None, :], n, axis=0), seed)
+
+
+def rhythm_between(cuts: Sequence[np.ndarray], beats: Sequence[np.ndarray], other: Sequence[np.ndarray],
+                   tolerance_s: float = 0.1, seed: int = 0) -> Paired:
+    """Pooled Rhythm recall of one model's music (`beats`) against another's (`other`) on the same videos, the
+    interval of the difference bootstrapped over clips (the pair stays together): does A land on more cuts than
+    B? ``chance`` holds B's recall."""
+    n = len(cuts)
+    if n < 2 or len(beats) != n or len(other) != n:
+        raise ValueError(f"need >= 2 clips with cuts and two beat lists each, got {n}, {len(beats)}, {len(other)}")
+    a = np.array([hit_mask(c, b, tolerance_s).sum() for c, b in zip(cuts, beats, strict=True)], dtype=np.float64)
+    b = np.array([hit_mask(c, o, tolerance_s).sum() for c, o in zip(cuts, other, strict=True)], dtype=np.float64)
+    w = np.array([np.asarray(c).size for c in cuts], dtype=np.float64)
+    if w.sum() == 0:
+        return Paired(float("nan"), float("nan"), None, n)
+
+    def diff(idx: np.ndarray) -> float:
+        return float((a[idx].sum() - b[idx].sum()) / w[idx].sum()) if w[idx].sum() else float("nan")
+
+    return Paired(float(a.sum() / w.sum()), float(b.sum() / w.sum()), bootstrap_ci(n, diff, seed=seed), n)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dvmset.envelope_codec import EnvelopeCodec
 from model.metrics.world import (
     nearest_class,
     precision_vs_shuffled,
+    rhythm_between,
     rhythm_vs_shuffled,
     semantic_score,
     tempo_accuracy,
@@ -61,6 +62,21 @@ def test_precision_tells_dense_music_from_music_on_the_cuts():
     pairs = [(i, j) for i in range(10) for j in range(10) if i != j]
     near = sum(int((np.abs(on_cuts[j][:, None] - cuts[i][None, :]).min(1) <= 0.1 + 1e-9).sum()) for i, j in pairs)
     assert abs(exact.chance - near / sum(on_cuts[j].size for _, j in pairs)) < 1e-12
+
+
+def test_rhythm_between_two_models_on_the_same_videos():
+    rng = np.random.default_rng(2)
+    cuts = [np.sort(rng.uniform(0.5, 9.5, int(k))) for k in rng.integers(1, 6, 20)]
+    grid = [np.arange(0, 10, 0.5) + rng.uniform(0, 0.5) for _ in range(20)]  # beats that ignore the cuts
+    same = rhythm_between(cuts, grid, grid)
+    assert same.value == same.chance and same.diff_ci.low == same.diff_ci.high == 0.0  # a model against itself
+    half = [np.concatenate([c[: (c.size + 1) // 2], g]) for c, g in zip(cuts, grid, strict=True)]  # beats on half the cuts
+    better = rhythm_between(cuts, half, grid)
+    n = sum(c.size for c in cuts)
+    hits = [int((np.abs(c[:, None] - b[None, :]).min(1) <= 0.1 + 1e-9).sum()) for c, b in zip(cuts, half, strict=True)]
+    assert better.value == sum(hits) / n  # pooled over cuts, as Rhythm is
+    assert better.above_chance and better.diff_ci.low <= better.value - better.chance <= better.diff_ci.high
+    assert not rhythm_between(cuts, grid, half).above_chance  # the order matters: B above A is not A above B
 
 
 def _irregular(plan: WorldVideo, seed: int) -> WorldVideo:
