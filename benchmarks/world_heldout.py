@@ -26,26 +26,14 @@ from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
 from dvmset.tables import Clip
-from flows.demos.world import SCALES, curate_world
+from flows.demos.world import SCALES, curate_world, heldout_plans
 from flows.demos.world_report import clip_class, draw_figure, score_sources
-from model.metrics.world import rhythm_between
 from flows.settings import catalog_url
 from flows.training.generate import VideoJob, generate_batch
 from flows.training.generate_config import GenerateConfig
+from model.metrics.world import rhythm_between
 from pipeline.cuts import detect_video_cuts
-from pipeline.world import CLASSES, plan_world, write_world_video
-
-PREFIX = "heldout"
-
-
-def unseen_plans(n_per_class: int, seed: int, scale) -> list:  # noqa: ANN001 - WorldScale
-    """The new sources' plans; refused if any shares a seed with the run's videos or the backbone's corpus."""
-    plans = plan_world(n_per_class, scale.source_s, seed=seed, prefix=PREFIX)
-    seen = {p.seed for p in plan_world(scale.videos_per_class, scale.source_s, seed=scale.seed)}
-    seen |= {p.seed for p in plan_world(scale.pretrain_pieces_per_class, scale.pretrain_piece_s, seed=scale.seed + 1)}
-    if clash := sorted(p.name for p in plans if p.seed in seen):
-        raise SystemExit(f"--seed {seed} re-makes sources the run has seen ({', '.join(clash[:3])}, ...): pass another")
-    return plans
+from pipeline.world import CLASSES, write_world_video
 
 
 def curated_clips(db_url: str, root: Path) -> dict[str, Path]:
@@ -79,7 +67,10 @@ def main() -> None:
         print(f"{name}: {timings[name]:.0f} s", flush=True)
         return time.perf_counter()
 
-    plans = unseen_plans(args.videos_per_class, args.seed, scale)
+    try:
+        plans = heldout_plans(scale, args.videos_per_class, args.seed)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     root_dir = DataRoot(args.out).ensure()
     media = root_dir.path / "world-media"
     media.mkdir(parents=True, exist_ok=True)

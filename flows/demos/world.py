@@ -127,6 +127,19 @@ def build_media(root: Path, scale: WorldScale) -> tuple[Path, list]:
     return media, plans
 
 
+def heldout_plans(scale: WorldScale, n_per_class: int, seed: int, prefix: str = "heldout") -> list:
+    """New sources for a second test set, named ``{prefix}-...``: refused (ValueError) if any shares a source seed
+    with the scale's own videos or the backbone's pre-training corpus, so none was seen in any training."""
+    from pipeline.world import plan_world
+
+    plans = plan_world(n_per_class, scale.source_s, seed=seed, prefix=prefix)
+    seen = {p.seed for p in plan_world(scale.videos_per_class, scale.source_s, seed=scale.seed)}
+    seen |= {p.seed for p in plan_world(scale.pretrain_pieces_per_class, scale.pretrain_piece_s, seed=scale.seed + 1)}
+    if clash := sorted(p.name for p in plans if p.seed in seen):
+        raise ValueError(f"seed {seed} re-makes sources the run has seen ({', '.join(clash[:3])}, ...): pass another")
+    return plans
+
+
 # the pre-training music's path: "curated" = through curation's own audio functions (pipeline.world.curated_music);
 # the first backbones ("direct", no record) normalised the synthesis directly and saw other codes than the features'
 PRETRAIN_CORPUS = "curated"

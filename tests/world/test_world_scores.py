@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from dvmset.envelope_codec import EnvelopeCodec
+from flows.demos.world import SCALES, heldout_plans
 from model.metrics.world import (
     nearest_class,
     precision_vs_shuffled,
@@ -77,6 +79,17 @@ def test_rhythm_between_two_models_on_the_same_videos():
     assert better.value == sum(hits) / n  # pooled over cuts, as Rhythm is
     assert better.above_chance and better.diff_ci.low <= better.value - better.chance <= better.diff_ci.high
     assert not rhythm_between(cuts, grid, half).above_chance  # the order matters: B above A is not A above B
+
+
+def test_heldout_plans_are_new_videos():
+    large = SCALES["large"]
+    plans = heldout_plans(large, 20, seed=2)
+    assert len(plans) == 60 and all(p.name.startswith("heldout-") for p in plans)
+    seen = plan_world(large.videos_per_class, large.source_s, seed=large.seed)
+    assert not {p.seed for p in plans} & {p.seed for p in seen}
+    for used in (large.seed, large.seed + 1):  # the run's own videos, the backbone's pre-training corpus
+        with pytest.raises(ValueError, match="seen"):
+            heldout_plans(large, 20, seed=used)
 
 
 def _irregular(plan: WorldVideo, seed: int) -> WorldVideo:
