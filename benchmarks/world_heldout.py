@@ -26,11 +26,12 @@ from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
 from dvmset.tables import Clip
-from flows.demos.world import SCALES, curate_world, heldout_plans
-from flows.demos.world_report import clip_class, draw_figure, score_sources
+from flows.demos.world import SCALES, curate_world, default_real_video, heldout_plans
+from flows.demos.world_report import clip_class, draw_figure, real_footage, score_sources
 from flows.settings import catalog_url
 from flows.training.generate import VideoJob, generate_batch
 from flows.training.generate_config import GenerateConfig
+from model.metrics.stats import bootstrap_ci
 from model.metrics.world import rhythm_between
 from pipeline.cuts import detect_video_cuts
 from pipeline.world import CLASSES, write_world_video
@@ -47,6 +48,29 @@ def curated_clips(db_url: str, root: Path) -> dict[str, Path]:
         catalog.dispose()
 
 
+def best_of(root: Path, row: str) -> Path:
+    return Path(json.loads((root / "world" / "ablate" / "rows" / row / "done.json").read_text())["best_checkpoint"])
+
+
+def real_summary(runs: dict[str, list[dict]], seed: int) -> dict:
+    """Per row: mean Rhythm recall over sampling seeds and its shuffled-beat chance, the interval of the
+    difference (bootstrap over seeds); and the full row against no-RCM, seed for seed."""
+    def mean_ci(values: np.ndarray) -> list[float] | None:
+        ci = bootstrap_ci(len(values), lambda idx: float(values[idx].mean()), seed=seed)
+        return None if ci is None else [ci.low, ci.high]
+
+    out: dict = {}
+    for row, items in runs.items():
+        recall = np.array([it["recall"] for it in items], dtype=np.float64)
+        chance = np.array([it["chance_recall"] for it in items], dtype=np.float64)
+        out[row] = {"cuts": items[0]["cuts"], "seeds": len(items), "recall": float(recall.mean()),
+                    "chance": float(chance.mean()), "diff_ci95": mean_ci(recall - chance),
+                    "recall_per_seed": recall.tolist()}
+    full, no_rcm = (np.array([it["recall"] for it in runs[r]]) for r in ("full", "no-rcm"))
+    out["full - no-rcm"] = {"diff": float((full - no_rcm).mean()), "diff_ci95": mean_ci(full - no_rcm)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path)
@@ -56,6 +80,8 @@ def main() -> None:
     ap.add_argument("--cfg-coef", type=float, default=1.0)
     ap.add_argument("--rows", default="full,no-rcm,at")
     ap.add_argument("--scale", default="large", choices=sorted(SCALES))
+    ap.add_argument("--real-seeds", type=int, default=10,
+                    help="sampling seeds for the full and no-RCM rows on the real footage with cuts (0: none)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     scale = SCALES[args.scale]
@@ -89,7 +115,7 @@ def main() -> None:
           f"{sum(len(v) for v in cuts.values())} detected cuts", flush=True)
     sources = {"reference music": clips}
     for row in args.rows.split(","):
-        best = Path(json.loads((args.root / "world" / "ablate" / "rows" / row / "done.json").read_text())["best_checkpoint"])
+        best = best_of(args.root, row)
         out_dir = root_dir.path / "rows" / row
         todo = [VideoJob(c, clips[c]) for c in names if not (out_dir / f"{c}.wav").is_file()]
         if todo:
@@ -112,10 +138,22 @@ def main() -> None:
                   f"[{got.diff_ci.low:+.2f}, {got.diff_ci.high:+.2f}] (same clips, bootstrap over clips)", flush=True)
     figure = draw_figure(root_dir.path / "figure.png", names, cuts, envelopes)
     part("score", t)
+    real = default_real_video()
+    if args.real_seeds and real is not None and {"full", "no-rcm"} <= set(beats):
+        t = time.perf_counter()
+        sampling = {"cfg_coef": args.cfg_coef, "top_k": scale.top_k, "temperature": scale.temperature}
+        real_rows = {row: [real_footage(best_of(args.root, row), real, root_dir.path / "real" / row / str(s),
+                                        seed=s, **sampling) for s in range(args.real_seeds)]
+                     for row in ("full", "no-rcm")}
+        real_report = real_summary(real_rows, scale.seed)
+        print(f"real footage {real.name}, {args.real_seeds} sampling seeds: {json.dumps(real_report)}", flush=True)
+        part("real footage", t)
+    else:
+        real_report = None
     report = {"root": str(args.root), "seed": args.seed, "videos_per_class": args.videos_per_class,
               "cfg_coef": args.cfg_coef, "top_k": scale.top_k, "temperature": scale.temperature, "clips": names,
               "classes": [CLASSES[k].word for k in truth], "cuts": int(sum(len(v) for v in cuts.values())),
-              "rows": rows, "rhythm_between_rows": between, "figure": str(figure), "timings_s": timings, "threads": torch.get_num_threads()}
+              "rows": rows, "rhythm_between_rows": between, "real_footage": real_report, "figure": str(figure), "timings_s": timings, "threads": torch.get_num_threads()}
     (root_dir.path / "report.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"{time.perf_counter() - t0:.0f} s: {root_dir.path / 'report.json'}")
 

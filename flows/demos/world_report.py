@@ -186,13 +186,13 @@ def it_check(run: AblateRun, stage1_best: Path) -> dict:
 
 
 def real_footage(checkpoint: Path, video: Path, out_dir: Path, cfg_coef: float = 3.0, top_k: int = 250,
-                 temperature: float = 1.0) -> dict:
+                 temperature: float = 1.0, seed: int = 0) -> dict:
     """`generate VIDEO --checkpoint CK` (backbone and CLIP from the checkpoint; the sampling the test split was
-    generated with), then Rhythm on its cuts."""
+    generated with, from sampling seed `seed`), then Rhythm on its cuts."""
     from flows.training.generate import Generator, VideoJob
     from flows.training.generate_config import GenerateConfig
 
-    cfg = GenerateConfig(checkpoint=checkpoint, out_dir=out_dir, seed=0, mux=False, cfg_coef=cfg_coef, top_k=top_k,
+    cfg = GenerateConfig(checkpoint=checkpoint, out_dir=out_dir, seed=seed, mux=False, cfg_coef=cfg_coef, top_k=top_k,
                          temperature=temperature)
     gen = Generator.load(cfg)
     window = int(min(gen.model.config.max_duration_s, 10))
