@@ -26,7 +26,7 @@ from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
 from dvmset.records import ClipStatus
 from dvmset.tables import Clip
-from flows.demos.world import SCALES, curate_world, default_real_video, heldout_plans
+from flows.demos.world import SCALES, curate_world, default_real_video, heldout_plans, write_media
 from flows.demos.world_report import clip_class, draw_figure, real_footage, score_sources
 from flows.settings import catalog_url
 from flows.training.generate import VideoJob, generate_batch
@@ -34,7 +34,7 @@ from flows.training.generate_config import GenerateConfig
 from model.metrics.stats import bootstrap_ci
 from model.metrics.world import rhythm_between
 from pipeline.cuts import detect_video_cuts
-from pipeline.world import CLASSES, write_world_video
+from pipeline.world import CLASSES
 
 
 def curated_clips(db_url: str, root: Path) -> dict[str, Path]:
@@ -42,7 +42,8 @@ def curated_clips(db_url: str, root: Path) -> dict[str, Path]:
     catalog = Catalog(db_url)
     try:
         with catalog.session() as s:
-            rows = s.execute(select(Clip.id, Clip.path).where(Clip.status != ClipStatus.FAILED, Clip.path.is_not(None)).order_by(Clip.id))
+            rows = s.execute(select(Clip.id, Clip.path).where(Clip.status != ClipStatus.FAILED, Clip.path.is_not(None))
+                             .order_by(Clip.id))
             return {cid: root / path for cid, path in rows}
     finally:
         catalog.dispose()
@@ -98,11 +99,7 @@ def main() -> None:
     except ValueError as e:
         raise SystemExit(str(e)) from None
     root_dir = DataRoot(args.out).ensure()
-    media = root_dir.path / "world-media"
-    media.mkdir(parents=True, exist_ok=True)
-    for plan in plans:
-        if not (media / f"{plan.name}.mp4").exists():
-            write_world_video(plan, media / f"{plan.name}.mp4")
+    media = write_media(root_dir.path / "world-media", plans)
     t = part("world", t0)
     db_url = catalog_url(root_dir)
     curate_world(root_dir, db_url, media, plans, scale)
@@ -129,13 +126,14 @@ def main() -> None:
         t = part(f"generate {row} ({len(todo)} clips)", t)
     rows, envelopes, beats = score_sources(sources, truth, cuts, scale.seed, print)
     between = {}  # the full row against each other row on the same clips: the paper's "full above no-RCM and AT"
-    for row in [r for r in beats if r not in ("full", "reference music")]:
-        if "full" in beats:
-            got = rhythm_between(list(cuts.values()), beats["full"], beats[row], seed=scale.seed)
-            between[f"full - {row}"] = {"full": got.value, row: got.chance, "diff": got.value - got.chance,
-                                        "diff_ci95": None if got.diff_ci is None else [got.diff_ci.low, got.diff_ci.high]}
-            print(f"Rhythm recall full {got.value:.2f} vs {row} {got.chance:.2f}: diff {got.value - got.chance:+.2f} "
-                  f"[{got.diff_ci.low:+.2f}, {got.diff_ci.high:+.2f}] (same clips, bootstrap over clips)", flush=True)
+    others = [r for r in beats if r not in ("full", "reference music")] if "full" in beats else []
+    for row in others:
+        got = rhythm_between(list(cuts.values()), beats["full"], beats[row], seed=scale.seed)
+        ci = got.to_json()["diff_ci95"]
+        between[f"full - {row}"] = {"full": got.value, row: got.chance, "diff": got.value - got.chance, "diff_ci95": ci}
+        shown = "n/a" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+        print(f"Rhythm recall full {got.value:.2f} vs {row} {got.chance:.2f}: diff {got.value - got.chance:+.2f} "
+              f"{shown} (same clips, bootstrap over clips)", flush=True)
     figure = draw_figure(root_dir.path / "figure.png", names, cuts, envelopes)
     part("score", t)
     real = default_real_video()
@@ -153,7 +151,8 @@ def main() -> None:
     report = {"root": str(args.root), "seed": args.seed, "videos_per_class": args.videos_per_class,
               "cfg_coef": args.cfg_coef, "top_k": scale.top_k, "temperature": scale.temperature, "clips": names,
               "classes": [CLASSES[k].word for k in truth], "cuts": int(sum(len(v) for v in cuts.values())),
-              "rows": rows, "rhythm_between_rows": between, "real_footage": real_report, "figure": str(figure), "timings_s": timings, "threads": torch.get_num_threads()}
+              "rows": rows, "rhythm_between_rows": between, "real_footage": real_report, "figure": str(figure),
+              "timings_s": timings, "threads": torch.get_num_threads()}
     (root_dir.path / "report.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"{time.perf_counter() - t0:.0f} s: {root_dir.path / 'report.json'}")
 

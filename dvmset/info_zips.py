@@ -33,12 +33,18 @@ def zip_count(n_clips: int, per_zip: int | None = None) -> int:
     return max(1, math.ceil(n_clips / (per_zip or PER_ZIP)))
 
 
+def video_bucket(clip_id: str, count: int) -> int:
+    """Which of ``count`` parts holds a clip, by a hash of its video (the id before the last ``-``, as
+    ``{video}-{start:05d}``), so every clip of one video is in the same part: the info zips' and the release's."""
+    key = clip_id.rpartition("-")[0] or clip_id
+    return zlib.crc32(key.encode("utf-8")) % count
+
+
 def zip_name(clip_id: str, count: int) -> str:
     """The zip (of ``count``) that holds the clip's JSON: every clip of one video in the same one."""
     if count == 1:
         return SINGLE
-    key = clip_id.rpartition("-")[0] or clip_id
-    return f"info-{zlib.crc32(key.encode('utf-8')) % count:04d}-of-{count:04d}.zip"
+    return f"info-{video_bucket(clip_id, count):04d}-of-{count:04d}.zip"
 
 
 def _write(path: Path, members: Iterable[tuple[str, bytes]]) -> None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from dvmset.info_zips import video_bucket
 
 PER_PART = 2_000  # clips per part: ~11 MB of parquet and CSV at 180 K clips, a takedown rewrites one in ~0.1 s
 PARQUET, CSV, META = "release.parquet", "release.csv", "release.json"
@@ -28,18 +29,13 @@ def part_count(n_clips: int, per_part: int | None = None) -> int:
     return max(1, math.ceil(n_clips / (per_part or PER_PART)))
 
 
-def video_key(clip_id: str) -> str:
-    """The video a clip id names (``{video}-{start:05d}``): what keeps a video's clips in one part."""
-    return clip_id.rpartition("-")[0] or clip_id
-
-
 def part_stem(index: int, count: int) -> str:
     return f"part-{index:04d}-of-{count:04d}"
 
 
 def part_of(clip_id: str, count: int) -> str:
     """The stem of the part (of ``count``) that holds the clip's row."""
-    return part_stem(zlib.crc32(video_key(clip_id).encode("utf-8")) % count, count)
+    return part_stem(video_bucket(clip_id, count), count)
 
 
 def parts_of(clip_ids: Iterable[str], count: int) -> dict[str, list[str]]:

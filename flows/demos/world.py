@@ -114,17 +114,23 @@ class Clock:
 
 def build_media(root: Path, scale: WorldScale) -> tuple[Path, list]:
     """The world's source MP4s (made once) and their plans, written to ROOT/world-media/plans.json."""
-    from pipeline.world import plan_world, write_world_video
+    from pipeline.world import plan_world
 
-    media = root / "world-media"
-    media.mkdir(parents=True, exist_ok=True)
     plans = plan_world(scale.videos_per_class, scale.source_s, seed=scale.seed)
+    return write_media(root / "world-media", plans), plans
+
+
+def write_media(media: Path, plans: list) -> Path:
+    """Each plan's MP4 in ``media`` (those already there kept) and the plans in ``media/plans.json``."""
+    from pipeline.world import write_world_video
+
+    media.mkdir(parents=True, exist_ok=True)
     for plan in plans:
         path = media / f"{plan.name}.mp4"
         if not path.exists():
             write_world_video(plan, path)
     (media / "plans.json").write_text(json.dumps([asdict(p) for p in plans], indent=1))
-    return media, plans
+    return media
 
 
 def heldout_plans(scale: WorldScale, n_per_class: int, seed: int, prefix: str = "heldout") -> list:
