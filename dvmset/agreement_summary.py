@@ -31,7 +31,7 @@ from dvmset.agreement import (
     _nan_to_none,
     live_verdicts,
 )
-from dvmset.batches import batches
+from dvmset.batches import batches, padded
 from dvmset.records import RejectReason, Verdict
 from dvmset.tables import AgreementCount, AgreementVerdict, Annotator, Decision
 
@@ -160,7 +160,7 @@ def verdict_counts(session: Session, clip_ids: list[str]) -> dict[str, tuple[int
     summary (call :func:`catch_up` first): one aggregate row per clip, no decision row loaded."""
     q = (select(AgreementVerdict.clip_id, func.count(),
                 func.sum(case((AgreementVerdict.verdict == Verdict.ACCEPT.value, 1), else_=0)))
-         .where(AgreementVerdict.clip_id.in_(clip_ids)).group_by(AgreementVerdict.clip_id))
+         .where(AgreementVerdict.clip_id.in_(padded(clip_ids))).group_by(AgreementVerdict.clip_id))
     return {c: (int(n), int(acc)) for c, n, acc in session.execute(q)}
 
 

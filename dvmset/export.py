@@ -25,7 +25,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,14 +41,15 @@ from sqlalchemy.orm import Session
 
 from dvmset import release as rel
 from dvmset import release_layout
-from dvmset.batches import batches
+from dvmset.batches import MAX_BIND, batches, padded
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION, VALID_FRACTION
-from dvmset.export_card import EXPORT_PARAMS, music_groups_of, write_card
-from dvmset.info_zips import write_info_zips, zip_count, zip_name
+from dvmset.export_card import EXPORT_PARAMS, write_card
+from dvmset.export_plan import ExportPlan
+from dvmset.info_zips import write_info_zips, zip_count, zip_file, zip_name
 from dvmset.io import atomic_path, atomic_write_text, file_lock, remove_partials, write_texts_then_sync
 from dvmset.layout import DataRoot
-from dvmset.music_groups import MusicGroup, source_groups
+from dvmset.music_index import stored_groups
 from dvmset.records import SPLITS, TEST, TRAIN, VALID, ClipStatus
 from dvmset.shards import FeatureStore
 from dvmset.spans import Span, excluded_spans, seconds_kept, write_spans_file
@@ -128,18 +128,19 @@ def plan_split(
     sources_by_query: dict[str, list[str]] = defaultdict(list)
     for s, q in query_of.items():
         sources_by_query[q].append(s)
+    size = {s: len(cs) for s, cs in clips_of.items()}
     split_of: dict[str, str] = {}
     for q, sources in sorted(sources_by_query.items()):
-        split_of.update(_split_query(q, sorted(sources), clips_of, fixed, lend, test_fraction, valid_fraction, seed))
+        split_of.update(_split_query(q, sorted(sources), size, fixed, lend, test_fraction, valid_fraction, seed))
     return {c: split_of[s] for s, cs in clips_of.items() for c in cs}
 
 
-def _split_query(q: str, sources: list[str], clips_of: Mapping[str, list[str]], fixed: Mapping[str, str],
+def _split_query(q: str, sources: list[str], size: Mapping[str, int], fixed: Mapping[str, str],
                  lend: bool, test_fraction: float, valid_fraction: float, seed: int) -> dict[str, str]:
-    """One query's sources -> split: a seeded order, each source to test, then valid, while it fits the target."""
+    """One query's sources (in id order) -> split: a seeded order, each source to test, then valid, while it fits
+    the target. ``size``: each source's clips; ``fixed``: the recorded splits (of these sources at least)."""
     rng = np.random.default_rng([seed, zlib.crc32(q.encode())])
-    size = {s: len(clips_of[s]) for s in sources}
-    total = sum(size.values())
+    total = sum(size[s] for s in sources)
     target = {TEST: test_fraction * total, VALID: valid_fraction * total}
     free = [s for s in sources if s not in fixed or (lend and fixed[s] == TRAIN)]
     final = {s: fixed[s] for s in sources if s not in free}
@@ -209,102 +210,44 @@ def description(query: str | None, title: str | None) -> str | None:
     return ". ".join(t.strip() for t in (query, title) if t and t.strip()) or None
 
 
-@dataclass
-class _Accepted:
-    """The whole-catalog view the split needs, and no more: every accepted clip's id and source (one text per
-    source, shared by its clips), each source's query and recorded split. The rest of a clip's row is read a
-    batch at a time when its files are written (:func:`_row_batches`)."""
-
-    ids: list[str]  # in id order
-    source: list[str]  # the source of ids[i]
-    query_of: dict[str, str | None]
-    recorded: dict[str, str]  # source id -> the split earlier exports recorded (a re-export keeps it)
-
-
-def _accepted(catalog: Catalog) -> _Accepted:
-    """The accepted clips' ids and sources, streamed from the catalog (rows of four columns, not held)."""
-    q = (select(Clip.id, Clip.source_id, Source.query, Clip.split).join(Source, Source.id == Clip.source_id)
-         .where(Clip.status == ClipStatus.ACCEPTED).execution_options(yield_per=BATCH))
-    pairs: list[tuple[str, str]] = []
-    query_of: dict[str, str | None] = {}
-    recorded: dict[str, str] = {}
-    with catalog.session() as s:
-        for cid, source, query, part in s.execute(q).tuples():
-            source = sys.intern(source)  # one text per source, however many clips it has
-            query_of.setdefault(source, query)
-            pairs.append((cid, source))
-            if part in SPLITS and recorded.setdefault(source, part) != part:
-                raise ValueError(f"source {source} already has clips in both splits; "
-                                 "re-export with keep_existing=False")
-    if not pairs:
-        raise ValueError(f"no accepted clips in {catalog.url}: review clips before exporting")
-    pairs.sort()
-    return _Accepted([c for c, _ in pairs], [s for _, s in pairs], query_of, recorded)
-
-
-def _own_splits(out: Path) -> dict[str, str]:
-    """{source id: split} of this export's manifest, when it was exported before: its videos keep their split
-    even when another export (``--reshuffle``) has since recorded others in the catalog."""
-    manifest = out / MANIFEST
-    if not manifest.is_file():
-        return {}
-    m = pd.read_parquet(manifest, columns=["source_id", "split"]).dropna()
-    return {str(s): str(p) for s, p in zip(m.source_id, m.split, strict=True) if p in SPLITS}
-
-
-def _split_items(acc: _Accepted, groups: list[MusicGroup],
-                 fixed: dict[str, str]) -> tuple[Iterator[SplitItem], dict[str, str]]:
-    """Split items with the sources of one music group as one unit (its first source's query and recorded
-    split), so that the same music never straddles the split; and the fixed splits by unit. The items are
-    made as :func:`plan_split` reads them, not held."""
-    unit = source_groups(groups)
-    items = (SplitItem(c, unit.get(s, s), acc.query_of.get(unit.get(s, s), acc.query_of[s]))
-             for c, s in zip(acc.ids, acc.source, strict=True))
-    fixed_units: dict[str, str] = {}
-    for source, part in sorted(fixed.items(), key=lambda kv: (unit.get(kv[0], kv[0]) != kv[0], kv[0])):
-        fixed_units.setdefault(unit.get(source, source), part)  # a group keeps its first source's split
-    return items, fixed_units
-
-
-def _record_splits(catalog: Catalog, store: FeatureStore, split: dict[str, str]) -> None:
-    """The split into the catalog and the feature index, under the store's lock (all or nothing)."""
+def _record_splits(catalog: Catalog, store: FeatureStore, plan: ExportPlan) -> None:
+    """The plan's split into the catalog and the feature index, under the store's lock (all or nothing)."""
     with store.exclusive("`vidmusician export`"):  # taken before the catalog changes
         with catalog.session() as s:  # one transaction; statements bound in batches, whatever the size
             c = Clip.__table__.c
-            stale = [i for i in s.scalars(select(Clip.id).where(Clip.split.is_not(None))) if i not in split]
+            split = select(Clip.id).where(Clip.split.is_not(None)).execution_options(yield_per=MAX_BIND)
+            stale = [i for ids in batches(s.scalars(split), MAX_BIND) for i in set(ids) - plan.known(ids)]
             for ids in batches(stale):  # no longer accepted (rejected since): no split
                 s.execute(update(Clip).where(Clip.id.in_(ids)).values(split=None))
-            for part in sorted(set(split.values())):  # one UPDATE per split and batch, not one per clip
-                for ids in batches(i for i, p in split.items() if p == part):
+            for part in SPLITS:  # one UPDATE per split and batch, not one per clip
+                for ids in plan.ids(part, kept_only=False, size=MAX_BIND):
                     s.execute(update(Clip.__table__).where(c.id.in_(ids), or_(c.split.is_(None), c.split != part))
                               .values(split=part))
-        store.set_splits(split, exclusive=True)
+        store.set_splits(plan.splits_of(store.index().clip_id.tolist()), exclusive=True)
 
 
-def _with_files(root: DataRoot, ids: list[str]) -> tuple[list[str], int]:
-    """The clips whose file is there (the rest left out with a warning), and how many are not: known before any
-    file is written, since the number of exported clips names the info zips each AudioMeta line points into."""
-    kept = []
-    for cid in ids:
-        if root.clip_path(cid).is_file():
-            kept.append(cid)
-        else:
-            log.warning("accepted clip %s has no file at %s; left out of the export", cid, root.clip_path(cid))
-    return kept, len(ids) - len(kept)
+def _drop_without_files(root: DataRoot, plan: ExportPlan) -> int:
+    """Leave out the clips whose file is gone (with a warning) and return how many: known before any file is
+    written, since the number of exported clips names the info zips each AudioMeta line points into."""
+    gone = [cid for ids in plan.ids() for cid in ids if not root.clip_path(cid).is_file()]
+    for cid in gone:
+        log.warning("accepted clip %s has no file at %s; left out of the export", cid, root.clip_path(cid))
+    plan.drop(gone)
+    return len(gone)
 
 
 def _rows(s: Session, ids: list[str]) -> list:
     """The catalog rows an export writes of these clips (at most :data:`~dvmset.batches.MAX_BIND`), in id order."""
     q = (select(Clip.id, Clip.source_id, Source.query, Clip.start_s, Clip.duration_s, Source.title, Source.uploader,
                 Source.webpage_url, Source.url, Source.license).join(Source, Source.id == Clip.source_id))
-    return sorted(s.execute(q.where(Clip.id.in_(ids))).all(), key=lambda r: r.id)
+    return sorted(s.execute(q.where(Clip.id.in_(padded(ids)))).all(), key=lambda r: r.id)
 
 
-def _row_batches(catalog: Catalog, ids: list[str]) -> Iterator[list]:
-    """The rows of ``ids`` (in id order) a batch of :data:`BATCH` at a time."""
+def _row_batches(catalog: Catalog, plan: ExportPlan) -> Iterator[tuple[list, dict[str, str]]]:
+    """The catalog rows of the exported clips (in id order) with their splits, a batch of :data:`BATCH`."""
     with catalog.session() as s:
-        for chunk in batches(ids, BATCH):
-            yield _rows(s, chunk)
+        for chunk in plan.rows(BATCH):
+            yield _rows(s, [c for c, _, _ in chunk]), {c: p for c, _, p in chunk}
 
 
 def _info_jsons(catalog: Catalog) -> Callable[[list[str]], list[str]]:
@@ -369,12 +312,11 @@ class _Written:
     """What the export summary and the warnings need of the clips written: counts, not the clips."""
 
     splits: Counter
-    sources: set[str]
     no_rate: int = 0
     no_rate_example: str | None = None
 
 
-def _write_clips(root: DataRoot, catalog: Catalog, out: Path, ids: list[str], split: Mapping[str, str],
+def _write_clips(root: DataRoot, catalog: Catalog, out: Path, plan: ExportPlan,
                  spans: Mapping[str, list[Span]], shard_of: Mapping[str, str],
                  audio_rate: Callable[[Path], int | None] | None) -> _Written:
     """Every clip's link, then per clip its MusicInfo JSON, its manifest row and its AudioMeta line, a batch of
@@ -383,10 +325,11 @@ def _write_clips(root: DataRoot, catalog: Catalog, out: Path, ids: list[str], sp
     JSONs (an fsync per clip cost 177 s at 165 K)."""
     audio_dir = out / "audio"
     _clear_audio_dir(audio_dir)
-    for cid in ids:  # every link, then every JSON, as before the export streamed (not one of each by turns)
-        _link(root.clip_path(cid), audio_dir)
-    count = zip_count(len(ids))
-    done = _Written(Counter(), set())
+    for ids in plan.ids():  # every link, then every JSON, as before the export streamed (not one of each by turns)
+        for cid in ids:
+            _link(root.clip_path(cid), audio_dir)
+    count = zip_count(plan.count())
+    done = _Written(Counter())
     with contextlib.ExitStack() as stack:
         manifest = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_path(out / MANIFEST)),
                                                         MANIFEST_SCHEMA))
@@ -394,7 +337,7 @@ def _write_clips(root: DataRoot, catalog: Catalog, out: Path, ids: list[str], sp
                  for part in SPLITS}
 
         def written() -> Iterator[tuple[Path, str]]:  # the JSONs, as write_texts_then_sync writes them
-            for rows in _row_batches(catalog, ids):
+            for rows, split in _row_batches(catalog, plan):
                 table = []
                 for r in rows:
                     clip_path = root.clip_path(r.id)
@@ -411,7 +354,6 @@ def _write_clips(root: DataRoot, catalog: Catalog, out: Path, ids: list[str], sp
                         for f in jsonl[e.split]:
                             f.write(text)
                     done.splits[e.split] += 1
-                    done.sources.add(r.source_id)
                 manifest.write_table(_manifest_table(table), row_group_size=max(len(table), 1))
 
         write_texts_then_sync(written(), audio_dir)
@@ -454,67 +396,74 @@ def export_dataset(
 def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: tuple[float, float], seed: int,
             keep_existing: bool, audio_rate: Callable[[Path], int | None] | None, release: bool) -> ExportSummary:
     test_fraction, valid_fraction = fractions
-    acc = _accepted(catalog)
-    fixed = {**acc.recorded, **_own_splits(out)} if keep_existing else {}
-    groups = music_groups_of(catalog, acc.ids)
-    items, fixed_units = _split_items(acc, groups, fixed)
-    split = plan_split(items, test_fraction, seed, fixed_units, valid_fraction)
-    store = FeatureStore(root.features_dir)
-    _record_splits(catalog, store, split)
-    spans = _record_spans(catalog, store, split)
-    index = store.index()
-    ids, no_features = _with_features(acc.ids, set(index.clip_id.tolist()))
-    del acc
-    ids, missing = _with_files(root, ids)
-    shard_of = dict(zip(index.clip_id.tolist(), index.shard.tolist(), strict=True))
-    del index
-    done = _write_clips(root, catalog, out, ids, split, spans, shard_of, audio_rate)
-    if done.no_rate:
-        log.warning("%d clips have no known audio sample rate (%s): null in the manifest and the JSONL", done.no_rate,
-                    "nothing read their files" if audio_rate is None else f"unreadable, e.g. {done.no_rate_example}")
-    write_info_zips(out / "audio", ids, _info_jsons(catalog))
-    params = {"test_fraction": test_fraction, "valid_fraction": valid_fraction, "seed": seed, "missing": missing}
-    atomic_write_text(out / EXPORT_PARAMS, json.dumps(params, sort_keys=True) + "\n")
-    exported = {c: split[c] for c in ids}
-    del split, ids
-    release_path = _write_release(out, name, catalog, exported, params) if release else _drop_release(out)
-    del exported
+    with ExportPlan(out) as plan:  # every per-clip list on disk: the export holds a batch
+        if not plan.load_accepted(catalog):
+            raise ValueError(f"no accepted clips in {catalog.url}: review clips before exporting")
+        if keep_existing:
+            plan.load_own_splits(out / MANIFEST)
+        groups = stored_groups(catalog, [ClipStatus.ACCEPTED.value])
+        plan.set_groups(groups)
+        plan.plan(_split_query, test_fraction, valid_fraction, seed, keep_existing)
+        store = FeatureStore(root.features_dir)
+        _record_splits(catalog, store, plan)
+        spans = _record_spans(catalog, store, plan)
+        index = store.index()
+        no_features = _drop_without_features(plan, set(index.clip_id.tolist()))
+        missing = _drop_without_files(root, plan)
+        shard_of = dict(zip(index.clip_id.tolist(), index.shard.tolist(), strict=True))
+        del index
+        done = _write_clips(root, catalog, out, plan, spans, shard_of, audio_rate)
+        if done.no_rate:
+            log.warning("%d clips have no known audio sample rate (%s): null in the manifest and the JSONL",
+                        done.no_rate, "nothing read their files" if audio_rate is None
+                        else f"unreadable, e.g. {done.no_rate_example}")
+        count = zip_count(plan.count())
+        write_info_zips(out / "audio", ((zip_file(b, count), ids) for b, ids in plan.buckets("zip", count)),
+                        _info_jsons(catalog))
+        params = {"test_fraction": test_fraction, "valid_fraction": valid_fraction, "seed": seed, "missing": missing}
+        atomic_write_text(out / EXPORT_PARAMS, json.dumps(params, sort_keys=True) + "\n")
+        release_path = _write_release(out, name, catalog, plan, params) if release else _drop_release(out)
+        sources = plan.count("DISTINCT source")
     write_card(out, pd.read_parquet(out / MANIFEST, columns=CARD_COLUMNS), catalog, **params)
-    return ExportSummary(name, out, done.splits[TRAIN], done.splits[TEST], len(done.sources), missing, len(groups),
+    return ExportSummary(name, out, done.splits[TRAIN], done.splits[TEST], sources, missing, len(groups),
                          release_path, tuple(no_features), done.splits[VALID], done.no_rate)
 
 
-def _record_spans(catalog: Catalog, store: FeatureStore, split: dict[str, str]) -> dict[str, list[Span]]:
+def _record_spans(catalog: Catalog, store: FeatureStore, plan: ExportPlan) -> dict[str, list[Span]]:
     """The exported clips' excluded spans (dvmset.spans), written beside the features where FeatureWindows
-    reads them, so no training window overlaps one."""
+    reads them, so no training window overlaps one. Only clips with spans are held."""
+    spans: dict[str, list[Span]] = {}
     with catalog.session() as s:
-        spans = excluded_spans(s, split)
+        for ids in plan.ids(kept_only=False, size=MAX_BIND):
+            spans.update(excluded_spans(s, ids))
     with store.exclusive("`vidmusician export`"):
         write_spans_file(store.dir, spans)
     return spans
 
 
-def _with_features(ids: list[str], have: set[str]) -> tuple[list[str], list[str]]:
+def _drop_without_features(plan: ExportPlan, have: set[str]) -> list[str]:
     """Once features exist (``have``: the clips in the feature index), an export lists only clips that have
     them (a manifest row with no shard would fail a trainer later): the rest are left out with a warning
-    (extract or retry them, then re-export). Before any features an export is of audio alone and lists every
-    accepted clip."""
+    (extract or retry them, then re-export) and returned. Before any features an export is of audio alone and
+    lists every accepted clip."""
     if not have:
-        return ids, []
-    left = [c for c in ids if c not in have]
+        return []
+    left = [c for ids in plan.ids() for c in ids if c not in have]
     if left:
         log.warning("%d accepted clips have no features (not extracted yet, or failed): left out of the export: %s",
                     len(left), left[:5])
-    return [c for c in ids if c in have], left
+        plan.drop(left)
+    return left
 
 
-def _write_release(out: Path, name: str, catalog: Catalog, split: dict[str, str], params: dict) -> Path:
-    """The ids-only release of this export (dvmset.release): no media."""
-    steps = rel.distinct_steps(catalog, list(split))
+def _write_release(out: Path, name: str, catalog: Catalog, plan: ExportPlan, params: dict) -> Path:
+    """The ids-only release of this export (dvmset.release): no media, a part's rows at a time."""
+    steps = rel.distinct_steps(catalog, (c for ids in plan.ids(size=MAX_BIND) for c in ids))
     rel.catch_up_verdicts(catalog)
-    return rel.write_release_parts(out, list(split), lambda ids: rel.release_batches(catalog, split, ids=ids,
-                                                                                     caught_up=True),
-                                   name=name, extra={"split": params, "steps": steps})[0]
+    count = release_layout.part_count(plan.count())
+    parts = plan.buckets("part", count) if count > 1 else iter([(0, [c for ids in plan.ids() for c in ids])])
+    return rel.write_release_grouped(out, count, parts, lambda ids: rel.release_batches(
+        catalog, plan.splits_of(ids), ids=ids, caught_up=True), name=name, extra={"split": params, "steps": steps})[0]
 
 
 def _drop_release(out: Path) -> None:

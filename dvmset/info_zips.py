@@ -14,7 +14,6 @@ import math
 import re
 import zipfile
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -40,11 +39,14 @@ def video_bucket(clip_id: str, count: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % count
 
 
+def zip_file(bucket: int, count: int) -> str:
+    """The name of zip ``bucket`` of ``count``."""
+    return SINGLE if count == 1 else f"info-{bucket:04d}-of-{count:04d}.zip"
+
+
 def zip_name(clip_id: str, count: int) -> str:
     """The zip (of ``count``) that holds the clip's JSON: every clip of one video in the same one."""
-    if count == 1:
-        return SINGLE
-    return f"info-{video_bucket(clip_id, count):04d}-of-{count:04d}.zip"
+    return zip_file(video_bucket(clip_id, count) if count > 1 else 0, count)
 
 
 def _write(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
@@ -53,21 +55,23 @@ def _write(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
             z.writestr(zipfile.ZipInfo(name, _DATE), data, compress_type=zipfile.ZIP_DEFLATED)
 
 
-def write_info_zips(audio_dir: Path, clip_ids: list[str], info_jsons: Callable[[list[str]], Iterable[str]]) -> None:
-    """Each clip's MusicInfo in its zip under ``audio_dir``, members in id order (``info_jsons(ids)``: the JSON
-    texts of one zip's clips, in that order, so the caller reads them a zip at a time); the zips of an earlier
-    export there that this one does not write are deleted."""
-    count = zip_count(len(clip_ids))
-    by_zip: dict[str, list[str]] = defaultdict(list)
-    for cid in sorted(clip_ids):
-        by_zip[zip_name(cid, count)].append(cid)
-    if not by_zip:
-        by_zip[SINGLE] = []  # an empty export still has the zip its layout names
-    for name, ids in sorted(by_zip.items()):
-        _write(audio_dir / name, ((f"{c}.json", text.encode("utf-8"))
-                                  for c, text in zip(ids, info_jsons(ids), strict=True)))
+def write_info_zips(audio_dir: Path, zips: Iterable[tuple[str, list[str]]],
+                    info_jsons: Callable[[list[str]], Iterable[str]]) -> None:
+    """Each clip's MusicInfo in its zip under ``audio_dir``: ``zips`` gives each zip's name (:func:`zip_name`)
+    and its clip ids in id order, the members' order, and ``info_jsons(ids)`` their JSON texts, so one zip's
+    clips are held at a time. An empty zip is not written, unless no zip is (an empty export still has the
+    zip its layout names); the zips of an earlier export there that this one does not write are deleted."""
+    written = set()
+    for name, ids in zips:
+        if ids:
+            _write(audio_dir / name, ((f"{c}.json", text.encode("utf-8"))
+                                      for c, text in zip(ids, info_jsons(ids), strict=True)))
+            written.add(name)
+    if not written:
+        _write(audio_dir / SINGLE, ())
+        written.add(SINGLE)
     for stale in present(audio_dir):
-        if stale.name not in by_zip:
+        if stale.name not in written:
             stale.unlink()
 
 

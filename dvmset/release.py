@@ -39,7 +39,7 @@ from sqlalchemy import Text, cast, func, select
 from dvmset import agreement_summary
 from dvmset import release_layout as layout
 from dvmset.agreement import effective_verdict
-from dvmset.batches import batches
+from dvmset.batches import batches, padded
 from dvmset.catalog import Catalog
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.records import SPLITS, ClipStatus, Verdict
@@ -96,7 +96,7 @@ def release_batches(cat: Catalog, split: Mapping[str, str], size: int | None = N
             counts = agreement_summary.verdict_counts(s, chunk)
             spans = excluded_spans(s, chunk)
             out = []
-            for r in s.execute(q.where(Clip.id.in_(chunk))):
+            for r in s.execute(q.where(Clip.id.in_(padded(chunk)))):
                 if r.status != ClipStatus.ACCEPTED:
                     continue  # taken down or rejected since the split was planned: never released
                 verdict, agreement, n = (_verdict(*counts[r.id]) if r.id in counts
@@ -239,25 +239,35 @@ def write_release_parts(out_dir: Path, clip_ids: Sequence[str],
                         rows_of: Callable[[list[str]], Iterable[Sequence[Mapping]]], *, name: str,
                         extra: Mapping | None = None, per_part: int | None = None) -> list[Path]:
     """The release of ``clip_ids`` under ``out_dir`` in the layout its size calls for (dvmset.release_layout):
-    the two single files up to ``per_part`` clips, else a folder of parts each (``rows_of(ids)``: batches of
-    the release rows of one part's clips, in id order, so only one batch is held at a time); release.json with
-    each part's counts. Returns the paths of the parquet, the CSV (a file or a folder) and release.json."""
-    out_dir = Path(out_dir)
+    the two single files up to ``per_part`` clips, else a folder of parts (:func:`write_release_grouped`)."""
     clip_ids = sorted(set(clip_ids))
     count = layout.part_count(len(clip_ids), per_part)
+    parts = enumerate(layout.parts_of(clip_ids, count).values()) if count > 1 else [(0, clip_ids)]
+    return write_release_grouped(out_dir, count, parts, rows_of, name=name, extra=extra)
+
+
+def write_release_grouped(out_dir: Path, count: int, parts: Iterable[tuple[int, list[str]]],
+                          rows_of: Callable[[list[str]], Iterable[Sequence[Mapping]]], *, name: str,
+                          extra: Mapping | None = None) -> list[Path]:
+    """The release under ``out_dir`` in ``count`` parts (1: the two single files): ``parts`` gives each part's
+    index and clip ids in id order (dvmset.release_layout.parts_of; every part, an empty one too), and
+    ``rows_of(ids)`` batches of their release rows, so one part is held at a time; release.json with each
+    part's counts. Returns the paths of the parquet, the CSV (a file or a folder) and release.json."""
+    out_dir = Path(out_dir)
     if count == 1:
-        return write_release_batches(out_dir, rows_of(clip_ids), name=name, extra=extra)
+        return write_release_batches(out_dir, rows_of([c for _, ids in parts for c in ids]), name=name, extra=extra)
     folders = [out_dir / f for f in FILES[:2]]
     for folder in folders:
         layout.clear_for(folder, parts=True)
         folder.mkdir(parents=True, exist_ok=True)
-    parts = {}
-    for stem, ids in layout.parts_of(clip_ids, count).items():
-        parts[stem] = _write_files(folders[0] / f"{stem}.parquet", folders[1] / f"{stem}.csv",
-                                   rows_of(ids) if ids else ()).as_dict()
+    counts = {}
+    for i, ids in parts:
+        stem = layout.part_stem(i, count)
+        counts[stem] = _write_files(folders[0] / f"{stem}.parquet", folders[1] / f"{stem}.csv",
+                                    rows_of(ids) if ids else ()).as_dict()
     for folder in folders:
-        layout.remove_stale(folder, {f"{stem}{folder.suffix}" for stem in parts})
-    _write_meta(out_dir, name, {**layout.totals(parts), "parts": parts}, extra)
+        layout.remove_stale(folder, {f"{stem}{folder.suffix}" for stem in counts})
+    _write_meta(out_dir, name, {**layout.totals(counts), "parts": counts}, extra)
     return [out_dir / f for f in FILES]
 
 
@@ -365,17 +375,17 @@ _PER_CLIP = {"start_s", "duration_s", "source_gain_db", "clip_gain_db",  # a win
              "verdict", "excluded_spans"}  # a rebuilt clip's review step (dvmset.spans.release_review_step)
 
 
-def distinct_steps(cat: Catalog, clip_ids: list[str]) -> list[dict]:
-    """The processing steps of these clips with their tools, versions and settings, each distinct one once."""
+def distinct_steps(cat: Catalog, clip_ids: Iterable[str]) -> list[dict]:
+    """The processing steps of these clips with their tools, versions and settings, each distinct one once (in
+    clip order), read a batch of ids at a time: what is held is the distinct steps, not the clips' lineages."""
     text = cast(Clip.lineage, Text)
-    lineages = []
-    with cat.session() as s:  # each distinct lineage text once (clips of one run share it), in clip order
-        for ids in batches(dict.fromkeys(clip_ids)):
-            q = select(text, func.min(Clip.id)).where(Clip.id.in_(ids), Clip.lineage.is_not(None)).group_by(text)
-            lineages += [json.loads(t) for t, _ in sorted(s.execute(q).tuples(), key=lambda r: r[1]) if t]
     seen: dict[str, dict] = {}
-    for lin in lineages:
-        for st in (lin or {}).get("steps", []):
-            item = {**st, "params": {k: v for k, v in st["params"].items() if k not in _PER_CLIP}}
-            seen.setdefault(json.dumps(item, sort_keys=True, default=str), item)
+    with cat.session() as s:  # each distinct lineage text of a batch once (clips of one run share it)
+        for ids in batches(clip_ids):
+            q = (select(text, func.min(Clip.id)).where(Clip.id.in_(padded(list(dict.fromkeys(ids)))), Clip.lineage.is_not(None))
+                 .group_by(text))
+            for t, _ in sorted(s.execute(q).tuples(), key=lambda r: r[1]):
+                for st in (json.loads(t) or {}).get("steps", []) if t else []:
+                    item = {**st, "params": {k: v for k, v in st["params"].items() if k not in _PER_CLIP}}
+                    seen.setdefault(json.dumps(item, sort_keys=True, default=str), item)
     return list(seen.values())

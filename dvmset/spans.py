@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dvmset.agreement import in_force
-from dvmset.batches import batches
+from dvmset.batches import batches, padded
 from dvmset.io import atomic_write_text
 from dvmset.tables import Clip, Decision
 
@@ -137,7 +137,7 @@ def excluded_spans(session: Session, clip_ids: Iterable[str] | None = None) -> d
         rows = session.execute(q).all()
     else:
         for ids in batches(dict.fromkeys(clip_ids)):
-            rows += session.execute(q.where(Decision.clip_id.in_(ids))).all()
+            rows += session.execute(q.where(Decision.clip_id.in_(padded(ids)))).all()
     rows += _release_spans(session, clip_ids)
     out: dict[str, list[Span]] = {}
     for cid, raw in rows:
@@ -158,7 +158,7 @@ def _release_spans(session: Session, clip_ids: Iterable[str] | None) -> list[tup
     q = select(Clip.id, Clip.lineage).where(Clip.origin == "release")
     found = []
     for ids in ([None] if clip_ids is None else batches(dict.fromkeys(clip_ids))):
-        for cid, lineage in session.execute(q if ids is None else q.where(Clip.id.in_(ids))):
+        for cid, lineage in session.execute(q if ids is None else q.where(Clip.id.in_(padded(ids)))):
             for step in (lineage or {}).get("steps", []):
                 if step.get("step") == REVIEW_STEP and step.get("params", {}).get("excluded_spans"):
                     found.append((cid, step["params"]["excluded_spans"]))

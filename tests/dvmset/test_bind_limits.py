@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import event, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from dvmset.batches import MAX_BIND, batches
+from dvmset.batches import MAX_BIND, batches, padded
 from dvmset.catalog import Catalog
 from dvmset.export import _record_splits
+from dvmset.export_plan import ExportPlan
 from dvmset.export_card import music_groups_of
 from dvmset.music_groups import encode_fingerprint
 from dvmset.records import TEST, TRAIN, ClipStatus, SourceStatus
@@ -67,6 +68,15 @@ def test_batches_are_bounded_consecutive_and_complete():
         next(batches([1], 0))
 
 
+def test_padded_lists_bind_a_few_shapes_and_the_same_ids():
+    shapes = {len(padded(list(range(n)))) for n in range(1, MAX_BIND + 1)}
+    assert len(shapes) <= 20 and max(shapes) == MAX_BIND  # not one statement per length; never past a batch
+    for n in (1, 3, 1000, 1025, 9999):
+        got = padded([f"c{i}" for i in range(n)])
+        assert len(got) >= n and set(got) == {f"c{i}" for i in range(n)} and got[:n] == [f"c{i}" for i in range(n)]
+    assert padded([]) == []
+
+
 def test_export_queries_past_every_driver_parameter_limit(big_catalog, tmp_path):
     cat, ids = big_catalog
     with cat.session() as s, pytest.raises(DBAPIError):  # one parameter per clip: what used to break
@@ -82,12 +92,15 @@ def test_export_queries_past_every_driver_parameter_limit(big_catalog, tmp_path)
 
     assert sorted(s["version"] for s in distinct_steps(cat, ids)) == ["6.1", "7.0"]
 
-    _record_splits(cat, FeatureStore(tmp_path / "features"), split)
-    with cat.session() as s:
-        got = dict(s.execute(select(Clip.id, Clip.split)).all())
-    assert got.pop("gone-00000") is None  # rejected since an earlier export: its split is cleared
-    assert got == split
-    split[ids[1]] = TEST  # a second export moves one clip: only that row changes
-    _record_splits(cat, FeatureStore(tmp_path / "features"), split)
+    with ExportPlan(tmp_path) as plan:
+        plan.add_clips((cid, cid.rpartition("-")[0]) for cid in ids)
+        plan.set_splits(split.items())
+        _record_splits(cat, FeatureStore(tmp_path / "features"), plan)
+        with cat.session() as s:
+            got = dict(s.execute(select(Clip.id, Clip.split)).all())
+        assert got.pop("gone-00000") is None  # rejected since an earlier export: its split is cleared
+        assert got == split
+        plan.set_splits([(ids[1], TEST)])  # a second export moves one clip: only that row changes
+        _record_splits(cat, FeatureStore(tmp_path / "features"), plan)
     with cat.session() as s:
         assert s.scalar(select(Clip.split).where(Clip.id == ids[1])) == TEST
