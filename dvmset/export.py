@@ -479,7 +479,7 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: t
     del split, ids
     release_path = _write_release(out, name, catalog, exported, params) if release else _drop_release(out)
     del exported
-    write_card(out, pd.read_parquet(out / MANIFEST, columns=CARD_COLUMNS), catalog, **params)
+    write_card(out, out / MANIFEST, catalog, **params)
     return ExportSummary(name, out, done.splits[TRAIN], done.splits[TEST], len(done.sources), missing, len(groups),
                          release_path, tuple(no_features), done.splits[VALID], done.no_rate)
 
