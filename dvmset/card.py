@@ -166,7 +166,8 @@ def dataset_card(name: str, m: CardScratch, catalog: Catalog, test_fraction: flo
         f"seed {seed}.", "",
         "| split | clips | sources | hours |", "|---|---:|---:|---:|",
     ]
-    per_split = {part: m.totals("split = ?", (part,)) for part in SPLITS}
+    got = m.split_totals()
+    per_split = {part: got.get(part, (0, 0, 0.0)) for part in SPLITS}
     for part, (n, part_sources, part_seconds) in per_split.items():
         lines.append(f"| {part} | {n} | {part_sources} | {part_seconds / 3600:.2f} |")
     if clips:

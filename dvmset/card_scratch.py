@@ -90,30 +90,32 @@ class CardScratch:
                         "ORDER BY c.rowid")
         return True
 
-    def fact_batches(self, size: int = BATCH_ROWS) -> Iterator[list[tuple]]:
-        """The facts rows in the order they were added, ``size`` at a time."""
+    def fact_batches(self) -> Iterator[list[tuple]]:
+        """The facts rows in the order they were added, :data:`BATCH_ROWS` at a time."""
         cur = self.db.execute(f"SELECT {', '.join(self.fact_columns)} FROM facts ORDER BY rowid")
-        while rows := cur.fetchmany(size):
+        while rows := cur.fetchmany(BATCH_ROWS):
             yield rows
 
     def fact_witness(self) -> list[tuple]:
-        """A few facts rows holding, per column, one value of each SQLite type it holds (NULL included): what
-        pandas infers a column's dtype from, so the per-batch frames take the whole table's dtypes."""
-        columns = []
-        for c in self.fact_columns:
-            columns.append([v for _, v in self.db.execute(
-                f"SELECT typeof({c}) AS t, MIN({c}) FROM facts GROUP BY t ORDER BY t")])
-        depth = max(map(len, columns), default=0)
-        return list(zip(*(col + col[-1:] * (depth - len(col)) for col in columns), strict=True))
+        """One facts row per combination of its columns' SQLite types (NULL included): between them every type
+        each column holds, what pandas infers a column's dtype from, so the per-batch frames written take the
+        dtypes of one frame of every row."""
+        cols = ", ".join(self.fact_columns)
+        types = ", ".join(f"typeof({c})" for c in self.fact_columns)
+        return [row[len(self.fact_columns):] for row in self.db.execute(
+            f"SELECT {types}, {cols} FROM facts GROUP BY {types}")]
 
     def rows(self, table: str) -> int:
         return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
-    def totals(self, where: str = "1", params: Sequence = ()) -> tuple[int, int, float]:
-        """Clips, distinct sources and summed duration (s) of the clips matching ``where``."""
-        n, sources, seconds = self.db.execute(
-            f"SELECT COUNT(*), COUNT(DISTINCT source_id), TOTAL(duration_s) FROM clips WHERE {where}", params).fetchone()
-        return n, sources, seconds
+    def totals(self) -> tuple[int, int, float]:
+        """Clips, distinct sources and summed duration (s)."""
+        return self.db.execute("SELECT COUNT(*), COUNT(DISTINCT source_id), TOTAL(duration_s) FROM clips").fetchone()
+
+    def split_totals(self) -> dict[str, tuple[int, int, float]]:
+        """:meth:`totals` of each split present."""
+        return {p: (n, sources, seconds) for p, n, sources, seconds in self.db.execute(
+            "SELECT split, COUNT(*), COUNT(DISTINCT source_id), TOTAL(duration_s) FROM clips GROUP BY split")}
 
     def distinct(self, column: str) -> int:
         """Distinct non-null values of a manifest column (pandas' ``nunique``)."""
