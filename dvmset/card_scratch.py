@@ -19,7 +19,7 @@ from dvmset.batches import MAX_BIND, batches
 #: the manifest's columns the card reads (kept_s is absent from exports written before excluded spans)
 MANIFEST_COLUMNS = ("clip_id", "source_id", "query", "split", "duration_s", "sample_rate", "license",
                     "excluded_spans", "kept_s")
-BATCH_ROWS = 4 * MAX_BIND  # manifest rows read at once: a few MB whatever the export holds
+BATCH_ROWS = MAX_BIND  # manifest or facts rows held at once as Python objects: ~5 MB whatever the export holds
 
 
 def manifest_batches(manifest: pd.DataFrame | Path) -> Iterator[dict[str, list]]:
