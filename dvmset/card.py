@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-import pandas as pd
 from sqlalchemy import Text, cast, select
 
 from dvmset.agreement_summary import agreement_report
 from dvmset.batches import batches
+from dvmset.card_scratch import CardScratch
 from dvmset.catalog import Catalog
 from dvmset.records import SPLITS, VALID, ClipStatus
 from dvmset.tables import Clip, Source
@@ -27,13 +27,13 @@ def _kappa(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def _kept_line(m: pd.DataFrame) -> list[str]:
+def _kept_line(m: CardScratch) -> list[str]:
     """The seconds kept once the stretches annotators excluded (spans marked on an accept) are left out."""
-    if "kept_s" not in m:
+    if (kept := m.kept()) is None:
         return []
-    cut = m[m.excluded_spans.notna()]
-    return ["", f"Seconds kept: {m.kept_s.sum():.0f} s of {m.duration_s.sum():.0f} s; annotators excluded "
-                f"{(m.duration_s - m.kept_s).sum():.0f} s in {len(cut)} clips (spans of non-music, noise or vocals "
+    kept_s, all_s, cut_s, cut = kept
+    return ["", f"Seconds kept: {kept_s:.0f} s of {all_s:.0f} s; annotators excluded "
+                f"{cut_s:.0f} s in {cut:.0f} clips (spans of non-music, noise or vocals "
                 "marked on an accept: no training window overlaps one)."]
 
 
@@ -50,8 +50,7 @@ QC_HINTS = (
 )
 
 
-def _splits_section(m: pd.DataFrame, test_fraction: float, valid_fraction: float, seed: int) -> list[str]:
-    n = {p: int((m.split == p).sum()) if len(m) else 0 for p in SPLITS}
+def _splits_section(n: dict[str, int], test_fraction: float, valid_fraction: float, seed: int) -> list[str]:
     lines = ["## Splits", "",
              "Drawn by source video: every clip of a video is in one split, and videos whose processed music is "
              "the same recording (see Shared music) are drawn as one. Within each query the videos are taken in a "
@@ -72,9 +71,13 @@ def _splits_section(m: pd.DataFrame, test_fraction: float, valid_fraction: float
 CARD_FACTS = "card_facts.parquet"  # an export's per-clip card facts, so a takedown drops rows, not re-reads
 
 
-def clip_facts(catalog: Catalog, ids: Sequence[str]) -> pd.DataFrame:
-    """What the card's "How the data was made" counts, one row per clip: separator, source loudness, the
-    loudness step's target (JSON; from the lineage, each distinct lineage text parsed once) and the QC hints."""
+FACT_COLUMNS = ("clip_id", "separator", "loudness_out_lufs", "target_lufs", *(c for c, *_ in QC_HINTS))
+
+
+def clip_facts(catalog: Catalog, ids: Sequence[str]) -> list[tuple]:
+    """What the card's "How the data was made" counts, one row (:data:`FACT_COLUMNS`) per clip of ``ids`` found
+    in the catalog: separator, source loudness, the loudness step's target (JSON; from the lineage, each
+    distinct lineage text parsed once) and the QC hints. Called a batch of ids at a time."""
     cols = [getattr(Clip, c) for c, *_ in QC_HINTS]
     lineage_text = cast(Clip.lineage, Text)
     targets: dict[str | None, str | None] = {None: None}
@@ -89,22 +92,21 @@ def clip_facts(catalog: Catalog, ids: Sequence[str]) -> pd.DataFrame:
                     got = [st.get("params", {}).get("target_lufs") for st in steps if st.get("step") == "loudness"]
                     targets[lin] = json.dumps([t for t in got if t is not None])
                 rows.append((cid, sep, lufs, targets[lin], *qc))
-    return pd.DataFrame(rows, columns=["clip_id", "separator", "loudness_out_lufs", "target_lufs",
-                                       *(c for c, *_ in QC_HINTS)])
+    return rows
 
 
-def _counts(values: pd.Series, label: Callable[[object], str]) -> Counter:
-    """How many rows carry each label, counted by distinct value (a card counts every clip of the export)."""
+def _counts(values: Iterable[tuple[object, int]], label: Callable[[object], str]) -> Counter:
+    """How many rows carry each label, from (distinct value, rows) pairs (a card counts every clip of the export)."""
     out: Counter = Counter()
-    for v, n in values.value_counts(dropna=False).items():
-        out[label(None if pd.isna(v) else v)] += int(n)
+    for v, n in values:
+        out[label(v)] += n
     return out
 
 
-def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]) -> list[str]:
+def _made_section(m: CardScratch, features: Sequence[dict]) -> list[str]:
     """What made the data: vocal removal, loudness, the features' CLIP and codec, rates, licences, QC hints."""
     lines = ["## How the data was made", ""]
-    seps = _counts(facts.separator, lambda x: x if isinstance(x, str) and x else "not recorded")
+    seps = _counts(m.value_counts("facts", "separator"), lambda x: x if isinstance(x, str) and x else "not recorded")
     removed = {k: v for k, v in seps.items() if k not in ("none", "not recorded")}
     vocals = [f"removed with {k} in {v} clips" for k, v in sorted(removed.items())]
     if seps.get("none"):
@@ -112,13 +114,13 @@ def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]
     if seps.get("not recorded"):
         vocals.append(f"separator not recorded for {seps['not recorded']} clips")
     lines.append(f"- **Vocals**: {'; '.join(vocals) or 'no clips'}.")
-    targets = sorted({t for text in facts.target_lufs.dropna().unique() if isinstance(text, str)
+    targets = sorted({t for text, _ in m.value_counts("facts", "target_lufs") if isinstance(text, str)
                       for t in json.loads(text)})
-    measured = pd.to_numeric(facts.loudness_out_lufs, errors="coerce").dropna()
+    median, measured = m.median("facts", "loudness_out_lufs")
     lines.append("- **Loudness**: " + (f"music normalised to {', '.join(f'{t:g}' for t in targets)} LUFS "
                                        "(pyloudnorm, BS.1770) before cutting" if targets else "target not recorded")
-                 + (f"; measured after normalisation: median {measured.median():.1f} LUFS over "
-                    f"{len(measured)} clips' sources." if len(measured) else "."))
+                 + (f"; measured after normalisation: median {median:.1f} LUFS over "
+                    f"{measured} clips' sources." if measured else "."))
     if features:
         for f in features:
             lines.append(f"- **Features** ({f['clips']} clips): CLIP `{f.get('clip_model')}`"
@@ -127,12 +129,11 @@ def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]
                          f"({f.get('sample_rate')} Hz audio), format {f.get('format')}.")
     else:
         lines.append("- **Features**: none extracted for these clips yet (`vidmusician features`).")
-    rates = _counts(m.sample_rate, lambda r: "unknown" if pd.isna(r) else f"{int(r)} Hz") if len(m) else Counter()
+    rates = _counts(m.value_counts("clips", "sample_rate"), lambda r: "unknown" if r is None else f"{int(r)} Hz")
     lines.append("- **Audio files**: AAC in the clip MP4s at " + ", ".join(
         f"{k} ({v} clips)" for k, v in sorted(rates.items())) + " (the manifest's and the JSONL's `sample_rate`)."
         if rates else "- **Audio files**: none.")
-    lic = _counts(m.license, lambda x: "not stated by the source" if pd.isna(x) or not x else str(x)) \
-        if len(m) else Counter()
+    lic = _counts(m.value_counts("clips", "license"), lambda x: "not stated by the source" if not x else str(x))
     lines.append("- **Licences** (as the source's site states them; check them before redistributing media — "
                  "a release with `--release` ships ids only): "
                  + (", ".join(f"{k}: {v} clips" for k, v in sorted(lic.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -140,42 +141,41 @@ def _made_section(facts: pd.DataFrame, m: pd.DataFrame, features: Sequence[dict]
     lines += ["", "QC hints are measured by curation and shown to reviewers beside each clip; they flag, a person "
               "decides (nothing is rejected automatically). Among this export's accepted clips:", "",
               "| hint | measures | flagged when | flagged clips | not measured |", "|---|---|---|---:|---:|"]
+    facts = m.rows("facts")
     for col, what, when, flag in QC_HINTS:
-        known = facts[col].dropna().value_counts()  # each distinct value tested once
-        flagged = sum(int(n) for v, n in known.items() if flag(v))
-        lines.append(f"| {col} | {what} | {when} | {flagged} | {len(facts) - int(known.sum())} |")
+        flagged, known = m.flagged(col, flag)
+        lines.append(f"| {col} | {what} | {when} | {flagged} | {facts - known} |")
     return [*lines, ""]
 
 
-def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: float, seed: int, missing: int,
-                 valid_fraction: float = 0.0, features: Sequence[dict] = (), facts: pd.DataFrame | None = None) -> str:
-    """DATASET.md: what is in the export, how it was split, what made it, and how the review went.
-    ``features``: the identities (CLIP, codec, rates) of the features runs that made these clips' shards;
-    ``facts``: :func:`clip_facts` of the manifest's clips (read from the catalog when not given)."""
-    if facts is None:
-        facts = clip_facts(catalog, list(m.clip_id) if len(m) else [])
+def dataset_card(name: str, m: CardScratch, catalog: Catalog, test_fraction: float, seed: int, missing: int,
+                 valid_fraction: float = 0.0, features: Sequence[dict] = ()) -> str:
+    """DATASET.md: what is in the export, how it was split, what made it, and how the review went, from the
+    manifest's clips and their :func:`clip_facts` in ``m``. ``features``: the identities (CLIP, codec, rates)
+    of the features runs that made these clips' shards."""
     by_query, agree = _review_stats(catalog)
     acc = sum(v.get(ClipStatus.ACCEPTED, 0) for v in by_query.values())
     rej = sum(v.get(ClipStatus.REJECTED, 0) for v in by_query.values())
     total = sum(sum(v.values()) for v in by_query.values())
-    hours = m.duration_s.sum() / 3600 if len(m) else 0.0
+    clips, sources, seconds = m.totals()
     lines = [
         f"# DVMSet export `{name}`", "",
-        f"{len(m)} clips ({hours:.2f} h) from {m.source_id.nunique() if len(m) else 0} source videos and "
-        f"{m['query'].nunique() if len(m) else 0} queries. Split by source video (no video in two splits), "
+        f"{clips} clips ({seconds / 3600:.2f} h) from {sources} source videos and "
+        f"{m.distinct('query')} queries. Split by source video (no video in two splits), "
         f"stratified by query; target test fraction {test_fraction:.4f}, valid fraction {valid_fraction:.4f}, "
         f"seed {seed}.", "",
         "| split | clips | sources | hours |", "|---|---:|---:|---:|",
     ]
-    for part in SPLITS:
-        p = m[m.split == part] if len(m) else m
-        lines.append(f"| {part} | {len(p)} | {p.source_id.nunique() if len(p) else 0} | "
-                     f"{(p.duration_s.sum() / 3600 if len(p) else 0):.2f} |")
-    if len(m):
-        d = m.duration_s
-        lines += ["", f"Clip durations: min {d.min():.2f} s, median {d.median():.2f} s, max {d.max():.2f} s."]
+    got = m.split_totals()
+    per_split = {part: got.get(part, (0, 0, 0.0)) for part in SPLITS}
+    for part, (n, part_sources, part_seconds) in per_split.items():
+        lines.append(f"| {part} | {n} | {part_sources} | {part_seconds / 3600:.2f} |")
+    if clips:
+        lo, median, hi = m.durations()
+        lines += ["", f"Clip durations: min {lo:.2f} s, median {median:.2f} s, max {hi:.2f} s."]
         lines += _kept_line(m)
-    lines += ["", *_splits_section(m, test_fraction, valid_fraction, seed), *_made_section(facts, m, features)]
+    n = {part: v[0] for part, v in per_split.items()}
+    lines += ["", *_splits_section(n, test_fraction, valid_fraction, seed), *_made_section(m, features)]
     reviewed = acc + rej
     lines += ["", "## Review", "",
               f"{total} clips cut, {reviewed} reviewed, {acc} accepted: acceptance rate "
@@ -186,12 +186,11 @@ def dataset_card(name: str, m: pd.DataFrame, catalog: Catalog, test_fraction: fl
     lines += ["| query | train | valid | test | accepted | rejected | all clips | acceptance |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     # URL-sourced clips have no query; the catalog's counts call that group "(url)", and so must this.
-    counts = (m.assign(query=m["query"].fillna("(url)")).groupby(["query", "split"]).size()
-              .unstack(fill_value=0) if len(m) else pd.DataFrame())
-    for q in sorted(set(by_query) | set(counts.index)):
+    counts = m.query_splits()
+    for q in sorted(set(by_query) | {q for q, _ in counts}):
         st = by_query.get(q, {})
         a, r = st.get(ClipStatus.ACCEPTED, 0), st.get(ClipStatus.REJECTED, 0)
-        n = [int(counts.at[q, p]) if p in counts and q in counts.index else 0 for p in SPLITS]
+        n = [counts.get((q, p), 0) for p in SPLITS]
         rate = f"{a / (a + r):.1%}" if a + r else "n/a"
         lines.append(f"| {q} | {' | '.join(map(str, n))} | {a} | {r} | {sum(st.values())} | {rate} |")
     lines += ["", "## Annotator agreement", ""]

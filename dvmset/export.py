@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import or_, select, update
@@ -64,7 +63,6 @@ MANIFEST_COLUMNS = ["clip_id", "source_id", "query", "split", "path", "start_s",
 _FLOAT = ("start_s", "duration_s", "kept_s")
 MANIFEST_SCHEMA = pa.schema([pa.field(c, pa.float64() if c in _FLOAT else pa.int64() if c == "sample_rate"
                                       else pa.string()) for c in MANIFEST_COLUMNS])  # every batch, whatever it holds
-CARD_COLUMNS = [c for c in MANIFEST_COLUMNS if c not in ("path", "start_s", "shard", "title", "description", "url")]
 
 
 def export_lock(out: Path):  # noqa: ANN201 - a context manager
@@ -424,7 +422,7 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: t
         atomic_write_text(out / EXPORT_PARAMS, json.dumps(params, sort_keys=True) + "\n")
         release_path = _write_release(out, name, catalog, plan, params) if release else _drop_release(out)
         sources = plan.count("DISTINCT source")
-    write_card(out, pd.read_parquet(out / MANIFEST, columns=CARD_COLUMNS), catalog, **params)
+    write_card(out, out / MANIFEST, catalog, **params)
     return ExportSummary(name, out, done.splits[TRAIN], done.splits[TEST], sources, missing, len(groups),
                          release_path, tuple(no_features), done.splits[VALID], done.no_rate)
 

@@ -4,18 +4,21 @@ one split) and the release files. Written by the export and again by a takedown 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from dvmset.card import CARD_FACTS, clip_facts, dataset_card
+from dvmset.card import CARD_FACTS, FACT_COLUMNS, clip_facts, dataset_card
+from dvmset.card_scratch import CardScratch, card_scratch, manifest_batches
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
 from dvmset.hub_card import hub_metadata
 from dvmset.io import atomic_path, atomic_write_text
-from dvmset.music_groups import MusicGroup
-from dvmset.music_index import stored_groups
+from dvmset.music_groups import MusicGroup, union_groups
+from dvmset.music_index import catch_up, stored_groups, stored_links
 from dvmset.records import ClipStatus
 from dvmset.release import FILES as RELEASE_FILES
 from dvmset.shards import FeatureStore
@@ -42,45 +45,68 @@ def groups_section(groups: list[MusicGroup], split_of: dict[str, str]) -> list[s
     return [*lines, ""]
 
 
-def features_made(features_dir: Path, clip_ids: Iterable[str]) -> list[dict]:
-    """The identities (CLIP, codec, rates, format) of the features runs that made these clips' shards, each
-    with its number of clips."""
+def _card_groups(cat: Catalog, m: CardScratch) -> tuple[list[MusicGroup], dict[str, str]]:
+    """:func:`music_groups_of` the manifest's clips, and the split of each clip in a group: the links are few,
+    so only their clips are looked up in the manifest (no set or dict of every clip)."""
+    catch_up(cat)
+    links = stored_links(cat, [s.value for s in ClipStatus])
+    split_of = m.splits_of(c for r in links for c in r[:2])
+    groups = union_groups(r for r in links if r[0] in split_of and r[1] in split_of)
+    return groups, split_of
+
+
+def features_made(features_dir: Path, in_export: Callable[[Iterable[str]], Iterable[str]]) -> list[dict]:
+    """The identities (CLIP, codec, rates, format) of the features runs that made the export's clips' shards,
+    each with its number of clips. ``in_export``: which of some clip ids the export holds."""
     store = FeatureStore(features_dir)
     index = store.index()
-    index = index[index.clip_id.isin(set(clip_ids))]
+    if len(index):
+        index = index[index.clip_id.isin(set(in_export(index.clip_id.tolist())))]
     out = []
     for raw, n in index.config.value_counts().sort_index().items():
         out.append({**json.loads(raw).get("identity", {}), "clips": int(n)})
     return out
 
 
-def _kept_facts(path: Path, ids: list[str]) -> pd.DataFrame | None:
-    """The stored facts of exactly ``ids`` (in that order), or None when the file lacks any of them."""
-    if not path.is_file():
-        return None
-    facts = pd.read_parquet(path).set_index("clip_id", drop=False)
-    if not set(ids) <= set(facts.clip_id.tolist()):
-        return None
-    return facts.loc[ids].reset_index(drop=True)
+def _gather_facts(out: Path, m: CardScratch, cat: Catalog, reuse: bool) -> dict[str, object]:
+    """The manifest's card facts into ``m``: from the kept card_facts.parquet when ``reuse`` and it holds every
+    clip, else from the catalog a batch of ids at a time. Returns the dtypes the facts frame has: the kept
+    file's, or what pandas infers over every row (so card_facts.parquet is what one whole frame writes)."""
+    kept = out / CARD_FACTS
+    if reuse and kept.is_file() and m.facts_from_file(kept):
+        return pq.read_schema(kept).empty_table().to_pandas().dtypes.to_dict()
+    for ids in m.id_batches():
+        m.add_facts(clip_facts(cat, ids))
+    return pd.DataFrame(m.fact_witness(), columns=list(FACT_COLUMNS)).dtypes.to_dict()
 
 
-def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction: float = TEST_FRACTION,
+def _write_facts(path: Path, m: CardScratch, dtypes: dict[str, object]) -> None:
+    """card_facts.parquet from the facts in ``m``, a batch at a time, every batch with the whole frame's dtypes."""
+    empty = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in dtypes.items()})
+    schema = pa.Schema.from_pandas(empty, preserve_index=False)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for rows in m.fact_batches():
+            frame = pd.DataFrame(rows, columns=list(FACT_COLUMNS)).astype(dtypes)
+            writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+
+
+def write_card(out: Path, manifest: pd.DataFrame | Path, cat: Catalog, *, test_fraction: float = TEST_FRACTION,
                seed: int = 0, missing: int = 0, valid_fraction: float = 0.0, reuse_facts: bool = False,
                **_: object) -> Path:
-    """DATASET.md of the export at ``out`` (ROOT/exports/NAME) for ``manifest``. ``valid_fraction`` is 0 for an
-    export.json written before valid splits existed. The per-clip facts the card counts are kept beside it
-    (``card_facts.parquet``); ``reuse_facts`` (a takedown: fewer clips, nothing else changed) reads them back
-    for the manifest's clips instead of reading every clip's row from the catalog."""
-    ids = manifest.clip_id.tolist() if len(manifest) else []  # tolist, not iteration: 10x faster on arrow strings
-    made = features_made(out.parent.parent / "features", ids)
-    facts = _kept_facts(out / CARD_FACTS, ids) if reuse_facts else None
-    if facts is None:
-        facts = clip_facts(cat, ids)
-    with atomic_path(out / CARD_FACTS) as tmp:
-        facts.to_parquet(tmp, index=False)
-    card = dataset_card(out.name, manifest, cat, test_fraction, seed, missing, valid_fraction, made, facts)
-    split_of = dict(zip(ids, manifest.split.tolist(), strict=True)) if len(manifest) else {}
-    extra = groups_section(music_groups_of(cat, split_of), split_of)
+    """DATASET.md of the export at ``out`` (ROOT/exports/NAME) for ``manifest`` (a frame, or the manifest's
+    parquet file, read a batch at a time: memory stays flat whatever the clip count). ``valid_fraction`` is 0
+    for an export.json written before valid splits existed. The per-clip facts the card counts are kept beside
+    it (``card_facts.parquet``); ``reuse_facts`` (a takedown: fewer clips, nothing else changed) reads them
+    back for the manifest's clips instead of reading every clip's row from the catalog."""
+    with card_scratch(FACT_COLUMNS) as m:
+        for batch in manifest_batches(manifest):
+            m.add_manifest(batch)
+        m.index()
+        _write_facts(out / CARD_FACTS, m, _gather_facts(out, m, cat, reuse_facts))
+        made = features_made(out.parent.parent / "features", lambda ids: m.splits_of(ids).keys())
+        card = dataset_card(out.name, m, cat, test_fraction, seed, missing, valid_fraction, made)
+        extra = groups_section(*_card_groups(cat, m))
+        meta = hub_metadata(out.name, m.rows("clips"), dict(m.value_counts("clips", "license")))
     if (out / RELEASE_FILES[0]).exists():
         extra += ["## Release", "",
                   "`release.parquet` / `release.csv`: ids only (video id, URL, window, split, query, verdict and "
@@ -90,5 +116,5 @@ def write_card(out: Path, manifest: pd.DataFrame, cat: Catalog, *, test_fraction
                      if (out / RELEASE_FILES[0]).is_dir() else "")
                   + "`release.json`: the processing parameters. Rebuild with "
                   "`vidmusician curate --from-release release.parquet --root DIR`.", ""]
-    return atomic_write_text(out / "DATASET.md", hub_metadata(out.name, manifest)  # the hub's YAML block first
+    return atomic_write_text(out / "DATASET.md", meta  # the hub's YAML block first
                              + card.rstrip("\n") + "\n\n" + "\n".join(extra))

@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from dvmset.batches import MAX_BIND, batches, padded
 from dvmset.catalog import Catalog
 from dvmset.export import _record_splits
-from dvmset.export_plan import ExportPlan
 from dvmset.export_card import music_groups_of
+from dvmset.export_plan import ExportPlan
 from dvmset.music_groups import encode_fingerprint
 from dvmset.records import TEST, TRAIN, ClipStatus, SourceStatus
 from dvmset.release import distinct_steps, release_frame

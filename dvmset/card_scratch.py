@@ -1,0 +1,185 @@
+"""The numbers an export's card counts, from a scratch SQLite file fed a batch of manifest rows at a time:
+the card's memory stays the same whatever the number of clips (issue 23). Counts, sums, distinct counts and
+medians are queries on the file; Python holds one batch and the small-domain results."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dvmset.batches import MAX_BIND, batches
+
+#: the manifest's columns the card reads (kept_s is absent from exports written before excluded spans)
+MANIFEST_COLUMNS = ("clip_id", "source_id", "query", "split", "duration_s", "sample_rate", "license",
+                    "excluded_spans", "kept_s")
+BATCH_ROWS = MAX_BIND  # manifest or facts rows held at once as Python objects: ~5 MB whatever the export holds
+
+
+def manifest_batches(manifest: pd.DataFrame | Path) -> Iterator[dict[str, list]]:
+    """The card's manifest columns, a batch of rows at a time, as Python lists (nulls and NaN as None), from a
+    DataFrame or read a batch at a time from a parquet file."""
+    if isinstance(manifest, pd.DataFrame):
+        cols = [c for c in MANIFEST_COLUMNS if c in manifest]
+        for start in range(0, len(manifest), BATCH_ROWS):
+            yield pa.Table.from_pandas(manifest[cols].iloc[start:start + BATCH_ROWS], preserve_index=False).to_pydict()
+        return
+    f = pq.ParquetFile(manifest)
+    cols = [c for c in MANIFEST_COLUMNS if c in f.schema_arrow.names]
+    for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=cols):
+        yield batch.to_pydict()
+
+
+class CardScratch:
+    """The manifest's clips (in manifest order) and their card facts in a scratch SQLite database."""
+
+    def __init__(self, db: sqlite3.Connection, fact_columns: Sequence[str]) -> None:
+        self.db, self.fact_columns, self.has_kept = db, tuple(fact_columns), False
+        db.execute("CREATE TABLE clips (clip_id, source_id, query, split, duration_s, sample_rate, license, "
+                   "excluded INTEGER, kept_s)")
+        db.execute(f"CREATE TABLE facts ({', '.join(self.fact_columns)})")
+
+    def add_manifest(self, batch: dict[str, list]) -> None:
+        """Append one batch of manifest rows."""
+        n = len(batch["clip_id"])
+        self.has_kept = self.has_kept or "kept_s" in batch
+        none = [None] * n
+        cols = [batch.get(c, none) for c in ("clip_id", "source_id", "query", "split", "duration_s", "sample_rate",
+                                              "license")]
+        excluded = [v is not None for v in batch.get("excluded_spans", none)]
+        self.db.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            zip(*cols, excluded, batch.get("kept_s", none), strict=True))
+
+    def index(self) -> None:
+        """Index the clip ids once the manifest is in: the lookups by id that follow need it."""
+        self.db.execute("CREATE INDEX clips_id ON clips (clip_id)")
+
+    def id_batches(self, size: int = MAX_BIND) -> Iterator[list[str]]:
+        """The manifest's clip ids in manifest order, in consecutive lists of ``size``."""
+        last = 0
+        while rows := self.db.execute("SELECT rowid, clip_id FROM clips WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                                      (last, size)).fetchall():
+            last = rows[-1][0]
+            yield [cid for _, cid in rows]
+
+    def add_facts(self, rows: Iterable[tuple]) -> None:
+        """Append card facts rows (``fact_columns``), in the order card_facts.parquet lists them."""
+        marks = ", ".join("?" * len(self.fact_columns))
+        self.db.executemany(f"INSERT INTO facts VALUES ({marks})", rows)
+
+    def facts_from_file(self, path: Path) -> bool:
+        """The facts of the manifest's clips, in manifest order, from an earlier card_facts.parquet (a takedown:
+        fewer clips, nothing else changed); False, with no facts added, when the file lacks any clip."""
+        cols = ", ".join(self.fact_columns)
+        self.db.execute(f"CREATE TEMP TABLE kept ({cols})")
+        marks = ", ".join("?" * len(self.fact_columns))
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=list(self.fact_columns)):
+            self.db.executemany(f"INSERT INTO kept VALUES ({marks})", zip(*batch.to_pydict().values(), strict=True))
+        self.db.execute("CREATE INDEX kept_id ON kept (clip_id)")
+        if self.db.execute("SELECT EXISTS (SELECT 1 FROM clips WHERE clip_id NOT IN (SELECT clip_id FROM kept))"
+                           ).fetchone()[0]:
+            return False
+        picked = ", ".join(f"k.{c}" for c in self.fact_columns)
+        self.db.execute(f"INSERT INTO facts SELECT {picked} FROM clips c JOIN kept k ON k.clip_id = c.clip_id "
+                        "ORDER BY c.rowid")
+        return True
+
+    def fact_batches(self) -> Iterator[list[tuple]]:
+        """The facts rows in the order they were added, :data:`BATCH_ROWS` at a time."""
+        cur = self.db.execute(f"SELECT {', '.join(self.fact_columns)} FROM facts ORDER BY rowid")
+        while rows := cur.fetchmany(BATCH_ROWS):
+            yield rows
+
+    def fact_witness(self) -> list[tuple]:
+        """One facts row per combination of its columns' SQLite types (NULL included): between them every type
+        each column holds, what pandas infers a column's dtype from, so the per-batch frames written take the
+        dtypes of one frame of every row."""
+        cols = ", ".join(self.fact_columns)
+        types = ", ".join(f"typeof({c})" for c in self.fact_columns)
+        return [row[len(self.fact_columns):] for row in self.db.execute(
+            f"SELECT {types}, {cols} FROM facts GROUP BY {types}")]
+
+    def rows(self, table: str) -> int:
+        return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def totals(self) -> tuple[int, int, float]:
+        """Clips, distinct sources and summed duration (s)."""
+        return self.db.execute("SELECT COUNT(*), COUNT(DISTINCT source_id), TOTAL(duration_s) FROM clips").fetchone()
+
+    def split_totals(self) -> dict[str, tuple[int, int, float]]:
+        """:meth:`totals` of each split present."""
+        return {p: (n, sources, seconds) for p, n, sources, seconds in self.db.execute(
+            "SELECT split, COUNT(*), COUNT(DISTINCT source_id), TOTAL(duration_s) FROM clips GROUP BY split")}
+
+    def distinct(self, column: str) -> int:
+        """Distinct non-null values of a manifest column (pandas' ``nunique``)."""
+        return self.db.execute(f"SELECT COUNT(DISTINCT {column}) FROM clips").fetchone()[0]
+
+    def value_counts(self, table: str, column: str) -> Iterator[tuple[object, int]]:
+        """(value, rows) of a column, null included, streamed: for a small domain or a one-pass fold."""
+        yield from self.db.execute(f"SELECT {column}, COUNT(*) FROM {table} GROUP BY {column} ORDER BY {column}")
+
+    def median(self, table: str, column: str) -> tuple[float, int]:
+        """The median of a column's numeric values (pandas' ``median``: the mean of the two middle values for an
+        even count; NaN for none) and how many there are."""
+        numeric = f"typeof({column}) IN ('real', 'integer')"
+        n = self.db.execute(f"SELECT COUNT(*) FROM {table} WHERE {numeric}").fetchone()[0]
+        if not n:
+            return float("nan"), 0
+        middle = [v for (v,) in self.db.execute(f"SELECT {column} FROM {table} WHERE {numeric} ORDER BY {column} "
+                                                 "LIMIT ? OFFSET ?", (2 - n % 2, (n - 1) // 2))]
+        return sum(map(float, middle)) / len(middle), n
+
+    def durations(self) -> tuple[float, float, float]:
+        """min, median and max clip duration (s)."""
+        lo, hi = self.db.execute("SELECT MIN(duration_s), MAX(duration_s) FROM clips").fetchone()
+        return lo, self.median("clips", "duration_s")[0], hi
+
+    def kept(self) -> tuple[float, float, float, int] | None:
+        """Seconds kept, seconds in all, seconds excluded, clips with excluded spans; None before kept_s."""
+        if not self.has_kept:
+            return None
+        return self.db.execute("SELECT TOTAL(kept_s), TOTAL(duration_s), TOTAL(duration_s - kept_s), "
+                               "TOTAL(excluded) FROM clips").fetchone()
+
+    def query_splits(self) -> dict[tuple[str, str], int]:
+        """Clips per (query, split); clips without a query (from a URL) under "(url)", as the catalog counts."""
+        return {(q, p): n for q, p, n in self.db.execute(
+            "SELECT COALESCE(query, '(url)') AS q, split, COUNT(*) FROM clips GROUP BY q, split")}
+
+    def flagged(self, column: str, flag: Callable[[object], bool]) -> tuple[int, int]:
+        """Facts rows whose ``column`` value ``flag`` holds for, and rows with a value; each distinct value tested
+        once."""
+        flagged = known = 0
+        for v, n in self.value_counts("facts", column):
+            if v is not None:
+                known += n
+                flagged += n if flag(v) else 0
+        return flagged, known
+
+    def splits_of(self, clip_ids: Iterable[str]) -> dict[str, str]:
+        """The split of each of ``clip_ids`` in the manifest (ids not in it left out)."""
+        out: dict[str, str] = {}
+        for chunk in batches(sorted(set(clip_ids))):
+            marks = ", ".join("?" * len(chunk))
+            out.update(self.db.execute(f"SELECT clip_id, split FROM clips WHERE clip_id IN ({marks})", chunk))
+        return out
+
+
+@contextmanager
+def card_scratch(fact_columns: Sequence[str]) -> Iterator[CardScratch]:
+    """A :class:`CardScratch` in a temporary file, removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="dvm-card-") as tmp:
+        db = sqlite3.connect(Path(tmp) / "card.sqlite")
+        try:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            yield CardScratch(db, fact_columns)
+        finally:
+            db.close()
