@@ -11,12 +11,14 @@ names no validation split: ``valid`` (as large as test by default) is drawn the 
 paper trained on, and is what ``train`` chooses best.pt on; test is read only by ``generate``/``evaluate``.
 Durations come from the catalog; the sample rate from ``audio_rate`` (the commands probe the files).
 
-Memory is bounded by a batch of :data:`BATCH` clips plus compact per-clip lists (ids, splits), not by the
-catalog: the split is planned from ids and sources alone, then the catalog is read a batch at a time and each
-batch is linked, appended to the JSONL files and written as one row group of the manifest, whose column types
-are fixed (:data:`MANIFEST_SCHEMA`) instead of inferred from all rows at once (a column with no value reads
-back as missing values of its type, not as None). The info zips re-read their clips' rows a zip at a time; the
-release and the card read what they need in batches or by column.
+Memory is bounded by a batch of :data:`BATCH` clips, not by the catalog: every per-clip list (the accepted clips,
+their sources and splits, which are exported, which info zip and release part each goes in) is kept in a scratch
+SQLite file beside the export (dvmset.export_plan) and read back sorted a batch at a time; the split is planned a
+query at a time. Each batch is linked, appended to the JSONL files and written as one row group of the manifest,
+whose column types are fixed (:data:`MANIFEST_SCHEMA`) instead of inferred from all rows at once (a column with no
+value reads back as missing values of its type, not as None). The info zips and the release parts read their
+clips' rows a zip or a part at a time, the card reads the manifest a batch at a time (dvmset.card_scratch). Still
+held whole: the feature index (FeatureStore loads it), and the clips with excluded spans.
 """
 
 from __future__ import annotations
@@ -261,9 +263,10 @@ def _info_jsons(catalog: Catalog) -> Callable[[list[str]], list[str]]:
 def _clear_audio_dir(audio_dir: Path) -> None:
     """An earlier export under this name may list other clips: its links and JSONs go."""
     audio_dir.mkdir(parents=True, exist_ok=True)
-    for stale in audio_dir.iterdir():
-        if stale.is_symlink() or stale.suffix == ".json":
-            stale.unlink()
+    with os.scandir(audio_dir) as it:  # lazily: not a list of the folder's two entries per clip
+        for stale in it:
+            if stale.is_symlink() or stale.name.endswith(".json"):
+                os.unlink(stale.path)
 
 
 def _link(clip_path: Path, audio_dir: Path) -> None:

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from dvmset.io import atomic_path
+from dvmset.io import atomic_path, matching
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,7 @@ def write_info_zips(audio_dir: Path, zips: Iterable[tuple[str, list[str]]],
 
 def present(audio_dir: Path) -> list[Path]:
     """The info zips in ``audio_dir`` (one ``info.zip``, or the parts of a larger export)."""
-    if not audio_dir.is_dir():
-        return []
-    return sorted(p for p in audio_dir.glob("info*.zip") if p.name == SINGLE or _PART.fullmatch(p.name))
+    return [p for p in matching(audio_dir, "info*.zip") if p.name == SINGLE or _PART.fullmatch(p.name)]
 
 
 def drop_from_info_zips(audio_dir: Path, gone: set[str]) -> bool:

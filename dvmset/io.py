@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import fnmatch
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,10 +49,18 @@ def partial_paths(directory: str | os.PathLike[str], stem_glob: str = "*") -> li
     A process killed inside an ``atomic_path`` block cannot run its cleanup, so its temp file stays.
     Whoever owns those stems again (the re-run) removes them with :func:`remove_partials`.
     """
+    return [p for p in matching(directory, f".{stem_glob}.*.part*") if p.is_file()]
+
+
+def matching(directory: str | os.PathLike[str], pattern: str) -> list[Path]:
+    """The paths in ``directory`` whose names match ``pattern`` (``fnmatch``, as ``Path.glob`` of one level),
+    sorted; [] when it is not a folder. The folder is read lazily: Python 3.11's ``glob`` lists every entry
+    first, 80 MB for an export's audio folder of 180 K clips (two files each)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.glob(f".{stem_glob}.*.part*") if p.is_file())
+    with os.scandir(directory) as it:
+        return sorted(directory / e.name for e in it if fnmatch.fnmatchcase(e.name, pattern))
 
 
 def remove_partials(directory: str | os.PathLike[str], stem_glob: str = "*") -> list[Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dvmset.io import atomic_path, atomic_write_text, partial_paths, remove_partials
+from dvmset.io import atomic_path, atomic_write_text, matching, partial_paths, remove_partials
 
 
 def test_failed_block_leaves_neither_dest_nor_temp(tmp_path: Path):
@@ -77,3 +77,13 @@ def test_finished_files_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path):
         os.umask(old)
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644
     assert stat.S_IMODE(shared.stat().st_mode) == 0o664
+
+
+def test_matching_reads_one_level_as_glob_does(tmp_path):
+    for name in ("info.zip", "info-0001-of-0002.zip", ".manifest.x1.part.parquet", "a.json", "b.mp4"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "info.zip").write_text("x")
+    for pattern in ("info*.zip", ".*.*.part*", "*.json", "*"):
+        assert matching(tmp_path, pattern) == sorted(tmp_path.glob(pattern))
+    assert matching(tmp_path / "absent", "*") == []
