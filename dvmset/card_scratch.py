@@ -183,3 +183,64 @@ def card_scratch(fact_columns: Sequence[str]) -> Iterator[CardScratch]:
             yield CardScratch(db, fact_columns)
         finally:
             db.close()
+
+
+class CardFrames:
+    """:class:`CardScratch`'s queries over a manifest and its facts already in memory as frames (a takedown
+    holds the manifest whole): the same numbers without copying every row into a database first (1.0 s
+    instead of 4.8 s at 180 K clips). ``test_card_stream`` checks both give the same card."""
+
+    def __init__(self, m: pd.DataFrame, facts: pd.DataFrame) -> None:
+        self.m = m.reset_index(drop=True)
+        self.facts = facts
+        self.has_kept = "kept_s" in m
+
+    def _table(self, table: str) -> pd.DataFrame:
+        return self.m if table == "clips" else self.facts
+
+    def rows(self, table: str) -> int:
+        return len(self._table(table))
+
+    def value_counts(self, table: str, column: str) -> Iterator[tuple[object, int]]:
+        """(value, rows) of a column, null (None, NaN) as None."""
+        got = self._table(table)[column].value_counts(dropna=False)
+        for v, n in got.items():
+            yield (None if pd.isna(v) else v), int(n)
+
+    def median(self, table: str, column: str) -> tuple[float, int]:
+        numeric = pd.to_numeric(self._table(table)[column], errors="coerce").dropna()
+        return (float(numeric.median()), len(numeric)) if len(numeric) else (float("nan"), 0)
+
+    def flagged(self, column: str, flag: Callable[[object], bool]) -> tuple[int, int]:
+        known = self.facts[column].dropna().value_counts()
+        return sum(int(n) for v, n in known.items() if flag(v)), int(known.sum())
+
+    def totals(self) -> tuple[int, int, float]:
+        return len(self.m), self.m.source_id.nunique(), float(self.m.duration_s.sum())
+
+    def split_totals(self) -> dict[str, tuple[int, int, float]]:
+        return {p: (len(g), g.source_id.nunique(), float(g.duration_s.sum()))
+                for p, g in self.m.groupby("split", dropna=False)}
+
+    def distinct(self, column: str) -> int:
+        return int(self.m[column].nunique())
+
+    def durations(self) -> tuple[float, float, float]:
+        d = self.m.duration_s
+        return float(d.min()), float(d.median()), float(d.max())
+
+    def kept(self) -> tuple[float, float, float, int] | None:
+        if not self.has_kept:
+            return None
+        m = self.m
+        return (float(m.kept_s.sum()), float(m.duration_s.sum()), float((m.duration_s - m.kept_s).sum()),
+                int(m.excluded_spans.notna().sum()))
+
+    def query_splits(self) -> dict[tuple[str, str], int]:
+        counts = self.m.assign(query=self.m["query"].fillna("(url)")).groupby(["query", "split"]).size()
+        return {(q, p): int(n) for (q, p), n in counts.items()}
+
+    def splits_of(self, clip_ids: Iterable[str]) -> dict[str, str]:
+        want = set(clip_ids)
+        hit = self.m[self.m.clip_id.isin(want)]
+        return dict(zip(hit.clip_id.tolist(), hit.split.tolist(), strict=True))
