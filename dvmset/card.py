@@ -10,7 +10,7 @@ from sqlalchemy import Text, cast, select
 
 from dvmset.agreement_summary import agreement_report
 from dvmset.batches import batches
-from dvmset.card_scratch import CardScratch
+from dvmset.card_scratch import CardCounts
 from dvmset.catalog import Catalog
 from dvmset.records import SPLITS, VALID, ClipStatus
 from dvmset.tables import Clip, Source
@@ -27,7 +27,7 @@ def _kappa(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def _kept_line(m: CardScratch) -> list[str]:
+def _kept_line(m: CardCounts) -> list[str]:
     """The seconds kept once the stretches annotators excluded (spans marked on an accept) are left out."""
     if (kept := m.kept()) is None:
         return []
@@ -103,7 +103,7 @@ def _counts(values: Iterable[tuple[object, int]], label: Callable[[object], str]
     return out
 
 
-def _made_section(m: CardScratch, features: Sequence[dict]) -> list[str]:
+def _made_section(m: CardCounts, features: Sequence[dict]) -> list[str]:
     """What made the data: vocal removal, loudness, the features' CLIP and codec, rates, licences, QC hints."""
     lines = ["## How the data was made", ""]
     seps = _counts(m.value_counts("facts", "separator"), lambda x: x if isinstance(x, str) and x else "not recorded")
@@ -148,7 +148,7 @@ def _made_section(m: CardScratch, features: Sequence[dict]) -> list[str]:
     return [*lines, ""]
 
 
-def dataset_card(name: str, m: CardScratch, catalog: Catalog, test_fraction: float, seed: int, missing: int,
+def dataset_card(name: str, m: CardCounts, catalog: Catalog, test_fraction: float, seed: int, missing: int,
                  valid_fraction: float = 0.0, features: Sequence[dict] = ()) -> str:
     """DATASET.md: what is in the export, how it was split, what made it, and how the review went, from the
     manifest's clips and their :func:`clip_facts` in ``m``. ``features``: the identities (CLIP, codec, rates)

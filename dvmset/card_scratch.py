@@ -244,3 +244,6 @@ class CardFrames:
         want = set(clip_ids)
         hit = self.m[self.m.clip_id.isin(want)]
         return dict(zip(hit.clip_id.tolist(), hit.split.tolist(), strict=True))
+
+
+CardCounts = CardScratch | CardFrames  # what dvmset.card counts a card from

@@ -13,24 +13,18 @@ import pyarrow.parquet as pq
 
 from dvmset.batches import batches
 from dvmset.card import CARD_FACTS, FACT_COLUMNS, clip_facts, dataset_card
-from dvmset.card_scratch import CardFrames, CardScratch, card_scratch, manifest_batches
+from dvmset.card_scratch import CardCounts, CardFrames, CardScratch, card_scratch, manifest_batches
 from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION
 from dvmset.hub_card import hub_metadata
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.music_groups import MusicGroup, union_groups
-from dvmset.music_index import catch_up, stored_groups, stored_links
+from dvmset.music_index import catch_up, stored_links
 from dvmset.records import ClipStatus
 from dvmset.release import FILES as RELEASE_FILES
 from dvmset.shards import FeatureStore
 
 EXPORT_PARAMS = "export.json"  # test_fraction, valid_fraction, seed, missing: what the card is regenerated with
-
-
-def music_groups_of(cat: Catalog, clip_ids: Iterable[str]) -> list[MusicGroup]:
-    """Groups of sources sharing music among these clips (clips without a fingerprint are left out), read
-    from the shared-music index (dvmset.music_index): no id list bound, no fingerprint regrouped."""
-    return stored_groups(cat, [s.value for s in ClipStatus], clip_ids)
 
 
 def groups_section(groups: list[MusicGroup], split_of: dict[str, str]) -> list[str]:
@@ -46,8 +40,8 @@ def groups_section(groups: list[MusicGroup], split_of: dict[str, str]) -> list[s
     return [*lines, ""]
 
 
-def _card_groups(cat: Catalog, m: CardScratch) -> tuple[list[MusicGroup], dict[str, str]]:
-    """:func:`music_groups_of` the manifest's clips, and the split of each clip in a group: the links are few,
+def _card_groups(cat: Catalog, m: CardCounts) -> tuple[list[MusicGroup], dict[str, str]]:
+    """The shared-music groups among the manifest's clips (dvmset.music_index's stored links), and the split of each clip in a group: the links are few,
     so only their clips are looked up in the manifest (no set or dict of every clip)."""
     catch_up(cat)
     links = stored_links(cat, [s.value for s in ClipStatus])
@@ -109,30 +103,28 @@ def write_card(out: Path, manifest: pd.DataFrame | Path, cat: Catalog, *, test_f
     for an export.json written before valid splits existed. The per-clip facts the card counts are kept beside
     it (``card_facts.parquet``); ``reuse_facts`` (a takedown: fewer clips, nothing else changed) reads them
     back for the manifest's clips instead of reading every clip's row from the catalog."""
+    params = (test_fraction, seed, missing, valid_fraction)
     if isinstance(manifest, pd.DataFrame):  # held whole already (a takedown): counted in memory, 5x faster
         facts = _facts_frame(out / CARD_FACTS, manifest.clip_id.tolist(), cat, reuse_facts)
         with atomic_path(out / CARD_FACTS) as tmp:
             facts.to_parquet(tmp, index=False)
-        m = CardFrames(manifest, facts)
-        made = features_made(out.parent.parent / "features", lambda ids: m.splits_of(ids).keys())
-        card = dataset_card(out.name, m, cat, test_fraction, seed, missing, valid_fraction, made)
-        extra = groups_section(*_card_groups(cat, m))
-        meta = hub_metadata(out.name, m.rows("clips"), dict(m.value_counts("clips", "license")))
-        return _write_card_text(out, meta, card, extra)
+        return _write_card_text(out, CardFrames(manifest, facts), cat, *params)
     with card_scratch(FACT_COLUMNS) as m:
         for batch in manifest_batches(manifest):
             m.add_manifest(batch)
         m.index()
         _write_facts(out / CARD_FACTS, m, _gather_facts(out, m, cat, reuse_facts))
-        made = features_made(out.parent.parent / "features", lambda ids: m.splits_of(ids).keys())
-        card = dataset_card(out.name, m, cat, test_fraction, seed, missing, valid_fraction, made)
-        extra = groups_section(*_card_groups(cat, m))
-        meta = hub_metadata(out.name, m.rows("clips"), dict(m.value_counts("clips", "license")))
-    return _write_card_text(out, meta, card, extra)
+        return _write_card_text(out, m, cat, *params)
 
 
-def _write_card_text(out: Path, meta: str, card: str, extra: list[str]) -> Path:
-    """DATASET.md: the hub's YAML block, the card, the shared music and the release's files."""
+def _write_card_text(out: Path, m: CardCounts, cat: Catalog, test_fraction: float, seed: int, missing: int,
+                     valid_fraction: float) -> Path:
+    """DATASET.md from the counts of the manifest and its facts in ``m``: the hub's YAML block, the card, the
+    shared music and the release's files."""
+    made = features_made(out.parent.parent / "features", lambda ids: m.splits_of(ids).keys())
+    card = dataset_card(out.name, m, cat, test_fraction, seed, missing, valid_fraction, made)
+    extra = groups_section(*_card_groups(cat, m))
+    meta = hub_metadata(out.name, m.rows("clips"), dict(m.value_counts("clips", "license")))
     if (out / RELEASE_FILES[0]).exists():
         extra += ["## Release", "",
                   "`release.parquet` / `release.csv`: ids only (video id, URL, window, split, query, verdict and "

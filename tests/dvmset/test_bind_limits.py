@@ -14,9 +14,9 @@ from sqlalchemy.exc import DBAPIError
 from dvmset.batches import MAX_BIND, batches, padded
 from dvmset.catalog import Catalog
 from dvmset.export import _record_splits
-from dvmset.export_card import music_groups_of
 from dvmset.export_plan import ExportPlan
 from dvmset.music_groups import encode_fingerprint
+from dvmset.music_index import stored_groups
 from dvmset.records import TEST, TRAIN, ClipStatus, SourceStatus
 from dvmset.release import distinct_steps, release_frame
 from dvmset.shards import FeatureStore
@@ -82,7 +82,7 @@ def test_export_queries_past_every_driver_parameter_limit(big_catalog, tmp_path)
     with cat.session() as s, pytest.raises(DBAPIError):  # one parameter per clip: what used to break
         s.execute(select(Clip.id).where(Clip.id.in_(ids))).all()
 
-    groups = music_groups_of(cat, ids)
+    groups = stored_groups(cat, [ClipStatus.ACCEPTED.value])  # the export's shared-music groups
     assert [(g.sources, g.clips) for g in groups] == [(("s00000", "s00007"), ("s00000-00000", "s00007-00060"))]
 
     split = {cid: TEST if n % 10 == 0 else TRAIN for n, cid in enumerate(ids)}
