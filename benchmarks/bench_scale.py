@@ -16,12 +16,14 @@ database server's share is in wall alone; on a shared machine CPU is the steadie
 process's peak RSS (ru_maxrss, imports included: a bare process with the imports is ``baseline``).
 ``--db`` takes a Postgres URL template with ``{db}`` for the database name (a database
 ``bench_scale_<size>`` per size, made anew by each run and left behind); SQLite files in a temp dir
-(removed at the end) by default.
+(removed at the end; ``--keep DIR`` builds in DIR, which must not hold
+that size's catalog yet, and leaves it) by default.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import resource
@@ -196,6 +198,9 @@ def main() -> None:
     ap.add_argument("--mark-indexed", action="store_true",
                     help="build the clips as already in the shared-music index (no links): skips music_rebuild's "
                          "one-off cost in status at sizes where it does not fit in time")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="build in DIR and leave it there (catalog-N.sqlite, root-N): a later run of one operation "
+                         "reuses it with --op OP --root DIR/root-N --db sqlite:///DIR/catalog-N.sqlite")
     ap.add_argument("--op", choices=OPS, help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -203,12 +208,17 @@ def main() -> None:
         print(json.dumps(run_op(args.op, DataRoot(Path(args.root)), args.db)))
         return
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.sources, 10 * args.sources]
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        ops = ("baseline", *args.ops.split(",")) if args.ops else OPS
-        unknown = set(ops) - set(OPS)
-        if unknown:
-            ap.error(f"unknown operations {sorted(unknown)}: choose from {OPS[1:]}")
-        results = {size: measure(size, args.db, Path(tmp), ops, args.mark_indexed) for size in sizes}
+    ops = ("baseline", *args.ops.split(",")) if args.ops else OPS
+    unknown = set(ops) - set(OPS)
+    if unknown:
+        ap.error(f"unknown operations {sorted(unknown)}: choose from {OPS[1:]}")
+    with contextlib.ExitStack() as stack:
+        base = Path(args.keep) if args.keep else Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="bench-scale-")))
+        base.mkdir(parents=True, exist_ok=True)
+        if held := [s for s in sizes if (base / f"root-{s}").exists()]:
+            ap.error(f"{base} already holds a catalog of {held} sources: remove it or name another folder")
+        results = {size: measure(size, args.db, base, ops, args.mark_indexed) for size in sizes}
     lo, hi = results[sizes[0]], results[sizes[-1]]
     print(f"\n| operation (wall s / CPU s / peak RSS) | {' | '.join(f'{s} sources' for s in sizes)} "
           f"| growth {sizes[0]} -> {sizes[-1]} (CPU, RSS over baseline) |")

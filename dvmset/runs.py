@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 
 from sqlalchemy import select
 
+from dvmset.batches import batches
 from dvmset.catalog import Catalog
 from dvmset.tables import Run
 
@@ -21,6 +23,16 @@ def run_done(cat: Catalog, stage: str, key: str, params: str) -> bool:
     with cat.session() as s:
         return s.scalar(select(Run.id).where(Run.stage == stage, Run.key == key, Run.params_hash == params,
                                              Run.status == "done")) is not None
+
+
+def done_keys(cat: Catalog, stage: str, keys: Iterable[str]) -> set[str]:
+    """Those of ``keys`` with a run of ``stage`` recorded as done (whatever its parameters)."""
+    done: set[str] = set()
+    with cat.session() as s:
+        for chunk in batches(sorted(set(keys))):
+            done.update(s.scalars(select(Run.key).where(Run.stage == stage, Run.key.in_(chunk),
+                                                        Run.status == "done")))
+    return done
 
 
 def record_run(cat: Catalog, stage: str, key: str, params: str, seconds: float, error: str | None = None) -> None:

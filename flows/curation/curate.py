@@ -30,7 +30,7 @@ from dvmset.io import remove_partials
 from dvmset.layout import DataRoot
 from dvmset.peaks import hints_path, spectrogram_path
 from dvmset.records import ClipStatus, SourceStatus
-from dvmset.runs import record_run, run_done
+from dvmset.runs import done_keys, record_run, run_done
 from flows.cluster import limits
 from flows.config import CurateConfig
 from flows.curation.lineage import record_made_clip
@@ -147,7 +147,10 @@ def _process_audio(cat: Catalog, root: DataRoot, res: _Resources, source_id: str
 
 
 def _finished_clip_ids(cat: Catalog, source_id: str, root: DataRoot) -> set[str]:
-    return {cid for cid in sources.clip_ids_of(cat, source_id) if root.clip_path(cid).exists()}
+    """The source's clips a re-run skips: the file is there and the clip stage's run row says done, which is
+    written last (after the clip's row and lineage), so a run killed in between makes the clip again."""
+    made = {cid for cid in sources.clip_ids_of(cat, source_id) if root.clip_path(cid).exists()}
+    return done_keys(cat, "clip", made)
 
 
 def _vocals_per_s(audio: ProcessedAudio, start_s: float, end_s: float) -> list[float] | None:
@@ -158,18 +161,19 @@ def _vocals_per_s(audio: ProcessedAudio, start_s: float, end_s: float) -> list[f
     return [audio.vocal_share(start_s + i, min(end_s, start_s + i + 1)) for i in range(int(math.ceil(end_s - start_s)))]
 
 
-def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, media: Path,
+def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, got: dl.Downloaded,
                audio: ProcessedAudio, span: clipping.ClipSpan, on_event: EventHook | None,
                probes: tuple[MediaInfo, MediaInfo] | None = None) -> str:
-    """Cut and QC one window in one decode (``cut_clip(analyse=True)``); ``probes``: the source's and the
-    music's, made once per source, so no clip runs an ffprobe."""
+    """Cut and QC one window in one decode (``cut_clip(analyse=True)``), then its row, its lineage and, last,
+    its run row (what marks it finished); ``probes``: the source's and the music's, made once per source, so
+    no clip runs an ffprobe."""
     cid = clipping.clip_id(source_id, span.start_s)
     dest = root.clip_path(cid)
     t0 = time.perf_counter()
     report = error = None
     try:
         source_info, music_info = probes if probes is not None else (None, None)
-        cut = clipping.cut_clip(media, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs,
+        cut = clipping.cut_clip(got.media_path, audio.music_path, span, dest, fps=cfg.fps, target_lufs=cfg.target_lufs,
                                 source_info=source_info, music_info=music_info, analyse=True)
         report = qc.qc_clip(dest, vocal_energy=audio.vocal_share(span.start_s, span.end_s), loudness=cut.loudness,
                             peaks_path=root.peaks_path(cid),  # waveform peaks, spectrogram, hints for the review tool
@@ -184,6 +188,8 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
     path = str(dest.relative_to(root.path)) if error is None else None
     status = sources.record_clip(cat, cid, source_id, span.start_s, span.duration_s, path=path, report=report,
                                  error=error)
+    if status != ClipStatus.FAILED:
+        record_made_clip(cat, cfg, source_id, span, audio, got)
     record_run(cat, "clip", cid, cfg.clip_params_hash(), time.perf_counter() - t0, error)
     if on_event:
         on_event("clip", cid, status)
@@ -337,10 +343,8 @@ def _process_source(cat: Catalog, root: DataRoot, cfg: CurateConfig, res: _Resou
     for span in spans:
         if clipping.clip_id(source_id, span.start_s) not in finished:
             check()
-            status = _make_clip(cat, root, cfg, source_id, got.media_path, audio, span, on_event, probes)
-            if status != ClipStatus.FAILED:
-                record_made_clip(cat, cfg, source_id, span, audio, got)
-            else:
+            status = _make_clip(cat, root, cfg, source_id, got, audio, span, on_event, probes)
+            if status == ClipStatus.FAILED:
                 failed.append(clipping.clip_id(source_id, span.start_s))
     check()
     if failed:  # not done: a plain re-run lists it as failed, --retry-failed cuts just these clips again

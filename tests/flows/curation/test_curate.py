@@ -147,6 +147,35 @@ def test_rerun_redoes_nothing(served, data_root: DataRoot, catalog: Catalog, pre
         assert s.scalar(select(func.count()).select_from(Run)) == runs_before
 
 
+def test_a_clip_whose_run_row_a_kill_cut_off_is_made_again(served, data_root: DataRoot, catalog: Catalog,
+                                                            prefect_harness):
+    """What a kill between a clip's row and its run row leaves (the row and the file, no lineage, no run row,
+    the source not done): the re-run makes that clip again, with its lineage and run row, and only that one."""
+    from flows.curation.curate import run_curate
+
+    url = f"{served}/good-b.mp4"  # 125 s: two clips
+    assert run_curate(data_root, catalog.url, urls=[url], cfg=_cfg())["done"] == 1
+    with catalog.session() as s:
+        clips = sorted(s.scalars(select(Clip)), key=lambda c: c.id)
+        assert len(clips) >= 2 and all(c.music_fingerprint for c in clips)
+        cut_off = clips[-1]
+        cut_off.lineage = cut_off.music_sha256 = cut_off.music_fingerprint = None
+        s.delete(s.scalars(select(Run).where(Run.stage == "clip", Run.key == cut_off.id)).one())
+        s.get(Source, cut_off.source_id).status = SourceStatus.PENDING
+        cut_off_id = cut_off.id
+    mtimes = {p.name: p.stat().st_mtime_ns for p in data_root.clips_dir.glob("*.mp4")}
+
+    assert run_curate(data_root, catalog.url, urls=[url], cfg=_cfg())["done"] == 1
+
+    now = {p.name: p.stat().st_mtime_ns for p in data_root.clips_dir.glob("*.mp4")}
+    assert {name for name in now if now[name] != mtimes[name]} == {f"{cut_off_id}.mp4"}
+    with catalog.session() as s:
+        clip = s.get(Clip, cut_off_id)
+        assert clip.status == ClipStatus.PENDING_REVIEW and clip.music_fingerprint and clip.lineage
+        runs = s.scalars(select(Run).where(Run.stage == "clip")).all()
+    assert sorted(r.key for r in runs) == [c.id for c in clips] and all(r.status == "done" for r in runs)
+
+
 def test_a_sources_ffprobes_do_not_grow_with_its_clips(served, tmp_path: Path, catalog: Catalog, data_root: DataRoot,
                                                        prefect_harness, monkeypatch):
     """Each clip is cut and scored in one decode and probes nothing: a 1-clip and a 2-clip source run the same
@@ -189,8 +218,10 @@ def _curate_cli(root: Path, urls: list[str], env: dict) -> subprocess.Popen:
 
 
 def _finished_clips(cat: Catalog) -> list[str]:
+    """Clips whose clip-stage run row says done: written after the clip's row and lineage, it is what a re-run
+    skips a clip by (a clip with a row but no run row yet is made again)."""
     with cat.session() as s:
-        return list(s.scalars(select(Clip.id).where(Clip.status == ClipStatus.PENDING_REVIEW)))
+        return list(s.scalars(select(Run.key).where(Run.stage == "clip", Run.status == "done")))
 
 
 def test_a_video_found_by_a_query_and_given_as_a_url_is_curated_once_under_its_query(
