@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dvmset.batches import MAX_BIND, batches
@@ -185,65 +187,93 @@ def card_scratch(fact_columns: Sequence[str]) -> Iterator[CardScratch]:
             db.close()
 
 
-class CardFrames:
-    """:class:`CardScratch`'s queries over a manifest and its facts already in memory as frames (a takedown
-    holds the manifest whole): the same numbers without copying every row into a database first (1.0 s
-    instead of 4.8 s at 180 K clips). ``test_card_stream`` checks both give the same card."""
+def _as_py(v: object) -> object:
+    """A value as Python, NaN as None (pandas' null for floats)."""
+    return None if v is None or (isinstance(v, float) and v != v) else v
 
-    def __init__(self, m: pd.DataFrame, facts: pd.DataFrame) -> None:
-        self.m = m.reset_index(drop=True)
-        self.facts = facts
-        self.has_kept = "kept_s" in m
 
-    def _table(self, table: str) -> pd.DataFrame:
+def _numbers(col: pa.ChunkedArray) -> np.ndarray:
+    """A column's numeric values, nulls and NaN left out (pandas' ``to_numeric(errors="coerce").dropna()``)."""
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        col = pa.chunked_array([pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce")])
+    got = col.drop_null().to_numpy().astype("float64")
+    return got[~np.isnan(got)]
+
+
+class CardArrow:
+    """:class:`CardScratch`'s queries over the manifest's card columns and its facts held as Arrow tables (a
+    takedown reads them whole: one column of a million values is a few MB, counted in C) without copying every
+    row into a database first. ``test_card_stream`` checks both give the same card."""
+
+    def __init__(self, m: pa.Table, facts: pa.Table) -> None:
+        self.m, self.facts = m, facts
+        self.has_kept = "kept_s" in m.column_names
+
+    def _table(self, table: str) -> pa.Table:
         return self.m if table == "clips" else self.facts
 
     def rows(self, table: str) -> int:
-        return len(self._table(table))
+        return self._table(table).num_rows
 
     def value_counts(self, table: str, column: str) -> Iterator[tuple[object, int]]:
-        """(value, rows) of a column, null (None, NaN) as None."""
-        got = self._table(table)[column].value_counts(dropna=False)
-        for v, n in got.items():
-            yield (None if pd.isna(v) else v), int(n)
+        """(value, rows) of a column, null (None, NaN) as None, each value once."""
+        out: dict[object, int] = {}
+        for row in pc.value_counts(self._table(table)[column]).to_pylist():
+            key = _as_py(row["values"])
+            out[key] = out.get(key, 0) + row["counts"]
+        yield from out.items()
 
     def median(self, table: str, column: str) -> tuple[float, int]:
-        numeric = pd.to_numeric(self._table(table)[column], errors="coerce").dropna()
-        return (float(numeric.median()), len(numeric)) if len(numeric) else (float("nan"), 0)
+        numbers = _numbers(self._table(table)[column])
+        return (float(np.median(numbers)), len(numbers)) if len(numbers) else (float("nan"), 0)
 
     def flagged(self, column: str, flag: Callable[[object], bool]) -> tuple[int, int]:
-        known = self.facts[column].dropna().value_counts()
-        return sum(int(n) for v, n in known.items() if flag(v)), int(known.sum())
+        flagged = known = 0
+        for v, n in self.value_counts("facts", column):
+            if v is not None:
+                known += n
+                flagged += n if flag(v) else 0
+        return flagged, known
+
+    def _sum(self, col: pa.ChunkedArray) -> float:
+        return float(np.nansum(col.drop_null().to_numpy().astype("float64")))
 
     def totals(self) -> tuple[int, int, float]:
-        return len(self.m), self.m.source_id.nunique(), float(self.m.duration_s.sum())
+        m = self.m
+        return m.num_rows, pc.count_distinct(m["source_id"]).as_py(), self._sum(m["duration_s"])
 
     def split_totals(self) -> dict[str, tuple[int, int, float]]:
-        return {p: (len(g), g.source_id.nunique(), float(g.duration_s.sum()))
-                for p, g in self.m.groupby("split", dropna=False)}
+        got = self.m.select(["split", "source_id", "duration_s"]).group_by("split").aggregate(
+            [([], "count_all"), ("source_id", "count_distinct"), ("duration_s", "sum")])
+        return {p: (n, sources, float(seconds or 0.0)) for p, n, sources, seconds in zip(
+            *(got[c].to_pylist() for c in ("split", "count_all", "source_id_count_distinct", "duration_s_sum")),
+            strict=True)}
 
     def distinct(self, column: str) -> int:
-        return int(self.m[column].nunique())
+        return pc.count_distinct(self.m[column]).as_py()
 
     def durations(self) -> tuple[float, float, float]:
-        d = self.m.duration_s
-        return float(d.min()), float(d.median()), float(d.max())
+        d = self.m["duration_s"]
+        return pc.min(d).as_py(), self.median("clips", "duration_s")[0], pc.max(d).as_py()
 
     def kept(self) -> tuple[float, float, float, int] | None:
         if not self.has_kept:
             return None
         m = self.m
-        return (float(m.kept_s.sum()), float(m.duration_s.sum()), float((m.duration_s - m.kept_s).sum()),
-                int(m.excluded_spans.notna().sum()))
+        kept, total = self._sum(m["kept_s"]), self._sum(m["duration_s"])
+        cut = self._sum(pc.subtract(m["duration_s"], m["kept_s"]))
+        return kept, total, cut, m.num_rows - m["excluded_spans"].null_count
 
     def query_splits(self) -> dict[tuple[str, str], int]:
-        counts = self.m.assign(query=self.m["query"].fillna("(url)")).groupby(["query", "split"]).size()
-        return {(q, p): int(n) for (q, p), n in counts.items()}
+        t = pa.table({"query": pc.fill_null(self.m["query"], "(url)"), "split": self.m["split"]})
+        got = t.group_by(["query", "split"]).aggregate([([], "count_all")])
+        return dict(zip(zip(got["query"].to_pylist(), got["split"].to_pylist(), strict=True),
+                        got["count_all"].to_pylist(), strict=True))
 
     def splits_of(self, clip_ids: Iterable[str]) -> dict[str, str]:
-        want = set(clip_ids)
-        hit = self.m[self.m.clip_id.isin(want)]
-        return dict(zip(hit.clip_id.tolist(), hit.split.tolist(), strict=True))
+        want = pa.array(sorted(set(clip_ids)), pa.string())
+        hit = self.m.select(["clip_id", "split"]).filter(pc.is_in(self.m["clip_id"], value_set=want))
+        return dict(zip(hit["clip_id"].to_pylist(), hit["split"].to_pylist(), strict=True))
 
 
-CardCounts = CardScratch | CardFrames  # what dvmset.card counts a card from
+CardCounts = CardScratch | CardArrow  # what dvmset.card counts a card from

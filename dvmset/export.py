@@ -3,7 +3,8 @@
 ``exports/{name}/``: ``manifest.parquet``; audiocraft ``AudioMeta`` lines (path, duration,
 sample_rate, amplitude, weight, info_path, plus description) as ``train.jsonl`` / ``valid.jsonl`` /
 ``test.jsonl`` and in audiocraft's own layout ``egs/{train,valid,test}/data.jsonl`` (what
-``AudioDataset.from_meta`` and MusicGen's solver ``dset=`` read); ``audio/`` with a link per clip beside its MusicInfo ``.json`` (where MusicDataset
+``AudioDataset.from_meta`` and MusicGen's solver ``dset=`` read; each a relative link to ``{split}.jsonl``, so
+one file per split is written, and rewritten by a takedown); ``audio/`` with a link per clip beside its MusicInfo ``.json`` (where MusicDataset
 looks) and those JSONs in ``audio/info.zip`` (``info_path``; a large export spreads them over several zips,
 dvmset.info_zips); ``DATASET.md``.
 **[paper §4]** no source video in two splits; every split holds every query (with enough sources); 268 / 3,839 test. The paper
@@ -47,7 +48,7 @@ from dvmset.catalog import Catalog
 from dvmset.constants import TEST_FRACTION, VALID_FRACTION
 from dvmset.export_card import EXPORT_PARAMS, write_card
 from dvmset.export_plan import ExportPlan
-from dvmset.info_zips import write_info_zips, zip_count, zip_file, zip_name
+from dvmset.info_zips import INFO_ZIPS, write_info_zips, zip_count, zip_file, zip_name
 from dvmset.io import atomic_path, atomic_write_text, file_lock, remove_partials, write_texts_then_sync
 from dvmset.layout import DataRoot
 from dvmset.music_index import stored_groups
@@ -58,6 +59,7 @@ from dvmset.tables import Clip, Source
 
 log = logging.getLogger(__name__)
 LOCK = ".lock"  # exports/{name}/.lock: held by whoever writes the export (an export, a takedown)
+CLEAN = ".clean"  # exports/{name}/.clean: the last writer ended without an error (see export_writing)
 BATCH = 1_000  # clips read from the catalog, linked and written at once (one row group of the manifest)
 MANIFEST = "manifest.parquet"
 MANIFEST_COLUMNS = ["clip_id", "source_id", "query", "split", "path", "start_s", "duration_s", "sample_rate", "shard",
@@ -73,16 +75,32 @@ def export_lock(out: Path):  # noqa: ANN201 - a context manager
     return file_lock(out / LOCK)
 
 
-def sweep_partials(out: Path) -> list[Path]:
+def sweep_partials(out: Path, *, audio: bool = True) -> list[Path]:
     """Delete the temp files (``.info.*.part.zip``, ``.manifest.*.part.parquet``, ...) that a writer killed
-    mid-write left in the export: they may hold a taken-down clip's metadata. The caller holds
-    :func:`export_lock`."""
+    mid-write left in the export: they may hold a taken-down clip's metadata. ``audio``: the audio folder too
+    (two entries per clip: the longest look). The caller holds :func:`export_lock`."""
     removed = []
-    for d in (out, out / "audio", *sorted((out / "egs").glob("*")), *(out / f for f in rel.FILES[:2])):
+    dirs = (out, *([out / "audio"] if audio else []), *sorted((out / "egs").glob("*")), *(out / f for f in rel.FILES[:2]))
+    for d in dirs:
         removed += remove_partials(d)
     if removed:
         log.info("removed %d temp file(s) of an interrupted write in %s", len(removed), out)
     return removed
+
+
+@contextlib.contextmanager
+def export_writing(out: Path) -> Iterator[list[Path]]:
+    """Hold the export's lock to write it, the temp files a killed writer left swept first; yields what was
+    swept. ``.clean`` in the folder says the last writer ended without an error: it is taken away while this
+    one writes and put back when the block ends cleanly, so the audio folder (two entries per clip: seconds to
+    list at a million clips) is looked through only after a writer that did not end so (killed, failed, or
+    of a version before the mark)."""
+    mark = out / CLEAN
+    with export_lock(out):
+        removed = sweep_partials(out, audio=not mark.is_file())
+        mark.unlink(missing_ok=True)
+        yield removed
+        mark.touch()
 
 
 @dataclass(frozen=True)
@@ -334,8 +352,7 @@ def _write_clips(root: DataRoot, catalog: Catalog, out: Path, plan: ExportPlan,
     with contextlib.ExitStack() as stack:
         manifest = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_path(out / MANIFEST)),
                                                         MANIFEST_SCHEMA))
-        jsonl = {part: [_open_jsonl(stack, out / f"{part}.jsonl"), _open_jsonl(stack, out / "egs" / part / "data.jsonl")]
-                 for part in SPLITS}
+        jsonl = {part: _open_jsonl(stack, out / f"{part}.jsonl") for part in SPLITS}
 
         def written() -> Iterator[tuple[Path, str]]:  # the JSONs, as write_texts_then_sync writes them
             for rows, split in _row_batches(catalog, plan):
@@ -352,13 +369,28 @@ def _write_clips(root: DataRoot, catalog: Catalog, out: Path, plan: ExportPlan,
                     line = _cut_before_spans(_audio_meta(e, rate, audio_dir / zip_name(r.id, count)), spans.get(r.id))
                     if line is not None:
                         text = json.dumps(line, sort_keys=True) + "\n"
-                        for f in jsonl[e.split]:
-                            f.write(text)
+                        jsonl[e.split].write(text)
                     done.splits[e.split] += 1
                 manifest.write_table(_manifest_table(table), row_group_size=max(len(table), 1))
 
         write_texts_then_sync(written(), audio_dir)
+    for part in SPLITS:
+        _link_egs(out, part)
     return done
+
+
+def _link_egs(out: Path, part: str) -> None:
+    """``egs/{part}/data.jsonl`` (audiocraft's layout) as a relative link to ``{part}.jsonl``: the same lines,
+    one file. Replaces an earlier export's copy atomically; a link already there is left."""
+    dest = out / "egs" / part / "data.jsonl"
+    target = os.path.relpath(out / f"{part}.jsonl", dest.parent)
+    if dest.is_symlink() and os.readlink(dest) == target:
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.stem}.{os.getpid()}.part{dest.suffix}")  # a name sweep_partials knows
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, dest)
 
 
 def _open_jsonl(stack: contextlib.ExitStack, path: Path) -> TextIO:
@@ -388,8 +420,7 @@ def export_dataset(
     """
     out = root.export_dir(name)
     out.mkdir(parents=True, exist_ok=True)
-    with export_lock(out):
-        sweep_partials(out)
+    with export_writing(out):
         return _export(root, catalog, name, out, (test_fraction, valid_fraction), seed, keep_existing, audio_rate,
                        release)
 
@@ -422,7 +453,7 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: t
         write_info_zips(out / "audio", ((zip_file(b, count), ids) for b, ids in plan.buckets("zip", count)),
                         _info_jsons(catalog))
         params = {"test_fraction": test_fraction, "valid_fraction": valid_fraction, "seed": seed, "missing": missing}
-        atomic_write_text(out / EXPORT_PARAMS, json.dumps(params, sort_keys=True) + "\n")
+        atomic_write_text(out / EXPORT_PARAMS, json.dumps({**params, INFO_ZIPS: count}, sort_keys=True) + "\n")
         release_path = _write_release(out, name, catalog, plan, params) if release else _drop_release(out)
         sources = plan.count("DISTINCT source")
     write_card(out, out / MANIFEST, catalog, **params)

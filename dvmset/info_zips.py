@@ -22,6 +22,7 @@ from dvmset.io import atomic_path, matching
 log = logging.getLogger(__name__)
 
 SINGLE = "info.zip"
+INFO_ZIPS = "info_zips"  # export.json's key for the number of zips the export wrote (a takedown names its zip)
 PER_ZIP = 1000  # clips per zip: a takedown rewrites one in about 0.1 s
 _PART = re.compile(r"info-(\d{4,})-of-(\d{4,})\.zip")
 _DATE = (1980, 1, 1, 0, 0, 0)  # zip's epoch: no write time in the bytes
@@ -80,11 +81,14 @@ def present(audio_dir: Path) -> list[Path]:
     return [p for p in matching(audio_dir, "info*.zip") if p.name == SINGLE or _PART.fullmatch(p.name)]
 
 
-def drop_from_info_zips(audio_dir: Path, gone: set[str]) -> bool:
+def drop_from_info_zips(audio_dir: Path, gone: set[str], count: int | None = None) -> bool:
     """Each info zip that may hold one of the ``gone`` clips rewritten without them (the other zips are not
-    opened); returns whether one changed. An ``info.zip`` beside parts (none an export writes) is checked too."""
+    opened); returns whether one changed. ``count``: the number of zips the export wrote (its export.json),
+    so their names are known without listing the audio folder; else the folder is listed. An ``info.zip``
+    beside parts (none an export writes) is checked too."""
     changed = False
-    for path in present(audio_dir):
+    named = {audio_dir / SINGLE, *(audio_dir / zip_name(c, count) for c in gone)} if count else None
+    for path in present(audio_dir) if named is None else sorted(p for p in named if p.is_file()):
         if (m := _PART.fullmatch(path.name)) is not None:
             count = int(m.group(2))
             if not any(zip_name(c, count) == path.name for c in gone):

@@ -15,13 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from dvmset import release_layout
+from dvmset.card_scratch import MANIFEST_COLUMNS as CARD_COLUMNS
 from dvmset.catalog import Catalog
-from dvmset.export import export_lock, sweep_partials
+from dvmset.export import export_writing
+from dvmset.export_card import EXPORT_PARAMS
 from dvmset.export_webdataset import scrub_webdataset
-from dvmset.info_zips import drop_from_info_zips
+from dvmset.info_zips import INFO_ZIPS, drop_from_info_zips
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import check_id, id_problem
 from dvmset.line_filter import csv_without, jsonl_without, parquet_without
@@ -207,23 +212,35 @@ def _scrub_release(out: Path, gone: set[str]) -> bool:
     return named
 
 
-def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path, pd.DataFrame], None]) -> bool:
+def _info_zip_count(out: Path) -> int | None:
+    """How many info zips the export wrote, as its export.json says (None: an older export's, or unreadable)."""
+    try:
+        count = json.loads((out / EXPORT_PARAMS).read_text(encoding="utf-8")).get(INFO_ZIPS)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return count if isinstance(count, int) and count > 0 else None
+
+
+def scrub_export(out: Path, clip_ids: Iterable[str], write_card: Callable[[Path, pa.Table], None]) -> bool:
     """One export without the clips: manifest, JSONL (both layouts), audio links and MusicInfo, the info zips,
-    the release, then the card again (``write_card(out, manifest)``); the temp files of an interrupted
-    write swept first. Returns whether it changed the export (it named one of them, or held a temp file)."""
-    with export_lock(out):
-        swept = bool(sweep_partials(out))
-        return _scrub_export(out, set(clip_ids), write_card) or swept
+    the release, then the card again (``write_card(out, card_columns)``: the manifest's card columns left,
+    as an Arrow table); the temp files of an interrupted write swept first. Returns whether it changed the
+    export (it named one of them, or held a temp file)."""
+    with export_writing(out) as swept:
+        return _scrub_export(out, set(clip_ids), write_card) or bool(swept)
 
 
-def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.DataFrame], None]) -> bool:
+def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pa.Table], None]) -> bool:
     manifest_path = out / "manifest.parquet"
     if not manifest_path.is_file():
         return False
-    manifest = pd.read_parquet(manifest_path)
-    named = bool(manifest.clip_id.isin(gone).any())
+    names = pq.read_schema(manifest_path).names
+    card_columns = pq.read_table(manifest_path, columns=[c for c in CARD_COLUMNS if c in names])
+    hit = pc.is_in(card_columns["clip_id"], value_set=pa.array(sorted(gone), pa.string()))
+    named = bool(pc.any(hit).as_py())
     named = _scrub_release(out, gone) or named  # it may name a clip the manifest already lost (a killed run)
-    for p in [*sorted(out.glob("*.jsonl")), *sorted(out.glob("egs/*/data.jsonl"))]:
+    egs_copies = sorted(p for p in out.glob("egs/*/data.jsonl") if not p.is_symlink())  # an older export's
+    for p in [*sorted(out.glob("*.jsonl")), *egs_copies]:  # (a link to {split}.jsonl follows it)
         jsonl_without(p, gone, _audio_stem)
     for cid in gone:
         if id_problem(cid) is not None:
@@ -231,11 +248,9 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pd.Data
         for p in (out / "audio" / f"{cid}.mp4", out / "audio" / f"{cid}.json"):
             if p.is_symlink() or p.exists():
                 p.unlink()
-    drop_from_info_zips(out / "audio", gone)
+    drop_from_info_zips(out / "audio", gone, _info_zip_count(out))
     named = scrub_webdataset(out, gone) or named  # its shards, where the export has them
     if named:
-        manifest = manifest[~manifest.clip_id.isin(gone)].reset_index(drop=True)
-        write_card(out, manifest)
-        with atomic_path(manifest_path) as tmp:  # last: a re-run sees the export still names them
-            manifest.to_parquet(tmp, index=False)
+        write_card(out, card_columns.filter(pc.invert(hit)))
+        parquet_without(manifest_path, gone)  # last, a row group at a time: a re-run sees the export still names them
     return named

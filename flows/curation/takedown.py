@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 
 from dvmset import takedown as td
 from dvmset.catalog import Catalog
@@ -67,10 +67,10 @@ def _delete_media(root: DataRoot, plan: td.TakedownPlan) -> int:
     return n
 
 
-def _card_writer(cat: Catalog):  # noqa: ANN202 - Callable[[Path, pd.DataFrame], None]
+def _card_writer(cat: Catalog):  # noqa: ANN202 - Callable[[Path, pa.Table], None]
     from dvmset.export_card import EXPORT_PARAMS, write_card
 
-    def write(out: Path, manifest: pd.DataFrame) -> None:
+    def write(out: Path, manifest: pa.Table) -> None:
         params_path = out / EXPORT_PARAMS
         params = json.loads(params_path.read_text(encoding="utf-8")) if params_path.is_file() else {}
         write_card(out, manifest, cat, **{**params, "reuse_facts": True})  # only fewer clips: facts kept

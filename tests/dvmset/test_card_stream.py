@@ -52,7 +52,7 @@ def test_the_card_from_a_parquet_read_in_batches_equals_the_card_from_one_frame(
     assert len(manifest) % 2 == 0 and manifest.sample_rate.isna().any() and manifest["query"].isna().any()
     out = data_root.export_dir("v1")
     out.mkdir(parents=True, exist_ok=True)
-    write_card(out, manifest, catalog)  # one frame, one batch
+    write_card(out, pa.Table.from_pandas(manifest, preserve_index=False), catalog)  # one Arrow table (a takedown's)
     whole, whole_facts = (out / "DATASET.md").read_bytes(), pd.read_parquet(out / "card_facts.parquet")
 
     path = out / "manifest.parquet"

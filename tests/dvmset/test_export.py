@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections import defaultdict
 
@@ -242,6 +243,7 @@ def test_audiocraft_reads_the_export_through_its_own_layout(data_root, catalog, 
                                     num_samples=4, return_info=True)
         assert len(ds.meta) == n and n > 0
         assert (out / "egs" / part / "data.jsonl").read_text() == (out / f"{part}.jsonl").read_text()
+        assert os.readlink(out / "egs" / part / "data.jsonl") == f"../../{part}.jsonl"  # one file, relative
         for meta in ds.meta:
             assert isinstance(meta.info_path, PathInZip)
             with open_file_in_zip(meta.info_path) as f:

@@ -128,16 +128,24 @@ def test_tensors_of_a_rewritten_shard_keep_their_dtypes(data_root, catalog, expo
                                                   "rhythm_global": np.float32, "codes": np.int16}
 
 
-def test_a_valid_clip_taken_down_leaves_the_valid_jsonl_in_both_layouts(data_root, catalog, clip_factory):
+@pytest.mark.parametrize("egs_copy", [False, True])  # audiocraft's layout a link to valid.jsonl; an older export's copy
+def test_a_valid_clip_taken_down_leaves_the_valid_jsonl_in_both_layouts(data_root, catalog, clip_factory, egs_copy):
     add_clips(catalog, data_root, clip_factory(4.0), {f"v{i}": ("q", 1) for i in range(6)})
     export_dataset(data_root, catalog, "v1", test_fraction=0.2, valid_fraction=0.2, seed=0)
     out = data_root.export_dir("v1")
+    if egs_copy:
+        egs = out / "egs" / "valid" / "data.jsonl"
+        text = egs.read_bytes()
+        egs.unlink()
+        egs.write_bytes(text)
     m = pd.read_parquet(out / "manifest.parquet")
     gone = m[m.split == "valid"].clip_id.iloc[0]
     assert gone in (out / "valid.jsonl").read_text() and gone in (out / "egs" / "valid" / "data.jsonl").read_text()
     assert scrub_export(out, [gone], lambda o, mm: write_card(o, mm, catalog))
     assert gone not in (out / "valid.jsonl").read_text()
     assert gone not in (out / "egs" / "valid" / "data.jsonl").read_text()
+    assert (out / "egs" / "valid" / "data.jsonl").read_text() == (out / "valid.jsonl").read_text()
+    assert (out / "egs" / "valid" / "data.jsonl").is_symlink() != egs_copy  # a link stays a link
     assert gone not in set(pd.read_parquet(out / "manifest.parquet").clip_id)
 
 

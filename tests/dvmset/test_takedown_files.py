@@ -157,3 +157,50 @@ def test_an_export_with_one_large_info_zip_made_before_is_still_taken_down_from(
     assert [p.name for p in info_zips.present(out / "audio")] == ["info.zip"]
     assert _info(out).keys() == {f"{c}.json" for c in ids if c != gone}
     assert "a re-export spreads them" in caplog.text
+
+
+@pytest.mark.parametrize("older", [False, True])
+def test_a_takedown_lists_the_audio_folder_only_after_a_writer_that_did_not_end_cleanly(
+        data_root, catalog, clip_factory, monkeypatch, older):
+    """The audio folder holds two entries per clip (seconds to list at a million). After an export that ended
+    cleanly (``.clean``; export.json gives the info zips' count) a takedown names the zip it rewrites and lists
+    no folder of that size; after an older version's export (neither) it lists it, sweeping a killed write's
+    temp file, and finds the zip the same. Either way it ends clean."""
+    import os
+
+    from dvmset import io as dvm_io
+
+    monkeypatch.setattr(info_zips, "PER_ZIP", 3)
+    ids = add_clips(catalog, data_root, clip_factory(4.0), LAYOUT)
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0, release=True)
+    out = data_root.export_dir("v1")
+    params = json.loads((out / "export.json").read_text())
+    assert (out / ".clean").is_file() and params["info_zips"] == len(info_zips.present(out / "audio")) > 1
+    stale = out / "audio" / ".b-00000.k1ll3d.part.json"
+    if older:
+        (out / ".clean").unlink()
+        del params["info_zips"]
+        (out / "export.json").write_text(json.dumps(params))
+        stale.write_text('{"clip_id": "b-00000"}')
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(dvm_io.os, "scandir", lambda d=".": (listed.append(os.path.realpath(d)), real(d))[1])
+
+    gone = "b-00000"
+    zip_path = out / "audio" / info_zips.zip_name(gone, params.get("info_zips") or len(info_zips.present(out / "audio")))
+    plan = plan_takedown(catalog, clip=gone, reason="rights holder")
+    mark_catalog(catalog, plan)
+    assert scrub_export(out, plan.clip_ids, lambda o, m: write_card(o, m, catalog, reuse_facts=True))
+
+    assert (os.path.realpath(out / "audio") in listed) == older
+    assert not stale.exists() and (out / ".clean").is_file()
+    with zipfile.ZipFile(zip_path) as z:
+        assert f"{gone}.json" not in z.namelist() and z.namelist()
+    assert set(_info(out)) == {f"{c}.json" for c in ids if c != gone}
+
+
+def test_an_export_that_fails_leaves_the_folder_unclean(data_root, catalog):
+    out = data_root.export_dir("v1")
+    with pytest.raises(ValueError, match="no accepted clips"):
+        export_dataset(data_root, catalog, "v1")
+    assert out.is_dir() and not (out / ".clean").exists()
