@@ -86,7 +86,9 @@ def _counting_loads(monkeypatch) -> list[str]:
     return parsed
 
 
-def test_only_jsonl_lines_holding_a_gone_id_are_parsed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("block", [8 * 2**20, 64])  # the kept bytes written in one piece; in many
+def test_only_jsonl_lines_holding_a_gone_id_are_parsed(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(line_filter, "BLOCK", block)
     lines = [{"path": f"/x/audio/v{i:04d}-00000.mp4", "description": "q. title"} for i in range(1000)]
     lines[7]["description"] = "q. a video about v0003-00000"  # names a gone id, is not its line: parsed, kept
     path = tmp_path / "train.jsonl"
