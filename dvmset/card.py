@@ -18,7 +18,7 @@ from dvmset.tables import Clip, Source
 
 def _review_stats(catalog: Catalog) -> tuple[dict[str, dict[str, int]], dict]:
     """Clip counts by query and status, and the annotator agreement report."""
-    by_query = catalog.counts()["clips_by_query"]
+    by_query = catalog.counts_by_query()
     with catalog.session() as s:
         return by_query, agreement_report(s)
 

@@ -215,10 +215,16 @@ class Catalog:
         with self.engine.connect() as conn:
             sources = dict(conn.execute(select(Source.status, func.count()).group_by(Source.status)).all())
             clips = dict(conn.execute(select(Clip.status, func.count()).group_by(Clip.status)).all())
+        return {"sources": sources, "clips": clips, "clips_by_query": self.counts_by_query()}
+
+    def counts_by_query(self) -> dict[str, dict[str, int]]:
+        """Clip counts by query and status, as :meth:`counts` gives them, without its counts of every source and
+        clip row (a second at a million sources)."""
+        with self.engine.connect() as conn:
             by_query, rows = clip_counts.kept_counts(conn)
         if rows > clip_counts.FOLD_ROWS:
             clip_counts.fold(self.engine)
-        return {"sources": sources, "clips": clips, "clips_by_query": by_query}
+        return by_query
 
     def dispose(self) -> None:
         self.engine.dispose()
