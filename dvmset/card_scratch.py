@@ -38,6 +38,16 @@ def manifest_batches(manifest: pd.DataFrame | Path) -> Iterator[dict[str, list]]
         yield batch.to_pydict()
 
 
+def _flagged(counts: Iterable[tuple[object, int]], flag: Callable[[object], bool]) -> tuple[int, int]:
+    """Of (value, rows) pairs: the rows whose value ``flag`` holds for, and the rows with a value."""
+    flagged = known = 0
+    for v, n in counts:
+        if v is not None:
+            known += n
+            flagged += n if flag(v) else 0
+    return flagged, known
+
+
 class CardScratch:
     """The manifest's clips (in manifest order) and their card facts in a scratch SQLite database."""
 
@@ -158,12 +168,7 @@ class CardScratch:
     def flagged(self, column: str, flag: Callable[[object], bool]) -> tuple[int, int]:
         """Facts rows whose ``column`` value ``flag`` holds for, and rows with a value; each distinct value tested
         once."""
-        flagged = known = 0
-        for v, n in self.value_counts("facts", column):
-            if v is not None:
-                known += n
-                flagged += n if flag(v) else 0
-        return flagged, known
+        return _flagged(self.value_counts("facts", column), flag)
 
     def splits_of(self, clip_ids: Iterable[str]) -> dict[str, str]:
         """The split of each of ``clip_ids`` in the manifest (ids not in it left out)."""
@@ -228,12 +233,7 @@ class CardArrow:
         return (float(np.median(numbers)), len(numbers)) if len(numbers) else (float("nan"), 0)
 
     def flagged(self, column: str, flag: Callable[[object], bool]) -> tuple[int, int]:
-        flagged = known = 0
-        for v, n in self.value_counts("facts", column):
-            if v is not None:
-                known += n
-                flagged += n if flag(v) else 0
-        return flagged, known
+        return _flagged(self.value_counts("facts", column), flag)
 
     def _sum(self, col: pa.ChunkedArray) -> float:
         return float(np.nansum(col.drop_null().to_numpy().astype("float64")))
