@@ -213,7 +213,7 @@ def dataset_card(name: str, m: CardCounts, catalog: Catalog, test_fraction: floa
               "reason], ...], kept_s); `features/excluded_spans.json` holds the same spans for the training windows. "
               "Its split is this export's, fixed when it was written: `vidmusician train --data` this folder reads "
               "it (another export cannot change it), and a checkpoint records its hash.",
-              "- `train.jsonl`, `valid.jsonl`, `test.jsonl` and the same lines as audiocraft's layout "
+              "- `train.jsonl`, `valid.jsonl`, `test.jsonl` and, as links to them, audiocraft's layout "
               "`egs/{train,valid,test}/data.jsonl` (`dset=` of MusicGen's solver): AudioMeta lines (with the file's "
               "sample_rate and a `description`; a clip with excluded spans is listed up to its first span); "
               "`audio/{clip_id}.json` holds MusicInfo (description = query and title, what MusicGen's text "
