@@ -17,9 +17,22 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
-from sqlalchemy import case, delete, exists, func, select, text, update
+from sqlalchemy import (
+    Column,
+    MetaData,
+    Select,
+    String,
+    Table,
+    case,
+    delete,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from dvmset.agreement import (
@@ -125,15 +138,42 @@ def _write_counts(session: Session, delta: Counter) -> None:
         session.execute(AgreementCount.__table__.insert(), rows[lo:lo + 10_000])
 
 
+_PENDING_TABLE = Table(  # the clips with uncounted decisions, when more than a batch (a TEMP table: this connection)
+    "agreement_pending", MetaData(), Column("clip_id", String(160), primary_key=True), prefixes=["TEMPORARY"])
+
+
+def _pending_batches(session: Session, pending: Select) -> Iterator[list[str]]:
+    """The ``pending`` clip ids, sorted, :data:`CLIPS_PER_BATCH` at a time. A batch or fewer (a page load during
+    review) are read at once; more (a catalog from before the summary, or bulk-imported: every decided clip)
+    are copied once into a temporary table and read back a batch at a time, so Python holds a batch of ids,
+    not every decided clip (~300 MB at a million sources)."""
+    first = sorted(session.scalars(pending.limit(CLIPS_PER_BATCH + 1)))
+    if len(first) <= CLIPS_PER_BATCH:
+        if first:
+            yield first
+        return
+    conn = session.connection()
+    _PENDING_TABLE.drop(conn, checkfirst=True)
+    _PENDING_TABLE.create(conn)
+    try:
+        conn.execute(_PENDING_TABLE.insert().from_select(["clip_id"], pending))
+        page = select(_PENDING_TABLE.c.clip_id).order_by(_PENDING_TABLE.c.clip_id).limit(CLIPS_PER_BATCH)
+        ids = list(conn.scalars(page))
+        while ids:
+            yield ids
+            ids = list(conn.scalars(page.where(_PENDING_TABLE.c.clip_id > ids[-1])))
+    finally:
+        _PENDING_TABLE.drop(conn, checkfirst=True)
+
+
 def catch_up(session: Session) -> int:
     """Count the decisions not counted yet (see the module doc); returns how many. The caller commits."""
     pending = select(Decision.clip_id).where(Decision.summarised.is_(False))
     if not session.scalar(select(exists(pending))):
         return 0
     _lock(session)
-    clips = sorted(set(session.scalars(pending.distinct())))
     counted = 0
-    for ids in batches(clips, CLIPS_PER_BATCH):
+    for ids in _pending_batches(session, pending.distinct()):
         old = _stored(session, ids)
         new, seen, undone = _recomputed(session, ids)
         delta: Counter = Counter()

@@ -60,9 +60,10 @@ def test_the_kept_summary_equals_the_report_from_scratch_after_every_round(any_c
         assert agreement_summary.catch_up(s) == 0
 
 
-def test_the_first_report_counts_a_catalog_from_before_the_summary(catalog):
+def test_the_first_report_counts_a_catalog_from_before_the_summary(any_catalog):
     """Decisions written before revision 0010 (or by any writer) start unsummarised: the first report counts
-    them all, in batches of clips."""
+    them all, in batches of clips (more than a batch: paged through a temporary table, on both databases)."""
+    catalog = any_catalog
     with catalog.session() as s:
         s.add(Source(id="v", url="u", status="done", query="q"))
         s.flush()
