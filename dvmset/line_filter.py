@@ -6,7 +6,7 @@ size. A takedown removes a few clips from files that list every clip."""
 from __future__ import annotations
 
 import json
-import mmap
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -15,14 +15,15 @@ from dvmset.io import atomic_path
 
 FEW = 64  # more ids than this: every line is parsed (one scan per id would cost more)
 BLOCK = 8 * 2**20  # bytes read at a time (then on to the end of a record)
-ROWS = 10_000  # parquet rows read and written at a time
+ROWS = 10_000  # parquet rows per row group written
+READ_ROWS = 100_000  # parquet rows read, filtered and written at a time (row groups read together)
 
 
 class _Unchanged(Exception):
     """Nothing to drop: the temp file is discarded, the file left as it was."""
 
 
-def lines_containing(data: bytes | mmap.mmap, keys: Iterable[bytes]) -> list[tuple[int, int]]:
+def lines_containing(data: bytes, keys: Iterable[bytes]) -> list[tuple[int, int]]:
     """(start, end) of each line of ``data`` holding one of ``keys``, end just past its newline, in order."""
     spans = set()
     for key in keys:
@@ -84,30 +85,47 @@ def _every_line(data: bytes) -> list[tuple[int, int]]:
 def jsonl_without(path: Path, gone: set[str], id_of: Callable[[dict], str]) -> bool:
     """The JSONL file without the lines whose record ``id_of(record)`` names a gone clip; only lines holding a
     gone id (as JSON writes it) are parsed. Returns whether it changed (rewritten atomically). For a few ids
-    the file is searched where it lies (mapped, nothing read into Python) and written only when a line goes,
-    straight from the mapping: a takedown's cost is the one file it rewrites."""
+    the file is searched a block at a time first and written only when a line goes, the kept bytes copied by
+    the kernel (``copy_file_range``): a takedown's cost is the one file it rewrites."""
     if not path.is_file() or not gone:
         return False
     keys = [json.dumps(g)[1:-1].encode("ascii") for g in gone]  # as json.dumps writes it in a string
 
-    def named(data: bytes | mmap.mmap, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        return [(s, e) for s, e in spans if data[s:e].strip() and id_of(json.loads(data[s:e])) in gone]
+    def named(block: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(s, e) for s, e in spans if block[s:e].strip() and id_of(json.loads(block[s:e])) in gone]
 
-    if len(gone) > FEW or path.stat().st_size == 0:
+    if len(gone) > FEW:
         return _filter(path, lambda block: named(block, _every_line(block)))
-    with open(path, "rb") as src, mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        drop = named(data, lines_containing(data, keys))
+    drop = []
+    with open(path, "rb") as src:
+        at = 0
+        for block in _blocks(src, quoted=False):
+            drop += [(at + s, at + e) for s, e in named(block, lines_containing(block, keys))]
+            at += len(block)
         if not drop:
             return False
         with atomic_path(path) as tmp, open(tmp, "wb") as out:
-            view = memoryview(data)
-            try:
-                for start, end in _kept_ranges(drop, len(data)):
-                    for at in range(start, end, BLOCK):
-                        out.write(view[at:min(at + BLOCK, end)])
-            finally:
-                view.release()
+            for start, end in _kept_ranges(drop, at):
+                _copy_range(src, out, start, end)
     return True
+
+
+def _copy_range(src: BinaryIO, out: BinaryIO, start: int, end: int) -> None:
+    """Bytes ``start:end`` of ``src`` appended to ``out``: in the kernel where it can, else a block at a time."""
+    out.flush()
+    while start < end:
+        try:
+            n = os.copy_file_range(src.fileno(), out.fileno(), end - start, start)
+        except OSError:  # another file system, an older kernel: through Python
+            n = 0
+        if n <= 0:
+            break
+        start += n
+    out.seek(0, os.SEEK_END)
+    src.seek(start)
+    while start < end and (data := src.read(min(BLOCK, end - start))):
+        out.write(data)
+        start += len(data)
 
 
 def _kept_ranges(drop: list[tuple[int, int]], size: int) -> Iterator[tuple[int, int]]:
@@ -173,7 +191,22 @@ def parquet_without(path: Path, gone: set[str], column: str = "clip_id") -> bool
         return False
     with pq.ParquetFile(path) as src, atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, src.schema_arrow) as out:
-            for group in range(src.num_row_groups):  # (iter_batches kept the whole file allocated, pyarrow 26)
-                t = src.read_row_group(group)
+            for groups in _row_group_runs(src.metadata, READ_ROWS):  # (iter_batches kept the file allocated)
+                t = src.read_row_groups(groups)
                 out.write_table(t.filter(pc.invert(pc.is_in(t[column], value_set=ids))), row_group_size=ROWS)
     return True
+
+
+def _row_group_runs(meta: object, rows: int) -> Iterator[list[int]]:
+    """Consecutive row groups of a parquet file, a run of about ``rows`` rows at a time (an export writes groups
+    of a thousand: read one by one, the calls cost more than the rows)."""
+    run: list[int] = []
+    held = 0
+    for g in range(meta.num_row_groups):
+        run.append(g)
+        held += meta.row_group(g).num_rows
+        if held >= rows:
+            yield run
+            run, held = [], 0
+    if run:
+        yield run

@@ -86,9 +86,14 @@ def _counting_loads(monkeypatch) -> list[str]:
     return parsed
 
 
-@pytest.mark.parametrize("block", [8 * 2**20, 64])  # the kept bytes written in one piece; in many
-def test_only_jsonl_lines_holding_a_gone_id_are_parsed(tmp_path, monkeypatch, block):
+@pytest.mark.parametrize("block", [8 * 2**20, 64])  # the file searched in one block; in many, lines across them
+@pytest.mark.parametrize("kernel_copy", [True, False])  # copy_file_range; a file system without it
+def test_only_jsonl_lines_holding_a_gone_id_are_parsed(tmp_path, monkeypatch, block, kernel_copy):
     monkeypatch.setattr(line_filter, "BLOCK", block)
+    if not kernel_copy:
+        def unsupported(*_):
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(line_filter.os, "copy_file_range", unsupported)
     lines = [{"path": f"/x/audio/v{i:04d}-00000.mp4", "description": "q. title"} for i in range(1000)]
     lines[7]["description"] = "q. a video about v0003-00000"  # names a gone id, is not its line: parsed, kept
     path = tmp_path / "train.jsonl"
@@ -127,7 +132,7 @@ def test_release_csv_records_dropped_by_lines_equal_pandas_writing_the_rest(tmp_
     assert line_filter.csv_without(path, gone) is False and path.stat().st_ino == inode  # not rewritten
 
 
-def test_release_parquet_is_filtered_a_row_group_at_a_time_and_reads_back_the_same(tmp_path, monkeypatch):
+def test_release_parquet_is_filtered_a_run_of_row_groups_at_a_time_and_reads_back_the_same(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     df = pd.DataFrame({"clip_id": [f"v{i:04d}-00000" for i in range(95)], "fps": [25] * 94 + [None],
@@ -135,11 +140,13 @@ def test_release_parquet_is_filtered_a_row_group_at_a_time_and_reads_back_the_sa
     path = tmp_path / "release.parquet"
     df.to_parquet(path, index=False, row_group_size=10)
     monkeypatch.setattr(line_filter, "ROWS", 10)
-    read, real = [], pq.ParquetFile.read_row_group
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, g, *a, **k: (read.append(g), real(self, g, *a, **k))[1])
+    monkeypatch.setattr(line_filter, "READ_ROWS", 25)  # about 25 rows read at once: runs of three groups
+    read, real = [], pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups",
+                        lambda self, gs, *a, **k: (read.append(list(gs)), real(self, gs, *a, **k))[1])
     gone = {"v0003-00000", "v0094-00000"}
     assert line_filter.parquet_without(path, gone)
-    assert read == list(range(10))  # one group at a time, never the whole file
+    assert read == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]  # a few groups at a time, never the whole file
     pd.testing.assert_frame_equal(pd.read_parquet(path), df[~df.clip_id.isin(gone)].reset_index(drop=True))
     assert pq.ParquetFile(path).metadata.num_row_groups == 10
     assert not line_filter.parquet_without(path, gone)
