@@ -39,12 +39,13 @@ def _kept_line(m: CardCounts) -> list[str]:
 
 PAPER = "The paper: 3,571 train / 268 test of 3,839 clips and no validation split."
 #: the QC hints the review page shows (annotation_ui/static/review.js flags them at these values):
-#: (column, what it measures, flagged when, the flag as a test on the value)
+#: (column, what it measures, flagged when, the flag as a test on the value: a number or a numpy array of them,
+#: so ``|``, not ``or``)
 QC_HINTS = (
     ("silence_ratio", "share of the clip that is silence or not music", "> 8 %", lambda v: v > 0.08),
     ("still_s", "seconds of still picture", ">= 10 s", lambda v: v >= 10),
     ("scene_cuts", "scene cuts in the clip", "0 (one static shot)", lambda v: v == 0),
-    ("loudness_lufs", "integrated loudness of the clip (LUFS)", "< -30 or > -8", lambda v: v < -30 or v > -8),
+    ("loudness_lufs", "integrated loudness of the clip (LUFS)", "< -30 or > -8", lambda v: (v < -30) | (v > -8)),
     ("limiting_db", "deepest true-peak limiting (dB)", "> 3 dB (audible)", lambda v: v > 3),
     ("vocal_energy", "residual vocal energy after separation (share of the mix)", "> 0.1", lambda v: v > 0.1),
 )

@@ -199,6 +199,8 @@ def _as_py(v: object) -> object:
 
 def _numbers(col: pa.ChunkedArray) -> np.ndarray:
     """A column's numeric values, nulls and NaN left out (pandas' ``to_numeric(errors="coerce").dropna()``)."""
+    if pa.types.is_null(col.type):  # a column with no value at all
+        return np.empty(0)
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         col = pa.chunked_array([pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce")])
     got = col.drop_null().to_numpy().astype("float64")
@@ -233,7 +235,10 @@ class CardArrow:
         return (float(np.median(numbers)), len(numbers)) if len(numbers) else (float("nan"), 0)
 
     def flagged(self, column: str, flag: Callable[[object], bool]) -> tuple[int, int]:
-        return _flagged(self.value_counts("facts", column), flag)
+        """The flag tested on the column's numbers at once (a QC hint is a number per clip: as many distinct
+        values as clips, which :func:`_flagged` would test one by one)."""
+        numbers = _numbers(self.facts[column])
+        return int(np.count_nonzero(flag(numbers))), len(numbers)
 
     def _sum(self, col: pa.ChunkedArray) -> float:
         return float(np.nansum(col.drop_null().to_numpy().astype("float64")))

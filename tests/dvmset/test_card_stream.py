@@ -38,8 +38,9 @@ def _catalog_and_manifest(catalog) -> pd.DataFrame:
             for k, (duration, rate) in enumerate(clips):
                 cid = f"{sid}-{k}"
                 still = 12.0 if cid == "a-0" else None if cid == "b-1" else 1.0
+                loud = -35.0 if cid == "b-0" else -5.0 if cid == "d-1" else -14.0  # both sides of the hint's band
                 s.add(Clip(id=cid, source_id=sid, start_s=0.0, duration_s=duration, path=f"clips/{cid}.mp4",
-                           status=ClipStatus.ACCEPTED, still_s=still, scene_cuts=k + 1))
+                           status=ClipStatus.ACCEPTED, still_s=still, scene_cuts=k + 1, loudness_lufs=loud))
                 spans = json.dumps([[1.0, 2.0, "noise"]]) if k == 0 else None
                 rows.append({"clip_id": cid, "source_id": sid, "query": query, "split": split, "duration_s": duration,
                              "sample_rate": rate, "license": licence, "excluded_spans": spans,
@@ -74,6 +75,7 @@ def test_the_card_from_a_parquet_read_in_batches_equals_the_card_from_one_frame(
     assert "at 32000 Hz (2 clips), 48000 Hz (4 clips), unknown (2 clips) (" in card
     assert (f"{CC}: 4 clips, not stated by the source: 3 clips, Standard YouTube License: 1 clips." in card)
     assert "| still_s | seconds of still picture | >= 10 s | 1 | 1 |" in card
+    assert "| loudness_lufs | integrated loudness of the clip (LUFS) | < -30 or > -8 | 2 | 0 |" in card
     assert "| silence_ratio | share of the clip that is silence or not music | > 8 % | 0 | 8 |" in card
     assert ("removed with htdemucs in 6 clips; **not removed** (separation skipped) in 1 clips: they may carry "
             "speech or singing; separator not recorded for 1 clips." in card)
