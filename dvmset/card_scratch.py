@@ -4,6 +4,7 @@ medians are queries on the file; Python holds one batch and the small-domain res
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -243,16 +244,31 @@ class CardArrow:
     def _sum(self, col: pa.ChunkedArray) -> float:
         return float(np.nansum(col.drop_null().to_numpy().astype("float64")))
 
+    @functools.cached_property
+    def _sources(self) -> tuple[np.ndarray, int]:
+        """Each clip's source as an integer code (-1: none) and how many codes: distinct counts by split are then
+        counts of codes present (a hash of every source id once, not once per count)."""
+        enc = self.m["source_id"].combine_chunks().dictionary_encode()
+        return enc.indices.fill_null(-1).to_numpy(zero_copy_only=False), len(enc.dictionary)
+
+    def _distinct_sources(self, rows: np.ndarray | None = None) -> int:
+        codes, n = self._sources
+        codes = codes if rows is None else codes[rows]
+        return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=n))) if n else 0
+
     def totals(self) -> tuple[int, int, float]:
-        m = self.m
-        return m.num_rows, pc.count_distinct(m["source_id"]).as_py(), self._sum(m["duration_s"])
+        return self.m.num_rows, self._distinct_sources(), self._sum(self.m["duration_s"])
 
     def split_totals(self) -> dict[str, tuple[int, int, float]]:
-        got = self.m.select(["split", "source_id", "duration_s"]).group_by("split").aggregate(
-            [([], "count_all"), ("source_id", "count_distinct"), ("duration_s", "sum")])
-        return {p: (n, sources, float(seconds or 0.0)) for p, n, sources, seconds in zip(
-            *(got[c].to_pylist() for c in ("split", "count_all", "source_id_count_distinct", "duration_s_sum")),
-            strict=True)}
+        split = self.m["split"].combine_chunks().dictionary_encode()
+        codes = split.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        seconds = self.m["duration_s"].to_numpy().astype("float64")  # nulls as NaN
+        out = {}
+        for k, part in [*enumerate(split.dictionary.to_pylist()), (-1, None)]:
+            rows = codes == k
+            if rows.any():
+                out[part] = (int(rows.sum()), self._distinct_sources(rows), float(np.nansum(seconds[rows])))
+        return out
 
     def distinct(self, column: str) -> int:
         return pc.count_distinct(self.m[column]).as_py()

@@ -29,7 +29,7 @@ from dvmset.export_webdataset import scrub_webdataset
 from dvmset.info_zips import INFO_ZIPS, drop_from_info_zips
 from dvmset.io import atomic_path, atomic_write_text
 from dvmset.layout import check_id, id_problem
-from dvmset.line_filter import csv_without, jsonl_without, parquet_without
+from dvmset.line_filter import csv_without, jsonl_without, parquet_rewritten_without, parquet_without
 from dvmset.release import FILES as RELEASE_FILES
 from dvmset.release import PROCESSING, release_counts
 from dvmset.shards import FeatureStore
@@ -234,10 +234,8 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pa.Tabl
     manifest_path = out / "manifest.parquet"
     if not manifest_path.is_file():
         return False
-    names = pq.read_schema(manifest_path).names
-    card_columns = pq.read_table(manifest_path, columns=[c for c in CARD_COLUMNS if c in names])
-    hit = pc.is_in(card_columns["clip_id"], value_set=pa.array(sorted(gone), pa.string()))
-    named = bool(pc.any(hit).as_py())
+    ids = pq.read_table(manifest_path, columns=["clip_id"])["clip_id"]
+    named = bool(pc.any(pc.is_in(ids, value_set=pa.array(sorted(gone), pa.string()))).as_py())
     named = _scrub_release(out, gone) or named  # it may name a clip the manifest already lost (a killed run)
     egs_copies = sorted(p for p in out.glob("egs/*/data.jsonl") if not p.is_symlink())  # an older export's
     for p in [*sorted(out.glob("*.jsonl")), *egs_copies]:  # (a link to {split}.jsonl follows it)
@@ -250,7 +248,8 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pa.Tabl
                 p.unlink()
     drop_from_info_zips(out / "audio", gone, _info_zip_count(out))
     named = scrub_webdataset(out, gone) or named  # its shards, where the export has them
-    if named:
-        write_card(out, card_columns.filter(pc.invert(hit)))
-        parquet_without(manifest_path, gone)  # last, a row group at a time: a re-run sees the export still names them
+    if named:  # the manifest rewritten and its card columns gathered in one pass; the card written, then the
+        names = pq.read_schema(manifest_path).names  # manifest replaced last: a re-run sees it still names them
+        with parquet_rewritten_without(manifest_path, gone, collect=[c for c in CARD_COLUMNS if c in names]) as kept:
+            write_card(out, kept)
     return named

@@ -81,3 +81,22 @@ def test_the_card_from_a_parquet_read_in_batches_equals_the_card_from_one_frame(
             "speech or singing; separator not recorded for 1 clips." in card)
     assert "| q1 | 2 | 0 | 2 |" in card and "| q2 | 2 | 1 | 0 |" in card and "| (url) | 1 | 0 | 0 |" in card
     assert "license: other" in card and "- n<1K" in card
+
+
+def test_the_facts_rows_a_takedown_keeps_are_found_without_a_hash_of_every_id():
+    """The kept facts are the manifest's clips in its order with a few rows left out (anywhere: first, last,
+    runs); anything else (another order, an id not there, too many left out) is not taken for that."""
+    import numpy as np
+
+    from dvmset.export_card import _kept_rows
+
+    rng = np.random.default_rng(0)
+    full = [f"v{i:05d}-00000" for i in range(500)]
+    for gone in ([0], [499], [10, 11, 12], [0, 250, 499], sorted(rng.choice(500, 9, replace=False).tolist()), []):
+        part = [c for k, c in enumerate(full) if k not in set(gone)]
+        keep = _kept_rows(pa.chunked_array([full]), pa.chunked_array([part[:200], part[200:]]))
+        assert keep is not None and np.flatnonzero(~keep).tolist() == gone
+    swapped = full[:3] + [full[4], full[3]] + full[5:]
+    assert _kept_rows(pa.chunked_array([full]), pa.chunked_array([swapped[1:]])) is None
+    assert _kept_rows(pa.chunked_array([full]), pa.chunked_array([[*full[:-2], "zz-00000"]])) is None
+    assert _kept_rows(pa.chunked_array([full]), pa.chunked_array([full[:400]]), most=64) is None
