@@ -81,7 +81,8 @@ def _facts_table(kept: Path, ids: pa.ChunkedArray, cat: Catalog, reuse: bool) ->
     """The card facts of ``ids`` in that order: from the kept card_facts.parquet when ``reuse`` and it holds
     every one, else from the catalog."""
     if reuse and kept.is_file():
-        facts = pq.read_table(kept)
+        with pq.ParquetFile(kept) as f:
+            facts = f.read()
         if (rows := _kept_rows(facts["clip_id"], ids)) is not None:  # a takedown's: a few rows left out
             return facts.filter(rows)
         at = pc.index_in(ids, value_set=facts["clip_id"])

@@ -179,7 +179,8 @@ def _recount_parts(out: Path, parts: list[Path]) -> None:
     if not isinstance(meta.get("parts"), dict):  # written by hand or cut short: every part read
         meta["parts"], parts = {}, release_layout.part_files(out / RELEASE_FILES[0])
     for p in parts:
-        meta["parts"][p.stem] = release_counts(pd.read_parquet(p, columns=["video_id", "split", *PROCESSING]))
+        with pq.ParquetFile(p) as f:  # (not pd.read_parquet: the dataset reader's start costs more than a part)
+            meta["parts"][p.stem] = release_counts(f.read(columns=["video_id", "split", *PROCESSING]).to_pandas())
     new = {**meta, **release_layout.totals(meta["parts"])}
     if new != meta or parts:
         atomic_write_text(meta_path, json.dumps(new, indent=2, sort_keys=True, default=str) + "\n")
@@ -234,7 +235,8 @@ def _scrub_export(out: Path, gone: set[str], write_card: Callable[[Path, pa.Tabl
     manifest_path = out / "manifest.parquet"
     if not manifest_path.is_file():
         return False
-    ids = pq.read_table(manifest_path, columns=["clip_id"])["clip_id"]
+    with pq.ParquetFile(manifest_path) as f:
+        ids = f.read(columns=["clip_id"])["clip_id"]
     named = bool(pc.any(pc.is_in(ids, value_set=pa.array(sorted(gone), pa.string()))).as_py())
     named = _scrub_release(out, gone) or named  # it may name a clip the manifest already lost (a killed run)
     egs_copies = sorted(p for p in out.glob("egs/*/data.jsonl") if not p.is_symlink())  # an older export's
