@@ -105,8 +105,8 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0, indexed: 
     return n_clips
 
 
-def run_op(op: str, root: DataRoot, url: str) -> dict:
-    """One operation in this process: {"op", "seconds", "rss_mb"}."""
+def run_op(op: str, root: DataRoot, url: str, video: str = "v0000001") -> dict:
+    """One operation in this process: {"op", "seconds", "rss_mb"}; ``video``: the one a takedown removes."""
     from dvmset.agreement_summary import agreement_report
     from dvmset.export import export_dataset
     from dvmset.lineage import record_lineage
@@ -147,7 +147,7 @@ def run_op(op: str, root: DataRoot, url: str) -> dict:
     elif op == "export":
         export_dataset(root, cat, "bench", release=True)
     elif op == "takedown":
-        run_takedown(root, cat, video="v0000001", reason="benchmark", wait_s=5.0)
+        run_takedown(root, cat, video=video, reason="benchmark", wait_s=5.0)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     cat.dispose()
     return {"op": op, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
@@ -202,10 +202,12 @@ def main() -> None:
                     help="build in DIR and leave it there (catalog-N.sqlite, root-N): a later run of one operation "
                          "reuses it with --op OP --root DIR/root-N --db sqlite:///DIR/catalog-N.sqlite")
     ap.add_argument("--op", choices=OPS, help=argparse.SUPPRESS)
+    ap.add_argument("--video", default="v0000001",
+                    help="the video --op takedown takes down (another each time on a kept catalog)")
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.op:
-        print(json.dumps(run_op(args.op, DataRoot(Path(args.root)), args.db)))
+        print(json.dumps(run_op(args.op, DataRoot(Path(args.root)), args.db, args.video)))
         return
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.sources, 10 * args.sources]
     ops = ("baseline", *args.ops.split(",")) if args.ops else OPS

@@ -28,17 +28,31 @@ class _Unchanged(Exception):
 
 
 def lines_containing(data: bytes, keys: Iterable[bytes]) -> list[tuple[int, int]]:
-    """(start, end) of each line of ``data`` holding one of ``keys``, end just past its newline, in order."""
+    """(start, end) of each line of ``data`` holding one of ``keys``, end just past its newline, in order. Keys
+    that share a long start (the clips of one video: ``{video}-``) are found by one scan for it."""
+    keys = sorted(set(keys))
     spans = set()
-    for key in keys:
-        at = data.find(key)
+    for probe, group in _probes(keys):
+        at = data.find(probe)
         while at >= 0:
-            start = data.rfind(b"\n", 0, at) + 1
-            end = data.find(b"\n", at)
-            end = len(data) if end < 0 else end + 1
-            spans.add((start, end))
-            at = data.find(key, end)
+            if any(data.startswith(k, at) for k in group):
+                start = data.rfind(b"\n", 0, at) + 1
+                end = data.find(b"\n", at)
+                end = len(data) if end < 0 else end + 1
+                spans.add((start, end))
+                at = data.find(probe, end)
+            else:
+                at = data.find(probe, at + 1)
     return sorted(spans)
+
+
+def _probes(keys: list[bytes], shortest: int = 8) -> list[tuple[bytes, list[bytes]]]:
+    """(what to scan for, the keys it stands for): the keys' common start when it is at least ``shortest``
+    bytes, else each key alone."""
+    common = os.path.commonprefix(keys) if len(keys) > 1 else b""
+    if len(common) >= shortest:
+        return [(common, keys)]
+    return [(k, [k]) for k in keys]
 
 
 

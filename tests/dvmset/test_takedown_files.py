@@ -213,3 +213,23 @@ def test_an_export_that_fails_leaves_the_folder_unclean(data_root, catalog):
     with pytest.raises(ValueError, match="no accepted clips"):
         export_dataset(data_root, catalog, "v1")
     assert out.is_dir() and not (out / ".clean").exists()
+
+
+def test_the_lines_holding_one_videos_clips_are_found_by_one_scan_for_their_common_start(monkeypatch):
+    """A video's clips share ``{video}-``: one scan for it finds their lines; a line with the same start but
+    another clip (and one naming a gone clip after such a near miss) is told apart; ids with a short common start
+    are each scanned for, with the same result."""
+    lines = [b'{"path": "/a/v0007-00000.mp4"}', b'{"path": "/a/v0007-00030.mp4"}',
+             b'{"d": "v0007-00030 then v0007-00060", "path": "/a/x.mp4"}', b'{"path": "/a/v0008-00060.mp4"}',
+             b'{"path": "/a/v0007-00060.mp4"}']
+    data = b"\n".join(lines) + b"\n"
+    starts = [sum(len(x) + 1 for x in lines[:k]) for k in range(len(lines) + 1)]
+    found = line_filter.lines_containing(data, [b"v0007-00000", b"v0007-00060"])
+    assert found == [(starts[k], starts[k + 1]) for k in (0, 2, 4)]
+    scans = []
+    real = line_filter._probes
+    monkeypatch.setattr(line_filter, "_probes", lambda keys, **kw: scans.append(real(keys, **kw)) or scans[-1])
+    line_filter.lines_containing(data, [b"v0007-00000", b"v0007-00060"])
+    assert [p for p, _ in scans[0]] == [b"v0007-000"]
+    assert line_filter.lines_containing(data, [b"v0007-00000", b"v0008-00060"]) == \
+        [(starts[k], starts[k + 1]) for k in (0, 3)]
