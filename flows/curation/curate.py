@@ -188,8 +188,8 @@ def _make_clip(cat: Catalog, root: DataRoot, cfg: CurateConfig, source_id: str, 
     path = str(dest.relative_to(root.path)) if error is None else None
     status = sources.record_clip(cat, cid, source_id, span.start_s, span.duration_s, path=path, report=report,
                                  error=error)
-    if status != ClipStatus.FAILED:
-        record_made_clip(cat, cfg, source_id, span, audio, got)
+    if status != ClipStatus.FAILED and (error := record_made_clip(cat, cfg, source_id, span, audio, got)):
+        status = ClipStatus.FAILED  # no lineage or fingerprint: the clip failed after all (its row says why)
     record_run(cat, "clip", cid, cfg.clip_params_hash(), time.perf_counter() - t0, error)
     if on_event:
         on_event("clip", cid, status)

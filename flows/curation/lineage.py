@@ -49,8 +49,9 @@ def download_access(info_json: Path) -> dict:
 
 
 def record_made_clip(cat: Catalog, cfg: CurateConfig, source_id: str, span: ClipSpan, audio: ProcessedAudio,
-                     got: Downloaded) -> None:
-    """Curation's call after a clip is made: its lineage; a fingerprint that fails fails only the clip."""
+                     got: Downloaded) -> str | None:
+    """Curation's call after a clip is made: its lineage; a fingerprint that fails fails only the clip (its row
+    says why, and so does the return value; None when the lineage was recorded)."""
     cid = clip_id(source_id, span.start_s)
     with cat.session() as s:
         gain = s.get(Clip, cid).clip_gain_db
@@ -58,4 +59,7 @@ def record_made_clip(cat: Catalog, cfg: CurateConfig, source_id: str, span: Clip
         record_clip_lineage(cat, cfg, cid, span, audio, got, clip_gain_db=gain)
     except Exception as err:  # noqa: BLE001 - the one failure policy: any per-clip error fails only this clip
         log.warning("clip %s: no lineage/fingerprint: %s", cid, err)
-        record_clip(cat, cid, source_id, span.start_s, span.duration_s, error=item_failure(err))
+        error = item_failure(err)
+        record_clip(cat, cid, source_id, span.start_s, span.duration_s, error=error)
+        return error
+    return None

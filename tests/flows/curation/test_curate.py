@@ -176,6 +176,45 @@ def test_a_clip_whose_run_row_a_kill_cut_off_is_made_again(served, data_root: Da
     assert sorted(r.key for r in runs) == [c.id for c in clips] and all(r.status == "done" for r in runs)
 
 
+def test_a_clip_whose_fingerprint_fails_fails_with_its_run_and_source_and_is_retried(served, data_root: DataRoot,
+                                                                                   catalog: Catalog, prefect_harness,
+                                                                                   monkeypatch):
+    """The lineage step (the music's checksum and fingerprint) fails for one clip: that clip's row and run row
+    say failed, the source is failed (not done with a failed clip), its other clip is kept, and
+    ``--retry-failed`` makes only that clip again."""
+    from flows.curation import lineage
+    from flows.curation.curate import run_curate
+
+    real = lineage.window_music
+
+    def broken(music, start_s, duration_s):
+        if start_s > 30:  # the second window
+            raise RuntimeError("fingerprint: no frames decoded")
+        return real(music, start_s, duration_s)
+
+    monkeypatch.setattr(lineage, "window_music", broken)
+    url = f"{served}/good-b.mp4"  # 125 s: two clips
+    assert run_curate(data_root, catalog.url, urls=[url], cfg=_cfg())["failed"] == 1
+    with catalog.session() as s:
+        clips = sorted(s.scalars(select(Clip)), key=lambda c: c.start_s)
+        runs = {r.key: r.status for r in s.scalars(select(Run).where(Run.stage == "clip"))}
+        (source,) = s.scalars(select(Source)).all()
+    first, second = clips
+    assert first.status == ClipStatus.PENDING_REVIEW and first.music_fingerprint
+    assert second.status == ClipStatus.FAILED and "no frames decoded" in second.error
+    assert runs == {first.id: "done", second.id: "failed"}
+    assert source.status == SourceStatus.FAILED and "1 of 2 clips failed" in source.error
+    kept = data_root.clip_path(first.id).stat().st_mtime_ns
+
+    monkeypatch.setattr(lineage, "window_music", real)
+    assert run_curate(data_root, catalog.url, urls=[url], cfg=_cfg(), retry_failed=True)["done"] == 1
+    with catalog.session() as s:
+        assert s.get(Clip, second.id).status == ClipStatus.PENDING_REVIEW and s.get(Clip, second.id).music_fingerprint
+        assert {r.key: r.status for r in s.scalars(select(Run).where(Run.stage == "clip"))} == \
+            {first.id: "done", second.id: "done"}
+    assert data_root.clip_path(first.id).stat().st_mtime_ns == kept
+
+
 def test_a_sources_ffprobes_do_not_grow_with_its_clips(served, tmp_path: Path, catalog: Catalog, data_root: DataRoot,
                                                        prefect_harness, monkeypatch):
     """Each clip is cut and scored in one decode and probes nothing: a 1-clip and a 2-clip source run the same
