@@ -1,6 +1,7 @@
 """The numbers an export's card counts, from a scratch SQLite file fed a batch of manifest rows at a time:
 the card's memory stays the same whatever the number of clips (issue 23). Counts, sums, distinct counts and
-medians are queries on the file; Python holds one batch and the small-domain results."""
+medians are queries on the file; Python holds one batch and the small-domain results. A takedown, which holds
+the manifest's card columns already, counts the same numbers in Arrow instead (:class:`CardArrow`)."""
 
 from __future__ import annotations
 
@@ -25,28 +26,13 @@ MANIFEST_COLUMNS = ("clip_id", "source_id", "query", "split", "duration_s", "sam
 BATCH_ROWS = MAX_BIND  # manifest or facts rows held at once as Python objects: ~5 MB whatever the export holds
 
 
-def manifest_batches(manifest: pd.DataFrame | Path) -> Iterator[dict[str, list]]:
-    """The card's manifest columns, a batch of rows at a time, as Python lists (nulls and NaN as None), from a
-    DataFrame or read a batch at a time from a parquet file."""
-    if isinstance(manifest, pd.DataFrame):
-        cols = [c for c in MANIFEST_COLUMNS if c in manifest]
-        for start in range(0, len(manifest), BATCH_ROWS):
-            yield pa.Table.from_pandas(manifest[cols].iloc[start:start + BATCH_ROWS], preserve_index=False).to_pydict()
-        return
+def manifest_batches(manifest: Path) -> Iterator[dict[str, list]]:
+    """The card's manifest columns, a batch of rows at a time, as Python lists (nulls as None), read a batch at a
+    time from the manifest's parquet file."""
     f = pq.ParquetFile(manifest)
     cols = [c for c in MANIFEST_COLUMNS if c in f.schema_arrow.names]
     for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=cols):
         yield batch.to_pydict()
-
-
-def _flagged(counts: Iterable[tuple[object, int]], flag: Callable[[object], bool]) -> tuple[int, int]:
-    """Of (value, rows) pairs: the rows whose value ``flag`` holds for, and the rows with a value."""
-    flagged = known = 0
-    for v, n in counts:
-        if v is not None:
-            known += n
-            flagged += n if flag(v) else 0
-    return flagged, known
 
 
 class CardScratch:
@@ -169,7 +155,12 @@ class CardScratch:
     def flagged(self, column: str, flag: Callable[[object], bool]) -> tuple[int, int]:
         """Facts rows whose ``column`` value ``flag`` holds for, and rows with a value; each distinct value tested
         once."""
-        return _flagged(self.value_counts("facts", column), flag)
+        flagged = known = 0
+        for v, n in self.value_counts("facts", column):
+            if v is not None:
+                known += n
+                flagged += n if flag(v) else 0
+        return flagged, known
 
     def splits_of(self, clip_ids: Iterable[str]) -> dict[str, str]:
         """The split of each of ``clip_ids`` in the manifest (ids not in it left out)."""
@@ -237,7 +228,7 @@ class CardArrow:
 
     def flagged(self, column: str, flag: Callable[[object], bool]) -> tuple[int, int]:
         """The flag tested on the column's numbers at once (a QC hint is a number per clip: as many distinct
-        values as clips, which :func:`_flagged` would test one by one)."""
+        values as clips, which :meth:`CardScratch.flagged` tests one by one)."""
         numbers = _numbers(self.facts[column])
         return int(np.count_nonzero(flag(numbers))), len(numbers)
 

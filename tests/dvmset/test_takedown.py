@@ -197,5 +197,5 @@ def test_the_card_after_a_takedown_equals_the_card_written_from_scratch(data_roo
     facts = pd.read_parquet(out / "card_facts.parquet")
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert list(facts.clip_id) == list(manifest.clip_id) and not set(plan.clip_ids) & set(facts.clip_id)
-    write_card(out, manifest, catalog)  # from the catalog
+    write_card(out, out / "manifest.parquet", catalog)  # from the catalog
     assert (out / "DATASET.md").read_text() == kept
