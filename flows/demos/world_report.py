@@ -13,7 +13,7 @@ import torch
 
 from flows.training.ablate import AblateRun, row_dir
 from flows.training.ablate_row import TEST_DIR
-from model.metrics.beats import BeatConfig, track_beats
+from model.metrics.beats import BeatConfig, onset_envelope, track_beats
 from model.metrics.rhythm import rhythm_item
 from model.metrics.world import (
     nearest_class,
@@ -33,13 +33,12 @@ BEATS = BeatConfig()
 
 def music_beats(wav_or_video: Path) -> tuple[np.ndarray, np.ndarray, float]:
     """(beat times, onset envelope at 22 050 / 256, duration) of a file's audio, as `evaluate` tracks beats."""
-    import librosa
     import soxr
 
     wav, sr = load_audio(wav_or_video, sr=32000, channels=1)
     mono = soxr.resample(wav[0].astype(np.float32), sr, BEATS.sample_rate)
     beats = track_beats(mono, BEATS.sample_rate, BEATS)
-    env = librosa.onset.onset_strength(y=mono, sr=BEATS.sample_rate, hop_length=BEATS.hop_length)
+    env = onset_envelope(mono, BEATS.sample_rate, BEATS)
     return beats, env, wav.shape[1] / sr
 
 
