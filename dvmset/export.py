@@ -241,7 +241,7 @@ def _record_splits(catalog: Catalog, store: FeatureStore, plan: ExportPlan) -> N
                 for ids in plan.ids(part, kept_only=False, size=MAX_BIND):
                     s.execute(update(Clip.__table__).where(c.id.in_(ids), or_(c.split.is_(None), c.split != part))
                               .values(split=part))
-        store.set_splits(plan.splits_of(store.index().clip_id.tolist()), exclusive=True)
+        store.set_splits(plan.splits_of, exclusive=True)  # the index rewritten a batch at a time
 
 
 def _drop_without_files(root: DataRoot, plan: ExportPlan) -> int:
@@ -261,11 +261,12 @@ def _rows(s: Session, ids: list[str]) -> list:
     return sorted(s.execute(q.where(Clip.id.in_(padded(ids)))).all(), key=lambda r: r.id)
 
 
-def _row_batches(catalog: Catalog, plan: ExportPlan) -> Iterator[tuple[list, dict[str, str]]]:
-    """The catalog rows of the exported clips (in id order) with their splits, a batch of :data:`BATCH`."""
+def _row_batches(catalog: Catalog, plan: ExportPlan) -> Iterator[tuple[list, dict[str, tuple[str, str | None]]]]:
+    """The catalog rows of the exported clips (in id order) with their (split, feature shard), a batch of
+    :data:`BATCH`."""
     with catalog.session() as s:
         for chunk in plan.rows(BATCH):
-            yield _rows(s, [c for c, _, _ in chunk]), {c: p for c, _, p in chunk}
+            yield _rows(s, [c for c, _, _, _ in chunk]), {c: (p, sh) for c, _, p, sh in chunk}
 
 
 def _info_jsons(catalog: Catalog) -> Callable[[list[str]], list[str]]:
@@ -336,8 +337,7 @@ class _Written:
 
 
 def _write_clips(root: DataRoot, catalog: Catalog, out: Path, plan: ExportPlan,
-                 spans: Mapping[str, list[Span]], shard_of: Mapping[str, str],
-                 audio_rate: Callable[[Path], int | None] | None) -> _Written:
+                 spans: Mapping[str, list[Span]], audio_rate: Callable[[Path], int | None] | None) -> _Written:
     """Every clip's link, then per clip its MusicInfo JSON, its manifest row and its AudioMeta line, a batch of
     :data:`BATCH` clips at a time: each batch is one row group of the manifest and its lines appended to the
     JSONL files, so no more than a batch is held whatever the export's size. One file-system sync for all the
@@ -355,17 +355,18 @@ def _write_clips(root: DataRoot, catalog: Catalog, out: Path, plan: ExportPlan,
         jsonl = {part: _open_jsonl(stack, out / f"{part}.jsonl") for part in SPLITS}
 
         def written() -> Iterator[tuple[Path, str]]:  # the JSONs, as write_texts_then_sync writes them
-            for rows, split in _row_batches(catalog, plan):
+            for rows, planned in _row_batches(catalog, plan):
                 table = []
                 for r in rows:
                     clip_path = root.clip_path(r.id)
-                    e = _Entry(r, split[r.id], clip_path, audio_dir / clip_path.name)
+                    split, shard = planned[r.id]
+                    e = _Entry(r, split, clip_path, audio_dir / clip_path.name)
                     yield e.link.with_suffix(".json"), _info_json(r)
                     rate = audio_rate(e.clip_path) if audio_rate else None
                     if rate is None:
                         done.no_rate += 1
                         done.no_rate_example = done.no_rate_example or r.id
-                    table.append(_manifest_row(root, e, rate, shard_of.get(r.id), spans.get(r.id, ())))
+                    table.append(_manifest_row(root, e, rate, shard, spans.get(r.id, ())))
                     line = _cut_before_spans(_audio_meta(e, rate, audio_dir / zip_name(r.id, count)), spans.get(r.id))
                     if line is not None:
                         text = json.dumps(line, sort_keys=True) + "\n"
@@ -439,12 +440,11 @@ def _export(root: DataRoot, catalog: Catalog, name: str, out: Path, fractions: t
         store = FeatureStore(root.features_dir)
         _record_splits(catalog, store, plan)
         spans = _record_spans(catalog, store, plan)
-        index = store.index()
-        no_features = _drop_without_features(plan, set(index.clip_id.tolist()))
+        indexed = plan.set_shards((c, sh) for b in store.index_batches(["clip_id", "shard"])
+                                  for c, sh in zip(b.column(0).to_pylist(), b.column(1).to_pylist(), strict=True))
+        no_features = _drop_without_features(plan, indexed)
         missing = _drop_without_files(root, plan)
-        shard_of = dict(zip(index.clip_id.tolist(), index.shard.tolist(), strict=True))
-        del index
-        done = _write_clips(root, catalog, out, plan, spans, shard_of, audio_rate)
+        done = _write_clips(root, catalog, out, plan, spans, audio_rate)
         if done.no_rate:
             log.warning("%d clips have no known audio sample rate (%s): null in the manifest and the JSONL",
                         done.no_rate, "nothing read their files" if audio_rate is None
@@ -473,14 +473,14 @@ def _record_spans(catalog: Catalog, store: FeatureStore, plan: ExportPlan) -> di
     return spans
 
 
-def _drop_without_features(plan: ExportPlan, have: set[str]) -> list[str]:
-    """Once features exist (``have``: the clips in the feature index), an export lists only clips that have
-    them (a manifest row with no shard would fail a trainer later): the rest are left out with a warning
-    (extract or retry them, then re-export) and returned. Before any features an export is of audio alone and
-    lists every accepted clip."""
-    if not have:
+def _drop_without_features(plan: ExportPlan, indexed: bool) -> list[str]:
+    """Once features exist (``indexed``: the feature index has rows, their shards are in the plan), an export
+    lists only clips that have them (a manifest row with no shard would fail a trainer later): the rest are left
+    out with a warning (extract or retry them, then re-export) and returned. Before any features an export is of
+    audio alone and lists every accepted clip."""
+    if not indexed:
         return []
-    left = [c for ids in plan.ids() for c in ids if c not in have]
+    left = list(plan.without_shard())
     if left:
         log.warning("%d accepted clips have no features (not extracted yet, or failed): left out of the export: %s",
                     len(left), left[:5])

@@ -4,6 +4,7 @@ one split) and the release files. Written by the export and again by a takedown 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -54,15 +55,14 @@ def _card_groups(cat: Catalog, m: CardCounts) -> tuple[list[MusicGroup], dict[st
 
 def features_made(features_dir: Path, in_export: Callable[[Iterable[str]], Iterable[str]]) -> list[dict]:
     """The identities (CLIP, codec, rates, format) of the features runs that made the export's clips' shards,
-    each with its number of clips. ``in_export``: which of some clip ids the export holds."""
-    store = FeatureStore(features_dir)
-    index = store.index()
-    if len(index):
-        index = index[index.clip_id.isin(set(in_export(index.clip_id.tolist())))]
-    out = []
-    for raw, n in index.config.value_counts().sort_index().items():
-        out.append({**json.loads(raw).get("identity", {}), "clips": int(n)})
-    return out
+    each with its number of clips. ``in_export``: which of some clip ids the export holds. Reads the feature
+    index a batch at a time."""
+    counts: Counter[str] = Counter()
+    for batch in FeatureStore(features_dir).index_batches(["clip_id", "config"]):
+        ids, configs = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        kept = set(in_export(ids))
+        counts.update(cfg for c, cfg in zip(ids, configs, strict=True) if c in kept)
+    return [{**json.loads(raw).get("identity", {}), "clips": n} for raw, n in sorted(counts.items())]
 
 
 def _gather_facts(out: Path, m: CardScratch, cat: Catalog, reuse: bool) -> dict[str, object]:

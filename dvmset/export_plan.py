@@ -31,7 +31,7 @@ from dvmset.tables import Clip, Source
 BATCH = 1_000  # rows read from the catalog and written to the plan at once
 _SCHEMA = """
 CREATE TABLE clips (id TEXT PRIMARY KEY, source TEXT NOT NULL, split TEXT, kept INTEGER NOT NULL DEFAULT 1,
-                    zip INTEGER, part INTEGER) WITHOUT ROWID;
+                    zip INTEGER, part INTEGER, shard TEXT) WITHOUT ROWID;
 CREATE TABLE sources (id TEXT PRIMARY KEY, query TEXT) WITHOUT ROWID;
 CREATE TABLE recorded (source TEXT NOT NULL, split TEXT NOT NULL, PRIMARY KEY (source, split)) WITHOUT ROWID;
 CREATE TABLE own (source TEXT PRIMARY KEY, split TEXT NOT NULL) WITHOUT ROWID;
@@ -166,6 +166,20 @@ class ExportPlan:
         """(clip id, split) rows of clips already in the plan (a split planned elsewhere)."""
         self._many("UPDATE clips SET split = ? WHERE id = ?", ((p, c) for c, p in pairs))
 
+    def set_shards(self, pairs: Iterable[tuple[str, str]]) -> bool:
+        """(clip id, shard) rows of the feature index (any clips; those not in the plan change nothing), a
+        transaction per batch; True when there was any row (features exist, so a clip without one is not
+        exported: dvmset.export._drop_without_features)."""
+        seen = False
+        for chunk in batches(pairs, 50_000):
+            seen = True
+            self._many("UPDATE clips SET shard = ? WHERE id = ?", ((sh, c) for c, sh in chunk))
+        return seen
+
+    def without_shard(self) -> Iterator[str]:
+        """The exported clips the feature index does not hold, in id order."""
+        yield from (r[0] for r in self.db.execute("SELECT id FROM clips WHERE kept = 1 AND shard IS NULL ORDER BY id"))
+
     # -- reading it back -----------------------------------------------------------------------------------------
 
     def ids(self, split: str | None = None, *, kept_only: bool = True, size: int = BATCH) -> Iterator[list[str]]:
@@ -181,9 +195,9 @@ class ExportPlan:
         while rows := cur.fetchmany(size):
             yield [r[0] for r in rows]
 
-    def rows(self, size: int = BATCH) -> Iterator[list[tuple[str, str, str]]]:
-        """(clip id, source id, split) of the exported clips in id order, a batch at a time."""
-        cur = self.db.execute("SELECT id, source, split FROM clips WHERE kept = 1 ORDER BY id")
+    def rows(self, size: int = BATCH) -> Iterator[list[tuple[str, str, str, str | None]]]:
+        """(clip id, source id, split, feature shard) of the exported clips in id order, a batch at a time."""
+        cur = self.db.execute("SELECT id, source, split, shard FROM clips WHERE kept = 1 ORDER BY id")
         while rows := cur.fetchmany(size):
             yield rows
 

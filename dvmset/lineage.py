@@ -71,11 +71,10 @@ def clip_lineage(root: DataRoot, cat: Catalog, clip_id: str) -> dict:
             "taken_down": None if clip.taken_down_at is None else
             {"at": clip.taken_down_at.isoformat(), "reason": clip.takedown_reason},
         }
-    index = FeatureStore(root.features_dir).index()
-    row = index[index.clip_id == clip_id]
-    if len(row):
+    row = FeatureStore(root.features_dir).row(clip_id)
+    if row is not None:
         out["steps"].append({"step": "features", "tool": "vidmusician", "version": None,
-                             "params": {**json.loads(row.iloc[0]["config"]), "shard": row.iloc[0]["shard"]}})
+                             "params": {**json.loads(row["config"]), "shard": row["shard"]}})
     return out
 
 

@@ -15,7 +15,9 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dvmset.io import atomic_path
 from dvmset.shards import FeatureStore, ShardProblem, check_shards
@@ -25,16 +27,35 @@ log = logging.getLogger(__name__)
 CHECKED_NAME = "checked.json"
 
 
-def _stamp(path: Path, rows: pd.DataFrame, card: int | None) -> list | None:
+def _row_hashes(store: FeatureStore, card: int | None) -> dict[str, hashlib._Hash]:
+    """Each shard's hash of its index rows (``clip id TAB sha256`` lines, in the index's order, after the
+    codebook size), a batch of the index at a time: each run of one shard's rows is hashed as one slice of
+    Arrow's joined strings, not row by row in Python."""
+    hashes: dict[str, hashlib._Hash] = {}
+    for batch in store.index_batches(["shard", "clip_id", "sha256"]):
+        pairs = pc.binary_join_element_wise(batch.column("clip_id"), batch.column("sha256"), "\t")
+        lines = pc.binary_join_element_wise(pairs, "\n", "")
+        lines = pa.concat_arrays([lines]).cast(pa.large_string())  # one values buffer, 64-bit offsets
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset:lines.offset + len(lines) + 1]
+        data = lines.buffers()[2]
+        codes = pc.dictionary_encode(batch.column("shard"))
+        starts = np.flatnonzero(np.diff(codes.indices.to_numpy(zero_copy_only=False))) + 1
+        bounds = [0, *starts.tolist(), len(batch)]
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            shard = codes.dictionary[codes.indices[a].as_py()].as_py()
+            if shard not in hashes:
+                hashes[shard] = hashlib.sha256(f"{card}\n".encode())
+            hashes[shard].update(memoryview(data)[offsets[a]:offsets[b]])
+    return hashes
+
+
+def _stamp(path: Path, rows_hash: hashlib._Hash) -> list | None:
     """What must be unchanged for a remembered check to hold; None when the file is missing."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
-    h = hashlib.sha256(f"{card}\n".encode())
-    for clip_id, sha in zip(rows.clip_id, rows.sha256, strict=True):
-        h.update(f"{clip_id}\t{sha}\n".encode())
-    return [st.st_size, st.st_mtime_ns, h.hexdigest()]
+    return [st.st_size, st.st_mtime_ns, rows_hash.hexdigest()]
 
 
 def _load(path: Path) -> dict:
@@ -49,13 +70,12 @@ def check_changed_shards(features_dir: str | Path, *, card: int | None = None) -
     """:func:`dvmset.shards.check_shards` of the shards not known sound: those whose file or index rows
     changed since they were last found sound; remembers the sound ones. Returns every problem found."""
     features_dir = Path(features_dir)
-    index = FeatureStore(features_dir).index()
+    store = FeatureStore(features_dir)
     memo_path = features_dir / CHECKED_NAME
     memo = _load(memo_path)
-    stamps = {str(shard): _stamp(features_dir / str(shard), rows, card)
-              for shard, rows in index.groupby("shard", sort=True)}
+    stamps = {shard: _stamp(features_dir / shard, h) for shard, h in sorted(_row_hashes(store, card).items())}
     todo = [shard for shard, stamp in stamps.items() if stamp is None or memo.get(shard) != stamp]
-    problems = check_shards(features_dir, index[index.shard.isin(todo)].clip_id, card=card) if todo else []
+    problems = check_shards(features_dir, store.ids_in_shards(todo), card=card) if todo else []
     bad = {p.shard for p in problems}
     fresh = {shard: stamp for shard, stamp in stamps.items()
              if stamp is not None and shard not in bad and (shard in todo or memo.get(shard) == stamp)}

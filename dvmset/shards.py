@@ -13,12 +13,15 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
@@ -34,6 +37,8 @@ TENSOR_NAMES = ("global", "rhythm", "codes", "rhythm_global")  # checksum order:
 FORMAT_TENSORS = {"vidmusician-features/1": TENSOR_NAMES[:3], SHARD_FORMAT: TENSOR_NAMES}
 RHYTHM_TENSORS = ("rhythm", "rhythm_global")  # [T*50] each, 50 Hz
 INDEX_COLUMNS = ["clip_id", "shard", "split", "query", "source_id", "clip_s", "embed_dim", "sha256", "config"]
+INDEX_SCHEMA = pa.schema([(c, pa.int64() if c in ("clip_s", "embed_dim") else pa.string()) for c in INDEX_COLUMNS])
+INDEX_BATCH = 65_536  # index rows read, changed and written at once (and the file's row groups)
 _DTYPES = {"global": np.float16, "rhythm": np.float32, "rhythm_global": np.float32, "codes": np.int16}
 
 
@@ -249,24 +254,91 @@ class FeatureStore:
         return int(files[-1].stem.split("-")[1]) + 1 if files else 0
 
     def index(self) -> pd.DataFrame:
+        """The whole index as one frame: for a few clips (tests, a features run's recovery). What scans every
+        clip reads :meth:`index_batches` or :meth:`index_column`, a batch or a column at a time."""
         if not self.index_path.exists():
             return _frame([])
         return pd.read_parquet(self.index_path)
 
+    def index_batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The index :data:`INDEX_BATCH` rows at a time, in its order (shard, then clip id)."""
+        if self.index_path.exists():
+            yield from pq.ParquetFile(self.index_path).iter_batches(batch_size=INDEX_BATCH, columns=columns)
+
+    def index_column(self, column: str) -> pa.ChunkedArray:
+        """One column of the whole index, in Arrow (a clip id costs its bytes, not a Python string)."""
+        if not self.index_path.exists():
+            return pa.chunked_array([], pa.string())
+        return pq.read_table(self.index_path, columns=[column]).column(column)
+
+    def shards_of(self, clip_ids: Iterable[str]) -> set[str]:
+        """The shards the index says hold these clips, a batch of the index at a time."""
+        wanted = pa.array(sorted(set(clip_ids)), pa.string())
+        out: set[str] = set()
+        for batch in self.index_batches(["clip_id", "shard"]):
+            out.update(batch.column(1).filter(pc.is_in(batch.column(0), value_set=wanted)).to_pylist())
+        return out
+
+    def row(self, clip_id: str) -> dict | None:
+        """One clip's index row, or None; reads the index a batch at a time."""
+        for batch in self.index_batches():
+            hit = batch.filter(pc.equal(batch.column("clip_id"), clip_id))
+            if len(hit):
+                return hit.to_pylist()[0]
+        return None
+
+    def ids_in_shards(self, shards: Iterable[str]) -> list[str]:
+        """The clip ids the index puts in these shards, in its order."""
+        wanted = pa.array(sorted(set(shards)), pa.string())
+        return [c for batch in self.index_batches(["clip_id", "shard"])
+                for c in batch.column(0).filter(pc.is_in(batch.column(1), value_set=wanted)).to_pylist()]
+
     def _save(self, df: pd.DataFrame) -> None:
         df = df.sort_values(["shard", "clip_id"]).reset_index(drop=True)
         with atomic_path(self.index_path) as tmp:
-            df.to_parquet(tmp, index=False)
+            pq.write_table(pa.Table.from_pandas(df[INDEX_COLUMNS], schema=INDEX_SCHEMA, preserve_index=False), tmp,
+                           row_group_size=INDEX_BATCH)
 
-    def append(self, rows: Sequence[dict]) -> pd.DataFrame:
-        df = self.index()
-        new = _frame(rows)
-        dup = set(new.clip_id) & set(df.clip_id)
+    def _rewrite(self, change: Callable[[pa.RecordBatch], tuple[pa.RecordBatch, int]],
+                 tail: pa.Table | None = None) -> int:
+        """Stream the index through ``change`` (a batch -> the batch to write, how many rows it changed) into a
+        new file that replaces it, followed by ``tail``'s rows; returns the rows changed. Nothing is written when
+        no row changed and there is no tail. Holds a batch, whatever the index's size."""
+        changed = 0
+
+        class Unchanged(Exception):
+            pass
+
+        try:
+            with atomic_path(self.index_path) as tmp, pq.ParquetWriter(tmp, INDEX_SCHEMA) as writer:
+                for batch in self.index_batches(INDEX_COLUMNS):
+                    new, n = change(batch)
+                    changed += n
+                    writer.write_batch(new.cast(INDEX_SCHEMA), row_group_size=INDEX_BATCH)  # an older file's nulls
+                if tail is not None:
+                    writer.write_table(tail.cast(INDEX_SCHEMA), row_group_size=INDEX_BATCH)
+                if not changed and tail is None:
+                    raise Unchanged
+        except Unchanged:
+            pass
+        return changed
+
+    def append(self, rows: Sequence[dict]) -> None:
+        """Index a new shard's clips after every indexed one (a new shard's number is the highest)."""
+        new = _frame(rows).sort_values(["shard", "clip_id"]).reset_index(drop=True)
+        wanted = pa.array(new.clip_id.tolist(), pa.string())
+        dup: list[str] = []
+        last = None
+        for batch in self.index_batches(["clip_id", "shard"]):
+            dup += batch.column(0).filter(pc.is_in(batch.column(0), value_set=wanted)).to_pylist()
+            last = pc.max(batch.column(1)).as_py()  # the index is in shard order: the last batch's is the highest
         if dup:
             raise ValueError(f"clips already in the index: {sorted(dup)[:5]}")
-        df = new if df.empty else pd.concat([df, new], ignore_index=True)
-        self._save(df)
-        return df
+        if last is not None and new.shard.iloc[0] <= last:  # not after every indexed shard: sorted whole (rare)
+            self._save(pd.concat([self.index(), new], ignore_index=True))
+            return
+        self._rewrite(lambda batch: (batch, 0), tail=pa.Table.from_pandas(new[INDEX_COLUMNS], schema=INDEX_SCHEMA,
+                                                                          preserve_index=False))
 
     def recover(self) -> list[str]:
         """Index the shards a crash left out; drop rows whose shard is gone. Returns recovered names."""
@@ -293,33 +365,41 @@ class FeatureStore:
         None reads every shard's header. Returns the names of the shards rewritten or deleted."""
         gone = set(clip_ids)
         remove_partials(self.dir, "shard-*")  # a rewrite killed mid-write left its temp file
-        df = self.index()
-        if df.clip_id.isin(gone).any():
-            self._save(df[~df.clip_id.isin(gone)])
+        wanted = pa.array(sorted(gone), pa.string())
+
+        def without(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, int]:
+            hit = pc.is_in(batch.column("clip_id"), value_set=wanted)
+            n = pc.sum(hit).as_py() or 0
+            return (batch.filter(pc.invert(hit)) if n else batch), n
+
+        self._rewrite(without)
         files = self.shard_files() if shards is None else \
             [self.dir / n for n in sorted(set(shards)) if (self.dir / n).is_file()]
         return [p.name for p in files if _rewrite_without(p, gone)]
 
-    def set_splits(self, splits: Mapping[str, str], *, exclusive: bool = False) -> int:
+    def set_splits(self, splits: Mapping[str, str] | Callable[[list[str]], Mapping[str, str]], *,
+                   exclusive: bool = False) -> int:
         """Write clip splits (from an export) into the index; returns how many rows changed.
 
+        ``splits``: clip id -> split, or a function giving that for a batch of clip ids (an export's plan, which
+        holds its splits on disk): the index is rewritten a batch at a time either way.
         ``exclusive``: the mapping is the whole dataset, so clips missing from it (rejected since an
         earlier export) lose their split and no split-filtered reader serves them any more.
         """
-        df = self.index()
-        if df.empty:
-            return 0
-        new = df.clip_id.map(splits)
-        if exclusive:
-            dropped = new.isna() & df.split.notna()
-            df.loc[dropped, "split"] = None
-        else:
-            dropped = pd.Series(False, index=df.index)
-        changed = (new.notna() & (new != df.split)) | dropped
-        df.loc[new.notna(), "split"] = new[new.notna()]
-        if changed.any():
-            self._save(df)
-        return int(changed.sum())
+        split_of = splits if callable(splits) else lambda ids: {c: splits[c] for c in ids if c in splits}
+
+        def with_splits(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, int]:
+            old = batch.column("split").to_pylist()
+            given = split_of(batch.column("clip_id").to_pylist())
+            new = [given.get(c, None if exclusive else was) for c, was in zip(batch.column("clip_id").to_pylist(), old,
+                                                                          strict=True)]
+            n = sum(a != b for a, b in zip(old, new, strict=True))
+            if not n:
+                return batch, 0
+            i = batch.schema.get_field_index("split")
+            return batch.set_column(i, "split", pa.array(new, pa.string())), n
+
+        return self._rewrite(with_splits)
 
 
 class ShardReader:

@@ -3,6 +3,8 @@ reasons, and how far accepted clips got through features and export."""
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import exists, func, select
 
 from dvmset import leases, site_blocks
@@ -40,19 +42,22 @@ def features_status(root: DataRoot, cat: Catalog) -> dict:
     """Accepted clips: how many have features, how many wait, which failed (and why), what was exported.
     Streams the accepted ids once (the index is a file the catalog cannot join); checks only the shards
     changed since they were last found sound (dvmset.shard_checks)."""
-    indexed = set(FeatureStore(root.features_dir).index().clip_id)
+    indexed = FeatureStore(root.features_dir).index_column("clip_id")  # Arrow: an id costs its bytes
     accepted = in_shards = 0
     accepted_failed = _failed_features(cat)
     with cat.session() as s:
         accepted = s.scalar(select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.ACCEPTED))
-        if indexed:  # Core rows streamed in blocks: no ORM object, no list of every id
+        if len(indexed):  # Core rows streamed in blocks into Arrow, then one hash lookup of the index's ids
             q = select(Clip.id).where(Clip.status == ClipStatus.ACCEPTED).execution_options(yield_per=50_000)
-            for part in s.connection().execute(q).scalars().partitions():
-                in_shards += len(indexed.intersection(part))
+            ids = pa.chunked_array([pa.array(part, pa.string()) for part in
+                                    s.connection().execute(q).scalars().partitions()], pa.string())
+            in_shards = pc.sum(pc.is_in(ids, value_set=indexed)).as_py() or 0
+            del ids
         for ids in batches(sorted(accepted_failed)):  # few: the failed runs' clips
             still = set(s.scalars(select(Clip.id).where(Clip.id.in_(ids), Clip.status == ClipStatus.ACCEPTED)))
-            for c in ids:
-                if c not in still or c in indexed:
+            have = pc.is_in(pa.array(ids, pa.string()), value_set=indexed).to_pylist()
+            for c, has in zip(ids, have, strict=True):
+                if c not in still or has:
                     accepted_failed.pop(c)
     failed = [{"clip_id": c, "error": e} for c, e in sorted(accepted_failed.items())]
     exports = sorted(p.parent.name for p in root.exports_dir.glob("*/manifest.parquet"))

@@ -136,8 +136,7 @@ def scrub_features(store: FeatureStore, clip_ids: Iterable[str]) -> list[str]:
     them when run again. The caller holds ``store.exclusive``."""
     gone = set(clip_ids)
     pending = store.dir / PENDING_SHARDS
-    index = store.index()
-    shards = set(index.shard[index.clip_id.isin(gone)])
+    shards = store.shards_of(gone)
     if pending.is_file():
         try:
             shards |= set(json.loads(pending.read_text(encoding="utf-8")))

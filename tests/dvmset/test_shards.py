@@ -137,3 +137,66 @@ def test_a_shard_of_an_unknown_format_is_refused_not_guessed(tmp_path):
         ShardReader(tmp_path).get("a-00000")
     with pytest.raises(ValueError, match="features/9"):
         read_shard_rows(store.shard_path(0))
+
+
+def _store_of(tmp_path, shards: int = 4, per_shard: int = 3) -> FeatureStore:
+    store = FeatureStore(tmp_path)
+    for n in range(shards):
+        store.append(write_shard(store.shard_path(n), [entry(f"v{n}-{k:05d}", n * per_shard + k, query=f"q{n}",
+                                                             source_id=f"v{n}") for k in range(per_shard)]))
+    return store
+
+
+def test_the_index_is_read_and_rewritten_a_batch_at_a_time_with_the_same_result(tmp_path, monkeypatch):
+    """Batches of 5 rows over 12 indexed clips in shards of 3: every batch boundary falls inside a shard or on
+    one. Each operation equals what the whole frame gives (INDEX_BATCH large), row for row."""
+    whole = _store_of(tmp_path / "whole")
+    monkeypatch.setattr("dvmset.shards.INDEX_BATCH", 5)
+    small = _store_of(tmp_path / "small")  # appended a batch at a time too
+    assert [len(b) for b in small.index_batches()] == [5, 5, 2]
+    assert small.index().equals(whole.index())
+
+    splits = {"v0-00001": "test", "v2-00000": "train", "v3-00002": "valid", "nowhere-00000": "test"}
+    assert small.set_splits(lambda ids: {c: splits[c] for c in ids if c in splits}) == 3  # a plan's lookup
+    assert small.set_splits(splits) == 0  # nothing changed: the file is not written again
+    assert small.set_splits({"v2-00000": "train"}, exclusive=True) == 2  # the others lose their split
+    got = {b["clip_id"]: b["split"] for batch in small.index_batches(["clip_id", "split"]) for b in batch.to_pylist()}
+    assert got == {c: ("train" if c == "v2-00000" else None) for c in got} and len(got) == 12
+
+    assert small.shards_of(["v1-00002", "v3-00000", "nowhere-00000"]) == {"shard-00001.safetensors",
+                                                                          "shard-00003.safetensors"}
+    assert small.ids_in_shards(["shard-00002.safetensors"]) == ["v2-00000", "v2-00001", "v2-00002"]
+    assert small.row("v3-00001")["sha256"] == whole.index().set_index("clip_id").at["v3-00001", "sha256"]
+    assert small.row("nowhere-00000") is None
+    assert list(small.index_column("clip_id").to_pylist()) == list(whole.index().clip_id)
+
+    assert small.remove_clips(["v1-00000", "v1-00001", "v1-00002", "v2-00001"]) == ["shard-00001.safetensors",
+                                                                                   "shard-00002.safetensors"]
+    assert list(small.index().clip_id) == ["v0-00000", "v0-00001", "v0-00002", "v2-00000", "v2-00002",
+                                           "v3-00000", "v3-00001", "v3-00002"]
+    assert small.recover() == []  # the shard headers agree with the rewritten index
+
+    with pytest.raises(ValueError, match="already in the index"):
+        small.append(write_shard(small.shard_path(9), [entry("v3-00001", 99)]))
+    small.shard_path(9).unlink()
+    small.append(write_shard(small.shard_path(1), [entry("w-00000", 7)]))  # a lower shard number: sorted in
+    assert list(small.index().shard).index("shard-00001.safetensors") == 3
+
+
+def test_a_shard_check_remembered_by_the_whole_frame_still_holds_read_a_batch_at_a_time(tmp_path, monkeypatch):
+    """The remembered stamps hash each shard's index rows; read in batches that cut shards apart, the hashes are
+    the ones the row-by-row code wrote (a memo from before stays valid: no shard is read again)."""
+    import hashlib
+
+    from dvmset.shard_checks import _row_hashes
+
+    store = _store_of(tmp_path)
+    df = store.index()
+    ref = {}
+    for shard, rows in df.groupby("shard", sort=True):  # the earlier row-by-row stamp
+        h = hashlib.sha256(b"2048\n")
+        for clip_id, sha in zip(rows.clip_id, rows.sha256, strict=True):
+            h.update(f"{clip_id}\t{sha}\n".encode())
+        ref[shard] = h.hexdigest()
+    monkeypatch.setattr("dvmset.shards.INDEX_BATCH", 5)
+    assert {s: h.hexdigest() for s, h in _row_hashes(store, 2048).items()} == ref
