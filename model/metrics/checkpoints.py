@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import importlib.util
 import logging
+import os
 import pickle
 import sys
 import types
@@ -137,7 +138,24 @@ def import_skipping_package_init(package: str, module: str) -> types.ModuleType:
         wheel = _NO_DEPS_WHEELS.get(package, package)
         raise EmbedderUnavailable(f"the {package} package is not installed: pip install --no-deps {wheel}")
     register_bare_package(package)
+    env = dict(os.environ)
     try:
         return importlib.import_module(name)
     except ImportError as err:
         raise EmbedderUnavailable(f"{name} cannot be imported here: {err}") from err
+    finally:
+        _restore_environment(env, name)
+
+
+def _restore_environment(before: dict[str, str], who: str) -> None:
+    """Undo what an import did to ``os.environ``: laion_clap's ``pann_model`` sets ``NUMBA_CACHE_DIR=/tmp/`` at
+    import, which would send librosa's numba cache of every process this one starts (workers, a row's
+    evaluation) to a second, shared folder (see model.metrics.beats.numba_cache_lock)."""
+    changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+    for key in changed:
+        if key in before:
+            os.environ[key] = before[key]
+        else:
+            del os.environ[key]
+    if changed:
+        log.debug("importing %s changed the environment (%s): put back", who, ", ".join(changed))
