@@ -220,6 +220,10 @@ class StoreBusy(RuntimeError):
     whole_run = True  # a refused lock stops the run (pipeline.errors policy)
 
 
+class _Unchanged(Exception):
+    """FeatureStore._rewrite changed no row: its new file is dropped."""
+
+
 class FeatureStore:
     """The ``features/`` directory: shard numbering, the index, crash recovery, split updates.
 
@@ -305,10 +309,6 @@ class FeatureStore:
         new file that replaces it, followed by ``tail``'s rows; returns the rows changed. Nothing is written when
         no row changed and there is no tail. Holds a batch, whatever the index's size."""
         changed = 0
-
-        class Unchanged(Exception):
-            pass
-
         try:
             with atomic_path(self.index_path) as tmp, pq.ParquetWriter(tmp, INDEX_SCHEMA) as writer:
                 for batch in self.index_batches(INDEX_COLUMNS):
@@ -318,8 +318,8 @@ class FeatureStore:
                 if tail is not None:
                     writer.write_table(tail.cast(INDEX_SCHEMA), row_group_size=INDEX_BATCH)
                 if not changed and tail is None:
-                    raise Unchanged
-        except Unchanged:
+                    raise _Unchanged
+        except _Unchanged:
             pass
         return changed
 
@@ -389,10 +389,10 @@ class FeatureStore:
         split_of = splits if callable(splits) else lambda ids: {c: splits[c] for c in ids if c in splits}
 
         def with_splits(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, int]:
-            old = batch.column("split").to_pylist()
-            given = split_of(batch.column("clip_id").to_pylist())
-            new = [given.get(c, None if exclusive else was) for c, was in zip(batch.column("clip_id").to_pylist(), old,
-                                                                          strict=True)]
+            ids, old = batch.column("clip_id").to_pylist(), batch.column("split").to_pylist()
+            given = split_of(ids)
+            new = [g if (g := given.get(c)) is not None else (None if exclusive else was)
+                   for c, was in zip(ids, old, strict=True)]
             n = sum(a != b for a, b in zip(old, new, strict=True))
             if not n:
                 return batch, 0
