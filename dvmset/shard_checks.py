@@ -33,6 +33,8 @@ def _row_hashes(store: FeatureStore, card: int | None) -> dict[str, hashlib._Has
     Arrow's joined strings, not row by row in Python."""
     hashes: dict[str, hashlib._Hash] = {}
     for batch in store.index_batches(["shard", "clip_id", "sha256"]):
+        if not len(batch):
+            continue
         pairs = pc.binary_join_element_wise(batch.column("clip_id"), batch.column("sha256"), "\t")
         lines = pc.binary_join_element_wise(pairs, "\n", "")
         lines = pa.concat_arrays([lines]).cast(pa.large_string())  # one values buffer, 64-bit offsets
