@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dvmset.card import FACT_COLUMNS, QC_HINTS
-from dvmset.card_scratch import FLAG_CHUNK, CardArrow, card_scratch
+from dvmset.card_scratch import FLAG_CHUNK, CardArrow, CardScratch, card_scratch
 from dvmset.line_filter import _dictionary_columns
 from dvmset.shards import FeatureStore
 
@@ -40,22 +40,24 @@ def _timed(fn):  # noqa: ANN001, ANN202 - a thunk; (seconds, its result)
     return time.perf_counter() - t0, out
 
 
+def _one_by_one(card: CardArrow | CardScratch) -> list[tuple[int, int]]:
+    """(flagged, known) per QC hint, each distinct value tested once in Python (the card code before)."""
+    out = []
+    for col, _, _, flag in QC_HINTS:
+        flagged = known = 0
+        for v, k in card.value_counts("facts", col):
+            if v is not None:
+                known += k
+                flagged += k if flag(v) else 0
+        out.append((flagged, known))
+    return out
+
+
 def qc_flags(n: int, rng: np.random.Generator) -> None:
     facts = pa.table({c: rng.normal(0.0, 20.0, n) for c, *_ in QC_HINTS})
     card = CardArrow(pa.table({"clip_id": pa.array(np.arange(n).astype(str))}), facts)
 
-    def one_by_one() -> list[tuple[int, int]]:
-        out = []
-        for col, _, _, flag in QC_HINTS:
-            flagged = known = 0
-            for v, k in card.value_counts("facts", col):
-                if v is not None:
-                    known += k
-                    flagged += k if flag(v) else 0
-            out.append((flagged, known))
-        return out
-
-    slow, want = _timed(one_by_one)
+    slow, want = _timed(lambda: _one_by_one(card))
     fast, got = _timed(lambda: [card.flagged(c, f) for c, _, _, f in QC_HINTS])
     assert got == want, (got, want)
     print(f"QC hints, 6 columns x {n} values: one distinct value at a time {slow:.2f} s, the column at once "
@@ -64,19 +66,7 @@ def qc_flags(n: int, rng: np.random.Generator) -> None:
     with card_scratch(FACT_COLUMNS) as m:  # the export's card: the same facts in its scratch database
         cols = [facts[c].to_numpy() for c, *_ in QC_HINTS]
         m.add_facts((f"v{i}", None, None, None, *(float(c[i]) for c in cols)) for i in range(n))
-
-        def scratch_one_by_one() -> list[tuple[int, int]]:
-            out = []
-            for col, _, _, flag in QC_HINTS:
-                flagged = known = 0
-                for v, k in m.value_counts("facts", col):
-                    if v is not None:
-                        known += k
-                        flagged += k if flag(v) else 0
-                out.append((flagged, known))
-            return out
-
-        slow, old = _timed(scratch_one_by_one)
+        slow, old = _timed(lambda: _one_by_one(m))
         fast, now = _timed(lambda: [m.flagged(c, f) for c, _, _, f in QC_HINTS])
     assert old == now == want, (old, now, want)
     print(f"the export's scratch-database card, the same hints: one distinct value at a time {slow:.2f} s, "
