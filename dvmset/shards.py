@@ -275,13 +275,15 @@ class FeatureStore:
             return pa.chunked_array([], pa.string())
         return pq.read_table(self.index_path, columns=[column]).column(column)
 
+    def _where_in(self, column: str, values: Iterable[str], out: str) -> Iterator[str]:
+        """``out`` of the index rows whose ``column`` is one of ``values``, in the index's order, a batch at a time."""
+        wanted = pa.array(sorted(set(values)), pa.string())
+        for batch in self.index_batches([column, out]):
+            yield from batch.column(out).filter(pc.is_in(batch.column(column), value_set=wanted)).to_pylist()
+
     def shards_of(self, clip_ids: Iterable[str]) -> set[str]:
-        """The shards the index says hold these clips, a batch of the index at a time."""
-        wanted = pa.array(sorted(set(clip_ids)), pa.string())
-        out: set[str] = set()
-        for batch in self.index_batches(["clip_id", "shard"]):
-            out.update(batch.column(1).filter(pc.is_in(batch.column(0), value_set=wanted)).to_pylist())
-        return out
+        """The shards the index says hold these clips."""
+        return set(self._where_in("clip_id", clip_ids, "shard"))
 
     def row(self, clip_id: str) -> dict | None:
         """One clip's index row, or None; reads the index a batch at a time."""
@@ -293,9 +295,7 @@ class FeatureStore:
 
     def ids_in_shards(self, shards: Iterable[str]) -> list[str]:
         """The clip ids the index puts in these shards, in its order."""
-        wanted = pa.array(sorted(set(shards)), pa.string())
-        return [c for batch in self.index_batches(["clip_id", "shard"])
-                for c in batch.column(0).filter(pc.is_in(batch.column(1), value_set=wanted)).to_pylist()]
+        return list(self._where_in("shard", shards, "clip_id"))
 
     def _save(self, df: pd.DataFrame) -> None:
         df = df.sort_values(["shard", "clip_id"]).reset_index(drop=True)
@@ -329,7 +329,7 @@ class FeatureStore:
         wanted = pa.array(new.clip_id.tolist(), pa.string())
         dup: list[str] = []
         last = None
-        for batch in self.index_batches(["clip_id", "shard"]):
+        for batch in self.index_batches(["clip_id", "shard"]):  # one pass: the duplicates and the highest shard
             dup += batch.column(0).filter(pc.is_in(batch.column(0), value_set=wanted)).to_pylist()
             last = pc.max(batch.column(1)).as_py()  # the index is in shard order: the last batch's is the highest
         if dup:
