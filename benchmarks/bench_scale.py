@@ -5,7 +5,10 @@ Run by hand:  python benchmarks/bench_scale.py --sources 1000 [--db URL] [--size
 For each size it builds a synthetic catalog through the project's tables with bulk inserts (about three
 60 s clips per source; 60 % accepted, 20 % rejected, 20 % pending; one to three decisions from five
 annotators on each decided clip; a chromaprint-format fingerprint per clip, 1 % of sources re-uploads
-of a shared recording, two per recording; an empty file per clip so the export can link it; no feature shards), then runs
+of a shared recording, two per recording; an empty file per clip so the export can link it; with ``--features``,
+feature shards of every accepted clip, 64 clips a shard in id order as a features run writes them, and their index,
+whose tensors are 1 s long and 4 wide: the index's rows and the shard files are as many as a real run's, their
+bytes ~1 KB a clip instead of ~110 KB), then runs
 each operation in a fresh Python process (``--op``; ``music_rebuild`` builds the shared-music index of
 the bulk-inserted catalog once, as ``vidmusician music-groups --rebuild`` does; ``status_again`` is a second
 status; ``agreement_build`` is the first agreement report, which counts every decision into the kept summary
@@ -13,7 +16,10 @@ status; ``agreement_build`` is the first agreement report, which counts every de
 review); ``index_clip`` records one new clip's lineage, matching its fingerprint through the index, as
 curation does per clip) and reports its wall and CPU seconds (imports excluded; CPU of this process only, so a
 database server's share is in wall alone; on a shared machine CPU is the steadier number) and the
-process's peak RSS (ru_maxrss, imports included: a bare process with the imports is ``baseline``).
+process's peak RSS (``VmHWM``, imports included: a bare process with the imports is ``baseline``). With
+``--features`` the first ``status`` checks every shard (reads every tensor, once: ``status_again`` reads the
+remembered check), the export writes every clip's split into the index, and the takedown rewrites the shards of
+the video's clips.
 ``--db`` takes a Postgres URL template with ``{db}`` for the database name (a database
 ``bench_scale_<size>`` per size, made anew by each run and left behind); SQLite files in a temp dir
 (removed at the end; ``--keep DIR`` builds in DIR, which must not hold
@@ -34,11 +40,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import insert
 
 from dvmset.catalog import Catalog
 from dvmset.layout import DataRoot
 from dvmset.music_groups import encode_fingerprint
+from dvmset.shards import INDEX_BATCH, INDEX_SCHEMA, FeatureStore, ShardEntry, write_shard
 from dvmset.tables import Annotator, Clip, Decision, Source
 
 OPS = ("baseline", "music_rebuild", "status", "status_again", "agreement_build", "agreement", "progress",
@@ -46,6 +55,8 @@ OPS = ("baseline", "music_rebuild", "status", "status_again", "agreement_build",
 CLIPS_PER_SOURCE = 3
 FP_ITEMS = 480  # ~60 s of chromaprint items
 BATCH = 20_000  # rows per bulk insert
+CLIPS_PER_SHARD = 64  # a features run's default
+FEATURE_CONFIG = json.dumps({"identity": {"format": "vidmusician-features/2", "clip_model": "bench"}})
 
 
 def _fp(rng: np.random.Generator, song: np.ndarray | None) -> str:
@@ -57,10 +68,51 @@ def _fp(rng: np.random.Generator, song: np.ndarray | None) -> str:
     return encode_fingerprint(noisy)
 
 
-def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0, indexed: bool = False) -> int:
+class _Features:
+    """Feature shards of the accepted clips as they are made (in id order), and their index, a batch at a time."""
+
+    def __init__(self, root: DataRoot, rng: np.random.Generator) -> None:
+        self.store, self.rng = FeatureStore(root.features_dir), rng
+        self.store.dir.mkdir(parents=True, exist_ok=True)
+        self.shard: list[ShardEntry] = []
+        self.rows: list[dict] = []
+        self.writer = pq.ParquetWriter(self.store.index_path, INDEX_SCHEMA)
+        self.n = 0
+
+    def add(self, clip_id: str, source_id: str, query: str) -> None:
+        r = self.rng
+        tensors = {"global": r.standard_normal((1, 4)).astype(np.float16),
+                   "rhythm": r.random(50, dtype=np.float32), "rhythm_global": r.random(50, dtype=np.float32),
+                   "codes": r.integers(0, 2048, size=(4, 50)).astype(np.int16)}
+        self.shard.append(ShardEntry(clip_id, tensors, FEATURE_CONFIG, query=query, source_id=source_id))
+        if len(self.shard) == CLIPS_PER_SHARD:
+            self._write_shard()
+
+    def _write_shard(self) -> None:
+        if self.shard:
+            self.rows += write_shard(self.store.shard_path(self.n), self.shard)
+            self.shard, self.n = [], self.n + 1
+        if len(self.rows) >= INDEX_BATCH:
+            self._flush(INDEX_BATCH)
+
+    def _flush(self, n: int) -> None:
+        self.writer.write_table(pa.Table.from_pylist(self.rows[:n], schema=INDEX_SCHEMA), row_group_size=INDEX_BATCH)
+        del self.rows[:n]
+
+    def close(self) -> None:
+        self._write_shard()
+        if self.rows:
+            self._flush(len(self.rows))
+        self.writer.close()
+
+
+def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0, indexed: bool = False,
+          features: bool = False) -> int:
     """The synthetic catalog (see module doc); returns the number of clips. ``indexed`` marks every clip as in
-    the shared-music index (with no links): status then skips the one-off bulk rebuild."""
+    the shared-music index (with no links): status then skips the one-off bulk rebuild. ``features``: feature
+    shards of the accepted clips and their index (drawn from their own generator, so the catalog is the same)."""
     rng = np.random.default_rng(seed)
+    made = _Features(root, np.random.default_rng(seed + 1)) if features else None
     now = dt.datetime.now(dt.UTC)
     songs = [rng.integers(0, 2**32, size=FP_ITEMS, dtype=np.uint64).astype(np.uint32) for _ in range(max(1, n_sources // 200))]
     lineage = {"steps": [{"step": "clip", "tool": "ffmpeg", "version": "7.0", "params": {"fps": 8}},
@@ -95,6 +147,8 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0, indexed: 
                           "music_sha256": f"{n_clips:064x}", "music_indexed": indexed, "music_fingerprint": _fp(rng, song if k == 0 else None),
                           "created_at": now, "updated_at": now})
             n_clips += 1
+            if made is not None and status == "accepted":
+                made.add(cid, sid, sources[-1]["query"])
             if status != "pending_review":
                 for a in rng.choice(5, size=int(rng.integers(1, 4)), replace=False).tolist():
                     verdict = status[:-2] if rng.random() < 0.9 else ("reject" if status == "accepted" else "accept")
@@ -102,6 +156,8 @@ def build(cat: Catalog, root: DataRoot, n_sources: int, seed: int = 0, indexed: 
                                       "seconds_spent": 20.0, "created_at": now})
         flush()
     flush(force=True)
+    if made is not None:
+        made.close()
     return n_clips
 
 
@@ -151,7 +207,16 @@ def run_op(op: str, root: DataRoot, url: str, video: str = "v0000001") -> dict:
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     cat.dispose()
     return {"op": op, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
-            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "rss_mb": round(_peak_kb() / 1024)}
+
+
+def _peak_kb() -> int:
+    """This process's peak RSS in KiB: ``VmHWM``, which starts again at exec. (``ru_maxrss`` keeps the parent's
+    peak across fork and exec, so an operation would report at least what the builder held.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux
 
 
 def _db_url(template: str | None, base: Path, size: int) -> tuple[str, str | None]:
@@ -168,14 +233,16 @@ def _db_url(template: str | None, base: Path, size: int) -> tuple[str, str | Non
 
 
 def measure(size: int, template: str | None, base: Path, ops: tuple[str, ...] = OPS,
-            indexed: bool = False) -> dict[str, dict]:
+            indexed: bool = False, features: bool = False) -> dict[str, dict]:
     root = DataRoot(base / f"root-{size}").ensure()
     url, _ = _db_url(template, base, size)
     cat = Catalog(url)
     t0 = time.perf_counter()
-    n_clips = build(cat, root, size, indexed=indexed)
+    n_clips = build(cat, root, size, indexed=indexed, features=features)
     cat.dispose()
-    print(f"# {size} sources, {n_clips} clips: built in {time.perf_counter() - t0:.0f} s", flush=True)
+    shards = len(FeatureStore(root.features_dir).shard_files())
+    print(f"# {size} sources, {n_clips} clips{f', {shards} feature shards' if features else ''}: built in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
     out = {}
     for op in ops:
         got = subprocess.run([sys.executable, __file__, "--op", op, "--root", str(root.path), "--db", url],
@@ -198,6 +265,8 @@ def main() -> None:
     ap.add_argument("--mark-indexed", action="store_true",
                     help="build the clips as already in the shared-music index (no links): skips music_rebuild's "
                          "one-off cost in status at sizes where it does not fit in time")
+    ap.add_argument("--features", action="store_true",
+                    help="also write feature shards of every accepted clip and their index (tiny tensors)")
     ap.add_argument("--keep", metavar="DIR",
                     help="build in DIR and leave it there (catalog-N.sqlite, root-N): a later run of one operation "
                          "reuses it with --op OP --root DIR/root-N --db sqlite:///DIR/catalog-N.sqlite")
@@ -220,7 +289,7 @@ def main() -> None:
         base.mkdir(parents=True, exist_ok=True)
         if held := [s for s in sizes if (base / f"root-{s}").exists()]:
             ap.error(f"{base} already holds a catalog of {held} sources: remove it or name another folder")
-        results = {size: measure(size, args.db, base, ops, args.mark_indexed) for size in sizes}
+        results = {size: measure(size, args.db, base, ops, args.mark_indexed, args.features) for size in sizes}
     lo, hi = results[sizes[0]], results[sizes[-1]]
     print(f"\n| operation (wall s / CPU s / peak RSS) | {' | '.join(f'{s} sources' for s in sizes)} "
           f"| growth {sizes[0]} -> {sizes[-1]} (CPU, RSS over baseline) |")

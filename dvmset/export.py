@@ -18,8 +18,9 @@ SQLite file beside the export (dvmset.export_plan) and read back sorted a batch 
 query at a time. Each batch is linked, appended to the JSONL files and written as one row group of the manifest,
 whose column types are fixed (:data:`MANIFEST_SCHEMA`) instead of inferred from all rows at once (a column with no
 value reads back as missing values of its type, not as None). The info zips and the release parts read their
-clips' rows a zip or a part at a time, the card reads the manifest a batch at a time (dvmset.card_scratch). Still
-held whole: the feature index (FeatureStore loads it), and the clips with excluded spans.
+clips' rows a zip or a part at a time, the card reads the manifest a batch at a time (dvmset.card_scratch), and
+the feature index is rewritten with the splits a batch at a time (dvmset.shards). Still held whole: the clips with
+excluded spans.
 """
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ def write_webdataset(root: DataRoot, out: Path, manifest: pd.DataFrame, music_fl
     remove_partials(folder)
     cache = folder / MUSIC_CACHE
     cache.mkdir(exist_ok=True)
-    reader = ShardReader(root.features_dir) if len(FeatureStore(root.features_dir).index()) else None
+    reader = ShardReader(root.features_dir) if FeatureStore(root.features_dir).count() else None
     rows: list[tuple[dict, Path, Path]] = []
     for _, r in manifest.sort_values(["split", "clip_id"]).iterrows():
         row = _row_dict(r)

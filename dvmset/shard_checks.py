@@ -77,7 +77,7 @@ def check_changed_shards(features_dir: str | Path, *, card: int | None = None) -
     memo = _load(memo_path)
     stamps = {shard: _stamp(features_dir / shard, h) for shard, h in sorted(_row_hashes(store, card).items())}
     todo = [shard for shard, stamp in stamps.items() if stamp is None or memo.get(shard) != stamp]
-    problems = check_shards(features_dir, store.ids_in_shards(todo), card=card) if todo else []
+    problems = check_shards(features_dir, shards=todo, card=card) if todo else []
     bad = {p.shard for p in problems}
     fresh = {shard: stamp for shard, stamp in stamps.items()
              if stamp is not None and shard not in bad and (shard in todo or memo.get(shard) == stamp)}

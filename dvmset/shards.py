@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,30 +174,28 @@ def reextract_hint(features_dir: Path, shards: Sequence[str]) -> str:
 
 
 def check_shards(features_dir: str | Path, clip_ids: Iterable[str] | None = None, *,
-                 card: int | None = None) -> list[ShardProblem]:
-    """Each shard holding ``clip_ids`` (every indexed clip by default) against the index: the file opens,
-    every clip's tensors match its sha256 and are finite, and codes lie in ``[0, card)`` when ``card`` is
-    given (the codebook size of the model about to train). Reads every tensor once."""
+                 shards: Iterable[str] | None = None, card: int | None = None) -> list[ShardProblem]:
+    """Each shard holding ``clip_ids`` (every indexed clip by default; only those of ``shards`` when given)
+    against the index: the file opens, every clip's tensors match its sha256 and are finite, and codes lie in
+    ``[0, card)`` when ``card`` is given (the codebook size of the model about to train). Reads every tensor
+    once, and the index a batch at a time (what it holds is the wanted clips' ids and checksums)."""
     features_dir = Path(features_dir)
-    index = FeatureStore(features_dir).index()
-    if clip_ids is not None:
-        index = index[index.clip_id.isin(set(clip_ids))]
     problems: list[ShardProblem] = []
-    for shard, rows in index.groupby("shard", sort=True):
-        path = features_dir / str(shard)
+    for shard, ids, shas in FeatureStore(features_dir).shard_runs(clip_ids, shards):
+        path = features_dir / shard
         if not path.is_file():
-            problems.append(ShardProblem(str(shard), None, "the file is missing"))
+            problems.append(ShardProblem(shard, None, "the file is missing"))
             continue
         try:
             with safe_open(str(path), framework="np") as f:
                 names = FORMAT_TENSORS.get((f.metadata() or {}).get("format"), TENSOR_NAMES)
-                for clip_id, sha in zip(rows.clip_id, rows.sha256, strict=True):
+                for clip_id, sha in zip(ids, shas, strict=True):
                     tensors = {n: f.get_tensor(f"{clip_id}/{n}") for n in names}
                     if (why := _tensor_problem(tensors, sha, card)) is not None:
-                        problems.append(ShardProblem(str(shard), clip_id, why))
+                        problems.append(ShardProblem(shard, clip_id, why))
         except Exception as err:  # noqa: BLE001 - a truncated or garbled file raises many kinds of errors
-            problems.append(ShardProblem(str(shard), None, f"unreadable, truncated or garbled "
-                                                           f"({type(err).__name__}: {str(err)[:200]})"))
+            problems.append(ShardProblem(shard, None, f"unreadable, truncated or garbled "
+                                                      f"({type(err).__name__}: {str(err)[:200]})"))
     return problems
 
 
@@ -258,8 +256,8 @@ class FeatureStore:
         return int(files[-1].stem.split("-")[1]) + 1 if files else 0
 
     def index(self) -> pd.DataFrame:
-        """The whole index as one frame: for a few clips (tests, a features run's recovery). What scans every
-        clip reads :meth:`index_batches` or :meth:`index_column`, a batch or a column at a time."""
+        """The whole index as one frame: for a few clips (tests, training's reader, a recovery out of shard order).
+        What scans every clip reads :meth:`index_batches` or :meth:`index_column`, a batch or a column at a time."""
         if not self.index_path.exists():
             return _frame([])
         return pd.read_parquet(self.index_path)
@@ -297,6 +295,30 @@ class FeatureStore:
         """The clip ids the index puts in these shards, in its order."""
         return list(self._where_in("shard", shards, "clip_id"))
 
+    def shard_runs(self, clip_ids: Iterable[str] | None = None,
+                   shards: Iterable[str] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
+        """(shard, its clip ids, their sha256) for each shard in the index's order, of the rows whose clip is
+        one of ``clip_ids`` and whose shard is one of ``shards`` (None: any). Reads the index a batch at a
+        time and holds the chosen rows' three columns."""
+        keep = [(c, pa.array(sorted(set(v)), pa.string())) for c, v in (("clip_id", clip_ids), ("shard", shards))
+                if v is not None]
+        parts = []
+        for batch in self.index_batches(["shard", "clip_id", "sha256"]):
+            for column, wanted in keep:
+                batch = batch.filter(pc.is_in(batch.column(column), value_set=wanted))
+            parts.append(batch)
+        table = pa.Table.from_batches(parts, pa.schema([INDEX_SCHEMA.field(c) for c in ("shard", "clip_id", "sha256")]))
+        table = table.take(pc.sort_indices(table, [("shard", "ascending")]))  # stable: each run in index order
+        del parts
+        if not len(table):
+            return
+        shard = table.column("shard")
+        starts = [0, *(np.flatnonzero(pc.not_equal(shard[1:], shard[:-1]).to_numpy(zero_copy_only=False)) + 1)
+                  .tolist(), len(table)]
+        for a, b in zip(starts, starts[1:], strict=False):
+            run = table.slice(a, b - a)
+            yield shard[a].as_py(), run.column("clip_id").to_pylist(), run.column("sha256").to_pylist()
+
     def _save(self, df: pd.DataFrame) -> None:
         df = df.sort_values(["shard", "clip_id"]).reset_index(drop=True)
         with atomic_path(self.index_path) as tmp:
@@ -325,37 +347,65 @@ class FeatureStore:
 
     def append(self, rows: Sequence[dict]) -> None:
         """Index a new shard's clips after every indexed one (a new shard's number is the highest)."""
-        new = _frame(rows).sort_values(["shard", "clip_id"]).reset_index(drop=True)
-        wanted = pa.array(new.clip_id.tolist(), pa.string())
-        dup: list[str] = []
-        last = None
-        for batch in self.index_batches(["clip_id", "shard"]):  # one pass: the duplicates and the highest shard
-            dup += batch.column(0).filter(pc.is_in(batch.column(0), value_set=wanted)).to_pylist()
-            last = pc.max(batch.column(1)).as_py()  # the index is in shard order: the last batch's is the highest
+        new = _frame(rows)
+        dup, last = self._indexed_among(new.clip_id)
         if dup:
             raise ValueError(f"clips already in the index: {sorted(dup)[:5]}")
-        if last is not None and new.shard.iloc[0] <= last:  # not after every indexed shard: sorted whole (rare)
-            self._save(pd.concat([self.index(), new], ignore_index=True))
-            return
-        self._rewrite(lambda batch: (batch, 0), tail=pa.Table.from_pandas(new[INDEX_COLUMNS], schema=INDEX_SCHEMA,
-                                                                          preserve_index=False))
+        self._add(new, last)
 
     def recover(self) -> list[str]:
-        """Index the shards a crash left out; drop rows whose shard is gone. Returns recovered names."""
-        df = self.index()
+        """Index the shards a crash left out; drop rows whose shard is gone. Returns recovered names. Reads the
+        index's shard column, and rewrites the index a batch at a time when something changed."""
         present = {p.name for p in self.shard_files()}
-        gone = set(df.shard) - present
+        indexed = set(pc.unique(self.index_column("shard")).to_pylist())
+        gone, orphans = indexed - present, sorted(present - indexed)
         if gone:
             log.warning("index rows point at missing shards %s; dropping them", sorted(gone))
-            df = df[~df.shard.isin(gone)]
-        orphans = sorted(present - set(df.shard))
-        rows = [r for name in orphans for r in read_shard_rows(self.dir / name)]
-        if orphans or gone:
-            dup = set(_frame(rows).clip_id) & set(df.clip_id)
-            if dup:
-                raise ValueError(f"shards {orphans} repeat clips already indexed: {sorted(dup)[:5]}")
-            self._save(pd.concat([df, _frame(rows)], ignore_index=True) if rows else df)
+        if not orphans and not gone:
+            return orphans
+        new = _frame(r for name in orphans for r in read_shard_rows(self.dir / name))
+        dup, last = self._indexed_among(new.clip_id, without=gone)
+        if dup:
+            raise ValueError(f"shards {orphans} repeat clips already indexed: {sorted(dup)[:5]}")
+        self._add(new, last, without=gone)
         return orphans
+
+    def count(self) -> int:
+        """How many clips the index holds (its file's metadata: nothing is read)."""
+        return pq.ParquetFile(self.index_path).metadata.num_rows if self.index_path.exists() else 0
+
+    def _indexed_among(self, clip_ids: Iterable[str], without: Collection[str] = ()) -> tuple[list[str], str | None]:
+        """Which of ``clip_ids`` the index holds, and its highest shard, leaving out the rows of the ``without``
+        shards: one pass over two columns, a batch at a time."""
+        wanted, dropped = pa.array(list(clip_ids), pa.string()), pa.array(sorted(without), pa.string())
+        dup: list[str] = []
+        last = None
+        for batch in self.index_batches(["clip_id", "shard"]):
+            if without:
+                batch = batch.filter(pc.invert(pc.is_in(batch.column(1), value_set=dropped)))
+            dup += batch.column(0).filter(pc.is_in(batch.column(0), value_set=wanted)).to_pylist()
+            top = pc.max(batch.column(1)).as_py()
+            last = top if last is None or (top is not None and top > last) else last
+        return dup, last
+
+    def _add(self, new: pd.DataFrame, last: str | None, without: Collection[str] = ()) -> None:
+        """Write ``new`` rows into the index, less the rows of the ``without`` shards. ``last``: the highest shard
+        kept. New shards after every kept one (a features run's) are written after the streamed index; others
+        are sorted in with the whole frame (rare: a crash's leftovers out of order)."""
+        new = new.sort_values(["shard", "clip_id"]).reset_index(drop=True)
+        if last is not None and len(new) and new.shard.iloc[0] <= last:
+            whole = self.index()
+            self._save(pd.concat([whole[~whole.shard.isin(without)], new], ignore_index=True))
+            return
+        dropped = pa.array(sorted(without), pa.string())
+
+        def kept(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, int]:
+            hit = pc.is_in(batch.column("shard"), value_set=dropped)
+            n = pc.sum(hit).as_py() or 0
+            return (batch.filter(pc.invert(hit)) if n else batch), n
+
+        tail = pa.Table.from_pandas(new[INDEX_COLUMNS], schema=INDEX_SCHEMA, preserve_index=False) if len(new) else None
+        self._rewrite(kept, tail=tail)
 
     def remove_clips(self, clip_ids: Iterable[str], *, shards: Iterable[str] | None = None) -> list[str]:
         """Take clips out of the index (first: readers stop serving them) and out of every shard holding

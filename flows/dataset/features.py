@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
@@ -43,9 +45,8 @@ def _exclusive(features_dir: Path) -> Iterator[None]:
 
 
 def _check_compatible(store: FeatureStore, cfg: FeaturesConfig) -> None:
-    index = store.index()
     want = cfg.identity()
-    for raw in index.config.unique():
+    for raw in pc.unique(store.index_column("config")).to_pylist():
         have = json.loads(raw).get("identity", {})
         if have.get("format") != want["format"]:
             raise ValueError(
@@ -112,7 +113,6 @@ def pending_clips(root: DataRoot, cat: Catalog, store: FeatureStore, cfg: Featur
     """
     from pipeline.features import ShardClip
 
-    done = set(store.index().clip_id)
     with cat.session() as s:
         rows = s.execute(select(Clip.id, Clip.source_id, Clip.split, Source.query)
                          .join(Source, Source.id == Clip.source_id)
@@ -120,10 +120,12 @@ def pending_clips(root: DataRoot, cat: Catalog, store: FeatureStore, cfg: Featur
         failed = {} if cfg.retry_failed else dict(s.execute(
             select(Run.key, Run.error).where(Run.stage == STAGE, Run.params_hash == cfg.params_hash(),
                                              Run.status == "failed")).all())
+    indexed = pc.is_in(pa.array([r.id for r in rows], pa.string()), value_set=store.index_column("clip_id"))
+    done = indexed.to_numpy(zero_copy_only=False)  # an Arrow lookup, not a set of every indexed id
     todo = [ShardClip(r.id, root.clip_path(r.id), r.query, r.source_id, r.split)
-            for r in rows if r.id not in done and r.id not in failed]
-    skipped = {r.id: failed[r.id] for r in rows if r.id in failed and r.id not in done}
-    return Plan(todo if cfg.limit is None else todo[:cfg.limit], sum(r.id in done for r in rows), skipped)
+            for r, d in zip(rows, done, strict=True) if not d and r.id not in failed]
+    skipped = {r.id: failed[r.id] for r, d in zip(rows, done, strict=True) if r.id in failed and not d}
+    return Plan(todo if cfg.limit is None else todo[:cfg.limit], int(done.sum()), skipped)
 
 
 def run_features(root: DataRoot, db_url: str, cfg: FeaturesConfig, on_plan: PlanHook | None = None,

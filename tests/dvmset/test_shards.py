@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from feature_helpers import CONFIG, entry, synthetic
 
@@ -181,6 +182,66 @@ def test_the_index_is_read_and_rewritten_a_batch_at_a_time_with_the_same_result(
     small.shard_path(9).unlink()
     small.append(write_shard(small.shard_path(1), [entry("w-00000", 7)]))  # a lower shard number: sorted in
     assert list(small.index().shard).index("shard-00001.safetensors") == 3
+
+
+def test_the_shard_check_reads_the_index_a_batch_at_a_time_and_finds_the_same_problems(tmp_path, monkeypatch):
+    """Batches of 5 over shards of 3: a clip whose tensors changed on disk and a missing shard are found, and
+    the ``clip_ids`` and ``shards`` filters pick exactly their rows, as the whole frame's check did."""
+    from dvmset.shards import check_shards
+
+    monkeypatch.setattr("dvmset.shards.INDEX_BATCH", 5)
+    store = _store_of(tmp_path)
+    rows = store.index()
+    write_shard(store.shard_path(2), [entry(f"v2-{k:05d}", 6 + k + (k == 1), query="q2", source_id="v2")
+                                      for k in range(3)])  # v2-00001's tensors no longer match the index
+    store.shard_path(3).unlink()
+    assert store.index().equals(rows)  # the index still says what was extracted
+
+    bad = [("shard-00002.safetensors", "v2-00001"), ("shard-00003.safetensors", None)]
+    assert [(p.shard, p.clip_id) for p in check_shards(tmp_path)] == bad
+    assert "sha256" in check_shards(tmp_path)[0].problem and check_shards(tmp_path)[1].problem == "the file is missing"
+    assert [(p.shard, p.clip_id) for p in check_shards(tmp_path, shards=["shard-00002.safetensors"])] == bad[:1]
+    assert check_shards(tmp_path, shards=["shard-00000.safetensors", "shard-00001.safetensors"]) == []
+    assert check_shards(tmp_path, ["v2-00000", "v2-00002", "v1-00001"]) == []  # v2's sound clips only
+    assert [(p.shard, p.clip_id) for p in check_shards(tmp_path, ["v2-00001", "v3-00000"])] == bad
+    assert check_shards(tmp_path, ["v3-00000"], shards=["shard-00002.safetensors"]) == []  # both filters hold
+    runs = list(store.shard_runs())
+    assert [(s, ids) for s, ids, _ in runs] == [(s, list(g.clip_id)) for s, g in rows.groupby("shard", sort=True)]
+    assert [sha for _, _, shas in runs for sha in shas] == list(rows.sha256)
+
+
+def test_recover_streams_the_index_and_refuses_only_clips_a_kept_shard_holds(tmp_path, monkeypatch):
+    """A crash's orphan shard after every indexed one is appended to the streamed index; a shard gone from disk
+    loses its rows in the same pass; a clip of a gone shard extracted again into an orphan is no duplicate, but
+    one a kept shard holds is refused. The result equals the whole frame's (sorted by shard, clip id)."""
+    monkeypatch.setattr("dvmset.shards.INDEX_BATCH", 5)
+    store = _store_of(tmp_path)
+    assert store.count() == 12 and FeatureStore(tmp_path / "none").count() == 0
+    store.shard_path(1).unlink()  # gone: its three rows drop
+    write_shard(store.shard_path(4), [entry("v1-00000", 40), entry("w-00000", 41)])  # killed before its index
+    before = store.index()
+    assert store.recover() == ["shard-00004.safetensors"]
+    after = store.index()
+    want = before[before.shard != "shard-00001.safetensors"].clip_id.tolist() + ["v1-00000", "w-00000"]
+    assert after.clip_id.tolist() == want and store.count() == 11
+    groups = pq.ParquetFile(store.index_path).metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [3, 4, 2, 2]  # streamed:
+    # each batch of 5 less shard 1's rows, then the recovered shard (the whole frame's rewrite makes 5, 5, 1)
+    assert after.set_index("clip_id").at["v1-00000", "shard"] == "shard-00004.safetensors"
+    assert store.recover() == []  # nothing left to do: the file is not written again
+    mtime = store.index_path.stat().st_mtime_ns
+    assert store.recover() == [] and store.index_path.stat().st_mtime_ns == mtime
+
+    write_shard(store.shard_path(5), [entry("v0-00001", 50)])  # v0-00001 is in shard 0, which is kept
+    with pytest.raises(ValueError, match="repeat clips already indexed.*v0-00001"):
+        store.recover()
+    assert store.index().equals(after)  # refused whole: nothing written
+    store.shard_path(5).unlink()
+    store.shard_path(0).rename(store.shard_path(0).with_name("kept-aside.safetensors"))
+    write_shard(store.shard_path(1), [entry("x-00000", 60)])  # an orphan below the highest shard: sorted in
+    assert store.recover() == ["shard-00001.safetensors"]
+    assert store.index().shard.tolist() == sorted(store.index().shard.tolist())
+    assert "v0-00000" not in set(store.index().clip_id) and "x-00000" in set(store.index().clip_id)
 
 
 def test_a_shard_check_remembered_by_the_whole_frame_still_holds_read_a_batch_at_a_time(tmp_path, monkeypatch):
