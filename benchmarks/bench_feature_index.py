@@ -11,6 +11,12 @@ imports through ``/proc/self/clear_refs``; Linux) above the RSS the imports left
   mapped and saved. Now: ``FeatureStore.set_splits`` with a batch lookup (the export plan's ``splits_of``).
 - stamps: the shard check's hash of each shard's index rows. Before: a groupby and a Python loop per row.
   Now: ``dvmset.shard_checks._row_hashes`` (the same hashes, checked equal).
+- check: the rows the shard check reads tensors for, when the last shard is new (a ``status`` after a features
+  run). Before: ``check_shards`` read the frame, filtered it by a set of the shard's ids and grouped it. Now:
+  ``FeatureStore.shard_runs`` (shards=...) a batch at a time. Only the index part: there are no shard files.
+- append: one index write of a new 64-clip shard (``FeatureStore.append``, a streamed rewrite of the index).
+  A features run paid it once per shard; it now writes every ``INDEX_EVERY_S`` and at its end. Not a
+  before/after pair: the time of one write, from which a run's total follows.
 """
 
 from __future__ import annotations
@@ -88,6 +94,21 @@ def run(op: str, folder: Path) -> object:
     if op == "stamps-batches":
         out = {s: h.hexdigest() for s, h in _row_hashes(store, 2048).items()}
         return hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
+    if op in ("check-whole", "check-batches"):
+        last = pc.max(store.index_column("shard")).as_py()
+        if op == "check-whole":
+            index = store.index()
+            index = index[index.clip_id.isin(set(store.ids_in_shards([last])))]
+            runs = [(s, list(r.clip_id), list(r.sha256)) for s, r in index.groupby("shard", sort=True)]
+        else:
+            runs = list(store.shard_runs(shards=[last]))
+        return hashlib.sha256(json.dumps(runs).encode()).hexdigest()
+    if op == "append":
+        rows = [{**store.row(store.index_column("clip_id")[0].as_py()), "clip_id": f"z{k:07d}-00000",
+                 "shard": "shard-99999"} for k in range(64)]
+        t0 = time.perf_counter()
+        store.append(rows)
+        return {"append_s": time.perf_counter() - t0, "clips": store.count()}
     raise ValueError(op)
 
 
@@ -130,7 +151,7 @@ def main() -> None:
         build(args.clips, folder)
         print(f"feature index of {args.clips} clips: built in {time.perf_counter() - t0:.1f} s, "
               f"{(folder / 'index.parquet').stat().st_size / 2**20:.0f} MB on disk")
-        for name in ("status", "splits", "stamps"):
+        for name in ("status", "splits", "stamps", "check"):
             whole = measure(f"{name}-whole", folder)
             if name == "splits":
                 build(args.clips, folder)  # the same starting index for both
@@ -139,6 +160,13 @@ def main() -> None:
             print(f"{name:>7}: whole {whole['seconds']:.2f} s, {whole['mb']:.0f} MB; a batch at a time "
                   f"{now['seconds']:.2f} s, {now['mb']:.0f} MB (time {whole['seconds'] / now['seconds']:.2f}x, "
                   f"memory {whole['mb'] / max(now['mb'], 1):.1f}x less); results equal")
+        one = measure("append", folder)
+        shards = args.clips / 64
+        t = one["result"]["append_s"]
+        assert one["result"]["clips"] == args.clips + 64
+        print(f" append: one index write of a 64-clip shard at {args.clips} clips: {t:.2f} s, {one['mb']:.0f} MB; a "
+              f"run that wrote after each shard made ~{shards:.0f} writes, on average of half this index: "
+              f"~{shards * t / 2 / 60:.0f} min of index writes in all")
     return None
 
 

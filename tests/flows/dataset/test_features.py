@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from dvmset.dataset import FeatureWindows
 from dvmset.io import file_lock
-from dvmset.shards import FeatureStore, ShardReader
+from dvmset.shards import FeatureStore, ShardReader, read_shard_rows
 from dvmset.tables import Clip, Run
 from flows.cli import main
 from flows.dataset.features import FeaturesConfig, run_features
@@ -133,14 +133,15 @@ def test_kill_while_writing_a_shard_leaves_no_partial_shard(data_root, catalog, 
     store = FeatureStore(data_root.features_dir)
     assert [p.name for p in store.shard_files()] == ["shard-00000.safetensors"]  # no partial shard
     assert list(data_root.features_dir.glob(".shard-00001.*.part.safetensors"))  # the killed write's temp
-    assert sorted(store.index().clip_id) == ids[:2]
-    assert all(ShardReader(data_root.features_dir).verify(c) for c in ids[:2])
+    assert store.index().empty  # the run indexes its shards at its end (INDEX_EVERY_S): the kill came first,
+    assert [r["clip_id"] for r in read_shard_rows(store.shard_path(0))] == ids[:2]  # but the shard's header holds them
 
     cfg = FeaturesConfig(clip_model="tiny", pretrained=None, codec="tiny", clip_s=4, clips_per_shard=2)
     with file_lock(data_root.features_dir / ".lock"), pytest.raises(RuntimeError, match="another"):
         run_features(data_root, catalog.url, cfg)  # a live run holds the folder: refused, nothing swept
     assert list(data_root.features_dir.glob(".shard-00001.*.part.safetensors"))
     result = run_features(data_root, catalog.url, cfg)
+    assert result["recovered"] == ["shard-00000.safetensors"]  # indexed from its header, not extracted again
     assert result["already"] == 2 and result["done"] == 3 and not result["failed"]
     assert sorted(store.index().clip_id) == ids
     assert [p.name for p in store.shard_files()] == [f"shard-0000{i}.safetensors" for i in range(3)]
@@ -207,3 +208,36 @@ def test_an_error_of_the_whole_run_stops_it_and_fails_no_clip(data_root, catalog
     with catalog.session() as s:
         assert s.scalars(select(Run).where(Run.stage == "features")).all() == []  # nobody blamed
     assert not FeatureStore(data_root.features_dir).shard_files() and ids
+
+
+def test_a_run_writes_the_index_at_its_end_not_per_shard_and_an_error_keeps_its_shards(
+        data_root, catalog, clip_factory, silent_clip, tiny_encoder, tiny_codec, monkeypatch):
+    """Each index write rewrites the whole index, so a run writes its shards' rows every INDEX_EVERY_S and at
+    its end, not after each shard. A whole-run error still indexes the shards finished before it; the next run
+    extracts only what is missing."""
+    from flows.dataset import features
+
+    writes: list[list[str]] = []
+    append = FeatureStore.append
+    monkeypatch.setattr(FeatureStore, "append", lambda self, rows: (writes.append([r["clip_id"] for r in rows]),
+                                                                     append(self, rows))[1])
+    store = FeatureStore(data_root.features_dir)
+    cfg = FeaturesConfig(clip_model="tiny", codec="tiny", clip_s=4, clips_per_shard=2)
+    first = add_clips(catalog, data_root, clip_factory(4.0, cut_every_s=2.0), {"a": ("q", 2), "b": ("q", 2)})
+    monkeypatch.setattr(features, "INDEX_EVERY_S", 0.0)  # a write per shard, as before
+    assert run_features(data_root, catalog.url, cfg, models=(tiny_encoder, tiny_codec))["done"] == 4
+    assert writes == [first[:2], first[2:]]
+
+    monkeypatch.setattr(features, "INDEX_EVERY_S", 3600.0)
+    more = add_clips(catalog, data_root, clip_factory(4.0, cut_every_s=2.0), {"c": ("q", 2), "d": ("q", 2)})
+    silent = add_clips(catalog, data_root, silent_clip, {"s": ("q", 1)})
+    writes.clear()
+    with pytest.raises(MemoryError):  # the third shard (the silent clip) stops the run
+        run_features(data_root, catalog.url, cfg, models=(tiny_encoder, SilenceRefusingCodec(tiny_codec, MemoryError)))
+    assert writes == [more]  # one write, of both finished shards
+    assert sorted(store.index().clip_id) == first + more and len(store.shard_files()) == 4
+
+    writes.clear()
+    again = run_features(data_root, catalog.url, cfg, models=(tiny_encoder, tiny_codec))
+    assert (again["done"], again["already"], again["recovered"]) == (1, 8, [])
+    assert writes == [silent] and sorted(store.index().clip_id) == first + more + silent
