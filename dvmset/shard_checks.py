@@ -5,7 +5,9 @@ reads every tensor: ~1 ms per clip, minutes at 360 K clips).
 What is remembered (``features/checked.json``): for each sound shard, its size, mtime (ns) and a hash of its
 index rows (clip ids and sha256) and of the codebook checked against. A shard rewritten, truncated, replaced or
 re-indexed is read again; a change that keeps the size and the mtime (bit rot under a preserved mtime) is
-not seen here; ``train`` still checks every shard it reads in full.
+not seen here; ``train`` still checks every shard it reads in full. The hashes of every shard's index rows are
+kept too, with the index file's size, mtime and inode: while the index is unchanged, ``status`` does not read
+it (a ``stat`` per shard is what remains).
 """
 
 from __future__ import annotations
@@ -51,13 +53,22 @@ def _row_hashes(store: FeatureStore, card: int | None) -> dict[str, hashlib._Has
     return hashes
 
 
-def _stamp(path: Path, rows_hash: hashlib._Hash) -> list | None:
+def _stamp(path: Path, rows_hash: str) -> list | None:
     """What must be unchanged for a remembered check to hold; None when the file is missing."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
-    return [st.st_size, st.st_mtime_ns, rows_hash.hexdigest()]
+    return [st.st_size, st.st_mtime_ns, rows_hash]
+
+
+def _index_stamp(store: FeatureStore) -> list | None:
+    """The index file's size, mtime (ns) and inode: every write replaces it (a new inode and mtime)."""
+    try:
+        st = store.index_path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def _load(path: Path) -> dict:
@@ -75,16 +86,22 @@ def check_changed_shards(features_dir: str | Path, *, card: int | None = None) -
     store = FeatureStore(features_dir)
     memo_path = features_dir / CHECKED_NAME
     memo = _load(memo_path)
-    stamps = {shard: _stamp(features_dir / shard, h) for shard, h in sorted(_row_hashes(store, card).items())}
-    todo = [shard for shard, stamp in stamps.items() if stamp is None or memo.get(shard) != stamp]
+    sound = memo.get("sound", {}) if "sound" in memo else memo  # a memo written before the index stamp: its stamps
+    index = _index_stamp(store)
+    rows = memo.get("rows") if index is not None and memo.get("index") == index and memo.get("card") == card else None
+    if not isinstance(rows, dict):
+        rows = {shard: h.hexdigest() for shard, h in _row_hashes(store, card).items()}
+    stamps = {shard: _stamp(features_dir / shard, h) for shard, h in sorted(rows.items())}
+    todo = [shard for shard, stamp in stamps.items() if stamp is None or sound.get(shard) != stamp]
     problems = check_shards(features_dir, shards=todo, card=card) if todo else []
     bad = {p.shard for p in problems}
     fresh = {shard: stamp for shard, stamp in stamps.items()
-             if stamp is not None and shard not in bad and (shard in todo or memo.get(shard) == stamp)}
-    if fresh != memo and features_dir.is_dir():
+             if stamp is not None and shard not in bad and (shard in todo or sound.get(shard) == stamp)}
+    kept = {"index": index, "card": card, "rows": rows, "sound": fresh}
+    if kept != memo and (rows or memo) and features_dir.is_dir():
         try:
             with atomic_path(memo_path) as tmp:
-                tmp.write_text(json.dumps(fresh, sort_keys=True))
+                tmp.write_text(json.dumps(kept, sort_keys=True))
         except OSError as err:  # a read-only store: check again next time
             log.warning("could not remember the shard check in %s: %s", memo_path, err)
     return problems

@@ -3,9 +3,12 @@ reasons, and how far accepted clips got through features and export."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
 
 from dvmset import leases, site_blocks
 from dvmset.batches import batches
@@ -19,6 +22,25 @@ from dvmset.shards import FeatureStore, reextract_hint
 from dvmset.tables import Clip, Run, Source
 
 FEATURES_STAGE = "features"  # the runs-table stage name of feature extraction
+ID_CHUNK = 100_000  # accepted clip ids the database joins into one string at a time
+
+
+def accepted_ids(s: Session) -> Iterator[pa.Array]:
+    """The accepted clips' ids in id order, :data:`ID_CHUNK` at a time as Arrow strings. The database joins each
+    chunk into one newline-separated string (``group_concat`` / ``string_agg``), which Arrow splits: a row per
+    clip through the driver and the ORM cost ~6x more (0.26 s against 0.04 s for 180 K ids on SQLite)."""
+    join = func.string_agg if s.get_bind().dialect.name == "postgresql" else func.group_concat
+    last = ""
+    while True:
+        chunk = (select(Clip.id).where(Clip.status == ClipStatus.ACCEPTED, Clip.id > last)
+                 .order_by(Clip.id).limit(ID_CHUNK).subquery())
+        n, joined, last = s.execute(select(func.count(), join(chunk.c.id, "\n"), func.max(chunk.c.id))).one()
+        if not n:
+            return
+        ids = pc.split_pattern(pa.array([joined], pa.string()), "\n").flatten()
+        if len(ids) != n:  # an id holding the separator: the rows themselves (ids never do; check_id)
+            ids = pa.array(s.scalars(select(chunk.c.id)).all(), pa.string())
+        yield ids
 
 
 def failed_sources(cat: Catalog) -> list[dict]:
@@ -47,10 +69,8 @@ def features_status(root: DataRoot, cat: Catalog) -> dict:
     accepted_failed = _failed_features(cat)
     with cat.session() as s:
         accepted = s.scalar(select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.ACCEPTED))
-        if len(indexed):  # Core rows streamed in blocks into Arrow, then one hash lookup of the index's ids
-            q = select(Clip.id).where(Clip.status == ClipStatus.ACCEPTED).execution_options(yield_per=50_000)
-            ids = pa.chunked_array([pa.array(part, pa.string()) for part in
-                                    s.connection().execute(q).scalars().partitions()], pa.string())
+        if len(indexed):  # the accepted ids in Arrow (an id costs its bytes), then one hash lookup of the index's
+            ids = pa.chunked_array(list(accepted_ids(s)), pa.string())
             in_shards = pc.sum(pc.is_in(ids, value_set=indexed)).as_py() or 0
             del ids
         for ids in batches(sorted(accepted_failed)):  # few: the failed runs' clips
