@@ -297,27 +297,32 @@ class FeatureStore:
 
     def shard_runs(self, clip_ids: Iterable[str] | None = None,
                    shards: Iterable[str] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
-        """(shard, its clip ids, their sha256) for each shard in the index's order, of the rows whose clip is
-        one of ``clip_ids`` and whose shard is one of ``shards`` (None: any). Reads the index a batch at a
-        time and holds the chosen rows' three columns."""
+        """(shard, its clip ids, their sha256) for each run of one shard's rows in the index's order (the index is
+        kept in shard order, so a run is the shard's rows), of the rows whose clip is one of ``clip_ids`` and
+        whose shard is one of ``shards`` (None: any). Holds a batch of the index and the run being read."""
         keep = [(c, pa.array(sorted(set(v)), pa.string())) for c, v in (("clip_id", clip_ids), ("shard", shards))
                 if v is not None]
-        parts = []
+        run: tuple[str, list[str], list[str]] | None = None
         for batch in self.index_batches(["shard", "clip_id", "sha256"]):
             for column, wanted in keep:
                 batch = batch.filter(pc.is_in(batch.column(column), value_set=wanted))
-            parts.append(batch)
-        table = pa.Table.from_batches(parts, pa.schema([INDEX_SCHEMA.field(c) for c in ("shard", "clip_id", "sha256")]))
-        table = table.take(pc.sort_indices(table, [("shard", "ascending")]))  # stable: each run in index order
-        del parts
-        if not len(table):
-            return
-        shard = table.column("shard")
-        starts = [0, *(np.flatnonzero(pc.not_equal(shard[1:], shard[:-1]).to_numpy(zero_copy_only=False)) + 1)
-                  .tolist(), len(table)]
-        for a, b in zip(starts, starts[1:], strict=False):
-            run = table.slice(a, b - a)
-            yield shard[a].as_py(), run.column("clip_id").to_pylist(), run.column("sha256").to_pylist()
+            if not len(batch):
+                continue
+            shard = batch.column("shard")
+            cuts = np.flatnonzero(pc.not_equal(shard[1:], shard[:-1]).to_numpy(zero_copy_only=False)) + 1
+            bounds = [0, *cuts.tolist(), len(batch)]
+            for a, b in zip(bounds, bounds[1:], strict=False):
+                name = shard[a].as_py()
+                ids, shas = batch.column("clip_id")[a:b].to_pylist(), batch.column("sha256")[a:b].to_pylist()
+                if run is not None and run[0] == name:  # a shard's rows across two batches
+                    run[1].extend(ids)
+                    run[2].extend(shas)
+                    continue
+                if run is not None:
+                    yield run
+                run = (name, ids, shas)
+        if run is not None:
+            yield run
 
     def _save(self, df: pd.DataFrame) -> None:
         df = df.sort_values(["shard", "clip_id"]).reset_index(drop=True)
