@@ -22,7 +22,7 @@ from dvmset.batches import MAX_BIND, batches
 
 #: the manifest's columns the card reads (kept_s is absent from exports written before excluded spans)
 MANIFEST_COLUMNS = ("clip_id", "source_id", "query", "split", "duration_s", "sample_rate", "license",
-                    "excluded_spans", "kept_s")
+                    "excluded_spans", "kept_s", "shard")
 FLAG_CHUNK = 100_000  # QC-hint values tested at once by CardScratch.flagged
 BATCH_ROWS = MAX_BIND  # manifest or facts rows held at once as Python objects: ~5 MB whatever the export holds
 
@@ -42,7 +42,7 @@ class CardScratch:
     def __init__(self, db: sqlite3.Connection, fact_columns: Sequence[str]) -> None:
         self.db, self.fact_columns, self.has_kept = db, tuple(fact_columns), False
         db.execute("CREATE TABLE clips (clip_id, source_id, query, split, duration_s, sample_rate, license, "
-                   "excluded INTEGER, kept_s)")
+                   "excluded INTEGER, kept_s, shard)")
         db.execute(f"CREATE TABLE facts ({', '.join(self.fact_columns)})")
 
     def add_manifest(self, batch: dict[str, list]) -> None:
@@ -53,8 +53,8 @@ class CardScratch:
         cols = [batch.get(c, none) for c in ("clip_id", "source_id", "query", "split", "duration_s", "sample_rate",
                                               "license")]
         excluded = [v is not None for v in batch.get("excluded_spans", none)]
-        self.db.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            zip(*cols, excluded, batch.get("kept_s", none), strict=True))
+        self.db.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            zip(*cols, excluded, batch.get("kept_s", none), batch.get("shard", none), strict=True))
 
     def index(self) -> None:
         """Index the clip ids once the manifest is in: the lookups by id that follow need it."""
@@ -218,7 +218,11 @@ class CardArrow:
         return self._table(table).num_rows
 
     def value_counts(self, table: str, column: str) -> Iterator[tuple[object, int]]:
-        """(value, rows) of a column, null (None, NaN) as None, each value once."""
+        """(value, rows) of a column, null (None, NaN) as None, each value once; a column an older manifest lacks
+        is all None (as the scratch database's is)."""
+        if column not in self._table(table).column_names:
+            yield None, self.rows(table)
+            return
         out: dict[object, int] = {}
         for row in pc.value_counts(self._table(table)[column]).to_pylist():
             key = _as_py(row["values"])

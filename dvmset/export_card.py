@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -53,16 +52,18 @@ def _card_groups(cat: Catalog, m: CardCounts) -> tuple[list[MusicGroup], dict[st
     return groups, split_of
 
 
-def features_made(features_dir: Path, in_export: Callable[[Iterable[str]], Iterable[str]]) -> list[dict]:
+def features_made(features_dir: Path, m: CardCounts) -> list[dict]:
     """The identities (CLIP, codec, rates, format) of the features runs that made the export's clips' shards,
-    each with its number of clips. ``in_export``: which of some clip ids the export holds. Reads the feature
-    index a batch at a time."""
+    each with its number of clips: the manifest's clips per shard (its ``shard`` column), and each shard's run
+    config from the index (one run writes a shard), read a batch of its shard and config columns at a time. A
+    shard no longer in the index counts no clip."""
+    per_shard = {shard: n for shard, n in m.value_counts("clips", "shard") if shard is not None}
     counts: Counter[str] = Counter()
-    for batch in FeatureStore(features_dir).index_batches(["clip_id", "config"]):
-        ids, configs = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-        kept = set(in_export(ids))
-        counts.update(cfg for c, cfg in zip(ids, configs, strict=True) if c in kept)
-    return [{**json.loads(raw).get("identity", {}), "clips": n} for raw, n in sorted(counts.items())]
+    for batch in FeatureStore(features_dir).index_batches(["shard", "config"]) if per_shard else ():
+        pairs = pa.Table.from_batches([batch]).group_by(["shard", "config"]).aggregate([])
+        for shard, raw in zip(pairs["shard"].to_pylist(), pairs["config"].to_pylist(), strict=True):
+            counts[raw] += per_shard.pop(shard, 0)  # a shard's rows across two batches: counted once
+    return [{**json.loads(raw).get("identity", {}), "clips": n} for raw, n in sorted(counts.items()) if n]
 
 
 def _gather_facts(out: Path, m: CardScratch, cat: Catalog, reuse: bool) -> dict[str, object]:
@@ -153,7 +154,7 @@ def _write_card_text(out: Path, m: CardCounts, cat: Catalog, test_fraction: floa
                      valid_fraction: float) -> Path:
     """DATASET.md from the counts of the manifest and its facts in ``m``: the hub's YAML block, the card, the
     shared music and the release's files."""
-    made = features_made(out.parent.parent / "features", lambda ids: m.splits_of(ids).keys())
+    made = features_made(out.parent.parent / "features", m)
     card = dataset_card(out.name, m, cat, test_fraction, seed, missing, valid_fraction, made)
     extra = groups_section(*_card_groups(cat, m))
     meta = hub_metadata(out.name, m.rows("clips"), dict(m.value_counts("clips", "license")))

@@ -199,3 +199,43 @@ def test_the_card_after_a_takedown_equals_the_card_written_from_scratch(data_roo
     assert list(facts.clip_id) == list(manifest.clip_id) and not set(plan.clip_ids) & set(facts.clip_id)
     write_card(out, out / "manifest.parquet", catalog)  # from the catalog
     assert (out / "DATASET.md").read_text() == kept
+
+
+def test_the_card_counts_each_features_run_by_the_shards_the_manifest_names(data_root, catalog, clip_factory,
+                                                                            monkeypatch):
+    """The card's features lines count the export's clips by the run that made their shard: the manifest's shard
+    column, and each shard's config from the index read in batches of 2 (which cut shard 0 apart). A takedown
+    counts one clip fewer for the run that made its shard, as a card written from scratch does; a shard written
+    after the export (of a clip it left out for having no features) adds nothing."""
+    import json
+
+    from feature_helpers import synthetic
+
+    from dvmset.shards import ShardEntry
+
+    monkeypatch.setattr("dvmset.shards.INDEX_BATCH", 2)
+    ids = add_clips(catalog, data_root, clip_factory(4.0), {"a": ("q1", 2), "b": ("q1", 1), "c": ("q2", 2)})
+    runs = [json.dumps({"identity": {"clip_model": m, "codec": "tiny", "fps": 1, "token_rate": 50,
+                                     "sample_rate": 32000, "format": "vidmusician-features/2"}}) for m in ("A", "B")]
+    store = FeatureStore(data_root.features_dir)
+    for n, (run, clips) in enumerate([(runs[0], ids[:3]), (runs[1], ids[3:4])]):
+        store.append(write_shard(store.shard_path(n), [ShardEntry(c, synthetic(seed=k), run)
+                                                       for k, c in enumerate(clips)]))
+    export_dataset(data_root, catalog, "v1", test_fraction=0.3, seed=0)
+    out = data_root.export_dir("v1")
+    store.append(write_shard(store.shard_path(2), [ShardEntry(ids[4], synthetic(seed=9), runs[1])]))  # after it
+
+    def features_lines() -> list[str]:
+        return [line for line in (out / "DATASET.md").read_text().splitlines() if line.startswith("- **Features**")]
+
+    assert [line.split(" at ")[0] for line in features_lines()] == [
+        "- **Features** (3 clips): CLIP `A`", "- **Features** (1 clips): CLIP `B`"]
+    plan = plan_takedown(catalog, video="a", reason="rights holder request #14")  # a-00000, a-00060: run A
+    mark_catalog(catalog, plan)
+    scrub_features(store, plan.clip_ids)
+    assert scrub_export(out, plan.clip_ids, lambda o, m: write_card(o, m, catalog, reuse_facts=True))
+    after = features_lines()
+    assert [line.split(" at ")[0] for line in after] == [
+        "- **Features** (1 clips): CLIP `A`", "- **Features** (1 clips): CLIP `B`"]
+    write_card(out, out / "manifest.parquet", catalog)  # from scratch: the same lines
+    assert features_lines() == after
