@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dvmset.io import atomic_path
-from dvmset.shards import FeatureStore, ShardProblem, check_shards
+from dvmset.shards import FeatureStore, ShardProblem, check_shards, runs_of
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,9 @@ def _row_hashes(store: FeatureStore, card: int | None) -> dict[str, hashlib._Has
         lines = pa.concat_arrays([lines]).cast(pa.large_string())  # one values buffer, 64-bit offsets
         offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset:lines.offset + len(lines) + 1]
         data = lines.buffers()[2]
-        codes = pc.dictionary_encode(batch.column("shard"))
-        starts = np.flatnonzero(np.diff(codes.indices.to_numpy(zero_copy_only=False))) + 1
-        bounds = [0, *starts.tolist(), len(batch)]
-        for a, b in zip(bounds, bounds[1:], strict=False):
-            shard = codes.dictionary[codes.indices[a].as_py()].as_py()
+        shards = batch.column("shard")
+        for a, b in runs_of(shards):
+            shard = shards[a].as_py()
             if shard not in hashes:
                 hashes[shard] = hashlib.sha256(f"{card}\n".encode())
             hashes[shard].update(memoryview(data)[offsets[a]:offsets[b]])

@@ -119,6 +119,13 @@ def read_shard_rows(path: str | Path) -> list[dict]:
     return rows
 
 
+def runs_of(values: pa.Array) -> list[tuple[int, int]]:
+    """The [start, end) of each run of equal values, in order (the index's rows of one shard, in a batch)."""
+    cuts = np.flatnonzero(pc.not_equal(values[1:], values[:-1]).to_numpy(zero_copy_only=False)) + 1
+    bounds = [0, *cuts.tolist(), len(values)]
+    return list(zip(bounds, bounds[1:], strict=False))
+
+
 def _frame(rows: Iterable[dict]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows), columns=INDEX_COLUMNS)
     return df.astype({"clip_s": "int64", "embed_dim": "int64"})
@@ -309,9 +316,7 @@ class FeatureStore:
             if not len(batch):
                 continue
             shard = batch.column("shard")
-            cuts = np.flatnonzero(pc.not_equal(shard[1:], shard[:-1]).to_numpy(zero_copy_only=False)) + 1
-            bounds = [0, *cuts.tolist(), len(batch)]
-            for a, b in zip(bounds, bounds[1:], strict=False):
+            for a, b in runs_of(shard):
                 name = shard[a].as_py()
                 ids, shas = batch.column("clip_id")[a:b].to_pylist(), batch.column("sha256")[a:b].to_pylist()
                 if run is not None and run[0] == name:  # a shard's rows across two batches
@@ -390,7 +395,8 @@ class FeatureStore:
                 batch = batch.filter(pc.invert(pc.is_in(batch.column(1), value_set=dropped)))
             dup += batch.column(0).filter(pc.is_in(batch.column(0), value_set=wanted)).to_pylist()
             top = pc.max(batch.column(1)).as_py()
-            last = top if last is None or (top is not None and top > last) else last
+            if top is not None and (last is None or top > last):
+                last = top
         return dup, last
 
     def _add(self, new: pd.DataFrame, last: str | None, without: Collection[str] = ()) -> None:

@@ -4,16 +4,17 @@ the card; the catalog keeps its row with when and why; every step run twice chan
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
-from feature_helpers import add_clips, entry
+from feature_helpers import add_clips, entry, synthetic
 
 from dvmset.export import export_dataset
 from dvmset.export_card import write_card
-from dvmset.shards import FeatureStore, ShardReader, write_shard
+from dvmset.shards import FeatureStore, ShardEntry, ShardReader, write_shard
 from dvmset.tables import Clip, Source, Takedown
 from dvmset.takedown import (
     TAKEN_DOWN,
@@ -207,12 +208,6 @@ def test_the_card_counts_each_features_run_by_the_shards_the_manifest_names(data
     column, and each shard's config from the index read in batches of 2 (which cut shard 0 apart). A takedown
     counts one clip fewer for the run that made its shard, as a card written from scratch does; a shard written
     after the export (of a clip it left out for having no features) adds nothing."""
-    import json
-
-    from feature_helpers import synthetic
-
-    from dvmset.shards import ShardEntry
-
     monkeypatch.setattr("dvmset.shards.INDEX_BATCH", 2)
     ids = add_clips(catalog, data_root, clip_factory(4.0), {"a": ("q1", 2), "b": ("q1", 1), "c": ("q2", 2)})
     runs = [json.dumps({"identity": {"clip_model": m, "codec": "tiny", "fps": 1, "token_rate": 50,
